@@ -1,0 +1,160 @@
+//! Backend push: send a message to one WebSocket client, or to all of them, through the
+//! API Gateway Management API (`@connections`), against AWS or the local gateway alike.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use bytes::Bytes;
+use clap::Parser;
+use wsstack_handlers::domain::{Frame, iso8601};
+use wsstack_handlers::fanout;
+use wsstack_handlers::management::{ManagementApi, SdkManagementApi};
+use wsstack_handlers::store::DynamoDbStore;
+
+const EXAMPLES: &str = "\
+Examples:
+  # one client, in AWS (credentials and region from the usual AWS sources)
+  push --endpoint https://abc123.execute-api.eu-west-1.amazonaws.com --stage prod \\
+       --connection-id 'L0SM9cOFvHcCIhw=' --data 'maintenance in 5 minutes'
+
+  # every client of the local gateway, listing connections from a local DynamoDB
+  push --endpoint http://127.0.0.1:3001 --stage dev --all \\
+       --table Connections --dynamodb-endpoint http://127.0.0.1:8000 --data hello
+
+Plain http:// endpoints are local emulators: the tool signs requests to them with dummy
+credentials in us-east-1, so no AWS credentials are needed there.";
+
+/// Push a message to WebSocket clients through the API Gateway Management API.
+///
+/// The message is posted as a frame `{"type":"push","data":...,"sentAt":...}` unless --raw is
+/// given. With --all, connections are listed from the connections table (a paginated Scan),
+/// posted to with bounded concurrency, and the records of connections that answer 410 Gone are
+/// deleted, exactly as a broadcast from the sendMessage route does.
+#[derive(Debug, Parser)]
+#[command(name = "push", version, after_help = EXAMPLES)]
+struct Args {
+    /// Callback endpoint without the stage: https://{api-id}.execute-api.{region}.amazonaws.com
+    /// (or a custom domain), or http://127.0.0.1:{port} for the local gateway.
+    #[arg(long, env = "WSSTACK_ENDPOINT", value_name = "URL")]
+    endpoint: String,
+
+    /// The API stage, appended to the endpoint as `{endpoint}/{stage}`.
+    #[arg(long, env = "WSSTACK_STAGE")]
+    stage: String,
+
+    /// The connection to push to.
+    #[arg(
+        long,
+        value_name = "ID",
+        required_unless_present = "all",
+        conflicts_with = "all"
+    )]
+    connection_id: Option<String>,
+
+    /// Push to every connection in the connections table.
+    #[arg(long, requires = "table")]
+    all: bool,
+
+    /// The connections table (with --all).
+    #[arg(long, env = "TABLE_NAME", value_name = "NAME")]
+    table: Option<String>,
+
+    /// DynamoDB endpoint to list connections from (with --all), e.g. http://127.0.0.1:8000 for
+    /// dynalite; AWS's regional endpoint by default.
+    #[arg(long, value_name = "URL")]
+    dynamodb_endpoint: Option<String>,
+
+    /// The message.
+    #[arg(long)]
+    data: String,
+
+    /// Post --data as is instead of wrapping it in a push frame.
+    #[arg(long)]
+    raw: bool,
+
+    /// Posts in flight at once (with --all).
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    concurrency: u16,
+}
+
+fn is_local(url: &str) -> bool {
+    url.starts_with("http://")
+}
+
+async fn sdk_config_for(url: Option<&str>) -> aws_config::SdkConfig {
+    match url {
+        Some(u) if is_local(u) => wsstack_handlers::local_sdk_config(Some(u)).await,
+        Some(u) => {
+            aws_config::defaults(aws_config::BehaviorVersion::latest())
+                .endpoint_url(u)
+                .load()
+                .await
+        }
+        None => aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await,
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<ExitCode> {
+    let args = Args::parse();
+    let base = args.endpoint.trim_end_matches('/');
+    if !(base.starts_with("https://") || base.starts_with("http://")) {
+        bail!("--endpoint must start with https:// or http://, got {base:?}");
+    }
+    let stage = args.stage.trim_matches('/');
+    if stage.is_empty() {
+        bail!("--stage must not be empty");
+    }
+    let endpoint = format!("{base}/{stage}");
+
+    let payload = if args.raw {
+        args.data.clone()
+    } else {
+        Frame::Push {
+            data: args.data.clone(),
+            sent_at: iso8601(chrono::Utc::now()),
+        }
+        .to_json()
+    };
+    let payload = Bytes::from(payload);
+
+    // The management client is always pointed at `endpoint` per call; the SDK config only
+    // supplies credentials and region.
+    let api =
+        SdkManagementApi::new(&sdk_config_for(is_local(&endpoint).then_some(&*endpoint)).await);
+
+    if let Some(id) = &args.connection_id {
+        api.post_to_connection(&endpoint, id, payload)
+            .await
+            .with_context(|| format!("push to {id} via {endpoint}"))?;
+        println!("delivered to {id}");
+        return Ok(ExitCode::SUCCESS);
+    }
+
+    let table = args.table.context("--all needs --table")?;
+    let dynamodb =
+        aws_sdk_dynamodb::Client::new(&sdk_config_for(args.dynamodb_endpoint.as_deref()).await);
+    let store = DynamoDbStore::new(dynamodb, table);
+    let api: Arc<dyn ManagementApi> = Arc::new(api);
+    let report = fanout::broadcast(
+        &store,
+        api.as_ref(),
+        &endpoint,
+        payload,
+        usize::from(args.concurrency),
+    )
+    .await;
+    println!(
+        "delivered {}, gone (records deleted) {}, failed {}",
+        report.delivered, report.gone, report.failed
+    );
+    if let Some(e) = report.list_error {
+        bail!("listing connections stopped early: {e}");
+    }
+    Ok(if report.failed > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}

@@ -1,0 +1,417 @@
+//! The chat's rules, free of Lambda and AWS types: validate what a client sends, decide who
+//! receives it, and build the frames that go out.
+//!
+//! Decisions the issue left open, made here:
+//! - A broadcast reaches every connection, **the sender included**: the echo tells the sender
+//!   the message went through and where it sits in the order everyone else sees.
+//! - A direct message (`"to"`) reaches only its recipient (which may be the sender itself);
+//!   a recipient without a record gets the sender an `unknown_recipient` error frame.
+//! - `data` must be a string with at least one non-whitespace character and at most
+//!   [`MAX_DATA_BYTES`] bytes of UTF-8; fields other than `action`, `data` and `to` are ignored
+//!   so newer clients keep working.
+//! - `sentAt` is the time API Gateway received the message (`requestTimeEpoch`), not the time
+//!   the handler ran, so every recipient of one broadcast sees the same instant.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::Serialize;
+use serde_json::Value;
+
+/// Largest `data` accepted, in bytes of UTF-8. API Gateway's own frame limit is 32 KB, so a
+/// larger message could not have arrived in one frame anyway.
+pub const MAX_DATA_BYTES: usize = 32 * 1024;
+/// Largest frame posted to a connection: PostToConnection refuses more than 128 KB. JSON escaping
+/// can blow `data` up six-fold (`\u0001`), so the built frame is checked too.
+pub const MAX_FRAME_BYTES: usize = 128 * 1024;
+/// Username bounds (in characters).
+pub const MAX_USERNAME_CHARS: usize = 64;
+/// The username of a client that did not give one.
+pub const DEFAULT_USERNAME: &str = "anonymous";
+/// Longest connection id accepted in `to`. API Gateway's ids are 16 characters; the bound only
+/// keeps garbage out of the store lookup.
+pub const MAX_CONNECTION_ID_CHARS: usize = 128;
+
+/// Why a username from the `$connect` query string was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UsernameError {
+    #[error("username must not be empty")]
+    Empty,
+    #[error("username must be at most {MAX_USERNAME_CHARS} characters, got {0}")]
+    TooLong(usize),
+    #[error("username must contain only printable characters")]
+    NotPrintable,
+}
+
+/// The username for a new connection: the query string's `username`, or [`DEFAULT_USERNAME`]
+/// when absent. 1 to 64 printable characters (no control characters; spaces are fine inside
+/// but not at either end, where they would only confuse readers).
+pub fn validate_username(raw: Option<&str>) -> Result<String, UsernameError> {
+    let Some(name) = raw else {
+        return Ok(DEFAULT_USERNAME.to_owned());
+    };
+    if name.is_empty() {
+        return Err(UsernameError::Empty);
+    }
+    let chars = name.chars().count();
+    if chars > MAX_USERNAME_CHARS {
+        return Err(UsernameError::TooLong(chars));
+    }
+    if name.chars().any(char::is_control) || name.trim() != name {
+        return Err(UsernameError::NotPrintable);
+    }
+    Ok(name.to_owned())
+}
+
+/// A valid `sendMessage` request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SendMessage {
+    pub data: String,
+    /// `Some(id)`: a direct message to that connection; `None`: a broadcast.
+    pub to: Option<String>,
+}
+
+/// Why a client message was refused. The `Display` text is the `message` of the error frame
+/// and, with [`InputError::code`], part of the protocol: tests pin both.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InputError {
+    #[error("the message has no body")]
+    EmptyBody,
+    #[error("binary frames are not supported; send a text frame with JSON")]
+    BinaryFrame,
+    #[error("the message is not valid JSON")]
+    NotJson,
+    #[error("the message must be a JSON object")]
+    NotAnObject,
+    #[error("field `data` is required")]
+    MissingData,
+    #[error("field `data` must be a string, got {0}")]
+    DataNotString(&'static str),
+    #[error("field `data` must not be empty")]
+    EmptyData,
+    #[error("field `data` is {0} bytes; the limit is {MAX_DATA_BYTES}")]
+    DataTooLarge(usize),
+    #[error("the message would be {0} bytes on the wire; the limit is {MAX_FRAME_BYTES}")]
+    FrameTooLarge(usize),
+    #[error("field `to` must be a string, got {0}")]
+    ToNotString(&'static str),
+    #[error(
+        "field `to` must be a connection id of 1 to {MAX_CONNECTION_ID_CHARS} printable characters"
+    )]
+    InvalidTo,
+    #[error("no connection `{0}`")]
+    UnknownRecipient(String),
+    #[error("your connection has no record; reconnect")]
+    UnknownSender,
+    #[error("could not deliver to `{to}`: {reason}")]
+    DeliveryFailed { to: String, reason: String },
+    #[error("{}", unknown_action_message(.0.as_deref()))]
+    UnknownAction(Option<String>),
+}
+
+fn unknown_action_message(action: Option<&str>) -> String {
+    let supported = wsstack_routes::client_actions()
+        .collect::<Vec<_>>()
+        .join(", ");
+    match action {
+        Some(a) => format!("unknown action `{a}`; supported actions: {supported}"),
+        None => format!("the message has no `action`; supported actions: {supported}"),
+    }
+}
+
+impl InputError {
+    /// A stable, machine-readable code for the error frame.
+    pub fn code(&self) -> &'static str {
+        match self {
+            InputError::EmptyBody => "empty_body",
+            InputError::BinaryFrame => "binary_frame",
+            InputError::NotJson => "not_json",
+            InputError::NotAnObject => "not_an_object",
+            InputError::MissingData => "missing_data",
+            InputError::DataNotString(_) => "data_not_string",
+            InputError::EmptyData => "empty_data",
+            InputError::DataTooLarge(_) => "data_too_large",
+            InputError::FrameTooLarge(_) => "frame_too_large",
+            InputError::ToNotString(_) => "to_not_string",
+            InputError::InvalidTo => "invalid_to",
+            InputError::UnknownRecipient(_) => "unknown_recipient",
+            InputError::UnknownSender => "unknown_sender",
+            InputError::DeliveryFailed { .. } => "delivery_failed",
+            InputError::UnknownAction(_) => "unknown_action",
+        }
+    }
+}
+
+fn json_type(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
+}
+
+/// Parses and validates the body of a `sendMessage` message.
+pub fn parse_send_message(body: Option<&str>, is_base64: bool) -> Result<SendMessage, InputError> {
+    if is_base64 {
+        return Err(InputError::BinaryFrame);
+    }
+    let body = match body {
+        Some(b) if !b.is_empty() => b,
+        _ => return Err(InputError::EmptyBody),
+    };
+    let value: Value = serde_json::from_str(body).map_err(|_| InputError::NotJson)?;
+    let Value::Object(mut fields) = value else {
+        return Err(InputError::NotAnObject);
+    };
+    let data = match fields.remove("data") {
+        None => return Err(InputError::MissingData),
+        Some(Value::String(s)) => s,
+        Some(other) => return Err(InputError::DataNotString(json_type(&other))),
+    };
+    if data.trim().is_empty() {
+        return Err(InputError::EmptyData);
+    }
+    if data.len() > MAX_DATA_BYTES {
+        return Err(InputError::DataTooLarge(data.len()));
+    }
+    let to = match fields.remove("to") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => {
+            let n = s.chars().count();
+            if n == 0 || n > MAX_CONNECTION_ID_CHARS || s.chars().any(|c| c.is_control()) {
+                return Err(InputError::InvalidTo);
+            }
+            Some(s)
+        }
+        Some(other) => return Err(InputError::ToNotString(json_type(&other))),
+    };
+    Ok(SendMessage { data, to })
+}
+
+/// The `action` of a message that reached `$default`, if it has one (for the error text).
+pub fn requested_action(body: Option<&str>) -> Option<String> {
+    let value: Value = serde_json::from_str(body?).ok()?;
+    match value.get(wsstack_routes::ROUTE_SELECTION_FIELD)? {
+        Value::String(s) => Some(s.clone()),
+        // API Gateway stringifies non-string actions before matching; do the same in the text.
+        other => Some(other.to_string()),
+    }
+}
+
+/// Who receives a valid message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Recipients {
+    /// Every open connection, the sender included.
+    Everyone,
+    /// One connection.
+    One(String),
+}
+
+impl SendMessage {
+    pub fn recipients(&self) -> Recipients {
+        match &self.to {
+            Some(id) => Recipients::One(id.clone()),
+            None => Recipients::Everyone,
+        }
+    }
+}
+
+/// A frame posted to clients.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "type", rename_all = "camelCase")]
+pub enum Frame {
+    /// A broadcast chat message.
+    #[serde(rename_all = "camelCase")]
+    Message {
+        from: String,
+        data: String,
+        sent_at: String,
+    },
+    /// A direct message to the one connection in `to`.
+    #[serde(rename_all = "camelCase")]
+    Direct {
+        from: String,
+        to: String,
+        data: String,
+        sent_at: String,
+    },
+    /// A message from the backend (the `push` tool).
+    #[serde(rename_all = "camelCase")]
+    Push { data: String, sent_at: String },
+    /// The sender's message was refused.
+    #[serde(rename_all = "camelCase")]
+    Error {
+        code: String,
+        message: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        supported_actions: Option<Vec<String>>,
+    },
+}
+
+/// ISO-8601 in UTC with milliseconds, e.g. `2026-11-26T14:27:06.123Z`.
+pub fn iso8601(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+impl Frame {
+    /// The frame for a valid message from `from` (the sender's username).
+    pub fn for_message(msg: &SendMessage, from: &str, sent_at: DateTime<Utc>) -> Frame {
+        let sent_at = iso8601(sent_at);
+        match &msg.to {
+            None => Frame::Message {
+                from: from.to_owned(),
+                data: msg.data.clone(),
+                sent_at,
+            },
+            Some(to) => Frame::Direct {
+                from: from.to_owned(),
+                to: to.clone(),
+                data: msg.data.clone(),
+                sent_at,
+            },
+        }
+    }
+
+    /// The error frame for refused input. Unknown actions also list the supported ones, so a
+    /// client can discover the protocol.
+    pub fn error(err: &InputError) -> Frame {
+        let supported_actions = matches!(err, InputError::UnknownAction(_)).then(|| {
+            wsstack_routes::client_actions()
+                .map(str::to_owned)
+                .collect()
+        });
+        Frame::Error {
+            code: err.code().to_owned(),
+            message: err.to_string(),
+            supported_actions,
+        }
+    }
+
+    /// The JSON text of the frame.
+    pub fn to_json(&self) -> String {
+        // Serializing plain strings into a `Value`-free struct cannot fail.
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    /// The JSON text, refused when too large to post.
+    pub fn to_wire(&self) -> Result<String, InputError> {
+        let json = self.to_json();
+        if json.len() > MAX_FRAME_BYTES {
+            return Err(InputError::FrameTooLarge(json.len()));
+        }
+        Ok(json)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn username_rules() {
+        assert_eq!(validate_username(None).unwrap(), "anonymous");
+        assert_eq!(validate_username(Some("alice")).unwrap(), "alice");
+        assert_eq!(validate_username(Some("Zoë B.")).unwrap(), "Zoë B.");
+        assert_eq!(
+            validate_username(Some(&"é".repeat(64))).unwrap(),
+            "é".repeat(64)
+        );
+        assert_eq!(validate_username(Some("")), Err(UsernameError::Empty));
+        assert_eq!(
+            validate_username(Some(&"a".repeat(65))),
+            Err(UsernameError::TooLong(65))
+        );
+        assert_eq!(
+            validate_username(Some("a\nb")),
+            Err(UsernameError::NotPrintable)
+        );
+        assert_eq!(
+            validate_username(Some(" a")),
+            Err(UsernameError::NotPrintable)
+        );
+    }
+
+    #[test]
+    fn parses_broadcast_and_direct() {
+        assert_eq!(
+            parse_send_message(
+                Some(r#"{"action":"sendMessage","data":"hi","extra":1}"#),
+                false
+            ),
+            Ok(SendMessage {
+                data: "hi".into(),
+                to: None
+            })
+        );
+        let direct = parse_send_message(
+            Some(r#"{"action":"sendMessage","data":"hi","to":"abc="}"#),
+            false,
+        )
+        .unwrap();
+        assert_eq!(direct.recipients(), Recipients::One("abc=".into()));
+    }
+
+    #[test]
+    fn data_at_the_limit_is_accepted_one_byte_more_is_not() {
+        let ok = format!(r#"{{"data":"{}"}}"#, "x".repeat(MAX_DATA_BYTES));
+        assert!(parse_send_message(Some(&ok), false).is_ok());
+        let big = format!(r#"{{"data":"{}"}}"#, "x".repeat(MAX_DATA_BYTES + 1));
+        assert_eq!(
+            parse_send_message(Some(&big), false),
+            Err(InputError::DataTooLarge(MAX_DATA_BYTES + 1))
+        );
+    }
+
+    #[test]
+    fn frames_have_the_documented_shape() {
+        let at = Utc.timestamp_millis_opt(1_764_167_226_123).unwrap();
+        let msg = SendMessage {
+            data: "hi".into(),
+            to: None,
+        };
+        assert_eq!(
+            Frame::for_message(&msg, "alice", at).to_json(),
+            r#"{"type":"message","from":"alice","data":"hi","sentAt":"2025-11-26T14:27:06.123Z"}"#
+        );
+        let direct = SendMessage {
+            data: "hi".into(),
+            to: Some("bob1".into()),
+        };
+        assert_eq!(
+            Frame::for_message(&direct, "alice", at).to_json(),
+            r#"{"type":"direct","from":"alice","to":"bob1","data":"hi","sentAt":"2025-11-26T14:27:06.123Z"}"#
+        );
+        assert_eq!(
+            Frame::error(&InputError::UnknownAction(Some("x".into()))).to_json(),
+            r#"{"type":"error","code":"unknown_action","message":"unknown action `x`; supported actions: sendMessage","supportedActions":["sendMessage"]}"#
+        );
+    }
+
+    #[test]
+    fn escaping_can_push_a_valid_message_over_the_frame_limit() {
+        let msg = SendMessage {
+            data: "\u{1}".repeat(MAX_DATA_BYTES),
+            to: None,
+        };
+        let frame = Frame::for_message(&msg, "a", Utc::now());
+        assert!(
+            matches!(frame.to_wire(), Err(InputError::FrameTooLarge(n)) if n > MAX_FRAME_BYTES)
+        );
+    }
+
+    #[test]
+    fn requested_action_reads_strings_and_stringifies_others() {
+        assert_eq!(
+            requested_action(Some(r#"{"action":"join"}"#)).as_deref(),
+            Some("join")
+        );
+        assert_eq!(
+            requested_action(Some(r#"{"action":7}"#)).as_deref(),
+            Some("7")
+        );
+        assert_eq!(requested_action(Some("nope")), None);
+        assert_eq!(requested_action(None), None);
+    }
+}

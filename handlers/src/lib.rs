@@ -1,0 +1,381 @@
+//! The Lambda handlers of the wsstack WebSocket API and the library they share.
+//!
+//! - [`domain`]: the chat's rules (validation, recipients, frames); no AWS types.
+//! - [`store`]: connection records ([`store::DynamoDbStore`], [`store::MemoryStore`]).
+//! - [`management`]: the `@connections` API ([`management::SdkManagementApi`]).
+//! - [`config`]: environment configuration, validated once.
+//! - [`fanout`]: delivery of one frame to many connections with bounded concurrency.
+//! - [`App`]: one entry point per route, shared by the Lambda binaries and the local gateway.
+
+pub mod config;
+pub mod domain;
+pub mod fanout;
+pub mod management;
+pub mod store;
+
+use std::sync::Arc;
+
+use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
+use aws_lambda_events::encodings::Body;
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use wsstack_routes::Handler;
+
+use crate::config::Config;
+use crate::domain::{Frame, InputError, Recipients};
+use crate::management::{ManagementApi, ManagementError};
+use crate::store::{Connection, ConnectionStore, StoreError};
+
+/// A failure the handler cannot turn into an answer to the client. Lambda reports it as a
+/// function error; API Gateway then refuses a `$connect` or sends the client its
+/// `Internal server error` frame.
+#[derive(Debug, thiserror::Error)]
+pub enum HandlerError {
+    /// The event lacks a field API Gateway always sends (a broken emulator or test event).
+    #[error("event has no {0}")]
+    MissingField(&'static str),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("could not answer the sender: {0}")]
+    Management(#[from] ManagementError),
+}
+
+impl From<HandlerError> for lambda_runtime::Diagnostic {
+    fn from(err: HandlerError) -> Self {
+        let kind = match &err {
+            HandlerError::MissingField(_) => "MissingField",
+            HandlerError::Store(_) => "StoreError",
+            HandlerError::Management(_) => "ManagementError",
+        };
+        lambda_runtime::Diagnostic {
+            error_type: format!("HandlerError::{kind}"),
+            error_message: err.to_string(),
+        }
+    }
+}
+
+/// The handlers, wired to a store, a management API and a configuration.
+#[derive(Clone)]
+pub struct App {
+    store: Arc<dyn ConnectionStore>,
+    api: Arc<dyn ManagementApi>,
+    config: Config,
+}
+
+/// The query string parameter `$connect` reads the username from.
+pub const USERNAME_PARAMETER: &str = "username";
+
+fn response(status: i64, body: Option<String>) -> ApiGatewayProxyResponse {
+    let mut r = ApiGatewayProxyResponse::default();
+    r.status_code = status;
+    r.body = body.map(Body::Text);
+    r
+}
+
+fn ok() -> ApiGatewayProxyResponse {
+    response(200, None)
+}
+
+/// Epoch milliseconds from the event, or now when an emulator sent 0.
+fn event_time(epoch_ms: i64) -> DateTime<Utc> {
+    if epoch_ms > 0 {
+        DateTime::from_timestamp_millis(epoch_ms).unwrap_or_else(Utc::now)
+    } else {
+        Utc::now()
+    }
+}
+
+impl App {
+    pub fn new(
+        store: Arc<dyn ConnectionStore>,
+        api: Arc<dyn ManagementApi>,
+        config: Config,
+    ) -> Self {
+        App { store, api, config }
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Handles one event of `handler`'s route.
+    pub async fn handle(
+        &self,
+        handler: Handler,
+        event: ApiGatewayWebsocketProxyRequest,
+    ) -> Result<ApiGatewayProxyResponse, HandlerError> {
+        let connection_id = event
+            .request_context
+            .connection_id
+            .as_deref()
+            .filter(|id| !id.is_empty())
+            .ok_or(HandlerError::MissingField("requestContext.connectionId"))?;
+        let span = tracing::info_span!(
+            "handle",
+            route = ?handler,
+            connection_id,
+            request_id = event.request_context.request_id.as_deref().unwrap_or("")
+        );
+        let _guard = span.enter();
+        match handler {
+            Handler::Connect => self.connect(connection_id, &event).await,
+            Handler::Disconnect => self.disconnect(connection_id, &event).await,
+            Handler::SendMessage => self.send_message(connection_id, &event).await,
+            Handler::Default => self.default_route(connection_id, &event).await,
+        }
+    }
+
+    /// The `@connections` endpoint: the configured one, else `https://{domainName}/{stage}`.
+    pub fn callback_endpoint(
+        &self,
+        event: &ApiGatewayWebsocketProxyRequest,
+    ) -> Result<String, HandlerError> {
+        if let Some(url) = &self.config.callback_url {
+            return Ok(url.clone());
+        }
+        let ctx = &event.request_context;
+        let domain = ctx
+            .domain_name
+            .as_deref()
+            .filter(|d| !d.is_empty())
+            .ok_or(HandlerError::MissingField("requestContext.domainName"))?;
+        let stage = ctx
+            .stage
+            .as_deref()
+            .filter(|s| !s.is_empty())
+            .ok_or(HandlerError::MissingField("requestContext.stage"))?;
+        Ok(format!("https://{domain}/{stage}"))
+    }
+
+    async fn connect(
+        &self,
+        connection_id: &str,
+        event: &ApiGatewayWebsocketProxyRequest,
+    ) -> Result<ApiGatewayProxyResponse, HandlerError> {
+        let raw = event.query_string_parameters.first(USERNAME_PARAMETER);
+        let username = match domain::validate_username(raw) {
+            Ok(u) => u,
+            Err(e) => {
+                tracing::info!(error = %e, "refusing connection: bad username");
+                // A non-2xx answer makes API Gateway refuse the handshake with this status.
+                return Ok(response(400, Some(e.to_string())));
+            }
+        };
+        let connected_at = event_time(event.request_context.connected_at);
+        let ttl = i64::try_from(self.config.connection_ttl.as_secs()).unwrap_or(i64::MAX);
+        let record = Connection {
+            connection_id: connection_id.to_owned(),
+            username,
+            connected_at: connected_at.timestamp_millis(),
+            expires_at: connected_at.timestamp().saturating_add(ttl),
+        };
+        if let Err(e) = self.store.put(&record).await {
+            // Never accept a client that has no record: it could neither be reached by a
+            // broadcast nor send (its sender lookup would fail).
+            tracing::error!(error = %e, "refusing connection: could not store its record");
+            return Ok(response(
+                500,
+                Some("could not register the connection".into()),
+            ));
+        }
+        tracing::info!(username = %record.username, "connected");
+        Ok(ok())
+    }
+
+    async fn disconnect(
+        &self,
+        connection_id: &str,
+        event: &ApiGatewayWebsocketProxyRequest,
+    ) -> Result<ApiGatewayProxyResponse, HandlerError> {
+        self.store.delete(connection_id).await?;
+        tracing::info!(
+            status_code = event.request_context.disconnect_status_code,
+            reason = event
+                .request_context
+                .disconnect_reason
+                .as_deref()
+                .unwrap_or(""),
+            "disconnected"
+        );
+        Ok(ok())
+    }
+
+    async fn send_message(
+        &self,
+        connection_id: &str,
+        event: &ApiGatewayWebsocketProxyRequest,
+    ) -> Result<ApiGatewayProxyResponse, HandlerError> {
+        let endpoint = self.callback_endpoint(event)?;
+        let msg = match domain::parse_send_message(event.body.as_deref(), event.is_base64_encoded) {
+            Ok(m) => m,
+            Err(e) => return self.reply_error(&endpoint, connection_id, e).await,
+        };
+        let Some(sender) = self.store.get(connection_id).await? else {
+            return self
+                .reply_error(&endpoint, connection_id, InputError::UnknownSender)
+                .await;
+        };
+        let sent_at = event_time(event.request_context.request_time_epoch);
+        let frame = match Frame::for_message(&msg, &sender.username, sent_at).to_wire() {
+            Ok(f) => Bytes::from(f),
+            Err(e) => return self.reply_error(&endpoint, connection_id, e).await,
+        };
+        match msg.recipients() {
+            Recipients::Everyone => {
+                let report = fanout::broadcast(
+                    self.store.as_ref(),
+                    self.api.as_ref(),
+                    &endpoint,
+                    frame,
+                    self.config.broadcast_concurrency,
+                )
+                .await;
+                tracing::info!(
+                    delivered = report.delivered,
+                    gone = report.gone,
+                    failed = report.failed,
+                    "broadcast done"
+                );
+                if let Some(e) = report.list_error {
+                    // Without the rest of the listing there is no way to reach the others; a
+                    // function error makes API Gateway tell the sender.
+                    return Err(e.into());
+                }
+                Ok(ok())
+            }
+            Recipients::One(to) => {
+                let Some(recipient) = self.store.get(&to).await? else {
+                    return self
+                        .reply_error(&endpoint, connection_id, InputError::UnknownRecipient(to))
+                        .await;
+                };
+                match fanout::deliver(
+                    self.store.as_ref(),
+                    self.api.as_ref(),
+                    &endpoint,
+                    &recipient.connection_id,
+                    frame,
+                )
+                .await
+                {
+                    fanout::Outcome::Delivered => Ok(ok()),
+                    // Its record is deleted now; to the sender it is as unknown as any other.
+                    fanout::Outcome::Gone => {
+                        self.reply_error(&endpoint, connection_id, InputError::UnknownRecipient(to))
+                            .await
+                    }
+                    fanout::Outcome::Failed(e) => {
+                        let err = InputError::DeliveryFailed {
+                            to,
+                            reason: e.to_string(),
+                        };
+                        self.reply_error(&endpoint, connection_id, err).await
+                    }
+                }
+            }
+        }
+    }
+
+    async fn default_route(
+        &self,
+        connection_id: &str,
+        event: &ApiGatewayWebsocketProxyRequest,
+    ) -> Result<ApiGatewayProxyResponse, HandlerError> {
+        let endpoint = self.callback_endpoint(event)?;
+        let action = if event.is_base64_encoded {
+            None
+        } else {
+            domain::requested_action(event.body.as_deref())
+        };
+        self.reply_error(&endpoint, connection_id, InputError::UnknownAction(action))
+            .await
+    }
+
+    /// Sends the sender an error frame. A sender that already left is no failure.
+    async fn reply_error(
+        &self,
+        endpoint: &str,
+        connection_id: &str,
+        err: InputError,
+    ) -> Result<ApiGatewayProxyResponse, HandlerError> {
+        tracing::info!(code = err.code(), error = %err, "refusing message");
+        let frame = Bytes::from(Frame::error(&err).to_json());
+        match self
+            .api
+            .post_to_connection(endpoint, connection_id, frame)
+            .await
+        {
+            Ok(()) | Err(ManagementError::Gone) => Ok(ok()),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+/// The `main` of every Lambda binary: logging as Lambda's logging config says, configuration
+/// validated before the first event, SDK clients built once and reused by every invocation.
+pub async fn run_lambda(handler: Handler) -> Result<(), RunError> {
+    // Honours AWS_LAMBDA_LOG_FORMAT=JSON and AWS_LAMBDA_LOG_LEVEL (falls back to RUST_LOG).
+    lambda_runtime::tracing::init_default_subscriber();
+    let config =
+        Config::from_env().inspect_err(|e| tracing::error!(error = %e, "bad configuration"))?;
+    let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let store = store::DynamoDbStore::new(
+        aws_sdk_dynamodb::Client::new(&sdk),
+        config.table_name.clone(),
+    );
+    let api = management::SdkManagementApi::new(&sdk);
+    let app = App::new(Arc::new(store), Arc::new(api), config);
+    lambda_runtime::run(lambda_runtime::service_fn(
+        move |event: lambda_runtime::LambdaEvent<ApiGatewayWebsocketProxyRequest>| {
+            let app = app.clone();
+            async move { app.handle(handler, event.payload).await }
+        },
+    ))
+    .await
+    .map_err(|e| RunError::Runtime(e.to_string()))
+}
+
+/// Why a Lambda binary stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    #[error("lambda runtime failed: {0}")]
+    Runtime(String),
+}
+
+/// An SDK configuration for a local, non-AWS endpoint (dynalite, the local gateway): fixed
+/// dummy credentials and region, so the SDK neither searches the machine for credentials nor
+/// falls through to the instance metadata service, and `endpoint_url` as the endpoint of every
+/// client built from it.
+pub async fn local_sdk_config(endpoint_url: Option<&str>) -> aws_config::SdkConfig {
+    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
+            "local",
+            "local",
+            None,
+            None,
+            "wsstack-local",
+        ));
+    if let Some(url) = endpoint_url {
+        loader = loader.endpoint_url(url);
+    }
+    loader.load().await
+}
+
+#[cfg(test)]
+mod binaries {
+    use std::path::Path;
+
+    /// `cargo lambda build --bin {binary}` and synth rely on a binary per handler.
+    #[test]
+    fn every_handler_has_its_binary() {
+        for h in wsstack_routes::Handler::ALL {
+            let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("src/bin")
+                .join(format!("{}.rs", h.binary()));
+            assert!(path.is_file(), "{h:?}: {} is missing", path.display());
+        }
+    }
+}

@@ -1,0 +1,353 @@
+//! Where connection records live: DynamoDB in AWS, memory in the local gateway and unit tests.
+//! Both pass one contract suite (`tests/tests/store_contract.rs`).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::types::AttributeValue;
+use futures::stream::{self, BoxStream, StreamExt};
+
+/// Attribute names of a record in the connections table. `connectionId` is the partition key
+/// (type S); `expiresAt` is the attribute synth enables TTL on.
+pub const ATTR_CONNECTION_ID: &str = "connectionId";
+pub const ATTR_USERNAME: &str = "username";
+pub const ATTR_CONNECTED_AT: &str = "connectedAt";
+pub const ATTR_EXPIRES_AT: &str = "expiresAt";
+/// The TTL attribute (epoch seconds), for synth's `TimeToLiveSpecification`.
+pub const TTL_ATTRIBUTE: &str = ATTR_EXPIRES_AT;
+
+/// Records per page of [`ConnectionStore::list`] unless configured otherwise. DynamoDB caps a
+/// Scan page at 1 MB whatever the limit; our records are ~100 bytes, so this caps it first and
+/// keeps memory per page small.
+pub const DEFAULT_PAGE_SIZE: usize = 1000;
+
+/// One open WebSocket connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Connection {
+    pub connection_id: String,
+    pub username: String,
+    /// When the client connected, epoch milliseconds.
+    pub connected_at: i64,
+    /// When the table's TTL may remove the record, epoch seconds (DynamoDB's TTL unit).
+    pub expires_at: i64,
+}
+
+/// A store operation that failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    /// The backend refused or could not be reached.
+    #[error("connection store unavailable: {0}")]
+    Backend(String),
+    /// A record in the table does not have the shape this code writes.
+    #[error("malformed connection record {connection_id:?}: {reason}")]
+    Malformed {
+        connection_id: String,
+        reason: String,
+    },
+}
+
+/// Connection records keyed by connection id.
+#[async_trait]
+pub trait ConnectionStore: Send + Sync {
+    /// Stores (or replaces) the record.
+    async fn put(&self, connection: &Connection) -> Result<(), StoreError>;
+    /// The record of `connection_id`, if any.
+    async fn get(&self, connection_id: &str) -> Result<Option<Connection>, StoreError>;
+    /// Removes the record; removing a missing one succeeds.
+    async fn delete(&self, connection_id: &str) -> Result<(), StoreError>;
+    /// Every record, fetched a page at a time as the stream is polled. Records deleted or added
+    /// while listing may or may not appear (as with a DynamoDB Scan); none appears twice.
+    fn list(&self) -> BoxStream<'_, Result<Connection, StoreError>>;
+}
+
+/// A page of records; a malformed record is an error of its own, so one bad item does not hide
+/// the rest of its page.
+type Page = Vec<Result<Connection, StoreError>>;
+
+/// Turns a stream of pages into a stream of records. A failed page fetch ends the listing
+/// (there is no cursor to go on from), after yielding the error.
+fn flatten_pages<'a>(
+    pages: impl futures::Stream<Item = Result<Page, StoreError>> + Send + 'a,
+) -> BoxStream<'a, Result<Connection, StoreError>> {
+    pages
+        .map(|page| match page {
+            Ok(records) => stream::iter(records),
+            Err(e) => stream::iter(vec![Err(e)]),
+        })
+        .flatten()
+        .boxed()
+}
+
+/// An in-process store: the local gateway's default and the unit tests' fixture.
+///
+/// Listing pages through the key order with a cursor, like a Scan, so a broadcast that deletes
+/// stale records while it lists behaves the same here as on DynamoDB and never holds the lock
+/// across an await.
+#[derive(Debug, Clone)]
+pub struct MemoryStore {
+    records: Arc<Mutex<BTreeMap<String, Connection>>>,
+    page_size: usize,
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl MemoryStore {
+    pub fn new() -> Self {
+        MemoryStore {
+            records: Arc::default(),
+            page_size: DEFAULT_PAGE_SIZE,
+        }
+    }
+
+    /// Records per listing page (at least 1).
+    pub fn with_page_size(mut self, page_size: usize) -> Self {
+        self.page_size = page_size.max(1);
+        self
+    }
+
+    /// How many records the store holds.
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Connection>> {
+        // A panic while holding the lock cannot leave the map half-updated (every operation is
+        // a single insert/remove), so a poisoned lock is safe to keep using.
+        self.records.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn page_after(&self, cursor: Option<&str>) -> Vec<Connection> {
+        use std::ops::Bound;
+        let records = self.lock();
+        let start = match cursor {
+            Some(c) => Bound::Excluded(c.to_owned()),
+            None => Bound::Unbounded,
+        };
+        records
+            .range((start, Bound::Unbounded))
+            .take(self.page_size)
+            .map(|(_, c)| c.clone())
+            .collect()
+    }
+}
+
+#[async_trait]
+impl ConnectionStore for MemoryStore {
+    async fn put(&self, connection: &Connection) -> Result<(), StoreError> {
+        self.lock()
+            .insert(connection.connection_id.clone(), connection.clone());
+        Ok(())
+    }
+
+    async fn get(&self, connection_id: &str) -> Result<Option<Connection>, StoreError> {
+        Ok(self.lock().get(connection_id).cloned())
+    }
+
+    async fn delete(&self, connection_id: &str) -> Result<(), StoreError> {
+        self.lock().remove(connection_id);
+        Ok(())
+    }
+
+    fn list(&self) -> BoxStream<'_, Result<Connection, StoreError>> {
+        // State: the cursor after which the next page starts; `None` inside `Some` = first page.
+        let pages = stream::try_unfold(Some(None::<String>), move |state| async move {
+            let Some(cursor) = state else {
+                return Ok(None);
+            };
+            let page = self.page_after(cursor.as_deref());
+            if page.is_empty() {
+                return Ok(None);
+            }
+            let next = if page.len() < self.page_size {
+                None
+            } else {
+                page.last().map(|c| Some(c.connection_id.clone()))
+            };
+            Ok::<_, StoreError>(Some((page.into_iter().map(Ok).collect::<Page>(), next)))
+        });
+        flatten_pages(pages)
+    }
+}
+
+/// The connections table in DynamoDB. Uses only PutItem, GetItem, DeleteItem and Scan (the
+/// actions `wsstack_routes::Handler::table_actions` grants).
+#[derive(Debug, Clone)]
+pub struct DynamoDbStore {
+    client: aws_sdk_dynamodb::Client,
+    table: String,
+    page_size: Option<i32>,
+}
+
+impl DynamoDbStore {
+    pub fn new(client: aws_sdk_dynamodb::Client, table: String) -> Self {
+        DynamoDbStore {
+            client,
+            table,
+            page_size: None,
+        }
+    }
+
+    /// Caps the records per Scan page (the Scan `Limit`); by default DynamoDB's 1 MB page
+    /// applies. Tests use a small value to cross page boundaries with few records.
+    pub fn with_page_size(mut self, page_size: usize) -> Self {
+        self.page_size = Some(i32::try_from(page_size.max(1)).unwrap_or(i32::MAX));
+        self
+    }
+
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    pub fn client(&self) -> &aws_sdk_dynamodb::Client {
+        &self.client
+    }
+}
+
+/// Renders an SDK error with its causes: the top-level `Display` of an SDK error is just
+/// "service error", which tells an operator nothing.
+fn backend_error(err: impl std::error::Error) -> StoreError {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    StoreError::Backend(text)
+}
+
+fn to_item(c: &Connection) -> HashMap<String, AttributeValue> {
+    HashMap::from([
+        (
+            ATTR_CONNECTION_ID.to_owned(),
+            AttributeValue::S(c.connection_id.clone()),
+        ),
+        (
+            ATTR_USERNAME.to_owned(),
+            AttributeValue::S(c.username.clone()),
+        ),
+        (
+            ATTR_CONNECTED_AT.to_owned(),
+            AttributeValue::N(c.connected_at.to_string()),
+        ),
+        (
+            ATTR_EXPIRES_AT.to_owned(),
+            AttributeValue::N(c.expires_at.to_string()),
+        ),
+    ])
+}
+
+fn from_item(item: &HashMap<String, AttributeValue>) -> Result<Connection, StoreError> {
+    let connection_id = match item.get(ATTR_CONNECTION_ID) {
+        Some(AttributeValue::S(s)) => s.clone(),
+        _ => {
+            return Err(StoreError::Malformed {
+                connection_id: String::new(),
+                reason: format!("no string attribute {ATTR_CONNECTION_ID}"),
+            });
+        }
+    };
+    let malformed = |reason: String| StoreError::Malformed {
+        connection_id: connection_id.clone(),
+        reason,
+    };
+    let string = |name: &str| match item.get(name) {
+        Some(AttributeValue::S(s)) => Ok(s.clone()),
+        _ => Err(malformed(format!("no string attribute {name}"))),
+    };
+    let number = |name: &str| match item.get(name) {
+        Some(AttributeValue::N(n)) => n
+            .parse::<i64>()
+            .map_err(|_| malformed(format!("attribute {name}={n} is not an integer"))),
+        _ => Err(malformed(format!("no number attribute {name}"))),
+    };
+    Ok(Connection {
+        username: string(ATTR_USERNAME)?,
+        connected_at: number(ATTR_CONNECTED_AT)?,
+        expires_at: number(ATTR_EXPIRES_AT)?,
+        connection_id,
+    })
+}
+
+type ScanCursor = Option<HashMap<String, AttributeValue>>;
+
+#[async_trait]
+impl ConnectionStore for DynamoDbStore {
+    async fn put(&self, connection: &Connection) -> Result<(), StoreError> {
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(to_item(connection)))
+            .send()
+            .await
+            .map_err(backend_error)?;
+        Ok(())
+    }
+
+    async fn get(&self, connection_id: &str) -> Result<Option<Connection>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key(
+                ATTR_CONNECTION_ID,
+                AttributeValue::S(connection_id.to_owned()),
+            )
+            // A client may message right after `$connect` returned; an eventually consistent
+            // read could miss the record written a few milliseconds earlier.
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(backend_error)?;
+        out.item().map(from_item).transpose()
+    }
+
+    async fn delete(&self, connection_id: &str) -> Result<(), StoreError> {
+        // DeleteItem of a missing key succeeds, which makes this idempotent for free.
+        self.client
+            .delete_item()
+            .table_name(&self.table)
+            .key(
+                ATTR_CONNECTION_ID,
+                AttributeValue::S(connection_id.to_owned()),
+            )
+            .send()
+            .await
+            .map_err(backend_error)?;
+        Ok(())
+    }
+
+    fn list(&self) -> BoxStream<'_, Result<Connection, StoreError>> {
+        // State: `None` = done; `Some(cursor)` = fetch the page starting after `cursor`
+        // (`Some(None)` is the first page).
+        let pages = stream::try_unfold(Some(None::<HashMap<String, AttributeValue>>), {
+            move |state: Option<ScanCursor>| async move {
+                let Some(start) = state else {
+                    return Ok(None);
+                };
+                let out = self
+                    .client
+                    .scan()
+                    .table_name(&self.table)
+                    .set_limit(self.page_size)
+                    .set_exclusive_start_key(start)
+                    .send()
+                    .await
+                    .map_err(backend_error)?;
+                let page: Page = out.items().iter().map(from_item).collect();
+                let next = out.last_evaluated_key().map(|k| Some(k.clone()));
+                Ok::<_, StoreError>(Some((page, next)))
+            }
+        });
+        flatten_pages(pages)
+    }
+}

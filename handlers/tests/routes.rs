@@ -1,0 +1,728 @@
+//! Every route through `App::handle`, with the in-memory store and a recording management API,
+//! fed with events in the shapes API Gateway sends (fixtures/*.json).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest;
+use bytes::Bytes;
+use futures::stream::BoxStream;
+use serde_json::{Value, json};
+use wsstack_handlers::config::Config;
+use wsstack_handlers::domain::MAX_DATA_BYTES;
+use wsstack_handlers::management::{ConnectionInfo, ManagementApi, ManagementError};
+use wsstack_handlers::store::{Connection, ConnectionStore, MemoryStore, StoreError};
+use wsstack_handlers::{App, HandlerError};
+use wsstack_routes::Handler;
+
+const ENDPOINT: &str = "https://abc123def4.execute-api.eu-west-1.amazonaws.com/prod";
+const SENDER: &str = "CqEs4dW0DoECJ1g=";
+
+/// One PostToConnection call.
+#[derive(Debug, Clone, PartialEq)]
+struct Post {
+    endpoint: String,
+    connection_id: String,
+    data: String,
+}
+
+/// Records every post and answers with the error scripted for the connection, if any.
+#[derive(Default)]
+struct RecordingApi {
+    posts: Mutex<Vec<Post>>,
+    failures: Mutex<HashMap<String, ManagementError>>,
+    in_flight: AtomicUsize,
+    max_in_flight: AtomicUsize,
+    delay: Option<Duration>,
+}
+
+impl RecordingApi {
+    fn failing(self, id: &str, err: ManagementError) -> Self {
+        self.failures.lock().unwrap().insert(id.to_owned(), err);
+        self
+    }
+
+    fn posts(&self) -> Vec<Post> {
+        self.posts.lock().unwrap().clone()
+    }
+
+    /// Data posted to `id`, parsed as JSON.
+    fn frames_to(&self, id: &str) -> Vec<Value> {
+        self.posts()
+            .into_iter()
+            .filter(|p| p.connection_id == id)
+            .map(|p| serde_json::from_str(&p.data).unwrap())
+            .collect()
+    }
+}
+
+#[async_trait]
+impl ManagementApi for RecordingApi {
+    async fn post_to_connection(
+        &self,
+        endpoint: &str,
+        connection_id: &str,
+        data: Bytes,
+    ) -> Result<(), ManagementError> {
+        let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        self.max_in_flight.fetch_max(now, Ordering::SeqCst);
+        if let Some(d) = self.delay {
+            tokio::time::sleep(d).await;
+        }
+        self.in_flight.fetch_sub(1, Ordering::SeqCst);
+        self.posts.lock().unwrap().push(Post {
+            endpoint: endpoint.to_owned(),
+            connection_id: connection_id.to_owned(),
+            data: String::from_utf8(data.to_vec()).unwrap(),
+        });
+        match self.failures.lock().unwrap().get(connection_id) {
+            Some(e) => Err(e.clone()),
+            None => Ok(()),
+        }
+    }
+
+    async fn get_connection(&self, _: &str, _: &str) -> Result<ConnectionInfo, ManagementError> {
+        Err(ManagementError::Other("not used by the routes".into()))
+    }
+
+    async fn delete_connection(&self, _: &str, _: &str) -> Result<(), ManagementError> {
+        Err(ManagementError::Other("not used by the routes".into()))
+    }
+}
+
+/// A store whose every operation fails, as DynamoDB does when throttled or unreachable.
+struct FailingStore;
+
+fn unavailable() -> StoreError {
+    StoreError::Backend("ProvisionedThroughputExceededException".into())
+}
+
+#[async_trait]
+impl ConnectionStore for FailingStore {
+    async fn put(&self, _: &Connection) -> Result<(), StoreError> {
+        Err(unavailable())
+    }
+    async fn get(&self, _: &str) -> Result<Option<Connection>, StoreError> {
+        Err(unavailable())
+    }
+    async fn delete(&self, _: &str) -> Result<(), StoreError> {
+        Err(unavailable())
+    }
+    fn list(&self) -> BoxStream<'_, Result<Connection, StoreError>> {
+        Box::pin(futures::stream::iter([Err(unavailable())]))
+    }
+}
+
+/// A store that can get the sender but fails to list (a Scan page failing mid-broadcast).
+struct ListFailsStore(MemoryStore);
+
+#[async_trait]
+impl ConnectionStore for ListFailsStore {
+    async fn put(&self, c: &Connection) -> Result<(), StoreError> {
+        self.0.put(c).await
+    }
+    async fn get(&self, id: &str) -> Result<Option<Connection>, StoreError> {
+        self.0.get(id).await
+    }
+    async fn delete(&self, id: &str) -> Result<(), StoreError> {
+        self.0.delete(id).await
+    }
+    fn list(&self) -> BoxStream<'_, Result<Connection, StoreError>> {
+        Box::pin(futures::stream::iter([Err(unavailable())]))
+    }
+}
+
+fn fixture(name: &str) -> Value {
+    let path = format!("{}/tests/fixtures/{name}.json", env!("CARGO_MANIFEST_DIR"));
+    serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
+}
+
+/// A fixture, edited, deserialized the way lambda_runtime does.
+fn event(name: &str, edit: impl FnOnce(&mut Value)) -> ApiGatewayWebsocketProxyRequest {
+    let mut v = fixture(name);
+    edit(&mut v);
+    serde_json::from_value(v).unwrap()
+}
+
+fn message(body: Value) -> ApiGatewayWebsocketProxyRequest {
+    let body = body.to_string();
+    event("message", |v| v["body"] = json!(body))
+}
+
+fn raw_message(body: &str) -> ApiGatewayWebsocketProxyRequest {
+    event("message", |v| v["body"] = json!(body))
+}
+
+fn conn(id: &str, username: &str) -> Connection {
+    Connection {
+        connection_id: id.to_owned(),
+        username: username.to_owned(),
+        connected_at: 1_795_703_226_123,
+        expires_at: 1_795_703_226 + 7200,
+    }
+}
+
+struct Fixture {
+    app: App,
+    store: MemoryStore,
+    api: Arc<RecordingApi>,
+}
+
+/// An app whose store holds the sender (alice) and bob and carol.
+async fn setup(api: RecordingApi) -> Fixture {
+    let store = MemoryStore::new();
+    for c in [
+        conn(SENDER, "alice"),
+        conn("bob", "bob"),
+        conn("carol", "carol"),
+    ] {
+        store.put(&c).await.unwrap();
+    }
+    let api = Arc::new(api);
+    let app = App::new(
+        Arc::new(store.clone()),
+        api.clone(),
+        Config::new("Connections"),
+    );
+    Fixture { app, store, api }
+}
+
+// ---------------------------------------------------------------------------------- $connect
+
+#[tokio::test]
+async fn connect_stores_the_record_from_a_real_event() {
+    let f = Fixture {
+        store: MemoryStore::new(),
+        ..setup(RecordingApi::default()).await
+    };
+    let app = App::new(
+        Arc::new(f.store.clone()),
+        f.api.clone(),
+        Config::new("Connections"),
+    );
+    let resp = app
+        .handle(Handler::Connect, event("connect", |_| {}))
+        .await
+        .unwrap();
+    assert_eq!(resp.status_code, 200);
+    assert_eq!(
+        f.store.get(SENDER).await.unwrap(),
+        Some(Connection {
+            connection_id: SENDER.into(),
+            username: "alice".into(),
+            connected_at: 1_795_703_226_123,
+            expires_at: 1_795_703_226 + 2 * 3600,
+        })
+    );
+    assert!(f.api.posts().is_empty(), "$connect must not post");
+}
+
+#[tokio::test]
+async fn connect_without_username_is_anonymous() {
+    let f = setup(RecordingApi::default()).await;
+    let ev = event("connect", |v| {
+        v["requestContext"]["connectionId"] = json!("new1");
+        v.as_object_mut().unwrap().remove("queryStringParameters");
+        v.as_object_mut()
+            .unwrap()
+            .remove("multiValueQueryStringParameters");
+    });
+    assert_eq!(
+        f.app
+            .handle(Handler::Connect, ev)
+            .await
+            .unwrap()
+            .status_code,
+        200
+    );
+    assert_eq!(
+        f.store.get("new1").await.unwrap().unwrap().username,
+        "anonymous"
+    );
+}
+
+#[tokio::test]
+async fn connect_refuses_bad_usernames_with_400_and_stores_nothing() {
+    for (name, why) in [
+        ("".to_owned(), "username must not be empty"),
+        (
+            "x".repeat(65),
+            "username must be at most 64 characters, got 65",
+        ),
+        (
+            "bad\u{7}bell".to_owned(),
+            "username must contain only printable characters",
+        ),
+        (
+            "trailing ".to_owned(),
+            "username must contain only printable characters",
+        ),
+    ] {
+        let f = setup(RecordingApi::default()).await;
+        let ev = event("connect", |v| {
+            v["requestContext"]["connectionId"] = json!("new1");
+            v["queryStringParameters"]["username"] = json!(name);
+            v["multiValueQueryStringParameters"]["username"] = json!([name]);
+        });
+        let resp = f.app.handle(Handler::Connect, ev).await.unwrap();
+        assert_eq!(resp.status_code, 400, "{name:?}");
+        assert_eq!(
+            resp.body,
+            Some(aws_lambda_events::encodings::Body::Text(why.into()))
+        );
+        assert_eq!(f.store.get("new1").await.unwrap(), None);
+    }
+}
+
+#[tokio::test]
+async fn connect_is_refused_when_the_store_fails() {
+    let app = App::new(
+        Arc::new(FailingStore),
+        Arc::new(RecordingApi::default()),
+        Config::new("Connections"),
+    );
+    let resp = app
+        .handle(Handler::Connect, event("connect", |_| {}))
+        .await
+        .unwrap();
+    // Any non-2xx makes API Gateway refuse the handshake.
+    assert_eq!(resp.status_code, 500);
+}
+
+// ------------------------------------------------------------------------------- $disconnect
+
+#[tokio::test]
+async fn disconnect_deletes_and_is_idempotent() {
+    let f = setup(RecordingApi::default()).await;
+    let ev = event("disconnect", |_| {});
+    assert_eq!(ev.request_context.disconnect_status_code, Some(1001));
+    assert_eq!(
+        ev.request_context.disconnect_reason.as_deref(),
+        Some("Going away")
+    );
+    for _ in 0..2 {
+        let resp = f.app.handle(Handler::Disconnect, ev.clone()).await.unwrap();
+        assert_eq!(resp.status_code, 200);
+        assert_eq!(f.store.get(SENDER).await.unwrap(), None);
+    }
+    assert_eq!(f.store.len(), 2, "only the sender's record goes");
+}
+
+#[tokio::test]
+async fn disconnect_reports_a_store_failure() {
+    let app = App::new(
+        Arc::new(FailingStore),
+        Arc::new(RecordingApi::default()),
+        Config::new("Connections"),
+    );
+    let err = app
+        .handle(Handler::Disconnect, event("disconnect", |_| {}))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, HandlerError::Store(_)), "{err}");
+}
+
+// ------------------------------------------------------------------------------- sendMessage
+
+#[tokio::test]
+async fn broadcast_reaches_everyone_including_the_sender() {
+    let f = setup(RecordingApi::default()).await;
+    let resp = f
+        .app
+        .handle(Handler::SendMessage, event("message", |_| {}))
+        .await
+        .unwrap();
+    assert_eq!(resp.status_code, 200);
+    let expected = json!({
+        "type": "message",
+        "from": "alice",
+        "data": "hello, world",
+        "sentAt": "2026-11-26T14:27:09.456Z",
+    });
+    for id in [SENDER, "bob", "carol"] {
+        assert_eq!(f.api.frames_to(id), vec![expected.clone()], "{id}");
+    }
+    assert_eq!(f.api.posts().len(), 3);
+    assert!(f.api.posts().iter().all(|p| p.endpoint == ENDPOINT));
+}
+
+#[tokio::test]
+async fn configured_callback_url_overrides_the_event() {
+    let store = MemoryStore::new();
+    store.put(&conn(SENDER, "alice")).await.unwrap();
+    let api = Arc::new(RecordingApi::default());
+    let mut config = Config::new("Connections");
+    config.callback_url = Some("http://127.0.0.1:3001/dev".into());
+    let app = App::new(Arc::new(store), api.clone(), config);
+    app.handle(Handler::SendMessage, event("message", |_| {}))
+        .await
+        .unwrap();
+    assert_eq!(api.posts()[0].endpoint, "http://127.0.0.1:3001/dev");
+}
+
+#[tokio::test]
+async fn direct_message_reaches_only_its_recipient() {
+    let f = setup(RecordingApi::default()).await;
+    let ev = message(json!({"action": "sendMessage", "data": "psst", "to": "bob"}));
+    f.app.handle(Handler::SendMessage, ev).await.unwrap();
+    assert_eq!(
+        f.api.frames_to("bob"),
+        vec![json!({
+            "type": "direct",
+            "from": "alice",
+            "to": "bob",
+            "data": "psst",
+            "sentAt": "2026-11-26T14:27:09.456Z",
+        })]
+    );
+    assert_eq!(f.api.posts().len(), 1);
+}
+
+fn error_frame(code: &str, message: &str) -> Value {
+    json!({"type": "error", "code": code, "message": message})
+}
+
+#[tokio::test]
+async fn bad_input_gets_an_exact_error_frame_and_nothing_is_sent() {
+    let big = "x".repeat(MAX_DATA_BYTES + 1);
+    let escapes = "\u{1}".repeat(MAX_DATA_BYTES);
+    let cases: Vec<(&str, ApiGatewayWebsocketProxyRequest, Value)> = vec![
+        (
+            "no body",
+            event("message", |v| {
+                v.as_object_mut().unwrap().remove("body");
+            }),
+            error_frame("empty_body", "the message has no body"),
+        ),
+        (
+            "binary frame",
+            event("message", |v| {
+                v["body"] = json!("aGk=");
+                v["isBase64Encoded"] = json!(true);
+            }),
+            error_frame(
+                "binary_frame",
+                "binary frames are not supported; send a text frame with JSON",
+            ),
+        ),
+        (
+            "not JSON",
+            raw_message("{\"action\":\"sendMessage\",\"data\":"),
+            error_frame("not_json", "the message is not valid JSON"),
+        ),
+        (
+            "array",
+            raw_message("[\"sendMessage\"]"),
+            error_frame("not_an_object", "the message must be a JSON object"),
+        ),
+        (
+            "missing data",
+            message(json!({"action": "sendMessage"})),
+            error_frame("missing_data", "field `data` is required"),
+        ),
+        (
+            "number data",
+            message(json!({"action": "sendMessage", "data": 42})),
+            error_frame(
+                "data_not_string",
+                "field `data` must be a string, got number",
+            ),
+        ),
+        (
+            "null data",
+            message(json!({"action": "sendMessage", "data": null})),
+            error_frame("data_not_string", "field `data` must be a string, got null"),
+        ),
+        (
+            "object data",
+            message(json!({"action": "sendMessage", "data": {"text": "hi"}})),
+            error_frame(
+                "data_not_string",
+                "field `data` must be a string, got object",
+            ),
+        ),
+        (
+            "empty data",
+            message(json!({"action": "sendMessage", "data": ""})),
+            error_frame("empty_data", "field `data` must not be empty"),
+        ),
+        (
+            "blank data",
+            message(json!({"action": "sendMessage", "data": " \n\t"})),
+            error_frame("empty_data", "field `data` must not be empty"),
+        ),
+        (
+            "data over the limit",
+            message(json!({"action": "sendMessage", "data": big})),
+            error_frame(
+                "data_too_large",
+                "field `data` is 32769 bytes; the limit is 32768",
+            ),
+        ),
+        (
+            "frame over the limit after escaping",
+            message(json!({"action": "sendMessage", "data": escapes})),
+            error_frame(
+                "frame_too_large",
+                "the message would be 196687 bytes on the wire; the limit is 131072",
+            ),
+        ),
+        (
+            "numeric to",
+            message(json!({"action": "sendMessage", "data": "hi", "to": 7})),
+            error_frame("to_not_string", "field `to` must be a string, got number"),
+        ),
+        (
+            "empty to",
+            message(json!({"action": "sendMessage", "data": "hi", "to": ""})),
+            error_frame(
+                "invalid_to",
+                "field `to` must be a connection id of 1 to 128 printable characters",
+            ),
+        ),
+        (
+            "unknown to",
+            message(json!({"action": "sendMessage", "data": "hi", "to": "nobody"})),
+            error_frame("unknown_recipient", "no connection `nobody`"),
+        ),
+        (
+            "unregistered sender",
+            event("message", |v| {
+                v["requestContext"]["connectionId"] = json!("ghost")
+            }),
+            error_frame("unknown_sender", "your connection has no record; reconnect"),
+        ),
+    ];
+    assert!(cases.len() >= 10);
+    for (what, ev, expected) in cases {
+        let f = setup(RecordingApi::default()).await;
+        let sender = ev.request_context.connection_id.clone().unwrap();
+        let resp = f.app.handle(Handler::SendMessage, ev).await.unwrap();
+        assert_eq!(resp.status_code, 200, "{what}");
+        let posts = f.api.posts();
+        assert_eq!(
+            posts.len(),
+            1,
+            "{what}: only the sender hears back: {posts:?}"
+        );
+        assert_eq!(posts[0].connection_id, sender, "{what}");
+        assert_eq!(f.api.frames_to(&sender), vec![expected], "{what}");
+        assert_eq!(f.store.len(), 3, "{what}: the store is untouched");
+    }
+}
+
+#[tokio::test]
+async fn a_gone_receiver_loses_its_record_and_the_others_still_get_the_message() {
+    let f = setup(RecordingApi::default().failing("bob", ManagementError::Gone)).await;
+    let resp = f
+        .app
+        .handle(Handler::SendMessage, event("message", |_| {}))
+        .await
+        .unwrap();
+    assert_eq!(resp.status_code, 200);
+    assert_eq!(
+        f.store.get("bob").await.unwrap(),
+        None,
+        "the stale record is deleted"
+    );
+    assert!(
+        f.store.get(SENDER).await.unwrap().is_some(),
+        "never the sender's"
+    );
+    assert_eq!(f.api.frames_to(SENDER).len(), 1);
+    assert_eq!(f.api.frames_to("carol").len(), 1);
+    assert_eq!(
+        f.api.frames_to(SENDER)[0]["type"],
+        "message",
+        "no error frame"
+    );
+}
+
+#[tokio::test]
+async fn a_failing_receiver_does_not_stop_the_others() {
+    let f =
+        setup(RecordingApi::default().failing("carol", ManagementError::Other("HTTP 500".into())))
+            .await;
+    let resp = f
+        .app
+        .handle(Handler::SendMessage, event("message", |_| {}))
+        .await
+        .unwrap();
+    assert_eq!(resp.status_code, 200);
+    assert_eq!(f.api.frames_to(SENDER).len(), 1);
+    assert_eq!(f.api.frames_to("bob").len(), 1);
+    assert!(
+        f.store.get("carol").await.unwrap().is_some(),
+        "only a 410 deletes"
+    );
+}
+
+#[tokio::test]
+async fn direct_message_to_a_gone_connection_deletes_it_and_tells_the_sender() {
+    let f = setup(RecordingApi::default().failing("bob", ManagementError::Gone)).await;
+    let ev = message(json!({"action": "sendMessage", "data": "psst", "to": "bob"}));
+    f.app.handle(Handler::SendMessage, ev).await.unwrap();
+    assert_eq!(f.store.get("bob").await.unwrap(), None);
+    assert_eq!(
+        f.api.frames_to(SENDER),
+        vec![error_frame("unknown_recipient", "no connection `bob`")]
+    );
+}
+
+#[tokio::test]
+async fn direct_message_that_cannot_be_delivered_tells_the_sender_why() {
+    let f = setup(RecordingApi::default().failing("bob", ManagementError::Throttled)).await;
+    let ev = message(json!({"action": "sendMessage", "data": "psst", "to": "bob"}));
+    f.app.handle(Handler::SendMessage, ev).await.unwrap();
+    assert_eq!(
+        f.api.frames_to(SENDER),
+        vec![error_frame(
+            "delivery_failed",
+            "could not deliver to `bob`: throttled (429)"
+        )]
+    );
+}
+
+#[tokio::test]
+async fn an_error_frame_to_a_sender_that_left_is_not_a_failure() {
+    let f = setup(RecordingApi::default().failing(SENDER, ManagementError::Gone)).await;
+    let resp = f
+        .app
+        .handle(Handler::SendMessage, raw_message("nope"))
+        .await
+        .unwrap();
+    assert_eq!(resp.status_code, 200);
+}
+
+#[tokio::test]
+async fn an_error_frame_that_cannot_be_sent_is_a_function_error() {
+    let f = setup(RecordingApi::default().failing(SENDER, ManagementError::Forbidden)).await;
+    let err = f
+        .app
+        .handle(Handler::SendMessage, raw_message("nope"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, HandlerError::Management(ManagementError::Forbidden)),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn a_listing_failure_is_a_function_error() {
+    let inner = MemoryStore::new();
+    inner.put(&conn(SENDER, "alice")).await.unwrap();
+    let api = Arc::new(RecordingApi::default());
+    let app = App::new(
+        Arc::new(ListFailsStore(inner)),
+        api.clone(),
+        Config::new("Connections"),
+    );
+    let err = app
+        .handle(Handler::SendMessage, event("message", |_| {}))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, HandlerError::Store(StoreError::Backend(_))),
+        "{err}"
+    );
+    assert!(api.posts().is_empty());
+}
+
+#[tokio::test]
+async fn broadcast_crosses_pages_and_respects_the_concurrency_bound() {
+    let store = MemoryStore::new().with_page_size(7);
+    store.put(&conn(SENDER, "alice")).await.unwrap();
+    for i in 0..249 {
+        store.put(&conn(&format!("c{i:03}"), "x")).await.unwrap();
+    }
+    let api = Arc::new(RecordingApi {
+        delay: Some(Duration::from_millis(2)),
+        ..RecordingApi::default()
+    });
+    let mut config = Config::new("Connections");
+    config.broadcast_concurrency = 5;
+    let app = App::new(Arc::new(store), api.clone(), config);
+    app.handle(Handler::SendMessage, event("message", |_| {}))
+        .await
+        .unwrap();
+    let mut ids: Vec<String> = api.posts().into_iter().map(|p| p.connection_id).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 250, "every connection exactly once");
+    assert_eq!(api.posts().len(), 250);
+    let max = api.max_in_flight.load(Ordering::SeqCst);
+    assert!((2..=5).contains(&max), "max in flight {max}");
+}
+
+// ---------------------------------------------------------------------------------- $default
+
+#[tokio::test]
+async fn default_lists_the_supported_actions() {
+    let f = setup(RecordingApi::default()).await;
+    let resp = f
+        .app
+        .handle(Handler::Default, event("default", |_| {}))
+        .await
+        .unwrap();
+    assert_eq!(resp.status_code, 200);
+    assert_eq!(
+        f.api.frames_to(SENDER),
+        vec![json!({
+            "type": "error",
+            "code": "unknown_action",
+            "message": "unknown action `join`; supported actions: sendMessage",
+            "supportedActions": ["sendMessage"],
+        })]
+    );
+    assert_eq!(f.store.len(), 3);
+}
+
+#[tokio::test]
+async fn default_explains_a_message_without_action() {
+    let f = setup(RecordingApi::default()).await;
+    let ev = event("default", |v| v["body"] = json!("hello?"));
+    f.app.handle(Handler::Default, ev).await.unwrap();
+    assert_eq!(
+        f.api.frames_to(SENDER)[0]["message"],
+        "the message has no `action`; supported actions: sendMessage"
+    );
+}
+
+// ------------------------------------------------------------------------------ bad events
+
+#[tokio::test]
+async fn a_missing_connection_id_is_an_error_not_a_panic() {
+    for (handler, name) in [
+        (Handler::Connect, "connect"),
+        (Handler::Disconnect, "disconnect"),
+        (Handler::SendMessage, "message"),
+        (Handler::Default, "default"),
+    ] {
+        let f = setup(RecordingApi::default()).await;
+        let ev = event(name, |v| {
+            v["requestContext"]
+                .as_object_mut()
+                .unwrap()
+                .remove("connectionId");
+        });
+        let err = f.app.handle(handler, ev).await.unwrap_err();
+        assert_eq!(err.to_string(), "event has no requestContext.connectionId");
+    }
+}
+
+#[tokio::test]
+async fn a_missing_domain_name_is_an_error_when_no_callback_url_is_configured() {
+    let f = setup(RecordingApi::default()).await;
+    let ev = event("message", |v| {
+        v["requestContext"]
+            .as_object_mut()
+            .unwrap()
+            .remove("domainName");
+    });
+    let err = f.app.handle(Handler::SendMessage, ev).await.unwrap_err();
+    assert_eq!(err.to_string(), "event has no requestContext.domainName");
+}

@@ -1,0 +1,180 @@
+//! The route table of the wsstack WebSocket API, declared once.
+//!
+//! Synth builds one Lambda function, integration, route and permission per entry; the handlers
+//! crate builds one binary per [`Handler`]; the local gateway dispatches frames with the same
+//! list. Adding a route here is the only edit needed to put it everywhere.
+
+/// The expression API Gateway evaluates on every incoming message to pick a route.
+pub const ROUTE_SELECTION_EXPRESSION: &str = "$request.body.action";
+
+/// The JSON field of a client message that [`ROUTE_SELECTION_EXPRESSION`] reads.
+pub const ROUTE_SELECTION_FIELD: &str = "action";
+
+/// A DynamoDB action a handler performs on the connections table.
+///
+/// Synth grants exactly these actions to the handler's role, so a handler that starts calling a
+/// new action must list it here or it gets `AccessDenied` in AWS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum TableAction {
+    PutItem,
+    GetItem,
+    DeleteItem,
+    Scan,
+}
+
+impl TableAction {
+    /// The IAM action name, e.g. `dynamodb:PutItem`.
+    pub const fn iam_action(self) -> &'static str {
+        match self {
+            TableAction::PutItem => "dynamodb:PutItem",
+            TableAction::GetItem => "dynamodb:GetItem",
+            TableAction::DeleteItem => "dynamodb:DeleteItem",
+            TableAction::Scan => "dynamodb:Scan",
+        }
+    }
+}
+
+/// The Lambda handlers of the API. Each is one binary in the `handlers` crate and one function
+/// in the synthesized stack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Handler {
+    Connect,
+    Disconnect,
+    SendMessage,
+    Default,
+}
+
+impl Handler {
+    /// Every handler, in the order the stack declares them.
+    pub const ALL: [Handler; 4] = [
+        Handler::Connect,
+        Handler::Disconnect,
+        Handler::SendMessage,
+        Handler::Default,
+    ];
+
+    /// The cargo binary that implements the handler; `cargo lambda build` writes its zip to
+    /// `target/lambda/{binary}/bootstrap.zip`.
+    pub const fn binary(self) -> &'static str {
+        match self {
+            Handler::Connect => "connect",
+            Handler::Disconnect => "disconnect",
+            Handler::SendMessage => "send-message",
+            Handler::Default => "default",
+        }
+    }
+
+    /// The PascalCase stem of every CloudFormation logical ID that belongs to this handler
+    /// (`{stem}Function`, `{stem}Role`, ...). These IDs are an API: renaming one replaces the
+    /// live resource.
+    pub const fn logical_id_stem(self) -> &'static str {
+        match self {
+            Handler::Connect => "Connect",
+            Handler::Disconnect => "Disconnect",
+            Handler::SendMessage => "SendMessage",
+            Handler::Default => "Default",
+        }
+    }
+
+    /// The DynamoDB actions the handler performs on the connections table.
+    pub const fn table_actions(self) -> &'static [TableAction] {
+        match self {
+            // Stores the new connection's record.
+            Handler::Connect => &[TableAction::PutItem],
+            // Removes the record; a missing one is fine.
+            Handler::Disconnect => &[TableAction::DeleteItem],
+            // Reads the sender and a direct message's target, lists every connection for a
+            // broadcast, and deletes the records of connections that turned out to be gone.
+            Handler::SendMessage => &[
+                TableAction::GetItem,
+                TableAction::Scan,
+                TableAction::DeleteItem,
+            ],
+            // Only answers the sender; never touches the table.
+            Handler::Default => &[],
+        }
+    }
+
+    /// Whether the handler calls the `@connections` management API, and so needs
+    /// `execute-api:ManageConnections` on this API's stage.
+    pub const fn posts_to_connections(self) -> bool {
+        match self {
+            Handler::Connect | Handler::Disconnect => false,
+            Handler::SendMessage | Handler::Default => true,
+        }
+    }
+}
+
+/// A route of the WebSocket API: a route key and the handler behind it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Route {
+    /// The route key as API Gateway matches it: exact and case-sensitive.
+    pub key: &'static str,
+    pub handler: Handler,
+}
+
+/// The route key of the connection handshake.
+pub const CONNECT: &str = "$connect";
+/// The route key API Gateway invokes after a connection closed (best effort).
+pub const DISCONNECT: &str = "$disconnect";
+/// The route key for messages whose `action` matches no other route.
+pub const DEFAULT: &str = "$default";
+/// The route key of a chat message.
+pub const SEND_MESSAGE: &str = "sendMessage";
+
+/// The API's routes.
+pub const ROUTES: &[Route] = &[
+    Route {
+        key: CONNECT,
+        handler: Handler::Connect,
+    },
+    Route {
+        key: DISCONNECT,
+        handler: Handler::Disconnect,
+    },
+    Route {
+        key: SEND_MESSAGE,
+        handler: Handler::SendMessage,
+    },
+    Route {
+        key: DEFAULT,
+        handler: Handler::Default,
+    },
+];
+
+/// The route for a route key, matched exactly (case-sensitive), as API Gateway does.
+pub fn route(key: &str) -> Option<&'static Route> {
+    ROUTES.iter().find(|r| r.key == key)
+}
+
+/// The route keys a client can name in `action`: every route that is not a `$` system route.
+pub fn client_actions() -> impl Iterator<Item = &'static str> {
+    ROUTES.iter().map(|r| r.key).filter(|k| !k.starts_with('$'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_handler_has_exactly_one_route() {
+        for h in Handler::ALL {
+            assert_eq!(ROUTES.iter().filter(|r| r.handler == h).count(), 1, "{h:?}");
+        }
+    }
+
+    #[test]
+    fn route_lookup_is_case_sensitive() {
+        assert_eq!(
+            route("sendMessage").map(|r| r.handler),
+            Some(Handler::SendMessage)
+        );
+        assert!(route("sendmessage").is_none());
+        assert!(route("SendMessage").is_none());
+    }
+
+    #[test]
+    fn client_actions_exclude_system_routes() {
+        assert_eq!(client_actions().collect::<Vec<_>>(), vec!["sendMessage"]);
+    }
+}

@@ -1,0 +1,265 @@
+//! The functions' code: the handlers' zips built by `make handlers`, hashed by content.
+//!
+//! A template-only synth (tests, CI, a first look) cannot build arm64 Lambda zips. For that,
+//! [`AssetSource::StandIn`] makes a small, clearly labelled zip per handler whose `bootstrap`
+//! refuses to run, so a stand-in that got deployed by mistake fails loudly instead of serving.
+
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+use wsstack_routes::Handler;
+
+/// Where `cargo lambda build --output-format zip` writes each binary's zip, relative to the
+/// workspace root: `{dir}/{binary}/bootstrap.zip`.
+pub const DEFAULT_LAMBDA_DIR: &str = "target/lambda";
+
+/// The make target that builds the zips; named in errors.
+pub const BUILD_TARGET: &str = "make handlers";
+
+/// Where the functions' code comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AssetSource {
+    /// The real zips under this folder (`{dir}/{binary}/bootstrap.zip`).
+    Built(PathBuf),
+    /// Labelled stand-ins that cannot run: for synthesizing templates without building.
+    StandIn,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AssetError {
+    #[error("the {handler} handler's zip {} does not exist: build the handlers with `{BUILD_TARGET}` first (or pass --stand-in-assets to synthesize templates without code)", path.display())]
+    Missing {
+        handler: &'static str,
+        path: PathBuf,
+    },
+    #[error("cannot read the {handler} handler's zip {}: {source}", path.display())]
+    Read {
+        handler: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A file asset: one handler's deployment package.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Asset {
+    pub handler: Handler,
+    /// SHA-256 of the zip, lowercase hex: the asset ID and the S3 object key's stem.
+    pub hash: String,
+    pub content: AssetContent,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AssetContent {
+    /// A zip on disk, copied (or hard-linked) into the assembly.
+    File(PathBuf),
+    /// A generated stand-in zip.
+    StandIn(Vec<u8>),
+}
+
+impl Asset {
+    /// The file name inside `cdk.out`, as the CDK names file assets.
+    pub fn file_name(&self) -> String {
+        format!("asset.{}.zip", self.hash)
+    }
+
+    /// The S3 object key in the assets bucket.
+    pub fn object_key(&self) -> String {
+        format!("{}.zip", self.hash)
+    }
+
+    pub fn is_stand_in(&self) -> bool {
+        matches!(self.content, AssetContent::StandIn(_))
+    }
+}
+
+/// Finds and hashes the asset of every handler.
+pub fn resolve_all(source: &AssetSource) -> Result<Vec<Asset>, AssetError> {
+    Handler::ALL.iter().map(|&h| resolve(h, source)).collect()
+}
+
+/// Finds and hashes one handler's asset.
+pub fn resolve(handler: Handler, source: &AssetSource) -> Result<Asset, AssetError> {
+    match source {
+        AssetSource::StandIn => {
+            let zip = stand_in_zip(handler);
+            Ok(Asset {
+                handler,
+                hash: hex::encode(Sha256::digest(&zip)),
+                content: AssetContent::StandIn(zip),
+            })
+        }
+        AssetSource::Built(dir) => {
+            let path = zip_path(dir, handler);
+            let hash = hash_file(&path).map_err(|source| {
+                if source.kind() == std::io::ErrorKind::NotFound {
+                    AssetError::Missing {
+                        handler: handler.binary(),
+                        path: path.clone(),
+                    }
+                } else {
+                    AssetError::Read {
+                        handler: handler.binary(),
+                        path: path.clone(),
+                        source,
+                    }
+                }
+            })?;
+            Ok(Asset {
+                handler,
+                hash,
+                content: AssetContent::File(path),
+            })
+        }
+    }
+}
+
+/// `{dir}/{binary}/bootstrap.zip`.
+pub fn zip_path(dir: &Path, handler: Handler) -> PathBuf {
+    dir.join(handler.binary()).join("bootstrap.zip")
+}
+
+/// SHA-256 of a file, streamed so a large zip does not sit in memory.
+fn hash_file(path: &Path) -> std::io::Result<String> {
+    let mut file = std::fs::File::open(path)?;
+    let mut hasher = Sha256::new();
+    std::io::copy(&mut file, &mut hasher)?;
+    Ok(hex::encode(hasher.finalize()))
+}
+
+/// The `bootstrap` of a stand-in: says what it is and exits non-zero.
+fn stand_in_bootstrap(handler: Handler) -> String {
+    format!(
+        "#!/bin/sh\n\
+         # wsstack STAND-IN asset for the `{bin}` handler, written by `synth --stand-in-assets`.\n\
+         echo 'wsstack: this function runs a STAND-IN, not the {bin} handler: build the handlers with `{BUILD_TARGET}`, synth again and redeploy' >&2\n\
+         exit 1\n",
+        bin = handler.binary()
+    )
+}
+
+/// A deterministic zip holding the stand-in `bootstrap` (stored, fixed timestamp, mode 0755).
+pub fn stand_in_zip(handler: Handler) -> Vec<u8> {
+    zip_stored("bootstrap", stand_in_bootstrap(handler).as_bytes())
+}
+
+/// A one-file zip with no compression. Enough for a stand-in; avoids a zip dependency.
+fn zip_stored(name: &str, data: &[u8]) -> Vec<u8> {
+    const DOS_DATE_1980_01_01: u16 = (1 << 5) | 1;
+    let crc = crc32(data);
+    let size = u32::try_from(data.len()).unwrap_or(u32::MAX);
+    let name_len = u16::try_from(name.len()).unwrap_or(u16::MAX);
+
+    let mut out = Vec::with_capacity(data.len() + 128);
+    // Local file header.
+    out.extend_from_slice(&0x0403_4b50u32.to_le_bytes());
+    out.extend_from_slice(&20u16.to_le_bytes()); // version needed
+    out.extend_from_slice(&0u16.to_le_bytes()); // flags
+    out.extend_from_slice(&0u16.to_le_bytes()); // method: stored
+    out.extend_from_slice(&0u16.to_le_bytes()); // time
+    out.extend_from_slice(&DOS_DATE_1980_01_01.to_le_bytes());
+    out.extend_from_slice(&crc.to_le_bytes());
+    out.extend_from_slice(&size.to_le_bytes());
+    out.extend_from_slice(&size.to_le_bytes());
+    out.extend_from_slice(&name_len.to_le_bytes());
+    out.extend_from_slice(&0u16.to_le_bytes()); // extra length
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(data);
+
+    let central_start = u32::try_from(out.len()).unwrap_or(u32::MAX);
+    out.extend_from_slice(&0x0201_4b50u32.to_le_bytes());
+    out.extend_from_slice(&((3u16 << 8) | 20).to_le_bytes()); // made by: Unix
+    out.extend_from_slice(&20u16.to_le_bytes());
+    out.extend_from_slice(&0u16.to_le_bytes());
+    out.extend_from_slice(&0u16.to_le_bytes());
+    out.extend_from_slice(&0u16.to_le_bytes());
+    out.extend_from_slice(&DOS_DATE_1980_01_01.to_le_bytes());
+    out.extend_from_slice(&crc.to_le_bytes());
+    out.extend_from_slice(&size.to_le_bytes());
+    out.extend_from_slice(&size.to_le_bytes());
+    out.extend_from_slice(&name_len.to_le_bytes());
+    out.extend_from_slice(&0u16.to_le_bytes()); // extra
+    out.extend_from_slice(&0u16.to_le_bytes()); // comment
+    out.extend_from_slice(&0u16.to_le_bytes()); // disk
+    out.extend_from_slice(&0u16.to_le_bytes()); // internal attributes
+    out.extend_from_slice(&(0o100_755u32 << 16).to_le_bytes()); // regular file, rwxr-xr-x
+    out.extend_from_slice(&0u32.to_le_bytes()); // local header offset
+    out.extend_from_slice(name.as_bytes());
+    let central_len = u32::try_from(out.len()).unwrap_or(u32::MAX) - central_start;
+
+    out.extend_from_slice(&0x0605_4b50u32.to_le_bytes());
+    out.extend_from_slice(&0u16.to_le_bytes());
+    out.extend_from_slice(&0u16.to_le_bytes());
+    out.extend_from_slice(&1u16.to_le_bytes());
+    out.extend_from_slice(&1u16.to_le_bytes());
+    out.extend_from_slice(&central_len.to_le_bytes());
+    out.extend_from_slice(&central_start.to_le_bytes());
+    out.extend_from_slice(&0u16.to_le_bytes());
+    out
+}
+
+/// CRC-32 (IEEE), as zip uses.
+fn crc32(data: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &b in data {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = (crc >> 1) ^ (0xEDB8_8320 & (crc & 1).wrapping_neg());
+        }
+    }
+    !crc
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crc32_known_value() {
+        assert_eq!(crc32(b"123456789"), 0xCBF4_3926);
+    }
+
+    #[test]
+    fn stand_ins_are_deterministic_and_distinct() {
+        let a = resolve(Handler::Connect, &AssetSource::StandIn).expect("stand-in");
+        let b = resolve(Handler::Connect, &AssetSource::StandIn).expect("stand-in");
+        let c = resolve(Handler::Disconnect, &AssetSource::StandIn).expect("stand-in");
+        assert_eq!(a, b);
+        assert_ne!(a.hash, c.hash);
+        assert!(a.is_stand_in());
+        assert_eq!(a.file_name(), format!("asset.{}.zip", a.hash));
+        assert_eq!(a.object_key(), format!("{}.zip", a.hash));
+    }
+
+    #[test]
+    fn missing_zip_names_the_file_and_the_make_target() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let e = resolve(
+            Handler::SendMessage,
+            &AssetSource::Built(dir.path().to_owned()),
+        )
+        .expect_err("no zip");
+        let msg = e.to_string();
+        assert!(
+            msg.contains("send-message/bootstrap.zip does not exist"),
+            "{msg}"
+        );
+        assert!(msg.contains("make handlers"), "{msg}");
+    }
+
+    #[test]
+    fn built_zip_is_hashed_by_content() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = zip_path(dir.path(), Handler::Default);
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        std::fs::write(&path, b"abc").expect("write");
+        let a = resolve(Handler::Default, &AssetSource::Built(dir.path().to_owned())).expect("zip");
+        // sha256("abc")
+        assert_eq!(
+            a.hash,
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        assert_eq!(a.content, AssetContent::File(path));
+    }
+}

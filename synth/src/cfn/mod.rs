@@ -1,0 +1,273 @@
+//! A typed model of the parts of AWS CloudFormation this project emits.
+//!
+//! It knows nothing of wsstack: the stack in [`crate::stack`] is written in terms of it. One Rust
+//! type per resource type (in [`resources`]), properties in PascalCase via serde, optional
+//! properties skipped when `None`, intrinsic functions as [`Expr`], IAM documents as
+//! [`policy::PolicyDocument`]. [`validate`] checks a template's references before it is written.
+
+pub mod intrinsic;
+pub mod policy;
+pub mod resources;
+pub mod validate;
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use serde::ser::{SerializeMap, Serializer};
+
+pub use intrinsic::{Condition, Expr, Pseudo};
+pub use resources::{Properties, ResourceType};
+
+/// The only template format version CloudFormation knows.
+pub const TEMPLATE_FORMAT_VERSION: &str = "2010-09-09";
+
+/// A CloudFormation template. Sections keep insertion order, so the emitted file reads in the
+/// order the stack declares things; [`validate`] rejects duplicate logical IDs.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Template {
+    pub description: Option<String>,
+    pub parameters: Vec<(String, Parameter)>,
+    pub conditions: Vec<(String, Condition)>,
+    pub resources: Vec<(String, Resource)>,
+    pub outputs: Vec<(String, Output)>,
+}
+
+impl Template {
+    pub fn new(description: impl Into<String>) -> Self {
+        Template {
+            description: Some(description.into()),
+            ..Template::default()
+        }
+    }
+
+    /// Adds a resource and returns its logical ID, for use in references.
+    pub fn add(&mut self, logical_id: impl Into<String>, resource: impl Into<Resource>) -> String {
+        let id = logical_id.into();
+        self.resources.push((id.clone(), resource.into()));
+        id
+    }
+
+    pub fn add_parameter(&mut self, name: impl Into<String>, parameter: Parameter) -> String {
+        let name = name.into();
+        self.parameters.push((name.clone(), parameter));
+        name
+    }
+
+    pub fn add_condition(&mut self, name: impl Into<String>, condition: Condition) -> String {
+        let name = name.into();
+        self.conditions.push((name.clone(), condition));
+        name
+    }
+
+    pub fn add_output(&mut self, name: impl Into<String>, output: Output) {
+        self.outputs.push((name.into(), output));
+    }
+
+    /// The resource with this logical ID, if any.
+    pub fn resource(&self, logical_id: &str) -> Option<&Resource> {
+        self.resources
+            .iter()
+            .find(|(id, _)| id == logical_id)
+            .map(|(_, r)| r)
+    }
+
+    /// The resources of one type, with their logical IDs.
+    pub fn resources_of<'a>(
+        &'a self,
+        type_name: &'a str,
+    ) -> impl Iterator<Item = (&'a str, &'a Resource)> {
+        self.resources
+            .iter()
+            .filter(move |(_, r)| r.properties.type_name() == type_name)
+            .map(|(id, r)| (id.as_str(), r))
+    }
+}
+
+/// Serializes `(key, value)` pairs as a JSON object in their order.
+struct Section<'a, T>(&'a [(String, T)]);
+
+impl<T: Serialize> Serialize for Section<'_, T> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(Some(self.0.len()))?;
+        for (k, v) in self.0 {
+            map.serialize_entry(k, v)?;
+        }
+        map.end()
+    }
+}
+
+impl Serialize for Template {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(None)?;
+        map.serialize_entry("AWSTemplateFormatVersion", TEMPLATE_FORMAT_VERSION)?;
+        if let Some(d) = &self.description {
+            map.serialize_entry("Description", d)?;
+        }
+        if !self.parameters.is_empty() {
+            map.serialize_entry("Parameters", &Section(&self.parameters))?;
+        }
+        if !self.conditions.is_empty() {
+            map.serialize_entry("Conditions", &Section(&self.conditions))?;
+        }
+        map.serialize_entry("Resources", &Section(&self.resources))?;
+        if !self.outputs.is_empty() {
+            map.serialize_entry("Outputs", &Section(&self.outputs))?;
+        }
+        map.end()
+    }
+}
+
+/// A template parameter.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Parameter {
+    #[serde(rename = "Type")]
+    pub type_: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub default: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub allowed_pattern: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub constraint_description: Option<String>,
+}
+
+impl Parameter {
+    /// A `String` parameter with a description.
+    pub fn string(description: impl Into<String>) -> Self {
+        Parameter {
+            type_: "String".into(),
+            description: Some(description.into()),
+            default: None,
+            allowed_pattern: None,
+            constraint_description: None,
+        }
+    }
+}
+
+/// A stack output, optionally exported for other stacks' `Fn::ImportValue`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Output {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    pub value: Expr,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub export: Option<Export>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub condition: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Export {
+    pub name: Expr,
+}
+
+/// What CloudFormation does with a resource's physical resource when the stack deletes or
+/// replaces it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum RemovalPolicy {
+    Delete,
+    Retain,
+    Snapshot,
+}
+
+/// A resource: typed properties plus the resource attributes, which CloudFormation keeps
+/// outside `Properties`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Resource {
+    pub properties: Properties,
+    pub depends_on: Vec<String>,
+    pub condition: Option<String>,
+    pub deletion_policy: Option<RemovalPolicy>,
+    pub update_replace_policy: Option<RemovalPolicy>,
+    /// Free-form by CloudFormation's definition (tools such as checkov and the CDK CLI read
+    /// their own keys from it).
+    pub metadata: BTreeMap<String, serde_json::Value>,
+}
+
+impl Resource {
+    pub fn new(properties: impl Into<Properties>) -> Self {
+        Resource {
+            properties: properties.into(),
+            depends_on: Vec::new(),
+            condition: None,
+            deletion_policy: None,
+            update_replace_policy: None,
+            metadata: BTreeMap::new(),
+        }
+    }
+
+    pub fn depends_on(mut self, logical_id: impl Into<String>) -> Self {
+        self.depends_on.push(logical_id.into());
+        self
+    }
+
+    /// Sets both `DeletionPolicy` and `UpdateReplacePolicy`.
+    pub fn removal_policy(mut self, policy: RemovalPolicy) -> Self {
+        self.deletion_policy = Some(policy);
+        self.update_replace_policy = Some(policy);
+        self
+    }
+
+    pub fn condition(mut self, condition: impl Into<String>) -> Self {
+        self.condition = Some(condition.into());
+        self
+    }
+
+    pub fn metadata(mut self, key: impl Into<String>, value: serde_json::Value) -> Self {
+        self.metadata.insert(key.into(), value);
+        self
+    }
+
+    /// The properties as the given resource type, if they are of that type.
+    pub fn as_type<T: ResourceType>(&self) -> Option<&T> {
+        T::from_properties(&self.properties)
+    }
+}
+
+impl<T: ResourceType> From<T> for Resource {
+    fn from(p: T) -> Self {
+        Resource::new(p)
+    }
+}
+
+impl Serialize for Resource {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(None)?;
+        map.serialize_entry("Type", self.properties.type_name())?;
+        map.serialize_entry("Properties", &self.properties)?;
+        match self.depends_on.as_slice() {
+            [] => {}
+            [one] => map.serialize_entry("DependsOn", one)?,
+            many => map.serialize_entry("DependsOn", many)?,
+        }
+        if let Some(c) = &self.condition {
+            map.serialize_entry("Condition", c)?;
+        }
+        if let Some(p) = &self.deletion_policy {
+            map.serialize_entry("DeletionPolicy", p)?;
+        }
+        if let Some(p) = &self.update_replace_policy {
+            map.serialize_entry("UpdateReplacePolicy", p)?;
+        }
+        if !self.metadata.is_empty() {
+            map.serialize_entry("Metadata", &self.metadata)?;
+        }
+        map.end()
+    }
+}
+
+/// Serializes a list as a bare value when it has one element, as CloudFormation and IAM accept
+/// and as people write them.
+pub(crate) fn one_or_many<S: Serializer, T: Serialize>(
+    items: &[T],
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    match items {
+        [one] => one.serialize(s),
+        many => many.serialize(s),
+    }
+}

@@ -1,0 +1,123 @@
+//! `AWS::ApiGatewayV2::*`: the WebSocket API, its routes, integrations, stage and authorizer.
+
+use serde::Serialize;
+
+use crate::cfn::Expr;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum ProtocolType {
+    Websocket,
+    Http,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Api {
+    pub name: Expr,
+    pub protocol_type: ProtocolType,
+    /// Required for WebSocket APIs, e.g. `$request.body.action`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub route_selection_expression: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum AuthorizationType {
+    #[serde(rename = "NONE")]
+    None,
+    #[serde(rename = "AWS_IAM")]
+    AwsIam,
+    #[serde(rename = "CUSTOM")]
+    Custom,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Route {
+    pub api_id: Expr,
+    pub route_key: String,
+    pub authorization_type: AuthorizationType,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub authorizer_id: Option<Expr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub operation_name: Option<String>,
+    /// `integrations/{IntegrationId}`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target: Option<Expr>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum IntegrationType {
+    #[serde(rename = "AWS_PROXY")]
+    AwsProxy,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Integration {
+    pub api_id: Expr,
+    pub integration_type: IntegrationType,
+    pub integration_uri: Expr,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// 50..=29000 ms.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timeout_in_millis: Option<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct RouteSettings {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detailed_metrics_enabled: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub throttling_burst_limit: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub throttling_rate_limit: Option<f64>,
+    /// `ERROR`, `INFO` or `OFF`; needs the account's API Gateway CloudWatch role.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub logging_level: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_trace_enabled: Option<bool>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct AccessLogSettings {
+    pub destination_arn: Expr,
+    pub format: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Stage {
+    pub api_id: Expr,
+    pub stage_name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auto_deploy: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub default_route_settings: Option<RouteSettings>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub access_log_settings: Option<AccessLogSettings>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum AuthorizerType {
+    Request,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Authorizer {
+    pub api_id: Expr,
+    pub name: String,
+    pub authorizer_type: AuthorizerType,
+    pub authorizer_uri: Expr,
+    /// E.g. `route.request.querystring.token` or `route.request.header.Authorization`.
+    pub identity_source: Vec<String>,
+}

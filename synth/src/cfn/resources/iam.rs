@@ -1,0 +1,22 @@
+//! `AWS::IAM::Role`, with inline policies.
+
+use serde::Serialize;
+
+use crate::cfn::policy::PolicyDocument;
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct InlinePolicy {
+    pub policy_name: String,
+    pub policy_document: PolicyDocument,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Role {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    pub assume_role_policy_document: PolicyDocument,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub policies: Vec<InlinePolicy>,
+}

@@ -1,0 +1,104 @@
+//! `AWS::Lambda::Function` and `AWS::Lambda::Permission`.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::cfn::Expr;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Architecture {
+    #[serde(rename = "arm64")]
+    Arm64,
+    #[serde(rename = "x86_64")]
+    X86_64,
+}
+
+/// Where the deployment package lives.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Code {
+    pub s3_bucket: Expr,
+    pub s3_key: Expr,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Environment {
+    pub variables: BTreeMap<String, Expr>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum LogFormat {
+    #[serde(rename = "JSON")]
+    Json,
+    Text,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct LoggingConfig {
+    pub log_format: LogFormat,
+    /// Only with `LogFormat: JSON`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub application_log_level: Option<String>,
+    /// Only with `LogFormat: JSON`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub system_log_level: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_group: Option<Expr>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct DeadLetterConfig {
+    pub target_arn: Expr,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum TracingMode {
+    Active,
+    PassThrough,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct TracingConfig {
+    pub mode: TracingMode,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Function {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    pub runtime: String,
+    pub handler: String,
+    pub architectures: Vec<Architecture>,
+    pub code: Code,
+    pub role: Expr,
+    pub memory_size: u32,
+    pub timeout: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reserved_concurrent_executions: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub environment: Option<Environment>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub logging_config: Option<LoggingConfig>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dead_letter_config: Option<DeadLetterConfig>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tracing_config: Option<TracingConfig>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Permission {
+    pub action: String,
+    pub function_name: Expr,
+    pub principal: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source_arn: Option<Expr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source_account: Option<Expr>,
+}

@@ -1,0 +1,84 @@
+//! One Rust type per CloudFormation resource type, grouped by service.
+
+pub mod apigatewayv2;
+pub mod dynamodb;
+pub mod iam;
+pub mod lambda;
+pub mod logs;
+pub mod sqs;
+
+use serde::Serialize;
+
+/// A CloudFormation resource type: its properties struct, its type name and the attributes
+/// `Fn::GetAtt` may read.
+pub trait ResourceType: Serialize + Into<Properties> + Sized {
+    /// The type name, e.g. `AWS::DynamoDB::Table`.
+    const TYPE: &'static str;
+    /// The attributes `Fn::GetAtt` accepts for this type.
+    const ATTRIBUTES: &'static [&'static str];
+
+    fn from_properties(p: &Properties) -> Option<&Self>;
+}
+
+macro_rules! resource_types {
+    ($($variant:ident($ty:path) = $name:literal, attributes [$($attr:literal),*];)*) => {
+        /// The properties of any resource the model knows, tagged by type.
+        #[derive(Debug, Clone, PartialEq, Serialize)]
+        #[serde(untagged)]
+        pub enum Properties {
+            $($variant($ty)),*
+        }
+
+        impl Properties {
+            /// The CloudFormation type name.
+            pub fn type_name(&self) -> &'static str {
+                match self {
+                    $(Properties::$variant(_) => <$ty as ResourceType>::TYPE),*
+                }
+            }
+
+            /// The attributes `Fn::GetAtt` accepts for this resource's type.
+            pub fn attributes(&self) -> &'static [&'static str] {
+                match self {
+                    $(Properties::$variant(_) => <$ty as ResourceType>::ATTRIBUTES),*
+                }
+            }
+        }
+
+        $(
+            impl ResourceType for $ty {
+                const TYPE: &'static str = $name;
+                const ATTRIBUTES: &'static [&'static str] = &[$($attr),*];
+
+                fn from_properties(p: &Properties) -> Option<&Self> {
+                    match p {
+                        Properties::$variant(v) => Some(v),
+                        #[allow(unreachable_patterns)]
+                        _ => None,
+                    }
+                }
+            }
+
+            impl From<$ty> for Properties {
+                fn from(p: $ty) -> Self {
+                    Properties::$variant(p)
+                }
+            }
+        )*
+    };
+}
+
+// Attribute lists are CloudFormation's "Return values / Fn::GetAtt" of each type.
+resource_types! {
+    Api(apigatewayv2::Api) = "AWS::ApiGatewayV2::Api", attributes ["ApiEndpoint", "ApiId"];
+    Route(apigatewayv2::Route) = "AWS::ApiGatewayV2::Route", attributes ["RouteId"];
+    Integration(apigatewayv2::Integration) = "AWS::ApiGatewayV2::Integration", attributes ["IntegrationId"];
+    Stage(apigatewayv2::Stage) = "AWS::ApiGatewayV2::Stage", attributes [];
+    Authorizer(apigatewayv2::Authorizer) = "AWS::ApiGatewayV2::Authorizer", attributes ["AuthorizerId"];
+    Function(lambda::Function) = "AWS::Lambda::Function", attributes ["Arn", "SnapStartResponse.ApplyOn", "SnapStartResponse.OptimizationStatus"];
+    Permission(lambda::Permission) = "AWS::Lambda::Permission", attributes [];
+    Role(iam::Role) = "AWS::IAM::Role", attributes ["Arn", "RoleId"];
+    Table(dynamodb::Table) = "AWS::DynamoDB::Table", attributes ["Arn", "StreamArn"];
+    LogGroup(logs::LogGroup) = "AWS::Logs::LogGroup", attributes ["Arn"];
+    Queue(sqs::Queue) = "AWS::SQS::Queue", attributes ["Arn", "QueueName", "QueueUrl"];
+}

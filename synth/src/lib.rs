@@ -1,0 +1,15 @@
+//! wsstack synth: typed Rust in, CloudFormation and a CDK cloud assembly out.
+//!
+//! - [`cfn`]: a model of CloudFormation (templates, resource types, intrinsics, validation),
+//!   independent of this project.
+//! - [`stage`]: the per-environment settings read from `stages/*.toml`.
+//! - [`stack`]: the WebSocket API stack, described with the model from a stage and the route
+//!   table in `wsstack-routes`.
+//! - [`assets`]: the handlers' zips (or labelled stand-ins), hashed by content.
+//! - [`assembly`]: the cloud assembly written to `cdk.out/`, atomically.
+
+pub mod assembly;
+pub mod assets;
+pub mod cfn;
+pub mod stack;
+pub mod stage;

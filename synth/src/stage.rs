@@ -1,0 +1,615 @@
+//! Per-environment settings: one TOML file per stage in `stages/` (`dev.toml`, `prod.toml`, ...).
+//!
+//! The file name is the stage name. Every field is optional and has a default, so a stage file
+//! says only what differs. A bad file is an error naming the file, line, column and field, and
+//! what is allowed.
+
+use std::fmt;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use wsstack_routes::Handler;
+
+/// Where the stage files live, relative to the workspace root.
+pub const DEFAULT_STAGES_DIR: &str = "stages";
+
+/// An error in a stage file or in finding one.
+#[derive(Debug, thiserror::Error)]
+pub enum StageError {
+    #[error("{}: cannot read stage file: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("no stage `{stage}`: {} does not exist (stages found: {found})", path.display())]
+    Missing {
+        stage: String,
+        path: PathBuf,
+        found: String,
+    },
+    #[error("{}: no stage files (*.toml) in this folder", dir.display())]
+    NoStages { dir: PathBuf },
+    #[error("{}: invalid stage name `{name}`: use 1 to 64 lowercase letters, digits and hyphens, starting with a letter", path.display())]
+    InvalidName { path: PathBuf, name: String },
+    #[error("{}:{line}:{column}: {field}: {message}", path.display())]
+    Invalid {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        /// Dotted path of the field, e.g. `lambda.memory_mb`.
+        field: String,
+        message: String,
+    },
+}
+
+/// A stage, resolved: every default applied and every value checked.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Stage {
+    /// The stage name: the file stem, used as the API Gateway stage name.
+    pub name: String,
+    /// The CloudFormation stack name, `wsstack-{name}` unless the file says otherwise.
+    pub stack_name: String,
+    /// The AWS account to pin the stack to, if any (otherwise environment-agnostic).
+    pub account: Option<String>,
+    /// The AWS region to pin the stack to, if any.
+    pub region: Option<String>,
+    /// Function settings, per handler (defaults with the handler's overrides applied).
+    pub functions: Vec<(Handler, FunctionSettings)>,
+    pub table: TableSettings,
+    pub api: ApiSettings,
+    /// Whether stack outputs are exported (`Fn::ImportValue`-able) as `{StackName}-{Output}`.
+    pub export_outputs: bool,
+}
+
+impl Stage {
+    /// The settings of one handler's function.
+    pub fn function(&self, handler: Handler) -> &FunctionSettings {
+        // `parse` fills in every handler of `Handler::ALL`, so the fallback is never taken.
+        self.functions
+            .iter()
+            .find(|(h, _)| *h == handler)
+            .map(|(_, s)| s)
+            .unwrap_or(&self.functions[0].1)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum Architecture {
+    #[serde(rename = "arm64")]
+    Arm64,
+    #[serde(rename = "x86_64")]
+    X86_64,
+}
+
+/// Lambda's application log levels (`LoggingConfig.ApplicationLogLevel`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum LogLevel {
+    Trace,
+    Debug,
+    Info,
+    Warn,
+    Error,
+    Fatal,
+}
+
+impl LogLevel {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            LogLevel::Trace => "TRACE",
+            LogLevel::Debug => "DEBUG",
+            LogLevel::Info => "INFO",
+            LogLevel::Warn => "WARN",
+            LogLevel::Error => "ERROR",
+            LogLevel::Fatal => "FATAL",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct FunctionSettings {
+    pub memory_mb: u32,
+    pub timeout_seconds: u32,
+    pub architecture: Architecture,
+    pub log_level: LogLevel,
+    pub log_retention_days: u32,
+    pub reserved_concurrency: Option<u32>,
+    /// How many `@connections` posts a broadcast keeps in flight.
+    pub broadcast_concurrency: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum BillingMode {
+    PayPerRequest,
+    Provisioned,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct TableSettings {
+    pub billing_mode: BillingMode,
+    /// Read and write capacity units, set exactly when `billing_mode` is `PROVISIONED`.
+    pub capacity: Option<(u32, u32)>,
+    pub point_in_time_recovery: bool,
+    /// Keep the table (and its data) when the stack deletes or replaces it.
+    pub retain: bool,
+    pub deletion_protection: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiSettings {
+    pub throttling_burst_limit: u32,
+    pub throttling_rate_limit: f64,
+    pub detailed_metrics: bool,
+}
+
+/// The retention periods CloudWatch Logs accepts, in days.
+pub const LOG_RETENTION_DAYS: &[u32] = &[
+    1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922,
+    3288, 3653,
+];
+
+// ---- The file format. Ranged numbers are checked while parsing, so the error carries the
+// ---- position of the offending value.
+
+macro_rules! ranged {
+    ($name:ident, $ty:ty, $lo:expr, $hi:expr, $what:literal) => {
+        #[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+        #[serde(try_from = "i64")]
+        struct $name($ty);
+
+        impl TryFrom<i64> for $name {
+            type Error = String;
+            fn try_from(v: i64) -> Result<Self, String> {
+                if ($lo as i64..=$hi as i64).contains(&v) {
+                    Ok($name(v as $ty))
+                } else {
+                    Err(format!(
+                        "{v} is out of range: allowed {}..={} {}",
+                        $lo, $hi, $what
+                    ))
+                }
+            }
+        }
+    };
+}
+
+ranged!(MemoryMb, u32, 128, 10240, "MiB");
+ranged!(TimeoutSeconds, u32, 1, 900, "seconds");
+ranged!(
+    ReservedConcurrency,
+    u32,
+    1,
+    1000,
+    "concurrent executions (the default account quota)"
+);
+ranged!(BroadcastConcurrency, u32, 1, 1024, "posts in flight");
+ranged!(
+    BurstLimit,
+    u32,
+    0,
+    5000,
+    "requests (the account's default burst quota)"
+);
+ranged!(CapacityUnits, u32, 1, 40000, "capacity units");
+
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(try_from = "i64")]
+struct RetentionDays(u32);
+
+impl TryFrom<i64> for RetentionDays {
+    type Error = String;
+    fn try_from(v: i64) -> Result<Self, String> {
+        u32::try_from(v)
+            .ok()
+            .filter(|d| LOG_RETENTION_DAYS.contains(d))
+            .map(RetentionDays)
+            .ok_or_else(|| {
+                let allowed: Vec<String> = LOG_RETENTION_DAYS.iter().map(u32::to_string).collect();
+                format!(
+                    "{v} days is not a retention CloudWatch Logs accepts; allowed: {}",
+                    allowed.join(", ")
+                )
+            })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(try_from = "f64")]
+struct RateLimit(f64);
+
+impl TryFrom<f64> for RateLimit {
+    type Error = String;
+    fn try_from(v: f64) -> Result<Self, String> {
+        if (0.0..=10000.0).contains(&v) {
+            Ok(RateLimit(v))
+        } else {
+            Err(format!(
+                "{v} is out of range: allowed 0..=10000 requests per second (the account's default rate quota)"
+            ))
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StageFile {
+    stack_name: Option<String>,
+    account: Option<String>,
+    region: Option<String>,
+    #[serde(default)]
+    lambda: LambdaSection,
+    #[serde(default)]
+    table: TableSection,
+    #[serde(default)]
+    api: ApiSection,
+    #[serde(default)]
+    outputs: OutputsSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FunctionFields {
+    memory_mb: Option<MemoryMb>,
+    timeout_seconds: Option<TimeoutSeconds>,
+    architecture: Option<Architecture>,
+    log_level: Option<LogLevel>,
+    log_retention_days: Option<RetentionDays>,
+    reserved_concurrency: Option<ReservedConcurrency>,
+    broadcast_concurrency: Option<BroadcastConcurrency>,
+}
+
+/// `[lambda]`: defaults for every function, and `[lambda.<handler>]` tables that override them
+/// for one handler (the handler names are the binaries: connect, disconnect, send-message,
+/// default).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LambdaSection {
+    memory_mb: Option<MemoryMb>,
+    timeout_seconds: Option<TimeoutSeconds>,
+    architecture: Option<Architecture>,
+    log_level: Option<LogLevel>,
+    log_retention_days: Option<RetentionDays>,
+    reserved_concurrency: Option<ReservedConcurrency>,
+    broadcast_concurrency: Option<BroadcastConcurrency>,
+    connect: Option<FunctionFields>,
+    disconnect: Option<FunctionFields>,
+    #[serde(rename = "send-message")]
+    send_message: Option<FunctionFields>,
+    default: Option<FunctionFields>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TableSection {
+    billing_mode: Option<BillingMode>,
+    read_capacity: Option<toml::Spanned<CapacityUnits>>,
+    write_capacity: Option<toml::Spanned<CapacityUnits>>,
+    point_in_time_recovery: Option<bool>,
+    retain: Option<bool>,
+    deletion_protection: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ApiSection {
+    throttling_burst_limit: Option<BurstLimit>,
+    throttling_rate_limit: Option<RateLimit>,
+    detailed_metrics: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OutputsSection {
+    export: Option<bool>,
+}
+
+/// The defaults a stage file overrides.
+const DEFAULT_FUNCTION: FunctionSettings = FunctionSettings {
+    memory_mb: 256,
+    timeout_seconds: 10,
+    architecture: Architecture::Arm64,
+    log_level: LogLevel::Info,
+    log_retention_days: 14,
+    reserved_concurrency: None,
+    broadcast_concurrency: 64,
+};
+
+/// Reads every `*.toml` stage in `dir`, sorted by name.
+pub fn load_all(dir: &Path) -> Result<Vec<Stage>, StageError> {
+    let names = stage_names(dir)?;
+    if names.is_empty() {
+        return Err(StageError::NoStages {
+            dir: dir.to_owned(),
+        });
+    }
+    names.iter().map(|n| load(dir, n)).collect()
+}
+
+/// Reads `{dir}/{name}.toml`.
+pub fn load(dir: &Path, name: &str) -> Result<Stage, StageError> {
+    let path = dir.join(format!("{name}.toml"));
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let found = stage_names(dir).unwrap_or_default();
+            return Err(StageError::Missing {
+                stage: name.to_owned(),
+                path,
+                found: if found.is_empty() {
+                    "none".to_owned()
+                } else {
+                    found.join(", ")
+                },
+            });
+        }
+        Err(source) => return Err(StageError::Read { path, source }),
+    };
+    parse(&path, name, &text)
+}
+
+/// The stage names (file stems) of the `*.toml` files in `dir`, sorted.
+pub fn stage_names(dir: &Path) -> Result<Vec<String>, StageError> {
+    let read = |source| StageError::Read {
+        path: dir.to_owned(),
+        source,
+    };
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(read)? {
+        let path = entry.map_err(read)?.path();
+        if path.extension().is_some_and(|e| e == "toml")
+            && let Some(stem) = path.file_stem().and_then(|s| s.to_str())
+        {
+            names.push(stem.to_owned());
+        }
+    }
+    names.sort();
+    Ok(names)
+}
+
+/// Whether `name` is usable as a stage name: in the API Gateway stage, the stack name and the
+/// cloud assembly artifact ID alike.
+pub fn is_valid_stage_name(name: &str) -> bool {
+    let b = name.as_bytes();
+    !b.is_empty()
+        && b.len() <= 64
+        && b[0].is_ascii_lowercase()
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+}
+
+/// Parses and resolves a stage file's text. `path` is only for messages.
+pub fn parse(path: &Path, name: &str, text: &str) -> Result<Stage, StageError> {
+    if !is_valid_stage_name(name) {
+        return Err(StageError::InvalidName {
+            path: path.to_owned(),
+            name: name.to_owned(),
+        });
+    }
+    let invalid = |span: Option<Range<usize>>, field: String, message: String| {
+        let (line, column) = line_column(text, span.map_or(0, |s| s.start));
+        StageError::Invalid {
+            path: path.to_owned(),
+            line,
+            column,
+            field,
+            message,
+        }
+    };
+
+    let de = toml::Deserializer::parse(text)
+        .map_err(|e| invalid(e.span(), "(syntax)".to_owned(), e.message().to_owned()))?;
+    let file: StageFile = serde_path_to_error::deserialize(de).map_err(|e| {
+        let field = FieldPath(e.path()).to_string();
+        let inner = e.into_inner();
+        invalid(inner.span(), field, inner.message().to_owned())
+    })?;
+
+    let l = &file.lambda;
+    let defaults = FunctionSettings {
+        memory_mb: l.memory_mb.map_or(DEFAULT_FUNCTION.memory_mb, |v| v.0),
+        timeout_seconds: l
+            .timeout_seconds
+            .map_or(DEFAULT_FUNCTION.timeout_seconds, |v| v.0),
+        architecture: l.architecture.unwrap_or(DEFAULT_FUNCTION.architecture),
+        log_level: l.log_level.unwrap_or(DEFAULT_FUNCTION.log_level),
+        log_retention_days: l
+            .log_retention_days
+            .map_or(DEFAULT_FUNCTION.log_retention_days, |v| v.0),
+        reserved_concurrency: l.reserved_concurrency.map(|v| v.0),
+        broadcast_concurrency: l
+            .broadcast_concurrency
+            .map_or(DEFAULT_FUNCTION.broadcast_concurrency, |v| v.0),
+    };
+    let functions = Handler::ALL
+        .iter()
+        .map(|&h| {
+            let over = match h {
+                Handler::Connect => &l.connect,
+                Handler::Disconnect => &l.disconnect,
+                Handler::SendMessage => &l.send_message,
+                Handler::Default => &l.default,
+            };
+            (h, apply(&defaults, over.as_ref()))
+        })
+        .collect();
+
+    let t = &file.table;
+    let billing_mode = t.billing_mode.unwrap_or(BillingMode::PayPerRequest);
+    let capacity = match (billing_mode, &t.read_capacity, &t.write_capacity) {
+        (BillingMode::Provisioned, Some(r), Some(w)) => Some((r.get_ref().0, w.get_ref().0)),
+        (BillingMode::Provisioned, r, w) => {
+            let (field, span) = if r.is_none() {
+                ("table.read_capacity", w.as_ref().map(|s| s.span()))
+            } else {
+                ("table.write_capacity", r.as_ref().map(|s| s.span()))
+            };
+            return Err(invalid(
+                span,
+                field.to_owned(),
+                "billing_mode = \"PROVISIONED\" needs both read_capacity and write_capacity"
+                    .to_owned(),
+            ));
+        }
+        (BillingMode::PayPerRequest, Some(c), _) | (BillingMode::PayPerRequest, None, Some(c)) => {
+            let field = if t.read_capacity.is_some() {
+                "table.read_capacity"
+            } else {
+                "table.write_capacity"
+            };
+            return Err(invalid(
+                Some(c.span()),
+                field.to_owned(),
+                "capacity is only allowed with billing_mode = \"PROVISIONED\"".to_owned(),
+            ));
+        }
+        (BillingMode::PayPerRequest, None, None) => None,
+    };
+
+    let stage = Stage {
+        name: name.to_owned(),
+        stack_name: file
+            .stack_name
+            .clone()
+            .unwrap_or_else(|| format!("wsstack-{name}")),
+        account: file.account.clone(),
+        region: file.region.clone(),
+        functions,
+        table: TableSettings {
+            billing_mode,
+            capacity,
+            point_in_time_recovery: t.point_in_time_recovery.unwrap_or(false),
+            retain: t.retain.unwrap_or(false),
+            deletion_protection: t.deletion_protection.unwrap_or(false),
+        },
+        api: ApiSettings {
+            throttling_burst_limit: file.api.throttling_burst_limit.map_or(500, |v| v.0),
+            throttling_rate_limit: file.api.throttling_rate_limit.map_or(1000.0, |v| v.0),
+            detailed_metrics: file.api.detailed_metrics.unwrap_or(false),
+        },
+        export_outputs: file.outputs.export.unwrap_or(false),
+    };
+    check_names(path, text, &file, stage)
+}
+
+/// Checks the free-form names (stack name, account, region) against what AWS accepts.
+fn check_names(
+    path: &Path,
+    text: &str,
+    file: &StageFile,
+    stage: Stage,
+) -> Result<Stage, StageError> {
+    let bad = |field: &str, message: String| {
+        // Point at the key's line: these strings are plain values, not spanned.
+        let offset = text
+            .lines()
+            .scan(0, |pos, l| {
+                let start = *pos;
+                *pos += l.len() + 1;
+                Some((start, l))
+            })
+            .find(|(_, l)| l.trim_start().starts_with(field))
+            .map_or(0, |(start, _)| start);
+        let (line, column) = line_column(text, offset);
+        Err(StageError::Invalid {
+            path: path.to_owned(),
+            line,
+            column,
+            field: field.to_owned(),
+            message,
+        })
+    };
+    let s = &stage.stack_name;
+    if file.stack_name.is_some()
+        && !(s.len() <= 128
+            && s.starts_with(|c: char| c.is_ascii_alphabetic())
+            && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
+    {
+        return bad(
+            "stack_name",
+            format!(
+                "`{s}` is not a CloudFormation stack name: letters, digits and hyphens, starting with a letter, at most 128"
+            ),
+        );
+    }
+    if let Some(a) = &stage.account
+        && !(a.len() == 12 && a.chars().all(|c| c.is_ascii_digit()))
+    {
+        return bad(
+            "account",
+            format!("`{a}` is not an AWS account ID (12 digits)"),
+        );
+    }
+    if let Some(r) = &stage.region
+        && !(r.split('-').count() >= 3
+            && r.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'))
+    {
+        return bad(
+            "region",
+            format!("`{r}` is not an AWS region name (such as eu-west-1)"),
+        );
+    }
+    Ok(stage)
+}
+
+fn apply(defaults: &FunctionSettings, over: Option<&FunctionFields>) -> FunctionSettings {
+    let Some(o) = over else {
+        return defaults.clone();
+    };
+    FunctionSettings {
+        memory_mb: o.memory_mb.map_or(defaults.memory_mb, |v| v.0),
+        timeout_seconds: o.timeout_seconds.map_or(defaults.timeout_seconds, |v| v.0),
+        architecture: o.architecture.unwrap_or(defaults.architecture),
+        log_level: o.log_level.unwrap_or(defaults.log_level),
+        log_retention_days: o
+            .log_retention_days
+            .map_or(defaults.log_retention_days, |v| v.0),
+        reserved_concurrency: o
+            .reserved_concurrency
+            .map(|v| v.0)
+            .or(defaults.reserved_concurrency),
+        broadcast_concurrency: o
+            .broadcast_concurrency
+            .map_or(defaults.broadcast_concurrency, |v| v.0),
+    }
+}
+
+/// 1-based line and column of a byte offset.
+fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before
+        .rfind('\n')
+        .map_or(before.len(), |nl| before.len() - nl - 1)
+        + 1;
+    (line, column)
+}
+
+/// A serde path as a dotted TOML key path (`lambda.memory_mb`, `lambda.send-message.timeout_seconds`).
+struct FieldPath<'a>(&'a serde_path_to_error::Path);
+
+impl fmt::Display for FieldPath<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use serde_path_to_error::Segment;
+        let mut first = true;
+        for seg in self.0.iter() {
+            let s = match seg {
+                Segment::Map { key } | Segment::Enum { variant: key } => key.clone(),
+                Segment::Seq { index } => format!("[{index}]"),
+                Segment::Unknown => continue,
+            };
+            if !first {
+                f.write_str(".")?;
+            }
+            f.write_str(&s)?;
+            first = false;
+        }
+        if first {
+            f.write_str("(top level)")?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,187 @@
+//! Stage files: the real ones load, and every kind of bad file gets an error naming the file,
+//! line, column and field.
+
+use std::path::{Path, PathBuf};
+
+use wsstack_routes::Handler;
+use wsstack_synth::stage::{self, Architecture, BillingMode, LogLevel, StageError};
+
+fn stages_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../stages")
+}
+
+fn err(text: &str) -> String {
+    match stage::parse(Path::new("stages/test.toml"), "test", text) {
+        Ok(s) => panic!("expected an error, got {s:?}"),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn the_shipped_stages_load() {
+    let stages = stage::load_all(&stages_dir()).expect("stage files are valid");
+    let names: Vec<&str> = stages.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["dev", "prod", "staging"]);
+
+    let prod = &stages[1];
+    assert_eq!(prod.stack_name, "wsstack-prod");
+    assert!(
+        prod.table.retain && prod.table.point_in_time_recovery && prod.table.deletion_protection
+    );
+    assert!(prod.export_outputs);
+    let send = prod.function(Handler::SendMessage);
+    assert_eq!(
+        (
+            send.memory_mb,
+            send.timeout_seconds,
+            send.broadcast_concurrency
+        ),
+        (1024, 60, 128)
+    );
+    assert_eq!(send.reserved_concurrency, Some(200));
+    // The other handlers keep the [lambda] defaults.
+    let connect = prod.function(Handler::Connect);
+    assert_eq!(
+        (connect.memory_mb, connect.reserved_concurrency),
+        (512, Some(100))
+    );
+    assert_eq!(connect.log_retention_days, 365);
+
+    let dev = &stages[0];
+    assert!(!dev.table.retain && !dev.table.point_in_time_recovery);
+    assert_eq!(dev.function(Handler::Connect).log_level, LogLevel::Debug);
+}
+
+#[test]
+fn an_empty_file_takes_every_default() {
+    let s = stage::parse(Path::new("x.toml"), "x", "").expect("empty is valid");
+    assert_eq!(s.stack_name, "wsstack-x");
+    assert_eq!(s.account, None);
+    for h in Handler::ALL {
+        let f = s.function(h);
+        assert_eq!(
+            (f.memory_mb, f.timeout_seconds, f.architecture),
+            (256, 10, Architecture::Arm64)
+        );
+        assert_eq!(
+            (f.log_level, f.log_retention_days, f.reserved_concurrency),
+            (LogLevel::Info, 14, None)
+        );
+        assert_eq!(f.broadcast_concurrency, 64);
+    }
+    assert_eq!(s.table.billing_mode, BillingMode::PayPerRequest);
+    assert_eq!(s.table.capacity, None);
+    assert!(!s.export_outputs);
+}
+
+#[test]
+fn unknown_top_level_key() {
+    insta::assert_snapshot!(err("stack_name = \"a\"\nmemroy = 3\n"), @"");
+}
+
+#[test]
+fn unknown_key_in_a_section() {
+    insta::assert_snapshot!(err("[lambda]\nmemory = 512\n"), @"");
+}
+
+#[test]
+fn unknown_handler_override() {
+    insta::assert_snapshot!(err("[lambda.sendMessage]\nmemory_mb = 512\n"), @"");
+}
+
+#[test]
+fn wrong_type() {
+    insta::assert_snapshot!(err("[lambda]\nmemory_mb = \"big\"\n"), @"");
+}
+
+#[test]
+fn memory_out_of_range() {
+    insta::assert_snapshot!(err("[lambda]\nmemory_mb = 64\n"), @"");
+    insta::assert_snapshot!(err("[lambda]\nmemory_mb = 10241\n"), @"");
+}
+
+#[test]
+fn timeout_out_of_range_in_an_override() {
+    insta::assert_snapshot!(err("[lambda.send-message]\ntimeout_seconds = 901\n"), @"");
+}
+
+#[test]
+fn retention_must_be_a_cloudwatch_value() {
+    insta::assert_snapshot!(err("[lambda]\nlog_retention_days = 10\n"), @"");
+}
+
+#[test]
+fn log_level_must_be_known() {
+    insta::assert_snapshot!(err("[lambda]\nlog_level = \"VERBOSE\"\n"), @"");
+}
+
+#[test]
+fn architecture_must_be_known() {
+    insta::assert_snapshot!(err("[lambda]\narchitecture = \"aarch64\"\n"), @"");
+}
+
+#[test]
+fn throttling_out_of_range() {
+    insta::assert_snapshot!(err("[api]\nthrottling_burst_limit = 6000\n"), @"");
+    insta::assert_snapshot!(err("[api]\nthrottling_rate_limit = -1.5\n"), @"");
+}
+
+#[test]
+fn concurrency_out_of_range() {
+    insta::assert_snapshot!(err("[lambda]\nreserved_concurrency = 0\n"), @"");
+    insta::assert_snapshot!(err("[lambda]\nbroadcast_concurrency = 5000\n"), @"");
+}
+
+#[test]
+fn provisioned_needs_both_capacities() {
+    insta::assert_snapshot!(err("[table]\nbilling_mode = \"PROVISIONED\"\nread_capacity = 5\n"), @"");
+    insta::assert_snapshot!(err("[table]\nwrite_capacity = 5\n"), @"");
+    let ok = stage::parse(
+        Path::new("x.toml"),
+        "x",
+        "[table]\nbilling_mode = \"PROVISIONED\"\nread_capacity = 5\nwrite_capacity = 7\n",
+    )
+    .expect("valid");
+    assert_eq!(ok.table.capacity, Some((5, 7)));
+}
+
+#[test]
+fn syntax_error() {
+    insta::assert_snapshot!(err("[lambda\nmemory_mb = 1\n"), @"");
+}
+
+#[test]
+fn bad_names() {
+    insta::assert_snapshot!(err("stack_name = \"my_stack\"\n"), @"");
+    insta::assert_snapshot!(err("account = \"1234\"\n"), @"");
+    insta::assert_snapshot!(err("\n\nregion = \"Mars\"\n"), @"");
+}
+
+#[test]
+fn invalid_stage_names() {
+    for name in ["Prod", "1dev", "dev_1", "", "dev!"] {
+        let e = stage::parse(Path::new("stages/x.toml"), name, "").expect_err(name);
+        assert!(matches!(e, StageError::InvalidName { .. }), "{name}: {e}");
+    }
+    assert!(stage::is_valid_stage_name("eu-prod-2"));
+}
+
+#[test]
+fn missing_stage_lists_the_stages_there_are() {
+    let e = stage::load(&stages_dir(), "qa").expect_err("no qa stage");
+    let msg = e.to_string();
+    assert!(msg.starts_with("no stage `qa`: "), "{msg}");
+    assert!(
+        msg.ends_with("qa.toml does not exist (stages found: dev, prod, staging)"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn empty_stages_folder() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let e = stage::load_all(dir.path()).expect_err("no stages");
+    assert!(matches!(e, StageError::NoStages { .. }), "{e}");
+    let e = stage::load_all(&dir.path().join("nope")).expect_err("no folder");
+    assert!(matches!(e, StageError::Read { .. }), "{e}");
+}

@@ -76,66 +76,66 @@ fn an_empty_file_takes_every_default() {
 
 #[test]
 fn unknown_top_level_key() {
-    insta::assert_snapshot!(err("stack_name = \"a\"\nmemroy = 3\n"), @"");
+    insta::assert_snapshot!(err("stack_name = \"a\"\nmemroy = 3\n"), @"stages/test.toml:2:1: memroy: unknown field `memroy`, expected one of `stack_name`, `account`, `region`, `lambda`, `table`, `api`, `outputs`");
 }
 
 #[test]
 fn unknown_key_in_a_section() {
-    insta::assert_snapshot!(err("[lambda]\nmemory = 512\n"), @"");
+    insta::assert_snapshot!(err("[lambda]\nmemory = 512\n"), @"stages/test.toml:2:1: lambda.memory: unknown field `memory`, expected one of `memory_mb`, `timeout_seconds`, `architecture`, `log_level`, `log_retention_days`, `reserved_concurrency`, `broadcast_concurrency`, `connect`, `disconnect`, `send-message`, `default`");
 }
 
 #[test]
 fn unknown_handler_override() {
-    insta::assert_snapshot!(err("[lambda.sendMessage]\nmemory_mb = 512\n"), @"");
+    insta::assert_snapshot!(err("[lambda.sendMessage]\nmemory_mb = 512\n"), @"stages/test.toml:1:9: lambda.sendMessage: unknown field `sendMessage`, expected one of `memory_mb`, `timeout_seconds`, `architecture`, `log_level`, `log_retention_days`, `reserved_concurrency`, `broadcast_concurrency`, `connect`, `disconnect`, `send-message`, `default`");
 }
 
 #[test]
 fn wrong_type() {
-    insta::assert_snapshot!(err("[lambda]\nmemory_mb = \"big\"\n"), @"");
+    insta::assert_snapshot!(err("[lambda]\nmemory_mb = \"big\"\n"), @r#"stages/test.toml:2:13: lambda.memory_mb: invalid type: string "big", expected i64"#);
 }
 
 #[test]
 fn memory_out_of_range() {
-    insta::assert_snapshot!(err("[lambda]\nmemory_mb = 64\n"), @"");
-    insta::assert_snapshot!(err("[lambda]\nmemory_mb = 10241\n"), @"");
+    insta::assert_snapshot!(err("[lambda]\nmemory_mb = 64\n"), @"stages/test.toml:2:13: lambda.memory_mb: 64 is out of range: allowed 128..=10240 MiB");
+    insta::assert_snapshot!(err("[lambda]\nmemory_mb = 10241\n"), @"stages/test.toml:2:13: lambda.memory_mb: 10241 is out of range: allowed 128..=10240 MiB");
 }
 
 #[test]
 fn timeout_out_of_range_in_an_override() {
-    insta::assert_snapshot!(err("[lambda.send-message]\ntimeout_seconds = 901\n"), @"");
+    insta::assert_snapshot!(err("[lambda.send-message]\ntimeout_seconds = 901\n"), @"stages/test.toml:2:19: lambda.send-message.timeout_seconds: 901 is out of range: allowed 1..=900 seconds");
 }
 
 #[test]
 fn retention_must_be_a_cloudwatch_value() {
-    insta::assert_snapshot!(err("[lambda]\nlog_retention_days = 10\n"), @"");
+    insta::assert_snapshot!(err("[lambda]\nlog_retention_days = 10\n"), @"stages/test.toml:2:22: lambda.log_retention_days: 10 days is not a retention CloudWatch Logs accepts; allowed: 1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653");
 }
 
 #[test]
 fn log_level_must_be_known() {
-    insta::assert_snapshot!(err("[lambda]\nlog_level = \"VERBOSE\"\n"), @"");
+    insta::assert_snapshot!(err("[lambda]\nlog_level = \"VERBOSE\"\n"), @"stages/test.toml:2:13: lambda.log_level: unknown variant `VERBOSE`, expected one of `TRACE`, `DEBUG`, `INFO`, `WARN`, `ERROR`, `FATAL`");
 }
 
 #[test]
 fn architecture_must_be_known() {
-    insta::assert_snapshot!(err("[lambda]\narchitecture = \"aarch64\"\n"), @"");
+    insta::assert_snapshot!(err("[lambda]\narchitecture = \"aarch64\"\n"), @"stages/test.toml:2:16: lambda.architecture: unknown variant `aarch64`, expected `arm64` or `x86_64`");
 }
 
 #[test]
 fn throttling_out_of_range() {
-    insta::assert_snapshot!(err("[api]\nthrottling_burst_limit = 6000\n"), @"");
-    insta::assert_snapshot!(err("[api]\nthrottling_rate_limit = -1.5\n"), @"");
+    insta::assert_snapshot!(err("[api]\nthrottling_burst_limit = 6000\n"), @"stages/test.toml:2:26: api.throttling_burst_limit: 6000 is out of range: allowed 0..=5000 requests (the account's default burst quota)");
+    insta::assert_snapshot!(err("[api]\nthrottling_rate_limit = -1.5\n"), @"stages/test.toml:2:25: api.throttling_rate_limit: -1.5 is out of range: allowed 0..=10000 requests per second (the account's default rate quota)");
 }
 
 #[test]
 fn concurrency_out_of_range() {
-    insta::assert_snapshot!(err("[lambda]\nreserved_concurrency = 0\n"), @"");
-    insta::assert_snapshot!(err("[lambda]\nbroadcast_concurrency = 5000\n"), @"");
+    insta::assert_snapshot!(err("[lambda]\nreserved_concurrency = 0\n"), @"stages/test.toml:2:24: lambda.reserved_concurrency: 0 is out of range: allowed 1..=1000 concurrent executions (the default account quota)");
+    insta::assert_snapshot!(err("[lambda]\nbroadcast_concurrency = 5000\n"), @"stages/test.toml:2:25: lambda.broadcast_concurrency: 5000 is out of range: allowed 1..=1024 posts in flight");
 }
 
 #[test]
 fn provisioned_needs_both_capacities() {
-    insta::assert_snapshot!(err("[table]\nbilling_mode = \"PROVISIONED\"\nread_capacity = 5\n"), @"");
-    insta::assert_snapshot!(err("[table]\nwrite_capacity = 5\n"), @"");
+    insta::assert_snapshot!(err("[table]\nbilling_mode = \"PROVISIONED\"\nread_capacity = 5\n"), @r#"stages/test.toml:3:17: table.write_capacity: billing_mode = "PROVISIONED" needs both read_capacity and write_capacity"#);
+    insta::assert_snapshot!(err("[table]\nwrite_capacity = 5\n"), @r#"stages/test.toml:2:18: table.write_capacity: capacity is only allowed with billing_mode = "PROVISIONED""#);
     let ok = stage::parse(
         Path::new("x.toml"),
         "x",
@@ -147,14 +147,14 @@ fn provisioned_needs_both_capacities() {
 
 #[test]
 fn syntax_error() {
-    insta::assert_snapshot!(err("[lambda\nmemory_mb = 1\n"), @"");
+    insta::assert_snapshot!(err("[lambda\nmemory_mb = 1\n"), @"stages/test.toml:1:8: (syntax): unclosed table, expected `]`");
 }
 
 #[test]
 fn bad_names() {
-    insta::assert_snapshot!(err("stack_name = \"my_stack\"\n"), @"");
-    insta::assert_snapshot!(err("account = \"1234\"\n"), @"");
-    insta::assert_snapshot!(err("\n\nregion = \"Mars\"\n"), @"");
+    insta::assert_snapshot!(err("stack_name = \"my_stack\"\n"), @"stages/test.toml:1:1: stack_name: `my_stack` is not a CloudFormation stack name: letters, digits and hyphens, starting with a letter, at most 128");
+    insta::assert_snapshot!(err("account = \"1234\"\n"), @"stages/test.toml:1:1: account: `1234` is not an AWS account ID (12 digits)");
+    insta::assert_snapshot!(err("\n\nregion = \"Mars\"\n"), @"stages/test.toml:3:1: region: `Mars` is not an AWS region name (such as eu-west-1)");
 }
 
 #[test]

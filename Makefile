@@ -1,0 +1,69 @@
+# wsstack: every command a user or CI needs. `make help` lists them.
+SHELL := bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+# The stage to synthesize or deploy (a file in stages/); empty means every stage for `synth`.
+STAGE ?=
+# Extra flags for synth, e.g. SYNTH_FLAGS="--account 123456789012 --region eu-west-1".
+SYNTH_FLAGS ?=
+# The local gateway's port and stage for `make dev`.
+PORT ?= 3001
+DEV_STAGE ?= dev
+
+# The Lambda binaries, one per route handler (see routes/src/lib.rs).
+HANDLER_BINS := connect disconnect send-message default
+# A stand-in assembly for lints, so `make lint` never touches a real cdk.out.
+LINT_OUT := target/lint/cdk.out
+
+stage_flag = $(if $(STAGE),--stage $(STAGE),--all)
+
+.PHONY: help
+help: ## List the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+.PHONY: dev
+dev: ## Run the whole API on localhost (ws://127.0.0.1:3001/dev), in-memory store
+	cargo run --profile local -p wsstack-gateway --bin wsstack-local -- --port $(PORT) --stage $(DEV_STAGE)
+
+.PHONY: tools
+tools: ## Install the test tools (pip: cfn-lint, aws CLI, moto; npm in tests/: dynalite, cdk)
+	scripts/install-tools.sh
+
+.PHONY: handlers
+handlers: ## Build the Lambda zips for arm64 (target/lambda/<handler>/bootstrap.zip)
+	scripts/install-lambda-tools.sh
+	cargo lambda build --release --arm64 --output-format zip -p wsstack-handlers $(addprefix --bin ,$(HANDLER_BINS))
+	@for b in $(HANDLER_BINS); do ls -l target/lambda/$$b/bootstrap.zip | awk -v b=$$b '{printf "  %-13s %8.2f MiB\n", b, $$5/1048576}'; done
+
+.PHONY: synth
+synth: handlers ## Build the handlers and write cdk.out/ (all stages, or STAGE=prod)
+	cargo run --release -q -p wsstack-synth --bin synth -- $(stage_flag) $(SYNTH_FLAGS)
+
+.PHONY: synth-stand-in
+synth-stand-in: ## Write cdk.out/ with labelled stand-in code, without building the handlers
+	cargo run -q -p wsstack-synth --bin synth -- $(stage_flag) --stand-in-assets $(SYNTH_FLAGS)
+
+.PHONY: lint
+lint: ## cargo fmt --check, clippy -D warnings, cfn-lint over every template
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -q -- -D warnings
+	cargo run -q -p wsstack-synth --bin synth -- --all --stand-in-assets -q --out $(LINT_OUT)
+	cfn-lint --include-checks I -- $(LINT_OUT)/*.template.json $(LINT_OUT)/*.template.yaml
+	@if [ -f cdk.out/manifest.json ]; then cfn-lint --include-checks I -- cdk.out/*.template.json cdk.out/*.template.yaml; fi
+	@echo "lint: clean"
+
+.PHONY: test
+test: tools lint ## Every test: lints, unit, snapshot, tool and integration tests
+	cargo test --workspace --no-fail-fast
+
+.PHONY: bench
+bench: ## Benchmarks that print their figures (synth, handler fan-out, gateway)
+	cargo bench -p wsstack-synth --bench synth
+	cargo bench -p wsstack-handlers --bench fanout
+	cargo bench -p wsstack-gateway --bench broadcast
+
+.PHONY: clean
+clean: ## Remove build output and cdk.out
+	cargo clean
+	rm -rf cdk.out .cdk.out.* target/lint

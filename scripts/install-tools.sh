@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Installs what `make test` and `make lint` need, on a fresh machine or an up-to-date one
+# (then it only checks, in a few seconds):
+#   - Rust: clippy and rustfmt components
+#   - Python (pip): cfn-lint, the aws CLI, moto's server — pinned in tests/requirements.txt
+#   - Node (npm, local to tests/): dynalite, the cdk CLI, the cloud assembly schema — pinned in
+#     tests/package-lock.json
+# Building the Lambda zips needs more (cargo-lambda, zig, the aarch64 target):
+# scripts/install-lambda-tools.sh, run by `make handlers`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+say() { printf 'install-tools: %s\n' "$*"; }
+
+for component in clippy rustfmt; do
+  if ! cargo "${component/rustfmt/fmt}" --version >/dev/null 2>&1; then
+    say "adding rust component $component"
+    rustup component add "$component"
+  fi
+done
+
+command -v python3 >/dev/null || { say "python3 is required (3.9 or newer)"; exit 1; }
+if ! python3 -m pip install --disable-pip-version-check -q -r tests/requirements.txt; then
+  say "pip could not install tests/requirements.txt"
+  exit 1
+fi
+
+command -v npm >/dev/null || { say "Node.js 20 and npm are required"; exit 1; }
+# npm ci is the reproducible install; skip it when node_modules already matches the lock file.
+if ! cmp -s tests/package-lock.json tests/node_modules/.package-lock.json.wsstack 2>/dev/null; then
+  say "npm ci in tests/"
+  npm ci --prefix tests --no-audit --no-fund --loglevel=error
+  cp tests/package-lock.json tests/node_modules/.package-lock.json.wsstack
+fi

@@ -1,0 +1,264 @@
+//! The synthesized templates: a snapshot per stage, and focused assertions on what must hold
+//! whatever the snapshot says (least privilege, SourceArn scoping, retention, wiring, IDs).
+
+use std::path::Path;
+
+use serde_json::Value;
+use wsstack_routes::{Handler, ROUTES};
+use wsstack_synth::assets::{self, AssetSource};
+use wsstack_synth::stack::{self, ids};
+use wsstack_synth::stage::{self, Stage};
+
+fn stages() -> Vec<Stage> {
+    stage::load_all(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../stages")).expect("stage files")
+}
+
+fn stage_named(name: &str) -> Stage {
+    stages().into_iter().find(|s| s.name == name).expect("stage exists")
+}
+
+fn template(stage: &Stage) -> Value {
+    let assets = assets::resolve_all(&AssetSource::StandIn).expect("stand-ins");
+    let t = stack::build(stage, &assets).expect("valid stack");
+    serde_json::to_value(&t).expect("serializes")
+}
+
+fn resources(t: &Value) -> &serde_json::Map<String, Value> {
+    t["Resources"].as_object().expect("Resources")
+}
+
+#[test]
+fn snapshot_of_every_stage() {
+    for stage in stages() {
+        // Asset hashes change with every handler edit; they are checked by the assembly tests.
+        insta::assert_json_snapshot!(format!("template_{}", stage.name), template(&stage), {
+            ".Resources.*.Properties.Code.S3Key" => "[asset hash].zip",
+            ".Resources.*.Metadata[\"aws:asset:path\"]" => "asset.[asset hash].zip",
+        });
+    }
+}
+
+/// Renaming a logical ID replaces the live resource (for the table: a new, empty table). This
+/// list changes only on purpose.
+#[test]
+fn logical_ids_are_pinned() {
+    let t = template(&stage_named("dev"));
+    let got: Vec<&str> = resources(&t).keys().map(String::as_str).collect();
+    assert_eq!(
+        got,
+        [
+            "ConnectionsTable",
+            "WebSocketApi",
+            "ConnectLogGroup",
+            "ConnectRole",
+            "ConnectFunction",
+            "ConnectIntegration",
+            "ConnectRoute",
+            "ConnectPermission",
+            "DisconnectLogGroup",
+            "DisconnectRole",
+            "DisconnectFunction",
+            "DisconnectIntegration",
+            "DisconnectRoute",
+            "DisconnectPermission",
+            "SendMessageLogGroup",
+            "SendMessageRole",
+            "SendMessageFunction",
+            "SendMessageIntegration",
+            "SendMessageRoute",
+            "SendMessagePermission",
+            "DefaultLogGroup",
+            "DefaultRole",
+            "DefaultFunction",
+            "DefaultIntegration",
+            "DefaultRoute",
+            "DefaultPermission",
+            "WebSocketStage",
+        ]
+    );
+    let outputs: Vec<&str> = t["Outputs"].as_object().expect("Outputs").keys().map(String::as_str).collect();
+    assert_eq!(outputs, ["WebSocketUrl", "CallbackUrl", "ConnectionsTableName", "WebSocketApiId"]);
+}
+
+fn statements(t: &Value, handler: Handler) -> Vec<(String, Value, Value)> {
+    let role = &resources(t)[&ids::role(handler)];
+    let mut out = Vec::new();
+    for policy in role["Properties"]["Policies"].as_array().expect("policies") {
+        for s in policy["PolicyDocument"]["Statement"].as_array().expect("statements") {
+            assert_eq!(s["Effect"], "Allow");
+            out.push((
+                policy["PolicyName"].as_str().expect("name").to_owned(),
+                s["Action"].clone(),
+                s["Resource"].clone(),
+            ));
+        }
+    }
+    out
+}
+
+fn as_list(v: &Value) -> Vec<Value> {
+    match v {
+        Value::Array(a) => a.clone(),
+        other => vec![other.clone()],
+    }
+}
+
+#[test]
+fn every_role_is_least_privilege() {
+    for stage in stages() {
+        let t = template(&stage);
+        for h in Handler::ALL {
+            let mut table_actions = Vec::new();
+            let mut manage = false;
+            for (policy, action, resource) in statements(&t, h) {
+                let actions = as_list(&action);
+                let resources = as_list(&resource);
+                for a in &actions {
+                    let a = a.as_str().expect("action is a string");
+                    assert!(!a.contains('*'), "{}: {h:?} has wildcard action {a}", stage.name);
+                }
+                for r in &resources {
+                    assert_ne!(r, "*", "{}: {h:?} has a * resource", stage.name);
+                }
+                match policy.as_str() {
+                    "WriteOwnLogs" => {
+                        assert_eq!(resources, [serde_json::json!({"Fn::GetAtt": [ids::log_group(h), "Arn"]})]);
+                        assert_eq!(actions, ["logs:CreateLogStream", "logs:PutLogEvents"]);
+                    }
+                    "ConnectionsTable" => {
+                        assert_eq!(resources, [serde_json::json!({"Fn::GetAtt": [ids::TABLE, "Arn"]})]);
+                        table_actions.extend(actions.iter().map(|a| a.as_str().unwrap_or_default().to_owned()));
+                    }
+                    "PostToConnections" => {
+                        manage = true;
+                        assert_eq!(actions, ["execute-api:ManageConnections"]);
+                        assert_eq!(
+                            resources,
+                            [serde_json::json!({"Fn::Sub": format!(
+                                "arn:${{AWS::Partition}}:execute-api:${{AWS::Region}}:${{AWS::AccountId}}:${{WebSocketApi}}/{}/POST/@connections/*",
+                                stage.name
+                            )})]
+                        );
+                    }
+                    other => panic!("unexpected policy {other} on {h:?}"),
+                }
+            }
+            let expected: Vec<String> = h.table_actions().iter().map(|a| a.iam_action().to_owned()).collect();
+            assert_eq!(table_actions, expected, "{}: {h:?}", stage.name);
+            assert_eq!(manage, h.posts_to_connections(), "{}: {h:?}", stage.name);
+        }
+    }
+    // The handlers' promises, spelled out: connect only writes, disconnect only deletes.
+    let t = template(&stage_named("dev"));
+    let actions = |h| statements(&t, h).into_iter().filter(|(p, ..)| p == "ConnectionsTable").map(|(_, a, _)| a).collect::<Vec<_>>();
+    assert_eq!(actions(Handler::Connect), ["dynamodb:PutItem"]);
+    assert_eq!(actions(Handler::Disconnect), ["dynamodb:DeleteItem"]);
+    assert!(actions(Handler::Default).is_empty());
+}
+
+#[test]
+fn every_route_is_wired_to_its_function_and_scoped() {
+    for stage in stages() {
+        let t = template(&stage);
+        let r = resources(&t);
+        assert_eq!(r[ids::API]["Properties"]["ProtocolType"], "WEBSOCKET");
+        assert_eq!(r[ids::API]["Properties"]["RouteSelectionExpression"], "$request.body.action");
+        for route in ROUTES {
+            let h = route.handler;
+            let api_route = &r[&ids::route(h)]["Properties"];
+            assert_eq!(api_route["RouteKey"], route.key);
+            assert_eq!(api_route["AuthorizationType"], "NONE");
+            assert_eq!(api_route["ApiId"], serde_json::json!({"Ref": ids::API}));
+            assert_eq!(
+                api_route["Target"],
+                serde_json::json!({"Fn::Join": ["/", ["integrations", {"Ref": ids::integration(h)}]]})
+            );
+            let integration = &r[&ids::integration(h)]["Properties"];
+            assert_eq!(integration["IntegrationType"], "AWS_PROXY");
+            assert_eq!(
+                integration["IntegrationUri"],
+                serde_json::json!({"Fn::Sub": format!(
+                    "arn:${{AWS::Partition}}:apigateway:${{AWS::Region}}:lambda:path/2015-03-31/functions/${{{}.Arn}}/invocations",
+                    ids::function(h)
+                )})
+            );
+            let permission = &r[&ids::permission(h)]["Properties"];
+            assert_eq!(permission["Action"], "lambda:InvokeFunction");
+            assert_eq!(permission["Principal"], "apigateway.amazonaws.com");
+            assert_eq!(permission["FunctionName"], serde_json::json!({"Fn::GetAtt": [ids::function(h), "Arn"]}));
+            assert_eq!(
+                permission["SourceArn"],
+                serde_json::json!({"Fn::Sub": format!(
+                    "arn:${{AWS::Partition}}:execute-api:${{AWS::Region}}:${{AWS::AccountId}}:${{WebSocketApi}}/{}/{}",
+                    stage.name, route.key
+                )})
+            );
+            let f = &r[&ids::function(h)]["Properties"];
+            let settings = stage.function(h);
+            assert_eq!(f["Runtime"], "provided.al2023");
+            assert_eq!(f["Handler"], "bootstrap");
+            assert_eq!(f["Architectures"], serde_json::json!(["arm64"]));
+            assert_eq!(f["MemorySize"], settings.memory_mb);
+            assert_eq!(f["Timeout"], settings.timeout_seconds);
+            assert_eq!(f["Environment"]["Variables"]["TABLE_NAME"], serde_json::json!({"Ref": ids::TABLE}));
+            assert_eq!(f["LoggingConfig"]["LogGroup"], serde_json::json!({"Ref": ids::log_group(h)}));
+            assert_eq!(f["LoggingConfig"]["LogFormat"], "JSON");
+            assert_eq!(
+                r[&ids::log_group(h)]["Properties"]["RetentionInDays"],
+                settings.log_retention_days
+            );
+        }
+        let s = &r[ids::STAGE]["Properties"];
+        assert_eq!(s["StageName"], stage.name.as_str());
+        assert_eq!(s["AutoDeploy"], true);
+        assert_eq!(s["DefaultRouteSettings"]["ThrottlingBurstLimit"], stage.api.throttling_burst_limit);
+        assert_eq!(s["DefaultRouteSettings"]["DetailedMetricsEnabled"], stage.api.detailed_metrics);
+    }
+}
+
+#[test]
+fn prod_retains_its_data_and_dev_does_not() {
+    let prod = template(&stage_named("prod"));
+    let table = &resources(&prod)[ids::TABLE];
+    assert_eq!(table["DeletionPolicy"], "Retain");
+    assert_eq!(table["UpdateReplacePolicy"], "Retain");
+    assert_eq!(table["Properties"]["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"], true);
+    assert_eq!(table["Properties"]["DeletionProtectionEnabled"], true);
+    assert!(prod["Outputs"]["WebSocketUrl"]["Export"].is_object());
+
+    let dev = template(&stage_named("dev"));
+    let table = &resources(&dev)[ids::TABLE];
+    assert_eq!(table["DeletionPolicy"], "Delete");
+    assert_eq!(table["UpdateReplacePolicy"], "Delete");
+    assert_eq!(table["Properties"]["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"], false);
+    assert!(table["Properties"].get("DeletionProtectionEnabled").is_none());
+    assert!(dev["Outputs"]["WebSocketUrl"].get("Export").is_none());
+}
+
+#[test]
+fn the_table_matches_what_the_handlers_write() {
+    for stage in stages() {
+        let t = template(&stage);
+        let p = &resources(&t)[ids::TABLE]["Properties"];
+        assert_eq!(p["KeySchema"], serde_json::json!([{"AttributeName": "connectionId", "KeyType": "HASH"}]));
+        assert_eq!(p["TimeToLiveSpecification"], serde_json::json!({"AttributeName": "expiresAt", "Enabled": true}));
+        assert_eq!(p["SSESpecification"]["SSEEnabled"], true);
+        assert_eq!(p["BillingMode"], "PAY_PER_REQUEST");
+    }
+}
+
+#[test]
+fn building_twice_gives_the_same_template() {
+    for stage in stages() {
+        assert_eq!(
+            serde_json::to_string(&template(&stage)).expect("json"),
+            serde_json::to_string(&template(&stage)).expect("json")
+        );
+    }
+}
+
+#[test]
+fn a_missing_asset_is_an_error() {
+    let e = stack::build(&stage_named("dev"), &[]).expect_err("no assets");
+    assert_eq!(e.to_string(), "no asset for the connect handler");
+}

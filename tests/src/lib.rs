@@ -8,6 +8,9 @@
 //! - [`FakeConnectionsApi`]: a real HTTP server that answers `@connections` requests the way
 //!   API Gateway does, with scripted answers, recording what it received.
 //!
+//! - [`moto::Moto`]: a moto server (S3, STS, IAM, Lambda, DynamoDB, CloudFormation) for the
+//!   deploy rehearsal.
+//!
 //! Every server binds 127.0.0.1 only and stops when its guard drops, also when a test panics.
 
 use std::io;
@@ -21,6 +24,8 @@ use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType, TableStatus,
 };
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+
+pub mod moto;
 
 pub use wsstack_handlers::local_sdk_config;
 

@@ -1,0 +1,1 @@
+//! wsstack-local: the WebSocket API on localhost.

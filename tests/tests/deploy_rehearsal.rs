@@ -1,0 +1,351 @@
+//! The deploy path (`scripts/deploy.py`, what `make deploy` runs after synth), rehearsed against
+//! moto with dummy credentials: the assets bucket is created, the assets land under the keys the
+//! asset manifest names, `aws cloudformation deploy` completes, and what CloudFormation created
+//! matches the stage file. A second deploy with a changed stage file updates in place.
+//!
+//! moto silently skips every `AWS::ApiGatewayV2::*` resource (API, routes, integrations,
+//! stage): those are checked by synth's snapshot, assertion and cfn-lint tests instead. The
+//! functions' code is a small valid zip per handler rather than the arm64 build, which CI does
+//! not make; what matters here is that each function points at its own asset.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use base64::Engine;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use wsstack_routes::Handler;
+use wsstack_synth::assembly::{self, Environment};
+use wsstack_synth::assets::{self, AssetSource};
+use wsstack_synth::stage;
+use wsstack_tests::moto::{Moto, MOTO_ACCOUNT, MOTO_REGION};
+
+const BUCKET: &str = "cdk-hnb659fds-assets-123456789012-us-east-1";
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// A working folder: a copy of the stage files, handler "zips", and the assembly.
+struct Project {
+    dir: tempfile::TempDir,
+}
+
+impl Project {
+    fn new() -> Project {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let stages = dir.path().join("stages");
+        std::fs::create_dir_all(&stages).expect("mkdir");
+        for name in ["dev", "staging", "prod"] {
+            std::fs::copy(
+                workspace().join("stages").join(format!("{name}.toml")),
+                stages.join(format!("{name}.toml")),
+            )
+            .expect("copy stage file");
+        }
+        for h in Handler::ALL {
+            let zip = assets::zip_path(&dir.path().join("lambda"), h);
+            std::fs::create_dir_all(zip.parent().expect("parent")).expect("mkdir");
+            // A valid zip that differs per handler; built like synth's stand-ins but taken
+            // from disk as a real build's would be, so it is not labelled a stand-in.
+            std::fs::write(&zip, assets::stand_in_zip(h)).expect("write zip");
+        }
+        Project { dir }
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    /// Synthesizes every stage into `cdk.out`, as `make synth` does.
+    fn synth(&self, source: AssetSource) {
+        let stages = stage::load_all(&self.path("stages")).expect("stages");
+        let stacks = assembly::synthesize(&stages, &source, &Environment::default()).expect("synth");
+        let files = assembly::render(&stacks).expect("render");
+        assembly::write(&files, &self.path("cdk.out")).expect("write");
+    }
+
+    fn synth_real(&self) {
+        self.synth(AssetSource::Built(self.path("lambda")));
+    }
+
+    fn deploy(&self, moto: &Moto, action: &str, stage: &str, extra_env: &[(&str, &str)]) -> Output {
+        let mut cmd = Command::new("python3");
+        cmd.arg(workspace().join("scripts/deploy.py"))
+            .args([action, "--stage", stage, "--cdk-out"])
+            .arg(self.path("cdk.out"))
+            .arg("--stages-dir")
+            .arg(self.path("stages"))
+            .envs(moto.aws_env())
+            .env_remove("AWS_PROFILE");
+        for (k, v) in extra_env {
+            cmd.env(k, v);
+        }
+        cmd.output().expect("python3 runs")
+    }
+}
+
+fn ok(out: Output) -> String {
+    assert!(
+        out.status.success(),
+        "failed (exit {:?}):\nstdout:\n{}\nstderr:\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn failed(out: Output) -> String {
+    assert_eq!(out.status.code(), Some(1), "expected a clear failure: {out:?}");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Runs the aws CLI against moto and parses its JSON answer.
+fn aws(moto: &Moto, args: &[&str]) -> Value {
+    let out = Command::new("aws")
+        .args(args)
+        .args(["--output", "json"])
+        .envs(moto.aws_env())
+        .output()
+        .expect("the aws CLI runs (pip install awscli)");
+    assert!(out.status.success(), "aws {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    if out.stdout.iter().all(u8::is_ascii_whitespace) {
+        return Value::Null;
+    }
+    serde_json::from_slice(&out.stdout).expect("aws answers JSON")
+}
+
+/// An IAM policy document as moto returns it: a JSON object, or a string holding JSON or (a
+/// moto quirk) a Python dict's repr with single quotes.
+fn policy_document(v: &Value) -> Value {
+    match v {
+        Value::String(s) => serde_json::from_str(s)
+            .or_else(|_| serde_json::from_str(&s.replace('\'', "\"")))
+            .unwrap_or_else(|e| panic!("unparseable policy document {s}: {e}")),
+        other => other.clone(),
+    }
+}
+
+fn bucket_keys(moto: &Moto, bucket: &str) -> Vec<String> {
+    let listing = aws(moto, &["s3api", "list-objects-v2", "--bucket", bucket]);
+    let mut keys: Vec<String> = listing["Contents"]
+        .as_array()
+        .map(|c| c.iter().filter_map(|o| o["Key"].as_str().map(str::to_owned)).collect())
+        .unwrap_or_default();
+    keys.sort();
+    keys
+}
+
+fn buckets(moto: &Moto) -> Vec<String> {
+    aws(moto, &["s3api", "list-buckets"])["Buckets"]
+        .as_array()
+        .map(|b| b.iter().filter_map(|x| x["Name"].as_str().map(str::to_owned)).collect())
+        .unwrap_or_default()
+}
+
+/// Logical ID -> physical ID of the stack's resources.
+fn physical_ids(moto: &Moto, stack: &str) -> std::collections::BTreeMap<String, String> {
+    aws(moto, &["cloudformation", "list-stack-resources", "--stack-name", stack])["StackResourceSummaries"]
+        .as_array()
+        .expect("resources")
+        .iter()
+        .filter_map(|r| {
+            Some((
+                r["LogicalResourceId"].as_str()?.to_owned(),
+                r["PhysicalResourceId"].as_str()?.to_owned(),
+            ))
+        })
+        .collect()
+}
+
+#[test]
+fn deploy_rehearsal_against_moto() {
+    let moto = Moto::start();
+    let project = Project::new();
+    project.synth_real();
+
+    let out = ok(project.deploy(&moto, "deploy", "dev", &[("ASSETS_BUCKET", BUCKET)]));
+    assert!(out.contains(&format!("creating bucket {BUCKET}")), "{out}");
+    assert!(out.contains(&format!("account {MOTO_ACCOUNT}, {MOTO_REGION}")), "{out}");
+
+    // Every asset of the asset manifest is in the bucket under its key, and nothing else.
+    let manifest: Value =
+        serde_json::from_slice(&std::fs::read(project.path("cdk.out/WsstackDev.assets.json")).expect("assets")).expect("json");
+    let mut expected: Vec<String> = manifest["files"]
+        .as_object()
+        .expect("files")
+        .values()
+        .map(|f| f["destinations"]["current_account-current_region"]["objectKey"].as_str().expect("key").to_owned())
+        .collect();
+    expected.sort();
+    assert_eq!(expected.len(), 5, "four handler zips and the template");
+    assert_eq!(bucket_keys(&moto, BUCKET), expected);
+
+    let ids = physical_ids(&moto, "wsstack-dev");
+    let stage = stage::load(&project.path("stages"), "dev").expect("dev stage");
+
+    // The table: key schema, TTL, billing mode.
+    let table_name = ids.get("ConnectionsTable").expect("table created");
+    let table = &aws(&moto, &["dynamodb", "describe-table", "--table-name", table_name])["Table"];
+    assert_eq!(table["KeySchema"], serde_json::json!([{"AttributeName": "connectionId", "KeyType": "HASH"}]));
+    assert_eq!(table["BillingModeSummary"]["BillingMode"], "PAY_PER_REQUEST");
+    // moto's CloudFormation does not apply `TimeToLiveSpecification` (the table reports TTL
+    // DISABLED), so check the template CloudFormation holds for the stack instead.
+    let deployed = aws(&moto, &["cloudformation", "get-template", "--stack-name", "wsstack-dev"]);
+    let body: Value = match &deployed["TemplateBody"] {
+        Value::String(s) => serde_json::from_str(s).expect("template json"),
+        other => other.clone(),
+    };
+    assert_eq!(
+        body["Resources"]["ConnectionsTable"]["Properties"]["TimeToLiveSpecification"],
+        serde_json::json!({"AttributeName": "expiresAt", "Enabled": true})
+    );
+    let table_arn = table["TableArn"].clone();
+
+    for h in Handler::ALL {
+        let stem = h.logical_id_stem();
+        let settings = stage.function(h);
+        let name = ids.get(&format!("{stem}Function")).expect("function created");
+        let f = &aws(&moto, &["lambda", "get-function", "--function-name", name])["Configuration"];
+        assert_eq!(f["Runtime"], "provided.al2023", "{stem}");
+        assert_eq!(f["Handler"], "bootstrap", "{stem}");
+        // moto's CloudFormation drops `Architectures` (the function reports x86_64): check what
+        // CloudFormation was given.
+        assert_eq!(
+            body["Resources"][format!("{stem}Function")]["Properties"]["Architectures"],
+            serde_json::json!(["arm64"]),
+            "{stem}"
+        );
+        assert_eq!(f["MemorySize"], settings.memory_mb, "{stem}");
+        assert_eq!(f["Timeout"], settings.timeout_seconds, "{stem}");
+        assert_eq!(f["Environment"]["Variables"]["TABLE_NAME"], table_name.as_str(), "{stem}");
+        // The code is this handler's own asset: Lambda's CodeSha256 is base64(sha256(zip)).
+        let zip = std::fs::read(assets::zip_path(&project.path("lambda"), h)).expect("zip");
+        let sha = base64::engine::general_purpose::STANDARD.encode(Sha256::digest(&zip));
+        assert_eq!(f["CodeSha256"], sha.as_str(), "{stem} runs another handler's code");
+
+        // The role: exactly the table actions the handler calls.
+        let role = ids.get(&format!("{stem}Role")).expect("role created");
+        let policies = aws(&moto, &["iam", "list-role-policies", "--role-name", role])["PolicyNames"].clone();
+        let mut names: Vec<&str> = policies.as_array().expect("names").iter().filter_map(Value::as_str).collect();
+        names.sort();
+        let mut want = vec!["WriteOwnLogs"];
+        if !h.table_actions().is_empty() {
+            want.push("ConnectionsTable");
+        }
+        if h.posts_to_connections() {
+            want.push("PostToConnections");
+        }
+        want.sort();
+        assert_eq!(names, want, "{stem}");
+        if !h.table_actions().is_empty() {
+            let doc = policy_document(&aws(&moto, &["iam", "get-role-policy", "--role-name", role, "--policy-name", "ConnectionsTable"])["PolicyDocument"]);
+            let statement = &doc["Statement"][0];
+            let actions: Vec<&str> = match &statement["Action"] {
+                Value::String(s) => vec![s.as_str()],
+                Value::Array(a) => a.iter().filter_map(Value::as_str).collect(),
+                other => panic!("unexpected Action {other}"),
+            };
+            let expected: Vec<&str> = h.table_actions().iter().map(|a| a.iam_action()).collect();
+            assert_eq!(actions, expected, "{stem}");
+            assert_eq!(statement["Resource"], table_arn, "{stem}: only the connections table");
+        }
+
+        // The invoke permission exists for API Gateway, scoped by a source ARN.
+        let policy = aws(&moto, &["lambda", "get-policy", "--function-name", name]);
+        let policy: Value = serde_json::from_str(policy["Policy"].as_str().expect("policy")).expect("policy json");
+        let statement = &policy["Statement"][0];
+        assert_eq!(statement["Principal"]["Service"], "apigateway.amazonaws.com", "{stem}");
+        // The API's ID stays `${WebSocketApi}` in moto, which skips the API; the route and
+        // stage part is what this checks.
+        let source = statement["Condition"]["ArnLike"]["AWS:SourceArn"].as_str().unwrap_or_default();
+        let route_key = wsstack_routes::ROUTES.iter().find(|r| r.handler == h).expect("route").key;
+        assert!(source.ends_with(&format!("/dev/{route_key}")), "{stem}: {statement}");
+    }
+
+    // A second deploy with a changed stage file updates in place: the same table.
+    let dev = project.path("stages/dev.toml");
+    let text = std::fs::read_to_string(&dev).expect("read").replace("memory_mb = 256", "memory_mb = 384");
+    std::fs::write(&dev, text).expect("write");
+    project.synth_real();
+    ok(project.deploy(&moto, "deploy", "dev", &[("ASSETS_BUCKET", BUCKET)]));
+    let again = physical_ids(&moto, "wsstack-dev");
+    assert_eq!(again.get("ConnectionsTable"), Some(table_name), "the table was replaced");
+    let table_again = &aws(&moto, &["dynamodb", "describe-table", "--table-name", table_name])["Table"];
+    assert_eq!(table_again["TableArn"], table_arn);
+    assert_eq!(table_again["CreationDateTime"], table["CreationDateTime"]);
+    let connect = again.get("ConnectFunction").expect("function");
+    let f = aws(&moto, &["lambda", "get-function-configuration", "--function-name", connect]);
+    assert_eq!(f["MemorySize"], 384, "the stage change was deployed");
+
+    // destroy removes the stack.
+    let out = ok(project.deploy(&moto, "destroy", "dev", &[]));
+    assert!(out.contains("wsstack-dev deleted"), "{out}");
+    let stacks = aws(&moto, &["cloudformation", "list-stacks", "--stack-status-filter", "CREATE_COMPLETE", "UPDATE_COMPLETE"]);
+    assert!(
+        !stacks["StackSummaries"].as_array().expect("list").iter().any(|s| s["StackName"] == "wsstack-dev"),
+        "{stacks}"
+    );
+}
+
+#[test]
+fn deploy_refuses_bad_input_before_uploading_anything() {
+    let moto = Moto::start();
+    let project = Project::new();
+    let bucket = "wsstack-rehearsal-errors";
+    let env = [("ASSETS_BUCKET", bucket)];
+
+    // No stage file.
+    project.synth_real();
+    let err = failed(project.deploy(&moto, "deploy", "qa", &env));
+    assert!(err.contains("no stage `qa`"), "{err}");
+    assert!(err.contains("stages: dev, prod, staging"), "{err}");
+
+    // An asset file missing from the assembly.
+    let manifest: Value =
+        serde_json::from_slice(&std::fs::read(project.path("cdk.out/WsstackDev.assets.json")).expect("assets")).expect("json");
+    let first_zip = manifest["files"]
+        .as_object()
+        .expect("files")
+        .values()
+        .map(|f| f["source"]["path"].as_str().expect("path").to_owned())
+        .find(|p| p.ends_with(".zip"))
+        .expect("a zip asset");
+    std::fs::remove_file(project.path("cdk.out").join(&first_zip)).expect("remove");
+    let err = failed(project.deploy(&moto, "deploy", "dev", &env));
+    assert!(err.contains(&first_zip) && err.contains("does not exist"), "{err}");
+    assert!(err.contains("make synth"), "{err}");
+
+    // Stand-in code is never deployed.
+    project.synth(AssetSource::StandIn);
+    let err = failed(project.deploy(&moto, "deploy", "dev", &env));
+    assert!(err.contains("STAND-IN code"), "{err}");
+
+    // No credentials.
+    project.synth_real();
+    let err = failed(project.deploy(
+        &moto,
+        "deploy",
+        "dev",
+        &[("ASSETS_BUCKET", bucket), ("AWS_ACCESS_KEY_ID", ""), ("AWS_SECRET_ACCESS_KEY", "")],
+    ));
+    assert!(err.contains("no usable AWS credentials"), "{err}");
+
+    // No region.
+    let err = failed(project.deploy(&moto, "deploy", "dev", &[("ASSETS_BUCKET", bucket), ("AWS_REGION", ""), ("AWS_DEFAULT_REGION", "")]));
+    assert!(err.contains("no AWS region"), "{err}");
+
+    // The bootstrap bucket is not there and none was given: say how to bootstrap.
+    let err = failed(project.deploy(&moto, "deploy", "dev", &[]));
+    assert!(err.contains("cdk bootstrap aws://123456789012/us-east-1"), "{err}");
+
+    // Nothing was uploaded by any of these.
+    assert!(!buckets(&moto).iter().any(|b| b == bucket), "{:?}", buckets(&moto));
+
+    // The pre-build check catches the stage and the credentials too.
+    let err = failed(project.deploy(&moto, "check", "qa", &[]));
+    assert!(err.contains("no stage `qa`"), "{err}");
+    let out = ok(project.deploy(&moto, "check", "prod", &[]));
+    assert!(out.contains("stage prod (stack wsstack-prod) to account 123456789012, region us-east-1"), "{out}");
+}

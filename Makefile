@@ -44,17 +44,32 @@ synth: handlers ## Build the handlers and write cdk.out/ (all stages, or STAGE=p
 synth-stand-in: ## Write cdk.out/ with labelled stand-in code, without building the handlers
 	cargo run -q -p wsstack-synth --bin synth -- $(stage_flag) --stand-in-assets $(SYNTH_FLAGS)
 
+.PHONY: deploy
+deploy: ## Build, synth and deploy one stage: make deploy STAGE=dev [ASSETS_BUCKET=my-bucket]
+	@test -n "$(STAGE)" || { echo "make deploy needs a stage: make deploy STAGE=dev"; exit 2; }
+	scripts/deploy.py check --stage $(STAGE)
+	$(MAKE) synth STAGE=$(STAGE)
+	scripts/deploy.py deploy --stage $(STAGE)
+
+.PHONY: destroy
+destroy: ## Delete one stage's stack: make destroy STAGE=dev (Retain resources stay)
+	@test -n "$(STAGE)" || { echo "make destroy needs a stage: make destroy STAGE=dev"; exit 2; }
+	scripts/deploy.py destroy --stage $(STAGE)
+
 .PHONY: lint
-lint: ## cargo fmt --check, clippy -D warnings, cfn-lint over every template
+lint: tools ## fmt, clippy -D warnings, and cfn-lint, checkov, cfn-guard over every template
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -q -- -D warnings
 	cargo run -q -p wsstack-synth --bin synth -- --all --stand-in-assets -q --out $(LINT_OUT)
 	cfn-lint --include-checks I -- $(LINT_OUT)/*.template.json $(LINT_OUT)/*.template.yaml
 	@if [ -f cdk.out/manifest.json ]; then cfn-lint --include-checks I -- cdk.out/*.template.json cdk.out/*.template.yaml; fi
+	.venv-checkov/bin/checkov --quiet --compact --framework cloudformation -d $(LINT_OUT)
+	cfn-guard validate --rules tests/guard/wsstack.guard --data $(LINT_OUT) --show-summary fail
+	cfn-guard test --rules-file tests/guard/wsstack.guard --test-data tests/guard/wsstack_tests.yaml > /dev/null
 	@echo "lint: clean"
 
 .PHONY: test
-test: tools lint ## Every test: lints, unit, snapshot, tool and integration tests
+test: lint ## Every test: lints, unit, snapshot, tool and integration tests
 	cargo test --workspace --no-fail-fast
 
 .PHONY: bench

@@ -5,6 +5,8 @@
 #   - Python (pip): cfn-lint, the aws CLI, moto's server — pinned in tests/requirements.txt
 #   - Node (npm, local to tests/): dynalite, the cdk CLI, the cloud assembly schema — pinned in
 #     tests/package-lock.json
+#   - checkov, in its own virtualenv (.venv-checkov: it pins its own cfn-lint)
+#   - cfn-guard, with cargo install (a few minutes the first time)
 # Building the Lambda zips needs more (cargo-lambda, zig, the aarch64 target):
 # scripts/install-lambda-tools.sh, run by `make handlers`.
 set -euo pipefail
@@ -31,4 +33,17 @@ if ! cmp -s tests/package-lock.json tests/node_modules/.package-lock.json.wsstac
   say "npm ci in tests/"
   npm ci --prefix tests --no-audit --no-fund --loglevel=error
   cp tests/package-lock.json tests/node_modules/.package-lock.json.wsstack
+fi
+
+CHECKOV_VERSION=3.3.30
+if [ "$(.venv-checkov/bin/checkov --version 2>/dev/null)" != "$CHECKOV_VERSION" ]; then
+  say "checkov $CHECKOV_VERSION into .venv-checkov"
+  python3 -m venv .venv-checkov
+  .venv-checkov/bin/pip install --disable-pip-version-check -q "checkov==$CHECKOV_VERSION"
+fi
+
+CFN_GUARD_VERSION=3.2.1
+if [ "$(cfn-guard --version 2>/dev/null)" != "cfn-guard $CFN_GUARD_VERSION" ]; then
+  say "cargo install cfn-guard $CFN_GUARD_VERSION (a few minutes)"
+  cargo install cfn-guard --locked --version "$CFN_GUARD_VERSION" --quiet
 fi

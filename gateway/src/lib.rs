@@ -1,1 +1,36 @@
-//! wsstack-local: the WebSocket API on localhost.
+//! wsstack-local: the wsstack WebSocket API on localhost, faithful to API Gateway.
+//!
+//! A WebSocket server that routes frames to the same handler code that runs in Lambda
+//! ([`wsstack_handlers::App`]), with the route table synth deploys ([`wsstack_routes::ROUTES`]),
+//! and serves the `@connections` management API on the same port, so the handlers' calls
+//! through the real `aws-sdk-apigatewaymanagement` client come back here.
+//!
+//! - [`options`]: the command line.
+//! - [`server`]: [`Gateway::bind`], [`RunningGateway`], shutdown.
+//! - [`handshake`]: the upgrade, with the `$connect` verdict first.
+//! - [`session`]: one connection: frames in, posts out, limits, `$disconnect`.
+//! - [`routing`]: route selection and in-process invocation.
+//! - [`event`]: the Lambda events API Gateway sends.
+//! - [`connections_api`]: `@connections` (POST, GET, DELETE).
+//! - [`registry`]: open connections and their outboxes.
+//! - [`limits`]: frame, message and payload sizes, timeouts.
+//! - [`store`]: memory or DynamoDB.
+//! - [`shutdown`]: Ctrl-C and SIGTERM.
+
+pub mod connections_api;
+pub mod event;
+pub mod handshake;
+pub mod id;
+pub mod limits;
+pub mod options;
+pub mod registry;
+pub mod routing;
+pub mod server;
+pub mod session;
+pub mod shutdown;
+pub mod store;
+
+pub use limits::Limits;
+pub use routing::RouteTable;
+pub use server::{BindError, Gateway, GatewayOptions, RunningGateway, ShutdownReport};
+pub use store::{StoreOptions, open_store};

@@ -72,7 +72,9 @@ impl Limits {
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     let bad = || {
-        format!("invalid duration {text:?}: use seconds (600) or units such as 90s, 10m, 2h, 1h30m, 250ms")
+        format!(
+            "invalid duration {text:?}: use seconds (600) or units such as 90s, 10m, 2h, 1h30m, 250ms"
+        )
     };
     if text.is_empty() {
         return Err(bad());
@@ -89,7 +91,9 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         }
         let n: u64 = rest[..digits].parse().map_err(|_| bad())?;
         rest = &rest[digits..];
-        let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
         let part = match &rest[..unit_len] {
             "ms" => Duration::from_millis(n),
             "s" => Duration::from_secs(n),

@@ -1,1 +1,45 @@
-fn main() {}
+//! `wsstack-local`: run the WebSocket API on localhost (`make dev`).
+
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+use wsstack_gateway::options::Cli;
+use wsstack_gateway::{Gateway, StoreOptions, open_store};
+
+/// How long shutdown waits for clients' close frames and `$disconnect` handlers.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let filter = EnvFilter::try_new(&cli.log_level)
+        .with_context(|| format!("invalid --log-level {:?}", cli.log_level))?;
+    tracing_subscriber::fmt().with_env_filter(filter).init();
+
+    let (options, store_options) = cli.into_options()?;
+    let store_name = match &store_options {
+        StoreOptions::Memory => "memory".to_owned(),
+        StoreOptions::DynamoDb { endpoint, table } => format!(
+            "DynamoDB table {table} at {}",
+            endpoint.as_deref().unwrap_or("AWS")
+        ),
+    };
+    let store = open_store(&store_options).await?;
+    let gateway = Gateway::bind(options, store).await?;
+
+    println!(
+        "wsstack-local: stage {}, store {store_name}",
+        gateway.stage()
+    );
+    println!("  WebSocket     {}", gateway.ws_url());
+    println!("  @connections  {}", gateway.connections_url());
+    println!("Ctrl-C to stop.");
+
+    let signal = wsstack_gateway::shutdown::signal().await;
+    tracing::info!(signal, "stopping: closing every connection");
+    let report = gateway.shutdown(SHUTDOWN_GRACE).await;
+    tracing::info!(closed = report.closed, drained = report.drained, "stopped");
+    Ok(())
+}

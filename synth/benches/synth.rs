@@ -76,13 +76,22 @@ fn main() {
     let tmp = std::env::temp_dir().join(format!("wsstack-synth-bench-{}", std::process::id()));
     let out = tmp.join("cdk.out");
 
-    println!("synth of every stage ({:?})", stage::stage_names(&workspace().join("stages")).unwrap_or_default());
-    bench_process("synth binary, stand-in assets", &["--stand-in-assets"], &out);
+    println!(
+        "synth of every stage ({:?})",
+        stage::stage_names(&workspace().join("stages")).unwrap_or_default()
+    );
+    bench_process(
+        "synth binary, stand-in assets",
+        &["--stand-in-assets"],
+        &out,
+    );
     let lambda = workspace().join("target/lambda");
     if lambda.join("connect/bootstrap.zip").exists() {
         bench_process("synth binary, real handler zips", &[], &out);
     } else {
-        println!("(no handler zips in target/lambda: `make handlers` to bench synth with real assets)");
+        println!(
+            "(no handler zips in target/lambda: `make handlers` to bench synth with real assets)"
+        );
     }
     let peak = children_peak_rss_kib();
     println!(

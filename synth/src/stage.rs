@@ -143,6 +143,11 @@ pub struct ApiSettings {
     pub throttling_burst_limit: u32,
     pub throttling_rate_limit: f64,
     pub detailed_metrics: bool,
+    /// Access logs of the stage to their own log group. WebSocket APIs need API Gateway's
+    /// account-level CloudWatch role for this (set once per account and region).
+    pub access_logs: bool,
+    /// Retention of the access log group: the stage's `[lambda] log_retention_days`.
+    pub access_log_retention_days: u32,
 }
 
 /// The retention periods CloudWatch Logs accepts, in days.
@@ -298,6 +303,7 @@ struct ApiSection {
     throttling_burst_limit: Option<BurstLimit>,
     throttling_rate_limit: Option<RateLimit>,
     detailed_metrics: Option<bool>,
+    access_logs: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -488,6 +494,8 @@ pub fn parse(path: &Path, name: &str, text: &str) -> Result<Stage, StageError> {
             throttling_burst_limit: file.api.throttling_burst_limit.map_or(500, |v| v.0),
             throttling_rate_limit: file.api.throttling_rate_limit.map_or(1000.0, |v| v.0),
             detailed_metrics: file.api.detailed_metrics.unwrap_or(false),
+            access_logs: file.api.access_logs.unwrap_or(false),
+            access_log_retention_days: defaults.log_retention_days,
         },
         export_outputs: file.outputs.export.unwrap_or(false),
     };

@@ -43,7 +43,10 @@ fn files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
         .expect("read dir")
         .map(|e| {
             let p = e.expect("entry").path();
-            (p.file_name().expect("name").to_string_lossy().into_owned(), std::fs::read(&p).expect("read"))
+            (
+                p.file_name().expect("name").to_string_lossy().into_owned(),
+                std::fs::read(&p).expect("read"),
+            )
         })
         .collect()
 }
@@ -52,19 +55,36 @@ fn files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
 fn writes_one_stack_per_stage_with_its_assets() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let out = tmp.path().join("cdk.out");
-    ok(synth(&["--stand-in-assets", "--out", out.to_str().expect("utf8")]));
+    ok(synth(&[
+        "--stand-in-assets",
+        "--out",
+        out.to_str().expect("utf8"),
+    ]));
 
     let manifest = read_json(&out.join("manifest.json"));
     assert_eq!(manifest["version"], "55.0.0");
     let artifacts = manifest["artifacts"].as_object().expect("artifacts");
-    for (id, stack) in [("WsstackDev", "wsstack-dev"), ("WsstackStaging", "wsstack-staging"), ("WsstackProd", "wsstack-prod")] {
+    for (id, stack) in [
+        ("WsstackDev", "wsstack-dev"),
+        ("WsstackStaging", "wsstack-staging"),
+        ("WsstackProd", "wsstack-prod"),
+    ] {
         let a = &artifacts[id];
         assert_eq!(a["type"], "aws:cloudformation:stack");
         assert_eq!(a["environment"], "aws://unknown-account/unknown-region");
         assert_eq!(a["properties"]["stackName"], stack);
-        assert_eq!(a["properties"]["templateFile"], format!("{id}.template.json"));
-        assert_eq!(a["dependencies"], serde_json::json!([format!("{id}.assets")]));
-        assert_eq!(artifacts[&format!("{id}.assets")]["type"], "cdk:asset-manifest");
+        assert_eq!(
+            a["properties"]["templateFile"],
+            format!("{id}.template.json")
+        );
+        assert_eq!(
+            a["dependencies"],
+            serde_json::json!([format!("{id}.assets")])
+        );
+        assert_eq!(
+            artifacts[&format!("{id}.assets")]["type"],
+            "cdk:asset-manifest"
+        );
         assert!(out.join(format!("{id}.template.yaml")).exists());
 
         // Every function's S3Key is an asset of the asset manifest, and the file is there
@@ -82,15 +102,28 @@ fn writes_one_stack_per_stage_with_its_assets() {
             let asset = &assets["files"][hash];
             assert_eq!(asset["source"]["packaging"], "file");
             let dest = &asset["destinations"]["current_account-current_region"];
-            assert_eq!(dest["bucketName"], "cdk-hnb659fds-assets-${AWS::AccountId}-${AWS::Region}");
+            assert_eq!(
+                dest["bucketName"],
+                "cdk-hnb659fds-assets-${AWS::AccountId}-${AWS::Region}"
+            );
             assert_eq!(dest["objectKey"], key);
             let file = out.join(asset["source"]["path"].as_str().expect("path"));
-            assert_eq!(hex::encode(Sha256::digest(std::fs::read(file).expect("asset file"))), hash);
+            assert_eq!(
+                hex::encode(Sha256::digest(std::fs::read(file).expect("asset file"))),
+                hash
+            );
         }
         assert_eq!(keys, 4);
         // The stand-in is labelled in the template and in the manifest.
-        assert!(serde_json::to_string(&template).expect("json").contains("wsstack:stand-in"));
-        assert_eq!(a["metadata"][format!("/{id}")][0]["type"], "aws:cdk:warning");
+        assert!(
+            serde_json::to_string(&template)
+                .expect("json")
+                .contains("wsstack:stand-in")
+        );
+        assert_eq!(
+            a["metadata"][format!("/{id}")][0]["type"],
+            "aws:cdk:warning"
+        );
     }
 }
 
@@ -99,8 +132,18 @@ fn two_runs_are_byte_identical() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let a = tmp.path().join("a");
     let b = tmp.path().join("b");
-    ok(synth(&["--stand-in-assets", "-q", "--out", a.to_str().expect("utf8")]));
-    ok(synth(&["--stand-in-assets", "-q", "--out", b.to_str().expect("utf8")]));
+    ok(synth(&[
+        "--stand-in-assets",
+        "-q",
+        "--out",
+        a.to_str().expect("utf8"),
+    ]));
+    ok(synth(&[
+        "--stand-in-assets",
+        "-q",
+        "--out",
+        b.to_str().expect("utf8"),
+    ]));
     let (fa, fb) = (files(&a), files(&b));
     assert_eq!(fa.keys().collect::<Vec<_>>(), fb.keys().collect::<Vec<_>>());
     for (name, bytes) in &fa {
@@ -114,20 +157,41 @@ fn real_zips_are_hashed_and_not_labelled_stand_in() {
     let lambda = tmp.path().join("lambda");
     for bin in ["connect", "disconnect", "send-message", "default"] {
         std::fs::create_dir_all(lambda.join(bin)).expect("mkdir");
-        std::fs::write(lambda.join(bin).join("bootstrap.zip"), format!("zip of {bin}")).expect("write");
+        std::fs::write(
+            lambda.join(bin).join("bootstrap.zip"),
+            format!("zip of {bin}"),
+        )
+        .expect("write");
     }
     let out = tmp.path().join("cdk.out");
-    ok(synth(&["--stage", "dev", "--lambda-dir", lambda.to_str().expect("utf8"), "--out", out.to_str().expect("utf8")]));
+    ok(synth(&[
+        "--stage",
+        "dev",
+        "--lambda-dir",
+        lambda.to_str().expect("utf8"),
+        "--out",
+        out.to_str().expect("utf8"),
+    ]));
     let template = read_json(&out.join("WsstackDev.template.json"));
     let connect_hash = hex::encode(Sha256::digest(b"zip of connect"));
     assert_eq!(
         template["Resources"]["ConnectFunction"]["Properties"]["Code"]["S3Key"],
         format!("{connect_hash}.zip")
     );
-    assert_eq!(std::fs::read(out.join(format!("asset.{connect_hash}.zip"))).expect("copied"), b"zip of connect");
-    assert!(!serde_json::to_string(&template).expect("json").contains("wsstack:stand-in"));
+    assert_eq!(
+        std::fs::read(out.join(format!("asset.{connect_hash}.zip"))).expect("copied"),
+        b"zip of connect"
+    );
+    assert!(
+        !serde_json::to_string(&template)
+            .expect("json")
+            .contains("wsstack:stand-in")
+    );
     let manifest = read_json(&out.join("manifest.json"));
-    assert!(manifest["artifacts"].get("WsstackProd").is_none(), "only the dev stage was asked for");
+    assert!(
+        manifest["artifacts"].get("WsstackProd").is_none(),
+        "only the dev stage was asked for"
+    );
 }
 
 #[test]
@@ -137,13 +201,24 @@ fn a_missing_zip_names_the_file_and_the_make_target_and_keeps_the_old_assembly()
     std::fs::create_dir_all(&out).expect("mkdir");
     std::fs::write(out.join("previous"), "kept").expect("write");
     let lambda = tmp.path().join("empty");
-    let res = synth(&["--lambda-dir", lambda.to_str().expect("utf8"), "--out", out.to_str().expect("utf8")]);
+    let res = synth(&[
+        "--lambda-dir",
+        lambda.to_str().expect("utf8"),
+        "--out",
+        out.to_str().expect("utf8"),
+    ]);
     assert_eq!(res.status.code(), Some(1));
     let err = stderr(&res);
-    assert!(err.contains("connect/bootstrap.zip does not exist"), "{err}");
+    assert!(
+        err.contains("connect/bootstrap.zip does not exist"),
+        "{err}"
+    );
     assert!(err.contains("`make handlers`"), "{err}");
     assert!(err.contains("--stand-in-assets"), "{err}");
-    assert_eq!(std::fs::read_to_string(out.join("previous")).expect("untouched"), "kept");
+    assert_eq!(
+        std::fs::read_to_string(out.join("previous")).expect("untouched"),
+        "kept"
+    );
 }
 
 #[test]
@@ -164,10 +239,21 @@ fn a_bad_stage_file_fails_before_anything_is_written() {
         .expect("runs");
     assert_eq!(res.status.code(), Some(1));
     let err = stderr(&res);
-    assert!(err.contains("dev.toml:2:13: lambda.memory_mb: 64 is out of range: allowed 128..=10240 MiB"), "{err}");
-    assert_eq!(std::fs::read_to_string(out.join("previous")).expect("untouched"), "kept");
+    assert!(
+        err.contains(
+            "dev.toml:2:13: lambda.memory_mb: 64 is out of range: allowed 128..=10240 MiB"
+        ),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(out.join("previous")).expect("untouched"),
+        "kept"
+    );
     // No staging folder is left behind.
-    let leftovers: Vec<_> = std::fs::read_dir(tmp.path()).expect("ls").map(|e| e.expect("e").file_name()).collect();
+    let leftovers: Vec<_> = std::fs::read_dir(tmp.path())
+        .expect("ls")
+        .map(|e| e.expect("e").file_name())
+        .collect();
     assert_eq!(leftovers.len(), 2, "{leftovers:?}");
 }
 
@@ -177,17 +263,34 @@ fn a_successful_synth_replaces_the_old_assembly_whole() {
     let out = tmp.path().join("cdk.out");
     std::fs::create_dir_all(&out).expect("mkdir");
     std::fs::write(out.join("stale"), "old").expect("write");
-    ok(synth(&["--stand-in-assets", "-q", "--stage", "prod", "--out", out.to_str().expect("utf8")]));
+    ok(synth(&[
+        "--stand-in-assets",
+        "-q",
+        "--stage",
+        "prod",
+        "--out",
+        out.to_str().expect("utf8"),
+    ]));
     assert!(!out.join("stale").exists());
     assert!(out.join("WsstackProd.template.json").exists());
 }
 
 #[test]
 fn an_unknown_stage_lists_the_known_ones() {
-    let res = synth(&["--stand-in-assets", "--stage", "qa", "--out", "/nonexistent/never-written"]);
+    let res = synth(&[
+        "--stand-in-assets",
+        "--stage",
+        "qa",
+        "--out",
+        "/nonexistent/never-written",
+    ]);
     assert_eq!(res.status.code(), Some(1));
     assert!(stderr(&res).contains("no stage `qa`"), "{}", stderr(&res));
-    assert!(stderr(&res).contains("(stages found: dev, prod, staging)"), "{}", stderr(&res));
+    assert!(
+        stderr(&res).contains("(stages found: dev, prod, staging)"),
+        "{}",
+        stderr(&res)
+    );
 }
 
 #[test]
@@ -195,27 +298,64 @@ fn pinning_the_environment() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let out = tmp.path().join("cdk.out");
     ok(synth(&[
-        "--stand-in-assets", "-q", "--stage", "dev", "--account", "123456789012", "--region", "eu-west-1",
-        "--out", out.to_str().expect("utf8"),
+        "--stand-in-assets",
+        "-q",
+        "--stage",
+        "dev",
+        "--account",
+        "123456789012",
+        "--region",
+        "eu-west-1",
+        "--out",
+        out.to_str().expect("utf8"),
     ]));
     let manifest = read_json(&out.join("manifest.json"));
-    assert_eq!(manifest["artifacts"]["WsstackDev"]["environment"], "aws://123456789012/eu-west-1");
+    assert_eq!(
+        manifest["artifacts"]["WsstackDev"]["environment"],
+        "aws://123456789012/eu-west-1"
+    );
     let assets = read_json(&out.join("WsstackDev.assets.json"));
     for (_, file) in assets["files"].as_object().expect("files") {
-        assert_eq!(file["destinations"]["123456789012-eu-west-1"]["region"], "eu-west-1");
+        assert_eq!(
+            file["destinations"]["123456789012-eu-west-1"]["region"],
+            "eu-west-1"
+        );
     }
 
-    let res = synth(&["--stand-in-assets", "--account", "12345", "--out", out.to_str().expect("utf8")]);
+    let res = synth(&[
+        "--stand-in-assets",
+        "--account",
+        "12345",
+        "--out",
+        out.to_str().expect("utf8"),
+    ]);
     assert_eq!(res.status.code(), Some(1));
-    assert!(stderr(&res).contains("--account `12345` is not an AWS account ID (12 digits)"), "{}", stderr(&res));
+    assert!(
+        stderr(&res).contains("--account `12345` is not an AWS account ID (12 digits)"),
+        "{}",
+        stderr(&res)
+    );
 }
 
 #[test]
 fn help_explains_every_flag() {
-    let res = Command::new(env!("CARGO_BIN_EXE_synth")).arg("--help").output().expect("runs");
+    let res = Command::new(env!("CARGO_BIN_EXE_synth"))
+        .arg("--help")
+        .output()
+        .expect("runs");
     assert!(res.status.success());
     let help = String::from_utf8_lossy(&res.stdout);
-    for flag in ["--stage", "--all", "--stages-dir", "--out", "--lambda-dir", "--stand-in-assets", "--account", "--region", "--quiet"] {
+    for flag in [
+        "--stage",
+        "--all",
+        "--stages-dir",
+        "--out",
+        "--lambda-dir",
+        "--stand-in-assets",
+        "--account",
+        "--region",
+        "--quiet",
+    ] {
         assert!(help.contains(flag), "--help lacks {flag}:\n{help}");
     }
     assert!(help.contains("make handlers"));

@@ -14,7 +14,10 @@ fn stages() -> Vec<Stage> {
 }
 
 fn stage_named(name: &str) -> Stage {
-    stages().into_iter().find(|s| s.name == name).expect("stage exists")
+    stages()
+        .into_iter()
+        .find(|s| s.name == name)
+        .expect("stage exists")
 }
 
 fn template(stage: &Stage) -> Value {
@@ -76,15 +79,31 @@ fn logical_ids_are_pinned() {
             "WebSocketStage",
         ]
     );
-    let outputs: Vec<&str> = t["Outputs"].as_object().expect("Outputs").keys().map(String::as_str).collect();
-    assert_eq!(outputs, ["WebSocketUrl", "CallbackUrl", "ConnectionsTableName", "WebSocketApiId"]);
+    let outputs: Vec<&str> = t["Outputs"]
+        .as_object()
+        .expect("Outputs")
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        outputs,
+        [
+            "WebSocketUrl",
+            "CallbackUrl",
+            "ConnectionsTableName",
+            "WebSocketApiId"
+        ]
+    );
 }
 
 fn statements(t: &Value, handler: Handler) -> Vec<(String, Value, Value)> {
     let role = &resources(t)[&ids::role(handler)];
     let mut out = Vec::new();
     for policy in role["Properties"]["Policies"].as_array().expect("policies") {
-        for s in policy["PolicyDocument"]["Statement"].as_array().expect("statements") {
+        for s in policy["PolicyDocument"]["Statement"]
+            .as_array()
+            .expect("statements")
+        {
             assert_eq!(s["Effect"], "Allow");
             out.push((
                 policy["PolicyName"].as_str().expect("name").to_owned(),
@@ -115,19 +134,33 @@ fn every_role_is_least_privilege() {
                 let resources = as_list(&resource);
                 for a in &actions {
                     let a = a.as_str().expect("action is a string");
-                    assert!(!a.contains('*'), "{}: {h:?} has wildcard action {a}", stage.name);
+                    assert!(
+                        !a.contains('*'),
+                        "{}: {h:?} has wildcard action {a}",
+                        stage.name
+                    );
                 }
                 for r in &resources {
                     assert_ne!(r, "*", "{}: {h:?} has a * resource", stage.name);
                 }
                 match policy.as_str() {
                     "WriteOwnLogs" => {
-                        assert_eq!(resources, [serde_json::json!({"Fn::GetAtt": [ids::log_group(h), "Arn"]})]);
+                        assert_eq!(
+                            resources,
+                            [serde_json::json!({"Fn::GetAtt": [ids::log_group(h), "Arn"]})]
+                        );
                         assert_eq!(actions, ["logs:CreateLogStream", "logs:PutLogEvents"]);
                     }
                     "ConnectionsTable" => {
-                        assert_eq!(resources, [serde_json::json!({"Fn::GetAtt": [ids::TABLE, "Arn"]})]);
-                        table_actions.extend(actions.iter().map(|a| a.as_str().unwrap_or_default().to_owned()));
+                        assert_eq!(
+                            resources,
+                            [serde_json::json!({"Fn::GetAtt": [ids::TABLE, "Arn"]})]
+                        );
+                        table_actions.extend(
+                            actions
+                                .iter()
+                                .map(|a| a.as_str().unwrap_or_default().to_owned()),
+                        );
                     }
                     "PostToConnections" => {
                         manage = true;
@@ -143,14 +176,24 @@ fn every_role_is_least_privilege() {
                     other => panic!("unexpected policy {other} on {h:?}"),
                 }
             }
-            let expected: Vec<String> = h.table_actions().iter().map(|a| a.iam_action().to_owned()).collect();
+            let expected: Vec<String> = h
+                .table_actions()
+                .iter()
+                .map(|a| a.iam_action().to_owned())
+                .collect();
             assert_eq!(table_actions, expected, "{}: {h:?}", stage.name);
             assert_eq!(manage, h.posts_to_connections(), "{}: {h:?}", stage.name);
         }
     }
     // The handlers' promises, spelled out: connect only writes, disconnect only deletes.
     let t = template(&stage_named("dev"));
-    let actions = |h| statements(&t, h).into_iter().filter(|(p, ..)| p == "ConnectionsTable").map(|(_, a, _)| a).collect::<Vec<_>>();
+    let actions = |h| {
+        statements(&t, h)
+            .into_iter()
+            .filter(|(p, ..)| p == "ConnectionsTable")
+            .map(|(_, a, _)| a)
+            .collect::<Vec<_>>()
+    };
     assert_eq!(actions(Handler::Connect), ["dynamodb:PutItem"]);
     assert_eq!(actions(Handler::Disconnect), ["dynamodb:DeleteItem"]);
     assert!(actions(Handler::Default).is_empty());
@@ -162,7 +205,10 @@ fn every_route_is_wired_to_its_function_and_scoped() {
         let t = template(&stage);
         let r = resources(&t);
         assert_eq!(r[ids::API]["Properties"]["ProtocolType"], "WEBSOCKET");
-        assert_eq!(r[ids::API]["Properties"]["RouteSelectionExpression"], "$request.body.action");
+        assert_eq!(
+            r[ids::API]["Properties"]["RouteSelectionExpression"],
+            "$request.body.action"
+        );
         for route in ROUTES {
             let h = route.handler;
             let api_route = &r[&ids::route(h)]["Properties"];
@@ -185,7 +231,10 @@ fn every_route_is_wired_to_its_function_and_scoped() {
             let permission = &r[&ids::permission(h)]["Properties"];
             assert_eq!(permission["Action"], "lambda:InvokeFunction");
             assert_eq!(permission["Principal"], "apigateway.amazonaws.com");
-            assert_eq!(permission["FunctionName"], serde_json::json!({"Fn::GetAtt": [ids::function(h), "Arn"]}));
+            assert_eq!(
+                permission["FunctionName"],
+                serde_json::json!({"Fn::GetAtt": [ids::function(h), "Arn"]})
+            );
             assert_eq!(
                 permission["SourceArn"],
                 serde_json::json!({"Fn::Sub": format!(
@@ -200,8 +249,14 @@ fn every_route_is_wired_to_its_function_and_scoped() {
             assert_eq!(f["Architectures"], serde_json::json!(["arm64"]));
             assert_eq!(f["MemorySize"], settings.memory_mb);
             assert_eq!(f["Timeout"], settings.timeout_seconds);
-            assert_eq!(f["Environment"]["Variables"]["TABLE_NAME"], serde_json::json!({"Ref": ids::TABLE}));
-            assert_eq!(f["LoggingConfig"]["LogGroup"], serde_json::json!({"Ref": ids::log_group(h)}));
+            assert_eq!(
+                f["Environment"]["Variables"]["TABLE_NAME"],
+                serde_json::json!({"Ref": ids::TABLE})
+            );
+            assert_eq!(
+                f["LoggingConfig"]["LogGroup"],
+                serde_json::json!({"Ref": ids::log_group(h)})
+            );
             assert_eq!(f["LoggingConfig"]["LogFormat"], "JSON");
             assert_eq!(
                 r[&ids::log_group(h)]["Properties"]["RetentionInDays"],
@@ -211,8 +266,14 @@ fn every_route_is_wired_to_its_function_and_scoped() {
         let s = &r[ids::STAGE]["Properties"];
         assert_eq!(s["StageName"], stage.name.as_str());
         assert_eq!(s["AutoDeploy"], true);
-        assert_eq!(s["DefaultRouteSettings"]["ThrottlingBurstLimit"], stage.api.throttling_burst_limit);
-        assert_eq!(s["DefaultRouteSettings"]["DetailedMetricsEnabled"], stage.api.detailed_metrics);
+        assert_eq!(
+            s["DefaultRouteSettings"]["ThrottlingBurstLimit"],
+            stage.api.throttling_burst_limit
+        );
+        assert_eq!(
+            s["DefaultRouteSettings"]["DetailedMetricsEnabled"],
+            stage.api.detailed_metrics
+        );
     }
 }
 
@@ -222,17 +283,42 @@ fn prod_retains_its_data_and_dev_does_not() {
     let table = &resources(&prod)[ids::TABLE];
     assert_eq!(table["DeletionPolicy"], "Retain");
     assert_eq!(table["UpdateReplacePolicy"], "Retain");
-    assert_eq!(table["Properties"]["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"], true);
+    assert_eq!(
+        table["Properties"]["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"],
+        true
+    );
     assert_eq!(table["Properties"]["DeletionProtectionEnabled"], true);
     assert!(prod["Outputs"]["WebSocketUrl"]["Export"].is_object());
+    // Access logs go to their own retained log group.
+    let stage = &resources(&prod)[ids::STAGE]["Properties"];
+    assert_eq!(
+        stage["AccessLogSettings"]["DestinationArn"],
+        serde_json::json!({"Fn::GetAtt": [ids::ACCESS_LOG_GROUP, "Arn"]})
+    );
+    assert_eq!(
+        resources(&prod)[ids::ACCESS_LOG_GROUP]["DeletionPolicy"],
+        "Retain"
+    );
 
     let dev = template(&stage_named("dev"));
     let table = &resources(&dev)[ids::TABLE];
     assert_eq!(table["DeletionPolicy"], "Delete");
     assert_eq!(table["UpdateReplacePolicy"], "Delete");
-    assert_eq!(table["Properties"]["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"], false);
-    assert!(table["Properties"].get("DeletionProtectionEnabled").is_none());
+    assert_eq!(
+        table["Properties"]["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"],
+        false
+    );
+    assert!(
+        table["Properties"]
+            .get("DeletionProtectionEnabled")
+            .is_none()
+    );
     assert!(dev["Outputs"]["WebSocketUrl"].get("Export").is_none());
+    assert!(
+        resources(&dev)[ids::STAGE]["Properties"]
+            .get("AccessLogSettings")
+            .is_none()
+    );
 }
 
 #[test]
@@ -240,8 +326,14 @@ fn the_table_matches_what_the_handlers_write() {
     for stage in stages() {
         let t = template(&stage);
         let p = &resources(&t)[ids::TABLE]["Properties"];
-        assert_eq!(p["KeySchema"], serde_json::json!([{"AttributeName": "connectionId", "KeyType": "HASH"}]));
-        assert_eq!(p["TimeToLiveSpecification"], serde_json::json!({"AttributeName": "expiresAt", "Enabled": true}));
+        assert_eq!(
+            p["KeySchema"],
+            serde_json::json!([{"AttributeName": "connectionId", "KeyType": "HASH"}])
+        );
+        assert_eq!(
+            p["TimeToLiveSpecification"],
+            serde_json::json!({"AttributeName": "expiresAt", "Enabled": true})
+        );
         assert_eq!(p["SSESpecification"]["SSEEnabled"], true);
         assert_eq!(p["BillingMode"], "PAY_PER_REQUEST");
     }
@@ -261,4 +353,37 @@ fn building_twice_gives_the_same_template() {
 fn a_missing_asset_is_an_error() {
     let e = stack::build(&stage_named("dev"), &[]).expect_err("no assets");
     assert_eq!(e.to_string(), "no asset for the connect handler");
+}
+
+/// Every checkov suppression the stack writes is listed, with its reason, in README.md, so a
+/// reader sees what the security gate lets through and why.
+#[test]
+fn every_checkov_suppression_is_documented() {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md"))
+            .expect("README");
+    let mut seen = std::collections::BTreeSet::new();
+    for stage in stages() {
+        let t = template(&stage);
+        for (id, r) in resources(&t) {
+            for skip in r["Metadata"]["checkov"]["skip"]
+                .as_array()
+                .into_iter()
+                .flatten()
+            {
+                let check = skip["id"].as_str().expect("id");
+                let comment = skip["comment"].as_str().expect("comment");
+                assert!(!comment.is_empty(), "{id}: {check} has no reason");
+                seen.insert((check.to_owned(), comment.to_owned()));
+            }
+        }
+    }
+    assert!(!seen.is_empty());
+    for (check, comment) in &seen {
+        assert!(readme.contains(check), "README.md does not list {check}");
+        assert!(
+            readme.contains(comment.as_str()),
+            "README.md does not give the reason for {check}: {comment}"
+        );
+    }
 }

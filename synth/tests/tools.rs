@@ -19,7 +19,11 @@ fn assembly() -> tempfile::TempDir {
         .arg(tmp.path().join("cdk.out"))
         .output()
         .expect("synth runs");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     tmp
 }
 
@@ -32,7 +36,11 @@ fn run(cmd: &mut Command, install: &str) -> Output {
 
 fn node_tool(name: &str) -> PathBuf {
     let p = workspace().join("tests/node_modules/.bin").join(name);
-    assert!(p.exists(), "{} is missing: run `npm ci --prefix tests`", p.display());
+    assert!(
+        p.exists(),
+        "{} is missing: run `npm ci --prefix tests`",
+        p.display()
+    );
     p
 }
 
@@ -56,7 +64,9 @@ fn cfn_lint_finds_nothing_in_any_template() {
     assert_eq!(files.len(), 6, "three stages, JSON and YAML: {files:?}");
     // Informational rules too (explicit DeletionPolicy on stateful resources and the like).
     let out = run(
-        Command::new("cfn-lint").args(["--include-checks", "I", "--"]).args(&files),
+        Command::new("cfn-lint")
+            .args(["--include-checks", "I", "--"])
+            .args(&files),
         "pip install cfn-lint",
     );
     assert!(
@@ -78,9 +88,16 @@ fn the_cdk_schema_accepts_the_manifest_and_every_asset_manifest() {
             .current_dir(workspace().join("tests")),
         "Node.js 20 and `npm ci --prefix tests`",
     );
-    assert!(out.status.success(), "schema validation failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "schema validation failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let summary: serde_json::Value = serde_json::from_slice(&out.stdout).expect("summary json");
-    assert_eq!(summary, serde_json::json!({"version": "55.0.0", "stacks": 3, "assetManifests": 3}));
+    assert_eq!(
+        summary,
+        serde_json::json!({"version": "55.0.0", "stacks": 3, "assetManifests": 3})
+    );
 }
 
 #[test]
@@ -101,10 +118,17 @@ fn the_cdk_cli_lists_and_synthesizes_the_assembly() {
         c
     };
     let ls = run(&mut cdk_cmd(&["ls"]), "npm ci --prefix tests");
-    assert!(ls.status.success(), "cdk ls failed:\n{}", String::from_utf8_lossy(&ls.stderr));
+    assert!(
+        ls.status.success(),
+        "cdk ls failed:\n{}",
+        String::from_utf8_lossy(&ls.stderr)
+    );
     let listed = String::from_utf8_lossy(&ls.stdout);
     for stack in ["WsstackDev", "WsstackStaging", "WsstackProd"] {
-        assert!(listed.lines().any(|l| l.starts_with(stack)), "cdk ls lacks {stack}:\n{listed}");
+        assert!(
+            listed.lines().any(|l| l.starts_with(stack)),
+            "cdk ls lacks {stack}:\n{listed}"
+        );
     }
     let synth = run(&mut cdk_cmd(&["synth", "-q"]), "npm ci --prefix tests");
     assert!(

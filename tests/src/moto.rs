@@ -39,7 +39,9 @@ impl Moto {
                 .spawn()
             {
                 Ok(c) => c,
-                Err(e) => panic!("cannot start moto_server ({e}): pip install 'moto[server]' (make tools)"),
+                Err(e) => panic!(
+                    "cannot start moto_server ({e}): pip install 'moto[server]' (make tools)"
+                ),
             };
             let mut moto = Moto { child, port };
             let started = Instant::now();

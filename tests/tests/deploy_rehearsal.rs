@@ -18,7 +18,7 @@ use wsstack_routes::Handler;
 use wsstack_synth::assembly::{self, Environment};
 use wsstack_synth::assets::{self, AssetSource};
 use wsstack_synth::stage;
-use wsstack_tests::moto::{Moto, MOTO_ACCOUNT, MOTO_REGION};
+use wsstack_tests::moto::{MOTO_ACCOUNT, MOTO_REGION, Moto};
 
 const BUCKET: &str = "cdk-hnb659fds-assets-123456789012-us-east-1";
 
@@ -60,7 +60,8 @@ impl Project {
     /// Synthesizes every stage into `cdk.out`, as `make synth` does.
     fn synth(&self, source: AssetSource) {
         let stages = stage::load_all(&self.path("stages")).expect("stages");
-        let stacks = assembly::synthesize(&stages, &source, &Environment::default()).expect("synth");
+        let stacks =
+            assembly::synthesize(&stages, &source, &Environment::default()).expect("synth");
         let files = assembly::render(&stacks).expect("render");
         assembly::write(&files, &self.path("cdk.out")).expect("write");
     }
@@ -97,7 +98,11 @@ fn ok(out: Output) -> String {
 }
 
 fn failed(out: Output) -> String {
-    assert_eq!(out.status.code(), Some(1), "expected a clear failure: {out:?}");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "expected a clear failure: {out:?}"
+    );
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
@@ -109,7 +114,11 @@ fn aws(moto: &Moto, args: &[&str]) -> Value {
         .envs(moto.aws_env())
         .output()
         .expect("the aws CLI runs (pip install awscli)");
-    assert!(out.status.success(), "aws {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "aws {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     if out.stdout.iter().all(u8::is_ascii_whitespace) {
         return Value::Null;
     }
@@ -131,7 +140,11 @@ fn bucket_keys(moto: &Moto, bucket: &str) -> Vec<String> {
     let listing = aws(moto, &["s3api", "list-objects-v2", "--bucket", bucket]);
     let mut keys: Vec<String> = listing["Contents"]
         .as_array()
-        .map(|c| c.iter().filter_map(|o| o["Key"].as_str().map(str::to_owned)).collect())
+        .map(|c| {
+            c.iter()
+                .filter_map(|o| o["Key"].as_str().map(str::to_owned))
+                .collect()
+        })
         .unwrap_or_default();
     keys.sort();
     keys
@@ -140,13 +153,25 @@ fn bucket_keys(moto: &Moto, bucket: &str) -> Vec<String> {
 fn buckets(moto: &Moto) -> Vec<String> {
     aws(moto, &["s3api", "list-buckets"])["Buckets"]
         .as_array()
-        .map(|b| b.iter().filter_map(|x| x["Name"].as_str().map(str::to_owned)).collect())
+        .map(|b| {
+            b.iter()
+                .filter_map(|x| x["Name"].as_str().map(str::to_owned))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
 /// Logical ID -> physical ID of the stack's resources.
 fn physical_ids(moto: &Moto, stack: &str) -> std::collections::BTreeMap<String, String> {
-    aws(moto, &["cloudformation", "list-stack-resources", "--stack-name", stack])["StackResourceSummaries"]
+    aws(
+        moto,
+        &[
+            "cloudformation",
+            "list-stack-resources",
+            "--stack-name",
+            stack,
+        ],
+    )["StackResourceSummaries"]
         .as_array()
         .expect("resources")
         .iter()
@@ -167,16 +192,26 @@ fn deploy_rehearsal_against_moto() {
 
     let out = ok(project.deploy(&moto, "deploy", "dev", &[("ASSETS_BUCKET", BUCKET)]));
     assert!(out.contains(&format!("creating bucket {BUCKET}")), "{out}");
-    assert!(out.contains(&format!("account {MOTO_ACCOUNT}, {MOTO_REGION}")), "{out}");
+    assert!(
+        out.contains(&format!("account {MOTO_ACCOUNT}, {MOTO_REGION}")),
+        "{out}"
+    );
 
     // Every asset of the asset manifest is in the bucket under its key, and nothing else.
-    let manifest: Value =
-        serde_json::from_slice(&std::fs::read(project.path("cdk.out/WsstackDev.assets.json")).expect("assets")).expect("json");
+    let manifest: Value = serde_json::from_slice(
+        &std::fs::read(project.path("cdk.out/WsstackDev.assets.json")).expect("assets"),
+    )
+    .expect("json");
     let mut expected: Vec<String> = manifest["files"]
         .as_object()
         .expect("files")
         .values()
-        .map(|f| f["destinations"]["current_account-current_region"]["objectKey"].as_str().expect("key").to_owned())
+        .map(|f| {
+            f["destinations"]["current_account-current_region"]["objectKey"]
+                .as_str()
+                .expect("key")
+                .to_owned()
+        })
         .collect();
     expected.sort();
     assert_eq!(expected.len(), 5, "four handler zips and the template");
@@ -187,12 +222,29 @@ fn deploy_rehearsal_against_moto() {
 
     // The table: key schema, TTL, billing mode.
     let table_name = ids.get("ConnectionsTable").expect("table created");
-    let table = &aws(&moto, &["dynamodb", "describe-table", "--table-name", table_name])["Table"];
-    assert_eq!(table["KeySchema"], serde_json::json!([{"AttributeName": "connectionId", "KeyType": "HASH"}]));
-    assert_eq!(table["BillingModeSummary"]["BillingMode"], "PAY_PER_REQUEST");
+    let table = &aws(
+        &moto,
+        &["dynamodb", "describe-table", "--table-name", table_name],
+    )["Table"];
+    assert_eq!(
+        table["KeySchema"],
+        serde_json::json!([{"AttributeName": "connectionId", "KeyType": "HASH"}])
+    );
+    assert_eq!(
+        table["BillingModeSummary"]["BillingMode"],
+        "PAY_PER_REQUEST"
+    );
     // moto's CloudFormation does not apply `TimeToLiveSpecification` (the table reports TTL
     // DISABLED), so check the template CloudFormation holds for the stack instead.
-    let deployed = aws(&moto, &["cloudformation", "get-template", "--stack-name", "wsstack-dev"]);
+    let deployed = aws(
+        &moto,
+        &[
+            "cloudformation",
+            "get-template",
+            "--stack-name",
+            "wsstack-dev",
+        ],
+    );
     let body: Value = match &deployed["TemplateBody"] {
         Value::String(s) => serde_json::from_str(s).expect("template json"),
         other => other.clone(),
@@ -206,7 +258,9 @@ fn deploy_rehearsal_against_moto() {
     for h in Handler::ALL {
         let stem = h.logical_id_stem();
         let settings = stage.function(h);
-        let name = ids.get(&format!("{stem}Function")).expect("function created");
+        let name = ids
+            .get(&format!("{stem}Function"))
+            .expect("function created");
         let f = &aws(&moto, &["lambda", "get-function", "--function-name", name])["Configuration"];
         assert_eq!(f["Runtime"], "provided.al2023", "{stem}");
         assert_eq!(f["Handler"], "bootstrap", "{stem}");
@@ -219,16 +273,30 @@ fn deploy_rehearsal_against_moto() {
         );
         assert_eq!(f["MemorySize"], settings.memory_mb, "{stem}");
         assert_eq!(f["Timeout"], settings.timeout_seconds, "{stem}");
-        assert_eq!(f["Environment"]["Variables"]["TABLE_NAME"], table_name.as_str(), "{stem}");
+        assert_eq!(
+            f["Environment"]["Variables"]["TABLE_NAME"],
+            table_name.as_str(),
+            "{stem}"
+        );
         // The code is this handler's own asset: Lambda's CodeSha256 is base64(sha256(zip)).
         let zip = std::fs::read(assets::zip_path(&project.path("lambda"), h)).expect("zip");
         let sha = base64::engine::general_purpose::STANDARD.encode(Sha256::digest(&zip));
-        assert_eq!(f["CodeSha256"], sha.as_str(), "{stem} runs another handler's code");
+        assert_eq!(
+            f["CodeSha256"],
+            sha.as_str(),
+            "{stem} runs another handler's code"
+        );
 
         // The role: exactly the table actions the handler calls.
         let role = ids.get(&format!("{stem}Role")).expect("role created");
-        let policies = aws(&moto, &["iam", "list-role-policies", "--role-name", role])["PolicyNames"].clone();
-        let mut names: Vec<&str> = policies.as_array().expect("names").iter().filter_map(Value::as_str).collect();
+        let policies =
+            aws(&moto, &["iam", "list-role-policies", "--role-name", role])["PolicyNames"].clone();
+        let mut names: Vec<&str> = policies
+            .as_array()
+            .expect("names")
+            .iter()
+            .filter_map(Value::as_str)
+            .collect();
         names.sort();
         let mut want = vec!["WriteOwnLogs"];
         if !h.table_actions().is_empty() {
@@ -240,7 +308,19 @@ fn deploy_rehearsal_against_moto() {
         want.sort();
         assert_eq!(names, want, "{stem}");
         if !h.table_actions().is_empty() {
-            let doc = policy_document(&aws(&moto, &["iam", "get-role-policy", "--role-name", role, "--policy-name", "ConnectionsTable"])["PolicyDocument"]);
+            let doc = policy_document(
+                &aws(
+                    &moto,
+                    &[
+                        "iam",
+                        "get-role-policy",
+                        "--role-name",
+                        role,
+                        "--policy-name",
+                        "ConnectionsTable",
+                    ],
+                )["PolicyDocument"],
+            );
             let statement = &doc["Statement"][0];
             let actions: Vec<&str> = match &statement["Action"] {
                 Value::String(s) => vec![s.as_str()],
@@ -249,42 +329,88 @@ fn deploy_rehearsal_against_moto() {
             };
             let expected: Vec<&str> = h.table_actions().iter().map(|a| a.iam_action()).collect();
             assert_eq!(actions, expected, "{stem}");
-            assert_eq!(statement["Resource"], table_arn, "{stem}: only the connections table");
+            assert_eq!(
+                statement["Resource"], table_arn,
+                "{stem}: only the connections table"
+            );
         }
 
         // The invoke permission exists for API Gateway, scoped by a source ARN.
         let policy = aws(&moto, &["lambda", "get-policy", "--function-name", name]);
-        let policy: Value = serde_json::from_str(policy["Policy"].as_str().expect("policy")).expect("policy json");
+        let policy: Value =
+            serde_json::from_str(policy["Policy"].as_str().expect("policy")).expect("policy json");
         let statement = &policy["Statement"][0];
-        assert_eq!(statement["Principal"]["Service"], "apigateway.amazonaws.com", "{stem}");
+        assert_eq!(
+            statement["Principal"]["Service"], "apigateway.amazonaws.com",
+            "{stem}"
+        );
         // The API's ID stays `${WebSocketApi}` in moto, which skips the API; the route and
         // stage part is what this checks.
-        let source = statement["Condition"]["ArnLike"]["AWS:SourceArn"].as_str().unwrap_or_default();
-        let route_key = wsstack_routes::ROUTES.iter().find(|r| r.handler == h).expect("route").key;
-        assert!(source.ends_with(&format!("/dev/{route_key}")), "{stem}: {statement}");
+        let source = statement["Condition"]["ArnLike"]["AWS:SourceArn"]
+            .as_str()
+            .unwrap_or_default();
+        let route_key = wsstack_routes::ROUTES
+            .iter()
+            .find(|r| r.handler == h)
+            .expect("route")
+            .key;
+        assert!(
+            source.ends_with(&format!("/dev/{route_key}")),
+            "{stem}: {statement}"
+        );
     }
 
     // A second deploy with a changed stage file updates in place: the same table.
     let dev = project.path("stages/dev.toml");
-    let text = std::fs::read_to_string(&dev).expect("read").replace("memory_mb = 256", "memory_mb = 384");
+    let text = std::fs::read_to_string(&dev)
+        .expect("read")
+        .replace("memory_mb = 256", "memory_mb = 384");
     std::fs::write(&dev, text).expect("write");
     project.synth_real();
     ok(project.deploy(&moto, "deploy", "dev", &[("ASSETS_BUCKET", BUCKET)]));
     let again = physical_ids(&moto, "wsstack-dev");
-    assert_eq!(again.get("ConnectionsTable"), Some(table_name), "the table was replaced");
-    let table_again = &aws(&moto, &["dynamodb", "describe-table", "--table-name", table_name])["Table"];
+    assert_eq!(
+        again.get("ConnectionsTable"),
+        Some(table_name),
+        "the table was replaced"
+    );
+    let table_again = &aws(
+        &moto,
+        &["dynamodb", "describe-table", "--table-name", table_name],
+    )["Table"];
     assert_eq!(table_again["TableArn"], table_arn);
     assert_eq!(table_again["CreationDateTime"], table["CreationDateTime"]);
     let connect = again.get("ConnectFunction").expect("function");
-    let f = aws(&moto, &["lambda", "get-function-configuration", "--function-name", connect]);
+    let f = aws(
+        &moto,
+        &[
+            "lambda",
+            "get-function-configuration",
+            "--function-name",
+            connect,
+        ],
+    );
     assert_eq!(f["MemorySize"], 384, "the stage change was deployed");
 
     // destroy removes the stack.
     let out = ok(project.deploy(&moto, "destroy", "dev", &[]));
     assert!(out.contains("wsstack-dev deleted"), "{out}");
-    let stacks = aws(&moto, &["cloudformation", "list-stacks", "--stack-status-filter", "CREATE_COMPLETE", "UPDATE_COMPLETE"]);
+    let stacks = aws(
+        &moto,
+        &[
+            "cloudformation",
+            "list-stacks",
+            "--stack-status-filter",
+            "CREATE_COMPLETE",
+            "UPDATE_COMPLETE",
+        ],
+    );
     assert!(
-        !stacks["StackSummaries"].as_array().expect("list").iter().any(|s| s["StackName"] == "wsstack-dev"),
+        !stacks["StackSummaries"]
+            .as_array()
+            .expect("list")
+            .iter()
+            .any(|s| s["StackName"] == "wsstack-dev"),
         "{stacks}"
     );
 }
@@ -303,8 +429,10 @@ fn deploy_refuses_bad_input_before_uploading_anything() {
     assert!(err.contains("stages: dev, prod, staging"), "{err}");
 
     // An asset file missing from the assembly.
-    let manifest: Value =
-        serde_json::from_slice(&std::fs::read(project.path("cdk.out/WsstackDev.assets.json")).expect("assets")).expect("json");
+    let manifest: Value = serde_json::from_slice(
+        &std::fs::read(project.path("cdk.out/WsstackDev.assets.json")).expect("assets"),
+    )
+    .expect("json");
     let first_zip = manifest["files"]
         .as_object()
         .expect("files")
@@ -314,7 +442,10 @@ fn deploy_refuses_bad_input_before_uploading_anything() {
         .expect("a zip asset");
     std::fs::remove_file(project.path("cdk.out").join(&first_zip)).expect("remove");
     let err = failed(project.deploy(&moto, "deploy", "dev", &env));
-    assert!(err.contains(&first_zip) && err.contains("does not exist"), "{err}");
+    assert!(
+        err.contains(&first_zip) && err.contains("does not exist"),
+        "{err}"
+    );
     assert!(err.contains("make synth"), "{err}");
 
     // Stand-in code is never deployed.
@@ -328,24 +459,47 @@ fn deploy_refuses_bad_input_before_uploading_anything() {
         &moto,
         "deploy",
         "dev",
-        &[("ASSETS_BUCKET", bucket), ("AWS_ACCESS_KEY_ID", ""), ("AWS_SECRET_ACCESS_KEY", "")],
+        &[
+            ("ASSETS_BUCKET", bucket),
+            ("AWS_ACCESS_KEY_ID", ""),
+            ("AWS_SECRET_ACCESS_KEY", ""),
+        ],
     ));
     assert!(err.contains("no usable AWS credentials"), "{err}");
 
     // No region.
-    let err = failed(project.deploy(&moto, "deploy", "dev", &[("ASSETS_BUCKET", bucket), ("AWS_REGION", ""), ("AWS_DEFAULT_REGION", "")]));
+    let err = failed(project.deploy(
+        &moto,
+        "deploy",
+        "dev",
+        &[
+            ("ASSETS_BUCKET", bucket),
+            ("AWS_REGION", ""),
+            ("AWS_DEFAULT_REGION", ""),
+        ],
+    ));
     assert!(err.contains("no AWS region"), "{err}");
 
     // The bootstrap bucket is not there and none was given: say how to bootstrap.
     let err = failed(project.deploy(&moto, "deploy", "dev", &[]));
-    assert!(err.contains("cdk bootstrap aws://123456789012/us-east-1"), "{err}");
+    assert!(
+        err.contains("cdk bootstrap aws://123456789012/us-east-1"),
+        "{err}"
+    );
 
     // Nothing was uploaded by any of these.
-    assert!(!buckets(&moto).iter().any(|b| b == bucket), "{:?}", buckets(&moto));
+    assert!(
+        !buckets(&moto).iter().any(|b| b == bucket),
+        "{:?}",
+        buckets(&moto)
+    );
 
     // The pre-build check catches the stage and the credentials too.
     let err = failed(project.deploy(&moto, "check", "qa", &[]));
     assert!(err.contains("no stage `qa`"), "{err}");
     let out = ok(project.deploy(&moto, "check", "prod", &[]));
-    assert!(out.contains("stage prod (stack wsstack-prod) to account 123456789012, region us-east-1"), "{out}");
+    assert!(
+        out.contains("stage prod (stack wsstack-prod) to account 123456789012, region us-east-1"),
+        "{out}"
+    );
 }

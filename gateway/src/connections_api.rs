@@ -1,0 +1,225 @@
+//! The `@connections` management API on the gateway's port, answering as API Gateway does so
+//! that unchanged SDK clients and the AWS CLI work against it.
+//!
+//! Served at `/{stage}/@connections/{id}` (where SDK clients send it, the stage being part of
+//! their endpoint URL) and at `/@connections/{id}`. Requests are SigV4-signed by the SDKs; any
+//! signature, or none, is accepted. Errors carry their type in `x-amzn-ErrorType` and a JSON
+//! `{"message": ...}` body, which is how restJson1 clients map them to typed errors.
+
+use std::sync::Arc;
+
+use axum::body::{Body, Bytes};
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, SecondsFormat, Utc};
+use http::{HeaderMap, HeaderValue, StatusCode, header};
+use tokio_tungstenite::tungstenite::Utf8Bytes;
+
+use crate::id::{self, ConnectionId};
+use crate::registry::{CloseReason, Connection, Out, PostError};
+use crate::server::Shared;
+
+/// An error answer: status, `x-amzn-ErrorType` (when given) and `{"message": ...}`.
+pub fn json_error(status: StatusCode, error_type: Option<&str>, message: &str) -> Response {
+    let body = serde_json::json!({ "message": message }).to_string();
+    let mut response = (status, body).into_response();
+    let h = response.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    if let Some(t) = error_type.and_then(|t| HeaderValue::from_str(t).ok()) {
+        h.insert("x-amzn-errortype", t);
+    }
+    response
+}
+
+/// API Gateway's answer to a path or stage it does not serve.
+pub fn forbidden() -> Response {
+    ApiError::Forbidden.into_response()
+}
+
+/// An `@connections` error, as API Gateway types it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ApiError {
+    /// Unknown, closed, closing or still-connecting id.
+    Gone,
+    Forbidden,
+    PayloadTooLarge {
+        limit: usize,
+    },
+    LimitExceeded,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        match self {
+            ApiError::Gone => json_error(StatusCode::GONE, Some("GoneException"), "Gone"),
+            ApiError::Forbidden => json_error(
+                StatusCode::FORBIDDEN,
+                Some("ForbiddenException"),
+                "Forbidden",
+            ),
+            ApiError::PayloadTooLarge { limit } => json_error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                Some("PayloadTooLargeException"),
+                &format!("the payload exceeds the {limit} byte limit"),
+            ),
+            ApiError::LimitExceeded => json_error(
+                StatusCode::TOO_MANY_REQUESTS,
+                Some("LimitExceededException"),
+                "the client is not reading its messages fast enough",
+            ),
+        }
+    }
+}
+
+fn with_request_id(result: Result<Response, ApiError>) -> Response {
+    let mut response = result.unwrap_or_else(IntoResponse::into_response);
+    if let Ok(v) = HeaderValue::from_str(&id::request_id()) {
+        response.headers_mut().insert("x-amzn-requestid", v);
+    }
+    response
+}
+
+/// A request's target: the stage in the path (if any) and the connection id.
+type Target = Result<(Option<String>, String), ApiError>;
+
+/// The connection a path names.
+fn lookup(shared: &Shared, target: Target) -> Result<Arc<Connection>, ApiError> {
+    let (stage, id) = target?;
+    if stage.is_some_and(|s| s != shared.api.stage) {
+        return Err(ApiError::Forbidden);
+    }
+    // Unknown, closed and still-connecting ids all answer 410, as in AWS.
+    let conn = ConnectionId::parse(&id)
+        .and_then(|id| shared.registry.get(&id))
+        .ok_or(ApiError::Gone)?;
+    if conn.is_closing() {
+        return Err(ApiError::Gone);
+    }
+    Ok(conn)
+}
+
+type StagedPath = Result<Path<(String, String)>, PathRejection>;
+type BarePath = Result<Path<String>, PathRejection>;
+
+// Path parameters are percent-decoded by the extractor (`%3D` is `=`); one that does not
+// decode to UTF-8 cannot name a connection.
+fn staged(path: StagedPath) -> Target {
+    path.map(|Path((stage, id))| (Some(stage), id))
+        .map_err(|_| ApiError::Gone)
+}
+
+fn bare(path: BarePath) -> Target {
+    path.map(|Path(id)| (None, id)).map_err(|_| ApiError::Gone)
+}
+
+async fn post(
+    shared: &Shared,
+    target: Target,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let limit = shared.limits.max_post_bytes;
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(ApiError::PayloadTooLarge { limit });
+    }
+    // With a complete request the only failure is the length limit.
+    let data = axum::body::to_bytes(body, limit)
+        .await
+        .map_err(|_| ApiError::PayloadTooLarge { limit })?;
+    let conn = lookup(shared, target)?;
+    match conn.post(frame(data), shared.limits.max_queued_bytes) {
+        Ok(()) => Ok(StatusCode::OK.into_response()),
+        Err(PostError::Gone) => Err(ApiError::Gone),
+        Err(PostError::Throttled) => Err(ApiError::LimitExceeded),
+    }
+}
+
+/// The posted bytes as a text frame, or a binary frame when they are not UTF-8.
+fn frame(data: Bytes) -> Out {
+    if std::str::from_utf8(&data).is_ok() {
+        if let Ok(text) = Utf8Bytes::try_from(data.clone()) {
+            return Out::Text(text);
+        }
+    }
+    Out::Binary(data)
+}
+
+fn iso8601(epoch_ms: i64) -> String {
+    DateTime::<Utc>::from_timestamp_millis(epoch_ms)
+        .unwrap_or_default()
+        .to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+fn get(shared: &Shared, target: Target) -> Result<Response, ApiError> {
+    let conn = lookup(shared, target)?;
+    let body = serde_json::json!({
+        "connectedAt": iso8601(conn.info.connected_at),
+        "identity": {
+            "sourceIp": conn.info.source_ip.to_string(),
+            "userAgent": conn.info.user_agent.as_deref(),
+        },
+        "lastActiveAt": iso8601(conn.last_active()),
+    });
+    let mut response = (StatusCode::OK, body.to_string()).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    Ok(response)
+}
+
+fn delete(shared: &Shared, target: Target) -> Result<Response, ApiError> {
+    let conn = lookup(shared, target)?;
+    if conn.close(CloseReason::DELETED) {
+        Ok(StatusCode::NO_CONTENT.into_response())
+    } else {
+        Err(ApiError::Gone)
+    }
+}
+
+pub async fn post_staged(
+    State(shared): State<Arc<Shared>>,
+    path: StagedPath,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    with_request_id(post(&shared, staged(path), &headers, body).await)
+}
+
+pub async fn post_bare(
+    State(shared): State<Arc<Shared>>,
+    path: BarePath,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    with_request_id(post(&shared, bare(path), &headers, body).await)
+}
+
+pub async fn get_staged(State(shared): State<Arc<Shared>>, path: StagedPath) -> Response {
+    with_request_id(get(&shared, staged(path)))
+}
+
+pub async fn get_bare(State(shared): State<Arc<Shared>>, path: BarePath) -> Response {
+    with_request_id(get(&shared, bare(path)))
+}
+
+pub async fn delete_staged(State(shared): State<Arc<Shared>>, path: StagedPath) -> Response {
+    with_request_id(delete(&shared, staged(path)))
+}
+
+pub async fn delete_bare(State(shared): State<Arc<Shared>>, path: BarePath) -> Response {
+    with_request_id(delete(&shared, bare(path)))
+}
+
+/// Anything else on the port.
+pub async fn fallback() -> Response {
+    with_request_id(Err(ApiError::Forbidden))
+}

@@ -1,0 +1,241 @@
+//! The command line of `wsstack-local`.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+use wsstack_handlers::config::MAX_BROADCAST_CONCURRENCY;
+
+use crate::limits::{Limits, parse_duration};
+use crate::server::{DEFAULT_API_ID, DEFAULT_TABLE, GatewayOptions};
+use crate::store::StoreOptions;
+
+const EXAMPLES: &str = "\
+Examples:
+  # the whole API on ws://127.0.0.1:3001/dev, connections kept in memory
+  wsstack-local
+
+  # the same handlers against a local DynamoDB (dynalite, DynamoDB Local)
+  wsstack-local --store dynamodb --dynamodb-endpoint http://127.0.0.1:8000 --table Connections
+
+  # then, from another terminal
+  websocat 'ws://127.0.0.1:3001/dev?username=alice'
+  {\"action\":\"sendMessage\",\"data\":\"hello\"}
+  aws apigatewaymanagementapi post-to-connection --endpoint-url http://127.0.0.1:3001/dev \\
+      --connection-id 'L0SM9cOFvHcCIhw=' --data 'from the backend'
+
+The @connections API is served on the same port, at /{stage}/@connections/{id} and
+/@connections/{id}; any SigV4 signature is accepted. Ctrl-C or SIGTERM closes every client
+with 1001, runs $disconnect for each and exits 0.";
+
+/// Where connection records are kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StoreKind {
+    /// In the gateway's memory (gone when it stops).
+    Memory,
+    /// A DynamoDB table: --dynamodb-endpoint for a local server, AWS otherwise.
+    Dynamodb,
+}
+
+/// Run the wsstack WebSocket API on localhost, as API Gateway runs it: the same route table and
+/// handler code as in Lambda, API Gateway's limits, and the @connections management API.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "wsstack-local", version, after_help = EXAMPLES)]
+pub struct Cli {
+    /// Address to listen on. Anything but a loopback address exposes the API to the network.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: IpAddr,
+
+    /// Port for WebSocket clients and @connections (0 picks a free one).
+    #[arg(long, default_value_t = crate::server::DEFAULT_PORT)]
+    pub port: u16,
+
+    /// API stage: clients connect to ws://HOST:PORT/STAGE.
+    #[arg(long, default_value = crate::server::DEFAULT_STAGE)]
+    pub stage: String,
+
+    /// Connection store used by the handlers.
+    #[arg(long, value_enum, default_value_t = StoreKind::Memory)]
+    pub store: StoreKind,
+
+    /// DynamoDB endpoint for --store dynamodb, e.g. http://127.0.0.1:8000 (dummy credentials
+    /// are used); without it, AWS with your usual credentials and region.
+    #[arg(long, value_name = "URL")]
+    pub dynamodb_endpoint: Option<String>,
+
+    /// Connections table for --store dynamodb.
+    #[arg(long, value_name = "NAME", default_value = DEFAULT_TABLE)]
+    pub table: String,
+
+    /// Close connections that sent nothing for this long (API Gateway: 10 minutes). Seconds or
+    /// units: 30s, 10m, 1h30m.
+    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = parse_duration)]
+    pub idle_timeout: Duration,
+
+    /// Close every connection after this long (API Gateway: 2 hours).
+    #[arg(long, value_name = "DURATION", default_value = "2h", value_parser = parse_duration)]
+    pub max_connection_duration: Duration,
+
+    /// PostToConnection calls a broadcast keeps in flight (the handlers' BROADCAST_CONCURRENCY).
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = wsstack_handlers::config::DEFAULT_BROADCAST_CONCURRENCY,
+        value_parser = concurrency
+    )]
+    pub broadcast_concurrency: usize,
+
+    /// Log filter: error, warn, info, debug, trace, or directives such as
+    /// `wsstack_gateway=debug,info`.
+    #[arg(long, value_name = "FILTER", default_value = "info")]
+    pub log_level: String,
+}
+
+fn concurrency(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(n) if (1..=MAX_BROADCAST_CONCURRENCY).contains(&n) => Ok(n),
+        _ => Err(format!(
+            "must be an integer from 1 to {MAX_BROADCAST_CONCURRENCY}"
+        )),
+    }
+}
+
+/// A command line that parses but cannot run.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OptionsError {
+    #[error("--dynamodb-endpoint only applies with --store dynamodb")]
+    EndpointWithoutDynamoDb,
+    #[error("--dynamodb-endpoint must be an http:// or https:// URL, got {0:?}")]
+    BadEndpoint(String),
+    #[error("{0} must be longer than zero")]
+    ZeroDuration(&'static str),
+}
+
+impl Cli {
+    /// The gateway's and the store's options.
+    pub fn into_options(self) -> Result<(GatewayOptions, StoreOptions), OptionsError> {
+        if self.idle_timeout.is_zero() {
+            return Err(OptionsError::ZeroDuration("--idle-timeout"));
+        }
+        if self.max_connection_duration.is_zero() {
+            return Err(OptionsError::ZeroDuration("--max-connection-duration"));
+        }
+        let store = match (self.store, self.dynamodb_endpoint) {
+            (StoreKind::Memory, Some(_)) => return Err(OptionsError::EndpointWithoutDynamoDb),
+            (StoreKind::Memory, None) => StoreOptions::Memory,
+            (StoreKind::Dynamodb, endpoint) => {
+                if let Some(url) = &endpoint {
+                    if !(url.starts_with("http://") || url.starts_with("https://")) {
+                        return Err(OptionsError::BadEndpoint(url.clone()));
+                    }
+                }
+                StoreOptions::DynamoDb {
+                    endpoint,
+                    table: self.table.clone(),
+                }
+            }
+        };
+        let gateway = GatewayOptions {
+            host: self.host,
+            port: self.port,
+            stage: self.stage,
+            api_id: DEFAULT_API_ID.to_owned(),
+            limits: Limits {
+                idle_timeout: self.idle_timeout,
+                max_connection_duration: self.max_connection_duration,
+                ..Limits::default()
+            },
+            table_name: self.table,
+            broadcast_concurrency: self.broadcast_concurrency,
+            ..GatewayOptions::default()
+        };
+        Ok((gateway, store))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    fn parse(args: &[&str]) -> Result<(GatewayOptions, StoreOptions), String> {
+        let cli = Cli::try_parse_from(std::iter::once("wsstack-local").chain(args.iter().copied()))
+            .map_err(|e| e.to_string())?;
+        cli.into_options().map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn cli_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn defaults_are_make_devs() {
+        let (g, s) = parse(&[]).unwrap();
+        assert_eq!(g.host.to_string(), "127.0.0.1");
+        assert_eq!(g.port, 3001);
+        assert_eq!(g.stage, "dev");
+        assert_eq!(g.limits, Limits::default());
+        assert_eq!(s, StoreOptions::Memory);
+    }
+
+    #[test]
+    fn every_option_is_read() {
+        let (g, s) = parse(&[
+            "--host",
+            "0.0.0.0",
+            "--port",
+            "0",
+            "--stage",
+            "prod",
+            "--store",
+            "dynamodb",
+            "--dynamodb-endpoint",
+            "http://127.0.0.1:8000",
+            "--table",
+            "Conns",
+            "--idle-timeout",
+            "30s",
+            "--max-connection-duration",
+            "1h30m",
+            "--broadcast-concurrency",
+            "256",
+        ])
+        .unwrap();
+        assert_eq!(g.host.to_string(), "0.0.0.0");
+        assert_eq!(g.port, 0);
+        assert_eq!(g.stage, "prod");
+        assert_eq!(g.limits.idle_timeout, Duration::from_secs(30));
+        assert_eq!(g.limits.max_connection_duration, Duration::from_secs(5400));
+        assert_eq!(g.broadcast_concurrency, 256);
+        assert_eq!(g.table_name, "Conns");
+        assert_eq!(
+            s,
+            StoreOptions::DynamoDb {
+                endpoint: Some("http://127.0.0.1:8000".into()),
+                table: "Conns".into()
+            }
+        );
+    }
+
+    #[test]
+    fn contradictions_are_refused_with_the_option_named() {
+        for (args, needle) in [
+            (
+                vec!["--dynamodb-endpoint", "http://x"],
+                "--dynamodb-endpoint",
+            ),
+            (
+                vec!["--store", "dynamodb", "--dynamodb-endpoint", "x:1"],
+                "--dynamodb-endpoint",
+            ),
+            (vec!["--idle-timeout", "0"], "--idle-timeout"),
+            (vec!["--idle-timeout", "soon"], "invalid duration"),
+            (vec!["--store", "redis"], "redis"),
+            (vec!["--broadcast-concurrency", "0"], "1 to 1024"),
+        ] {
+            let err = parse(&args).unwrap_err();
+            assert!(err.contains(needle), "{args:?}: {err}");
+        }
+    }
+}

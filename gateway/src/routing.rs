@@ -1,0 +1,201 @@
+//! Route selection and handler invocation, as API Gateway does them.
+//!
+//! - A message's route is picked by `$request.body.action` (the routes crate's
+//!   [`ROUTE_SELECTION_FIELD`]): the value, stringified, must equal a route key exactly.
+//!   Anything else (no JSON, no object, no `action`, no match, a binary frame) goes to
+//!   `$default`; without a `$default` route the client gets the `Forbidden` frame.
+//! - A handler runs in-process, as Lambda would run it, and a panic is caught: to the client it
+//!   is an integration failure like any other, and the gateway lives on.
+
+use std::panic::AssertUnwindSafe;
+
+use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
+use futures::FutureExt;
+use serde::Deserialize;
+use serde_json::Value;
+use wsstack_handlers::App;
+use wsstack_routes::{CONNECT, DEFAULT, DISCONNECT, Handler, ROUTE_SELECTION_FIELD, Route};
+
+/// The routes a gateway serves: the API's own table ([`wsstack_routes::ROUTES`]) or, in tests,
+/// another one (e.g. without `$default`).
+#[derive(Debug, Clone)]
+pub struct RouteTable {
+    routes: Vec<Route>,
+}
+
+impl Default for RouteTable {
+    fn default() -> Self {
+        RouteTable::new(wsstack_routes::ROUTES.to_vec())
+    }
+}
+
+impl RouteTable {
+    pub fn new(routes: Vec<Route>) -> Self {
+        RouteTable { routes }
+    }
+
+    fn find(&self, key: &str) -> Option<&Route> {
+        self.routes.iter().find(|r| r.key == key)
+    }
+
+    /// The `$connect` route, if the API has one (without one every handshake is accepted).
+    pub fn connect(&self) -> Option<&Route> {
+        self.find(CONNECT)
+    }
+
+    pub fn disconnect(&self) -> Option<&Route> {
+        self.find(DISCONNECT)
+    }
+
+    /// The route of a message: `text` is the body of a text frame, `None` for a binary frame.
+    pub fn select(&self, text: Option<&str>) -> Option<&Route> {
+        let matched = text.and_then(selection_value).and_then(|key| {
+            // A client cannot name the handshake routes; they belong to the gateway.
+            if key == CONNECT || key == DISCONNECT {
+                None
+            } else {
+                self.find(&key)
+            }
+        });
+        matched.or_else(|| self.find(DEFAULT))
+    }
+}
+
+/// The value of `$request.body.action`, stringified; `None` when the body is not a JSON object
+/// or has no (or a null) `action`.
+fn selection_value(body: &str) -> Option<String> {
+    #[derive(Deserialize)]
+    struct Selection {
+        // Only the selection field is kept; serde skips the rest without building it.
+        #[serde(rename = "action")]
+        value: Option<Value>,
+    }
+    debug_assert_eq!(ROUTE_SELECTION_FIELD, "action");
+    // serde would also read a struct from a JSON array; only an object has fields.
+    if !body
+        .trim_start_matches([' ', '\t', '\n', '\r'])
+        .starts_with('{')
+    {
+        return None;
+    }
+    let selection: Selection = serde_json::from_str(body).ok()?;
+    match selection.value? {
+        Value::Null => None,
+        Value::String(s) => Some(s),
+        other => Some(other.to_string()),
+    }
+}
+
+/// What came of a handler invocation.
+#[derive(Debug)]
+pub enum Outcome {
+    Response(Box<ApiGatewayProxyResponse>),
+    /// The handler returned an error or panicked (the text says which).
+    Failed(String),
+}
+
+/// Runs `handler` on `event`, catching a panic.
+pub async fn invoke(
+    app: &App,
+    handler: Handler,
+    event: ApiGatewayWebsocketProxyRequest,
+) -> Outcome {
+    match AssertUnwindSafe(app.handle(handler, event))
+        .catch_unwind()
+        .await
+    {
+        Ok(Ok(response)) => Outcome::Response(Box::new(response)),
+        Ok(Err(e)) => Outcome::Failed(format!("handler error: {e}")),
+        Err(panic) => {
+            let text = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "non-string panic payload".to_owned());
+            Outcome::Failed(format!("handler panicked: {text}"))
+        }
+    }
+}
+
+/// The frame API Gateway sends when no route matches and there is no `$default`.
+pub fn forbidden_frame(connection_id: &str, request_id: &str) -> String {
+    status_frame("Forbidden", connection_id, request_id)
+}
+
+/// The frame API Gateway sends when the integration failed.
+pub fn internal_error_frame(connection_id: &str, request_id: &str) -> String {
+    status_frame("Internal server error", connection_id, request_id)
+}
+
+fn status_frame(message: &str, connection_id: &str, request_id: &str) -> String {
+    serde_json::json!({
+        "message": message,
+        "connectionId": connection_id,
+        "requestId": request_id,
+    })
+    .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(table: &RouteTable, text: Option<&str>) -> Option<&'static str> {
+        table.select(text).map(|r| r.key)
+    }
+
+    #[test]
+    fn selection_is_exact_and_falls_back_to_default() {
+        let t = RouteTable::default();
+        assert_eq!(
+            key(&t, Some(r#"{"action":"sendMessage","data":"x"}"#)),
+            Some("sendMessage")
+        );
+        for body in [
+            r#"{"action":"sendmessage"}"#,
+            r#"{"action":"SendMessage"}"#,
+            r#"{"action":" sendMessage"}"#,
+            r#"{"action":"$connect"}"#,
+            r#"{"action":"$disconnect"}"#,
+            r#"{"action":null}"#,
+            r#"{"data":"x"}"#,
+            r#"["sendMessage"]"#,
+            r#""sendMessage""#,
+            "sendMessage",
+            "",
+        ] {
+            assert_eq!(key(&t, Some(body)), Some("$default"), "{body}");
+        }
+        assert_eq!(key(&t, None), Some("$default"));
+    }
+
+    #[test]
+    fn non_string_actions_are_stringified() {
+        let t = RouteTable::new(vec![
+            Route {
+                key: "7",
+                handler: Handler::SendMessage,
+            },
+            Route {
+                key: "true",
+                handler: Handler::SendMessage,
+            },
+        ]);
+        assert_eq!(key(&t, Some(r#"{"action":7}"#)), Some("7"));
+        assert_eq!(key(&t, Some(r#"{"action":true}"#)), Some("true"));
+        // No $default in this table: no route at all.
+        assert_eq!(key(&t, Some(r#"{"action":"x"}"#)), None);
+        assert!(t.connect().is_none());
+    }
+
+    #[test]
+    fn status_frames_have_api_gateways_shape() {
+        assert_eq!(
+            forbidden_frame("L0SM9cOFvHcCIhw=", "L0SM9dOFvHcFq2g="),
+            r#"{"message":"Forbidden","connectionId":"L0SM9cOFvHcCIhw=","requestId":"L0SM9dOFvHcFq2g="}"#
+        );
+        assert!(
+            internal_error_frame("a", "b").starts_with(r#"{"message":"Internal server error""#)
+        );
+    }
+}

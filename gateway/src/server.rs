@@ -1,0 +1,327 @@
+//! Binding, routing the port's requests, and running and stopping a gateway.
+
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::routing::get;
+use axum::serve::ListenerExt;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use wsstack_handlers::App;
+use wsstack_handlers::config::{Config, DEFAULT_BROADCAST_CONCURRENCY};
+use wsstack_handlers::management::SdkManagementApi;
+use wsstack_handlers::store::ConnectionStore;
+
+use crate::connections_api as api;
+use crate::event::ApiContext;
+use crate::handshake;
+use crate::limits::Limits;
+use crate::registry::{CloseReason, Registry};
+use crate::routing::RouteTable;
+
+/// How to run a gateway. [`GatewayOptions::default`] is `make dev`'s: 127.0.0.1:3001, stage
+/// `dev`, API Gateway's limits, the API's route table.
+#[derive(Debug, Clone)]
+pub struct GatewayOptions {
+    pub host: IpAddr,
+    /// 0 picks a free port (see [`RunningGateway::local_addr`]).
+    pub port: u16,
+    pub stage: String,
+    /// `requestContext.apiId` of every event.
+    pub api_id: String,
+    pub limits: Limits,
+    pub routes: RouteTable,
+    /// The handlers' `TABLE_NAME` (only the DynamoDB store reads it).
+    pub table_name: String,
+    /// The handlers' `BROADCAST_CONCURRENCY`.
+    pub broadcast_concurrency: usize,
+}
+
+/// The default port of `make dev`.
+pub const DEFAULT_PORT: u16 = 3001;
+/// The default stage.
+pub const DEFAULT_STAGE: &str = "dev";
+/// The default `apiId`: ten lowercase characters, like API Gateway's.
+pub const DEFAULT_API_ID: &str = "wsstacklcl";
+/// The default connections table name.
+pub const DEFAULT_TABLE: &str = "Connections";
+
+impl Default for GatewayOptions {
+    fn default() -> Self {
+        GatewayOptions {
+            host: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            port: DEFAULT_PORT,
+            stage: DEFAULT_STAGE.to_owned(),
+            api_id: DEFAULT_API_ID.to_owned(),
+            limits: Limits::default(),
+            routes: RouteTable::default(),
+            table_name: DEFAULT_TABLE.to_owned(),
+            broadcast_concurrency: DEFAULT_BROADCAST_CONCURRENCY,
+        }
+    }
+}
+
+/// Why a gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum BindError {
+    #[error(
+        "cannot listen on {addr}: the address is already in use (another wsstack-local? pick another port with --port)"
+    )]
+    AddrInUse { addr: SocketAddr },
+    #[error("cannot listen on {addr}: {source}")]
+    Io {
+        addr: SocketAddr,
+        #[source]
+        source: io::Error,
+    },
+    #[error(
+        "invalid stage {0:?}: use 1 to 128 letters, digits, '-' or '_' (API Gateway's stage name rules)"
+    )]
+    InvalidStage(String),
+}
+
+/// State every request and session shares.
+pub struct Shared {
+    pub app: App,
+    pub routes: RouteTable,
+    pub registry: Registry,
+    pub limits: Limits,
+    pub api: ApiContext,
+    pub ws_config: WebSocketConfig,
+    /// Sessions and handler invocations, awaited on shutdown.
+    pub tracker: TaskTracker,
+    pub shutting_down: AtomicBool,
+    pub local_addr: SocketAddr,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("stage", &self.api.stage)
+            .field("local_addr", &self.local_addr)
+            .field("connections", &self.registry.len())
+            .finish_non_exhaustive()
+    }
+}
+
+fn valid_stage(stage: &str) -> bool {
+    (1..=128).contains(&stage.len())
+        && stage
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// Entry point: [`Gateway::bind`].
+#[derive(Debug)]
+pub struct Gateway;
+
+impl Gateway {
+    /// Binds the port and starts serving: WebSocket clients at `/{stage}`, `@connections` at
+    /// `/{stage}/@connections/{id}` and `/@connections/{id}`. The handlers' `@connections`
+    /// calls go back to this gateway through the real SDK client.
+    pub async fn bind(
+        options: GatewayOptions,
+        store: Arc<dyn ConnectionStore>,
+    ) -> Result<RunningGateway, BindError> {
+        if !valid_stage(&options.stage) {
+            return Err(BindError::InvalidStage(options.stage));
+        }
+        let addr = SocketAddr::new(options.host, options.port);
+        let listener = TcpListener::bind(addr).await.map_err(|source| {
+            if source.kind() == io::ErrorKind::AddrInUse {
+                BindError::AddrInUse { addr }
+            } else {
+                BindError::Io { addr, source }
+            }
+        })?;
+        let local_addr = listener
+            .local_addr()
+            .map_err(|source| BindError::Io { addr, source })?;
+        // Handlers call back through a concrete address even when the gateway listens on all.
+        let callback_ip = match local_addr.ip() {
+            IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+            IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+            ip => ip,
+        };
+        let callback_url = format!(
+            "http://{}/{}",
+            SocketAddr::new(callback_ip, local_addr.port()),
+            options.stage
+        );
+
+        let mut config = Config::new(options.table_name.clone());
+        config.callback_url = Some(callback_url.clone());
+        config.broadcast_concurrency = options.broadcast_concurrency.max(1);
+        let sdk = wsstack_handlers::local_sdk_config(None).await;
+        let app = App::new(store, Arc::new(SdkManagementApi::new(&sdk)), config);
+
+        let shared = Arc::new(Shared {
+            app,
+            routes: options.routes.clone(),
+            registry: Registry::default(),
+            ws_config: options.limits.websocket_config(),
+            limits: options.limits.clone(),
+            api: ApiContext {
+                stage: options.stage.clone(),
+                api_id: options.api_id.clone(),
+                port: local_addr.port(),
+            },
+            tracker: TaskTracker::new(),
+            shutting_down: AtomicBool::new(false),
+            local_addr,
+        });
+
+        let router = Router::new()
+            .route("/{stage}", get(handshake::handshake))
+            .route(
+                "/{stage}/@connections/{id}",
+                get(api::get_staged)
+                    .post(api::post_staged)
+                    .delete(api::delete_staged),
+            )
+            .route(
+                "/@connections/{id}",
+                get(api::get_bare)
+                    .post(api::post_bare)
+                    .delete(api::delete_bare),
+            )
+            .fallback(api::fallback)
+            .with_state(Arc::clone(&shared));
+
+        let listener = listener.tap_io(|tcp| {
+            // Small frames must leave at once; Nagle would hold them for the peer's ACK.
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!(error = %e, "could not set TCP_NODELAY");
+            }
+        });
+        let cancel = CancellationToken::new();
+        let server = tokio::spawn(
+            axum::serve(
+                listener,
+                router.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(cancel.clone().cancelled_owned())
+            .into_future(),
+        );
+        tracing::debug!(%local_addr, "listening");
+        Ok(RunningGateway {
+            shared,
+            cancel,
+            server: Some(server),
+            callback_url,
+        })
+    }
+}
+
+/// What a shutdown did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShutdownReport {
+    /// Connections that were open and got a 1001 close.
+    pub closed: usize,
+    /// Whether every session and handler finished within the grace period.
+    pub drained: bool,
+}
+
+/// A serving gateway. Dropping it stops the listener and closes every connection without
+/// waiting; [`RunningGateway::shutdown`] waits for `$disconnect` of each.
+#[derive(Debug)]
+pub struct RunningGateway {
+    shared: Arc<Shared>,
+    cancel: CancellationToken,
+    server: Option<JoinHandle<io::Result<()>>>,
+    callback_url: String,
+}
+
+impl RunningGateway {
+    pub fn local_addr(&self) -> SocketAddr {
+        self.shared.local_addr
+    }
+
+    pub fn stage(&self) -> &str {
+        &self.shared.api.stage
+    }
+
+    /// `ws://{addr}/{stage}`.
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}/{}", self.shared.local_addr, self.shared.api.stage)
+    }
+
+    /// The `@connections` endpoint as SDK clients take it: `http://{addr}/{stage}`.
+    pub fn callback_url(&self) -> &str {
+        &self.callback_url
+    }
+
+    /// `http://{addr}/{stage}/@connections`.
+    pub fn connections_url(&self) -> String {
+        format!("{}/@connections", self.callback_url)
+    }
+
+    /// Connections past their `$connect` verdict and not yet closing or closed.
+    pub fn connection_count(&self) -> usize {
+        self.shared.registry.len()
+    }
+
+    /// Ids of the open connections.
+    pub fn connection_ids(&self) -> Vec<String> {
+        self.shared
+            .registry
+            .all()
+            .iter()
+            .map(|c| c.info.id.as_str().to_owned())
+            .collect()
+    }
+
+    /// Sessions and handler invocations still running (including ones finishing their
+    /// `$disconnect`).
+    pub fn active_tasks(&self) -> usize {
+        self.shared.tracker.len()
+    }
+
+    /// Stops the gateway as API Gateway ends connections: a 1001 close to every client and
+    /// `$disconnect` for each, waited for up to `grace`; then the listener closes.
+    pub async fn shutdown(mut self, grace: Duration) -> ShutdownReport {
+        let closed = self.begin_shutdown();
+        self.shared.tracker.close();
+        let drained = tokio::time::timeout(grace, self.shared.tracker.wait())
+            .await
+            .is_ok();
+        self.cancel.cancel();
+        if let Some(server) = self.server.take() {
+            // The listener has stopped; idle keep-alive connections are closed by hyper.
+            if tokio::time::timeout(Duration::from_secs(5), server)
+                .await
+                .is_err()
+            {
+                tracing::warn!("HTTP connections still open after shutdown");
+            }
+        }
+        ShutdownReport { closed, drained }
+    }
+
+    fn begin_shutdown(&self) -> usize {
+        self.shared.shutting_down.store(true, Ordering::SeqCst);
+        let mut closed = 0;
+        for conn in self.shared.registry.all() {
+            if conn.close(CloseReason::GOING_AWAY) {
+                closed += 1;
+            }
+        }
+        closed
+    }
+}
+
+impl Drop for RunningGateway {
+    fn drop(&mut self) {
+        if self.server.is_some() {
+            self.begin_shutdown();
+            self.cancel.cancel();
+        }
+    }
+}

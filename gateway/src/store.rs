@@ -41,7 +41,7 @@ pub async fn open_store(
         StoreOptions::DynamoDb { endpoint, table } => {
             let sdk = match endpoint {
                 Some(url) => wsstack_handlers::local_sdk_config(Some(url)).await,
-                None => aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await,
+                None => wsstack_handlers::aws_sdk_config().await,
             };
             let store = DynamoDbStore::new(aws_sdk_dynamodb::Client::new(&sdk), table.clone());
             store

@@ -254,7 +254,7 @@ struct StageFile {
     outputs: OutputsSection,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Clone, Copy, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FunctionFields {
     memory_mb: Option<MemoryMb>,
@@ -268,7 +268,8 @@ struct FunctionFields {
 
 /// `[lambda]`: defaults for every function, and `[lambda.<handler>]` tables that override them
 /// for one handler (the handler names are the binaries: connect, disconnect, send-message,
-/// default).
+/// default). The default keys repeat [`FunctionFields`] because serde's `flatten` cannot be
+/// combined with `deny_unknown_fields`, and unknown keys must be errors.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct LambdaSection {
@@ -284,6 +285,21 @@ struct LambdaSection {
     #[serde(rename = "send-message")]
     send_message: Option<FunctionFields>,
     default: Option<FunctionFields>,
+}
+
+impl LambdaSection {
+    /// The `[lambda]` keys, as one function's fields.
+    fn defaults(&self) -> FunctionFields {
+        FunctionFields {
+            memory_mb: self.memory_mb,
+            timeout_seconds: self.timeout_seconds,
+            architecture: self.architecture,
+            log_level: self.log_level,
+            log_retention_days: self.log_retention_days,
+            reserved_concurrency: self.reserved_concurrency,
+            broadcast_concurrency: self.broadcast_concurrency,
+        }
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -414,21 +430,7 @@ pub fn parse(path: &Path, name: &str, text: &str) -> Result<Stage, StageError> {
     })?;
 
     let l = &file.lambda;
-    let defaults = FunctionSettings {
-        memory_mb: l.memory_mb.map_or(DEFAULT_FUNCTION.memory_mb, |v| v.0),
-        timeout_seconds: l
-            .timeout_seconds
-            .map_or(DEFAULT_FUNCTION.timeout_seconds, |v| v.0),
-        architecture: l.architecture.unwrap_or(DEFAULT_FUNCTION.architecture),
-        log_level: l.log_level.unwrap_or(DEFAULT_FUNCTION.log_level),
-        log_retention_days: l
-            .log_retention_days
-            .map_or(DEFAULT_FUNCTION.log_retention_days, |v| v.0),
-        reserved_concurrency: l.reserved_concurrency.map(|v| v.0),
-        broadcast_concurrency: l
-            .broadcast_concurrency
-            .map_or(DEFAULT_FUNCTION.broadcast_concurrency, |v| v.0),
-    };
+    let defaults = apply(&DEFAULT_FUNCTION, Some(&l.defaults()));
     let functions = Handler::ALL
         .iter()
         .map(|&h| {

@@ -87,11 +87,12 @@ async fn sdk_config_for(url: Option<&str>) -> aws_config::SdkConfig {
         Some(u) if is_local(u) => wsstack_handlers::local_sdk_config(Some(u)).await,
         Some(u) => {
             aws_config::defaults(aws_config::BehaviorVersion::latest())
+                .http_client(wsstack_handlers::https_client())
                 .endpoint_url(u)
                 .load()
                 .await
         }
-        None => aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await,
+        None => wsstack_handlers::aws_sdk_config().await,
     }
 }
 

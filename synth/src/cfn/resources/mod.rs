@@ -23,6 +23,9 @@ pub trait ResourceType: Serialize + Into<Properties> + Sized {
 macro_rules! resource_types {
     ($($variant:ident($ty:path) = $name:literal, attributes [$($attr:literal),*];)*) => {
         /// The properties of any resource the model knows, tagged by type.
+        // A template holds a few dozen resources, built once: boxing the large variants
+        // (functions) would cost indirection and buy nothing.
+        #[allow(clippy::large_enum_variant)]
         #[derive(Debug, Clone, PartialEq, Serialize)]
         #[serde(untagged)]
         pub enum Properties {

@@ -1,0 +1,297 @@
+//! What the gateway's end-to-end tests share: a gateway on a free port of 127.0.0.1 (stopped
+//! when its guard drops, also when a test panics), real WebSocket clients, and bounded waits
+//! that fail with what was awaited.
+
+// Each test crate that includes this module uses a different subset of it.
+#![allow(dead_code)]
+
+use std::future::Future;
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::{SinkExt, StreamExt};
+use serde_json::Value;
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::{self, Message};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use wsstack_gateway::{Gateway, GatewayOptions, RunningGateway};
+use wsstack_handlers::store::{Connection, ConnectionStore, MemoryStore};
+
+/// The longest any single awaited event may take before the test fails.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+/// Options for a test gateway: API Gateway's defaults on a free port of 127.0.0.1.
+pub fn options() -> GatewayOptions {
+    GatewayOptions {
+        host: Ipv4Addr::LOCALHOST.into(),
+        port: 0,
+        ..GatewayOptions::default()
+    }
+}
+
+/// A gateway over `store`.
+pub async fn start_with(
+    options: GatewayOptions,
+    store: Arc<dyn ConnectionStore>,
+) -> RunningGateway {
+    Gateway::bind(options, store)
+        .await
+        .unwrap_or_else(|e| panic!("gateway did not start: {e}"))
+}
+
+/// A gateway over a fresh in-memory store, and the store (clones share their records).
+pub async fn start(options: GatewayOptions) -> (RunningGateway, MemoryStore) {
+    let store = MemoryStore::new();
+    let gw = start_with(options, Arc::new(store.clone())).await;
+    (gw, store)
+}
+
+type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// A WebSocket client.
+pub struct Client {
+    pub name: String,
+    ws: Socket,
+}
+
+/// `ws://.../{stage}?username={name}` (names in tests need no escaping).
+pub fn url_for(gw: &RunningGateway, username: &str) -> String {
+    format!("{}?username={username}", gw.ws_url())
+}
+
+/// Connects as `username`; panics if the handshake fails.
+pub async fn connect(gw: &RunningGateway, username: &str) -> Client {
+    match try_connect(&url_for(gw, username)).await {
+        Ok(ws) => Client {
+            name: username.to_owned(),
+            ws,
+        },
+        Err(e) => panic!("{username} could not connect: {e}"),
+    }
+}
+
+/// A handshake to `url` with a `User-Agent`, bounded by [`WAIT`].
+pub async fn try_connect(url: &str) -> Result<Socket, tungstenite::Error> {
+    let mut request = url.into_client_request()?;
+    request.headers_mut().insert(
+        "user-agent",
+        "wsstack-tests/1".parse().expect("static header"),
+    );
+    match tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(request)).await {
+        Ok(result) => result.map(|(ws, _)| ws),
+        Err(_) => panic!("handshake to {url} did not finish within {WAIT:?}"),
+    }
+}
+
+impl Client {
+    pub async fn send(&mut self, message: Message) {
+        if let Err(e) = self.ws.send(message).await {
+            panic!("{}: send failed: {e}", self.name);
+        }
+    }
+
+    pub async fn send_text(&mut self, text: &str) {
+        self.send(Message::text(text)).await;
+    }
+
+    pub async fn send_json(&mut self, value: Value) {
+        self.send_text(&value.to_string()).await;
+    }
+
+    /// The next data or close message (pings and pongs are skipped).
+    pub async fn next(&mut self) -> Message {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            match tokio::time::timeout_at(deadline, self.ws.next()).await {
+                Err(_) => panic!("{}: nothing received within {WAIT:?}", self.name),
+                Ok(None) => panic!("{}: the socket ended without a close frame", self.name),
+                Ok(Some(Err(e))) => panic!("{}: receive failed: {e}", self.name),
+                Ok(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => continue,
+                Ok(Some(Ok(m))) => return m,
+            }
+        }
+    }
+
+    /// The next message, which must be a JSON text frame.
+    pub async fn next_json(&mut self) -> Value {
+        match self.next().await {
+            Message::Text(t) => serde_json::from_str(&t)
+                .unwrap_or_else(|e| panic!("{}: frame is not JSON ({e}): {t}", self.name)),
+            other => panic!("{}: expected a text frame, got {other:?}", self.name),
+        }
+    }
+
+    /// The next message, which must be the close frame; returns it.
+    pub async fn expect_close(&mut self) -> CloseFrame {
+        match self.next().await {
+            Message::Close(Some(frame)) => frame,
+            other => panic!("{}: expected a close frame, got {other:?}", self.name),
+        }
+    }
+
+    /// Closes cleanly and waits for the gateway's answer.
+    pub async fn close(mut self) {
+        if let Err(e) = self.ws.close(None).await {
+            panic!("{}: close failed: {e}", self.name);
+        }
+        let _ = tokio::time::timeout(WAIT, async { while self.ws.next().await.is_some() {} }).await;
+    }
+
+    /// Kills the TCP connection (a reset, no close frame), as a crashed client would.
+    pub fn kill(self) {
+        if let MaybeTlsStream::Plain(tcp) = self.ws.get_ref() {
+            // Zero linger turns the close into a RST.
+            let _ = tcp.set_zero_linger();
+        }
+        drop(self);
+    }
+
+    pub fn socket(&mut self) -> &mut Socket {
+        &mut self.ws
+    }
+}
+
+/// Every record in the store.
+pub async fn records(store: &dyn ConnectionStore) -> Vec<Connection> {
+    let mut all = Vec::new();
+    let mut list = store.list();
+    while let Some(r) = list.next().await {
+        all.push(r.unwrap_or_else(|e| panic!("listing the store failed: {e}")));
+    }
+    all
+}
+
+/// The connection id of `username` (from its record, written by `$connect`).
+pub async fn id_of(store: &dyn ConnectionStore, username: &str) -> String {
+    let matching: Vec<_> = records(store)
+        .await
+        .into_iter()
+        .filter(|c| c.username == username)
+        .collect();
+    assert_eq!(matching.len(), 1, "records of {username}: {matching:?}");
+    matching[0].connection_id.clone()
+}
+
+/// Sorted connection ids of the store's records.
+pub async fn stored_ids(store: &dyn ConnectionStore) -> Vec<String> {
+    let mut ids: Vec<String> = records(store)
+        .await
+        .into_iter()
+        .map(|c| c.connection_id)
+        .collect();
+    ids.sort();
+    ids
+}
+
+/// Waits until `check` holds, polling: for state that changes in another process or task
+/// without an event the test can await (a store record deleted by `$disconnect`).
+pub async fn eventually<F, Fut>(what: &str, timeout: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let started = Instant::now();
+    loop {
+        if check().await {
+            return;
+        }
+        if started.elapsed() > timeout {
+            panic!("{what}: not true within {timeout:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// A message of `size` bytes of text.
+pub fn text_of_size(size: usize) -> String {
+    "x".repeat(size)
+}
+
+/// The `push` binary of the handlers crate. `cargo test --workspace` builds it (the handlers
+/// crate has integration tests, so cargo builds its binaries) into the profile directory this
+/// test runs from; when a narrower command did not, it is built here.
+pub fn push_binary() -> std::path::PathBuf {
+    let name = format!("push{}", std::env::consts::EXE_SUFFIX);
+    // The test executable is `target/{profile}/deps/{test}-{hash}`.
+    let exe = std::env::current_exe().unwrap_or_else(|e| panic!("no current exe: {e}"));
+    let profile_dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .unwrap_or_else(|| panic!("unexpected test executable path {}", exe.display()));
+    let candidate = profile_dir.join(&name);
+    if candidate.is_file() {
+        return candidate;
+    }
+    let profile = match profile_dir.file_name().and_then(|n| n.to_str()) {
+        Some("debug") | None => "dev",
+        Some(other) => other,
+    };
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let status = std::process::Command::new(&cargo)
+        .args([
+            "build",
+            "--profile",
+            profile,
+            "-p",
+            "wsstack-handlers",
+            "--bin",
+            "push",
+        ])
+        .current_dir(wsstack_tests::tests_dir())
+        .status()
+        .unwrap_or_else(|e| panic!("could not run {cargo} to build push: {e}"));
+    assert!(
+        status.success(),
+        "building the push binary failed: {status}"
+    );
+    assert!(
+        candidate.is_file(),
+        "{} missing after the build",
+        candidate.display()
+    );
+    candidate
+}
+
+/// Runs `program args` with dummy AWS credentials (and no access to the user's AWS config),
+/// bounded by a minute; returns (success, stdout, stderr).
+pub async fn run_tool(program: &std::path::Path, args: &[&str]) -> (bool, String, String) {
+    let mut command = tokio::process::Command::new(program);
+    command
+        .args(args)
+        .env("AWS_ACCESS_KEY_ID", "local")
+        .env("AWS_SECRET_ACCESS_KEY", "local")
+        .env("AWS_DEFAULT_REGION", "us-east-1")
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_PAGER", "")
+        .kill_on_drop(true);
+    let output = match tokio::time::timeout(Duration::from_secs(60), command.output()).await {
+        Err(_) => panic!("{} {args:?} did not finish within 60 s", program.display()),
+        Ok(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => panic!(
+            "{} is not installed: run `make tools` (pip install awscli) first",
+            program.display()
+        ),
+        Ok(Err(e)) => panic!("could not run {}: {e}", program.display()),
+        Ok(Ok(o)) => o,
+    };
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+impl Client {
+    /// Wraps a socket from [`try_connect`].
+    pub fn from_socket(name: &str, ws: Socket) -> Client {
+        Client {
+            name: name.to_owned(),
+            ws,
+        }
+    }
+}

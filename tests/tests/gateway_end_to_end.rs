@@ -14,6 +14,7 @@ use aws_sdk_apigatewaymanagement::operation::delete_connection::DeleteConnection
 use aws_sdk_apigatewaymanagement::operation::get_connection::GetConnectionError;
 use aws_sdk_apigatewaymanagement::operation::post_to_connection::PostToConnectionError;
 use aws_sdk_apigatewaymanagement::primitives::Blob;
+use futures::SinkExt;
 use futures::stream::BoxStream;
 use gateway_support::*;
 use serde_json::{Value, json};
@@ -254,7 +255,7 @@ async fn send_fragmented(client: &mut Client, total: usize, frame_size: usize) {
             return;
         }
     }
-    let _ = futures::SinkExt::flush(client.socket()).await;
+    let _ = client.socket().flush().await;
 }
 
 #[tokio::test]

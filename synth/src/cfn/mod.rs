@@ -271,3 +271,107 @@ pub(crate) fn one_or_many<S: Serializer, T: Serialize>(
         many => many.serialize(s),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::resources::apigatewayv2::{Authorizer, AuthorizerType};
+    use super::resources::sqs::Queue;
+    use super::*;
+    use serde_json::json;
+
+    fn queue() -> Queue {
+        Queue {
+            message_retention_period: Some(60),
+            sqs_managed_sse_enabled: None,
+        }
+    }
+
+    #[test]
+    fn resource_attributes_stay_outside_properties() {
+        let r = Resource::new(queue())
+            .depends_on("A")
+            .condition("IsProd")
+            .removal_policy(RemovalPolicy::Retain)
+            .metadata("note", json!("x"));
+        assert_eq!(
+            serde_json::to_value(&r).expect("serializes"),
+            json!({
+                "Type": "AWS::SQS::Queue",
+                "Properties": {"MessageRetentionPeriod": 60},
+                "DependsOn": "A",
+                "Condition": "IsProd",
+                "DeletionPolicy": "Retain",
+                "UpdateReplacePolicy": "Retain",
+                "Metadata": {"note": "x"}
+            })
+        );
+        let two = Resource::new(queue()).depends_on("A").depends_on("B");
+        assert_eq!(
+            serde_json::to_value(&two).expect("serializes")["DependsOn"],
+            json!(["A", "B"])
+        );
+    }
+
+    #[test]
+    fn template_sections_in_order_and_empty_ones_omitted() {
+        let mut t = Template::new("d");
+        t.add("Q", queue());
+        let v = serde_json::to_value(&t).expect("serializes");
+        assert_eq!(
+            v,
+            json!({"AWSTemplateFormatVersion": "2010-09-09", "Description": "d", "Resources": {"Q": {"Type": "AWS::SQS::Queue", "Properties": {"MessageRetentionPeriod": 60}}}})
+        );
+        t.add_parameter("P", Parameter::string("p"));
+        t.add_output(
+            "O",
+            Output {
+                description: None,
+                value: Expr::get_att("Q", "Arn"),
+                export: Some(Export {
+                    name: Expr::sub("${AWS::StackName}-O"),
+                }),
+                condition: None,
+            },
+        );
+        let text = serde_json::to_string(&t).expect("serializes");
+        let order: Vec<usize> = [
+            "AWSTemplateFormatVersion",
+            "Description",
+            "Parameters",
+            "Resources",
+            "Outputs",
+        ]
+        .iter()
+        .map(|k| text.find(k).expect("section present"))
+        .collect();
+        assert!(order.windows(2).all(|w| w[0] < w[1]), "{text}");
+        assert!(
+            text.contains(r#""Export":{"Name":{"Fn::Sub":"${AWS::StackName}-O"}}"#),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn request_authorizer_shape() {
+        let a = Authorizer {
+            api_id: Expr::r#ref("Api"),
+            name: "token".into(),
+            authorizer_type: AuthorizerType::Request,
+            authorizer_uri: Expr::sub(
+                "arn:${AWS::Partition}:apigateway:${AWS::Region}:lambda:path/2015-03-31/functions/${AuthFunction.Arn}/invocations",
+            ),
+            identity_source: vec!["route.request.querystring.token".into()],
+        };
+        let r = Resource::new(a);
+        let v = serde_json::to_value(&r).expect("serializes");
+        assert_eq!(v["Type"], "AWS::ApiGatewayV2::Authorizer");
+        assert_eq!(v["Properties"]["AuthorizerType"], "REQUEST");
+        assert_eq!(
+            v["Properties"]["IdentitySource"],
+            json!(["route.request.querystring.token"])
+        );
+        assert_eq!(r.properties.attributes(), ["AuthorizerId"]);
+        assert!(r.as_type::<Authorizer>().is_some());
+        assert!(r.as_type::<Queue>().is_none());
+    }
+}

@@ -33,7 +33,8 @@ tools: ## Install the test tools (pip: cfn-lint, aws CLI, moto; npm in tests/: d
 .PHONY: handlers
 handlers: ## Build the Lambda zips for arm64 (target/lambda/<handler>/bootstrap.zip)
 	scripts/install-lambda-tools.sh
-	cargo lambda build --release --arm64 --output-format zip -p wsstack-handlers $(addprefix --bin ,$(HANDLER_BINS))
+	# opt-level "s": 2.2 MiB zips instead of 2.8 MiB at opt-level 3; the handlers wait on the network.
+	CARGO_PROFILE_RELEASE_OPT_LEVEL=s cargo lambda build --release --arm64 --output-format zip -p wsstack-handlers $(addprefix --bin ,$(HANDLER_BINS))
 	@for b in $(HANDLER_BINS); do ls -l target/lambda/$$b/bootstrap.zip | awk -v b=$$b '{printf "  %-13s %8.2f MiB\n", b, $$5/1048576}'; done
 
 .PHONY: synth

@@ -1,5 +1,6 @@
 //! `wsstack-local`: run the WebSocket API on localhost (`make dev`).
 
+use std::io::Write;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -29,13 +30,19 @@ async fn main() -> anyhow::Result<()> {
     let store = open_store(&store_options).await?;
     let gateway = Gateway::bind(options, store).await?;
 
-    println!(
-        "wsstack-local: stage {}, store {store_name}",
-        gateway.stage()
+    let banner = format!(
+        "wsstack-local: stage {}, store {store_name}\n  WebSocket     {}\n  @connections  {}\nCtrl-C to stop.\n",
+        gateway.stage(),
+        gateway.ws_url(),
+        gateway.connections_url()
     );
-    println!("  WebSocket     {}", gateway.ws_url());
-    println!("  @connections  {}", gateway.connections_url());
-    println!("Ctrl-C to stop.");
+    // A closed stdout (a supervisor that stopped reading) must not stop the gateway, which
+    // `println!` would do by panicking.
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout
+        .write_all(banner.as_bytes())
+        .and_then(|()| stdout.flush());
+    drop(stdout);
 
     let signal = wsstack_gateway::shutdown::signal().await;
     tracing::info!(signal, "stopping: closing every connection");

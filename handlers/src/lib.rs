@@ -6,6 +6,19 @@
 //! - [`config`]: environment configuration, validated once.
 //! - [`fanout`]: delivery of one frame to many connections with bounded concurrency.
 //! - [`App`]: one entry point per route, shared by the Lambda binaries and the local gateway.
+//!
+//! # Protocol
+//!
+//! | route | does | answers |
+//! |---|---|---|
+//! | `$connect` | stores `{connectionId, username, connectedAt (ms), expiresAt (s, TTL = +2 h)}`; `username` from the query string, 1..=64 printable characters, default `anonymous` | 200; 400 for a bad username; 500 when the store fails (API Gateway then refuses the handshake) |
+//! | `$disconnect` | deletes the record (a missing one is fine) | 200; a store failure is a function error |
+//! | `sendMessage` | `{"action":"sendMessage","data":"…","to":"<id>"?}`: a broadcast to everyone **including the sender**, or a direct message to `to` only | frames `{"type":"message","from","data","sentAt"}` / `{"type":"direct","from","to","data","sentAt"}`; bad input: `{"type":"error","code","message"}` to the sender only ([`domain::InputError`] lists the codes) |
+//! | `$default` | nothing | `{"type":"error","code":"unknown_action","message","supportedActions":[…]}` to the sender |
+//!
+//! A handler returns `Err` only for what the client cannot fix (a broken event, the store
+//! failing, the sender unreachable by anything but 410); API Gateway then sends the client its
+//! `Internal server error` frame.
 
 pub mod config;
 pub mod domain;
@@ -19,6 +32,7 @@ use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxy
 use aws_lambda_events::encodings::Body;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
+use tracing::Instrument;
 use wsstack_routes::Handler;
 
 use crate::config::Config;
@@ -116,13 +130,17 @@ impl App {
             connection_id,
             request_id = event.request_context.request_id.as_deref().unwrap_or("")
         );
-        let _guard = span.enter();
-        match handler {
-            Handler::Connect => self.connect(connection_id, &event).await,
-            Handler::Disconnect => self.disconnect(connection_id, &event).await,
-            Handler::SendMessage => self.send_message(connection_id, &event).await,
-            Handler::Default => self.default_route(connection_id, &event).await,
-        }
+        // `instrument`, not `span.enter()`: an entered guard held across awaits would attach the
+        // span to whatever else the executor runs on this thread meanwhile.
+        let work = async {
+            match handler {
+                Handler::Connect => self.connect(connection_id, &event).await,
+                Handler::Disconnect => self.disconnect(connection_id, &event).await,
+                Handler::SendMessage => self.send_message(connection_id, &event).await,
+                Handler::Default => self.default_route(connection_id, &event).await,
+            }
+        };
+        work.instrument(span).await
     }
 
     /// The `@connections` endpoint: the configured one, else `https://{domainName}/{stage}`.

@@ -1,0 +1,154 @@
+//! The `wsstack-local` binary as a user runs it: its help, a taken port, and a stop by SIGTERM
+//! (1001 to every client, `$disconnect`, exit status 0).
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use futures::{SinkExt, StreamExt};
+use tokio_tungstenite::tungstenite::Message;
+
+const BIN: &str = env!("CARGO_BIN_EXE_wsstack-local");
+const WAIT: Duration = Duration::from_secs(15);
+
+/// The child process, killed if a test ends before it exited.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn wait_exit(child: &mut Child) -> std::process::ExitStatus {
+    let started = Instant::now();
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => return status,
+            Ok(None) if started.elapsed() < WAIT => std::thread::sleep(Duration::from_millis(20)),
+            Ok(None) => panic!("wsstack-local did not exit within {WAIT:?}"),
+            Err(e) => panic!("waiting for wsstack-local: {e}"),
+        }
+    }
+}
+
+#[test]
+fn help_explains_every_option() {
+    let out = Command::new(BIN)
+        .arg("--help")
+        .output()
+        .expect("run --help");
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    for option in [
+        "--host",
+        "--port",
+        "--stage",
+        "--store",
+        "--dynamodb-endpoint",
+        "--table",
+        "--idle-timeout",
+        "--max-connection-duration",
+        "--log-level",
+        "@connections",
+    ] {
+        assert!(help.contains(option), "--help lacks {option}:\n{help}");
+    }
+}
+
+#[test]
+fn a_port_in_use_fails_naming_the_address() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = taken.local_addr().expect("addr").port().to_string();
+    let mut child = Running(
+        Command::new(BIN)
+            .args(["--port", &port])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn"),
+    );
+    let status = wait_exit(&mut child.0);
+    let mut stderr = String::new();
+    if let Some(mut pipe) = child.0.stderr.take() {
+        std::io::Read::read_to_string(&mut pipe, &mut stderr).expect("stderr");
+    }
+    assert!(!status.success(), "started on a taken port");
+    assert!(stderr.contains(&format!("127.0.0.1:{port}")), "{stderr}");
+    assert!(stderr.contains("already in use"), "{stderr}");
+}
+
+#[tokio::test]
+async fn sigterm_closes_every_client_with_1001_and_exits_0() {
+    let mut child = Running(
+        Command::new(BIN)
+            .args(["--port", "0", "--log-level", "warn"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn"),
+    );
+    let stdout = child.0.stdout.take().expect("stdout");
+    // The banner names both URLs; the first line with ws:// is the WebSocket URL.
+    let (url, connections_url) = tokio::task::spawn_blocking(move || {
+        let mut ws = None;
+        let mut lines = BufReader::new(stdout).lines();
+        for line in lines.by_ref() {
+            let line = line.expect("read stdout");
+            if let Some(pos) = line.find("ws://") {
+                ws = Some(line[pos..].trim().to_owned());
+            }
+            if let Some(pos) = line.find("http://") {
+                let urls = (ws.expect("ws URL first"), line[pos..].trim().to_owned());
+                // Keep reading what follows, as a terminal would.
+                std::thread::spawn(move || lines.for_each(drop));
+                return urls;
+            }
+        }
+        panic!("wsstack-local exited before printing its URLs");
+    })
+    .await
+    .expect("banner");
+    assert!(url.ends_with("/dev"), "{url}");
+    assert!(
+        connections_url.ends_with("/dev/@connections"),
+        "{connections_url}"
+    );
+
+    let (mut ws, _) = tokio::time::timeout(
+        WAIT,
+        tokio_tungstenite::connect_async(format!("{url}?username=sig")),
+    )
+    .await
+    .expect("handshake timed out")
+    .expect("connect");
+    ws.send(Message::text(r#"{"action":"sendMessage","data":"up"}"#))
+        .await
+        .expect("send");
+    let echo = tokio::time::timeout(WAIT, ws.next())
+        .await
+        .expect("no echo");
+    assert!(matches!(echo, Some(Ok(Message::Text(t))) if t.contains("\"up\"")));
+
+    let pid = i32::try_from(child.0.id()).expect("pid");
+    // SAFETY: sends a signal to our own child process.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    let close = tokio::time::timeout(WAIT, ws.next())
+        .await
+        .expect("no close frame");
+    match close {
+        Some(Ok(Message::Close(Some(frame)))) => assert_eq!(u16::from(frame.code), 1001),
+        other => panic!("expected a 1001 close, got {other:?}"),
+    }
+    // Answering the close lets the gateway finish at once.
+    drop(ws);
+    let status = tokio::task::spawn_blocking(move || {
+        let status = wait_exit(&mut child.0);
+        drop(child);
+        status
+    })
+    .await
+    .expect("wait");
+    assert_eq!(status.code(), Some(0), "{status}");
+}

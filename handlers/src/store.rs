@@ -8,14 +8,12 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::types::AttributeValue;
 use futures::stream::{self, BoxStream, StreamExt};
 
-/// Attribute names of a record in the connections table. `connectionId` is the partition key
-/// (type S); `expiresAt` is the attribute synth enables TTL on.
-pub const ATTR_CONNECTION_ID: &str = "connectionId";
+/// Attribute names of a record in the connections table. The partition key and the TTL
+/// attribute come from `wsstack_routes::table`, which synth declares the table from.
+pub const ATTR_CONNECTION_ID: &str = wsstack_routes::table::PARTITION_KEY;
 pub const ATTR_USERNAME: &str = "username";
 pub const ATTR_CONNECTED_AT: &str = "connectedAt";
-pub const ATTR_EXPIRES_AT: &str = "expiresAt";
-/// The TTL attribute (epoch seconds), for synth's `TimeToLiveSpecification`.
-pub const TTL_ATTRIBUTE: &str = ATTR_EXPIRES_AT;
+pub const ATTR_EXPIRES_AT: &str = wsstack_routes::table::TTL_ATTRIBUTE;
 
 /// Records per page of [`ConnectionStore::list`] unless configured otherwise. DynamoDB caps a
 /// Scan page at 1 MB whatever the limit; our records are ~100 bytes, so this caps it first and

@@ -10,6 +10,14 @@ pub const ROUTE_SELECTION_EXPRESSION: &str = "$request.body.action";
 /// The JSON field of a client message that [`ROUTE_SELECTION_EXPRESSION`] reads.
 pub const ROUTE_SELECTION_FIELD: &str = "action";
 
+/// The connections table's schema, as the handlers write it and synth declares it.
+pub mod table {
+    /// The partition key (type S): API Gateway's connection ID.
+    pub const PARTITION_KEY: &str = "connectionId";
+    /// The attribute DynamoDB's TTL reads: when the record expires, epoch seconds.
+    pub const TTL_ATTRIBUTE: &str = "expiresAt";
+}
+
 /// A DynamoDB action a handler performs on the connections table.
 ///
 /// Synth grants exactly these actions to the handler's role, so a handler that starts calling a

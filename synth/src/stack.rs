@@ -11,6 +11,7 @@
 use std::collections::BTreeMap;
 
 use serde_json::json;
+use wsstack_routes::table::{PARTITION_KEY, TTL_ATTRIBUTE};
 use wsstack_routes::{Handler, ROUTE_SELECTION_EXPRESSION, ROUTES, Route};
 
 use crate::assets::Asset;
@@ -34,10 +35,6 @@ use crate::cfn::validate::{Invalid, validate};
 use crate::cfn::{Condition, Export, Expr, Output, Parameter, RemovalPolicy, Resource, Template};
 use crate::stage::{Architecture, BillingMode, Stage};
 
-/// The connections table's partition key, as the handlers write it.
-pub const PARTITION_KEY: &str = "connectionId";
-/// The attribute DynamoDB's TTL reads (epoch seconds), as the handlers write it.
-pub const TTL_ATTRIBUTE: &str = "expiresAt";
 /// The Lambda runtime for Rust binaries named `bootstrap`.
 pub const RUNTIME: &str = "provided.al2023";
 /// The CDK bootstrap bucket that `cdk deploy` publishes file assets to, by default.

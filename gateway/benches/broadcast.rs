@@ -11,7 +11,8 @@
 //!
 //! Environment: BENCH_CONNECTIONS (default 10000), BENCH_STEADY_SECS (default 10),
 //! BENCH_GATEWAY_BIN (another gateway build to measure), BENCH_BROADCAST_CONCURRENCY (the
-//! gateway's --broadcast-concurrency, default the handlers' 64).
+//! gateway's --broadcast-concurrency, default the handlers' 64), BENCH_CONNECT_IN_FLIGHT
+//! (handshakes in flight while connecting, default 512).
 //! The fd limit is raised here (setrlimit), never in the gateway.
 
 use std::io::{BufRead, BufReader};
@@ -21,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use futures::{SinkExt, StreamExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
@@ -166,12 +168,49 @@ fn client_config() -> WebSocketConfig {
         .write_buffer_size(0)
 }
 
+/// Opens a WebSocket with a minimal hand-written handshake: the load generator should spend as
+/// little CPU as possible, so the figures describe the server. (Frames are then handled by
+/// tokio-tungstenite, as in any client.)
 async fn connect(url: String) -> anyhow::Result<Ws> {
-    let (ws, _) =
-        tokio_tungstenite::connect_async_with_config(url.as_str(), Some(client_config()), true)
-            .await
-            .with_context(|| format!("connect {url}"))?;
-    Ok(ws)
+    let rest = url
+        .strip_prefix("ws://")
+        .with_context(|| format!("not a ws:// URL: {url}"))?;
+    let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let mut tcp = TcpStream::connect(host)
+        .await
+        .with_context(|| format!("connect {host}"))?;
+    tcp.set_nodelay(true)?;
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    );
+    tcp.write_all(request.as_bytes()).await?;
+    let mut head = Vec::with_capacity(256);
+    let mut chunk = [0u8; 256];
+    let end = loop {
+        let n = tcp.read(&mut chunk).await?;
+        if n == 0 {
+            bail!("{url}: connection closed during the handshake");
+        }
+        head.extend_from_slice(&chunk[..n]);
+        if let Some(pos) = head.windows(4).position(|w| w == b"\r\n\r\n") {
+            break pos + 4;
+        }
+    };
+    if !head.starts_with(b"HTTP/1.1 101") {
+        bail!(
+            "{url}: handshake refused: {}",
+            String::from_utf8_lossy(&head[..end])
+        );
+    }
+    let leftover = head.split_off(end);
+    Ok(WebSocketStream::from_partially_read(
+        MaybeTlsStream::Plain(tcp),
+        leftover,
+        tokio_tungstenite::tungstenite::protocol::Role::Client,
+        Some(client_config()),
+    )
+    .await)
 }
 
 /// Connects `n` clients named `u{i}`, `in_flight` handshakes at a time; returns them with
@@ -260,7 +299,8 @@ async fn run_clients(
     };
 
     let cpu = CpuMeter::start(pid);
-    let (clients, took) = connect_many(url, n, 512).await?;
+    let in_flight = env_usize("BENCH_CONNECT_IN_FLIGHT", 512);
+    let (clients, took) = connect_many(url, n, in_flight).await?;
     let connect_rate = n as f64 / took.as_secs_f64();
     println!(
         "{label}: {n} connections in {:.3} s = {:.0} connections/s ({})",

@@ -7,26 +7,26 @@
 //!
 //! - [`options`]: the command line.
 //! - [`server`]: [`Gateway::bind`], [`RunningGateway`], shutdown.
-//! - [`handshake`]: the upgrade, with the `$connect` verdict first.
-//! - [`session`]: one connection: frames in, posts out, limits, `$disconnect`.
+//! - `handshake`: the upgrade, with the `$connect` verdict first.
+//! - `session`: one connection: frames in, posts out, limits, `$disconnect`.
 //! - [`routing`]: route selection and in-process invocation.
 //! - [`event`]: the Lambda events API Gateway sends.
-//! - [`connections_api`]: `@connections` (POST, GET, DELETE).
-//! - [`registry`]: open connections and their outboxes.
+//! - `connections_api`: `@connections` (POST, GET, DELETE).
+//! - `registry`: open connections and their outboxes.
 //! - [`limits`]: frame, message and payload sizes, timeouts.
 //! - [`store`]: memory or DynamoDB.
 //! - [`shutdown`]: Ctrl-C and SIGTERM.
 
-pub mod connections_api;
+mod connections_api;
 pub mod event;
-pub mod handshake;
+mod handshake;
 pub mod id;
 pub mod limits;
 pub mod options;
-pub mod registry;
+mod registry;
 pub mod routing;
 pub mod server;
-pub mod session;
+mod session;
 pub mod shutdown;
 pub mod store;
 

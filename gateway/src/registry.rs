@@ -238,10 +238,6 @@ impl Registry {
             .sum()
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     /// A snapshot of every open connection.
     pub fn all(&self) -> Vec<Arc<Connection>> {
         let mut all = Vec::new();
@@ -315,6 +311,6 @@ mod tests {
         assert!(r.get(&c.info.id).is_some());
         assert!(r.remove(&c.info.id).is_some());
         assert!(r.get(&c.info.id).is_none());
-        assert!(r.is_empty());
+        assert_eq!(r.len(), 0);
     }
 }

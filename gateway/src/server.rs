@@ -6,10 +6,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use aws_config::stalled_stream_protection::StalledStreamProtectionConfig;
 use axum::Router;
 use axum::routing::get;
 use axum::serve::ListenerExt;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_util::sync::CancellationToken;
@@ -88,7 +89,7 @@ pub enum BindError {
 }
 
 /// State every request and session shares.
-pub struct Shared {
+pub(crate) struct Shared {
     pub app: App,
     pub routes: RouteTable,
     pub registry: Registry,
@@ -118,6 +119,23 @@ fn valid_stage(stage: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
+/// Pending connections the kernel queues for the gateway. A burst of clients (a page reload of
+/// a whole test suite, a load test) must not overflow it: dropped SYNs are retried only after a
+/// second. The kernel caps it at `net.core.somaxconn`.
+const LISTEN_BACKLOG: u32 = 4096;
+
+fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
+    let socket = match addr {
+        SocketAddr::V4(_) => TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => TcpSocket::new_v6()?,
+    };
+    // As `TcpListener::bind` does: a restarted gateway can take its port back at once, while a
+    // running one still gets "address in use".
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
 /// Entry point: [`Gateway::bind`].
 #[derive(Debug)]
 pub struct Gateway;
@@ -134,7 +152,7 @@ impl Gateway {
             return Err(BindError::InvalidStage(options.stage));
         }
         let addr = SocketAddr::new(options.host, options.port);
-        let listener = TcpListener::bind(addr).await.map_err(|source| {
+        let listener = listen(addr).map_err(|source| {
             if source.kind() == io::ErrorKind::AddrInUse {
                 BindError::AddrInUse { addr }
             } else {
@@ -159,7 +177,13 @@ impl Gateway {
         let mut config = Config::new(options.table_name.clone());
         config.callback_url = Some(callback_url.clone());
         config.broadcast_concurrency = options.broadcast_concurrency.max(1);
-        let sdk = wsstack_handlers::local_sdk_config(None).await;
+        // Stalled-stream protection watches each request's throughput with timers: a guard
+        // against slow networks that a loopback call does not need, at a cost per request.
+        let sdk = wsstack_handlers::local_sdk_config(None)
+            .await
+            .into_builder()
+            .stalled_stream_protection(StalledStreamProtectionConfig::disabled())
+            .build();
         let app = App::new(store, Arc::new(SdkManagementApi::new(&sdk)), config);
 
         let shared = Arc::new(Shared {

@@ -22,10 +22,18 @@ for component in clippy rustfmt; do
 done
 
 command -v python3 >/dev/null || { say "python3 is required (3.9 or newer)"; exit 1; }
-if ! python3 -m pip install --disable-pip-version-check -q -r tests/requirements.txt; then
+if ! python3 -m pip install --disable-pip-version-check --root-user-action=ignore -q -r tests/requirements.txt; then
   say "pip could not install tests/requirements.txt"
   exit 1
 fi
+# pyenv puts new console scripts on PATH only after a rehash.
+if command -v pyenv >/dev/null 2>&1; then pyenv rehash; fi
+for tool in cfn-lint aws moto_server; do
+  command -v "$tool" >/dev/null || {
+    say "$tool was installed but is not on PATH: add pip's script folder ($(python3 -m site --user-base)/bin or the interpreter's bin) to PATH"
+    exit 1
+  }
+done
 
 command -v npm >/dev/null || { say "Node.js 20 and npm are required"; exit 1; }
 # npm ci is the reproducible install; skip it when node_modules already matches the lock file.
@@ -39,7 +47,7 @@ CHECKOV_VERSION=3.3.30
 if [ "$(.venv-checkov/bin/checkov --version 2>/dev/null)" != "$CHECKOV_VERSION" ]; then
   say "checkov $CHECKOV_VERSION into .venv-checkov"
   python3 -m venv .venv-checkov
-  .venv-checkov/bin/pip install --disable-pip-version-check -q "checkov==$CHECKOV_VERSION"
+  .venv-checkov/bin/pip install --disable-pip-version-check --root-user-action=ignore -q "checkov==$CHECKOV_VERSION"
 fi
 
 CFN_GUARD_VERSION=3.2.1

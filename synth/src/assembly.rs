@@ -129,7 +129,7 @@ pub struct Files {
 #[derive(Debug)]
 pub enum FileContent {
     Bytes(Vec<u8>),
-    /// Copied (hard-linked where possible) from this path.
+    /// Copied from this path.
     CopyOf(PathBuf),
 }
 
@@ -365,10 +365,10 @@ pub fn write(files: &Files, out: &Path) -> Result<(), AssemblyError> {
             let path = staging.join(rel);
             match content {
                 FileContent::Bytes(b) => std::fs::write(&path, b).map_err(io(&path))?,
+                // A copy, not a hard link: the next `make handlers` rewrites the zip in place,
+                // which would change an asset whose name promises its old content.
                 FileContent::CopyOf(src) => {
-                    if std::fs::hard_link(src, &path).is_err() {
-                        std::fs::copy(src, &path).map_err(io(src))?;
-                    }
+                    std::fs::copy(src, &path).map_err(io(src))?;
                 }
             }
         }

@@ -52,7 +52,7 @@ pub struct Asset {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AssetContent {
-    /// A zip on disk, copied (or hard-linked) into the assembly.
+    /// A zip on disk, copied into the assembly.
     File(PathBuf),
     /// A generated stand-in zip.
     StandIn(Vec<u8>),

@@ -182,6 +182,13 @@ fn real_zips_are_hashed_and_not_labelled_stand_in() {
         std::fs::read(out.join(format!("asset.{connect_hash}.zip"))).expect("copied"),
         b"zip of connect"
     );
+    // Rebuilding the handlers rewrites their zips in place; the assembly's asset keeps the
+    // content its name promises.
+    std::fs::write(lambda.join("connect/bootstrap.zip"), "rebuilt").expect("rewrite");
+    assert_eq!(
+        std::fs::read(out.join(format!("asset.{connect_hash}.zip"))).expect("copied"),
+        b"zip of connect"
+    );
     assert!(
         !serde_json::to_string(&template)
             .expect("json")

@@ -347,29 +347,6 @@ impl Drop for FakeConnectionsApi {
     }
 }
 
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        // (No let chains: the workspace's rust-version is 1.85.)
-        let escaped = match bytes.get(i + 1..i + 3) {
-            Some(hex) if bytes[i] == b'%' => std::str::from_utf8(hex)
-                .ok()
-                .and_then(|h| u8::from_str_radix(h, 16).ok()),
-            _ => None,
-        };
-        if let Some(b) = escaped {
-            out.push(b);
-            i += 3;
-            continue;
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 fn reason(status: u16) -> &'static str {
     match status {
         200 => "OK",
@@ -419,7 +396,8 @@ async fn serve_connection(
         }
         let mut body = vec![0; content_length];
         reader.read_exact(&mut body).await?;
-        let connection_id = percent_decode(path.rsplit('/').next().unwrap_or_default());
+        let connection_id =
+            wsstack_gateway::event::percent_decode(path.rsplit('/').next().unwrap_or_default());
         let request = RecordedRequest {
             method,
             path,
@@ -453,14 +431,6 @@ async fn serve_connection(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn percent_decoding_of_connection_ids() {
-        assert_eq!(percent_decode("CqEs4dW0DoECJ1g%3D"), "CqEs4dW0DoECJ1g=");
-        assert_eq!(percent_decode("plain"), "plain");
-        assert_eq!(percent_decode("bad%zz"), "bad%zz");
-        assert_eq!(percent_decode("end%3"), "end%3");
-    }
 
     #[test]
     fn free_ports_are_bindable() {

@@ -144,12 +144,11 @@ async fn post(
 
 /// The posted bytes as a text frame, or a binary frame when they are not UTF-8.
 fn frame(data: Bytes) -> Out {
-    if std::str::from_utf8(&data).is_ok() {
-        if let Ok(text) = Utf8Bytes::try_from(data.clone()) {
-            return Out::Text(text);
-        }
+    // `try_from` validates the UTF-8 once; cloning `Bytes` only bumps a reference count.
+    match Utf8Bytes::try_from(data.clone()) {
+        Ok(text) => Out::Text(text),
+        Err(_) => Out::Binary(data),
     }
-    Out::Binary(data)
 }
 
 fn iso8601(epoch_ms: i64) -> String {

@@ -124,10 +124,10 @@ impl Cli {
             (StoreKind::Memory, Some(_)) => return Err(OptionsError::EndpointWithoutDynamoDb),
             (StoreKind::Memory, None) => StoreOptions::Memory,
             (StoreKind::Dynamodb, endpoint) => {
-                if let Some(url) = &endpoint {
-                    if !(url.starts_with("http://") || url.starts_with("https://")) {
-                        return Err(OptionsError::BadEndpoint(url.clone()));
-                    }
+                if let Some(url) = &endpoint
+                    && !(url.starts_with("http://") || url.starts_with("https://"))
+                {
+                    return Err(OptionsError::BadEndpoint(url.clone()));
                 }
                 StoreOptions::DynamoDb {
                     endpoint,

@@ -184,7 +184,8 @@ impl Gateway {
             .into_builder()
             .stalled_stream_protection(StalledStreamProtectionConfig::disabled())
             .build();
-        let app = App::new(store, Arc::new(SdkManagementApi::new(&sdk)), config);
+        let api = Arc::new(SdkManagementApi::new(&sdk));
+        let app = App::new(store, Arc::clone(&api) as Arc<_>, config);
 
         let shared = Arc::new(Shared {
             app,
@@ -235,6 +236,11 @@ impl Gateway {
             .into_future(),
         );
         tracing::debug!(%local_addr, "listening");
+        warm_up(
+            api,
+            callback_url.clone(),
+            options.broadcast_concurrency.max(1),
+        );
         Ok(RunningGateway {
             shared,
             cancel,
@@ -348,4 +354,15 @@ impl Drop for RunningGateway {
             self.cancel.cancel();
         }
     }
+}
+
+/// Builds the handlers' `@connections` client and opens its pooled connections to this gateway
+/// (one GetConnection per broadcast slot, each answered 410), so the first broadcast does not
+/// pay for them. A long-running API Gateway has its connections warm; so should this.
+fn warm_up(api: Arc<SdkManagementApi>, endpoint: String, connections: usize) {
+    use wsstack_handlers::management::ManagementApi;
+    tokio::spawn(async move {
+        let calls = (0..connections).map(|_| api.get_connection(&endpoint, "warm-up"));
+        futures::future::join_all(calls).await;
+    });
 }

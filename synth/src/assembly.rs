@@ -83,7 +83,7 @@ pub fn synthesize(
     pin: &Environment,
 ) -> Result<Vec<StackArtifact>, AssemblyError> {
     if let Some(a) = &pin.account
-        && !(a.len() == 12 && a.bytes().all(|b| b.is_ascii_digit()))
+        && !crate::stage::is_account_id(a)
     {
         return Err(AssemblyError::InvalidAccount(a.clone()));
     }
@@ -164,11 +164,13 @@ pub fn render(stacks: &[StackArtifact]) -> Result<Files, AssemblyError> {
                     &s.environment,
                 ),
             );
-            let content = match &a.content {
-                AssetContent::File(p) => FileContent::CopyOf(p.clone()),
-                AssetContent::StandIn(bytes) => FileContent::Bytes(bytes.clone()),
-            };
-            out.files.insert(a.file_name(), content);
+            // Every stage shares the same handler assets: one file each in the assembly.
+            out.files
+                .entry(a.file_name())
+                .or_insert_with(|| match &a.content {
+                    AssetContent::File(p) => FileContent::CopyOf(p.clone()),
+                    AssetContent::StandIn(bytes) => FileContent::Bytes(bytes.clone()),
+                });
         }
         // The template is an asset too: `cdk deploy` uploads it, which lifts CloudFormation's
         // 51,200-byte limit on templates passed inline.

@@ -402,6 +402,11 @@ pub fn is_valid_stage_name(name: &str) -> bool {
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
 }
 
+/// Whether `id` has the form of an AWS account ID: 12 digits.
+pub fn is_account_id(id: &str) -> bool {
+    id.len() == 12 && id.bytes().all(|b| b.is_ascii_digit())
+}
+
 /// Parses and resolves a stage file's text. `path` is only for messages.
 pub fn parse(path: &Path, name: &str, text: &str) -> Result<Stage, StageError> {
     if !is_valid_stage_name(name) {
@@ -545,7 +550,7 @@ fn check_names(
         );
     }
     if let Some(a) = &stage.account
-        && !(a.len() == 12 && a.chars().all(|c| c.is_ascii_digit()))
+        && !is_account_id(a)
     {
         return bad(
             "account",

@@ -33,4 +33,4 @@ pub mod store;
 pub use limits::Limits;
 pub use routing::RouteTable;
 pub use server::{BindError, Gateway, GatewayOptions, RunningGateway, ShutdownReport};
-pub use store::{StoreOptions, open_store};
+pub use store::{StoreOptions, open_memberships, open_store};

@@ -7,7 +7,7 @@ use anyhow::Context;
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 use wsstack_gateway::options::Cli;
-use wsstack_gateway::{Gateway, StoreOptions, open_store};
+use wsstack_gateway::{Gateway, StoreOptions, open_memberships, open_store};
 
 // A broadcast is allocation-heavy (each delivery is an SDK request, an HTTP request and a
 // frame); glibc's malloc spent a fifth of the gateway's CPU on it.
@@ -27,13 +27,18 @@ async fn main() -> anyhow::Result<()> {
     let (options, store_options) = cli.into_options()?;
     let store_name = match &store_options {
         StoreOptions::Memory => "memory".to_owned(),
-        StoreOptions::DynamoDb { endpoint, table } => format!(
-            "DynamoDB table {table} at {}",
+        StoreOptions::DynamoDb {
+            endpoint,
+            table,
+            rooms_table,
+        } => format!(
+            "DynamoDB tables {table} and {rooms_table} at {}",
             endpoint.as_deref().unwrap_or("AWS")
         ),
     };
     let store = open_store(&store_options).await?;
-    let gateway = Gateway::bind(options, store).await?;
+    let memberships = open_memberships(&store_options).await?;
+    let gateway = Gateway::bind_with_memberships(options, store, memberships).await?;
 
     let banner = format!(
         "wsstack-local: stage {}, store {store_name}\n  WebSocket     {}\n  @connections  {}\nCtrl-C to stop.\n",

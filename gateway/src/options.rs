@@ -7,7 +7,7 @@ use clap::{Parser, ValueEnum};
 use wsstack_handlers::config::MAX_BROADCAST_CONCURRENCY;
 
 use crate::limits::{Limits, parse_duration};
-use crate::server::{DEFAULT_API_ID, DEFAULT_TABLE, GatewayOptions};
+use crate::server::{DEFAULT_API_ID, DEFAULT_ROOMS_TABLE, DEFAULT_TABLE, GatewayOptions};
 use crate::store::StoreOptions;
 
 const EXAMPLES: &str = "\
@@ -66,6 +66,10 @@ pub struct Cli {
     /// Connections table for --store dynamodb.
     #[arg(long, value_name = "NAME", default_value = DEFAULT_TABLE)]
     pub table: String,
+
+    /// Rooms table for --store dynamodb (partition key `room`, sort key `connectionId`).
+    #[arg(long, value_name = "NAME", default_value = DEFAULT_ROOMS_TABLE)]
+    pub rooms_table: String,
 
     /// Close connections that sent nothing for this long (API Gateway: 10 minutes). Seconds or
     /// units: 30s, 10m, 1h30m.
@@ -132,6 +136,7 @@ impl Cli {
                 StoreOptions::DynamoDb {
                     endpoint,
                     table: self.table.clone(),
+                    rooms_table: self.rooms_table.clone(),
                 }
             }
         };
@@ -194,6 +199,8 @@ mod tests {
             "http://127.0.0.1:8000",
             "--table",
             "Conns",
+            "--rooms-table",
+            "Memberships",
             "--idle-timeout",
             "30s",
             "--max-connection-duration",
@@ -213,7 +220,8 @@ mod tests {
             s,
             StoreOptions::DynamoDb {
                 endpoint: Some("http://127.0.0.1:8000".into()),
-                table: "Conns".into()
+                table: "Conns".into(),
+                rooms_table: "Memberships".into(),
             }
         );
     }

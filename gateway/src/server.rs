@@ -18,6 +18,7 @@ use tokio_util::task::TaskTracker;
 use wsstack_handlers::App;
 use wsstack_handlers::config::{Config, DEFAULT_BROADCAST_CONCURRENCY};
 use wsstack_handlers::management::SdkManagementApi;
+use wsstack_handlers::membership::{MembershipStore, MemoryMembershipStore};
 use wsstack_handlers::store::ConnectionStore;
 
 use crate::connections_api as api;
@@ -53,6 +54,8 @@ pub const DEFAULT_STAGE: &str = "dev";
 pub const DEFAULT_API_ID: &str = "wsstacklcl";
 /// The default connections table name.
 pub const DEFAULT_TABLE: &str = "Connections";
+/// The default rooms table name.
+pub const DEFAULT_ROOMS_TABLE: &str = "Rooms";
 
 impl Default for GatewayOptions {
     fn default() -> Self {
@@ -148,6 +151,16 @@ impl Gateway {
         options: GatewayOptions,
         store: Arc<dyn ConnectionStore>,
     ) -> Result<RunningGateway, BindError> {
+        Self::bind_with_memberships(options, store, Arc::new(MemoryMembershipStore::new())).await
+    }
+
+    /// [`Gateway::bind`], with room memberships kept in `memberships` (the rooms table with
+    /// `--store dynamodb`) instead of in memory.
+    pub async fn bind_with_memberships(
+        options: GatewayOptions,
+        store: Arc<dyn ConnectionStore>,
+        memberships: Arc<dyn MembershipStore>,
+    ) -> Result<RunningGateway, BindError> {
         if !valid_stage(&options.stage) {
             return Err(BindError::InvalidStage(options.stage));
         }
@@ -185,7 +198,7 @@ impl Gateway {
             .stalled_stream_protection(StalledStreamProtectionConfig::disabled())
             .build();
         let api = Arc::new(SdkManagementApi::new(&sdk));
-        let app = App::new(store, Arc::clone(&api) as Arc<_>, config);
+        let app = App::new(store, Arc::clone(&api) as Arc<_>, config).with_memberships(memberships);
 
         let shared = Arc::new(Shared {
             app,

@@ -3,6 +3,10 @@
 
 use std::sync::Arc;
 
+use wsstack_handlers::membership::{
+    DynamoDbMembershipStore, MembershipStore, MemoryMembershipStore,
+};
+use wsstack_handlers::rooms::RoomName;
 use wsstack_handlers::store::{ConnectionStore, DynamoDbStore, MemoryStore, StoreError};
 
 /// Which store to use.
@@ -14,6 +18,8 @@ pub enum StoreOptions {
         /// with dummy credentials.
         endpoint: Option<String>,
         table: String,
+        /// The rooms table, next to the connections table.
+        rooms_table: String,
     },
 }
 
@@ -38,17 +44,61 @@ pub async fn open_store(
 ) -> Result<Arc<dyn ConnectionStore>, StoreSetupError> {
     match options {
         StoreOptions::Memory => Ok(Arc::new(MemoryStore::new())),
-        StoreOptions::DynamoDb { endpoint, table } => {
-            let sdk = match endpoint {
-                Some(url) => wsstack_handlers::local_sdk_config(Some(url)).await,
-                None => wsstack_handlers::aws_sdk_config().await,
-            };
-            let store = DynamoDbStore::new(aws_sdk_dynamodb::Client::new(&sdk), table.clone());
+        StoreOptions::DynamoDb {
+            endpoint, table, ..
+        } => {
+            let store =
+                DynamoDbStore::new(dynamodb_client(endpoint.as_deref()).await, table.clone());
             store
                 .get("wsstack-local-startup-probe")
                 .await
                 .map_err(|source| StoreSetupError::Unreachable {
                     table: table.clone(),
+                    endpoint: endpoint.clone().unwrap_or_else(|| "AWS".to_owned()),
+                    source,
+                })?;
+            Ok(Arc::new(store))
+        }
+    }
+}
+
+async fn dynamodb_client(endpoint: Option<&str>) -> aws_sdk_dynamodb::Client {
+    let sdk = match endpoint {
+        Some(url) => wsstack_handlers::local_sdk_config(Some(url)).await,
+        None => wsstack_handlers::aws_sdk_config().await,
+    };
+    aws_sdk_dynamodb::Client::new(&sdk)
+}
+
+/// Opens the room memberships store that goes with [`open_store`]'s: in memory, or the rooms
+/// table (probed with one GetItem, so a missing table fails at start and is named).
+pub async fn open_memberships(
+    options: &StoreOptions,
+) -> Result<Arc<dyn MembershipStore>, StoreSetupError> {
+    match options {
+        StoreOptions::Memory => Ok(Arc::new(MemoryMembershipStore::new())),
+        StoreOptions::DynamoDb {
+            endpoint,
+            table,
+            rooms_table,
+        } => {
+            let store = DynamoDbMembershipStore::new(
+                dynamodb_client(endpoint.as_deref()).await,
+                rooms_table.clone(),
+                table.clone(),
+            );
+            let probe = RoomName::parse("wsstack-local-startup-probe").map_err(|e| {
+                StoreSetupError::Unreachable {
+                    table: rooms_table.clone(),
+                    endpoint: "(probe)".to_owned(),
+                    source: StoreError::Backend(e.to_string()),
+                }
+            })?;
+            store
+                .is_member(&probe, "wsstack-local-startup-probe")
+                .await
+                .map_err(|source| StoreSetupError::Unreachable {
+                    table: rooms_table.clone(),
                     endpoint: endpoint.clone().unwrap_or_else(|| "AWS".to_owned()),
                     source,
                 })?;

@@ -8,6 +8,8 @@ use std::time::Duration;
 
 /// The connections table (required).
 pub const TABLE_NAME: &str = "TABLE_NAME";
+/// The rooms table (required by the handlers the route table lets use it).
+pub const ROOMS_TABLE_NAME: &str = "ROOMS_TABLE_NAME";
 /// How many `PostToConnection` calls a broadcast keeps in flight (optional).
 pub const BROADCAST_CONCURRENCY: &str = "BROADCAST_CONCURRENCY";
 /// Overrides the `@connections` endpoint otherwise derived from the event (optional); the local
@@ -41,6 +43,8 @@ pub enum ConfigError {
 pub struct Config {
     /// The DynamoDB table holding one record per open connection.
     pub table_name: String,
+    /// The DynamoDB table of room memberships, where the handler uses rooms.
+    pub rooms_table_name: Option<String>,
     /// `PostToConnection` calls in flight during a broadcast (1..=1024).
     pub broadcast_concurrency: usize,
     /// The `@connections` endpoint (`http(s)://host[:port]/{stage}`); when `None` it is derived
@@ -56,6 +60,7 @@ impl Config {
     pub fn new(table_name: impl Into<String>) -> Self {
         Config {
             table_name: table_name.into(),
+            rooms_table_name: None,
             broadcast_concurrency: DEFAULT_BROADCAST_CONCURRENCY,
             callback_url: None,
             connection_ttl: CONNECTION_TTL,
@@ -74,7 +79,14 @@ impl Config {
             None => return Err(ConfigError::Missing { name: TABLE_NAME }),
             Some(v) => v,
         };
-        validate_table_name(&table_name)?;
+        validate_table_name(TABLE_NAME, &table_name)?;
+        let rooms_table_name = match lookup(ROOMS_TABLE_NAME) {
+            None => None,
+            Some(v) => {
+                validate_table_name(ROOMS_TABLE_NAME, &v)?;
+                Some(v)
+            }
+        };
 
         let broadcast_concurrency = match lookup(BROADCAST_CONCURRENCY) {
             None => DEFAULT_BROADCAST_CONCURRENCY,
@@ -89,6 +101,7 @@ impl Config {
 
         Ok(Config {
             table_name,
+            rooms_table_name,
             broadcast_concurrency,
             callback_url,
             connection_ttl: CONNECTION_TTL,
@@ -105,20 +118,16 @@ fn invalid(name: &'static str, value: &str, reason: impl Into<String>) -> Config
 }
 
 /// DynamoDB's rules for table names: 3 to 255 of `[A-Za-z0-9_.-]`.
-fn validate_table_name(value: &str) -> Result<(), ConfigError> {
+fn validate_table_name(name: &'static str, value: &str) -> Result<(), ConfigError> {
     if !(3..=255).contains(&value.len()) {
-        return Err(invalid(
-            TABLE_NAME,
-            value,
-            "must be 3 to 255 characters long",
-        ));
+        return Err(invalid(name, value, "must be 3 to 255 characters long"));
     }
     if !value
         .chars()
         .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
     {
         return Err(invalid(
-            TABLE_NAME,
+            name,
             value,
             "may contain only letters, digits, '_', '-' and '.'",
         ));
@@ -201,6 +210,10 @@ mod tests {
         for (vars, name) in [
             (vec![(TABLE_NAME, "ab")], TABLE_NAME),
             (vec![(TABLE_NAME, "has space")], TABLE_NAME),
+            (
+                vec![(TABLE_NAME, "Tbl"), (ROOMS_TABLE_NAME, "r")],
+                ROOMS_TABLE_NAME,
+            ),
             (
                 vec![(TABLE_NAME, "Tbl"), (BROADCAST_CONCURRENCY, "0")],
                 BROADCAST_CONCURRENCY,

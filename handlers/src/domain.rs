@@ -13,6 +13,8 @@
 //!   the handler ran, so every recipient of one broadcast sees the same instant.
 
 use chrono::{DateTime, SecondsFormat, Utc};
+
+use crate::rooms::RoomName;
 use serde::Serialize;
 use serde_json::Value;
 
@@ -67,6 +69,8 @@ pub struct SendMessage {
     pub data: String,
     /// `Some(id)`: a direct message to that connection; `None`: a broadcast.
     pub to: Option<String>,
+    /// `Some(room)`: to that room's members only (never together with `to`).
+    pub room: Option<RoomName>,
 }
 
 /// Why a client message was refused. The `Display` text is the `message` of the error frame
@@ -105,6 +109,23 @@ pub enum InputError {
     DeliveryFailed { to: String, reason: String },
     #[error("{}", unknown_action_message(.0.as_deref()))]
     UnknownAction(Option<String>),
+    #[error("field `room` is required")]
+    MissingRoom,
+    #[error("field `room` must be a string, got {0}")]
+    RoomNotString(&'static str),
+    #[error("field `room` {0}")]
+    InvalidRoom(crate::rooms::RoomNameError),
+    #[error(
+        "fields `room` and `to` cannot be combined: a message goes to a room or to one connection"
+    )]
+    RoomWithTo,
+    #[error(
+        "you are in {} rooms, the most a connection may join; leave one first",
+        crate::rooms::MAX_ROOMS_PER_CONNECTION
+    )]
+    TooManyRooms,
+    #[error("you are not a member of room `{0}`; join it first")]
+    NotAMember(String),
 }
 
 fn unknown_action_message(action: Option<&str>) -> String {
@@ -136,11 +157,17 @@ impl InputError {
             InputError::UnknownSender => "unknown_sender",
             InputError::DeliveryFailed { .. } => "delivery_failed",
             InputError::UnknownAction(_) => "unknown_action",
+            InputError::MissingRoom => "missing_room",
+            InputError::RoomNotString(_) => "room_not_string",
+            InputError::InvalidRoom(_) => "invalid_room",
+            InputError::RoomWithTo => "room_with_to",
+            InputError::TooManyRooms => "too_many_rooms",
+            InputError::NotAMember(_) => "not_a_member",
         }
     }
 }
 
-fn json_type(v: &Value) -> &'static str {
+pub(crate) fn json_type(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
         Value::Bool(_) => "boolean",
@@ -151,8 +178,11 @@ fn json_type(v: &Value) -> &'static str {
     }
 }
 
-/// Parses and validates the body of a `sendMessage` message.
-pub fn parse_send_message(body: Option<&str>, is_base64: bool) -> Result<SendMessage, InputError> {
+/// The fields of a client message that is a JSON object: the checks every action shares.
+pub(crate) fn parse_object(
+    body: Option<&str>,
+    is_base64: bool,
+) -> Result<serde_json::Map<String, Value>, InputError> {
     if is_base64 {
         return Err(InputError::BinaryFrame);
     }
@@ -161,9 +191,15 @@ pub fn parse_send_message(body: Option<&str>, is_base64: bool) -> Result<SendMes
         _ => return Err(InputError::EmptyBody),
     };
     let value: Value = serde_json::from_str(body).map_err(|_| InputError::NotJson)?;
-    let Value::Object(mut fields) = value else {
+    let Value::Object(fields) = value else {
         return Err(InputError::NotAnObject);
     };
+    Ok(fields)
+}
+
+/// Parses and validates the body of a `sendMessage` message.
+pub fn parse_send_message(body: Option<&str>, is_base64: bool) -> Result<SendMessage, InputError> {
+    let mut fields = parse_object(body, is_base64)?;
     let data = match fields.remove("data") {
         None => return Err(InputError::MissingData),
         Some(Value::String(s)) => s,
@@ -186,7 +222,14 @@ pub fn parse_send_message(body: Option<&str>, is_base64: bool) -> Result<SendMes
         }
         Some(other) => return Err(InputError::ToNotString(json_type(&other))),
     };
-    Ok(SendMessage { data, to })
+    let room = match fields.remove("room") {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(crate::rooms::room_field(v)?),
+    };
+    if room.is_some() && to.is_some() {
+        return Err(InputError::RoomWithTo);
+    }
+    Ok(SendMessage { data, to, room })
 }
 
 /// The `action` of a message that reached `$default`, if it has one (for the error text).
@@ -206,13 +249,16 @@ pub enum Recipients {
     Everyone,
     /// One connection.
     One(String),
+    /// The members of a room, the sender included (it must be one).
+    Room(RoomName),
 }
 
 impl SendMessage {
     pub fn recipients(&self) -> Recipients {
-        match &self.to {
-            Some(id) => Recipients::One(id.clone()),
-            None => Recipients::Everyone,
+        match (&self.to, &self.room) {
+            (Some(id), _) => Recipients::One(id.clone()),
+            (None, Some(room)) => Recipients::Room(room.clone()),
+            (None, None) => Recipients::Everyone,
         }
     }
 }
@@ -221,9 +267,11 @@ impl SendMessage {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "type", rename_all = "camelCase")]
 pub enum Frame {
-    /// A broadcast chat message.
+    /// A broadcast chat message, or a room's (then `room` names it).
     #[serde(rename_all = "camelCase")]
     Message {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        room: Option<String>,
         from: String,
         data: String,
         sent_at: String,
@@ -239,6 +287,10 @@ pub enum Frame {
     /// A message from the backend (the `push` tool).
     #[serde(rename_all = "camelCase")]
     Push { data: String, sent_at: String },
+    /// The sender joined `room` (also when it already was a member).
+    Joined { room: String },
+    /// The sender left `room`.
+    Left { room: String },
     /// The sender's message was refused.
     #[serde(rename_all = "camelCase")]
     Error {
@@ -260,6 +312,7 @@ impl Frame {
         let sent_at = iso8601(sent_at);
         match &msg.to {
             None => Frame::Message {
+                room: msg.room.as_ref().map(|r| r.as_str().to_owned()),
                 from: from.to_owned(),
                 data: msg.data.clone(),
                 sent_at,
@@ -342,7 +395,8 @@ mod tests {
             ),
             Ok(SendMessage {
                 data: "hi".into(),
-                to: None
+                to: None,
+                room: None
             })
         );
         let direct = parse_send_message(
@@ -370,6 +424,7 @@ mod tests {
         let msg = SendMessage {
             data: "hi".into(),
             to: None,
+            room: None,
         };
         assert_eq!(
             Frame::for_message(&msg, "alice", at).to_json(),
@@ -378,6 +433,7 @@ mod tests {
         let direct = SendMessage {
             data: "hi".into(),
             to: Some("bob1".into()),
+            room: None,
         };
         assert_eq!(
             Frame::for_message(&direct, "alice", at).to_json(),
@@ -385,7 +441,44 @@ mod tests {
         );
         assert_eq!(
             Frame::error(&InputError::UnknownAction(Some("x".into()))).to_json(),
-            r#"{"type":"error","code":"unknown_action","message":"unknown action `x`; supported actions: sendMessage","supportedActions":["sendMessage"]}"#
+            r#"{"type":"error","code":"unknown_action","message":"unknown action `x`; supported actions: sendMessage, join, leave","supportedActions":["sendMessage","join","leave"]}"#
+        );
+        let in_room = SendMessage {
+            data: "hi".into(),
+            to: None,
+            room: Some(RoomName::parse("lobby").unwrap()),
+        };
+        assert_eq!(
+            Frame::for_message(&in_room, "alice", at).to_json(),
+            r#"{"type":"message","room":"lobby","from":"alice","data":"hi","sentAt":"2025-11-26T14:27:06.123Z"}"#
+        );
+        assert_eq!(
+            Frame::Joined {
+                room: "lobby".into()
+            }
+            .to_json(),
+            r#"{"type":"joined","room":"lobby"}"#
+        );
+    }
+
+    #[test]
+    fn send_message_takes_a_room_but_not_with_to() {
+        let m = parse_send_message(Some(r#"{"data":"hi","room":"lobby"}"#), false).unwrap();
+        assert_eq!(
+            m.recipients(),
+            Recipients::Room(RoomName::parse("lobby").unwrap())
+        );
+        assert_eq!(
+            parse_send_message(Some(r#"{"data":"hi","room":"lobby","to":"x"}"#), false),
+            Err(InputError::RoomWithTo)
+        );
+        assert_eq!(
+            parse_send_message(Some(r#"{"data":"hi","room":7}"#), false),
+            Err(InputError::RoomNotString("number"))
+        );
+        assert_eq!(
+            parse_send_message(Some(r#"{"data":"hi","room":"a b"}"#), false).map_err(|e| e.code()),
+            Err("invalid_room")
         );
     }
 
@@ -394,6 +487,7 @@ mod tests {
         let msg = SendMessage {
             data: "\u{1}".repeat(MAX_DATA_BYTES),
             to: None,
+            room: None,
         };
         let frame = Frame::for_message(&msg, "a", Utc::now());
         assert!(

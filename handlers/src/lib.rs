@@ -5,6 +5,9 @@
 //! - [`management`]: the `@connections` API ([`management::SdkManagementApi`]).
 //! - [`config`]: environment configuration, validated once.
 //! - [`fanout`]: delivery of one frame to many connections with bounded concurrency.
+//! - [`rooms`], [`membership`], [`room_fanout`]: room names, who is in which room
+//!   ([`membership::DynamoDbMembershipStore`], [`membership::MemoryMembershipStore`]), and
+//!   delivery to a room's members page by page.
 //! - [`App`]: one entry point per route, shared by the Lambda binaries and the local gateway.
 //!
 //! # Protocol
@@ -14,6 +17,7 @@
 //! | `$connect` | stores `{connectionId, username, connectedAt (ms), expiresAt (s, TTL = +2 h)}`; `username` from the query string, 1..=64 printable characters, default `anonymous` | 200; 400 for a bad username; 500 when the store fails (API Gateway then refuses the handshake) |
 //! | `$disconnect` | deletes the record (a missing one is fine) | 200; a store failure is a function error |
 //! | `sendMessage` | `{"action":"sendMessage","data":"…","to":"<id>"?}`: a broadcast to everyone **including the sender**, or a direct message to `to` only | frames `{"type":"message","from","data","sentAt"}` / `{"type":"direct","from","to","data","sentAt"}`; bad input: `{"type":"error","code","message"}` to the sender only ([`domain::InputError`] lists the codes) |
+//! | `join` / `leave` | `{"action":"join","room":"lobby"}`: adds / removes the sender's membership | `{"type":"joined","room"}` / `{"type":"left","room"}` to the sender; bad input: error frames (`invalid_room`, `too_many_rooms`, `not_a_member`, ...) |
 //! | `$default` | nothing | `{"type":"error","code":"unknown_action","message","supportedActions":[…]}` to the sender |
 //!
 //! A handler returns `Err` only for what the client cannot fix (a broken event, the store
@@ -24,6 +28,9 @@ pub mod config;
 pub mod domain;
 pub mod fanout;
 pub mod management;
+pub mod membership;
+pub mod room_fanout;
+pub mod rooms;
 pub mod store;
 
 use std::sync::Arc;
@@ -38,6 +45,8 @@ use wsstack_routes::Handler;
 use crate::config::Config;
 use crate::domain::{Frame, InputError, Recipients};
 use crate::management::{ManagementApi, ManagementError};
+use crate::membership::{JoinOutcome, MembershipStore, MemoryMembershipStore};
+use crate::rooms::MAX_ROOMS_PER_CONNECTION;
 use crate::store::{Connection, ConnectionStore, StoreError};
 
 /// A failure the handler cannot turn into an answer to the client. Lambda reports it as a
@@ -72,6 +81,7 @@ impl From<HandlerError> for lambda_runtime::Diagnostic {
 #[derive(Clone)]
 pub struct App {
     store: Arc<dyn ConnectionStore>,
+    memberships: Arc<dyn MembershipStore>,
     api: Arc<dyn ManagementApi>,
     config: Config,
 }
@@ -105,7 +115,20 @@ impl App {
         api: Arc<dyn ManagementApi>,
         config: Config,
     ) -> Self {
-        App { store, api, config }
+        App {
+            store,
+            memberships: Arc::new(MemoryMembershipStore::new()),
+            api,
+            config,
+        }
+    }
+
+    /// Keeps room memberships in `memberships` instead of the in-memory store [`App::new`]
+    /// starts with; with a [`store::DynamoDbStore`], pass a
+    /// [`membership::DynamoDbMembershipStore`] on the same connections table.
+    pub fn with_memberships(mut self, memberships: Arc<dyn MembershipStore>) -> Self {
+        self.memberships = memberships;
+        self
     }
 
     pub fn config(&self) -> &Config {
@@ -138,6 +161,8 @@ impl App {
                 Handler::Disconnect => self.disconnect(connection_id, &event).await,
                 Handler::SendMessage => self.send_message(connection_id, &event).await,
                 Handler::Default => self.default_route(connection_id, &event).await,
+                Handler::Join => self.join(connection_id, &event).await,
+                Handler::Leave => self.leave(connection_id, &event).await,
             }
         };
         work.instrument(span).await
@@ -205,8 +230,11 @@ impl App {
         connection_id: &str,
         event: &ApiGatewayWebsocketProxyRequest,
     ) -> Result<ApiGatewayProxyResponse, HandlerError> {
+        // Memberships first: they are found through the record's list of rooms.
+        let rooms = self.memberships.forget(connection_id).await?;
         self.store.delete(connection_id).await?;
         tracing::info!(
+            rooms,
             status_code = event.request_context.disconnect_status_code,
             reason = event
                 .request_context
@@ -261,6 +289,31 @@ impl App {
                 }
                 Ok(ok())
             }
+            Recipients::Room(room) => {
+                if !self.memberships.is_member(&room, connection_id).await? {
+                    let err = InputError::NotAMember(room.to_string());
+                    return self.reply_error(&endpoint, connection_id, err).await;
+                }
+                let delivery = room_fanout::RoomDelivery {
+                    store: self.store.as_ref(),
+                    memberships: self.memberships.as_ref(),
+                    api: self.api.as_ref(),
+                    endpoint: &endpoint,
+                    concurrency: self.config.broadcast_concurrency,
+                };
+                let report = delivery.send_to_room(&room, frame).await;
+                tracing::info!(
+                    %room,
+                    delivered = report.delivered,
+                    gone = report.gone,
+                    failed = report.failed,
+                    "room message done"
+                );
+                if let Some(e) = report.list_error {
+                    return Err(e.into());
+                }
+                Ok(ok())
+            }
             Recipients::One(to) => {
                 let Some(recipient) = self.store.get(&to).await? else {
                     return self
@@ -309,6 +362,85 @@ impl App {
             .await
     }
 
+    async fn join(
+        &self,
+        connection_id: &str,
+        event: &ApiGatewayWebsocketProxyRequest,
+    ) -> Result<ApiGatewayProxyResponse, HandlerError> {
+        let endpoint = self.callback_endpoint(event)?;
+        let room = match rooms::parse_room_request(event.body.as_deref(), event.is_base64_encoded) {
+            Ok(r) => r,
+            Err(e) => return self.reply_error(&endpoint, connection_id, e).await,
+        };
+        let Some(sender) = self.store.get(connection_id).await? else {
+            return self
+                .reply_error(&endpoint, connection_id, InputError::UnknownSender)
+                .await;
+        };
+        // The membership lives as long as the connection's record may.
+        let outcome = self
+            .memberships
+            .join(
+                &room,
+                connection_id,
+                sender.expires_at,
+                MAX_ROOMS_PER_CONNECTION,
+            )
+            .await?;
+        let err = match outcome {
+            JoinOutcome::Joined | JoinOutcome::AlreadyMember => None,
+            JoinOutcome::TooManyRooms => Some(InputError::TooManyRooms),
+            JoinOutcome::UnknownConnection => Some(InputError::UnknownSender),
+        };
+        if let Some(e) = err {
+            return self.reply_error(&endpoint, connection_id, e).await;
+        }
+        tracing::info!(%room, ?outcome, "joined");
+        let frame = Frame::Joined {
+            room: room.to_string(),
+        };
+        self.reply(&endpoint, connection_id, frame).await
+    }
+
+    async fn leave(
+        &self,
+        connection_id: &str,
+        event: &ApiGatewayWebsocketProxyRequest,
+    ) -> Result<ApiGatewayProxyResponse, HandlerError> {
+        let endpoint = self.callback_endpoint(event)?;
+        let room = match rooms::parse_room_request(event.body.as_deref(), event.is_base64_encoded) {
+            Ok(r) => r,
+            Err(e) => return self.reply_error(&endpoint, connection_id, e).await,
+        };
+        if !self.memberships.leave(&room, connection_id).await? {
+            let err = InputError::NotAMember(room.to_string());
+            return self.reply_error(&endpoint, connection_id, err).await;
+        }
+        tracing::info!(%room, "left");
+        let frame = Frame::Left {
+            room: room.to_string(),
+        };
+        self.reply(&endpoint, connection_id, frame).await
+    }
+
+    /// Sends the sender a frame that answers its own message. A sender that already left is
+    /// no failure.
+    async fn reply(
+        &self,
+        endpoint: &str,
+        connection_id: &str,
+        frame: Frame,
+    ) -> Result<ApiGatewayProxyResponse, HandlerError> {
+        match self
+            .api
+            .post_to_connection(endpoint, connection_id, Bytes::from(frame.to_json()))
+            .await
+        {
+            Ok(()) | Err(ManagementError::Gone) => Ok(ok()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// Sends the sender an error frame. A sender that already left is no failure.
     async fn reply_error(
         &self,
@@ -317,15 +449,8 @@ impl App {
         err: InputError,
     ) -> Result<ApiGatewayProxyResponse, HandlerError> {
         tracing::info!(code = err.code(), error = %err, "refusing message");
-        let frame = Bytes::from(Frame::error(&err).to_json());
-        match self
-            .api
-            .post_to_connection(endpoint, connection_id, frame)
+        self.reply(endpoint, connection_id, Frame::error(&err))
             .await
-        {
-            Ok(()) | Err(ManagementError::Gone) => Ok(ok()),
-            Err(e) => Err(e.into()),
-        }
     }
 }
 
@@ -337,12 +462,28 @@ pub async fn run_lambda(handler: Handler) -> Result<(), RunError> {
     let config =
         Config::from_env().inspect_err(|e| tracing::error!(error = %e, "bad configuration"))?;
     let sdk = aws_sdk_config().await;
-    let store = store::DynamoDbStore::new(
-        aws_sdk_dynamodb::Client::new(&sdk),
-        config.table_name.clone(),
-    );
+    let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
+    let store = store::DynamoDbStore::new(dynamodb.clone(), config.table_name.clone());
     let api = management::SdkManagementApi::new(&sdk);
-    let app = App::new(Arc::new(store), Arc::new(api), config);
+    let mut app = App::new(Arc::new(store), Arc::new(api), config.clone());
+    if !handler
+        .table_actions(wsstack_routes::Table::Rooms)
+        .is_empty()
+    {
+        // Synth sets the rooms table on exactly the handlers the route table lets use it.
+        let Some(rooms_table) = config.rooms_table_name.clone() else {
+            let e = config::ConfigError::Missing {
+                name: config::ROOMS_TABLE_NAME,
+            };
+            tracing::error!(error = %e, "bad configuration");
+            return Err(e.into());
+        };
+        app = app.with_memberships(Arc::new(membership::DynamoDbMembershipStore::new(
+            dynamodb,
+            rooms_table,
+            config.table_name,
+        )));
+    }
     lambda_runtime::run(lambda_runtime::service_fn(
         move |event: lambda_runtime::LambdaEvent<ApiGatewayWebsocketProxyRequest>| {
             let app = app.clone();

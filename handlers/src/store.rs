@@ -212,7 +212,7 @@ impl DynamoDbStore {
 
 /// Renders an SDK error with its causes: the top-level `Display` of an SDK error is just
 /// "service error", which tells an operator nothing.
-fn backend_error(err: impl std::error::Error) -> StoreError {
+pub(crate) fn backend_error(err: impl std::error::Error) -> StoreError {
     let mut text = err.to_string();
     let mut source = err.source();
     while let Some(s) = source {

@@ -715,8 +715,8 @@ async fn default_lists_the_supported_actions() {
         vec![json!({
             "type": "error",
             "code": "unknown_action",
-            "message": "unknown action `join`; supported actions: sendMessage",
-            "supportedActions": ["sendMessage"],
+            "message": "unknown action `subscribe`; supported actions: sendMessage, join, leave",
+            "supportedActions": ["sendMessage", "join", "leave"],
         })]
     );
     assert_eq!(f.store.len(), 3);
@@ -729,7 +729,7 @@ async fn default_explains_a_message_without_action() {
     f.app.handle(Handler::Default, ev).await.unwrap();
     assert_eq!(
         f.api.frames_to(SENDER)[0]["message"],
-        "the message has no `action`; supported actions: sendMessage"
+        "the message has no `action`; supported actions: sendMessage, join, leave"
     );
 }
 

@@ -16,9 +16,36 @@ pub mod table {
     pub const PARTITION_KEY: &str = "connectionId";
     /// The attribute DynamoDB's TTL reads: when the record expires, epoch seconds.
     pub const TTL_ATTRIBUTE: &str = "expiresAt";
+    /// A string set: the rooms the connection is in, so `$disconnect` and a 410 know which
+    /// memberships to delete. An added attribute, not a key: the live table is not replaced.
+    pub const ROOMS_ATTRIBUTE: &str = "rooms";
 }
 
-/// A DynamoDB action a handler performs on the connections table.
+/// The rooms table's schema: one item per membership, queried by room page by page.
+pub mod rooms_table {
+    /// The partition key (type S): the room's name.
+    pub const PARTITION_KEY: &str = "room";
+    /// The sort key (type S): the member's connection ID, also the pagination cursor.
+    pub const SORT_KEY: &str = "connectionId";
+    /// The TTL attribute: the member's connection record's `expiresAt`, epoch seconds.
+    pub const TTL_ATTRIBUTE: &str = "expiresAt";
+}
+
+/// A DynamoDB table of the stack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Table {
+    /// One record per open connection (`table`).
+    Connections,
+    /// One item per room membership (`rooms_table`).
+    Rooms,
+}
+
+impl Table {
+    /// Every table, in the order the stack declares them.
+    pub const ALL: [Table; 2] = [Table::Connections, Table::Rooms];
+}
+
+/// A DynamoDB action a handler performs on a table.
 ///
 /// Synth grants exactly these actions to the handler's role, so a handler that starts calling a
 /// new action must list it here or it gets `AccessDenied` in AWS.
@@ -26,8 +53,10 @@ pub mod table {
 pub enum TableAction {
     PutItem,
     GetItem,
+    UpdateItem,
     DeleteItem,
     Scan,
+    Query,
 }
 
 impl TableAction {
@@ -36,8 +65,10 @@ impl TableAction {
         match self {
             TableAction::PutItem => "dynamodb:PutItem",
             TableAction::GetItem => "dynamodb:GetItem",
+            TableAction::UpdateItem => "dynamodb:UpdateItem",
             TableAction::DeleteItem => "dynamodb:DeleteItem",
             TableAction::Scan => "dynamodb:Scan",
+            TableAction::Query => "dynamodb:Query",
         }
     }
 }
@@ -50,15 +81,19 @@ pub enum Handler {
     Disconnect,
     SendMessage,
     Default,
+    Join,
+    Leave,
 }
 
 impl Handler {
     /// Every handler, in the order the stack declares them.
-    pub const ALL: [Handler; 4] = [
+    pub const ALL: [Handler; 6] = [
         Handler::Connect,
         Handler::Disconnect,
         Handler::SendMessage,
         Handler::Default,
+        Handler::Join,
+        Handler::Leave,
     ];
 
     /// The cargo binary that implements the handler; `cargo lambda build` writes its zip to
@@ -69,6 +104,8 @@ impl Handler {
             Handler::Disconnect => "disconnect",
             Handler::SendMessage => "send-message",
             Handler::Default => "default",
+            Handler::Join => "join",
+            Handler::Leave => "leave",
         }
     }
 
@@ -81,25 +118,37 @@ impl Handler {
             Handler::Disconnect => "Disconnect",
             Handler::SendMessage => "SendMessage",
             Handler::Default => "Default",
+            Handler::Join => "Join",
+            Handler::Leave => "Leave",
         }
     }
 
-    /// The DynamoDB actions the handler performs on the connections table.
-    pub const fn table_actions(self) -> &'static [TableAction] {
-        match self {
+    /// The DynamoDB actions the handler performs on `table`; synth grants exactly these, on
+    /// that table only.
+    pub const fn table_actions(self, table: Table) -> &'static [TableAction] {
+        use TableAction::*;
+        match (self, table) {
             // Stores the new connection's record.
-            Handler::Connect => &[TableAction::PutItem],
-            // Removes the record; a missing one is fine.
-            Handler::Disconnect => &[TableAction::DeleteItem],
+            (Handler::Connect, Table::Connections) => &[PutItem],
+            // Reads the connection's rooms, deletes those memberships, then the record; a
+            // missing one is fine.
+            (Handler::Disconnect, Table::Connections) => &[GetItem, DeleteItem],
+            (Handler::Disconnect, Table::Rooms) => &[DeleteItem],
             // Reads the sender and a direct message's target, lists every connection for a
             // broadcast, and deletes the records of connections that turned out to be gone.
-            Handler::SendMessage => &[
-                TableAction::GetItem,
-                TableAction::Scan,
-                TableAction::DeleteItem,
-            ],
-            // Only answers the sender; never touches the table.
-            Handler::Default => &[],
+            (Handler::SendMessage, Table::Connections) => &[GetItem, Scan, DeleteItem],
+            // Checks the sender is a member, lists a room's members page by page, and deletes
+            // the memberships of members that turned out to be gone.
+            (Handler::SendMessage, Table::Rooms) => &[GetItem, Query, DeleteItem],
+            // Reads the sender, adds the room to its record (conditionally: the record must
+            // exist and the room count stay bounded), then stores the membership.
+            (Handler::Join, Table::Connections) => &[GetItem, UpdateItem],
+            (Handler::Join, Table::Rooms) => &[PutItem],
+            // Deletes the membership, then removes the room from the record.
+            (Handler::Leave, Table::Connections) => &[UpdateItem],
+            (Handler::Leave, Table::Rooms) => &[DeleteItem],
+            // Only answers the sender; never touches a table.
+            (Handler::Default, _) | (Handler::Connect, Table::Rooms) => &[],
         }
     }
 
@@ -110,8 +159,8 @@ impl Handler {
             Handler::Connect | Handler::Disconnect => &[],
             // Broadcasts and direct messages; error frames back to the sender.
             Handler::SendMessage => &[ManagementOperation::Post],
-            // Answers the sender with an error frame.
-            Handler::Default => &[ManagementOperation::Post],
+            // Answers the sender with an error frame; join and leave also confirm.
+            Handler::Default | Handler::Join | Handler::Leave => &[ManagementOperation::Post],
         }
     }
 }
@@ -157,6 +206,10 @@ pub const DISCONNECT: &str = "$disconnect";
 pub const DEFAULT: &str = "$default";
 /// The route key of a chat message.
 pub const SEND_MESSAGE: &str = "sendMessage";
+/// The route key of joining a room.
+pub const JOIN: &str = "join";
+/// The route key of leaving a room.
+pub const LEAVE: &str = "leave";
 
 /// The API's routes.
 pub const ROUTES: &[Route] = &[
@@ -175,6 +228,14 @@ pub const ROUTES: &[Route] = &[
     Route {
         key: DEFAULT,
         handler: Handler::Default,
+    },
+    Route {
+        key: JOIN,
+        handler: Handler::Join,
+    },
+    Route {
+        key: LEAVE,
+        handler: Handler::Leave,
     },
 ];
 
@@ -211,6 +272,21 @@ mod tests {
 
     #[test]
     fn client_actions_exclude_system_routes() {
-        assert_eq!(client_actions().collect::<Vec<_>>(), vec!["sendMessage"]);
+        assert_eq!(
+            client_actions().collect::<Vec<_>>(),
+            vec!["sendMessage", "join", "leave"]
+        );
+    }
+
+    #[test]
+    fn only_room_handlers_touch_the_rooms_table() {
+        for h in Handler::ALL {
+            let touches = !h.table_actions(Table::Rooms).is_empty();
+            let rooms = matches!(
+                h,
+                Handler::Join | Handler::Leave | Handler::SendMessage | Handler::Disconnect
+            );
+            assert_eq!(touches, rooms, "{h:?}");
+        }
     }
 }

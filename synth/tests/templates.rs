@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use serde_json::Value;
-use wsstack_routes::{Handler, ROUTES};
+use wsstack_routes::{Handler, ROUTES, Table};
 use wsstack_synth::assets::{self, AssetSource};
 use wsstack_synth::stack::{self, ids};
 use wsstack_synth::stage::{self, Stage};
@@ -51,6 +51,7 @@ fn logical_ids_are_pinned() {
         got,
         [
             "ConnectionsTable",
+            "RoomsTable",
             "WebSocketApi",
             "ConnectLogGroup",
             "ConnectRole",
@@ -76,6 +77,18 @@ fn logical_ids_are_pinned() {
             "DefaultIntegration",
             "DefaultRoute",
             "DefaultPermission",
+            "JoinLogGroup",
+            "JoinRole",
+            "JoinFunction",
+            "JoinIntegration",
+            "JoinRoute",
+            "JoinPermission",
+            "LeaveLogGroup",
+            "LeaveRole",
+            "LeaveFunction",
+            "LeaveIntegration",
+            "LeaveRoute",
+            "LeavePermission",
             "WebSocketStage",
         ]
     );
@@ -91,6 +104,7 @@ fn logical_ids_are_pinned() {
             "WebSocketUrl",
             "CallbackUrl",
             "ConnectionsTableName",
+            "RoomsTableName",
             "WebSocketApiId"
         ]
     );
@@ -128,6 +142,7 @@ fn every_role_is_least_privilege() {
         let t = template(&stage);
         for h in Handler::ALL {
             let mut table_actions = Vec::new();
+            let mut rooms_table_actions = Vec::new();
             let mut manage = false;
             for (policy, action, resource) in statements(&t, h) {
                 let actions = as_list(&action);
@@ -162,6 +177,17 @@ fn every_role_is_least_privilege() {
                                 .map(|a| a.as_str().unwrap_or_default().to_owned()),
                         );
                     }
+                    "RoomsTable" => {
+                        assert_eq!(
+                            resources,
+                            [serde_json::json!({"Fn::GetAtt": [ids::ROOMS_TABLE, "Arn"]})]
+                        );
+                        rooms_table_actions.extend(
+                            actions
+                                .iter()
+                                .map(|a| a.as_str().unwrap_or_default().to_owned()),
+                        );
+                    }
                     "ManageConnections" => {
                         manage = true;
                         assert_eq!(actions, ["execute-api:ManageConnections"]);
@@ -179,12 +205,24 @@ fn every_role_is_least_privilege() {
                     other => panic!("unexpected policy {other} on {h:?}"),
                 }
             }
-            let expected: Vec<String> = h
-                .table_actions()
-                .iter()
-                .map(|a| a.iam_action().to_owned())
-                .collect();
-            assert_eq!(table_actions, expected, "{}: {h:?}", stage.name);
+            let expected = |table| -> Vec<String> {
+                h.table_actions(table)
+                    .iter()
+                    .map(|a| a.iam_action().to_owned())
+                    .collect()
+            };
+            assert_eq!(
+                table_actions,
+                expected(Table::Connections),
+                "{}: {h:?}",
+                stage.name
+            );
+            assert_eq!(
+                rooms_table_actions,
+                expected(Table::Rooms),
+                "{}: {h:?}",
+                stage.name
+            );
             assert_eq!(
                 manage,
                 !h.management_operations().is_empty(),
@@ -193,18 +231,43 @@ fn every_role_is_least_privilege() {
             );
         }
     }
-    // The handlers' promises, spelled out: connect only writes, disconnect only deletes.
+    // The handlers' promises, spelled out: connect only writes, disconnect reads the rooms
+    // and deletes, leave never reads, default touches nothing.
     let t = template(&stage_named("dev"));
-    let actions = |h| {
+    let actions = |h, table: &str| {
         statements(&t, h)
             .into_iter()
-            .filter(|(p, ..)| p == "ConnectionsTable")
-            .map(|(_, a, _)| a)
+            .filter(|(p, ..)| p == table)
+            .flat_map(|(_, a, _)| as_list(&a))
             .collect::<Vec<_>>()
     };
-    assert_eq!(actions(Handler::Connect), ["dynamodb:PutItem"]);
-    assert_eq!(actions(Handler::Disconnect), ["dynamodb:DeleteItem"]);
-    assert!(actions(Handler::Default).is_empty());
+    assert_eq!(
+        actions(Handler::Connect, "ConnectionsTable"),
+        ["dynamodb:PutItem"]
+    );
+    assert!(actions(Handler::Connect, "RoomsTable").is_empty());
+    assert_eq!(
+        actions(Handler::Disconnect, "ConnectionsTable"),
+        ["dynamodb:GetItem", "dynamodb:DeleteItem"]
+    );
+    assert_eq!(
+        actions(Handler::Disconnect, "RoomsTable"),
+        ["dynamodb:DeleteItem"]
+    );
+    assert_eq!(
+        actions(Handler::Leave, "ConnectionsTable"),
+        ["dynamodb:UpdateItem"]
+    );
+    assert_eq!(
+        actions(Handler::Leave, "RoomsTable"),
+        ["dynamodb:DeleteItem"]
+    );
+    assert_eq!(
+        actions(Handler::SendMessage, "RoomsTable"),
+        ["dynamodb:GetItem", "dynamodb:Query", "dynamodb:DeleteItem"]
+    );
+    assert!(actions(Handler::Default, "ConnectionsTable").is_empty());
+    assert!(actions(Handler::Default, "RoomsTable").is_empty());
 }
 
 #[test]
@@ -296,6 +359,11 @@ fn prod_retains_its_data_and_dev_does_not() {
         true
     );
     assert_eq!(table["Properties"]["DeletionProtectionEnabled"], true);
+    // The rooms table keeps its data the same way.
+    let rooms = &resources(&prod)[ids::ROOMS_TABLE];
+    assert_eq!(rooms["DeletionPolicy"], "Retain");
+    assert_eq!(rooms["UpdateReplacePolicy"], "Retain");
+    assert_eq!(rooms["Properties"]["DeletionProtectionEnabled"], true);
     assert!(prod["Outputs"]["WebSocketUrl"]["Export"].is_object());
     // Access logs go to their own retained log group.
     let stage = &resources(&prod)[ids::STAGE]["Properties"];

@@ -14,7 +14,7 @@ use std::process::{Command, Output};
 use base64::Engine;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-use wsstack_routes::Handler;
+use wsstack_routes::{Handler, Table};
 use wsstack_synth::assembly::{self, Environment};
 use wsstack_synth::assets::{self, AssetSource};
 use wsstack_synth::stage;
@@ -214,7 +214,11 @@ fn deploy_rehearsal_against_moto() {
         })
         .collect();
     expected.sort();
-    assert_eq!(expected.len(), 5, "four handler zips and the template");
+    assert_eq!(
+        expected.len(),
+        Handler::ALL.len() + 1,
+        "one zip per handler and the template"
+    );
     assert_eq!(bucket_keys(&moto, BUCKET), expected);
 
     let ids = physical_ids(&moto, "wsstack-dev");
@@ -254,6 +258,26 @@ fn deploy_rehearsal_against_moto() {
         serde_json::json!({"AttributeName": "expiresAt", "Enabled": true})
     );
     let table_arn = table["TableArn"].clone();
+
+    // The rooms table: keyed by room, then connection.
+    let rooms_table_name = ids.get("RoomsTable").expect("rooms table created");
+    let rooms_table = &aws(
+        &moto,
+        &[
+            "dynamodb",
+            "describe-table",
+            "--table-name",
+            rooms_table_name,
+        ],
+    )["Table"];
+    assert_eq!(
+        rooms_table["KeySchema"],
+        serde_json::json!([
+            {"AttributeName": "room", "KeyType": "HASH"},
+            {"AttributeName": "connectionId", "KeyType": "RANGE"}
+        ])
+    );
+    let rooms_table_arn = rooms_table["TableArn"].clone();
 
     for h in Handler::ALL {
         let stem = h.logical_id_stem();
@@ -299,15 +323,26 @@ fn deploy_rehearsal_against_moto() {
             .collect();
         names.sort();
         let mut want = vec!["WriteOwnLogs"];
-        if !h.table_actions().is_empty() {
-            want.push("ConnectionsTable");
+        for (table, policy) in [
+            (Table::Connections, "ConnectionsTable"),
+            (Table::Rooms, "RoomsTable"),
+        ] {
+            if !h.table_actions(table).is_empty() {
+                want.push(policy);
+            }
         }
         if !h.management_operations().is_empty() {
             want.push("ManageConnections");
         }
         want.sort();
         assert_eq!(names, want, "{stem}");
-        if !h.table_actions().is_empty() {
+        for (table, policy, arn) in [
+            (Table::Connections, "ConnectionsTable", &table_arn),
+            (Table::Rooms, "RoomsTable", &rooms_table_arn),
+        ] {
+            if h.table_actions(table).is_empty() {
+                continue;
+            }
             let doc = policy_document(
                 &aws(
                     &moto,
@@ -317,7 +352,7 @@ fn deploy_rehearsal_against_moto() {
                         "--role-name",
                         role,
                         "--policy-name",
-                        "ConnectionsTable",
+                        policy,
                     ],
                 )["PolicyDocument"],
             );
@@ -327,12 +362,13 @@ fn deploy_rehearsal_against_moto() {
                 Value::Array(a) => a.iter().filter_map(Value::as_str).collect(),
                 other => panic!("unexpected Action {other}"),
             };
-            let expected: Vec<&str> = h.table_actions().iter().map(|a| a.iam_action()).collect();
-            assert_eq!(actions, expected, "{stem}");
-            assert_eq!(
-                statement["Resource"], table_arn,
-                "{stem}: only the connections table"
-            );
+            let expected: Vec<&str> = h
+                .table_actions(table)
+                .iter()
+                .map(|a| a.iam_action())
+                .collect();
+            assert_eq!(actions, expected, "{stem} {policy}");
+            assert_eq!(statement["Resource"], *arn, "{stem}: only its table");
         }
 
         // The invoke permission exists for API Gateway, scoped by a source ARN.

@@ -17,6 +17,14 @@ pub const TABLE_PITR_OFF: Skip = (
     "CKV_AWS_28",
     "Point-in-time recovery is off in this stage by its stage file (table.point_in_time_recovery = false): connection records expire within 2 hours",
 );
+pub const ROOMS_TABLE_CMK: Skip = (
+    "CKV_AWS_119",
+    "Room memberships live as long as their connection (2 hours) and hold only room names and connection IDs: encrypted with the AWS managed KMS key (SSEType KMS), not a customer managed key with its cost and key-policy upkeep",
+);
+pub const ROOMS_TABLE_PITR_OFF: Skip = (
+    "CKV_AWS_28",
+    "Point-in-time recovery is off in this stage by its stage file (table.point_in_time_recovery = false): memberships expire with their connection within 2 hours",
+);
 pub const LOG_GROUP_CMK: Skip = (
     "CKV_AWS_158",
     "Encrypted at rest by CloudWatch Logs; the handlers log no secrets, so a customer managed key adds cost, not protection",

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use serde_json::json;
-use wsstack_routes::{Handler, Route};
+use wsstack_routes::{Handler, Route, Table};
 
 use super::{checks, ids, logs, outputs};
 use crate::assets::Asset;
@@ -70,6 +70,9 @@ pub fn add(t: &mut Template, stage: &Stage, route: &Route, asset: &Asset, bucket
 
     let mut variables = BTreeMap::new();
     variables.insert("TABLE_NAME".to_owned(), Expr::r#ref(ids::TABLE));
+    if !h.table_actions(Table::Rooms).is_empty() {
+        variables.insert("ROOMS_TABLE_NAME".to_owned(), Expr::r#ref(ids::ROOMS_TABLE));
+    }
     if !h.management_operations().is_empty() {
         variables.insert(
             "BROADCAST_CONCURRENCY".to_owned(),
@@ -147,13 +150,17 @@ fn role_policies(stage: &Stage, h: Handler, log_group: &str) -> Vec<InlinePolicy
             vec![Expr::get_att(log_group, "Arn")],
         )]),
     }];
-    let actions = h.table_actions();
-    if !actions.is_empty() {
+    // One policy per table, named by the table's logical ID, on that table's ARN only.
+    for table in Table::ALL {
+        let actions = h.table_actions(table);
+        if actions.is_empty() {
+            continue;
+        }
         policies.push(InlinePolicy {
-            policy_name: "ConnectionsTable".to_owned(),
+            policy_name: ids::table(table).to_owned(),
             policy_document: PolicyDocument::new(vec![Statement::allow(
                 actions.iter().map(|a| a.iam_action()),
-                vec![Expr::get_att(ids::TABLE, "Arn")],
+                vec![Expr::get_att(ids::table(table), "Arn")],
             )]),
         });
     }
@@ -236,6 +243,49 @@ mod tests {
                 names.contains(&MANAGE_CONNECTIONS_POLICY),
                 !h.management_operations().is_empty(),
                 "{h:?}: {names:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn each_table_policy_grants_exactly_the_route_tables_actions_on_that_table() {
+        for h in Handler::ALL {
+            let t = with_function("", h);
+            let policies = t["Resources"][ids::role(h)]["Properties"]["Policies"]
+                .as_array()
+                .expect("policies")
+                .clone();
+            for table in Table::ALL {
+                let want: Vec<&str> = h
+                    .table_actions(table)
+                    .iter()
+                    .map(|a| a.iam_action())
+                    .collect();
+                let policy = policies
+                    .iter()
+                    .find(|p| p["PolicyName"] == ids::table(table));
+                let Some(policy) = policy else {
+                    assert!(want.is_empty(), "{h:?} {table:?}: no policy for {want:?}");
+                    continue;
+                };
+                let statement = &policy["PolicyDocument"]["Statement"][0];
+                let action = &statement["Action"];
+                let got: Vec<&str> = match action.as_array() {
+                    Some(list) => list.iter().filter_map(|a| a.as_str()).collect(),
+                    None => action.as_str().into_iter().collect(),
+                };
+                assert_eq!(got, want, "{h:?} {table:?}");
+                assert_eq!(
+                    statement["Resource"]["Fn::GetAtt"][0],
+                    ids::table(table),
+                    "{h:?} {table:?}"
+                );
+            }
+            let env = &t["Resources"][ids::function(h)]["Properties"]["Environment"]["Variables"];
+            assert_eq!(
+                env.get("ROOMS_TABLE_NAME").is_some(),
+                !h.table_actions(Table::Rooms).is_empty(),
+                "{h:?}"
             );
         }
     }

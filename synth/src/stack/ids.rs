@@ -3,9 +3,11 @@
 //! Logical IDs are an API: renaming one makes CloudFormation replace the live resource (a new
 //! table, with none of the old data). `synth/tests/templates.rs` pins them.
 
-use wsstack_routes::Handler;
+use wsstack_routes::{Handler, Table};
 
 pub const TABLE: &str = "ConnectionsTable";
+/// The room memberships table.
+pub const ROOMS_TABLE: &str = "RoomsTable";
 pub const API: &str = "WebSocketApi";
 pub const STAGE: &str = "WebSocketStage";
 /// The stage's access log group, where the stage file turns access logs on.
@@ -16,6 +18,14 @@ pub const USE_BOOTSTRAP_BUCKET: &str = "UseBootstrapBucket";
 /// The custom domain name and its mapping, where the stage file has `[domain]`.
 pub const DOMAIN_NAME: &str = "CustomDomainName";
 pub const API_MAPPING: &str = "CustomDomainApiMapping";
+
+/// The logical ID of a table of the route table's model.
+pub const fn table(table: Table) -> &'static str {
+    match table {
+        Table::Connections => TABLE,
+        Table::Rooms => ROOMS_TABLE,
+    }
+}
 
 pub fn function(h: Handler) -> String {
     format!("{}Function", h.logical_id_stem())

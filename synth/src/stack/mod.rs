@@ -1,6 +1,6 @@
 //! The wsstack WebSocket API, described with the CloudFormation model.
 //!
-//! One stack per stage: a DynamoDB connections table, and for every route of
+//! One stack per stage: the DynamoDB connections and rooms tables, and for every route of
 //! [`wsstack_routes::ROUTES`] a Lambda function with its own role and log group, an `AWS_PROXY`
 //! integration, a route and an invoke permission scoped to that route; then the API, its stage
 //! and the outputs clients need.
@@ -18,6 +18,7 @@ pub mod functions;
 pub mod ids;
 pub mod logs;
 pub mod outputs;
+pub mod rooms_table;
 pub mod routes;
 pub mod table;
 
@@ -52,6 +53,7 @@ pub fn build(stage: &Stage, assets: &[Asset]) -> Result<Template, StackError> {
 
     let code_bucket = functions::code_bucket(&mut t);
     table::add(&mut t, stage);
+    rooms_table::add(&mut t, stage);
     api::add_api(&mut t, stage);
     for route in ROUTES {
         let asset = assets
@@ -106,6 +108,7 @@ mod tests {
         let t = build(&test_stage(""), &assets).expect("valid");
         assert!(t.resource(ids::TABLE).is_some());
         assert!(t.resource(ids::STAGE).is_some());
-        assert_eq!(t.outputs.len(), 4);
+        assert!(t.resource(ids::ROOMS_TABLE).is_some());
+        assert_eq!(t.outputs.len(), 5);
     }
 }

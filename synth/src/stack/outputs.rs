@@ -37,6 +37,11 @@ pub fn add(t: &mut Template, stage: &Stage) {
             Expr::r#ref(ids::TABLE),
         ),
         (
+            "RoomsTableName",
+            "The DynamoDB table of room memberships",
+            Expr::r#ref(ids::ROOMS_TABLE),
+        ),
+        (
             "WebSocketApiId",
             "The API Gateway API ID",
             Expr::r#ref(ids::API),

@@ -14,16 +14,41 @@ use crate::stage::{BillingMode, Stage};
 /// Adds the connections table: keyed by connection ID, TTL on `expiresAt`, KMS encryption, and
 /// billing, recovery and removal as the stage says.
 pub fn add(t: &mut Template, stage: &Stage) {
+    let resource = stateful_table(
+        stage,
+        &[(PARTITION_KEY, KeyType::Hash)],
+        TTL_ATTRIBUTE,
+        &[checks::TABLE_CMK, checks::TABLE_PITR_OFF],
+    );
+    t.add(ids::TABLE, resource);
+}
+
+/// A table of the stack keyed by `keys` (string attributes), TTL on `ttl_attribute`, KMS
+/// encryption, and billing, recovery, deletion protection and removal as the stage's `[table]`
+/// says. `skips` are the table's checkov suppressions: the customer managed key one, then the
+/// point-in-time recovery one, which applies only where the stage turns recovery off.
+pub(super) fn stateful_table(
+    stage: &Stage,
+    keys: &[(&str, KeyType)],
+    ttl_attribute: &str,
+    skips: &[checks::Skip; 2],
+) -> Resource {
     let settings = &stage.table;
     let table = Table {
-        attribute_definitions: vec![AttributeDefinition {
-            attribute_name: PARTITION_KEY.to_owned(),
-            attribute_type: AttributeType::S,
-        }],
-        key_schema: vec![KeySchema {
-            attribute_name: PARTITION_KEY.to_owned(),
-            key_type: KeyType::Hash,
-        }],
+        attribute_definitions: keys
+            .iter()
+            .map(|(name, _)| AttributeDefinition {
+                attribute_name: (*name).to_owned(),
+                attribute_type: AttributeType::S,
+            })
+            .collect(),
+        key_schema: keys
+            .iter()
+            .map(|(name, key_type)| KeySchema {
+                attribute_name: (*name).to_owned(),
+                key_type: *key_type,
+            })
+            .collect(),
         billing_mode: match settings.billing_mode {
             BillingMode::PayPerRequest => CfnBillingMode::PayPerRequest,
             BillingMode::Provisioned => CfnBillingMode::Provisioned,
@@ -35,7 +60,7 @@ pub fn add(t: &mut Template, stage: &Stage) {
                 write_capacity_units: write,
             }),
         time_to_live_specification: Some(TimeToLiveSpecification {
-            attribute_name: TTL_ATTRIBUTE.to_owned(),
+            attribute_name: ttl_attribute.to_owned(),
             enabled: true,
         }),
         // KMS encryption with the AWS managed key (`SSEEnabled: false` would mean an AWS owned key).
@@ -48,12 +73,13 @@ pub fn add(t: &mut Template, stage: &Stage) {
         }),
         deletion_protection_enabled: settings.deletion_protection.then_some(true),
     };
-    let mut skips = vec![checks::TABLE_CMK];
+    let [cmk, pitr_off] = *skips;
+    let mut applied = vec![cmk];
     if !settings.point_in_time_recovery {
-        skips.push(checks::TABLE_PITR_OFF);
+        applied.push(pitr_off);
     }
     let resource = Resource::new(table).removal_policy(stateful_removal_policy(stage));
-    t.add(ids::TABLE, checks::skip(resource, &skips));
+    checks::skip(resource, &applied)
 }
 
 #[cfg(test)]

@@ -37,13 +37,59 @@ pub enum UsernameError {
     Empty,
     #[error("username must be at most {MAX_USERNAME_CHARS} characters, got {0}")]
     TooLong(usize),
-    #[error("username must contain only printable characters")]
-    NotPrintable,
+    #[error(
+        "username must contain only printable characters: character {position} is {code_point}, {kind}"
+    )]
+    NotPrintable {
+        /// 1-based, in characters.
+        position: usize,
+        /// `U+202E`.
+        code_point: String,
+        kind: Unprintable,
+    },
+    #[error("username must not start or end with whitespace")]
+    EdgeWhitespace,
+}
+
+/// The kinds of character a username refuses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unprintable {
+    /// General category Cc: NUL, BEL, newline, ...
+    Control,
+    /// General category Cf: bidi overrides and isolates, zero-width space and joiners, soft
+    /// hyphen, ... Invisible, and able to make one name read as another.
+    Format,
+    /// General categories Zl and Zp: line and paragraph separators.
+    Separator,
+}
+
+impl std::fmt::Display for Unprintable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Unprintable::Control => "a control character",
+            Unprintable::Format => "an invisible format character (bidi control, zero-width, ...)",
+            Unprintable::Separator => "a line or paragraph separator",
+        })
+    }
+}
+
+fn unprintable(c: char) -> Option<Unprintable> {
+    use unicode_general_category::{GeneralCategory, get_general_category};
+    match get_general_category(c) {
+        GeneralCategory::Control => Some(Unprintable::Control),
+        GeneralCategory::Format => Some(Unprintable::Format),
+        GeneralCategory::LineSeparator | GeneralCategory::ParagraphSeparator => {
+            Some(Unprintable::Separator)
+        }
+        _ => None,
+    }
 }
 
 /// The username for a new connection: the query string's `username`, or [`DEFAULT_USERNAME`]
-/// when absent. 1 to 64 printable characters (no control characters; spaces are fine inside
-/// but not at either end, where they would only confuse readers).
+/// when absent. 1 to 64 printable characters: no control characters (Cc), no invisible format
+/// characters (Cf: a right-to-left override or a zero-width joiner lets one name pass for
+/// another), no line or paragraph separators; spaces are fine inside but not at either end,
+/// where they would only confuse readers.
 pub fn validate_username(raw: Option<&str>) -> Result<String, UsernameError> {
     let Some(name) = raw else {
         return Ok(DEFAULT_USERNAME.to_owned());
@@ -55,8 +101,19 @@ pub fn validate_username(raw: Option<&str>) -> Result<String, UsernameError> {
     if chars > MAX_USERNAME_CHARS {
         return Err(UsernameError::TooLong(chars));
     }
-    if name.chars().any(char::is_control) || name.trim() != name {
-        return Err(UsernameError::NotPrintable);
+    if let Some((i, c, kind)) = name
+        .chars()
+        .enumerate()
+        .find_map(|(i, c)| unprintable(c).map(|kind| (i, c, kind)))
+    {
+        return Err(UsernameError::NotPrintable {
+            position: i + 1,
+            code_point: format!("U+{:04X}", u32::from(c)),
+            kind,
+        });
+    }
+    if name.trim() != name {
+        return Err(UsernameError::EdgeWhitespace);
     }
     Ok(name.to_owned())
 }
@@ -324,12 +381,47 @@ mod tests {
             Err(UsernameError::TooLong(65))
         );
         assert_eq!(
-            validate_username(Some("a\nb")),
-            Err(UsernameError::NotPrintable)
-        );
-        assert_eq!(
             validate_username(Some(" a")),
-            Err(UsernameError::NotPrintable)
+            Err(UsernameError::EdgeWhitespace)
+        );
+        // Other scripts pass. (Cf also holds U+200C ZWNJ, which Persian spelling uses, and the
+        // ZWJ of emoji sequences: refused all the same, as a username is a label to tell
+        // people apart, where an invisible character only helps impersonation.)
+        assert_eq!(validate_username(Some("한국어")).unwrap(), "한국어");
+        assert_eq!(validate_username(Some("אבג")).unwrap(), "אבג");
+    }
+
+    #[test]
+    fn usernames_refuse_control_format_and_separator_characters_naming_them() {
+        for (name, position, code_point, kind) in [
+            ("a\nb", 2, "U+000A", Unprintable::Control),
+            ("\u{7f}x", 1, "U+007F", Unprintable::Control),
+            // Right-to-left override: "admin\u{202E}nimda" renders as "adminadmin".
+            ("admin\u{202E}txt", 6, "U+202E", Unprintable::Format),
+            ("ab\u{2066}c", 3, "U+2066", Unprintable::Format), // left-to-right isolate
+            ("ali\u{200B}ce", 4, "U+200B", Unprintable::Format), // zero-width space
+            ("al\u{200D}ice", 3, "U+200D", Unprintable::Format), // zero-width joiner
+            ("\u{FEFF}bob", 1, "U+FEFF", Unprintable::Format), // byte order mark
+            ("bo\u{00AD}b", 3, "U+00AD", Unprintable::Format), // soft hyphen
+            ("a\u{2028}b", 2, "U+2028", Unprintable::Separator),
+        ] {
+            let err = validate_username(Some(name)).expect_err(name);
+            assert_eq!(
+                err,
+                UsernameError::NotPrintable {
+                    position,
+                    code_point: code_point.to_owned(),
+                    kind
+                },
+                "{name:?}"
+            );
+        }
+        assert_eq!(
+            validate_username(Some("admin\u{202E}txt"))
+                .expect_err("RLO")
+                .to_string(),
+            "username must contain only printable characters: character 6 is U+202E, an invisible \
+             format character (bidi control, zero-width, ...)"
         );
     }
 

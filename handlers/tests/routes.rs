@@ -254,11 +254,15 @@ async fn connect_refuses_bad_usernames_with_400_and_stores_nothing() {
         ),
         (
             "bad\u{7}bell".to_owned(),
-            "username must contain only printable characters",
+            "username must contain only printable characters: character 4 is U+0007, a control character",
+        ),
+        (
+            "ad\u{202E}min".to_owned(),
+            "username must contain only printable characters: character 3 is U+202E, an invisible format character (bidi control, zero-width, ...)",
         ),
         (
             "trailing ".to_owned(),
-            "username must contain only printable characters",
+            "username must not start or end with whitespace",
         ),
     ] {
         let f = setup(RecordingApi::default()).await;

@@ -30,6 +30,59 @@ pub const DEFAULT_USERNAME: &str = "anonymous";
 /// keeps garbage out of the store lookup.
 pub const MAX_CONNECTION_ID_CHARS: usize = 128;
 
+/// The WebSocket subprotocol this API speaks: the frames and actions this module defines, in
+/// their first version. A client may offer it in `Sec-WebSocket-Protocol`; a later, incompatible
+/// protocol gets a new name, so old and new clients can be told apart at the handshake.
+pub const SUBPROTOCOL: &str = "wsstack.v1";
+
+/// The client offered subprotocols, none of which this API speaks.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unsupported WebSocket subprotocol {}: this API speaks only {SUBPROTOCOL}", offered_list(.offered))]
+pub struct SubprotocolError {
+    /// What the client offered, in its order.
+    pub offered: Vec<String>,
+}
+
+fn offered_list(offered: &[String]) -> String {
+    offered
+        .iter()
+        .map(|p| format!("`{p}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The subprotocol to answer a handshake with, given the values of the client's
+/// `Sec-WebSocket-Protocol` headers (each a comma-separated list, RFC 6455 section 4.1).
+///
+/// - No offer (or only empty ones): `Ok(None)`, the handshake goes on without a subprotocol.
+/// - [`SUBPROTOCOL`] among the offers: `Ok(Some(SUBPROTOCOL))`; the `$connect` answer must carry
+///   it as a `Sec-WebSocket-Protocol` response header, or browsers fail the connection.
+/// - Only other protocols: `Err`, the handshake is refused.
+///
+/// API Gateway passes the header to the `$connect` integration and sends the value the
+/// integration returns in its response headers back to the client ("Set up a $connect route
+/// that requires a WebSocket subprotocol",
+/// https://docs.aws.amazon.com/apigateway/latest/developerguide/websocket-connect-route-subprotocol.html).
+pub fn negotiate_subprotocol<'a>(
+    header_values: impl IntoIterator<Item = &'a str>,
+) -> Result<Option<&'static str>, SubprotocolError> {
+    let offered: Vec<String> = header_values
+        .into_iter()
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(str::to_owned)
+        .collect();
+    if offered.is_empty() {
+        return Ok(None);
+    }
+    // Subprotocol names are tokens compared exactly (RFC 6455 section 11.3.4).
+    if offered.iter().any(|p| p == SUBPROTOCOL) {
+        return Ok(Some(SUBPROTOCOL));
+    }
+    Err(SubprotocolError { offered })
+}
+
 /// Why a username from the `$connect` query string was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum UsernameError {
@@ -422,6 +475,29 @@ mod tests {
                 .to_string(),
             "username must contain only printable characters: character 6 is U+202E, an invisible \
              format character (bidi control, zero-width, ...)"
+        );
+    }
+
+    #[test]
+    fn subprotocol_negotiation() {
+        assert_eq!(negotiate_subprotocol([]), Ok(None));
+        assert_eq!(negotiate_subprotocol([""]), Ok(None));
+        assert_eq!(negotiate_subprotocol(["wsstack.v1"]), Ok(Some(SUBPROTOCOL)));
+        // Among others, in one header or several.
+        assert_eq!(
+            negotiate_subprotocol(["chat, wsstack.v1 ,mqtt"]),
+            Ok(Some(SUBPROTOCOL))
+        );
+        assert_eq!(
+            negotiate_subprotocol(["chat", "wsstack.v1"]),
+            Ok(Some(SUBPROTOCOL))
+        );
+        let err = negotiate_subprotocol(["chat, WSSTACK.V1", "wsstack.v2"]).unwrap_err();
+        assert_eq!(err.offered, ["chat", "WSSTACK.V1", "wsstack.v2"]);
+        assert_eq!(
+            err.to_string(),
+            "unsupported WebSocket subprotocol `chat`, `WSSTACK.V1`, `wsstack.v2`: this API \
+             speaks only wsstack.v1"
         );
     }
 

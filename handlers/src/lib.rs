@@ -11,7 +11,7 @@
 //!
 //! | route | does | answers |
 //! |---|---|---|
-//! | `$connect` | stores `{connectionId, username, connectedAt (ms), expiresAt (s, TTL = +2 h)}`; `username` from the query string, 1..=64 printable characters, default `anonymous` | 200; 400 for a bad username; 500 when the store fails (API Gateway then refuses the handshake) |
+//! | `$connect` | negotiates the subprotocol ([`domain::SUBPROTOCOL`] when offered); stores `{connectionId, username, connectedAt (ms), expiresAt (s, TTL = +2 h)}`; `username` from the query string, 1..=64 printable characters, default `anonymous` | 200, with `Sec-WebSocket-Protocol: wsstack.v1` when the client offered it; 400 when the client offered only other subprotocols or a bad username; 500 when the store fails (API Gateway then refuses the handshake) |
 //! | `$disconnect` | deletes the record (a missing one is fine) | 200; a store failure is a function error |
 //! | `sendMessage` | `{"action":"sendMessage","data":"…","to":"<id>"?}`: a broadcast to everyone **including the sender**, or a direct message to `to` only | frames `{"type":"message","from","data","sentAt"}` / `{"type":"direct","from","to","data","sentAt"}`; bad input: `{"type":"error","code","message"}` to the sender only ([`domain::InputError`] lists the codes) |
 //! | `$default` | nothing | `{"type":"error","code":"unknown_action","message","supportedActions":[…]}` to the sender |
@@ -75,6 +75,10 @@ pub struct App {
     api: Arc<dyn ManagementApi>,
     config: Config,
 }
+
+/// The handshake header a client offers subprotocols in, and `$connect` answers with the chosen
+/// one in (see [`domain::negotiate_subprotocol`]).
+pub const SEC_WEBSOCKET_PROTOCOL: &str = "sec-websocket-protocol";
 
 /// The query string parameter `$connect` reads the username from.
 pub const USERNAME_PARAMETER: &str = "username";
@@ -170,6 +174,29 @@ impl App {
         connection_id: &str,
         event: &ApiGatewayWebsocketProxyRequest,
     ) -> Result<ApiGatewayProxyResponse, HandlerError> {
+        // API Gateway sends the headers twice: `multiValueHeaders` keeps every line of a
+        // repeated header, `headers` one value per name. Read one of them, not both.
+        let headers = if event
+            .multi_value_headers
+            .contains_key(SEC_WEBSOCKET_PROTOCOL)
+        {
+            &event.multi_value_headers
+        } else {
+            &event.headers
+        };
+        let protocol_headers = headers
+            .get_all(SEC_WEBSOCKET_PROTOCOL)
+            .iter()
+            .filter_map(|v| v.to_str().ok());
+        let subprotocol = match domain::negotiate_subprotocol(protocol_headers) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::info!(error = %e, "refusing connection: unsupported subprotocol");
+                // The status AWS's own example answers with; API Gateway refuses the handshake
+                // with it.
+                return Ok(response(400, Some(e.to_string())));
+            }
+        };
         let raw = event.query_string_parameters.first(USERNAME_PARAMETER);
         let username = match domain::validate_username(raw) {
             Ok(u) => u,
@@ -196,8 +223,16 @@ impl App {
                 Some("could not register the connection".into()),
             ));
         }
-        tracing::info!(username = %record.username, "connected");
-        Ok(ok())
+        tracing::info!(username = %record.username, subprotocol, "connected");
+        let mut answer = ok();
+        if let Some(p) = subprotocol {
+            // API Gateway copies this header into its 101 answer to the client.
+            answer.headers.insert(
+                SEC_WEBSOCKET_PROTOCOL,
+                aws_lambda_events::http::HeaderValue::from_static(p),
+            );
+        }
+        Ok(answer)
     }
 
     async fn disconnect(

@@ -281,6 +281,67 @@ async fn connect_refuses_bad_usernames_with_400_and_stores_nothing() {
     }
 }
 
+/// A `$connect` event whose client offered `protocols` in `Sec-WebSocket-Protocol`.
+fn connect_offering(protocols: &str) -> ApiGatewayWebsocketProxyRequest {
+    event("connect", |v| {
+        v["requestContext"]["connectionId"] = json!("new1");
+        v["headers"]["Sec-WebSocket-Protocol"] = json!(protocols);
+        v["multiValueHeaders"]["Sec-WebSocket-Protocol"] = json!([protocols]);
+    })
+}
+
+// https://docs.aws.amazon.com/apigateway/latest/developerguide/websocket-connect-route-subprotocol.html
+#[tokio::test]
+async fn connect_answers_with_wsstack_v1_when_the_client_offers_it_among_others() {
+    let f = setup(RecordingApi::default()).await;
+    let resp = f
+        .app
+        .handle(Handler::Connect, connect_offering("chat, wsstack.v1, mqtt"))
+        .await
+        .unwrap();
+    assert_eq!(resp.status_code, 200);
+    assert_eq!(
+        resp.headers
+            .get_all("Sec-WebSocket-Protocol")
+            .iter()
+            .collect::<Vec<_>>(),
+        ["wsstack.v1"]
+    );
+    assert!(f.store.get("new1").await.unwrap().is_some());
+}
+
+#[tokio::test]
+async fn connect_refuses_a_client_that_offers_only_other_subprotocols() {
+    let f = setup(RecordingApi::default()).await;
+    let resp = f
+        .app
+        .handle(Handler::Connect, connect_offering("chat, wsstack.v2"))
+        .await
+        .unwrap();
+    assert_eq!(resp.status_code, 400);
+    assert_eq!(
+        resp.body,
+        Some(aws_lambda_events::encodings::Body::Text(
+            "unsupported WebSocket subprotocol `chat`, `wsstack.v2`: this API speaks only wsstack.v1"
+                .into()
+        ))
+    );
+    assert!(resp.headers.get("Sec-WebSocket-Protocol").is_none());
+    assert_eq!(f.store.get("new1").await.unwrap(), None, "no record kept");
+}
+
+#[tokio::test]
+async fn connect_says_nothing_of_subprotocols_when_none_is_offered() {
+    let f = setup(RecordingApi::default()).await;
+    let ev = event("connect", |v| {
+        v["requestContext"]["connectionId"] = json!("new1")
+    });
+    let resp = f.app.handle(Handler::Connect, ev).await.unwrap();
+    assert_eq!(resp.status_code, 200);
+    assert!(resp.headers.is_empty(), "{:?}", resp.headers);
+    assert!(resp.multi_value_headers.is_empty());
+}
+
 #[tokio::test]
 async fn connect_is_refused_when_the_store_fails() {
     let app = App::new(

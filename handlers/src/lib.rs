@@ -11,7 +11,7 @@
 //!
 //! | route | does | answers |
 //! |---|---|---|
-//! | `$connect` | negotiates the subprotocol ([`domain::SUBPROTOCOL`] when offered); stores `{connectionId, username, connectedAt (ms), expiresAt (s, TTL = +2 h)}`; `username` from the query string, 1..=64 printable characters, default `anonymous` | 200, with `Sec-WebSocket-Protocol: wsstack.v1` when the client offered it; 400 when the client offered only other subprotocols or a bad username; 500 when the store fails (API Gateway then refuses the handshake) |
+//! | `$connect` | negotiates the subprotocol ([`domain::SUBPROTOCOL`] when offered); stores `{connectionId, username, connectedAt (ms), expiresAt (s, TTL = +2 h)}`; `username` from the query string, 1..=64 printable characters (no Cc, Cf, Zl, Zp), default `anonymous` | 200, with `Sec-WebSocket-Protocol: wsstack.v1` when the client offered it; 400 when the client offered only other subprotocols or a bad username; 500 when the store fails (API Gateway then refuses the handshake) |
 //! | `$disconnect` | deletes the record (a missing one is fine) | 200; a store failure is a function error |
 //! | `sendMessage` | `{"action":"sendMessage","data":"…","to":"<id>"?}`: a broadcast to everyone **including the sender**, or a direct message to `to` only | frames `{"type":"message","from","data","sentAt"}` / `{"type":"direct","from","to","data","sentAt"}`; bad input: `{"type":"error","code","message"}` to the sender only ([`domain::InputError`] lists the codes) |
 //! | `$default` | nothing | `{"type":"error","code":"unknown_action","message","supportedActions":[…]}` to the sender |
@@ -364,13 +364,18 @@ impl App {
     }
 }
 
-/// The `main` of every Lambda binary: logging as Lambda's logging config says, configuration
-/// validated before the first event, SDK clients built once and reused by every invocation.
-pub async fn run_lambda(handler: Handler) -> Result<(), RunError> {
+/// The `main` of the `bootstrap` binary every function runs: logging as Lambda's logging config
+/// says, the handler picked by the function's `Handler` setting (`_HANDLER`) and the
+/// configuration validated before the first event, SDK clients built once and reused by every
+/// invocation.
+pub async fn run_lambda() -> Result<(), RunError> {
     // Honours AWS_LAMBDA_LOG_FORMAT=JSON and AWS_LAMBDA_LOG_LEVEL (falls back to RUST_LOG).
     lambda_runtime::tracing::init_default_subscriber();
-    let config =
-        Config::from_env().inspect_err(|e| tracing::error!(error = %e, "bad configuration"))?;
+    let env = |name: &str| std::env::var(name).ok();
+    let handler = config::handler_from_lookup(env)
+        .inspect_err(|e| tracing::error!(error = %e, "bad handler setting"))?;
+    let config = Config::from_lookup(env)
+        .inspect_err(|e| tracing::error!(error = %e, "bad configuration"))?;
     let sdk = aws_sdk_config().await;
     let store = store::DynamoDbStore::new(
         aws_sdk_dynamodb::Client::new(&sdk),
@@ -378,6 +383,7 @@ pub async fn run_lambda(handler: Handler) -> Result<(), RunError> {
     );
     let api = management::SdkManagementApi::new(&sdk);
     let app = App::new(Arc::new(store), Arc::new(api), config);
+    tracing::debug!(handler = handler.name(), "ready");
     lambda_runtime::run(lambda_runtime::service_fn(
         move |event: lambda_runtime::LambdaEvent<ApiGatewayWebsocketProxyRequest>| {
             let app = app.clone();
@@ -441,20 +447,4 @@ pub async fn local_sdk_config(endpoint_url: Option<&str>) -> aws_config::SdkConf
         loader = loader.endpoint_url(url);
     }
     loader.load().await
-}
-
-#[cfg(test)]
-mod binaries {
-    use std::path::Path;
-
-    /// `cargo lambda build --bin {binary}` and synth rely on a binary per handler.
-    #[test]
-    fn every_handler_has_its_binary() {
-        for h in wsstack_routes::Handler::ALL {
-            let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("src/bin")
-                .join(format!("{}.rs", h.binary()));
-            assert!(path.is_file(), "{h:?}: {} is missing", path.display());
-        }
-    }
 }

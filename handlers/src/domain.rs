@@ -217,6 +217,27 @@ pub enum InputError {
     UnknownAction(Option<String>),
 }
 
+/// The error codes a client can receive through API Gateway, as README.md lists them.
+///
+/// [`InputError`] has four more, which guard a direct invocation only: API Gateway routes a
+/// body that is not a JSON object carrying `"action": "sendMessage"` to `$default` (so
+/// `empty_body`, `not_json` and `not_an_object` never reach `sendMessage`), and closes the
+/// connection on a binary frame (`binary_frame`; "Binary media types for WebSocket APIs" in the
+/// API Gateway developer guide).
+pub const CLIENT_ERROR_CODES: &[&str] = &[
+    "missing_data",
+    "data_not_string",
+    "empty_data",
+    "data_too_large",
+    "frame_too_large",
+    "to_not_string",
+    "invalid_to",
+    "unknown_recipient",
+    "unknown_sender",
+    "delivery_failed",
+    "unknown_action",
+];
+
 fn unknown_action_message(action: Option<&str>) -> String {
     let supported = wsstack_routes::client_actions()
         .collect::<Vec<_>>()

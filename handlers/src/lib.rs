@@ -52,6 +52,10 @@ pub enum HandlerError {
     Store(#[from] StoreError),
     #[error("could not answer the sender: {0}")]
     Management(#[from] ManagementError),
+    /// A broadcast had recipients and reached none of them: every post failed (each failure
+    /// is logged with its reason). Gone connections are not recipients: they left.
+    #[error("the broadcast reached none of its {failed} recipients; every post failed")]
+    NothingDelivered { failed: usize },
 }
 
 impl From<HandlerError> for lambda_runtime::Diagnostic {
@@ -60,6 +64,7 @@ impl From<HandlerError> for lambda_runtime::Diagnostic {
             HandlerError::MissingField(_) => "MissingField",
             HandlerError::Store(_) => "StoreError",
             HandlerError::Management(_) => "ManagementError",
+            HandlerError::NothingDelivered { .. } => "NothingDelivered",
         };
         lambda_runtime::Diagnostic {
             error_type: format!("HandlerError::{kind}"),
@@ -293,6 +298,14 @@ impl App {
                     // Without the rest of the listing there is no way to reach the others; a
                     // function error makes API Gateway tell the sender.
                     return Err(e.into());
+                }
+                if report.delivered == 0 && report.failed > 0 {
+                    // The sender is a recipient too, so not even the echo went out: a broken
+                    // permission or endpoint, not a few bad connections. Report it as the
+                    // function error it is instead of a success nobody saw.
+                    return Err(HandlerError::NothingDelivered {
+                        failed: report.failed,
+                    });
                 }
                 Ok(ok())
             }

@@ -175,7 +175,7 @@ fn every_handler_of_the_route_table_takes_an_override() {
         let memory = 512 + 64 * i as u32;
         let text = format!(
             "[lambda]\nmemory_mb = 256\n[lambda.{}]\nmemory_mb = {memory}\n",
-            h.binary()
+            h.name()
         );
         let s = stage::parse(Path::new("stages/test.toml"), "test", &text).expect("valid");
         for other in Handler::ALL {
@@ -184,7 +184,7 @@ fn every_handler_of_the_route_table_takes_an_override() {
                 s.function(other).memory_mb,
                 want,
                 "[lambda.{}] -> {other:?}",
-                h.binary()
+                h.name()
             );
         }
     }

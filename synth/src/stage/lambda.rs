@@ -105,13 +105,13 @@ impl<'de> DeserializeSeed<'de> for LambdaKeySeed {
 
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<LambdaKey, D::Error> {
         let key = String::deserialize(d)?;
-        if let Some(h) = Handler::ALL.iter().find(|h| h.binary() == key) {
-            return Ok(LambdaKey::Handler(*h));
+        if let Some(h) = Handler::from_name(&key) {
+            return Ok(LambdaKey::Handler(h));
         }
         if FunctionFields::NAMES.contains(&key.as_str()) {
             return Ok(LambdaKey::Setting(key));
         }
-        let handlers: Vec<&str> = Handler::ALL.iter().map(|h| h.binary()).collect();
+        let handlers: Vec<&str> = Handler::names().collect();
         Err(de::Error::custom(format!(
             "unknown key `{key}`: [lambda] takes the settings {} and a [lambda.<handler>] table per handler, one of {}",
             FunctionFields::NAMES.join(", "),

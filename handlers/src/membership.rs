@@ -335,7 +335,9 @@ impl MembershipStore for DynamoDbMembershipStore {
         max_rooms: usize,
     ) -> Result<JoinOutcome, StoreError> {
         // First the record's list of rooms (conditionally: the record must exist, since an
-        // UpdateItem would otherwise create one, and the list stay bounded), then the
+        // UpdateItem on a missing key creates the item,
+        // https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_UpdateItem.html,
+        // and the list stay bounded), then the
         // membership. In this order a failure in between leaves a listed room without a
         // membership, which `$disconnect` deletes harmlessly, never a membership nobody lists.
         let update = self
@@ -466,6 +468,9 @@ impl MembershipStore for DynamoDbMembershipStore {
         room: &RoomName,
         after: Option<&str>,
     ) -> Result<MemberPage, StoreError> {
+        // The cursor is the last connection ID of the previous page, so `ExclusiveStartKey` is
+        // (room, cursor), what DynamoDB's `LastEvaluatedKey` was
+        // (https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/Query.Pagination.html).
         let start = after.map(|c| Self::member_key(room, c));
         let out = self
             .client

@@ -1,8 +1,11 @@
 //! The route table of the wsstack WebSocket API, declared once.
 //!
-//! Synth builds one Lambda function, integration, route and permission per entry; the handlers
-//! crate builds one binary per [`Handler`]; the local gateway dispatches frames with the same
-//! list. Adding a route here is the only edit needed to put it everywhere.
+//! Synth builds one Lambda function, integration, route and permission per entry, every function
+//! running the same code (the handlers crate's one `bootstrap` binary) with its [`Handler::name`]
+//! as the function's `Handler` setting; the binary dispatches on that name; the local gateway
+//! dispatches frames with the same list. Adding a route is an entry here (a [`Route`], a
+//! [`Handler`] variant with its names and permissions) plus the handler's code in
+//! `wsstack_handlers::App`.
 
 /// The expression API Gateway evaluates on every incoming message to pick a route.
 pub const ROUTE_SELECTION_EXPRESSION: &str = "$request.body.action";
@@ -73,8 +76,8 @@ impl TableAction {
     }
 }
 
-/// The Lambda handlers of the API. Each is one binary in the `handlers` crate and one function
-/// in the synthesized stack.
+/// The Lambda handlers of the API. Each is one function in the synthesized stack; all of them
+/// run the same `bootstrap` binary, which picks the handler by [`Handler::name`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Handler {
     Connect,
@@ -96,9 +99,10 @@ impl Handler {
         Handler::Leave,
     ];
 
-    /// The cargo binary that implements the handler; `cargo lambda build` writes its zip to
-    /// `target/lambda/{binary}/bootstrap.zip`.
-    pub const fn binary(self) -> &'static str {
+    /// The handler's name, kebab-case: the value of its function's `Handler` property (which
+    /// Lambda hands the `bootstrap` binary as `_HANDLER`) and its `[lambda.<name>]` table in the
+    /// stage files.
+    pub const fn name(self) -> &'static str {
         match self {
             Handler::Connect => "connect",
             Handler::Disconnect => "disconnect",
@@ -107,6 +111,16 @@ impl Handler {
             Handler::Join => "join",
             Handler::Leave => "leave",
         }
+    }
+
+    /// The handler called `name` (exact, as [`Handler::name`] spells it).
+    pub fn from_name(name: &str) -> Option<Handler> {
+        Handler::ALL.into_iter().find(|h| h.name() == name)
+    }
+
+    /// Every handler's name, for messages that list what is allowed.
+    pub fn names() -> impl Iterator<Item = &'static str> {
+        Handler::ALL.into_iter().map(Handler::name)
     }
 
     /// The PascalCase stem of every CloudFormation logical ID that belongs to this handler
@@ -258,6 +272,31 @@ mod tests {
         for h in Handler::ALL {
             assert_eq!(ROUTES.iter().filter(|r| r.handler == h).count(), 1, "{h:?}");
         }
+    }
+
+    #[test]
+    fn names_round_trip_and_are_kebab_case() {
+        for h in Handler::ALL {
+            assert_eq!(Handler::from_name(h.name()), Some(h));
+            assert!(
+                h.name().chars().all(|c| c.is_ascii_lowercase() || c == '-'),
+                "{h:?}: {}",
+                h.name()
+            );
+        }
+        assert_eq!(Handler::from_name("sendMessage"), None);
+        assert_eq!(Handler::from_name(""), None);
+        assert_eq!(
+            Handler::names().collect::<Vec<_>>(),
+            [
+                "connect",
+                "disconnect",
+                "send-message",
+                "default",
+                "join",
+                "leave"
+            ]
+        );
     }
 
     #[test]

@@ -167,6 +167,30 @@ pub async fn create_connections_table(
     table: &str,
 ) -> Result<(), HarnessError> {
     let key = wsstack_handlers::store::ATTR_CONNECTION_ID;
+    create_table(client, table, &[(key, KeyType::Hash)]).await
+}
+
+/// Creates the rooms table (partition key `room`, sort key `connectionId`, both S, on-demand,
+/// as synth declares it) and waits until it is ACTIVE.
+pub async fn create_rooms_table(
+    client: &aws_sdk_dynamodb::Client,
+    table: &str,
+) -> Result<(), HarnessError> {
+    use wsstack_routes::rooms_table::{PARTITION_KEY, SORT_KEY};
+    create_table(
+        client,
+        table,
+        &[(PARTITION_KEY, KeyType::Hash), (SORT_KEY, KeyType::Range)],
+    )
+    .await
+}
+
+/// Creates an on-demand table keyed by `keys` (string attributes) and waits until it is ACTIVE.
+async fn create_table(
+    client: &aws_sdk_dynamodb::Client,
+    table: &str,
+    keys: &[(&str, KeyType)],
+) -> Result<(), HarnessError> {
     let err = |e: &dyn std::error::Error| {
         let mut text = e.to_string();
         let mut source = e.source();
@@ -177,21 +201,29 @@ pub async fn create_connections_table(
         }
         HarnessError::DynamoDb(text)
     };
-    let attr = AttributeDefinition::builder()
-        .attribute_name(key)
-        .attribute_type(ScalarAttributeType::S)
-        .build()
-        .map_err(|e| err(&e))?;
-    let schema = KeySchemaElement::builder()
-        .attribute_name(key)
-        .key_type(KeyType::Hash)
-        .build()
-        .map_err(|e| err(&e))?;
+    let mut attrs = Vec::new();
+    let mut schema = Vec::new();
+    for (name, key_type) in keys {
+        attrs.push(
+            AttributeDefinition::builder()
+                .attribute_name(*name)
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .map_err(|e| err(&e))?,
+        );
+        schema.push(
+            KeySchemaElement::builder()
+                .attribute_name(*name)
+                .key_type(key_type.clone())
+                .build()
+                .map_err(|e| err(&e))?,
+        );
+    }
     client
         .create_table()
         .table_name(table)
-        .attribute_definitions(attr)
-        .key_schema(schema)
+        .set_attribute_definitions(Some(attrs))
+        .set_key_schema(Some(schema))
         .billing_mode(BillingMode::PayPerRequest)
         .send()
         .await
@@ -228,6 +260,9 @@ pub struct RecordedRequest {
     pub connection_id: String,
     pub body: Vec<u8>,
 }
+
+/// The message of [`Answer::forbidden`].
+pub const FORBIDDEN_MESSAGE: &str = "User: arn:aws:sts::123456789012:assumed-role/wsstack-dev-SendMessageRole/wsstack-dev-SendMessageFunction is not authorized to perform: execute-api:ManageConnections on resource: arn:aws:execute-api:eu-west-1:123456789012:abc123def4/prod/POST/@connections/{connectionId}";
 
 /// An answer of the fake server.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -279,8 +314,13 @@ impl Answer {
     pub fn limit_exceeded() -> Answer {
         Self::error(429, "LimitExceededException")
     }
+    /// The 403 API Gateway sends when the caller's IAM policy does not allow the call, with
+    /// the message it sends then.
     pub fn forbidden() -> Answer {
-        Self::error(403, "ForbiddenException")
+        Answer {
+            body: serde_json::json!({"message": FORBIDDEN_MESSAGE}).to_string(),
+            ..Self::error(403, "ForbiddenException")
+        }
     }
 }
 

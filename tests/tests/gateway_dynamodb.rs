@@ -5,8 +5,9 @@ mod gateway_support;
 
 use gateway_support::*;
 use serde_json::json;
-use wsstack_gateway::{StoreOptions, open_store};
-use wsstack_tests::{Dynalite, create_connections_table};
+use wsstack_gateway::{Gateway, StoreOptions, open_memberships, open_store};
+use wsstack_handlers::rooms::RoomName;
+use wsstack_tests::{Dynalite, create_connections_table, create_rooms_table};
 
 #[tokio::test]
 async fn the_table_holds_exactly_the_live_connections() {
@@ -15,24 +16,34 @@ async fn the_table_holds_exactly_the_live_connections() {
     create_connections_table(&dynalite.client().await, table)
         .await
         .unwrap_or_else(|e| panic!("table: {e}"));
-    let store = open_store(&StoreOptions::DynamoDb {
+    create_rooms_table(&dynalite.client().await, "GatewayRooms")
+        .await
+        .unwrap_or_else(|e| panic!("rooms table: {e}"));
+    let store_options = StoreOptions::DynamoDb {
         endpoint: Some(dynalite.endpoint()),
         table: table.to_owned(),
-    })
-    .await
-    .unwrap_or_else(|e| panic!("store: {e}"));
-    let gw = start_with(
+        rooms_table: "GatewayRooms".to_owned(),
+    };
+    let store = open_store(&store_options)
+        .await
+        .unwrap_or_else(|e| panic!("store: {e}"));
+    let memberships = open_memberships(&store_options)
+        .await
+        .unwrap_or_else(|e| panic!("memberships: {e}"));
+    let gw = Gateway::bind_with_memberships(
         wsstack_gateway::GatewayOptions {
             table_name: table.to_owned(),
             ..options()
         },
         store.clone(),
+        memberships.clone(),
     )
-    .await;
+    .await
+    .unwrap_or_else(|e| panic!("gateway did not start: {e}"));
 
     let mut alice = connect(&gw, "alice").await;
     let bob = connect(&gw, "bob").await;
-    let carol = connect(&gw, "carol").await;
+    let mut carol = connect(&gw, "carol").await;
     let mut live = gw.connection_ids();
     live.sort();
     assert_eq!(stored_ids(store.as_ref()).await, live);
@@ -44,7 +55,34 @@ async fn the_table_holds_exactly_the_live_connections() {
     assert_eq!(frame["type"], "message", "{frame}");
     assert_eq!(frame["data"], "via dynamodb");
 
-    // A clean close and a killed socket both end with $disconnect deleting the record.
+    // Rooms through the rooms table: alice and carol join, a room message reaches them.
+    let lobby = RoomName::parse("lobby").expect("room");
+    assert_eq!(carol.next_json().await["data"], "via dynamodb");
+    for c in [&mut alice, &mut carol] {
+        c.send_json(json!({"action": "join", "room": "lobby"}))
+            .await;
+        assert_eq!(c.next_json().await["type"], "joined");
+    }
+    alice
+        .send_json(json!({"action": "sendMessage", "room": "lobby", "data": "in the lobby"}))
+        .await;
+    for c in [&mut alice, &mut carol] {
+        let frame = c.next_json().await;
+        assert_eq!(frame["room"], "lobby", "{frame}");
+        assert_eq!(frame["data"], "in the lobby");
+    }
+    let lobby_members = || {
+        let memberships = memberships.clone();
+        let lobby = lobby.clone();
+        async move {
+            let page = memberships.members_page(&lobby, None).await.expect("page");
+            page.connection_ids
+        }
+    };
+    assert_eq!(lobby_members().await.len(), 2);
+
+    // A clean close and a killed socket both end with $disconnect deleting the record (and
+    // carol's membership).
     let bob_id = id_of(store.as_ref(), "bob").await;
     let carol_id = id_of(store.as_ref(), "carol").await;
     bob.close().await;
@@ -59,6 +97,8 @@ async fn the_table_holds_exactly_the_live_connections() {
     })
     .await;
     assert_eq!(stored_ids(store.as_ref()).await, gw.connection_ids());
+    let alice_id = id_of(store.as_ref(), "alice").await;
+    assert_eq!(lobby_members().await, vec![alice_id]);
 
     // `push --all` lists the same table and reaches the one live client.
     let push = push_binary();

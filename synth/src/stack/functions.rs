@@ -65,6 +65,7 @@ pub fn add(t: &mut Template, stage: &Stage, route: &Route, asset: &Asset, bucket
                 Statement::assume_role_by_service("lambda.amazonaws.com"),
             ]),
             policies: role_policies(stage, h, &log_group),
+            managed_policy_arns: Vec::new(),
         },
     );
 

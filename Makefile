@@ -13,6 +13,14 @@ DEV_STAGE ?= dev
 
 # A stand-in assembly for lints, so `make lint` never touches a real cdk.out.
 LINT_OUT := target/lint/cdk.out
+# Stages that switch on every optional part (custom domain, ...), linted besides the shipped ones.
+LINT_EXTRA_STAGES := synth/tests/fixtures/stages
+LINT_EXTRA_OUT := target/lint/extra.out
+# The one-time account setup template (API Gateway's CloudWatch Logs role).
+ACCOUNT_SETUP_OUT := target/account-setup
+LINT_ACCOUNT_SETUP_OUT := target/lint/account-setup
+# Every folder of templates `make lint` checks.
+LINT_DIRS := $(LINT_OUT) $(LINT_EXTRA_OUT) $(LINT_ACCOUNT_SETUP_OUT)
 
 stage_flag = $(if $(STAGE),--stage $(STAGE),--all)
 
@@ -47,9 +55,14 @@ synth-stand-in: ## Write cdk.out/ with labelled stand-in code, without building 
 .PHONY: deploy
 deploy: ## Build, synth and deploy one stage: make deploy STAGE=dev [ASSETS_BUCKET=my-bucket]
 	@test -n "$(STAGE)" || { echo "make deploy needs a stage: make deploy STAGE=dev"; exit 2; }
-	scripts/deploy.py check --stage $(STAGE)
+	scripts/deploy.py check --stage $(STAGE) --handlers "$(HANDLER_BINS)"
 	$(MAKE) synth STAGE=$(STAGE)
 	scripts/deploy.py deploy --stage $(STAGE)
+
+.PHONY: account-setup
+account-setup: ## Once per account and region: API Gateway's CloudWatch role, which access logs need
+	cargo run -q -p wsstack-synth --bin synth -- --account-setup $(ACCOUNT_SETUP_OUT)
+	scripts/deploy.py account-setup --template $(ACCOUNT_SETUP_OUT)/WsstackAccountSetup.template.json
 
 .PHONY: destroy
 destroy: ## Delete one stage's stack: make destroy STAGE=dev (Retain resources stay)
@@ -61,10 +74,12 @@ lint: tools ## fmt, clippy -D warnings, and cfn-lint, checkov, cfn-guard over ev
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -q -- -D warnings
 	cargo run -q -p wsstack-synth --bin synth -- --all --stand-in-assets -q --out $(LINT_OUT)
-	cfn-lint --include-checks I -- $(LINT_OUT)/*.template.json $(LINT_OUT)/*.template.yaml
+	cargo run -q -p wsstack-synth --bin synth -- --stages-dir $(LINT_EXTRA_STAGES) --stand-in-assets -q --out $(LINT_EXTRA_OUT)
+	cargo run -q -p wsstack-synth --bin synth -- --account-setup $(LINT_ACCOUNT_SETUP_OUT) -q
+	cfn-lint --include-checks I -- $(foreach d,$(LINT_DIRS),$(d)/*.template.json $(d)/*.template.yaml)
 	@if [ -f cdk.out/manifest.json ]; then cfn-lint --include-checks I -- cdk.out/*.template.json cdk.out/*.template.yaml; fi
-	.venv-checkov/bin/checkov --quiet --compact --framework cloudformation -d $(LINT_OUT)
-	cfn-guard validate --rules tests/guard/wsstack.guard --data $(LINT_OUT) --show-summary fail
+	for d in $(LINT_DIRS); do .venv-checkov/bin/checkov --quiet --compact --framework cloudformation -d $$d; done
+	for d in $(LINT_DIRS); do cfn-guard validate --rules tests/guard/wsstack.guard --data $$d --show-summary fail; done
 	cfn-guard test --rules-file tests/guard/wsstack.guard --test-data tests/guard/wsstack_tests.yaml > /dev/null
 	@echo "lint: clean"
 

@@ -57,17 +57,71 @@ pub trait ConnectionStore: Send + Sync {
     /// Every record, fetched a page at a time as the stream is polled. Records deleted or added
     /// while listing may or may not appear (as with a DynamoDB Scan); none appears twice.
     fn list(&self) -> BoxStream<'_, Result<Connection, StoreError>>;
+
+    /// At most `limit` records (at least 1), starting after the record whose id is `after`
+    /// (from the start without it; a cursor whose record was deleted meanwhile still works),
+    /// and the cursor of the next page: what a client pages through with `listConnections`.
+    async fn page(&self, after: Option<&str>, limit: usize) -> Result<ConnectionPage, StoreError>;
+}
+
+/// One page of [`ConnectionStore::page`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectionPage {
+    /// The records read; a malformed one is an error of its own, so it does not hide the rest.
+    pub records: Page,
+    /// Where the next page starts (the id of the last record read); `None` on the last page.
+    /// A page may be followed by an empty one, as with DynamoDB's `LastEvaluatedKey`.
+    pub next: Option<String>,
+}
+
+impl ConnectionPage {
+    /// A page that ends the listing.
+    fn last(records: Page) -> Self {
+        ConnectionPage {
+            records,
+            next: None,
+        }
+    }
+
+    /// A page that filled its limit: the listing goes on after its last record.
+    fn full(records: Page) -> Self {
+        let next = records.iter().rev().find_map(|r| match r {
+            Ok(c) => Some(c.connection_id.clone()),
+            Err(StoreError::Malformed { connection_id, .. }) if !connection_id.is_empty() => {
+                Some(connection_id.clone())
+            }
+            Err(_) => None,
+        });
+        ConnectionPage { records, next }
+    }
 }
 
 /// A page of records; a malformed record is an error of its own, so one bad item does not hide
 /// the rest of its page.
-type Page = Vec<Result<Connection, StoreError>>;
+pub type Page = Vec<Result<Connection, StoreError>>;
 
-/// Turns a stream of pages into a stream of records. A failed page fetch ends the listing
-/// (there is no cursor to go on from), after yielding the error.
-fn flatten_pages<'a>(
-    pages: impl futures::Stream<Item = Result<Page, StoreError>> + Send + 'a,
-) -> BoxStream<'a, Result<Connection, StoreError>> {
+/// Every record of a store, read with `fetch` (a cursor and a page size in, a page out) page
+/// after page as the stream is polled. A failed page fetch ends the listing (there is no cursor
+/// to go on from), after yielding the error.
+fn pages_to_records<'a, F, Fut>(fetch: F) -> BoxStream<'a, Result<Connection, StoreError>>
+where
+    F: Fn(Option<String>) -> Fut + Send + Sync + 'a,
+    Fut: std::future::Future<Output = Result<ConnectionPage, StoreError>> + Send + 'a,
+{
+    let fetch = std::sync::Arc::new(fetch);
+    // State: `None` = done; `Some(cursor)` = fetch the page after `cursor` (`Some(None)` is
+    // the first page).
+    let pages = stream::try_unfold(Some(None::<String>), move |state| {
+        let fetch = std::sync::Arc::clone(&fetch);
+        async move {
+            let Some(cursor) = state else {
+                return Ok(None);
+            };
+            let page = fetch(cursor).await?;
+            let next = page.next.map(Some);
+            Ok::<_, StoreError>(Some((page.records, next)))
+        }
+    });
     pages
         .map(|page| match page {
             Ok(records) => stream::iter(records),
@@ -123,7 +177,7 @@ impl MemoryStore {
         self.records.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn page_after(&self, cursor: Option<&str>) -> Vec<Connection> {
+    fn page_after(&self, cursor: Option<&str>, limit: usize) -> Vec<Connection> {
         use std::ops::Bound;
         let records = self.lock();
         let start = match cursor {
@@ -132,7 +186,7 @@ impl MemoryStore {
         };
         records
             .range((start, Bound::Unbounded))
-            .take(self.page_size)
+            .take(limit)
             .map(|(_, c)| c.clone())
             .collect()
     }
@@ -156,23 +210,19 @@ impl ConnectionStore for MemoryStore {
     }
 
     fn list(&self) -> BoxStream<'_, Result<Connection, StoreError>> {
-        // State: the cursor after which the next page starts; `None` inside `Some` = first page.
-        let pages = stream::try_unfold(Some(None::<String>), move |state| async move {
-            let Some(cursor) = state else {
-                return Ok(None);
-            };
-            let page = self.page_after(cursor.as_deref());
-            if page.is_empty() {
-                return Ok(None);
-            }
-            let next = if page.len() < self.page_size {
-                None
-            } else {
-                page.last().map(|c| Some(c.connection_id.clone()))
-            };
-            Ok::<_, StoreError>(Some((page.into_iter().map(Ok).collect::<Page>(), next)))
-        });
-        flatten_pages(pages)
+        pages_to_records(
+            move |cursor| async move { self.page(cursor.as_deref(), self.page_size).await },
+        )
+    }
+
+    async fn page(&self, after: Option<&str>, limit: usize) -> Result<ConnectionPage, StoreError> {
+        let limit = limit.max(1);
+        let records: Page = self.page_after(after, limit).into_iter().map(Ok).collect();
+        Ok(if records.len() < limit {
+            ConnectionPage::last(records)
+        } else {
+            ConnectionPage::full(records)
+        })
     }
 }
 
@@ -276,8 +326,6 @@ fn from_item(item: &HashMap<String, AttributeValue>) -> Result<Connection, Store
     })
 }
 
-type ScanCursor = Option<HashMap<String, AttributeValue>>;
-
 #[async_trait]
 impl ConnectionStore for DynamoDbStore {
     async fn put(&self, connection: &Connection) -> Result<(), StoreError> {
@@ -325,27 +373,55 @@ impl ConnectionStore for DynamoDbStore {
     }
 
     fn list(&self) -> BoxStream<'_, Result<Connection, StoreError>> {
-        // State: `None` = done; `Some(cursor)` = fetch the page starting after `cursor`
-        // (`Some(None)` is the first page).
-        let pages = stream::try_unfold(Some(None::<HashMap<String, AttributeValue>>), {
-            move |state: Option<ScanCursor>| async move {
-                let Some(start) = state else {
-                    return Ok(None);
-                };
-                let out = self
-                    .client
-                    .scan()
-                    .table_name(&self.table)
-                    .set_limit(self.page_size)
-                    .set_exclusive_start_key(start)
-                    .send()
-                    .await
-                    .map_err(backend_error)?;
-                let page: Page = out.items().iter().map(from_item).collect();
-                let next = out.last_evaluated_key().map(|k| Some(k.clone()));
-                Ok::<_, StoreError>(Some((page, next)))
-            }
+        pages_to_records(move |cursor| async move {
+            self.scan_page(cursor.as_deref(), self.page_size).await
+        })
+    }
+
+    async fn page(&self, after: Option<&str>, limit: usize) -> Result<ConnectionPage, StoreError> {
+        let limit = i32::try_from(limit.max(1)).unwrap_or(i32::MAX);
+        self.scan_page(after, Some(limit)).await
+    }
+}
+
+impl DynamoDbStore {
+    /// One Scan page after the record `after`, of at most `limit` records (DynamoDB's 1 MB page
+    /// without it). The table's only key is the partition key, so a connection id is the whole
+    /// `ExclusiveStartKey` and the whole `LastEvaluatedKey`; DynamoDB may return a
+    /// `LastEvaluatedKey` whose next page is empty
+    /// (<https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_Scan.html>).
+    async fn scan_page(
+        &self,
+        after: Option<&str>,
+        limit: Option<i32>,
+    ) -> Result<ConnectionPage, StoreError> {
+        let start = after.map(|id| {
+            HashMap::from([(
+                ATTR_CONNECTION_ID.to_owned(),
+                AttributeValue::S(id.to_owned()),
+            )])
         });
-        flatten_pages(pages)
+        let out = self
+            .client
+            .scan()
+            .table_name(&self.table)
+            .set_limit(limit)
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .map_err(backend_error)?;
+        let records: Page = out.items().iter().map(from_item).collect();
+        let next = match out.last_evaluated_key() {
+            None => None,
+            Some(key) => match key.get(ATTR_CONNECTION_ID) {
+                Some(AttributeValue::S(id)) => Some(id.clone()),
+                _ => {
+                    return Err(StoreError::Backend(format!(
+                        "Scan returned a LastEvaluatedKey without a string {ATTR_CONNECTION_ID}"
+                    )));
+                }
+            },
+        };
+        Ok(ConnectionPage { records, next })
     }
 }

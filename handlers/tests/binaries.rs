@@ -31,6 +31,7 @@ fn a_missing_table_name_fails_init() {
         env!("CARGO_BIN_EXE_disconnect"),
         env!("CARGO_BIN_EXE_send-message"),
         env!("CARGO_BIN_EXE_default"),
+        env!("CARGO_BIN_EXE_list-connections"),
     ] {
         let (ok, text) = run(bin, &[]);
         assert!(!ok, "{bin}");

@@ -50,15 +50,18 @@ pub enum Handler {
     Disconnect,
     SendMessage,
     Default,
+    ListConnections,
 }
 
 impl Handler {
-    /// Every handler, in the order the stack declares them.
-    pub const ALL: [Handler; 4] = [
+    /// Every handler, in the order the stack declares them. New handlers go at the end, so
+    /// the resources of the existing ones keep their place in the template.
+    pub const ALL: [Handler; 5] = [
         Handler::Connect,
         Handler::Disconnect,
         Handler::SendMessage,
         Handler::Default,
+        Handler::ListConnections,
     ];
 
     /// The cargo binary that implements the handler; `cargo lambda build` writes its zip to
@@ -69,6 +72,7 @@ impl Handler {
             Handler::Disconnect => "disconnect",
             Handler::SendMessage => "send-message",
             Handler::Default => "default",
+            Handler::ListConnections => "list-connections",
         }
     }
 
@@ -81,6 +85,7 @@ impl Handler {
             Handler::Disconnect => "Disconnect",
             Handler::SendMessage => "SendMessage",
             Handler::Default => "Default",
+            Handler::ListConnections => "ListConnections",
         }
     }
 
@@ -100,6 +105,8 @@ impl Handler {
             ],
             // Only answers the sender; never touches the table.
             Handler::Default => &[],
+            // Reads one page of connections, where the client's cursor says.
+            Handler::ListConnections => &[TableAction::Scan],
         }
     }
 
@@ -108,7 +115,7 @@ impl Handler {
     pub const fn posts_to_connections(self) -> bool {
         match self {
             Handler::Connect | Handler::Disconnect => false,
-            Handler::SendMessage | Handler::Default => true,
+            Handler::SendMessage | Handler::Default | Handler::ListConnections => true,
         }
     }
 }
@@ -129,6 +136,8 @@ pub const DISCONNECT: &str = "$disconnect";
 pub const DEFAULT: &str = "$default";
 /// The route key of a chat message.
 pub const SEND_MESSAGE: &str = "sendMessage";
+/// The route key of a request for a page of the open connections (who can be messaged).
+pub const LIST_CONNECTIONS: &str = "listConnections";
 
 /// The API's routes.
 pub const ROUTES: &[Route] = &[
@@ -147,6 +156,10 @@ pub const ROUTES: &[Route] = &[
     Route {
         key: DEFAULT,
         handler: Handler::Default,
+    },
+    Route {
+        key: LIST_CONNECTIONS,
+        handler: Handler::ListConnections,
     },
 ];
 
@@ -183,6 +196,9 @@ mod tests {
 
     #[test]
     fn client_actions_exclude_system_routes() {
-        assert_eq!(client_actions().collect::<Vec<_>>(), vec!["sendMessage"]);
+        assert_eq!(
+            client_actions().collect::<Vec<_>>(),
+            vec!["sendMessage", "listConnections"]
+        );
     }
 }

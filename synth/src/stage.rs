@@ -268,7 +268,7 @@ struct FunctionFields {
 
 /// `[lambda]`: defaults for every function, and `[lambda.<handler>]` tables that override them
 /// for one handler (the handler names are the binaries: connect, disconnect, send-message,
-/// default). The default keys repeat [`FunctionFields`] because serde's `flatten` cannot be
+/// default, list-connections). The default keys repeat [`FunctionFields`] because serde's `flatten` cannot be
 /// combined with `deny_unknown_fields`, and unknown keys must be errors.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -285,6 +285,8 @@ struct LambdaSection {
     #[serde(rename = "send-message")]
     send_message: Option<FunctionFields>,
     default: Option<FunctionFields>,
+    #[serde(rename = "list-connections")]
+    list_connections: Option<FunctionFields>,
 }
 
 impl LambdaSection {
@@ -444,6 +446,7 @@ pub fn parse(path: &Path, name: &str, text: &str) -> Result<Stage, StageError> {
                 Handler::Disconnect => &l.disconnect,
                 Handler::SendMessage => &l.send_message,
                 Handler::Default => &l.default,
+                Handler::ListConnections => &l.list_connections,
             };
             (h, apply(&defaults, over.as_ref()))
         })

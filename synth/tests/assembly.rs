@@ -113,7 +113,7 @@ fn writes_one_stack_per_stage_with_its_assets() {
                 hash
             );
         }
-        assert_eq!(keys, 4);
+        assert_eq!(keys, wsstack_routes::Handler::ALL.len());
         // The stand-in is labelled in the template and in the manifest.
         assert!(
             serde_json::to_string(&template)
@@ -155,7 +155,13 @@ fn two_runs_are_byte_identical() {
 fn real_zips_are_hashed_and_not_labelled_stand_in() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let lambda = tmp.path().join("lambda");
-    for bin in ["connect", "disconnect", "send-message", "default"] {
+    for bin in [
+        "connect",
+        "disconnect",
+        "send-message",
+        "default",
+        "list-connections",
+    ] {
         std::fs::create_dir_all(lambda.join(bin)).expect("mkdir");
         std::fs::write(
             lambda.join(bin).join("bootstrap.zip"),

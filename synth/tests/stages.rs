@@ -81,12 +81,12 @@ fn unknown_top_level_key() {
 
 #[test]
 fn unknown_key_in_a_section() {
-    insta::assert_snapshot!(err("[lambda]\nmemory = 512\n"), @"stages/test.toml:2:1: lambda.memory: unknown field `memory`, expected one of `memory_mb`, `timeout_seconds`, `architecture`, `log_level`, `log_retention_days`, `reserved_concurrency`, `broadcast_concurrency`, `connect`, `disconnect`, `send-message`, `default`");
+    insta::assert_snapshot!(err("[lambda]\nmemory = 512\n"), @"stages/test.toml:2:1: lambda.memory: unknown field `memory`, expected one of `memory_mb`, `timeout_seconds`, `architecture`, `log_level`, `log_retention_days`, `reserved_concurrency`, `broadcast_concurrency`, `connect`, `disconnect`, `send-message`, `default`, `list-connections`");
 }
 
 #[test]
 fn unknown_handler_override() {
-    insta::assert_snapshot!(err("[lambda.sendMessage]\nmemory_mb = 512\n"), @"stages/test.toml:1:9: lambda.sendMessage: unknown field `sendMessage`, expected one of `memory_mb`, `timeout_seconds`, `architecture`, `log_level`, `log_retention_days`, `reserved_concurrency`, `broadcast_concurrency`, `connect`, `disconnect`, `send-message`, `default`");
+    insta::assert_snapshot!(err("[lambda.sendMessage]\nmemory_mb = 512\n"), @"stages/test.toml:1:9: lambda.sendMessage: unknown field `sendMessage`, expected one of `memory_mb`, `timeout_seconds`, `architecture`, `log_level`, `log_retention_days`, `reserved_concurrency`, `broadcast_concurrency`, `connect`, `disconnect`, `send-message`, `default`, `list-connections`");
 }
 
 #[test]

@@ -205,5 +205,8 @@ async fn direct_message_and_default_route() {
     assert_eq!(reqs[1].connection_id, "bob-1");
     let frame: Value = serde_json::from_slice(&reqs[1].body).unwrap();
     assert_eq!(frame["code"], "unknown_action");
-    assert_eq!(frame["supportedActions"], json!(["sendMessage"]));
+    assert_eq!(
+        frame["supportedActions"],
+        json!(["sendMessage", "listConnections"])
+    );
 }

@@ -16,6 +16,7 @@
 //! - [`limits`]: frame, message and payload sizes, timeouts.
 //! - [`store`]: memory or DynamoDB.
 //! - [`shutdown`]: Ctrl-C and SIGTERM.
+//! - [`web`]: the browser client (`web/`), on a port of its own.
 
 mod connections_api;
 pub mod event;
@@ -29,6 +30,7 @@ pub mod server;
 mod session;
 pub mod shutdown;
 pub mod store;
+pub mod web;
 
 pub use limits::Limits;
 pub use routing::RouteTable;

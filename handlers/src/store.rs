@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
+use aws_sdk_dynamodb::operation::scan::builders::ScanFluentBuilder;
 use aws_sdk_dynamodb::types::AttributeValue;
 use futures::stream::{self, BoxStream, StreamExt};
 
@@ -29,6 +30,23 @@ pub struct Connection {
     pub connected_at: i64,
     /// When the table's TTL may remove the record, epoch seconds (DynamoDB's TTL unit).
     pub expires_at: i64,
+}
+
+/// A connection a broadcast posts to: only what the post needs, so a listing transfers and
+/// decodes one attribute per record. (DynamoDB still reads, and bills, whole items: its 1 MB
+/// page limit applies before projection and filter.)
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recipient {
+    pub connection_id: String,
+}
+
+/// Whether a record with TTL `expires_at` (epoch seconds) is still live at `now` (epoch
+/// seconds). DynamoDB deletes expired records lazily, typically within days, and Scan returns
+/// them until then; the developer guide's filter for them keeps items whose TTL is after now
+/// ("Working with expired items",
+/// https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/ttl-expired-items.html).
+pub fn is_live(expires_at: i64, now: i64) -> bool {
+    expires_at > now
 }
 
 /// A store operation that failed.
@@ -58,70 +76,50 @@ pub trait ConnectionStore: Send + Sync {
     /// while listing may or may not appear (as with a DynamoDB Scan); none appears twice.
     fn list(&self) -> BoxStream<'_, Result<Connection, StoreError>>;
 
+    /// The connections a broadcast posts to at `now` (epoch seconds): every record that is
+    /// live ([`is_live`]), with what was written before the listing started visible (a client
+    /// that connected a moment ago is reached), paged like [`ConnectionStore::list`].
+    ///
+    /// The default filters [`ConnectionStore::list`]; [`DynamoDbStore`] has the table do it.
+    fn list_recipients(&self, now: i64) -> BoxStream<'_, Result<Recipient, StoreError>> {
+        self.list()
+            .filter_map(move |item| {
+                futures::future::ready(match item {
+                    Ok(c) if !is_live(c.expires_at, now) => None,
+                    Ok(c) => Some(Ok(Recipient {
+                        connection_id: c.connection_id,
+                    })),
+                    Err(e) => Some(Err(e)),
+                })
+            })
+            .boxed()
+    }
+
     /// At most `limit` records (at least 1), starting after the record whose id is `after`
     /// (from the start without it; a cursor whose record was deleted meanwhile still works),
     /// and the cursor of the next page: what a client pages through with `listConnections`.
+    /// Expired records are included, as [`ConnectionStore::list`] includes them.
     async fn page(&self, after: Option<&str>, limit: usize) -> Result<ConnectionPage, StoreError>;
-}
-
-/// One page of [`ConnectionStore::page`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConnectionPage {
-    /// The records read; a malformed one is an error of its own, so it does not hide the rest.
-    pub records: Page,
-    /// Where the next page starts (the id of the last record read); `None` on the last page.
-    /// A page may be followed by an empty one, as with DynamoDB's `LastEvaluatedKey`.
-    pub next: Option<String>,
-}
-
-impl ConnectionPage {
-    /// A page that ends the listing.
-    fn last(records: Page) -> Self {
-        ConnectionPage {
-            records,
-            next: None,
-        }
-    }
-
-    /// A page that filled its limit: the listing goes on after its last record.
-    fn full(records: Page) -> Self {
-        let next = records.iter().rev().find_map(|r| match r {
-            Ok(c) => Some(c.connection_id.clone()),
-            Err(StoreError::Malformed { connection_id, .. }) if !connection_id.is_empty() => {
-                Some(connection_id.clone())
-            }
-            Err(_) => None,
-        });
-        ConnectionPage { records, next }
-    }
 }
 
 /// A page of records; a malformed record is an error of its own, so one bad item does not hide
 /// the rest of its page.
 pub type Page = Vec<Result<Connection, StoreError>>;
 
-/// Every record of a store, read with `fetch` (a cursor and a page size in, a page out) page
-/// after page as the stream is polled. A failed page fetch ends the listing (there is no cursor
-/// to go on from), after yielding the error.
-fn pages_to_records<'a, F, Fut>(fetch: F) -> BoxStream<'a, Result<Connection, StoreError>>
-where
-    F: Fn(Option<String>) -> Fut + Send + Sync + 'a,
-    Fut: std::future::Future<Output = Result<ConnectionPage, StoreError>> + Send + 'a,
-{
-    let fetch = std::sync::Arc::new(fetch);
-    // State: `None` = done; `Some(cursor)` = fetch the page after `cursor` (`Some(None)` is
-    // the first page).
-    let pages = stream::try_unfold(Some(None::<String>), move |state| {
-        let fetch = std::sync::Arc::clone(&fetch);
-        async move {
-            let Some(cursor) = state else {
-                return Ok(None);
-            };
-            let page = fetch(cursor).await?;
-            let next = page.next.map(Some);
-            Ok::<_, StoreError>(Some((page.records, next)))
-        }
-    });
+/// One page of [`ConnectionStore::page`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectionPage {
+    pub records: Page,
+    /// Where the next page starts (the id of the last record read); `None` on the last page.
+    /// A page may be followed by an empty one, as with DynamoDB's `LastEvaluatedKey`.
+    pub next: Option<String>,
+}
+
+/// Turns a stream of pages into a stream of records. A failed page fetch ends the listing
+/// (there is no cursor to go on from), after yielding the error.
+fn flatten_pages<'a, T: Send + 'a>(
+    pages: impl futures::Stream<Item = Result<Vec<Result<T, StoreError>>, StoreError>> + Send + 'a,
+) -> BoxStream<'a, Result<T, StoreError>> {
     pages
         .map(|page| match page {
             Ok(records) => stream::iter(records),
@@ -210,18 +208,36 @@ impl ConnectionStore for MemoryStore {
     }
 
     fn list(&self) -> BoxStream<'_, Result<Connection, StoreError>> {
-        pages_to_records(
-            move |cursor| async move { self.page(cursor.as_deref(), self.page_size).await },
-        )
+        // State: the cursor after which the next page starts; `None` inside `Some` = first page.
+        let pages = stream::try_unfold(Some(None::<String>), move |state| async move {
+            let Some(cursor) = state else {
+                return Ok(None);
+            };
+            let page = self.page_after(cursor.as_deref(), self.page_size);
+            if page.is_empty() {
+                return Ok(None);
+            }
+            let next = if page.len() < self.page_size {
+                None
+            } else {
+                page.last().map(|c| Some(c.connection_id.clone()))
+            };
+            Ok::<_, StoreError>(Some((page.into_iter().map(Ok).collect::<Page>(), next)))
+        });
+        flatten_pages(pages)
     }
 
     async fn page(&self, after: Option<&str>, limit: usize) -> Result<ConnectionPage, StoreError> {
         let limit = limit.max(1);
-        let records: Page = self.page_after(after, limit).into_iter().map(Ok).collect();
-        Ok(if records.len() < limit {
-            ConnectionPage::last(records)
+        let page = self.page_after(after, limit);
+        let next = if page.len() < limit {
+            None
         } else {
-            ConnectionPage::full(records)
+            page.last().map(|c| c.connection_id.clone())
+        };
+        Ok(ConnectionPage {
+            records: page.into_iter().map(Ok).collect(),
+            next,
         })
     }
 }
@@ -326,6 +342,57 @@ fn from_item(item: &HashMap<String, AttributeValue>) -> Result<Connection, Store
     })
 }
 
+type ScanCursor = Option<HashMap<String, AttributeValue>>;
+
+fn recipient_from_item(item: &HashMap<String, AttributeValue>) -> Result<Recipient, StoreError> {
+    match item.get(ATTR_CONNECTION_ID) {
+        Some(AttributeValue::S(s)) => Ok(Recipient {
+            connection_id: s.clone(),
+        }),
+        _ => Err(StoreError::Malformed {
+            connection_id: String::new(),
+            reason: format!("no string attribute {ATTR_CONNECTION_ID}"),
+        }),
+    }
+}
+
+impl DynamoDbStore {
+    /// The Scan `request` (table, page size and the caller's parameters set), page after page
+    /// from where the last one ended; `decode` reads one item.
+    fn scan_pages<T: Send + 'static>(
+        &self,
+        request: ScanFluentBuilder,
+        decode: fn(&HashMap<String, AttributeValue>) -> Result<T, StoreError>,
+    ) -> BoxStream<'_, Result<T, StoreError>> {
+        // State: `None` = done; `Some(cursor)` = fetch the page starting after `cursor`
+        // (`Some(None)` is the first page).
+        let pages = stream::try_unfold(Some(None), move |state: Option<ScanCursor>| {
+            let request = request.clone();
+            async move {
+                let Some(start) = state else {
+                    return Ok(None);
+                };
+                let out = request
+                    .set_exclusive_start_key(start)
+                    .send()
+                    .await
+                    .map_err(backend_error)?;
+                let page: Vec<Result<T, StoreError>> = out.items().iter().map(decode).collect();
+                let next = out.last_evaluated_key().map(|k| Some(k.clone()));
+                Ok::<_, StoreError>(Some((page, next)))
+            }
+        });
+        flatten_pages(pages)
+    }
+
+    fn scan(&self) -> ScanFluentBuilder {
+        self.client
+            .scan()
+            .table_name(&self.table)
+            .set_limit(self.page_size)
+    }
+}
+
 #[async_trait]
 impl ConnectionStore for DynamoDbStore {
     async fn put(&self, connection: &Connection) -> Result<(), StoreError> {
@@ -373,28 +440,34 @@ impl ConnectionStore for DynamoDbStore {
     }
 
     fn list(&self) -> BoxStream<'_, Result<Connection, StoreError>> {
-        pages_to_records(move |cursor| async move {
-            self.scan_page(cursor.as_deref(), self.page_size).await
-        })
+        self.scan_pages(self.scan(), from_item)
+    }
+
+    fn list_recipients(&self, now: i64) -> BoxStream<'_, Result<Recipient, StoreError>> {
+        self.scan_pages(
+            self.scan()
+                // A Scan is eventually consistent by default and could miss a record
+                // written a moment ago: a client that just connected would not get the
+                // broadcast (API Reference, Scan, ConsistentRead).
+                .consistent_read(true)
+                // The post needs the connection id only.
+                .projection_expression("#id")
+                // Expired records (TTL at or before now) still sit in the table until
+                // DynamoDB's TTL process deletes them; the filter keeps them out of the
+                // broadcast. A record without the attribute predates TTL: still reached.
+                .filter_expression("attribute_not_exists(#ttl) OR #ttl > :now")
+                .expression_attribute_names("#id", ATTR_CONNECTION_ID)
+                .expression_attribute_names("#ttl", ATTR_EXPIRES_AT)
+                .expression_attribute_values(":now", AttributeValue::N(now.to_string())),
+            recipient_from_item,
+        )
     }
 
     async fn page(&self, after: Option<&str>, limit: usize) -> Result<ConnectionPage, StoreError> {
-        let limit = i32::try_from(limit.max(1)).unwrap_or(i32::MAX);
-        self.scan_page(after, Some(limit)).await
-    }
-}
-
-impl DynamoDbStore {
-    /// One Scan page after the record `after`, of at most `limit` records (DynamoDB's 1 MB page
-    /// without it). The table's only key is the partition key, so a connection id is the whole
-    /// `ExclusiveStartKey` and the whole `LastEvaluatedKey`; DynamoDB may return a
-    /// `LastEvaluatedKey` whose next page is empty
-    /// (<https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_Scan.html>).
-    async fn scan_page(
-        &self,
-        after: Option<&str>,
-        limit: Option<i32>,
-    ) -> Result<ConnectionPage, StoreError> {
+        // The table's only key is the partition key, so a connection id is the whole
+        // ExclusiveStartKey and the whole LastEvaluatedKey. DynamoDB may return a
+        // LastEvaluatedKey whose next page is empty (API Reference, Scan,
+        // https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_Scan.html).
         let start = after.map(|id| {
             HashMap::from([(
                 ATTR_CONNECTION_ID.to_owned(),
@@ -405,12 +478,13 @@ impl DynamoDbStore {
             .client
             .scan()
             .table_name(&self.table)
-            .set_limit(limit)
+            .limit(i32::try_from(limit.max(1)).unwrap_or(i32::MAX))
+            // As for a broadcast: a person who connected a moment ago is listed.
+            .consistent_read(true)
             .set_exclusive_start_key(start)
             .send()
             .await
             .map_err(backend_error)?;
-        let records: Page = out.items().iter().map(from_item).collect();
         let next = match out.last_evaluated_key() {
             None => None,
             Some(key) => match key.get(ATTR_CONNECTION_ID) {
@@ -422,6 +496,9 @@ impl DynamoDbStore {
                 }
             },
         };
-        Ok(ConnectionPage { records, next })
+        Ok(ConnectionPage {
+            records: out.items().iter().map(from_item).collect(),
+            next,
+        })
     }
 }

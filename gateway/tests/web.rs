@@ -4,21 +4,11 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
 
-const BIN: &str = env!("CARGO_BIN_EXE_wsstack-local");
-const WAIT: Duration = Duration::from_secs(15);
+mod support;
 
-/// The child process, killed when the test ends however it ends.
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use support::{BIN, Running, WAIT, wait_exit};
 
 /// The banner's lines up to "Ctrl-C to stop.", as `(label, value)`.
 struct Banner {
@@ -98,17 +88,6 @@ fn header<'a>(headers: &'a [(String, String)], name: &str) -> &'a str {
         .find(|(k, _)| k == name)
         .map(|(_, v)| v.as_str())
         .unwrap_or("")
-}
-
-fn wait_exit(child: &mut Child) -> std::process::ExitStatus {
-    let started = Instant::now();
-    loop {
-        match child.try_wait().expect("wait") {
-            Some(status) => return status,
-            None if started.elapsed() < WAIT => std::thread::sleep(Duration::from_millis(20)),
-            None => panic!("wsstack-local did not exit within {WAIT:?}"),
-        }
-    }
 }
 
 #[test]

@@ -57,12 +57,18 @@ export function connectUrl(apiUrl, { username, token } = {}) {
   return url.toString();
 }
 
-/** The username rules of `$connect`, checked before connecting: null when fine. */
+/**
+ * The username rules of `$connect` (the server's are the ones that count), checked before
+ * connecting, because a browser cannot read why a handshake was refused: null when fine.
+ */
 export function usernameProblem(username) {
   if (username === "") return "a username must not be empty";
   if ([...username].length > 64) return "a username has at most 64 characters";
+  // Control (Cc) and invisible format (Cf) characters, line and paragraph separators.
+  if (/[\p{Cc}\p{Cf}\p{Zl}\p{Zp}]/u.test(username)) {
+    return "a username must contain only printable characters";
+  }
   if (username.trim() !== username) return "a username must not start or end with a space";
-  if (/\p{Cc}/u.test(username)) return "a username must not contain control characters";
   return null;
 }
 

@@ -195,6 +195,43 @@ def test_reconnects_after_the_gateway_ends_the_connection(browser: Browser, gate
         pages.close()
 
 
+# The protocol module's helpers, run in the page: (JavaScript expression, expected value).
+HELPER_CASES = [
+    # Full jitter: the delay is random() times a bound that doubles per attempt, capped.
+    ("m.backoffDelay(1, {initialMs: 500, maxMs: 30000}, () => 1)", 500),
+    ("m.backoffDelay(2, {initialMs: 500, maxMs: 30000}, () => 1)", 1000),
+    ("m.backoffDelay(4, {initialMs: 500, maxMs: 30000}, () => 0.5)", 2000),
+    ("m.backoffDelay(60, {initialMs: 500, maxMs: 30000}, () => 1)", 30000),
+    ("m.backoffDelay(3, {initialMs: 500, maxMs: 30000}, () => 0)", 0),
+    (
+        "m.connectUrl('wss://abc.execute-api.eu-west-1.amazonaws.com/prod', {username: 'Zoë B', token: 'a.b+c'})",
+        "wss://abc.execute-api.eu-west-1.amazonaws.com/prod?username=Zo%C3%AB+B&token=a.b%2Bc",
+    ),
+    ("m.connectUrl('ws://127.0.0.1:3001/dev', {})", "ws://127.0.0.1:3001/dev"),
+    ("(() => { try { m.connectUrl('http://x/dev'); return 'accepted'; } catch (e) { return e.message; } })()",
+     "the API URL must start with ws:// or wss://, got http://"),
+    ("m.usernameProblem('ada')", None),
+    ("m.usernameProblem('Zoë B.')", None),
+    ("m.usernameProblem('')", "a username must not be empty"),
+    ("m.usernameProblem('a'.repeat(65))", "a username has at most 64 characters"),
+    ("m.usernameProblem(' ada')", "a username must not start or end with a space"),
+    ("m.usernameProblem('a\\u202Eb')", "a username must contain only printable characters"),
+    ("m.usernameProblem('a\\nb')", "a username must contain only printable characters"),
+    ("m.describeClose(1001, 'Going away')",
+     "the server went away (shutdown, idle timeout or the 2-hour limit): Going away (1001)"),
+]
+
+
+def test_protocol_module_helpers(browser: Browser, gateway_bin: str) -> None:
+    with Gateway(gateway_bin) as gw:
+        page = browser.new_page()
+        page.goto(gw.web_url)
+        for expression, expected in HELPER_CASES:
+            got = page.evaluate(f"import('./wsstack-client.js').then((m) => {expression})")
+            assert got == expected, f"{expression}: got {got!r}, expected {expected!r}"
+        page.close()
+
+
 def screenshot(browser: Browser, gateway_bin: str, path: str) -> None:
     """Two pages of one conversation, side by side, in one PNG."""
     with Gateway(gateway_bin) as gw:
@@ -226,7 +263,12 @@ def main() -> int:
                 print(f"wrote {args.screenshot}")
                 return 0
             failed = 0
-            for test in (test_broadcast_direct_and_error_frame, test_reconnects_after_the_gateway_ends_the_connection):
+            tests = (
+                test_protocol_module_helpers,
+                test_broadcast_direct_and_error_frame,
+                test_reconnects_after_the_gateway_ends_the_connection,
+            )
+            for test in tests:
                 started = time.monotonic()
                 try:
                     test(browser, args.gateway)
@@ -235,7 +277,7 @@ def main() -> int:
                     failed += 1
                     print(f"browser: {test.__name__} ... FAILED")
                     traceback.print_exc()
-            print(f"browser: {2 - failed} passed, {failed} failed")
+            print(f"browser: {len(tests) - failed} passed, {failed} failed")
             return 1 if failed else 0
         finally:
             browser.close()

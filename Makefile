@@ -10,6 +10,9 @@ SYNTH_FLAGS ?=
 # The local gateway's port and stage for `make dev`.
 PORT ?= 3001
 DEV_STAGE ?= dev
+# The port of the browser client that `make dev` serves; empty: the gateway's default, 3000
+# (and, when 3000 is taken, the API without the page, with a warning).
+WEB_PORT ?=
 
 # A stand-in assembly for lints, so `make lint` never touches a real cdk.out.
 LINT_OUT := target/lint/cdk.out
@@ -29,8 +32,13 @@ help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
 .PHONY: dev
-dev: ## Run the whole API on localhost (ws://127.0.0.1:3001/dev), in-memory store
-	cargo run --profile local -p wsstack-gateway --bin wsstack-local -- --port $(PORT) --stage $(DEV_STAGE)
+dev: ## Run the whole API on localhost (ws://127.0.0.1:3001/dev) and the chat page (http://127.0.0.1:3000/)
+	cargo run --profile local -p wsstack-gateway --bin wsstack-local -- --port $(PORT) $(if $(WEB_PORT),--web-port $(WEB_PORT)) --stage $(DEV_STAGE)
+
+.PHONY: screenshot
+screenshot: tools ## Regenerate docs/screenshot.png: two browser pages in a conversation
+	cargo build -q -p wsstack-gateway --bin wsstack-local
+	python3 tests/browser/test_chat.py --gateway target/debug/wsstack-local --screenshot docs/screenshot.png
 
 .PHONY: tools
 tools: ## Install the test tools (pip: cfn-lint, aws CLI, moto; npm in tests/: dynalite, cdk)

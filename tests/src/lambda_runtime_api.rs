@@ -105,6 +105,25 @@ impl Shared {
     }
 }
 
+/// An event queued for the function, not answered yet.
+pub struct Invocation {
+    request_id: String,
+    rx: oneshot::Receiver<Outcome>,
+}
+
+impl Invocation {
+    /// What the function posted for this event, waiting up to `within`.
+    pub async fn answer(self, within: Duration) -> Result<Outcome, HarnessError> {
+        match tokio::time::timeout(within, self.rx).await {
+            Ok(Ok(outcome)) => Ok(outcome),
+            _ => Err(HarnessError::Timeout {
+                what: format!("an answer to invocation {}", self.request_id),
+                after: within,
+            }),
+        }
+    }
+}
+
 /// A Lambda Runtime API on 127.0.0.1, stopped on drop.
 pub struct LambdaRuntimeApi {
     addr: SocketAddr,
@@ -159,6 +178,12 @@ impl LambdaRuntimeApi {
         event: &serde_json::Value,
         within: Duration,
     ) -> Result<Outcome, HarnessError> {
+        self.queue(event)?.answer(within).await
+    }
+
+    /// Queues `event` for the function's next poll; [`Invocation::answer`] waits for what it
+    /// posts back. (Queue first, then start the process, to time a cold start.)
+    pub fn queue(&self, event: &serde_json::Value) -> Result<Invocation, HarnessError> {
         let n = self.shared.invocations.fetch_add(1, Ordering::Relaxed) + 1;
         let request_id = format!("00000000-0000-4000-8000-{n:012}");
         let (tx, rx) = oneshot::channel();
@@ -167,24 +192,14 @@ impl LambdaRuntimeApi {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(request_id.clone(), tx);
-        let event = Bytes::from(event.to_string());
         self.shared
             .queue
             .send(Queued {
                 request_id: request_id.clone(),
-                event,
+                event: Bytes::from(event.to_string()),
             })
-            .map_err(|_| HarnessError::Timeout {
-                what: "the runtime API to accept an event (it stopped)".into(),
-                after: Duration::ZERO,
-            })?;
-        match tokio::time::timeout(within, rx).await {
-            Ok(Ok(outcome)) => Ok(outcome),
-            _ => Err(HarnessError::Timeout {
-                what: format!("an answer to invocation {request_id}"),
-                after: within,
-            }),
-        }
+            .map_err(|_| HarnessError::Stopped("the Lambda Runtime API"))?;
+        Ok(Invocation { request_id, rx })
     }
 
     /// What the runtime posted to `/runtime/init/error`, if it did.

@@ -44,6 +44,8 @@ pub enum HarnessError {
     DynaliteExited(String),
     #[error("{what} did not happen within {after:?}")]
     Timeout { what: String, after: Duration },
+    #[error("{0} has stopped")]
+    Stopped(&'static str),
     #[error("DynamoDB call failed: {0}")]
     DynamoDb(String),
     #[error(transparent)]

@@ -313,3 +313,44 @@ pub fn function_env(runtime_api: &str, handler: &str) -> Vec<(&'static str, Stri
         ("AWS_EC2_METADATA_DISABLED", "true".to_owned()),
     ]
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn an_invocation_nobody_answers_times_out_naming_it() {
+        let api = LambdaRuntimeApi::start().await.expect("starts");
+        let err = api
+            .invoke(&serde_json::json!({}), Duration::from_millis(50))
+            .await
+            .expect_err("no function polls");
+        assert_eq!(
+            err.to_string(),
+            "an answer to invocation 00000000-0000-4000-8000-000000000001 did not happen within 50ms"
+        );
+    }
+
+    #[tokio::test]
+    async fn answers_reach_their_invocation_and_unknown_ids_are_refused() {
+        let api = LambdaRuntimeApi::start().await.expect("starts");
+        let invocation = api.queue(&serde_json::json!({"n": 1})).expect("queued");
+        assert_eq!(
+            api.shared
+                .answer(&invocation.request_id, Outcome::Response(b"{}".to_vec())),
+            StatusCode::ACCEPTED
+        );
+        assert_eq!(
+            invocation
+                .answer(Duration::from_secs(1))
+                .await
+                .expect("answered"),
+            Outcome::Response(b"{}".to_vec())
+        );
+        assert_eq!(
+            api.shared
+                .answer("never-handed-out", Outcome::Response(Vec::new())),
+            StatusCode::BAD_REQUEST
+        );
+    }
+}

@@ -431,6 +431,47 @@ async fn configured_callback_url_overrides_the_event() {
     assert_eq!(api.posts()[0].endpoint, "http://127.0.0.1:3001/dev");
 }
 
+/// Behind a custom domain (issue 8, item 6) the event's `domainName` is that domain and its
+/// first path segment the mapping key, where `@connections` calls fail
+/// (https://docs.aws.amazon.com/apigateway/latest/developerguide/websocket-api-custom-domain-names.html).
+/// Synth sets `CALLBACK_URL` to the execute-api endpoint; the posts go there, never to the
+/// custom domain.
+#[tokio::test]
+async fn behind_a_custom_domain_posts_go_to_the_execute_api_endpoint_synth_sets() {
+    let store = MemoryStore::new();
+    store.put(&conn(SENDER, "alice")).await.unwrap();
+    store.put(&conn("bob", "bob")).await.unwrap();
+    let api = Arc::new(RecordingApi::default());
+    // The environment as synth writes it for send-message.
+    let env = HashMap::from([("TABLE_NAME", "Connections"), ("CALLBACK_URL", ENDPOINT)]);
+    let config = Config::from_lookup(|k| env.get(k).map(|v| (*v).to_owned())).unwrap();
+    let app = App::new(Arc::new(store), api.clone(), config);
+    let custom = event("message", |v| {
+        v["requestContext"]["domainName"] = json!("chat.example.com");
+        v["requestContext"]["stage"] = json!("prod");
+        v["path"] = json!("/chat");
+    });
+    app.handle(Handler::SendMessage, custom).await.unwrap();
+    let posts = api.posts();
+    assert_eq!(posts.len(), 2, "{posts:?}");
+    for p in posts {
+        assert_eq!(p.endpoint, ENDPOINT, "{p:?}");
+    }
+    // Without CALLBACK_URL the event's domain would have been used: the case synth prevents.
+    assert_eq!(
+        App::new(
+            Arc::new(MemoryStore::new()),
+            api.clone(),
+            Config::new("Connections")
+        )
+        .callback_endpoint(&event("message", |v| {
+            v["requestContext"]["domainName"] = json!("chat.example.com");
+        }))
+        .unwrap(),
+        "https://chat.example.com/prod"
+    );
+}
+
 #[tokio::test]
 async fn direct_message_reaches_only_its_recipient() {
     let f = setup(RecordingApi::default()).await;

@@ -117,12 +117,40 @@ impl Handler {
         }
     }
 
-    /// Whether the handler calls the `@connections` management API, and so needs
-    /// `execute-api:ManageConnections` on this API's stage.
-    pub const fn posts_to_connections(self) -> bool {
+    /// The `@connections` operations the handler calls; synth grants
+    /// `execute-api:ManageConnections` on exactly these methods of this API's stage.
+    pub const fn management_operations(self) -> &'static [ManagementOperation] {
         match self {
-            Handler::Connect | Handler::Disconnect => false,
-            Handler::SendMessage | Handler::Default => true,
+            Handler::Connect | Handler::Disconnect => &[],
+            // Broadcasts and direct messages; error frames back to the sender.
+            Handler::SendMessage => &[ManagementOperation::Post],
+            // Answers the sender with an error frame.
+            Handler::Default => &[ManagementOperation::Post],
+        }
+    }
+}
+
+/// An operation of the API Gateway management API (`@connections`). Its IAM resource names the
+/// HTTP method: `arn:{partition}:execute-api:{region}:{account}:{api}/{stage}/{METHOD}/@connections/*`
+/// (API Gateway developer guide, "Control access to WebSocket APIs with IAM authorization",
+/// <https://docs.aws.amazon.com/apigateway/latest/developerguide/apigateway-websocket-control-access-iam.html>).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ManagementOperation {
+    /// PostToConnection: send data to a connection.
+    Post,
+    /// GetConnection: a connection's details.
+    Get,
+    /// DeleteConnection: close a connection.
+    Delete,
+}
+
+impl ManagementOperation {
+    /// The HTTP method, as the IAM resource of the operation names it.
+    pub const fn http_method(self) -> &'static str {
+        match self {
+            ManagementOperation::Post => "POST",
+            ManagementOperation::Get => "GET",
+            ManagementOperation::Delete => "DELETE",
         }
     }
 }

@@ -309,7 +309,7 @@ fn stack_artifact(
         properties: ArtifactProperties::Stack(StackProperties {
             template_file,
             stack_name: s.stage.stack_name.clone(),
-            termination_protection: false,
+            termination_protection: s.stage.termination_protection,
             validate_on_synth: false,
             assume_role_arn: role_arn("deploy"),
             cloud_formation_execution_role_arn: role_arn("cfn-exec"),

@@ -64,13 +64,15 @@ fn writes_one_stack_per_stage_with_its_assets() {
     let manifest = read_json(&out.join("manifest.json"));
     assert_eq!(manifest["version"], "55.0.0");
     let artifacts = manifest["artifacts"].as_object().expect("artifacts");
-    for (id, stack) in [
-        ("WsstackDev", "wsstack-dev"),
-        ("WsstackStaging", "wsstack-staging"),
-        ("WsstackProd", "wsstack-prod"),
+    for (id, stack, protected) in [
+        ("WsstackDev", "wsstack-dev", false),
+        ("WsstackStaging", "wsstack-staging", false),
+        ("WsstackProd", "wsstack-prod", true),
     ] {
         let a = &artifacts[id];
         assert_eq!(a["type"], "aws:cloudformation:stack");
+        // The stage file's `termination_protection` (true in prod only).
+        assert_eq!(a["properties"]["terminationProtection"], protected, "{id}");
         assert_eq!(a["environment"], "aws://unknown-account/unknown-region");
         assert_eq!(a["properties"]["stackName"], stack);
         assert_eq!(

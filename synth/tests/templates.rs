@@ -162,16 +162,19 @@ fn every_role_is_least_privilege() {
                                 .map(|a| a.as_str().unwrap_or_default().to_owned()),
                         );
                     }
-                    "PostToConnections" => {
+                    "ManageConnections" => {
                         manage = true;
                         assert_eq!(actions, ["execute-api:ManageConnections"]);
-                        assert_eq!(
-                            resources,
-                            [serde_json::json!({"Fn::Sub": format!(
-                                "arn:${{AWS::Partition}}:execute-api:${{AWS::Region}}:${{AWS::AccountId}}:${{WebSocketApi}}/{}/POST/@connections/*",
-                                stage.name
-                            )})]
-                        );
+                        let want: Vec<Value> = h
+                            .management_operations()
+                            .iter()
+                            .map(|op| serde_json::json!({"Fn::Sub": format!(
+                                "arn:${{AWS::Partition}}:execute-api:${{AWS::Region}}:${{AWS::AccountId}}:${{WebSocketApi}}/{}/{}/@connections/*",
+                                stage.name,
+                                op.http_method()
+                            )}))
+                            .collect();
+                        assert_eq!(resources, want);
                     }
                     other => panic!("unexpected policy {other} on {h:?}"),
                 }
@@ -182,7 +185,12 @@ fn every_role_is_least_privilege() {
                 .map(|a| a.iam_action().to_owned())
                 .collect();
             assert_eq!(table_actions, expected, "{}: {h:?}", stage.name);
-            assert_eq!(manage, h.posts_to_connections(), "{}: {h:?}", stage.name);
+            assert_eq!(
+                manage,
+                !h.management_operations().is_empty(),
+                "{}: {h:?}",
+                stage.name
+            );
         }
     }
     // The handlers' promises, spelled out: connect only writes, disconnect only deletes.

@@ -296,8 +296,8 @@ fn deploy_rehearsal_against_moto() {
         if !h.table_actions().is_empty() {
             want.push("ConnectionsTable");
         }
-        if h.posts_to_connections() {
-            want.push("PostToConnections");
+        if !h.management_operations().is_empty() {
+            want.push("ManageConnections");
         }
         want.sort();
         assert_eq!(names, want, "{stem}");

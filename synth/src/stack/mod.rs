@@ -13,6 +13,7 @@
 
 pub mod api;
 pub mod checks;
+pub mod domain;
 pub mod functions;
 pub mod ids;
 pub mod logs;
@@ -56,6 +57,7 @@ pub fn build(stage: &Stage, asset: &Asset) -> Result<Template, StackError> {
     }
     api::add_stage(&mut t, stage);
     outputs::add(&mut t, stage);
+    domain::add(&mut t, stage);
 
     validate(&t).map_err(|source| StackError::Invalid {
         stage: stage.name.clone(),

@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::ops::Range;
 
 use serde::Deserialize;
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, Visitor};
@@ -67,6 +68,25 @@ impl LambdaSection {
             .cloned()
             .unwrap_or_default()
             .or(self.defaults.clone())
+    }
+}
+
+/// Picks one spanned setting out of a function's fields.
+pub(super) type Pick<T> = fn(&FunctionFields) -> Option<&toml::Spanned<T>>;
+
+impl LambdaSection {
+    /// Where the stage file sets one handler's setting: the dotted field and the value's span,
+    /// from the handler's own table or else from `[lambda]`; `None` when it is the default.
+    pub(super) fn origin<T>(
+        &self,
+        handler: Handler,
+        name: &str,
+        pick: Pick<T>,
+    ) -> Option<(String, Range<usize>)> {
+        if let Some(v) = self.handlers.get(&handler).and_then(pick) {
+            return Some((format!("lambda.{}.{name}", handler.binary()), v.span()));
+        }
+        pick(&self.defaults).map(|v| (format!("lambda.{name}"), v.span()))
     }
 }
 

@@ -84,7 +84,7 @@ impl LambdaSection {
         pick: Pick<T>,
     ) -> Option<(String, Range<usize>)> {
         if let Some(v) = self.handlers.get(&handler).and_then(pick) {
-            return Some((format!("lambda.{}.{name}", handler.binary()), v.span()));
+            return Some((format!("lambda.{}.{name}", handler.name()), v.span()));
         }
         pick(&self.defaults).map(|v| (format!("lambda.{name}"), v.span()))
     }

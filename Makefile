@@ -96,8 +96,11 @@ test: lint ## Every test: lints, unit, snapshot, tool and integration tests
 	cargo test --workspace --no-fail-fast
 
 .PHONY: bench
-bench: ## Benchmarks that print their figures (synth, handler fan-out, gateway)
+bench: ## Benchmarks that print their figures (synth, handler cold start and fan-out, gateway)
 	cargo bench -p wsstack-synth --bench synth
+	# The x86_64 release build of the one Lambda binary, for the cold-start figure.
+	cargo build --release -p wsstack-handlers --bin bootstrap
+	cargo bench -p wsstack-tests --bench cold_start
 	cargo bench -p wsstack-handlers --bench fanout
 	cargo bench -p wsstack-gateway --bench broadcast
 

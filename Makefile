@@ -63,7 +63,7 @@ synth-stand-in: ## Write cdk.out/ with labelled stand-in code, without building 
 .PHONY: deploy
 deploy: ## Build, synth and deploy one stage: make deploy STAGE=dev [ASSETS_BUCKET=my-bucket]
 	@test -n "$(STAGE)" || { echo "make deploy needs a stage: make deploy STAGE=dev"; exit 2; }
-	scripts/deploy.py check --stage $(STAGE) --handlers "$(HANDLER_BINS)"
+	scripts/deploy.py check --stage $(STAGE)
 	$(MAKE) synth STAGE=$(STAGE)
 	scripts/deploy.py deploy --stage $(STAGE)
 

@@ -23,6 +23,7 @@ AWS_DEFAULT_REGION, AWS_ENDPOINT_URL for a local emulator).
 import argparse
 import json
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -290,29 +291,21 @@ def stack_name_of(stage, stages_dir):
         raise DeployError(f"{path}: {e}")
 
 
-def stage_needs(stage, stages_dir, handlers):
-    """What a stage file asks of the account, read before anything is built: the reserved
-    concurrency of its functions together, and whether it has access logs. Resolves `[lambda]`
-    defaults and `[lambda.<handler>]` overrides as synth does (synth/src/stage.rs), for the
-    handlers given (the Makefile's HANDLER_BINS)."""
-    import tomllib
-
-    path = Path(stages_dir) / f"{stage}.toml"
-    data = tomllib.loads(path.read_text())
-    lam = data.get("lambda", {})
-    reserved = 0
-    for h in handlers:
-        own = lam.get(h, {}) if isinstance(lam.get(h), dict) else {}
-        reserved += int(own.get("reserved_concurrency", lam.get("reserved_concurrency", 0)))
-    return {"reserved": reserved, "access_logs": bool(data.get("api", {}).get("access_logs", False))}
-
-
-def makefile_handlers():
-    """The handler binaries the Makefile builds (HANDLER_BINS): one per route handler."""
-    for line in (ROOT / "Makefile").read_text().splitlines():
-        if line.startswith("HANDLER_BINS :="):
-            return line.split(":=", 1)[1].split()
-    raise DeployError("Makefile has no HANDLER_BINS line: pass --handlers")
+def stage_needs(stage, stages_dir, given):
+    """What a stage asks of the account (total reserved concurrency, access logs), as synth
+    resolves the stage file (`synth --account-needs`): one source of truth for defaults and
+    per-handler overrides. Building synth is quick and builds no handler; `given` (--needs,
+    JSON) skips it, for callers that computed it with the synth library."""
+    if given:
+        return json.loads(given)
+    synth = os.environ.get("WSSTACK_SYNTH")
+    cmd = shlex.split(synth) if synth else ["cargo", "run", "-q", "-p", "wsstack-synth", "--bin", "synth", "--"]
+    cmd += ["--stage", stage, "--stages-dir", str(stages_dir), "--account-needs"]
+    out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    if out.returncode != 0:
+        # A bad stage file: synth names the file, line and field.
+        raise DeployError(out.stderr.strip() or f"{' '.join(cmd)} failed")
+    return json.loads(out.stdout.splitlines()[0])
 
 
 def check(args):
@@ -321,8 +314,7 @@ def check(args):
     stack_name = stack_name_of(args.stage, args.stages_dir)
     reg = region()
     account = caller_account()
-    handlers = args.handlers.replace(",", " ").split() if args.handlers else makefile_handlers()
-    needs = stage_needs(args.stage, args.stages_dir, handlers)
+    needs = stage_needs(args.stage, args.stages_dir, args.needs)
     refuse_if_any(account_refusals(args.stage, needs, account, reg))
     print(f"deploy: stage {args.stage} (stack {stack_name}) to account {account}, region {reg}")
     print(
@@ -377,8 +369,9 @@ def main():
     parser.add_argument("--stage", help="the stage (a file in the stages folder); all but account-setup")
     parser.add_argument("--template", help="account-setup: the template synth --account-setup wrote")
     parser.add_argument(
-        "--handlers",
-        help="check: the handler binaries, comma- or space-separated (default: the Makefile's HANDLER_BINS)",
+        "--needs",
+        help="check: what the stage asks of the account, as JSON from `synth --account-needs` "
+        "(default: run synth for it; WSSTACK_SYNTH overrides the synth command)",
     )
     parser.add_argument("--cdk-out", default=str(ROOT / "cdk.out"), help="the cloud assembly (default: cdk.out)")
     parser.add_argument("--stages-dir", default=str(ROOT / "stages"), help="the stage files (default: stages)")

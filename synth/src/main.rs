@@ -67,6 +67,12 @@ struct Cli {
     #[arg(long, value_name = "DIR", conflicts_with_all = ["stage", "all"])]
     account_setup: Option<PathBuf>,
 
+    /// Instead of writing the assembly, print one JSON line per stage with what deploying it
+    /// asks of the account (total reserved concurrency, access logs): the input of
+    /// `scripts/deploy.py check`, computed by the same stage resolution as the templates.
+    #[arg(long, conflicts_with = "account_setup")]
+    account_needs: bool,
+
     /// Print nothing on success.
     #[arg(long, short)]
     quiet: bool,
@@ -104,6 +110,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             .map(|name| stage::load(&cli.stages_dir, name))
             .collect::<Result<Vec<_>, _>>()?
     };
+    if cli.account_needs {
+        for s in &stages {
+            println!("{}", s.account_needs());
+        }
+        return Ok(());
+    }
     let source = if cli.stand_in_assets {
         AssetSource::StandIn
     } else {

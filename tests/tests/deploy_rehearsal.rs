@@ -80,17 +80,22 @@ impl Project {
     }
 
     fn deploy(&self, moto: &Moto, action: &str, stage: &str, extra_env: &[(&str, &str)]) -> Output {
-        let handlers: Vec<&str> = Handler::ALL.iter().map(|h| h.binary()).collect();
         let mut cmd = Command::new("python3");
         cmd.arg(workspace().join("scripts/deploy.py"))
             .args([action, "--stage", stage, "--cdk-out"])
             .arg(self.path("cdk.out"))
             .arg("--stages-dir")
             .arg(self.path("stages"))
-            .args(["--handlers", &handlers.join(",")])
             .envs(moto.aws_env())
             .envs(self.aws_double_env())
             .env_remove("AWS_PROFILE");
+        // What `synth --account-needs` prints, from the same library, so check does not build
+        // synth inside the test (a bad stage file is left to deploy.py to report).
+        if action == "check"
+            && let Ok(s) = wsstack_synth::stage::load(&self.path("stages"), stage)
+        {
+            cmd.args(["--needs", &s.account_needs().to_string()]);
+        }
         for (k, v) in extra_env {
             cmd.env(k, v);
         }
@@ -286,24 +291,22 @@ fn protection_call(stack: &str, on: bool) -> Vec<String> {
     .to_vec()
 }
 
-/// New code for every handler, unlike any zip deployed before: the same zip with an archive
-/// comment (a zip without a comment ends in its 22-byte end record, whose last two bytes are
-/// the comment's length).
+/// New code for every function, unlike any zip deployed before: the handlers' one zip with an
+/// archive comment (a zip without a comment ends in its 22-byte end record, whose last two
+/// bytes are the comment's length).
 fn rebuild_zips(project: &Project) {
-    for h in Handler::ALL {
-        let mut zip = assets::stand_in_zip(h);
-        assert_eq!(
-            &zip[zip.len() - 2..],
-            [0, 0],
-            "{h:?}: the zip already has a comment"
-        );
-        let comment = format!("rebuilt {}", h.binary());
-        let len = u16::try_from(comment.len()).expect("short comment");
-        zip.truncate(zip.len() - 2);
-        zip.extend_from_slice(&len.to_le_bytes());
-        zip.extend_from_slice(comment.as_bytes());
-        std::fs::write(assets::zip_path(&project.path("lambda"), h), zip).expect("write zip");
-    }
+    let mut zip = assets::stand_in_zip();
+    assert_eq!(
+        &zip[zip.len() - 2..],
+        [0, 0],
+        "the zip already has a comment"
+    );
+    let comment = "rebuilt bootstrap";
+    let len = u16::try_from(comment.len()).expect("short comment");
+    zip.truncate(zip.len() - 2);
+    zip.extend_from_slice(&len.to_le_bytes());
+    zip.extend_from_slice(comment.as_bytes());
+    std::fs::write(assets::zip_path(&project.path("lambda")), zip).expect("write zip");
 }
 
 fn hex_sha256(bytes: &[u8]) -> String {
@@ -530,7 +533,7 @@ fn deploy_rehearsal_against_moto() {
             .get(&format!("{}Function", h.logical_id_stem()))
             .expect("function");
         let f = &aws(&moto, &["lambda", "get-function", "--function-name", name]);
-        let zip = std::fs::read(assets::zip_path(&project.path("lambda"), h)).expect("zip");
+        let zip = std::fs::read(assets::zip_path(&project.path("lambda"))).expect("zip");
         let sha = base64::engine::general_purpose::STANDARD.encode(Sha256::digest(&zip));
         assert_eq!(
             f["Configuration"]["CodeSha256"],
@@ -718,13 +721,24 @@ fn preflight_refuses_what_a_new_account_cannot_give() {
         err.contains("2 preflight check(s) failed; nothing was built or uploaded"),
         "{err}"
     );
-    // prod reserves 100 for three handlers and 200 for send-message.
+    // What prod's functions reserve together, as synth resolves its stage file (the shipped
+    // file reserves 100 by default and 200 for send-message; the total grows with the routes).
+    let reserved = wsstack_synth::stage::load(&project.path("stages"), "prod")
+        .expect("prod")
+        .account_needs()["reserved"]
+        .as_u64()
+        .expect("a number");
+    assert!(reserved > 10, "prod reserves more than a new account has");
     assert!(
-        err.contains("reserved concurrency: stage prod reserves 500 concurrent executions"),
+        err.contains(&format!(
+            "reserved concurrency: stage prod reserves {reserved} concurrent executions"
+        )),
         "{err}"
     );
     assert!(
-        err.contains("needed:    500 reserved, leaving at least 100 unreserved"),
+        err.contains(&format!(
+            "needed:    {reserved} reserved, leaving at least 100 unreserved"
+        )),
         "{err}"
     );
     assert!(
@@ -757,12 +771,15 @@ fn preflight_refuses_what_a_new_account_cannot_give() {
     project.synth_real();
     let err = failed(project.deploy(&moto, "deploy", "prod", &[("ASSETS_BUCKET", BUCKET)]));
     assert!(
-        err.contains("reserved concurrency: stage prod reserves 500"),
+        err.contains(&format!(
+            "reserved concurrency: stage prod reserves {reserved}"
+        )),
         "{err}"
     );
     assert!(buckets(&moto).is_empty(), "{:?}", buckets(&moto));
 
-    // An account with room: 1,000 unreserved leaves 900 to reserve, enough for prod's 500.
+    // An account with room: 1,000 unreserved leaves 900 to reserve, enough for prod (synth
+    // refuses a stage that reserves more than 900).
     let roomy = r#"{"AccountLimit": {"ConcurrentExecutions": 1000, "UnreservedConcurrentExecutions": 1000}}"#;
     let err = failed(project.deploy(
         &moto,

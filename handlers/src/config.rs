@@ -246,7 +246,7 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "environment variable _HANDLER=\"bootstrap\" names no handler: valid names are \
-             connect, disconnect, send-message, default, join, leave"
+             connect, disconnect, send-message, default, list-connections, join, leave"
         );
     }
 

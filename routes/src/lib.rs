@@ -84,17 +84,20 @@ pub enum Handler {
     Disconnect,
     SendMessage,
     Default,
+    ListConnections,
     Join,
     Leave,
 }
 
 impl Handler {
-    /// Every handler, in the order the stack declares them.
-    pub const ALL: [Handler; 6] = [
+    /// Every handler, in the order the stack declares them. New handlers go at the end, so
+    /// the resources of the existing ones keep their place in the template.
+    pub const ALL: [Handler; 7] = [
         Handler::Connect,
         Handler::Disconnect,
         Handler::SendMessage,
         Handler::Default,
+        Handler::ListConnections,
         Handler::Join,
         Handler::Leave,
     ];
@@ -108,6 +111,7 @@ impl Handler {
             Handler::Disconnect => "disconnect",
             Handler::SendMessage => "send-message",
             Handler::Default => "default",
+            Handler::ListConnections => "list-connections",
             Handler::Join => "join",
             Handler::Leave => "leave",
         }
@@ -132,6 +136,7 @@ impl Handler {
             Handler::Disconnect => "Disconnect",
             Handler::SendMessage => "SendMessage",
             Handler::Default => "Default",
+            Handler::ListConnections => "ListConnections",
             Handler::Join => "Join",
             Handler::Leave => "Leave",
         }
@@ -161,8 +166,12 @@ impl Handler {
             // Deletes the membership, then removes the room from the record.
             (Handler::Leave, Table::Connections) => &[UpdateItem],
             (Handler::Leave, Table::Rooms) => &[DeleteItem],
+            // Reads one page of connections, where the client's cursor says.
+            (Handler::ListConnections, Table::Connections) => &[Scan],
             // Only answers the sender; never touches a table.
-            (Handler::Default, _) | (Handler::Connect, Table::Rooms) => &[],
+            (Handler::Default, _)
+            | (Handler::Connect, Table::Rooms)
+            | (Handler::ListConnections, Table::Rooms) => &[],
         }
     }
 
@@ -173,8 +182,12 @@ impl Handler {
             Handler::Connect | Handler::Disconnect => &[],
             // Broadcasts and direct messages; error frames back to the sender.
             Handler::SendMessage => &[ManagementOperation::Post],
-            // Answers the sender with an error frame; join and leave also confirm.
-            Handler::Default | Handler::Join | Handler::Leave => &[ManagementOperation::Post],
+            // Answers the sender with an error frame.
+            Handler::Default => &[ManagementOperation::Post],
+            // Answers the sender with a page of connections (or an error frame).
+            Handler::ListConnections => &[ManagementOperation::Post],
+            // Confirm to the sender, or answer with an error frame.
+            Handler::Join | Handler::Leave => &[ManagementOperation::Post],
         }
     }
 }
@@ -220,6 +233,8 @@ pub const DISCONNECT: &str = "$disconnect";
 pub const DEFAULT: &str = "$default";
 /// The route key of a chat message.
 pub const SEND_MESSAGE: &str = "sendMessage";
+/// The route key of a request for a page of the open connections (who can be messaged).
+pub const LIST_CONNECTIONS: &str = "listConnections";
 /// The route key of joining a room.
 pub const JOIN: &str = "join";
 /// The route key of leaving a room.
@@ -242,6 +257,10 @@ pub const ROUTES: &[Route] = &[
     Route {
         key: DEFAULT,
         handler: Handler::Default,
+    },
+    Route {
+        key: LIST_CONNECTIONS,
+        handler: Handler::ListConnections,
     },
     Route {
         key: JOIN,
@@ -293,6 +312,7 @@ mod tests {
                 "disconnect",
                 "send-message",
                 "default",
+                "list-connections",
                 "join",
                 "leave"
             ]
@@ -313,7 +333,7 @@ mod tests {
     fn client_actions_exclude_system_routes() {
         assert_eq!(
             client_actions().collect::<Vec<_>>(),
-            vec!["sendMessage", "join", "leave"]
+            vec!["sendMessage", "listConnections", "join", "leave"]
         );
     }
 

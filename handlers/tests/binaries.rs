@@ -8,6 +8,7 @@ fn run(bin: &str, env: &[(&str, &str)]) -> (bool, String) {
     for var in [
         "_HANDLER",
         "TABLE_NAME",
+        "ROOMS_TABLE_NAME",
         "BROADCAST_CONCURRENCY",
         "CALLBACK_URL",
         "AWS_LAMBDA_RUNTIME_API",
@@ -57,6 +58,26 @@ fn an_unknown_handler_setting_fails_init_naming_the_value_and_the_valid_names() 
         "{text}"
     );
     assert!(text.contains(r#""level":"ERROR""#), "{text}");
+}
+
+/// The handlers the route table lets use the rooms table need its name; the others do not.
+#[test]
+fn a_missing_rooms_table_name_fails_the_init_of_the_handlers_that_use_rooms() {
+    for h in wsstack_routes::Handler::ALL {
+        if h.table_actions(wsstack_routes::Table::Rooms).is_empty() {
+            continue;
+        }
+        let (ok, text) = run(
+            BOOTSTRAP,
+            &[("_HANDLER", h.name()), ("TABLE_NAME", "Connections")],
+        );
+        assert!(!ok, "{h:?}");
+        assert!(
+            text.contains("environment variable ROOMS_TABLE_NAME is required but not set"),
+            "{h:?}: {text}"
+        );
+        assert!(text.contains(r#""level":"ERROR""#), "{h:?}: {text}");
+    }
 }
 
 #[test]

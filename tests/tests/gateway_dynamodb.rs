@@ -130,3 +130,24 @@ async fn the_table_holds_exactly_the_live_connections() {
     assert_eq!(report.closed, 1);
     assert!(stored_ids(store.as_ref()).await.is_empty());
 }
+
+/// `--store dynamodb` with a rooms table that does not exist fails at start, naming it.
+#[tokio::test]
+async fn a_missing_rooms_table_is_named_at_start() {
+    let dynalite = Dynalite::start().await;
+    create_connections_table(&dynalite.client().await, "Connections")
+        .await
+        .unwrap_or_else(|e| panic!("table: {e}"));
+    let err = match open_memberships(&StoreOptions::DynamoDb {
+        endpoint: Some(dynalite.endpoint()),
+        table: "Connections".to_owned(),
+        rooms_table: "NoSuchRooms".to_owned(),
+    })
+    .await
+    {
+        Ok(_) => panic!("a missing rooms table must be an error"),
+        Err(e) => e.to_string(),
+    };
+    assert!(err.contains("NoSuchRooms"), "{err}");
+    assert!(err.contains(&dynalite.endpoint()), "{err}");
+}

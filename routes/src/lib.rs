@@ -53,15 +53,18 @@ pub enum Handler {
     Disconnect,
     SendMessage,
     Default,
+    ListConnections,
 }
 
 impl Handler {
-    /// Every handler, in the order the stack declares them.
-    pub const ALL: [Handler; 4] = [
+    /// Every handler, in the order the stack declares them. New handlers go at the end, so
+    /// the resources of the existing ones keep their place in the template.
+    pub const ALL: [Handler; 5] = [
         Handler::Connect,
         Handler::Disconnect,
         Handler::SendMessage,
         Handler::Default,
+        Handler::ListConnections,
     ];
 
     /// The handler's name, kebab-case: the value of its function's `Handler` property (which
@@ -73,6 +76,7 @@ impl Handler {
             Handler::Disconnect => "disconnect",
             Handler::SendMessage => "send-message",
             Handler::Default => "default",
+            Handler::ListConnections => "list-connections",
         }
     }
 
@@ -95,6 +99,7 @@ impl Handler {
             Handler::Disconnect => "Disconnect",
             Handler::SendMessage => "SendMessage",
             Handler::Default => "Default",
+            Handler::ListConnections => "ListConnections",
         }
     }
 
@@ -114,6 +119,8 @@ impl Handler {
             ],
             // Only answers the sender; never touches the table.
             Handler::Default => &[],
+            // Reads one page of connections, where the client's cursor says.
+            Handler::ListConnections => &[TableAction::Scan],
         }
     }
 
@@ -126,6 +133,8 @@ impl Handler {
             Handler::SendMessage => &[ManagementOperation::Post],
             // Answers the sender with an error frame.
             Handler::Default => &[ManagementOperation::Post],
+            // Answers the sender with a page of connections (or an error frame).
+            Handler::ListConnections => &[ManagementOperation::Post],
         }
     }
 }
@@ -171,6 +180,8 @@ pub const DISCONNECT: &str = "$disconnect";
 pub const DEFAULT: &str = "$default";
 /// The route key of a chat message.
 pub const SEND_MESSAGE: &str = "sendMessage";
+/// The route key of a request for a page of the open connections (who can be messaged).
+pub const LIST_CONNECTIONS: &str = "listConnections";
 
 /// The API's routes.
 pub const ROUTES: &[Route] = &[
@@ -189,6 +200,10 @@ pub const ROUTES: &[Route] = &[
     Route {
         key: DEFAULT,
         handler: Handler::Default,
+    },
+    Route {
+        key: LIST_CONNECTIONS,
+        handler: Handler::ListConnections,
     },
 ];
 
@@ -227,7 +242,13 @@ mod tests {
         assert_eq!(Handler::from_name(""), None);
         assert_eq!(
             Handler::names().collect::<Vec<_>>(),
-            ["connect", "disconnect", "send-message", "default"]
+            [
+                "connect",
+                "disconnect",
+                "send-message",
+                "default",
+                "list-connections"
+            ]
         );
     }
 
@@ -243,6 +264,9 @@ mod tests {
 
     #[test]
     fn client_actions_exclude_system_routes() {
-        assert_eq!(client_actions().collect::<Vec<_>>(), vec!["sendMessage"]);
+        assert_eq!(
+            client_actions().collect::<Vec<_>>(),
+            vec!["sendMessage", "listConnections"]
+        );
     }
 }

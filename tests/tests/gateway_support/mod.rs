@@ -236,7 +236,7 @@ pub fn push_binary() -> std::path::PathBuf {
             "--profile",
             profile,
             "-p",
-            "wsstack-handlers",
+            "wsstack-push",
             "--bin",
             "push",
         ])

@@ -10,9 +10,10 @@ SYNTH_FLAGS ?=
 # The local gateway's port and stage for `make dev`.
 PORT ?= 3001
 DEV_STAGE ?= dev
+# The port of the browser client that `make dev` serves; empty: the gateway's default, 3000
+# (and, when 3000 is taken, the API without the page, with a warning).
+WEB_PORT ?=
 
-# The Lambda binaries, one per route handler (see routes/src/lib.rs).
-HANDLER_BINS := connect disconnect send-message default
 # A stand-in assembly for lints, so `make lint` never touches a real cdk.out.
 LINT_OUT := target/lint/cdk.out
 # Stages that switch on every optional part (custom domain, ...), linted besides the shipped ones.
@@ -31,19 +32,25 @@ help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
 .PHONY: dev
-dev: ## Run the whole API on localhost (ws://127.0.0.1:3001/dev), in-memory store
-	cargo run --profile local -p wsstack-gateway --bin wsstack-local -- --port $(PORT) --stage $(DEV_STAGE)
+dev: ## Run the whole API on localhost (ws://127.0.0.1:3001/dev) and the chat page (http://127.0.0.1:3000/)
+	cargo run --profile local -p wsstack-gateway --bin wsstack-local -- --port $(PORT) $(if $(WEB_PORT),--web-port $(WEB_PORT)) --stage $(DEV_STAGE)
+
+.PHONY: screenshot
+screenshot: tools ## Regenerate docs/screenshot.png: two browser pages in a conversation
+	cargo build -q -p wsstack-gateway --bin wsstack-local
+	python3 tests/browser/test_chat.py --gateway target/debug/wsstack-local --screenshot docs/screenshot.png
 
 .PHONY: tools
 tools: ## Install the test tools (pip: cfn-lint, aws CLI, moto; npm in tests/: dynalite, cdk)
 	scripts/install-tools.sh
 
 .PHONY: handlers
-handlers: ## Build the Lambda zips for arm64 (target/lambda/<handler>/bootstrap.zip)
+handlers: ## Build the Lambda zip for arm64, one for every route (target/lambda/bootstrap/bootstrap.zip)
 	scripts/install-lambda-tools.sh
+	# One binary serves every route: each function's Handler property names its handler.
 	# opt-level "s": 2.2 MiB zips instead of 2.8 MiB at opt-level 3; the handlers wait on the network.
-	CARGO_PROFILE_RELEASE_OPT_LEVEL=s cargo lambda build --release --arm64 --output-format zip -p wsstack-handlers $(addprefix --bin ,$(HANDLER_BINS))
-	@for b in $(HANDLER_BINS); do ls -l target/lambda/$$b/bootstrap.zip | awk -v b=$$b '{printf "  %-13s %8.2f MiB\n", b, $$5/1048576}'; done
+	CARGO_PROFILE_RELEASE_OPT_LEVEL=s cargo lambda build --release --arm64 --output-format zip -p wsstack-handlers --bin bootstrap
+	@ls -l target/lambda/bootstrap/bootstrap.zip | awk '{printf "  bootstrap.zip %8.2f MiB\n", $$5/1048576}'
 
 .PHONY: synth
 synth: handlers ## Build the handlers and write cdk.out/ (all stages, or STAGE=prod)
@@ -56,7 +63,7 @@ synth-stand-in: ## Write cdk.out/ with labelled stand-in code, without building 
 .PHONY: deploy
 deploy: ## Build, synth and deploy one stage: make deploy STAGE=dev [ASSETS_BUCKET=my-bucket]
 	@test -n "$(STAGE)" || { echo "make deploy needs a stage: make deploy STAGE=dev"; exit 2; }
-	scripts/deploy.py check --stage $(STAGE) --handlers "$(HANDLER_BINS)"
+	scripts/deploy.py check --stage $(STAGE)
 	$(MAKE) synth STAGE=$(STAGE)
 	scripts/deploy.py deploy --stage $(STAGE)
 
@@ -89,8 +96,11 @@ test: lint ## Every test: lints, unit, snapshot, tool and integration tests
 	cargo test --workspace --no-fail-fast
 
 .PHONY: bench
-bench: ## Benchmarks that print their figures (synth, handler fan-out, gateway)
+bench: ## Benchmarks that print their figures (synth, handler cold start and fan-out, gateway)
 	cargo bench -p wsstack-synth --bench synth
+	# The x86_64 release build of the one Lambda binary, for the cold-start figure.
+	cargo build --release -p wsstack-handlers --bin bootstrap
+	cargo bench -p wsstack-tests --bench cold_start
 	cargo bench -p wsstack-handlers --bench fanout
 	cargo bench -p wsstack-gateway --bench broadcast
 

@@ -294,7 +294,7 @@ def stage_needs(stage, stages_dir, handlers):
     """What a stage file asks of the account, read before anything is built: the reserved
     concurrency of its functions together, and whether it has access logs. Resolves `[lambda]`
     defaults and `[lambda.<handler>]` overrides as synth does (synth/src/stage.rs), for the
-    handlers given (the Makefile's HANDLER_BINS)."""
+    handlers given (the route table's)."""
     import tomllib
 
     path = Path(stages_dir) / f"{stage}.toml"
@@ -307,12 +307,20 @@ def stage_needs(stage, stages_dir, handlers):
     return {"reserved": reserved, "access_logs": bool(data.get("api", {}).get("access_logs", False))}
 
 
-def makefile_handlers():
-    """The handler binaries the Makefile builds (HANDLER_BINS): one per route handler."""
-    for line in (ROOT / "Makefile").read_text().splitlines():
-        if line.startswith("HANDLER_BINS :="):
-            return line.split(":=", 1)[1].split()
-    raise DeployError("Makefile has no HANDLER_BINS line: pass --handlers")
+def route_handlers():
+    """The handler names of the route table (routes/src/lib.rs), from its `handler-names`
+    example: compiling it builds only the dependency-free route table, not the handlers."""
+    try:
+        proc = subprocess.run(
+            ["cargo", "run", "-q", "-p", "wsstack-routes", "--example", "handler-names"],
+            cwd=ROOT, capture_output=True, text=True, check=False,
+        )
+    except FileNotFoundError:
+        raise DeployError("cargo is not installed: install Rust, or pass --handlers")
+    names = proc.stdout.split()
+    if proc.returncode != 0 or not names:
+        raise DeployError(f"cannot list the route table's handlers ({proc.stderr.strip()}): pass --handlers")
+    return names
 
 
 def check(args):
@@ -321,7 +329,7 @@ def check(args):
     stack_name = stack_name_of(args.stage, args.stages_dir)
     reg = region()
     account = caller_account()
-    handlers = args.handlers.replace(",", " ").split() if args.handlers else makefile_handlers()
+    handlers = args.handlers.replace(",", " ").split() if args.handlers else route_handlers()
     needs = stage_needs(args.stage, args.stages_dir, handlers)
     refuse_if_any(account_refusals(args.stage, needs, account, reg))
     print(f"deploy: stage {args.stage} (stack {stack_name}) to account {account}, region {reg}")
@@ -378,7 +386,7 @@ def main():
     parser.add_argument("--template", help="account-setup: the template synth --account-setup wrote")
     parser.add_argument(
         "--handlers",
-        help="check: the handler binaries, comma- or space-separated (default: the Makefile's HANDLER_BINS)",
+        help="check: the route table's handler names, comma- or space-separated (default: asked of the route table)",
     )
     parser.add_argument("--cdk-out", default=str(ROOT / "cdk.out"), help="the cloud assembly (default: cdk.out)")
     parser.add_argument("--stages-dir", default=str(ROOT / "stages"), help="the stage files (default: stages)")

@@ -29,6 +29,62 @@ pub const DEFAULT_USERNAME: &str = "anonymous";
 /// Longest connection id accepted in `to`. API Gateway's ids are 16 characters; the bound only
 /// keeps garbage out of the store lookup.
 pub const MAX_CONNECTION_ID_CHARS: usize = 128;
+/// Most connections in one `listConnections` answer, and the default `limit`. At most 64
+/// characters of username each, a full page stays far below the 128 KB a post may carry.
+pub const MAX_LIST_LIMIT: usize = 100;
+
+/// The WebSocket subprotocol this API speaks: the frames and actions this module defines, in
+/// their first version. A client may offer it in `Sec-WebSocket-Protocol`; a later, incompatible
+/// protocol gets a new name, so old and new clients can be told apart at the handshake.
+pub const SUBPROTOCOL: &str = "wsstack.v1";
+
+/// The client offered subprotocols, none of which this API speaks.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unsupported WebSocket subprotocol {}: this API speaks only {SUBPROTOCOL}", offered_list(.offered))]
+pub struct SubprotocolError {
+    /// What the client offered, in its order.
+    pub offered: Vec<String>,
+}
+
+fn offered_list(offered: &[String]) -> String {
+    offered
+        .iter()
+        .map(|p| format!("`{p}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The subprotocol to answer a handshake with, given the values of the client's
+/// `Sec-WebSocket-Protocol` headers (each a comma-separated list, RFC 6455 section 4.1).
+///
+/// - No offer (or only empty ones): `Ok(None)`, the handshake goes on without a subprotocol.
+/// - [`SUBPROTOCOL`] among the offers: `Ok(Some(SUBPROTOCOL))`; the `$connect` answer must carry
+///   it as a `Sec-WebSocket-Protocol` response header, or browsers fail the connection.
+/// - Only other protocols: `Err`, the handshake is refused.
+///
+/// API Gateway passes the header to the `$connect` integration and sends the value the
+/// integration returns in its response headers back to the client ("Set up a $connect route
+/// that requires a WebSocket subprotocol",
+/// https://docs.aws.amazon.com/apigateway/latest/developerguide/websocket-connect-route-subprotocol.html).
+pub fn negotiate_subprotocol<'a>(
+    header_values: impl IntoIterator<Item = &'a str>,
+) -> Result<Option<&'static str>, SubprotocolError> {
+    let offered: Vec<String> = header_values
+        .into_iter()
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(str::to_owned)
+        .collect();
+    if offered.is_empty() {
+        return Ok(None);
+    }
+    // Subprotocol names are tokens compared exactly (RFC 6455 section 11.3.4).
+    if offered.iter().any(|p| p == SUBPROTOCOL) {
+        return Ok(Some(SUBPROTOCOL));
+    }
+    Err(SubprotocolError { offered })
+}
 
 /// Why a username from the `$connect` query string was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -37,13 +93,59 @@ pub enum UsernameError {
     Empty,
     #[error("username must be at most {MAX_USERNAME_CHARS} characters, got {0}")]
     TooLong(usize),
-    #[error("username must contain only printable characters")]
-    NotPrintable,
+    #[error(
+        "username must contain only printable characters: character {position} is {code_point}, {kind}"
+    )]
+    NotPrintable {
+        /// 1-based, in characters.
+        position: usize,
+        /// `U+202E`.
+        code_point: String,
+        kind: Unprintable,
+    },
+    #[error("username must not start or end with whitespace")]
+    EdgeWhitespace,
+}
+
+/// The kinds of character a username refuses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unprintable {
+    /// General category Cc: NUL, BEL, newline, ...
+    Control,
+    /// General category Cf: bidi overrides and isolates, zero-width space and joiners, soft
+    /// hyphen, ... Invisible, and able to make one name read as another.
+    Format,
+    /// General categories Zl and Zp: line and paragraph separators.
+    Separator,
+}
+
+impl std::fmt::Display for Unprintable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Unprintable::Control => "a control character",
+            Unprintable::Format => "an invisible format character (bidi control, zero-width, ...)",
+            Unprintable::Separator => "a line or paragraph separator",
+        })
+    }
+}
+
+fn unprintable(c: char) -> Option<Unprintable> {
+    use unicode_general_category::{GeneralCategory, get_general_category};
+    match get_general_category(c) {
+        GeneralCategory::Control => Some(Unprintable::Control),
+        GeneralCategory::Format => Some(Unprintable::Format),
+        GeneralCategory::LineSeparator | GeneralCategory::ParagraphSeparator => {
+            Some(Unprintable::Separator)
+        }
+        _ => None,
+    }
 }
 
 /// The username for a new connection: the query string's `username`, or [`DEFAULT_USERNAME`]
-/// when absent. 1 to 64 printable characters (no control characters; spaces are fine inside
-/// but not at either end, where they would only confuse readers).
+/// when absent. 1 to 64 printable characters: no control characters (Cc), no invisible format
+/// characters (Cf: a right-to-left override or a zero-width joiner lets one name pass for
+/// another), no line or paragraph separators; spaces are fine inside but not at either end,
+/// where they would only confuse readers.
 pub fn validate_username(raw: Option<&str>) -> Result<String, UsernameError> {
     let Some(name) = raw else {
         return Ok(DEFAULT_USERNAME.to_owned());
@@ -55,8 +157,19 @@ pub fn validate_username(raw: Option<&str>) -> Result<String, UsernameError> {
     if chars > MAX_USERNAME_CHARS {
         return Err(UsernameError::TooLong(chars));
     }
-    if name.chars().any(char::is_control) || name.trim() != name {
-        return Err(UsernameError::NotPrintable);
+    if let Some((i, c, kind)) = name
+        .chars()
+        .enumerate()
+        .find_map(|(i, c)| unprintable(c).map(|kind| (i, c, kind)))
+    {
+        return Err(UsernameError::NotPrintable {
+            position: i + 1,
+            code_point: format!("U+{:04X}", u32::from(c)),
+            kind,
+        });
+    }
+    if name.trim() != name {
+        return Err(UsernameError::EdgeWhitespace);
     }
     Ok(name.to_owned())
 }
@@ -105,7 +218,36 @@ pub enum InputError {
     DeliveryFailed { to: String, reason: String },
     #[error("{}", unknown_action_message(.0.as_deref()))]
     UnknownAction(Option<String>),
+    #[error("field `limit` must be an integer from 1 to {MAX_LIST_LIMIT}")]
+    InvalidLimit,
+    #[error(
+        "field `cursor` must be the `next` of a previous `connections` answer (a string of 1 to {MAX_CONNECTION_ID_CHARS} printable characters)"
+    )]
+    InvalidCursor,
 }
+
+/// The error codes a client can receive through API Gateway, as README.md lists them.
+///
+/// [`InputError`] has four more, which guard a direct invocation only: API Gateway routes a
+/// body that is not a JSON object carrying `"action": "sendMessage"` to `$default` (so
+/// `empty_body`, `not_json` and `not_an_object` never reach `sendMessage`), and closes the
+/// connection on a binary frame (`binary_frame`; "Binary media types for WebSocket APIs" in the
+/// API Gateway developer guide).
+pub const CLIENT_ERROR_CODES: &[&str] = &[
+    "missing_data",
+    "data_not_string",
+    "empty_data",
+    "data_too_large",
+    "frame_too_large",
+    "to_not_string",
+    "invalid_to",
+    "unknown_recipient",
+    "unknown_sender",
+    "delivery_failed",
+    "unknown_action",
+    "invalid_limit",
+    "invalid_cursor",
+];
 
 fn unknown_action_message(action: Option<&str>) -> String {
     let supported = wsstack_routes::client_actions()
@@ -136,6 +278,8 @@ impl InputError {
             InputError::UnknownSender => "unknown_sender",
             InputError::DeliveryFailed { .. } => "delivery_failed",
             InputError::UnknownAction(_) => "unknown_action",
+            InputError::InvalidLimit => "invalid_limit",
+            InputError::InvalidCursor => "invalid_cursor",
         }
     }
 }
@@ -151,8 +295,11 @@ fn json_type(v: &Value) -> &'static str {
     }
 }
 
-/// Parses and validates the body of a `sendMessage` message.
-pub fn parse_send_message(body: Option<&str>, is_base64: bool) -> Result<SendMessage, InputError> {
+/// The JSON object of a message's body.
+fn parse_object(
+    body: Option<&str>,
+    is_base64: bool,
+) -> Result<serde_json::Map<String, Value>, InputError> {
     if is_base64 {
         return Err(InputError::BinaryFrame);
     }
@@ -161,9 +308,22 @@ pub fn parse_send_message(body: Option<&str>, is_base64: bool) -> Result<SendMes
         _ => return Err(InputError::EmptyBody),
     };
     let value: Value = serde_json::from_str(body).map_err(|_| InputError::NotJson)?;
-    let Value::Object(mut fields) = value else {
+    let Value::Object(fields) = value else {
         return Err(InputError::NotAnObject);
     };
+    Ok(fields)
+}
+
+/// Whether `id` can be a connection id: 1 to [`MAX_CONNECTION_ID_CHARS`] characters, no
+/// control characters.
+fn plausible_connection_id(id: &str) -> bool {
+    let n = id.chars().count();
+    (1..=MAX_CONNECTION_ID_CHARS).contains(&n) && !id.chars().any(char::is_control)
+}
+
+/// Parses and validates the body of a `sendMessage` message.
+pub fn parse_send_message(body: Option<&str>, is_base64: bool) -> Result<SendMessage, InputError> {
+    let mut fields = parse_object(body, is_base64)?;
     let data = match fields.remove("data") {
         None => return Err(InputError::MissingData),
         Some(Value::String(s)) => s,
@@ -177,16 +337,43 @@ pub fn parse_send_message(body: Option<&str>, is_base64: bool) -> Result<SendMes
     }
     let to = match fields.remove("to") {
         None | Some(Value::Null) => None,
-        Some(Value::String(s)) => {
-            let n = s.chars().count();
-            if n == 0 || n > MAX_CONNECTION_ID_CHARS || s.chars().any(|c| c.is_control()) {
-                return Err(InputError::InvalidTo);
-            }
-            Some(s)
-        }
+        Some(Value::String(s)) if plausible_connection_id(&s) => Some(s),
+        Some(Value::String(_)) => return Err(InputError::InvalidTo),
         Some(other) => return Err(InputError::ToNotString(json_type(&other))),
     };
     Ok(SendMessage { data, to })
+}
+
+/// A valid `listConnections` request: `{"action": "listConnections", "cursor"?, "limit"?}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListConnections {
+    /// The `next` of the previous answer; `None` for the first page.
+    pub cursor: Option<String>,
+    /// 1 to [`MAX_LIST_LIMIT`]; [`MAX_LIST_LIMIT`] when the client gave none.
+    pub limit: usize,
+}
+
+/// Parses and validates the body of a `listConnections` message. `null` is the same as an
+/// absent field, so a client can send back the `next` of the last page as it got it.
+pub fn parse_list_connections(
+    body: Option<&str>,
+    is_base64: bool,
+) -> Result<ListConnections, InputError> {
+    let mut fields = parse_object(body, is_base64)?;
+    let cursor = match fields.remove("cursor") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) if plausible_connection_id(&s) => Some(s),
+        Some(_) => return Err(InputError::InvalidCursor),
+    };
+    let limit = match fields.remove("limit") {
+        None | Some(Value::Null) => MAX_LIST_LIMIT,
+        Some(Value::Number(n)) => match n.as_u64().and_then(|n| usize::try_from(n).ok()) {
+            Some(n) if (1..=MAX_LIST_LIMIT).contains(&n) => n,
+            _ => return Err(InputError::InvalidLimit),
+        },
+        Some(_) => return Err(InputError::InvalidLimit),
+    };
+    Ok(ListConnections { cursor, limit })
 }
 
 /// The `action` of a message that reached `$default`, if it has one (for the error text).
@@ -239,6 +426,15 @@ pub enum Frame {
     /// A message from the backend (the `push` tool).
     #[serde(rename_all = "camelCase")]
     Push { data: String, sent_at: String },
+    /// A page of the open connections, the answer to `listConnections`. `next` is `null` on
+    /// the last page; `you` is the asking connection's own id, so a client can tell itself
+    /// apart in `items`.
+    #[serde(rename_all = "camelCase")]
+    Connections {
+        items: Vec<ConnectionSummary>,
+        next: Option<String>,
+        you: String,
+    },
     /// The sender's message was refused.
     #[serde(rename_all = "camelCase")]
     Error {
@@ -247,6 +443,16 @@ pub enum Frame {
         #[serde(skip_serializing_if = "Option::is_none")]
         supported_actions: Option<Vec<String>>,
     },
+}
+
+/// One connection as `listConnections` shows it: what another client needs to name it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConnectionSummary {
+    pub connection_id: String,
+    pub username: String,
+    /// ISO-8601, like `sentAt`.
+    pub connected_at: String,
 }
 
 /// ISO-8601 in UTC with milliseconds, e.g. `2026-11-26T14:27:06.123Z`.
@@ -324,12 +530,70 @@ mod tests {
             Err(UsernameError::TooLong(65))
         );
         assert_eq!(
-            validate_username(Some("a\nb")),
-            Err(UsernameError::NotPrintable)
+            validate_username(Some(" a")),
+            Err(UsernameError::EdgeWhitespace)
+        );
+        // Other scripts pass. (Cf also holds U+200C ZWNJ, which Persian spelling uses, and the
+        // ZWJ of emoji sequences: refused all the same, as a username is a label to tell
+        // people apart, where an invisible character only helps impersonation.)
+        assert_eq!(validate_username(Some("한국어")).unwrap(), "한국어");
+        assert_eq!(validate_username(Some("אבג")).unwrap(), "אבג");
+    }
+
+    #[test]
+    fn usernames_refuse_control_format_and_separator_characters_naming_them() {
+        for (name, position, code_point, kind) in [
+            ("a\nb", 2, "U+000A", Unprintable::Control),
+            ("\u{7f}x", 1, "U+007F", Unprintable::Control),
+            // Right-to-left override: "admin\u{202E}nimda" renders as "adminadmin".
+            ("admin\u{202E}txt", 6, "U+202E", Unprintable::Format),
+            ("ab\u{2066}c", 3, "U+2066", Unprintable::Format), // left-to-right isolate
+            ("ali\u{200B}ce", 4, "U+200B", Unprintable::Format), // zero-width space
+            ("al\u{200D}ice", 3, "U+200D", Unprintable::Format), // zero-width joiner
+            ("\u{FEFF}bob", 1, "U+FEFF", Unprintable::Format), // byte order mark
+            ("bo\u{00AD}b", 3, "U+00AD", Unprintable::Format), // soft hyphen
+            ("a\u{2028}b", 2, "U+2028", Unprintable::Separator),
+        ] {
+            let err = validate_username(Some(name)).expect_err(name);
+            assert_eq!(
+                err,
+                UsernameError::NotPrintable {
+                    position,
+                    code_point: code_point.to_owned(),
+                    kind
+                },
+                "{name:?}"
+            );
+        }
+        assert_eq!(
+            validate_username(Some("admin\u{202E}txt"))
+                .expect_err("RLO")
+                .to_string(),
+            "username must contain only printable characters: character 6 is U+202E, an invisible \
+             format character (bidi control, zero-width, ...)"
+        );
+    }
+
+    #[test]
+    fn subprotocol_negotiation() {
+        assert_eq!(negotiate_subprotocol([]), Ok(None));
+        assert_eq!(negotiate_subprotocol([""]), Ok(None));
+        assert_eq!(negotiate_subprotocol(["wsstack.v1"]), Ok(Some(SUBPROTOCOL)));
+        // Among others, in one header or several.
+        assert_eq!(
+            negotiate_subprotocol(["chat, wsstack.v1 ,mqtt"]),
+            Ok(Some(SUBPROTOCOL))
         );
         assert_eq!(
-            validate_username(Some(" a")),
-            Err(UsernameError::NotPrintable)
+            negotiate_subprotocol(["chat", "wsstack.v1"]),
+            Ok(Some(SUBPROTOCOL))
+        );
+        let err = negotiate_subprotocol(["chat, WSSTACK.V1", "wsstack.v2"]).unwrap_err();
+        assert_eq!(err.offered, ["chat", "WSSTACK.V1", "wsstack.v2"]);
+        assert_eq!(
+            err.to_string(),
+            "unsupported WebSocket subprotocol `chat`, `WSSTACK.V1`, `wsstack.v2`: this API \
+             speaks only wsstack.v1"
         );
     }
 
@@ -385,7 +649,7 @@ mod tests {
         );
         assert_eq!(
             Frame::error(&InputError::UnknownAction(Some("x".into()))).to_json(),
-            r#"{"type":"error","code":"unknown_action","message":"unknown action `x`; supported actions: sendMessage","supportedActions":["sendMessage"]}"#
+            r#"{"type":"error","code":"unknown_action","message":"unknown action `x`; supported actions: sendMessage, listConnections","supportedActions":["sendMessage","listConnections"]}"#
         );
     }
 
@@ -398,6 +662,80 @@ mod tests {
         let frame = Frame::for_message(&msg, "a", Utc::now());
         assert!(
             matches!(frame.to_wire(), Err(InputError::FrameTooLarge(n)) if n > MAX_FRAME_BYTES)
+        );
+    }
+
+    #[test]
+    fn list_connections_reads_cursor_and_limit() {
+        assert_eq!(
+            parse_list_connections(Some(r#"{"action":"listConnections"}"#), false),
+            Ok(ListConnections {
+                cursor: None,
+                limit: MAX_LIST_LIMIT
+            })
+        );
+        assert_eq!(
+            parse_list_connections(Some(r#"{"cursor":"abc=","limit":2}"#), false),
+            Ok(ListConnections {
+                cursor: Some("abc=".into()),
+                limit: 2
+            })
+        );
+        assert_eq!(
+            parse_list_connections(Some(r#"{"cursor":null,"limit":null}"#), false),
+            Ok(ListConnections {
+                cursor: None,
+                limit: MAX_LIST_LIMIT
+            })
+        );
+        for body in [
+            r#"{"limit":0}"#,
+            r#"{"limit":101}"#,
+            r#"{"limit":-1}"#,
+            r#"{"limit":2.5}"#,
+            r#"{"limit":"10"}"#,
+        ] {
+            assert_eq!(
+                parse_list_connections(Some(body), false),
+                Err(InputError::InvalidLimit),
+                "{body}"
+            );
+        }
+        for body in [
+            r#"{"cursor":""}"#,
+            r#"{"cursor":7}"#,
+            r#"{"cursor":"a\nb"}"#,
+        ] {
+            assert_eq!(
+                parse_list_connections(Some(body), false),
+                Err(InputError::InvalidCursor),
+                "{body}"
+            );
+        }
+        assert_eq!(
+            parse_list_connections(Some("[]"), false),
+            Err(InputError::NotAnObject)
+        );
+        assert_eq!(
+            parse_list_connections(Some("{}"), true),
+            Err(InputError::BinaryFrame)
+        );
+    }
+
+    #[test]
+    fn connections_frame_has_the_documented_shape() {
+        let frame = Frame::Connections {
+            items: vec![ConnectionSummary {
+                connection_id: "bob1".into(),
+                username: "bob".into(),
+                connected_at: "2025-11-26T14:27:06.123Z".into(),
+            }],
+            next: None,
+            you: "alice1".into(),
+        };
+        assert_eq!(
+            frame.to_json(),
+            r#"{"type":"connections","items":[{"connectionId":"bob1","username":"bob","connectedAt":"2025-11-26T14:27:06.123Z"}],"next":null,"you":"alice1"}"#
         );
     }
 

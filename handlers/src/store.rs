@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
+use aws_sdk_dynamodb::operation::scan::builders::ScanFluentBuilder;
 use aws_sdk_dynamodb::types::AttributeValue;
 use futures::stream::{self, BoxStream, StreamExt};
 
@@ -29,6 +30,23 @@ pub struct Connection {
     pub connected_at: i64,
     /// When the table's TTL may remove the record, epoch seconds (DynamoDB's TTL unit).
     pub expires_at: i64,
+}
+
+/// A connection a broadcast posts to: only what the post needs, so a listing transfers and
+/// decodes one attribute per record. (DynamoDB still reads, and bills, whole items: its 1 MB
+/// page limit applies before projection and filter.)
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recipient {
+    pub connection_id: String,
+}
+
+/// Whether a record with TTL `expires_at` (epoch seconds) is still live at `now` (epoch
+/// seconds). DynamoDB deletes expired records lazily, typically within days, and Scan returns
+/// them until then; the developer guide's filter for them keeps items whose TTL is after now
+/// ("Working with expired items",
+/// https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/ttl-expired-items.html).
+pub fn is_live(expires_at: i64, now: i64) -> bool {
+    expires_at > now
 }
 
 /// A store operation that failed.
@@ -57,17 +75,51 @@ pub trait ConnectionStore: Send + Sync {
     /// Every record, fetched a page at a time as the stream is polled. Records deleted or added
     /// while listing may or may not appear (as with a DynamoDB Scan); none appears twice.
     fn list(&self) -> BoxStream<'_, Result<Connection, StoreError>>;
+
+    /// The connections a broadcast posts to at `now` (epoch seconds): every record that is
+    /// live ([`is_live`]), with what was written before the listing started visible (a client
+    /// that connected a moment ago is reached), paged like [`ConnectionStore::list`].
+    ///
+    /// The default filters [`ConnectionStore::list`]; [`DynamoDbStore`] has the table do it.
+    fn list_recipients(&self, now: i64) -> BoxStream<'_, Result<Recipient, StoreError>> {
+        self.list()
+            .filter_map(move |item| {
+                futures::future::ready(match item {
+                    Ok(c) if !is_live(c.expires_at, now) => None,
+                    Ok(c) => Some(Ok(Recipient {
+                        connection_id: c.connection_id,
+                    })),
+                    Err(e) => Some(Err(e)),
+                })
+            })
+            .boxed()
+    }
+
+    /// At most `limit` records (at least 1), starting after the record whose id is `after`
+    /// (from the start without it; a cursor whose record was deleted meanwhile still works),
+    /// and the cursor of the next page: what a client pages through with `listConnections`.
+    /// Expired records are included, as [`ConnectionStore::list`] includes them.
+    async fn page(&self, after: Option<&str>, limit: usize) -> Result<ConnectionPage, StoreError>;
 }
 
 /// A page of records; a malformed record is an error of its own, so one bad item does not hide
 /// the rest of its page.
-type Page = Vec<Result<Connection, StoreError>>;
+pub type Page = Vec<Result<Connection, StoreError>>;
+
+/// One page of [`ConnectionStore::page`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectionPage {
+    pub records: Page,
+    /// Where the next page starts (the id of the last record read); `None` on the last page.
+    /// A page may be followed by an empty one, as with DynamoDB's `LastEvaluatedKey`.
+    pub next: Option<String>,
+}
 
 /// Turns a stream of pages into a stream of records. A failed page fetch ends the listing
 /// (there is no cursor to go on from), after yielding the error.
-fn flatten_pages<'a>(
-    pages: impl futures::Stream<Item = Result<Page, StoreError>> + Send + 'a,
-) -> BoxStream<'a, Result<Connection, StoreError>> {
+fn flatten_pages<'a, T: Send + 'a>(
+    pages: impl futures::Stream<Item = Result<Vec<Result<T, StoreError>>, StoreError>> + Send + 'a,
+) -> BoxStream<'a, Result<T, StoreError>> {
     pages
         .map(|page| match page {
             Ok(records) => stream::iter(records),
@@ -123,7 +175,7 @@ impl MemoryStore {
         self.records.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn page_after(&self, cursor: Option<&str>) -> Vec<Connection> {
+    fn page_after(&self, cursor: Option<&str>, limit: usize) -> Vec<Connection> {
         use std::ops::Bound;
         let records = self.lock();
         let start = match cursor {
@@ -132,7 +184,7 @@ impl MemoryStore {
         };
         records
             .range((start, Bound::Unbounded))
-            .take(self.page_size)
+            .take(limit)
             .map(|(_, c)| c.clone())
             .collect()
     }
@@ -161,7 +213,7 @@ impl ConnectionStore for MemoryStore {
             let Some(cursor) = state else {
                 return Ok(None);
             };
-            let page = self.page_after(cursor.as_deref());
+            let page = self.page_after(cursor.as_deref(), self.page_size);
             if page.is_empty() {
                 return Ok(None);
             }
@@ -173,6 +225,20 @@ impl ConnectionStore for MemoryStore {
             Ok::<_, StoreError>(Some((page.into_iter().map(Ok).collect::<Page>(), next)))
         });
         flatten_pages(pages)
+    }
+
+    async fn page(&self, after: Option<&str>, limit: usize) -> Result<ConnectionPage, StoreError> {
+        let limit = limit.max(1);
+        let page = self.page_after(after, limit);
+        let next = if page.len() < limit {
+            None
+        } else {
+            page.last().map(|c| c.connection_id.clone())
+        };
+        Ok(ConnectionPage {
+            records: page.into_iter().map(Ok).collect(),
+            next,
+        })
     }
 }
 
@@ -278,6 +344,55 @@ fn from_item(item: &HashMap<String, AttributeValue>) -> Result<Connection, Store
 
 type ScanCursor = Option<HashMap<String, AttributeValue>>;
 
+fn recipient_from_item(item: &HashMap<String, AttributeValue>) -> Result<Recipient, StoreError> {
+    match item.get(ATTR_CONNECTION_ID) {
+        Some(AttributeValue::S(s)) => Ok(Recipient {
+            connection_id: s.clone(),
+        }),
+        _ => Err(StoreError::Malformed {
+            connection_id: String::new(),
+            reason: format!("no string attribute {ATTR_CONNECTION_ID}"),
+        }),
+    }
+}
+
+impl DynamoDbStore {
+    /// The Scan `request` (table, page size and the caller's parameters set), page after page
+    /// from where the last one ended; `decode` reads one item.
+    fn scan_pages<T: Send + 'static>(
+        &self,
+        request: ScanFluentBuilder,
+        decode: fn(&HashMap<String, AttributeValue>) -> Result<T, StoreError>,
+    ) -> BoxStream<'_, Result<T, StoreError>> {
+        // State: `None` = done; `Some(cursor)` = fetch the page starting after `cursor`
+        // (`Some(None)` is the first page).
+        let pages = stream::try_unfold(Some(None), move |state: Option<ScanCursor>| {
+            let request = request.clone();
+            async move {
+                let Some(start) = state else {
+                    return Ok(None);
+                };
+                let out = request
+                    .set_exclusive_start_key(start)
+                    .send()
+                    .await
+                    .map_err(backend_error)?;
+                let page: Vec<Result<T, StoreError>> = out.items().iter().map(decode).collect();
+                let next = out.last_evaluated_key().map(|k| Some(k.clone()));
+                Ok::<_, StoreError>(Some((page, next)))
+            }
+        });
+        flatten_pages(pages)
+    }
+
+    fn scan(&self) -> ScanFluentBuilder {
+        self.client
+            .scan()
+            .table_name(&self.table)
+            .set_limit(self.page_size)
+    }
+}
+
 #[async_trait]
 impl ConnectionStore for DynamoDbStore {
     async fn put(&self, connection: &Connection) -> Result<(), StoreError> {
@@ -325,27 +440,65 @@ impl ConnectionStore for DynamoDbStore {
     }
 
     fn list(&self) -> BoxStream<'_, Result<Connection, StoreError>> {
-        // State: `None` = done; `Some(cursor)` = fetch the page starting after `cursor`
-        // (`Some(None)` is the first page).
-        let pages = stream::try_unfold(Some(None::<HashMap<String, AttributeValue>>), {
-            move |state: Option<ScanCursor>| async move {
-                let Some(start) = state else {
-                    return Ok(None);
-                };
-                let out = self
-                    .client
-                    .scan()
-                    .table_name(&self.table)
-                    .set_limit(self.page_size)
-                    .set_exclusive_start_key(start)
-                    .send()
-                    .await
-                    .map_err(backend_error)?;
-                let page: Page = out.items().iter().map(from_item).collect();
-                let next = out.last_evaluated_key().map(|k| Some(k.clone()));
-                Ok::<_, StoreError>(Some((page, next)))
-            }
+        self.scan_pages(self.scan(), from_item)
+    }
+
+    fn list_recipients(&self, now: i64) -> BoxStream<'_, Result<Recipient, StoreError>> {
+        self.scan_pages(
+            self.scan()
+                // A Scan is eventually consistent by default and could miss a record
+                // written a moment ago: a client that just connected would not get the
+                // broadcast (API Reference, Scan, ConsistentRead).
+                .consistent_read(true)
+                // The post needs the connection id only.
+                .projection_expression("#id")
+                // Expired records (TTL at or before now) still sit in the table until
+                // DynamoDB's TTL process deletes them; the filter keeps them out of the
+                // broadcast. A record without the attribute predates TTL: still reached.
+                .filter_expression("attribute_not_exists(#ttl) OR #ttl > :now")
+                .expression_attribute_names("#id", ATTR_CONNECTION_ID)
+                .expression_attribute_names("#ttl", ATTR_EXPIRES_AT)
+                .expression_attribute_values(":now", AttributeValue::N(now.to_string())),
+            recipient_from_item,
+        )
+    }
+
+    async fn page(&self, after: Option<&str>, limit: usize) -> Result<ConnectionPage, StoreError> {
+        // The table's only key is the partition key, so a connection id is the whole
+        // ExclusiveStartKey and the whole LastEvaluatedKey. DynamoDB may return a
+        // LastEvaluatedKey whose next page is empty (API Reference, Scan,
+        // https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_Scan.html).
+        let start = after.map(|id| {
+            HashMap::from([(
+                ATTR_CONNECTION_ID.to_owned(),
+                AttributeValue::S(id.to_owned()),
+            )])
         });
-        flatten_pages(pages)
+        let out = self
+            .client
+            .scan()
+            .table_name(&self.table)
+            .limit(i32::try_from(limit.max(1)).unwrap_or(i32::MAX))
+            // As for a broadcast: a person who connected a moment ago is listed.
+            .consistent_read(true)
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .map_err(backend_error)?;
+        let next = match out.last_evaluated_key() {
+            None => None,
+            Some(key) => match key.get(ATTR_CONNECTION_ID) {
+                Some(AttributeValue::S(id)) => Some(id.clone()),
+                _ => {
+                    return Err(StoreError::Backend(format!(
+                        "Scan returned a LastEvaluatedKey without a string {ATTR_CONNECTION_ID}"
+                    )));
+                }
+            },
+        };
+        Ok(ConnectionPage {
+            records: out.items().iter().map(from_item).collect(),
+            next,
+        })
     }
 }

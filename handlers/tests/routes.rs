@@ -12,9 +12,11 @@ use bytes::Bytes;
 use futures::stream::BoxStream;
 use serde_json::{Value, json};
 use wsstack_handlers::config::Config;
-use wsstack_handlers::domain::MAX_DATA_BYTES;
+use wsstack_handlers::domain::{CLIENT_ERROR_CODES, MAX_DATA_BYTES, MAX_LIST_LIMIT};
 use wsstack_handlers::management::{ConnectionInfo, ManagementApi, ManagementError};
-use wsstack_handlers::store::{Connection, ConnectionStore, MemoryStore, StoreError};
+use wsstack_handlers::store::{
+    Connection, ConnectionPage, ConnectionStore, MemoryStore, StoreError,
+};
 use wsstack_handlers::{App, HandlerError};
 use wsstack_routes::Handler;
 
@@ -114,6 +116,9 @@ impl ConnectionStore for FailingStore {
     fn list(&self) -> BoxStream<'_, Result<Connection, StoreError>> {
         Box::pin(futures::stream::iter([Err(unavailable())]))
     }
+    async fn page(&self, _: Option<&str>, _: usize) -> Result<ConnectionPage, StoreError> {
+        Err(unavailable())
+    }
 }
 
 /// A store that can get the sender but fails to list (a Scan page failing mid-broadcast).
@@ -132,6 +137,9 @@ impl ConnectionStore for ListFailsStore {
     }
     fn list(&self) -> BoxStream<'_, Result<Connection, StoreError>> {
         Box::pin(futures::stream::iter([Err(unavailable())]))
+    }
+    async fn page(&self, _: Option<&str>, _: usize) -> Result<ConnectionPage, StoreError> {
+        Err(unavailable())
     }
 }
 
@@ -161,9 +169,12 @@ fn conn(id: &str, username: &str) -> Connection {
         connection_id: id.to_owned(),
         username: username.to_owned(),
         connected_at: 1_795_703_226_123,
-        expires_at: 1_795_703_226 + 7200,
+        expires_at: LIVE_UNTIL,
     }
 }
+
+/// An `expiresAt` far in the future: the record is live whenever the tests run.
+const LIVE_UNTIL: i64 = 4_102_444_800; // 2100-01-01
 
 struct Fixture {
     app: App,
@@ -254,11 +265,15 @@ async fn connect_refuses_bad_usernames_with_400_and_stores_nothing() {
         ),
         (
             "bad\u{7}bell".to_owned(),
-            "username must contain only printable characters",
+            "username must contain only printable characters: character 4 is U+0007, a control character",
+        ),
+        (
+            "ad\u{202E}min".to_owned(),
+            "username must contain only printable characters: character 3 is U+202E, an invisible format character (bidi control, zero-width, ...)",
         ),
         (
             "trailing ".to_owned(),
-            "username must contain only printable characters",
+            "username must not start or end with whitespace",
         ),
     ] {
         let f = setup(RecordingApi::default()).await;
@@ -275,6 +290,67 @@ async fn connect_refuses_bad_usernames_with_400_and_stores_nothing() {
         );
         assert_eq!(f.store.get("new1").await.unwrap(), None);
     }
+}
+
+/// A `$connect` event whose client offered `protocols` in `Sec-WebSocket-Protocol`.
+fn connect_offering(protocols: &str) -> ApiGatewayWebsocketProxyRequest {
+    event("connect", |v| {
+        v["requestContext"]["connectionId"] = json!("new1");
+        v["headers"]["Sec-WebSocket-Protocol"] = json!(protocols);
+        v["multiValueHeaders"]["Sec-WebSocket-Protocol"] = json!([protocols]);
+    })
+}
+
+// https://docs.aws.amazon.com/apigateway/latest/developerguide/websocket-connect-route-subprotocol.html
+#[tokio::test]
+async fn connect_answers_with_wsstack_v1_when_the_client_offers_it_among_others() {
+    let f = setup(RecordingApi::default()).await;
+    let resp = f
+        .app
+        .handle(Handler::Connect, connect_offering("chat, wsstack.v1, mqtt"))
+        .await
+        .unwrap();
+    assert_eq!(resp.status_code, 200);
+    assert_eq!(
+        resp.headers
+            .get_all("Sec-WebSocket-Protocol")
+            .iter()
+            .collect::<Vec<_>>(),
+        ["wsstack.v1"]
+    );
+    assert!(f.store.get("new1").await.unwrap().is_some());
+}
+
+#[tokio::test]
+async fn connect_refuses_a_client_that_offers_only_other_subprotocols() {
+    let f = setup(RecordingApi::default()).await;
+    let resp = f
+        .app
+        .handle(Handler::Connect, connect_offering("chat, wsstack.v2"))
+        .await
+        .unwrap();
+    assert_eq!(resp.status_code, 400);
+    assert_eq!(
+        resp.body,
+        Some(aws_lambda_events::encodings::Body::Text(
+            "unsupported WebSocket subprotocol `chat`, `wsstack.v2`: this API speaks only wsstack.v1"
+                .into()
+        ))
+    );
+    assert!(resp.headers.get("Sec-WebSocket-Protocol").is_none());
+    assert_eq!(f.store.get("new1").await.unwrap(), None, "no record kept");
+}
+
+#[tokio::test]
+async fn connect_says_nothing_of_subprotocols_when_none_is_offered() {
+    let f = setup(RecordingApi::default()).await;
+    let ev = event("connect", |v| {
+        v["requestContext"]["connectionId"] = json!("new1")
+    });
+    let resp = f.app.handle(Handler::Connect, ev).await.unwrap();
+    assert_eq!(resp.status_code, 200);
+    assert!(resp.headers.is_empty(), "{:?}", resp.headers);
+    assert!(resp.multi_value_headers.is_empty());
 }
 
 #[tokio::test]
@@ -537,7 +613,25 @@ async fn bad_input_gets_an_exact_error_frame_and_nothing_is_sent() {
             error_frame("unknown_sender", "your connection has no record; reconnect"),
         ),
     ];
-    assert!(cases.len() >= 10);
+    // Every code a client can receive from sendMessage has its case (`delivery_failed`,
+    // `$default`'s `unknown_action` and listConnections' `invalid_limit` and `invalid_cursor`
+    // have tests of their own).
+    let covered: std::collections::BTreeSet<String> = cases
+        .iter()
+        .map(|(_, _, frame)| frame["code"].as_str().expect("code").to_owned())
+        .collect();
+    for code in CLIENT_ERROR_CODES {
+        if ![
+            "delivery_failed",
+            "unknown_action",
+            "invalid_limit",
+            "invalid_cursor",
+        ]
+        .contains(code)
+        {
+            assert!(covered.contains(*code), "no case answers {code}");
+        }
+    }
     for (what, ev, expected) in cases {
         let f = setup(RecordingApi::default()).await;
         let sender = ev.request_context.connection_id.clone().unwrap();
@@ -640,16 +734,103 @@ async fn an_error_frame_to_a_sender_that_left_is_not_a_failure() {
 
 #[tokio::test]
 async fn an_error_frame_that_cannot_be_sent_is_a_function_error() {
-    let f = setup(RecordingApi::default().failing(SENDER, ManagementError::Forbidden)).await;
+    let f = setup(RecordingApi::default().failing(
+        SENDER,
+        ManagementError::Forbidden(
+            "not authorized to perform: execute-api:ManageConnections".into(),
+        ),
+    ))
+    .await;
     let err = f
         .app
         .handle(Handler::SendMessage, raw_message("nope"))
         .await
         .unwrap_err();
     assert!(
-        matches!(err, HandlerError::Management(ManagementError::Forbidden)),
+        matches!(err, HandlerError::Management(ManagementError::Forbidden(_))),
         "{err}"
     );
+    // The service's message reaches the function error Lambda logs.
+    assert_eq!(
+        err.to_string(),
+        "could not answer the sender: forbidden (403): not authorized to perform: \
+         execute-api:ManageConnections"
+    );
+}
+
+#[tokio::test]
+async fn expired_records_are_neither_posted_to_nor_counted() {
+    let f = setup(RecordingApi::default()).await;
+    let now = chrono::Utc::now().timestamp();
+    f.store
+        .put(&Connection {
+            expires_at: now - 60,
+            ..conn("stale", "dave")
+        })
+        .await
+        .unwrap();
+    let report = wsstack_handlers::fanout::broadcast(
+        &f.store,
+        f.api.as_ref(),
+        ENDPOINT,
+        Bytes::from_static(b"hi"),
+        8,
+    )
+    .await;
+    assert_eq!(
+        report,
+        wsstack_handlers::fanout::FanOutReport {
+            delivered: 3,
+            ..Default::default()
+        }
+    );
+    assert!(f.api.frames_to("stale").is_empty());
+    // Removing it is DynamoDB TTL's job, not the broadcast's.
+    assert!(f.store.get("stale").await.unwrap().is_some());
+}
+
+#[tokio::test]
+async fn a_broadcast_that_reaches_none_of_its_recipients_is_a_function_error() {
+    let api = ["bob", "carol", SENDER]
+        .into_iter()
+        .fold(RecordingApi::default(), |api, id| {
+            api.failing(id, ManagementError::Forbidden("denied".into()))
+        });
+    let f = setup(api).await;
+    let err = f
+        .app
+        .handle(Handler::SendMessage, event("message", |_| {}))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, HandlerError::NothingDelivered { failed: 3 }),
+        "{err}"
+    );
+    assert_eq!(
+        err.to_string(),
+        "the broadcast reached none of its 3 recipients; every post failed"
+    );
+    assert_eq!(
+        lambda_runtime::Diagnostic::from(err).error_type,
+        "HandlerError::NothingDelivered"
+    );
+}
+
+#[tokio::test]
+async fn a_broadcast_whose_other_recipients_are_all_gone_is_no_failure() {
+    let api = ["bob", "carol"]
+        .into_iter()
+        .fold(RecordingApi::default(), |api, id| {
+            api.failing(id, ManagementError::Gone)
+        });
+    let f = setup(api).await;
+    let resp = f
+        .app
+        .handle(Handler::SendMessage, event("message", |_| {}))
+        .await
+        .unwrap();
+    assert_eq!(resp.status_code, 200);
+    assert_eq!(f.api.frames_to(SENDER).len(), 1);
 }
 
 #[tokio::test]
@@ -699,6 +880,199 @@ async fn broadcast_crosses_pages_and_respects_the_concurrency_bound() {
     assert!((2..=5).contains(&max), "max in flight {max}");
 }
 
+// --------------------------------------------------------------------------- listConnections
+
+fn list_request(body: Value) -> ApiGatewayWebsocketProxyRequest {
+    let body = body.to_string();
+    event("message", |v| {
+        v["body"] = json!(body);
+        v["requestContext"]["routeKey"] = json!("listConnections");
+    })
+}
+
+/// Pages through `listConnections` as a client does, `limit` at a time; returns the ids in
+/// the order received and the number of requests.
+async fn list_all(app: &App, api: &RecordingApi, limit: usize) -> (Vec<String>, usize) {
+    let mut ids = Vec::new();
+    let mut cursor = Value::Null;
+    for requests in 1.. {
+        let ev =
+            list_request(json!({"action": "listConnections", "cursor": cursor, "limit": limit}));
+        let resp = app.handle(Handler::ListConnections, ev).await.unwrap();
+        assert_eq!(resp.status_code, 200);
+        let frames = api.frames_to(SENDER);
+        let answer = frames.last().expect("an answer to the sender").clone();
+        assert_eq!(answer["type"], "connections", "{answer}");
+        assert_eq!(answer["you"], SENDER);
+        let items = answer["items"].as_array().unwrap();
+        assert!(
+            items.len() <= limit,
+            "{} items for limit {limit}",
+            items.len()
+        );
+        ids.extend(
+            items
+                .iter()
+                .map(|i| i["connectionId"].as_str().unwrap().to_owned()),
+        );
+        cursor = answer["next"].clone();
+        if cursor.is_null() {
+            return (ids, requests);
+        }
+        assert!(requests < 1000, "no end to the listing");
+    }
+    unreachable!()
+}
+
+#[tokio::test]
+async fn list_connections_answers_the_sender_with_names_and_ids() {
+    let f = setup(RecordingApi::default()).await;
+    let resp = f
+        .app
+        .handle(
+            Handler::ListConnections,
+            list_request(json!({"action": "listConnections"})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(resp.status_code, 200);
+    // Only the sender hears the answer.
+    assert_eq!(f.api.posts().len(), 1);
+    let summary = |id: &str, name: &str| json!({"connectionId": id, "username": name, "connectedAt": "2026-11-26T14:27:06.123Z"});
+    assert_eq!(
+        f.api.frames_to(SENDER),
+        vec![json!({
+            "type": "connections",
+            "items": [summary(SENDER, "alice"), summary("bob", "bob"), summary("carol", "carol")],
+            "next": null,
+            "you": SENDER,
+        })]
+    );
+}
+
+#[tokio::test]
+async fn list_connections_pages_through_everyone_exactly_once() {
+    let f = setup(RecordingApi::default()).await;
+    for i in 0..247 {
+        f.store.put(&conn(&format!("c{i:03}"), "x")).await.unwrap();
+    }
+    for limit in [1, 7, MAX_LIST_LIMIT] {
+        let before = f.api.posts().len();
+        let (mut ids, requests) = list_all(&f.app, &f.api, limit).await;
+        assert_eq!(requests, f.api.posts().len() - before);
+        assert!(
+            requests >= 250_usize.div_ceil(limit),
+            "limit {limit}: {requests} requests"
+        );
+        ids.sort();
+        let n = ids.len();
+        ids.dedup();
+        assert_eq!(
+            (n, ids.len()),
+            (250, 250),
+            "limit {limit}: everyone exactly once"
+        );
+    }
+}
+
+#[tokio::test]
+async fn list_connections_leaves_out_records_past_their_ttl() {
+    let f = setup(RecordingApi::default()).await;
+    // TTL deletes lazily: the record is still in the table an hour after it expired.
+    let stale = Connection {
+        expires_at: 1_795_703_229 - 3600,
+        ..conn("stale", "gone")
+    };
+    f.store.put(&stale).await.unwrap();
+    let (ids, _) = list_all(&f.app, &f.api, MAX_LIST_LIMIT).await;
+    assert_eq!(ids, vec![SENDER, "bob", "carol"]);
+}
+
+#[tokio::test]
+async fn list_connections_refuses_bad_cursor_and_limit_with_exact_error_frames() {
+    let f = setup(RecordingApi::default()).await;
+    let limit_error = error_frame(
+        "invalid_limit",
+        "field `limit` must be an integer from 1 to 100",
+    );
+    let cursor_error = error_frame(
+        "invalid_cursor",
+        "field `cursor` must be the `next` of a previous `connections` answer (a string of 1 to 128 printable characters)",
+    );
+    let cases = vec![
+        (
+            list_request(json!({"action": "listConnections", "limit": 0})),
+            limit_error.clone(),
+        ),
+        (
+            list_request(json!({"action": "listConnections", "limit": 101})),
+            limit_error.clone(),
+        ),
+        (
+            list_request(json!({"action": "listConnections", "limit": "5"})),
+            limit_error,
+        ),
+        (
+            list_request(json!({"action": "listConnections", "cursor": 3})),
+            cursor_error.clone(),
+        ),
+        (
+            list_request(json!({"action": "listConnections", "cursor": ""})),
+            cursor_error,
+        ),
+        (
+            event("message", |v| v["body"] = json!("[1]")),
+            error_frame("not_an_object", "the message must be a JSON object"),
+        ),
+    ];
+    for (ev, expected) in cases {
+        let before = f.api.posts().len();
+        let resp = f.app.handle(Handler::ListConnections, ev).await.unwrap();
+        assert_eq!(resp.status_code, 200);
+        let posts = f.api.posts();
+        assert_eq!(posts.len(), before + 1, "{expected}");
+        assert_eq!(posts[before].connection_id, SENDER);
+        let got: Value = serde_json::from_str(&posts[before].data).unwrap();
+        assert_eq!(got, expected);
+    }
+}
+
+#[tokio::test]
+async fn list_connections_with_a_failing_store_is_a_function_error() {
+    let api = Arc::new(RecordingApi::default());
+    let app = App::new(
+        Arc::new(FailingStore),
+        api.clone(),
+        Config::new("Connections"),
+    );
+    let err = app
+        .handle(
+            Handler::ListConnections,
+            list_request(json!({"action": "listConnections"})),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, HandlerError::Store(StoreError::Backend(_))),
+        "{err}"
+    );
+    assert!(api.posts().is_empty());
+}
+
+#[tokio::test]
+async fn list_connections_to_a_sender_that_left_is_not_a_failure() {
+    let f = setup(RecordingApi::default().failing(SENDER, ManagementError::Gone)).await;
+    let resp = f
+        .app
+        .handle(
+            Handler::ListConnections,
+            list_request(json!({"action": "listConnections"})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(resp.status_code, 200);
+}
+
 // ---------------------------------------------------------------------------------- $default
 
 #[tokio::test]
@@ -715,8 +1089,8 @@ async fn default_lists_the_supported_actions() {
         vec![json!({
             "type": "error",
             "code": "unknown_action",
-            "message": "unknown action `join`; supported actions: sendMessage",
-            "supportedActions": ["sendMessage"],
+            "message": "unknown action `join`; supported actions: sendMessage, listConnections",
+            "supportedActions": ["sendMessage", "listConnections"],
         })]
     );
     assert_eq!(f.store.len(), 3);
@@ -729,7 +1103,7 @@ async fn default_explains_a_message_without_action() {
     f.app.handle(Handler::Default, ev).await.unwrap();
     assert_eq!(
         f.api.frames_to(SENDER)[0]["message"],
-        "the message has no `action`; supported actions: sendMessage"
+        "the message has no `action`; supported actions: sendMessage, listConnections"
     );
 }
 
@@ -766,4 +1140,23 @@ async fn a_missing_domain_name_is_an_error_when_no_callback_url_is_configured() 
     });
     let err = f.app.handle(Handler::SendMessage, ev).await.unwrap_err();
     assert_eq!(err.to_string(), "event has no requestContext.domainName");
+}
+
+/// README.md lists exactly the error codes a client can receive through API Gateway.
+#[test]
+fn readme_lists_the_error_codes_clients_can_receive() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md"))
+        .expect("README.md");
+    let start = readme
+        .find("The codes a client can receive:")
+        .expect("README names the codes a client can receive");
+    let end = start + readme[start..].find(". ").expect("end of the sentence");
+    let listed: Vec<&str> = readme[start..end]
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        // Route keys name where a code comes from; the rest are codes.
+        .filter(|word| wsstack_routes::route(word).is_none())
+        .collect();
+    assert_eq!(listed, CLIENT_ERROR_CODES);
 }

@@ -1,8 +1,11 @@
 //! The route table of the wsstack WebSocket API, declared once.
 //!
-//! Synth builds one Lambda function, integration, route and permission per entry; the handlers
-//! crate builds one binary per [`Handler`]; the local gateway dispatches frames with the same
-//! list. Adding a route here is the only edit needed to put it everywhere.
+//! Synth builds one Lambda function, integration, route and permission per entry, every function
+//! running the same code (the handlers crate's one `bootstrap` binary) with its [`Handler::name`]
+//! as the function's `Handler` setting; the binary dispatches on that name; the local gateway
+//! dispatches frames with the same list. Adding a route is an entry here (a [`Route`], a
+//! [`Handler`] variant with its names and permissions) plus the handler's code in
+//! `wsstack_handlers::App`.
 
 /// The expression API Gateway evaluates on every incoming message to pick a route.
 pub const ROUTE_SELECTION_EXPRESSION: &str = "$request.body.action";
@@ -42,34 +45,49 @@ impl TableAction {
     }
 }
 
-/// The Lambda handlers of the API. Each is one binary in the `handlers` crate and one function
-/// in the synthesized stack.
+/// The Lambda handlers of the API. Each is one function in the synthesized stack; all of them
+/// run the same `bootstrap` binary, which picks the handler by [`Handler::name`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Handler {
     Connect,
     Disconnect,
     SendMessage,
     Default,
+    ListConnections,
 }
 
 impl Handler {
-    /// Every handler, in the order the stack declares them.
-    pub const ALL: [Handler; 4] = [
+    /// Every handler, in the order the stack declares them. New handlers go at the end, so
+    /// the resources of the existing ones keep their place in the template.
+    pub const ALL: [Handler; 5] = [
         Handler::Connect,
         Handler::Disconnect,
         Handler::SendMessage,
         Handler::Default,
+        Handler::ListConnections,
     ];
 
-    /// The cargo binary that implements the handler; `cargo lambda build` writes its zip to
-    /// `target/lambda/{binary}/bootstrap.zip`.
-    pub const fn binary(self) -> &'static str {
+    /// The handler's name, kebab-case: the value of its function's `Handler` property (which
+    /// Lambda hands the `bootstrap` binary as `_HANDLER`) and its `[lambda.<name>]` table in the
+    /// stage files.
+    pub const fn name(self) -> &'static str {
         match self {
             Handler::Connect => "connect",
             Handler::Disconnect => "disconnect",
             Handler::SendMessage => "send-message",
             Handler::Default => "default",
+            Handler::ListConnections => "list-connections",
         }
+    }
+
+    /// The handler called `name` (exact, as [`Handler::name`] spells it).
+    pub fn from_name(name: &str) -> Option<Handler> {
+        Handler::ALL.into_iter().find(|h| h.name() == name)
+    }
+
+    /// Every handler's name, for messages that list what is allowed.
+    pub fn names() -> impl Iterator<Item = &'static str> {
+        Handler::ALL.into_iter().map(Handler::name)
     }
 
     /// The PascalCase stem of every CloudFormation logical ID that belongs to this handler
@@ -81,6 +99,7 @@ impl Handler {
             Handler::Disconnect => "Disconnect",
             Handler::SendMessage => "SendMessage",
             Handler::Default => "Default",
+            Handler::ListConnections => "ListConnections",
         }
     }
 
@@ -100,6 +119,8 @@ impl Handler {
             ],
             // Only answers the sender; never touches the table.
             Handler::Default => &[],
+            // Reads one page of connections, where the client's cursor says.
+            Handler::ListConnections => &[TableAction::Scan],
         }
     }
 
@@ -112,6 +133,8 @@ impl Handler {
             Handler::SendMessage => &[ManagementOperation::Post],
             // Answers the sender with an error frame.
             Handler::Default => &[ManagementOperation::Post],
+            // Answers the sender with a page of connections (or an error frame).
+            Handler::ListConnections => &[ManagementOperation::Post],
         }
     }
 }
@@ -157,6 +180,8 @@ pub const DISCONNECT: &str = "$disconnect";
 pub const DEFAULT: &str = "$default";
 /// The route key of a chat message.
 pub const SEND_MESSAGE: &str = "sendMessage";
+/// The route key of a request for a page of the open connections (who can be messaged).
+pub const LIST_CONNECTIONS: &str = "listConnections";
 
 /// The API's routes.
 pub const ROUTES: &[Route] = &[
@@ -175,6 +200,10 @@ pub const ROUTES: &[Route] = &[
     Route {
         key: DEFAULT,
         handler: Handler::Default,
+    },
+    Route {
+        key: LIST_CONNECTIONS,
+        handler: Handler::ListConnections,
     },
 ];
 
@@ -200,6 +229,30 @@ mod tests {
     }
 
     #[test]
+    fn names_round_trip_and_are_kebab_case() {
+        for h in Handler::ALL {
+            assert_eq!(Handler::from_name(h.name()), Some(h));
+            assert!(
+                h.name().chars().all(|c| c.is_ascii_lowercase() || c == '-'),
+                "{h:?}: {}",
+                h.name()
+            );
+        }
+        assert_eq!(Handler::from_name("sendMessage"), None);
+        assert_eq!(Handler::from_name(""), None);
+        assert_eq!(
+            Handler::names().collect::<Vec<_>>(),
+            [
+                "connect",
+                "disconnect",
+                "send-message",
+                "default",
+                "list-connections"
+            ]
+        );
+    }
+
+    #[test]
     fn route_lookup_is_case_sensitive() {
         assert_eq!(
             route("sendMessage").map(|r| r.handler),
@@ -211,6 +264,9 @@ mod tests {
 
     #[test]
     fn client_actions_exclude_system_routes() {
-        assert_eq!(client_actions().collect::<Vec<_>>(), vec!["sendMessage"]);
+        assert_eq!(
+            client_actions().collect::<Vec<_>>(),
+            vec!["sendMessage", "listConnections"]
+        );
     }
 }

@@ -523,7 +523,7 @@ fn check_functions(
             let (field, span) = lambda
                 .origin(*h, "timeout_seconds", |f| f.timeout_seconds.as_ref())
                 .map_or(
-                    (format!("lambda.{}.timeout_seconds", h.binary()), None),
+                    (format!("lambda.{}.timeout_seconds", h.name()), None),
                     |(f, s)| (f, Some(s)),
                 );
             return Err((
@@ -532,7 +532,7 @@ fn check_functions(
                 format!(
                     "{} s is too long for the {} function, a route integration: API Gateway's WebSocket integration timeout quota is 50 ms to {ROUTE_TIMEOUT_MAX_SECONDS} s and cannot be raised ({WEBSOCKET_QUOTAS_PAGE}); set at most {ROUTE_TIMEOUT_MAX_SECONDS}",
                     settings.timeout_seconds,
-                    h.binary()
+                    h.name()
                 ),
             ));
         }
@@ -558,7 +558,7 @@ fn check_functions(
             );
         let parts: Vec<String> = reserved
             .iter()
-            .map(|(h, r)| format!("{} {r}", h.binary()))
+            .map(|(h, r)| format!("{} {r}", h.name()))
             .collect();
         return Err((
             span,

@@ -54,13 +54,11 @@ impl Project {
             )
             .expect("copy stage file");
         }
-        for h in Handler::ALL {
-            let zip = assets::zip_path(&dir.path().join("lambda"), h);
-            std::fs::create_dir_all(zip.parent().expect("parent")).expect("mkdir");
-            // A valid zip that differs per handler; built like synth's stand-ins but taken
-            // from disk as a real build's would be, so it is not labelled a stand-in.
-            std::fs::write(&zip, assets::stand_in_zip(h)).expect("write zip");
-        }
+        let zip = assets::zip_path(&dir.path().join("lambda"));
+        std::fs::create_dir_all(zip.parent().expect("parent")).expect("mkdir");
+        // A valid zip built like synth's stand-in but taken from disk as a real build's would
+        // be, so it is not labelled a stand-in.
+        std::fs::write(&zip, assets::stand_in_zip()).expect("write zip");
         Project { dir }
     }
 
@@ -82,7 +80,7 @@ impl Project {
     }
 
     fn deploy(&self, moto: &Moto, action: &str, stage: &str, extra_env: &[(&str, &str)]) -> Output {
-        let handlers: Vec<&str> = Handler::ALL.iter().map(|h| h.binary()).collect();
+        let handlers: Vec<&str> = Handler::names().collect();
         let mut cmd = Command::new("python3");
         cmd.arg(workspace().join("scripts/deploy.py"))
             .args([action, "--stage", stage, "--cdk-out"])
@@ -288,24 +286,22 @@ fn protection_call(stack: &str, on: bool) -> Vec<String> {
     .to_vec()
 }
 
-/// New code for every handler, unlike any zip deployed before: the same zip with an archive
-/// comment (a zip without a comment ends in its 22-byte end record, whose last two bytes are
-/// the comment's length).
-fn rebuild_zips(project: &Project) {
-    for h in Handler::ALL {
-        let mut zip = assets::stand_in_zip(h);
-        assert_eq!(
-            &zip[zip.len() - 2..],
-            [0, 0],
-            "{h:?}: the zip already has a comment"
-        );
-        let comment = format!("rebuilt {}", h.binary());
-        let len = u16::try_from(comment.len()).expect("short comment");
-        zip.truncate(zip.len() - 2);
-        zip.extend_from_slice(&len.to_le_bytes());
-        zip.extend_from_slice(comment.as_bytes());
-        std::fs::write(assets::zip_path(&project.path("lambda"), h), zip).expect("write zip");
-    }
+/// New code, unlike any zip deployed before: the same zip with an archive comment (a zip
+/// without a comment ends in its 22-byte end record, whose last two bytes are the comment's
+/// length).
+fn rebuild_zip(project: &Project) {
+    let mut zip = assets::stand_in_zip();
+    assert_eq!(
+        &zip[zip.len() - 2..],
+        [0, 0],
+        "the zip already has a comment"
+    );
+    let comment = b"rebuilt";
+    let len = u16::try_from(comment.len()).expect("short comment");
+    zip.truncate(zip.len() - 2);
+    zip.extend_from_slice(&len.to_le_bytes());
+    zip.extend_from_slice(comment);
+    std::fs::write(assets::zip_path(&project.path("lambda")), zip).expect("write zip");
 }
 
 fn hex_sha256(bytes: &[u8]) -> String {
@@ -345,7 +341,7 @@ fn deploy_rehearsal_against_moto() {
         })
         .collect();
     expected.sort();
-    assert_eq!(expected.len(), 5, "four handler zips and the template");
+    assert_eq!(expected.len(), 2, "the handlers' zip and the template");
     assert_eq!(bucket_keys(&moto, BUCKET), expected);
 
     let ids = physical_ids(&moto, "wsstack-dev");
@@ -394,7 +390,7 @@ fn deploy_rehearsal_against_moto() {
             .expect("function created");
         let f = &aws(&moto, &["lambda", "get-function", "--function-name", name])["Configuration"];
         assert_eq!(f["Runtime"], "provided.al2023", "{stem}");
-        assert_eq!(f["Handler"], "bootstrap", "{stem}");
+        assert_eq!(f["Handler"], h.name(), "{stem}");
         // moto's CloudFormation drops `Architectures` (the function reports x86_64): check what
         // CloudFormation was given.
         assert_eq!(
@@ -409,14 +405,10 @@ fn deploy_rehearsal_against_moto() {
             table_name.as_str(),
             "{stem}"
         );
-        // The code is this handler's own asset: Lambda's CodeSha256 is base64(sha256(zip)).
-        let zip = std::fs::read(assets::zip_path(&project.path("lambda"), h)).expect("zip");
+        // The code is the handlers' one asset: Lambda's CodeSha256 is base64(sha256(zip)).
+        let zip = std::fs::read(assets::zip_path(&project.path("lambda"))).expect("zip");
         let sha = base64::engine::general_purpose::STANDARD.encode(Sha256::digest(&zip));
-        assert_eq!(
-            f["CodeSha256"],
-            sha.as_str(),
-            "{stem} runs another handler's code"
-        );
+        assert_eq!(f["CodeSha256"], sha.as_str(), "{stem} runs other code");
 
         // The role: exactly the table actions the handler calls.
         let role = ids.get(&format!("{stem}Role")).expect("role created");
@@ -505,7 +497,7 @@ fn deploy_rehearsal_against_moto() {
         &moto,
         &["s3api", "create-bucket", "--bucket", BOOTSTRAP_BUCKET],
     );
-    rebuild_zips(&project);
+    rebuild_zip(&project);
     // A second deploy with a changed stage file updates in place: the same table.
     let dev = project.path("stages/dev.toml");
     let text = std::fs::read_to_string(&dev)
@@ -531,13 +523,13 @@ fn deploy_rehearsal_against_moto() {
         "AssetsBucket kept its previous value"
     );
     let again = physical_ids(&moto, "wsstack-dev");
+    let zip = std::fs::read(assets::zip_path(&project.path("lambda"))).expect("zip");
+    let sha = base64::engine::general_purpose::STANDARD.encode(Sha256::digest(&zip));
     for h in Handler::ALL {
         let name = again
             .get(&format!("{}Function", h.logical_id_stem()))
             .expect("function");
         let f = &aws(&moto, &["lambda", "get-function", "--function-name", name]);
-        let zip = std::fs::read(assets::zip_path(&project.path("lambda"), h)).expect("zip");
-        let sha = base64::engine::general_purpose::STANDARD.encode(Sha256::digest(&zip));
         assert_eq!(
             f["Configuration"]["CodeSha256"],
             sha.as_str(),
@@ -724,13 +716,13 @@ fn preflight_refuses_what_a_new_account_cannot_give() {
         err.contains("2 preflight check(s) failed; nothing was built or uploaded"),
         "{err}"
     );
-    // prod reserves 100 for three handlers and 200 for send-message.
+    // prod reserves 100 for each handler but send-message, and 200 for send-message.
     assert!(
-        err.contains("reserved concurrency: stage prod reserves 500 concurrent executions"),
+        err.contains("reserved concurrency: stage prod reserves 600 concurrent executions"),
         "{err}"
     );
     assert!(
-        err.contains("needed:    500 reserved, leaving at least 100 unreserved"),
+        err.contains("needed:    600 reserved, leaving at least 100 unreserved"),
         "{err}"
     );
     assert!(
@@ -763,12 +755,12 @@ fn preflight_refuses_what_a_new_account_cannot_give() {
     project.synth_real();
     let err = failed(project.deploy(&moto, "deploy", "prod", &[("ASSETS_BUCKET", BUCKET)]));
     assert!(
-        err.contains("reserved concurrency: stage prod reserves 500"),
+        err.contains("reserved concurrency: stage prod reserves 600"),
         "{err}"
     );
     assert!(buckets(&moto).is_empty(), "{:?}", buckets(&moto));
 
-    // An account with room: 1,000 unreserved leaves 900 to reserve, enough for prod's 500.
+    // An account with room: 1,000 unreserved leaves 900 to reserve, enough for prod's 600.
     let roomy = r#"{"AccountLimit": {"ConcurrentExecutions": 1000, "UnreservedConcurrentExecutions": 1000}}"#;
     let err = failed(project.deploy(
         &moto,

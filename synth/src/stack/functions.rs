@@ -59,7 +59,7 @@ pub fn add(t: &mut Template, stage: &Stage, route: &Route, asset: &Asset, bucket
         Role {
             description: Some(format!(
                 "wsstack {} handler ({}): least privilege",
-                h.binary(),
+                h.name(),
                 stage.name
             )),
             assume_role_policy_document: PolicyDocument::new(vec![
@@ -88,12 +88,14 @@ pub fn add(t: &mut Template, stage: &Stage, route: &Route, asset: &Asset, bucket
     let function = Function {
         description: Some(format!(
             "wsstack {} handler for the {} route ({})",
-            h.binary(),
+            h.name(),
             route.key,
             stage.name
         )),
         runtime: RUNTIME,
-        handler: "bootstrap".to_owned(),
+        // Every function runs the one `bootstrap` binary; Lambda hands it this value as
+        // `_HANDLER` and the binary dispatches on it.
+        handler: h.name().to_owned(),
         architectures: vec![match settings.architecture {
             Architecture::Arm64 => CfnArchitecture::Arm64,
             Architecture::X86_64 => CfnArchitecture::X86_64,
@@ -207,7 +209,7 @@ mod tests {
     fn with_function(stage_toml: &str, handler: Handler) -> serde_json::Value {
         let stage = test_stage(stage_toml);
         let route = ROUTES.iter().find(|r| r.handler == handler).expect("route");
-        let asset = assets::resolve(handler, &AssetSource::StandIn).expect("stand-in");
+        let asset = assets::resolve(&AssetSource::StandIn).expect("stand-in");
         let mut t = Template::new("test");
         let bucket = code_bucket(&mut t);
         add(&mut t, &stage, route, &asset, &bucket);

@@ -84,7 +84,7 @@ impl LambdaSection {
         pick: Pick<T>,
     ) -> Option<(String, Range<usize>)> {
         if let Some(v) = self.handlers.get(&handler).and_then(pick) {
-            return Some((format!("lambda.{}.{name}", handler.binary()), v.span()));
+            return Some((format!("lambda.{}.{name}", handler.name()), v.span()));
         }
         pick(&self.defaults).map(|v| (format!("lambda.{name}"), v.span()))
     }
@@ -105,13 +105,13 @@ impl<'de> DeserializeSeed<'de> for LambdaKeySeed {
 
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<LambdaKey, D::Error> {
         let key = String::deserialize(d)?;
-        if let Some(h) = Handler::ALL.iter().find(|h| h.binary() == key) {
-            return Ok(LambdaKey::Handler(*h));
+        if let Some(h) = Handler::from_name(&key) {
+            return Ok(LambdaKey::Handler(h));
         }
         if FunctionFields::NAMES.contains(&key.as_str()) {
             return Ok(LambdaKey::Setting(key));
         }
-        let handlers: Vec<&str> = Handler::ALL.iter().map(|h| h.binary()).collect();
+        let handlers: Vec<&str> = Handler::names().collect();
         Err(de::Error::custom(format!(
             "unknown key `{key}`: [lambda] takes the settings {} and a [lambda.<handler>] table per handler, one of {}",
             FunctionFields::NAMES.join(", "),

@@ -16,9 +16,10 @@ pub const CALLBACK_URL: &str = "CALLBACK_URL";
 
 /// Default of [`BROADCAST_CONCURRENCY`].
 pub const DEFAULT_BROADCAST_CONCURRENCY: usize = 64;
-/// Upper bound of [`BROADCAST_CONCURRENCY`]: beyond this a Lambda runs out of sockets and the
-/// management API throttles (429) long before any gain.
-pub const MAX_BROADCAST_CONCURRENCY: usize = 1024;
+/// Upper bound of [`BROADCAST_CONCURRENCY`]: what Lambda's 1,024 file-descriptor quota allows
+/// (see [`wsstack_routes::limits::MAX_BROADCAST_CONCURRENCY`] for the arithmetic and the source).
+pub const MAX_BROADCAST_CONCURRENCY: usize =
+    wsstack_routes::limits::MAX_BROADCAST_CONCURRENCY as usize;
 /// How long a connection record lives before the table's TTL may remove it. API Gateway closes
 /// every WebSocket after 2 hours, so a record older than that is stale for sure.
 pub const CONNECTION_TTL: Duration = Duration::from_secs(2 * 60 * 60);
@@ -41,7 +42,7 @@ pub enum ConfigError {
 pub struct Config {
     /// The DynamoDB table holding one record per open connection.
     pub table_name: String,
-    /// `PostToConnection` calls in flight during a broadcast (1..=1024).
+    /// `PostToConnection` calls in flight during a broadcast (1..=[`MAX_BROADCAST_CONCURRENCY`]).
     pub broadcast_concurrency: usize,
     /// The `@connections` endpoint (`http(s)://host[:port]/{stage}`); when `None` it is derived
     /// from each event as `https://{domainName}/{stage}`.
@@ -177,12 +178,12 @@ mod tests {
     fn all_values_are_read() {
         let c = config(&[
             (TABLE_NAME, "wsstack-dev.Connections_1"),
-            (BROADCAST_CONCURRENCY, "1024"),
+            (BROADCAST_CONCURRENCY, "480"),
             (CALLBACK_URL, "http://127.0.0.1:3001/dev/"),
         ])
         .unwrap();
         assert_eq!(c.table_name, "wsstack-dev.Connections_1");
-        assert_eq!(c.broadcast_concurrency, 1024);
+        assert_eq!(c.broadcast_concurrency, 480);
         assert_eq!(c.callback_url.as_deref(), Some("http://127.0.0.1:3001/dev"));
     }
 
@@ -206,7 +207,8 @@ mod tests {
                 BROADCAST_CONCURRENCY,
             ),
             (
-                vec![(TABLE_NAME, "Tbl"), (BROADCAST_CONCURRENCY, "1025")],
+                // One past what the file-descriptor quota allows.
+                vec![(TABLE_NAME, "Tbl"), (BROADCAST_CONCURRENCY, "481")],
                 BROADCAST_CONCURRENCY,
             ),
             (

@@ -24,6 +24,7 @@ pub mod config;
 pub mod domain;
 pub mod fanout;
 pub mod management;
+pub mod simulated;
 pub mod store;
 
 use std::sync::Arc;
@@ -112,11 +113,22 @@ impl App {
         &self.config
     }
 
-    /// Handles one event of `handler`'s route.
+    /// Handles one event of `handler`'s route, with no deadline (the local gateway, tests).
     pub async fn handle(
         &self,
         handler: Handler,
         event: ApiGatewayWebsocketProxyRequest,
+    ) -> Result<ApiGatewayProxyResponse, HandlerError> {
+        self.handle_until(handler, event, None).await
+    }
+
+    /// Handles one event of `handler`'s route; a broadcast stops at `deadline` (in Lambda, the
+    /// invocation's deadline less a margin).
+    pub async fn handle_until(
+        &self,
+        handler: Handler,
+        event: ApiGatewayWebsocketProxyRequest,
+        deadline: Option<fanout::Deadline>,
     ) -> Result<ApiGatewayProxyResponse, HandlerError> {
         let connection_id = event
             .request_context
@@ -136,7 +148,7 @@ impl App {
             match handler {
                 Handler::Connect => self.connect(connection_id, &event).await,
                 Handler::Disconnect => self.disconnect(connection_id, &event).await,
-                Handler::SendMessage => self.send_message(connection_id, &event).await,
+                Handler::SendMessage => self.send_message(connection_id, &event, deadline).await,
                 Handler::Default => self.default_route(connection_id, &event).await,
             }
         };
@@ -222,6 +234,7 @@ impl App {
         &self,
         connection_id: &str,
         event: &ApiGatewayWebsocketProxyRequest,
+        deadline: Option<fanout::Deadline>,
     ) -> Result<ApiGatewayProxyResponse, HandlerError> {
         let endpoint = self.callback_endpoint(event)?;
         let msg = match domain::parse_send_message(event.body.as_deref(), event.is_base64_encoded) {
@@ -245,13 +258,18 @@ impl App {
                     self.api.as_ref(),
                     &endpoint,
                     frame,
-                    self.config.broadcast_concurrency,
+                    fanout::Limits {
+                        concurrency: self.config.broadcast_concurrency,
+                        deadline,
+                    },
                 )
                 .await;
                 tracing::info!(
                     delivered = report.delivered,
                     gone = report.gone,
                     failed = report.failed,
+                    throttled = report.throttled,
+                    undelivered = report.undelivered,
                     "broadcast done"
                 );
                 if let Some(e) = report.list_error {
@@ -346,7 +364,14 @@ pub async fn run_lambda(handler: Handler) -> Result<(), RunError> {
     lambda_runtime::run(lambda_runtime::service_fn(
         move |event: lambda_runtime::LambdaEvent<ApiGatewayWebsocketProxyRequest>| {
             let app = app.clone();
-            async move { app.handle(handler, event.payload).await }
+            async move {
+                let deadline = fanout::Deadline::from_lambda_deadline(
+                    event.context.deadline,
+                    management::ATTEMPT_TIMEOUT,
+                );
+                app.handle_until(handler, event.payload, Some(deadline))
+                    .await
+            }
         },
     ))
     .await

@@ -190,7 +190,14 @@ ranged!(
     1000,
     "concurrent executions (the default account quota)"
 );
-ranged!(BroadcastConcurrency, u32, 1, 1024, "posts in flight");
+// The upper bound follows from Lambda's 1,024 file-descriptor quota (see the constant).
+ranged!(
+    BroadcastConcurrency,
+    u32,
+    1,
+    wsstack_routes::limits::MAX_BROADCAST_CONCURRENCY,
+    "posts in flight (Lambda's 1,024 file descriptors allow no more)"
+);
 ranged!(
     BurstLimit,
     u32,

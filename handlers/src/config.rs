@@ -14,6 +14,20 @@ pub const BROADCAST_CONCURRENCY: &str = "BROADCAST_CONCURRENCY";
 /// gateway and the push tests point it at `http://127.0.0.1:{port}/{stage}`.
 pub const CALLBACK_URL: &str = "CALLBACK_URL";
 
+/// `inline` (the sendMessage function posts itself) or `queue` (it enqueues fan-out jobs for
+/// the worker) (optional, default `inline`).
+pub const FANOUT_MODE: &str = "FANOUT_MODE";
+/// The SQS queue of fan-out jobs (required when [`FANOUT_MODE`] is `queue`).
+pub const FANOUT_QUEUE_URL: &str = "FANOUT_QUEUE_URL";
+/// Scan segments (= jobs, = parallel workers) a broadcast to everyone is split into
+/// (optional, default [`DEFAULT_FANOUT_SEGMENTS`]).
+pub const FANOUT_SEGMENTS: &str = "FANOUT_SEGMENTS";
+/// Default of [`FANOUT_SEGMENTS`].
+pub const DEFAULT_FANOUT_SEGMENTS: u32 = 8;
+/// Upper bound of [`FANOUT_SEGMENTS`]: more parallel workers than the account's 10,000
+/// `@connections` requests/s can feed (each posts a few thousand per second) only adds 429s.
+pub const MAX_FANOUT_SEGMENTS: u32 = 1_000;
+
 /// Default of [`BROADCAST_CONCURRENCY`].
 pub const DEFAULT_BROADCAST_CONCURRENCY: usize = 64;
 /// Upper bound of [`BROADCAST_CONCURRENCY`]: what Lambda's 1,024 file-descriptor quota allows
@@ -37,6 +51,16 @@ pub enum ConfigError {
     },
 }
 
+/// How a broadcast reaches everyone.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum FanOutMode {
+    /// The sendMessage function posts to every connection itself, within its deadline.
+    #[default]
+    Inline,
+    /// sendMessage enqueues one job per Scan segment; the fan-out worker posts.
+    Queue { queue_url: String, segments: u32 },
+}
+
 /// The handlers' configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -49,6 +73,7 @@ pub struct Config {
     pub callback_url: Option<String>,
     /// Lifetime of a connection record (`expiresAt` = connect time + this).
     pub connection_ttl: Duration,
+    pub fanout: FanOutMode,
 }
 
 impl Config {
@@ -60,6 +85,7 @@ impl Config {
             broadcast_concurrency: DEFAULT_BROADCAST_CONCURRENCY,
             callback_url: None,
             connection_ttl: CONNECTION_TTL,
+            fanout: FanOutMode::Inline,
         }
     }
 
@@ -88,11 +114,14 @@ impl Config {
             Some(v) => Some(validate_callback_url(v)?),
         };
 
+        let fanout = parse_fanout(&lookup)?;
+
         Ok(Config {
             table_name,
             broadcast_concurrency,
             callback_url,
             connection_ttl: CONNECTION_TTL,
+            fanout,
         })
     }
 }
@@ -132,6 +161,47 @@ fn parse_concurrency(value: &str) -> Result<usize, ConfigError> {
     match value.trim().parse::<usize>() {
         Ok(n) if (1..=MAX_BROADCAST_CONCURRENCY).contains(&n) => Ok(n),
         _ => Err(invalid(BROADCAST_CONCURRENCY, value, reason)),
+    }
+}
+
+fn parse_fanout(lookup: &impl Fn(&str) -> Option<String>) -> Result<FanOutMode, ConfigError> {
+    match lookup(FANOUT_MODE).as_deref().map(str::trim) {
+        None | Some("" | "inline") => Ok(FanOutMode::Inline),
+        Some("queue") => {
+            let queue_url = match lookup(FANOUT_QUEUE_URL) {
+                Some(u) if u.starts_with("https://") || u.starts_with("http://") => u,
+                Some(u) => {
+                    return Err(invalid(
+                        FANOUT_QUEUE_URL,
+                        &u,
+                        "must be the queue's http(s) URL",
+                    ));
+                }
+                None => {
+                    return Err(ConfigError::Missing {
+                        name: FANOUT_QUEUE_URL,
+                    });
+                }
+            };
+            let segments = match lookup(FANOUT_SEGMENTS) {
+                None => DEFAULT_FANOUT_SEGMENTS,
+                Some(v) => match v.trim().parse::<u32>() {
+                    Ok(n) if (1..=MAX_FANOUT_SEGMENTS).contains(&n) => n,
+                    _ => {
+                        return Err(invalid(
+                            FANOUT_SEGMENTS,
+                            &v,
+                            format!("must be an integer from 1 to {MAX_FANOUT_SEGMENTS}"),
+                        ));
+                    }
+                },
+            };
+            Ok(FanOutMode::Queue {
+                queue_url,
+                segments,
+            })
+        }
+        Some(other) => Err(invalid(FANOUT_MODE, other, "must be `inline` or `queue`")),
     }
 }
 
@@ -188,6 +258,31 @@ mod tests {
     }
 
     #[test]
+    fn queue_mode_reads_its_queue_and_segments() {
+        let c = config(&[
+            (TABLE_NAME, "Tbl"),
+            (FANOUT_MODE, "queue"),
+            (FANOUT_QUEUE_URL, "https://sqs.eu-west-1.amazonaws.com/1/q"),
+            (FANOUT_SEGMENTS, "16"),
+        ])
+        .unwrap();
+        assert_eq!(
+            c.fanout,
+            FanOutMode::Queue {
+                queue_url: "https://sqs.eu-west-1.amazonaws.com/1/q".into(),
+                segments: 16
+            }
+        );
+        let missing = config(&[(TABLE_NAME, "Tbl"), (FANOUT_MODE, "queue")]).unwrap_err();
+        assert_eq!(
+            missing,
+            ConfigError::Missing {
+                name: FANOUT_QUEUE_URL
+            }
+        );
+    }
+
+    #[test]
     fn missing_table_names_the_variable() {
         let err = config(&[]).unwrap_err();
         assert_eq!(err, ConfigError::Missing { name: TABLE_NAME });
@@ -218,6 +313,27 @@ mod tests {
             (
                 vec![(TABLE_NAME, "Tbl"), (CALLBACK_URL, "ftp://x/dev")],
                 CALLBACK_URL,
+            ),
+            (
+                vec![(TABLE_NAME, "Tbl"), (FANOUT_MODE, "fast")],
+                FANOUT_MODE,
+            ),
+            (
+                vec![
+                    (TABLE_NAME, "Tbl"),
+                    (FANOUT_MODE, "queue"),
+                    (FANOUT_QUEUE_URL, "my-queue"),
+                ],
+                FANOUT_QUEUE_URL,
+            ),
+            (
+                vec![
+                    (TABLE_NAME, "Tbl"),
+                    (FANOUT_MODE, "queue"),
+                    (FANOUT_QUEUE_URL, "http://127.0.0.1:1/q"),
+                    (FANOUT_SEGMENTS, "0"),
+                ],
+                FANOUT_SEGMENTS,
             ),
             (
                 vec![(TABLE_NAME, "Tbl"), (CALLBACK_URL, "https:///dev")],

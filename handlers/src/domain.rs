@@ -224,6 +224,9 @@ pub enum Frame {
     /// A broadcast chat message.
     #[serde(rename_all = "camelCase")]
     Message {
+        /// The message's id (API Gateway's `messageId`): delivery is at least once, so a client
+        /// drops a frame whose id it has seen.
+        id: String,
         from: String,
         data: String,
         sent_at: String,
@@ -231,6 +234,8 @@ pub enum Frame {
     /// A direct message to the one connection in `to`.
     #[serde(rename_all = "camelCase")]
     Direct {
+        /// As in [`Frame::Message`].
+        id: String,
         from: String,
         to: String,
         data: String,
@@ -256,15 +261,17 @@ pub fn iso8601(at: DateTime<Utc>) -> String {
 
 impl Frame {
     /// The frame for a valid message from `from` (the sender's username).
-    pub fn for_message(msg: &SendMessage, from: &str, sent_at: DateTime<Utc>) -> Frame {
+    pub fn for_message(msg: &SendMessage, id: &str, from: &str, sent_at: DateTime<Utc>) -> Frame {
         let sent_at = iso8601(sent_at);
         match &msg.to {
             None => Frame::Message {
+                id: id.to_owned(),
                 from: from.to_owned(),
                 data: msg.data.clone(),
                 sent_at,
             },
             Some(to) => Frame::Direct {
+                id: id.to_owned(),
                 from: from.to_owned(),
                 to: to.clone(),
                 data: msg.data.clone(),
@@ -372,16 +379,16 @@ mod tests {
             to: None,
         };
         assert_eq!(
-            Frame::for_message(&msg, "alice", at).to_json(),
-            r#"{"type":"message","from":"alice","data":"hi","sentAt":"2025-11-26T14:27:06.123Z"}"#
+            Frame::for_message(&msg, "m1", "alice", at).to_json(),
+            r#"{"type":"message","id":"m1","from":"alice","data":"hi","sentAt":"2025-11-26T14:27:06.123Z"}"#
         );
         let direct = SendMessage {
             data: "hi".into(),
             to: Some("bob1".into()),
         };
         assert_eq!(
-            Frame::for_message(&direct, "alice", at).to_json(),
-            r#"{"type":"direct","from":"alice","to":"bob1","data":"hi","sentAt":"2025-11-26T14:27:06.123Z"}"#
+            Frame::for_message(&direct, "m1", "alice", at).to_json(),
+            r#"{"type":"direct","id":"m1","from":"alice","to":"bob1","data":"hi","sentAt":"2025-11-26T14:27:06.123Z"}"#
         );
         assert_eq!(
             Frame::error(&InputError::UnknownAction(Some("x".into()))).to_json(),
@@ -395,7 +402,7 @@ mod tests {
             data: "\u{1}".repeat(MAX_DATA_BYTES),
             to: None,
         };
-        let frame = Frame::for_message(&msg, "a", Utc::now());
+        let frame = Frame::for_message(&msg, "m1", "a", Utc::now());
         assert!(
             matches!(frame.to_wire(), Err(InputError::FrameTooLarge(n)) if n > MAX_FRAME_BYTES)
         );

@@ -252,9 +252,10 @@ impl<'a> FanOut<'a> {
                 break;
             }
             let next_retry = retries.peek().map(|Reverse((at, _, _))| *at);
-            // Wake for a retry only when it could start (a free slot, before the deadline).
+            // Wake for a retry only when it could start (a free slot, before the deadline): past
+            // `stop_starting` the wake-up would be in the past and the loop would spin.
             let wake_for_retry = match next_retry {
-                Some(at) if in_flight.len() < self.concurrency() => {
+                Some(at) if may_start && in_flight.len() < self.concurrency() => {
                     let stop = self.deadline.map_or(far_future, |d| d.stop_starting);
                     Some(at.min(stop))
                 }

@@ -20,12 +20,16 @@
 //! failing, the sender unreachable by anything but 410); API Gateway then sends the client its
 //! `Internal server error` frame.
 
+pub mod audience;
 pub mod config;
 pub mod domain;
 pub mod fanout;
+pub mod job;
 pub mod management;
+pub mod queue;
 pub mod simulated;
 pub mod store;
+pub mod worker;
 
 use std::sync::Arc;
 
@@ -53,6 +57,11 @@ pub enum HandlerError {
     Store(#[from] StoreError),
     #[error("could not answer the sender: {0}")]
     Management(#[from] ManagementError),
+    /// Queue mode without a queue to send to (a wiring mistake of the embedder).
+    #[error("fan-out mode is queue but no queue is configured")]
+    NoQueue,
+    #[error("could not enqueue the fan-out jobs: {0}")]
+    Queue(#[from] queue::QueueError),
 }
 
 impl From<HandlerError> for lambda_runtime::Diagnostic {
@@ -61,6 +70,7 @@ impl From<HandlerError> for lambda_runtime::Diagnostic {
             HandlerError::MissingField(_) => "MissingField",
             HandlerError::Store(_) => "StoreError",
             HandlerError::Management(_) => "ManagementError",
+            HandlerError::NoQueue | HandlerError::Queue(_) => "QueueError",
         };
         lambda_runtime::Diagnostic {
             error_type: format!("HandlerError::{kind}"),
@@ -75,6 +85,8 @@ pub struct App {
     store: Arc<dyn ConnectionStore>,
     api: Arc<dyn ManagementApi>,
     config: Config,
+    /// Where queue-mode broadcasts go (`None` in inline mode).
+    queue: Option<Arc<dyn queue::Queue>>,
 }
 
 /// The query string parameter `$connect` reads the username from.
@@ -106,7 +118,18 @@ impl App {
         api: Arc<dyn ManagementApi>,
         config: Config,
     ) -> Self {
-        App { store, api, config }
+        App {
+            store,
+            api,
+            config,
+            queue: None,
+        }
+    }
+
+    /// The queue of fan-out jobs, for queue mode.
+    pub fn with_queue(mut self, queue: Arc<dyn queue::Queue>) -> Self {
+        self.queue = Some(queue);
+        self
     }
 
     pub fn config(&self) -> &Config {
@@ -247,10 +270,29 @@ impl App {
                 .await;
         };
         let sent_at = event_time(event.request_context.request_time_epoch);
-        let frame = match Frame::for_message(&msg, &sender.username, sent_at).to_wire() {
-            Ok(f) => Bytes::from(f),
-            Err(e) => return self.reply_error(&endpoint, connection_id, e).await,
-        };
+        let ctx = &event.request_context;
+        let message_id = ctx
+            .message_id
+            .as_deref()
+            .or(ctx.request_id.as_deref())
+            .unwrap_or(connection_id);
+        let frame_text =
+            match Frame::for_message(&msg, message_id, &sender.username, sent_at).to_wire() {
+                Ok(f) => f,
+                Err(e) => return self.reply_error(&endpoint, connection_id, e).await,
+            };
+        if let (Recipients::Everyone, config::FanOutMode::Queue { segments, .. }) =
+            (msg.recipients(), &self.config.fanout)
+        {
+            let queue = self.queue.as_ref().ok_or(HandlerError::NoQueue)?;
+            let jobs = job::FanOutJob::for_everyone(message_id, &endpoint, &frame_text, *segments);
+            queue
+                .send(jobs.iter().map(job::FanOutJob::to_body).collect())
+                .await?;
+            tracing::info!(message_id, jobs = jobs.len(), "broadcast enqueued");
+            return Ok(ok());
+        }
+        let frame = Bytes::from(frame_text);
         match msg.recipients() {
             Recipients::Everyone => {
                 let report = fanout::broadcast(
@@ -360,7 +402,17 @@ pub async fn run_lambda(handler: Handler) -> Result<(), RunError> {
         config.table_name.clone(),
     );
     let api = management::SdkManagementApi::new(&sdk);
-    let app = App::new(Arc::new(store), Arc::new(api), config);
+    let queue = match &config.fanout {
+        config::FanOutMode::Queue { queue_url, .. } => Some(queue::SqsQueue::new(
+            aws_sdk_sqs::Client::new(&sdk),
+            queue_url.clone(),
+        )),
+        config::FanOutMode::Inline => None,
+    };
+    let mut app = App::new(Arc::new(store), Arc::new(api), config);
+    if let Some(q) = queue {
+        app = app.with_queue(Arc::new(q));
+    }
     lambda_runtime::run(lambda_runtime::service_fn(
         move |event: lambda_runtime::LambdaEvent<ApiGatewayWebsocketProxyRequest>| {
             let app = app.clone();
@@ -376,6 +428,19 @@ pub async fn run_lambda(handler: Handler) -> Result<(), RunError> {
     ))
     .await
     .map_err(|e| RunError::Runtime(e.to_string()))
+}
+
+/// An error's text with its causes: the top-level text of an SDK error is only
+/// "service error", which tells an operator nothing.
+pub(crate) fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
 }
 
 /// Why a Lambda binary stopped.

@@ -50,11 +50,44 @@ fn help_explains_every_option() {
         "--table",
         "--idle-timeout",
         "--max-connection-duration",
+        "--integration-timeout",
+        "--stages-dir",
         "--log-level",
         "@connections",
     ] {
         assert!(help.contains(option), "--help lacks {option}:\n{help}");
     }
+}
+
+#[test]
+fn a_bad_stage_file_or_integration_timeout_fails_naming_it() {
+    let dir = std::env::temp_dir().join(format!("wsstack-cli-stages-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    std::fs::write(dir.join("broken.toml"), "[lambda]\ntimeout_seconds = 0\n").expect("write");
+    let stages_dir = dir.to_string_lossy().into_owned();
+    for (args, needle) in [
+        (
+            vec![
+                "--port",
+                "0",
+                "--stages-dir",
+                &stages_dir,
+                "--stage",
+                "broken",
+            ],
+            "broken.toml",
+        ),
+        (
+            vec!["--port", "0", "--integration-timeout", "30s"],
+            "50ms to 29s",
+        ),
+    ] {
+        let out = Command::new(BIN).args(&args).output().expect("run");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} started");
+        assert!(stderr.contains(needle), "{args:?}: {stderr}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]

@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::types::AttributeValue;
 
 use crate::job::{Audience, Listing};
-use crate::store::{ATTR_CONNECTION_ID, DynamoDbStore, MemoryStore};
+use crate::store::{ATTR_CONNECTION_ID, ATTR_EXPIRES_AT, DynamoDbStore, MemoryStore, is_live};
 
 /// One page of an audience.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,8 +62,11 @@ impl AudienceSource for MemoryStore {
         let Audience::Everyone { segment, segments } = *audience else {
             return Err(AudienceError::Unsupported(audience.clone()));
         };
-        let (ids, next) =
-            self.ids_after(after, limit, |id| memory_segment(id, segments) == segment);
+        let now = chrono::Utc::now().timestamp();
+        // Expired records are left out, as `ConnectionStore::list_recipients` does.
+        let (ids, next) = self.ids_after(after, limit, |c| {
+            is_live(c.expires_at, now) && memory_segment(&c.connection_id, segments) == segment
+        });
         Ok(AudiencePage {
             ids,
             next: next.map_or(Listing::Done, Listing::After),
@@ -95,10 +98,17 @@ impl AudienceSource for DynamoDbStore {
             .table_name(self.table())
             .segment(i32::try_from(segment).map_err(|_| too_big("segment"))?)
             .total_segments(i32::try_from(segments).map_err(|_| too_big("segments"))?)
-            // Only the key: a page costs read units by the bytes it reads, and the fan-out
-            // needs nothing else.
+            // As `ConnectionStore::list_recipients`: consistent (a client that connected a
+            // moment ago is reached), only the key, and no record whose TTL has passed.
+            .consistent_read(true)
             .projection_expression("#id")
+            .filter_expression("attribute_not_exists(#ttl) OR #ttl > :now")
             .expression_attribute_names("#id", ATTR_CONNECTION_ID)
+            .expression_attribute_names("#ttl", ATTR_EXPIRES_AT)
+            .expression_attribute_values(
+                ":now",
+                AttributeValue::N(chrono::Utc::now().timestamp().to_string()),
+            )
             .limit(i32::try_from(limit.max(1)).unwrap_or(i32::MAX))
             .set_exclusive_start_key(start)
             .send()
@@ -140,7 +150,7 @@ mod tests {
                     connection_id: format!("c{i:04}"),
                     username: "u".into(),
                     connected_at: 0,
-                    expires_at: 0,
+                    expires_at: i64::MAX,
                 })
                 .await
                 .expect("put");

@@ -378,7 +378,10 @@ pub async fn broadcast(
         limits.concurrency,
         limits.deadline,
     );
-    let mut listing = store.list().ready_chunks(BATCH_SIZE);
+    // Records whose TTL has passed are neither posted to nor counted.
+    let mut listing = store
+        .list_recipients(chrono::Utc::now().timestamp())
+        .ready_chunks(BATCH_SIZE);
     while let Some(chunk) = listing.next().await {
         let mut ids = Vec::with_capacity(chunk.len());
         for item in chunk {

@@ -25,6 +25,10 @@ use crate::management::ManagementApi;
 use crate::queue::{Queue, QueueError};
 use crate::store::ConnectionStore;
 
+/// The worker function's `Handler` property: the `bootstrap` binary runs the worker when
+/// Lambda hands it this name as `_HANDLER`.
+pub const HANDLER_NAME: &str = "fanout-worker";
+
 /// Ids per audience page a worker lists at a time.
 pub const PAGE_SIZE: usize = 1_000;
 

@@ -24,7 +24,7 @@ async fn store_with(ids: &[String]) -> MemoryStore {
                 connection_id: id.clone(),
                 username: "u".into(),
                 connected_at: 0,
-                expires_at: 0,
+                expires_at: i64::MAX,
             })
             .await
             .expect("memory put");
@@ -257,7 +257,7 @@ async fn permanent_failures_are_counted_after_their_attempts() {
     let store = store_with(&all).await;
     let forbidden = broadcast(
         &store,
-        &Refusing(ManagementError::Forbidden),
+        &Refusing(ManagementError::Forbidden("not allowed".into())),
         ENDPOINT,
         Bytes::from_static(b"x"),
         Limits::without_deadline(2),

@@ -24,7 +24,7 @@ async fn store_of(n: usize) -> MemoryStore {
                 connection_id: format!("c{i:06}"),
                 username: "u".into(),
                 connected_at: 0,
-                expires_at: 0,
+                expires_at: i64::MAX,
             })
             .await
             .expect("put");
@@ -106,8 +106,18 @@ async fn a_job_hands_back_its_rest_with_a_cursor() {
     let report = w.run_job(job, Some(deadline)).await.expect("job");
     let rest = report.continuation.expect("a continuation");
     assert_eq!(report.posts.delivered, 200);
-    assert!(matches!(rest.listing, Listing::After(_)), "{:?}", rest.listing);
-    assert_eq!(rest.audience, Audience::Everyone { segment: 0, segments: 1 });
+    assert!(
+        matches!(rest.listing, Listing::After(_)),
+        "{:?}",
+        rest.listing
+    );
+    assert_eq!(
+        rest.audience,
+        Audience::Everyone {
+            segment: 0,
+            segments: 1
+        }
+    );
     assert_eq!(queue.len(), 1, "the continuation is on the queue");
     // The continuation picks up exactly where the job stopped.
     drain(&w, &queue, Duration::from_secs(60)).await;

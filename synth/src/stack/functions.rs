@@ -1,0 +1,308 @@
+//! Per handler: its log group, its least-privilege role and its Lambda function; and the
+//! bucket the functions' code is read from.
+
+use std::collections::BTreeMap;
+
+use serde_json::json;
+use wsstack_routes::{Handler, Route};
+
+use super::{checks, ids, logs, outputs};
+use crate::assets::Asset;
+use crate::cfn::policy::{PolicyDocument, Statement};
+use crate::cfn::resources::iam::{InlinePolicy, Role};
+use crate::cfn::resources::lambda::{
+    Architecture as CfnArchitecture, Code, Environment, Function, LogFormat, LoggingConfig,
+};
+use crate::cfn::{Condition, Expr, Parameter, Resource, Template};
+use crate::stage::{Architecture, Stage};
+
+/// The Lambda runtime for Rust binaries named `bootstrap`.
+pub const RUNTIME: &str = "provided.al2023";
+/// The CDK bootstrap bucket that `cdk deploy` publishes file assets to, by default.
+pub const BOOTSTRAP_BUCKET: &str = "cdk-hnb659fds-assets-${AWS::AccountId}-${AWS::Region}";
+
+/// Adds the `AssetsBucket` parameter and returns the bucket the functions' code is read from:
+/// the CDK bootstrap bucket (what `cdk deploy` publishes to) unless the parameter names another
+/// (what `make deploy ASSETS_BUCKET=...` uploads to).
+pub fn code_bucket(t: &mut Template) -> Expr {
+    let param = t.add_parameter(
+        ids::ASSETS_BUCKET,
+        Parameter {
+            default: Some(String::new()),
+            allowed_pattern: Some("^$|^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$".to_owned()),
+            constraint_description: Some("an S3 bucket name, or empty for the CDK bootstrap bucket".to_owned()),
+            ..Parameter::string(
+                "S3 bucket holding the handlers' zips; empty means the CDK bootstrap bucket (cdk-hnb659fds-assets-ACCOUNT-REGION)",
+            )
+        },
+    );
+    let condition = t.add_condition(
+        ids::USE_BOOTSTRAP_BUCKET,
+        Condition::Equals(Expr::r#ref(&param), "".into()),
+    );
+    Expr::if_(condition, Expr::sub(BOOTSTRAP_BUCKET), Expr::r#ref(param))
+}
+
+/// Adds a handler's log group, role and function, its code read from `asset` in `bucket`.
+pub fn add(t: &mut Template, stage: &Stage, route: &Route, asset: &Asset, bucket: &Expr) {
+    let h = route.handler;
+    let settings = stage.function(h);
+
+    let log_group = t.add(
+        ids::log_group(h),
+        logs::log_group(stage, settings.log_retention_days),
+    );
+
+    let role = t.add(
+        ids::role(h),
+        Role {
+            description: Some(format!(
+                "wsstack {} handler ({}): least privilege",
+                h.name(),
+                stage.name
+            )),
+            assume_role_policy_document: PolicyDocument::new(vec![
+                Statement::assume_role_by_service("lambda.amazonaws.com"),
+            ]),
+            policies: role_policies(stage, h, &log_group),
+        },
+    );
+
+    let mut variables = BTreeMap::new();
+    variables.insert("TABLE_NAME".to_owned(), Expr::r#ref(ids::TABLE));
+    if !h.management_operations().is_empty() {
+        variables.insert(
+            "BROADCAST_CONCURRENCY".to_owned(),
+            Expr::from(settings.broadcast_concurrency.to_string()),
+        );
+        // Always the execute-api endpoint of this API and stage: behind a custom domain the
+        // event's `domainName` is that domain, and `@connections` calls to it fail.
+        variables.insert(
+            "CALLBACK_URL".to_owned(),
+            outputs::execute_api_endpoint(stage, "https"),
+        );
+    }
+
+    let function = Function {
+        description: Some(format!(
+            "wsstack {} handler for the {} route ({})",
+            h.name(),
+            route.key,
+            stage.name
+        )),
+        runtime: RUNTIME.to_owned(),
+        // Every function runs the one `bootstrap` binary; Lambda hands it this value as
+        // `_HANDLER` and the binary dispatches on it.
+        handler: h.name().to_owned(),
+        architectures: vec![match settings.architecture {
+            Architecture::Arm64 => CfnArchitecture::Arm64,
+            Architecture::X86_64 => CfnArchitecture::X86_64,
+        }],
+        code: Code {
+            s3_bucket: bucket.clone(),
+            s3_key: Expr::from(asset.object_key()),
+        },
+        role: Expr::get_att(&role, "Arn"),
+        memory_size: settings.memory_mb,
+        timeout: settings.timeout_seconds,
+        reserved_concurrent_executions: settings.reserved_concurrency,
+        environment: Some(Environment { variables }),
+        logging_config: Some(LoggingConfig {
+            log_format: LogFormat::Json,
+            application_log_level: Some(settings.log_level.as_str().to_owned()),
+            system_log_level: Some("WARN".to_owned()),
+            log_group: Some(Expr::r#ref(&log_group)),
+        }),
+        dead_letter_config: None,
+        tracing_config: None,
+    };
+
+    // The same keys the CDK writes, so tools that read them (SAM CLI, cdk) find the code.
+    let mut skips = checks::FUNCTION.to_vec();
+    if settings.reserved_concurrency.is_none() {
+        skips.push(checks::FUNCTION_NO_RESERVED_CONCURRENCY);
+    }
+    let mut resource = checks::skip(Resource::new(function), &skips)
+        .metadata("aws:asset:path", json!(asset.file_name()))
+        .metadata("aws:asset:is-bundled", json!(false))
+        .metadata("aws:asset:property", json!("Code"));
+    if asset.is_stand_in() {
+        resource = resource.metadata(
+            "wsstack:stand-in",
+            json!("STAND-IN code that refuses to run: synthesized with --stand-in-assets; build with `make handlers` and synth again before deploying"),
+        );
+    }
+    t.add(ids::function(h), resource);
+}
+
+/// The inline policy that grants a handler its `@connections` operations.
+pub const MANAGE_CONNECTIONS_POLICY: &str = "ManageConnections";
+
+/// Exactly what the handler does: write its own logs, the table actions it calls, and the
+/// `@connections` operations it calls on this API's stage.
+fn role_policies(stage: &Stage, h: Handler, log_group: &str) -> Vec<InlinePolicy> {
+    let mut policies = vec![InlinePolicy {
+        policy_name: "WriteOwnLogs".to_owned(),
+        policy_document: PolicyDocument::new(vec![Statement::allow(
+            ["logs:CreateLogStream", "logs:PutLogEvents"],
+            // The log group's `Arn` attribute ends in `:*`, which covers its streams.
+            vec![Expr::get_att(log_group, "Arn")],
+        )]),
+    }];
+    let actions = h.table_actions();
+    if !actions.is_empty() {
+        policies.push(InlinePolicy {
+            policy_name: "ConnectionsTable".to_owned(),
+            policy_document: PolicyDocument::new(vec![Statement::allow(
+                actions.iter().map(|a| a.iam_action()),
+                vec![Expr::get_att(ids::TABLE, "Arn")],
+            )]),
+        });
+    }
+    let operations = h.management_operations();
+    if !operations.is_empty() {
+        // One resource per method the handler calls: the ARN names the HTTP method
+        // (https://docs.aws.amazon.com/apigateway/latest/developerguide/apigateway-websocket-control-access-iam.html).
+        let resources = operations
+            .iter()
+            .map(|op| {
+                Expr::sub(format!(
+                    "arn:${{AWS::Partition}}:execute-api:${{AWS::Region}}:${{AWS::AccountId}}:${{{api}}}/{stage}/{method}/@connections/*",
+                    api = ids::API,
+                    stage = stage.name,
+                    method = op.http_method()
+                ))
+            })
+            .collect();
+        policies.push(InlinePolicy {
+            policy_name: MANAGE_CONNECTIONS_POLICY.to_owned(),
+            policy_document: PolicyDocument::new(vec![Statement::allow(
+                ["execute-api:ManageConnections"],
+                resources,
+            )]),
+        });
+    }
+    policies
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::assets::{self, AssetSource};
+    use crate::stack::test_stage;
+    use wsstack_routes::ROUTES;
+
+    fn with_function(stage_toml: &str, handler: Handler) -> serde_json::Value {
+        let stage = test_stage(stage_toml);
+        let route = ROUTES.iter().find(|r| r.handler == handler).expect("route");
+        let asset = assets::resolve(&AssetSource::StandIn).expect("stand-in");
+        let mut t = Template::new("test");
+        let bucket = code_bucket(&mut t);
+        add(&mut t, &stage, route, &asset, &bucket);
+        serde_json::to_value(&t).expect("serializes")
+    }
+
+    #[test]
+    fn a_handler_gets_a_log_group_a_role_and_a_function() {
+        let t = with_function("", Handler::Connect);
+        let ids: Vec<&String> = t["Resources"].as_object().expect("map").keys().collect();
+        assert_eq!(ids, ["ConnectLogGroup", "ConnectRole", "ConnectFunction"]);
+        let f = &t["Resources"]["ConnectFunction"]["Properties"];
+        assert_eq!(f["Runtime"], RUNTIME);
+        assert_eq!(f["LoggingConfig"]["LogGroup"]["Ref"], "ConnectLogGroup");
+        assert_eq!(f["Role"]["Fn::GetAtt"][0], "ConnectRole");
+    }
+
+    #[test]
+    fn the_code_bucket_defaults_to_the_cdk_bootstrap_bucket() {
+        let t = with_function("", Handler::Connect);
+        assert_eq!(t["Parameters"][ids::ASSETS_BUCKET]["Default"], "");
+        let bucket = &t["Resources"]["ConnectFunction"]["Properties"]["Code"]["S3Bucket"];
+        assert_eq!(bucket["Fn::If"][0], ids::USE_BOOTSTRAP_BUCKET);
+        assert_eq!(bucket["Fn::If"][1]["Fn::Sub"], BOOTSTRAP_BUCKET);
+    }
+
+    #[test]
+    fn only_handlers_that_push_may_manage_connections() {
+        for h in [Handler::Connect, Handler::SendMessage] {
+            let t = with_function("", h);
+            let policies = t["Resources"][ids::role(h)]["Properties"]["Policies"]
+                .as_array()
+                .expect("policies")
+                .clone();
+            let names: Vec<&str> = policies
+                .iter()
+                .filter_map(|p| p["PolicyName"].as_str())
+                .collect();
+            assert_eq!(
+                names.contains(&MANAGE_CONNECTIONS_POLICY),
+                !h.management_operations().is_empty(),
+                "{h:?}: {names:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn per_handler_overrides_reach_the_function() {
+        let t = with_function(
+            "[lambda]\nmemory_mb = 256\n[lambda.send-message]\nmemory_mb = 1024\n",
+            Handler::SendMessage,
+        );
+        assert_eq!(
+            t["Resources"]["SendMessageFunction"]["Properties"]["MemorySize"],
+            1024
+        );
+    }
+
+    #[test]
+    fn manage_connections_names_each_method_the_handler_calls() {
+        for h in Handler::ALL {
+            let ops = h.management_operations();
+            if ops.is_empty() {
+                continue;
+            }
+            let t = with_function("", h);
+            let policy = t["Resources"][ids::role(h)]["Properties"]["Policies"]
+                .as_array()
+                .expect("policies")
+                .iter()
+                .find(|p| p["PolicyName"] == MANAGE_CONNECTIONS_POLICY)
+                .expect("policy")
+                .clone();
+            // One resource is written as a value, more as a list.
+            let resource = &policy["PolicyDocument"]["Statement"][0]["Resource"];
+            let list = match resource.as_array() {
+                Some(list) => list.clone(),
+                None => vec![resource.clone()],
+            };
+            let resources: Vec<&str> = list.iter().filter_map(|r| r["Fn::Sub"].as_str()).collect();
+            let want: Vec<String> = ops
+                .iter()
+                .map(|op| {
+                    format!(
+                        "arn:${{AWS::Partition}}:execute-api:${{AWS::Region}}:${{AWS::AccountId}}:${{WebSocketApi}}/dev/{}/@connections/*",
+                        op.http_method()
+                    )
+                })
+                .collect();
+            assert_eq!(resources, want, "{h:?}");
+        }
+    }
+
+    #[test]
+    fn callback_url_is_the_execute_api_endpoint_of_this_stage() {
+        for h in Handler::ALL {
+            let t = with_function("", h);
+            let env = &t["Resources"][ids::function(h)]["Properties"]["Environment"]["Variables"];
+            if h.management_operations().is_empty() {
+                assert!(env.get("CALLBACK_URL").is_none(), "{h:?}");
+            } else {
+                assert_eq!(
+                    env["CALLBACK_URL"]["Fn::Sub"],
+                    "https://${WebSocketApi}.execute-api.${AWS::Region}.${AWS::URLSuffix}/dev",
+                    "{h:?}"
+                );
+            }
+        }
+    }
+}

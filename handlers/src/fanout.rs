@@ -40,8 +40,10 @@ pub const DEADLINE_MARGIN: Duration = Duration::from_millis(1_000);
 pub const THROTTLE_RETRY_DELAY: Duration = Duration::from_millis(100);
 /// Longest delay between two attempts of one post.
 pub const MAX_RETRY_DELAY: Duration = Duration::from_secs(2);
-/// Attempts of one post that failed transiently (not 429) before it counts as failed.
-pub const MAX_ATTEMPTS: u32 = 3;
+/// Attempts of one post that failed transiently (not 429) before it counts as failed. Each
+/// attempt is itself up to 3 tries of the SDK's standard retry mode; 5 makes a loss at a 1%
+/// transient failure rate a 1-in-10^10 event per post.
+pub const MAX_ATTEMPTS: u32 = 5;
 /// Ids per batch when a broadcast walks the store's listing.
 pub const BATCH_SIZE: usize = 1_000;
 
@@ -106,6 +108,11 @@ pub struct FanOutReport {
     pub undelivered: usize,
     /// Whether the deadline stopped the fan-out.
     pub deadline_reached: bool,
+    /// When the deadline stopped a broadcast: the ids listed but not posted to, and the last
+    /// id taken from the listing (the rest of the listing comes after it). What a hand-off to
+    /// the queue needs.
+    pub handed_back: Vec<String>,
+    pub listed_up_to: Option<String>,
     /// Set when listing stopped early (a page could not be fetched): connections after that
     /// point were not reached.
     pub list_error: Option<StoreError>,
@@ -382,6 +389,7 @@ pub async fn broadcast(
     let mut listing = store
         .list_recipients(chrono::Utc::now().timestamp())
         .ready_chunks(BATCH_SIZE);
+    let mut listed_up_to = None;
     while let Some(chunk) = listing.next().await {
         let mut ids = Vec::with_capacity(chunk.len());
         for item in chunk {
@@ -389,6 +397,9 @@ pub async fn broadcast(
                 Ok(c) => ids.push(c.connection_id),
                 Err(e) => fanout.record_list_error(e),
             }
+        }
+        if let Some(last) = ids.last() {
+            listed_up_to = Some(last.clone());
         }
         let left = fanout.post_batch(ids).await;
         if !left.is_empty() || fanout.expired() {
@@ -399,6 +410,8 @@ pub async fn broadcast(
                 "broadcast stopped at its deadline; connections not yet listed were not reached"
             );
             fanout.record_not_started(0);
+            fanout.report.handed_back = left;
+            fanout.report.listed_up_to = listed_up_to;
             break;
         }
         if fanout.report().list_error.is_some() {

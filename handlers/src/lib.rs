@@ -332,7 +332,7 @@ impl App {
             tracing::info!(message_id, jobs = jobs.len(), "broadcast enqueued");
             return Ok(ok());
         }
-        let frame = Bytes::from(frame_text);
+        let frame = Bytes::from(frame_text.clone());
         match msg.recipients() {
             Recipients::Everyone => {
                 let report = fanout::broadcast(
@@ -354,6 +354,28 @@ impl App {
                     undelivered = report.undelivered,
                     "broadcast done"
                 );
+                if report.deadline_reached
+                    && let Some(queue) = &self.queue
+                {
+                    // Above what one invocation can post in time, the rest goes to the fan-out
+                    // worker: a job that continues this very Scan (segment 0 of 1) after the
+                    // last id listed, with the ids listed but not posted first.
+                    let rest = job::FanOutJob {
+                        listing: report
+                            .listed_up_to
+                            .clone()
+                            .map_or(job::Listing::Start, job::Listing::After),
+                        pending: report.handed_back.clone(),
+                        ..job::FanOutJob::for_everyone(message_id, &endpoint, &frame_text, 1)
+                            .remove(0)
+                    };
+                    queue.send(vec![rest.to_body()]).await?;
+                    tracing::info!(
+                        message_id,
+                        pending = rest.pending.len(),
+                        "broadcast handed off to the fan-out queue at its deadline"
+                    );
+                }
                 if let Some(e) = report.list_error {
                     // Without the rest of the listing there is no way to reach the others; a
                     // function error makes API Gateway tell the sender.

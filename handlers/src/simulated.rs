@@ -65,7 +65,7 @@ pub struct Behaviour {
     /// Shortest and longest latency of a post; each post draws one from a deterministic
     /// pseudo-random spread between them (skewed towards the low end, like a real network).
     pub latency: (Duration, Duration),
-    /// One post in this many fails with a transient error (0 = never).
+    /// One post in this many (drawn pseudo-randomly) fails with a transient error (0 = never).
     pub transient_failure_one_in: u64,
     /// Connections that answer 410.
     pub gone: HashSet<String>,
@@ -125,14 +125,17 @@ impl SimulatedApi {
 
     fn latency(&self, n: u64) -> Duration {
         let (lo, hi) = self.behaviour.latency;
-        // splitmix64: deterministic, spread well enough for a latency draw.
-        let mut z = n.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^= z >> 31;
-        let u = (z >> 11) as f64 / (1u64 << 53) as f64;
+        let u = (splitmix64(n) >> 11) as f64 / (1u64 << 53) as f64;
         lo + (hi.saturating_sub(lo)).mul_f64(u * u)
     }
+}
+
+/// splitmix64: a deterministic draw per post number, spread well enough for a simulation.
+fn splitmix64(n: u64) -> u64 {
+    let mut z = n.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
 }
 
 #[async_trait]
@@ -164,7 +167,8 @@ impl ManagementApi for SimulatedApi {
             return Err(ManagementError::Throttled);
         }
         let every = self.behaviour.transient_failure_one_in;
-        if every > 0 && n % every == 0 {
+        // A draw independent of the latency's, so failures do not line up with retries.
+        if every > 0 && splitmix64(n ^ 0x5DEE_CE66_D1CE_5EED).is_multiple_of(every) {
             t.transient_failures += 1;
             return Err(ManagementError::Other("HTTP 500: simulated".into()));
         }

@@ -216,8 +216,8 @@ async fn transient_failures_are_retried() {
     let all = ids(200);
     let store = MemoryStore::new();
     let behaviour = Behaviour {
-        // Every 10th post fails; the simulation is deterministic, and no post here is unlucky
-        // three times in a row.
+        // One post in 10 fails (a deterministic pseudo-random draw); none here is unlucky
+        // MAX_ATTEMPTS times in a row.
         transient_failure_one_in: 10,
         ..fixed_latency(5)
     };

@@ -185,3 +185,64 @@ async fn jobs_not_started_before_the_deadline_go_back() {
     assert_eq!(response.batch_item_failures[0].item_identifier, "late");
     assert_eq!(api.tally().posts, 0);
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_inline_broadcast_hands_off_to_the_queue_at_its_deadline() {
+    let store = store_of(2_000).await;
+    let api = Arc::new(SimulatedApi::new(
+        Behaviour {
+            latency: (Duration::from_millis(100), Duration::from_millis(100)),
+            ..Behaviour::default()
+        },
+        None,
+    ));
+    let queue = MemoryQueue::new(VISIBILITY);
+    let mut config = crate::config::Config::new("Connections");
+    config.broadcast_concurrency = 10;
+    config.callback_url = Some(ENDPOINT.into());
+    let app = crate::App::new(Arc::new(store.clone()), api.clone(), config)
+        .with_queue(Arc::new(queue.clone()));
+    let event: aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest = serde_json::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/message.json"
+        ))
+        .expect("fixture"),
+    )
+    .expect("fixture parses");
+    // The sender must have a record.
+    let sender = event
+        .request_context
+        .connection_id
+        .clone()
+        .expect("fixture has a connection id");
+    store
+        .put(&Connection {
+            connection_id: sender,
+            username: "alice".into(),
+            connected_at: 0,
+            expires_at: i64::MAX,
+        })
+        .await
+        .expect("put");
+    let deadline = Deadline::at(
+        tokio::time::Instant::now() + Duration::from_secs(5),
+        Duration::from_secs(1),
+    );
+    app.handle_until(wsstack_routes::Handler::SendMessage, event, Some(deadline))
+        .await
+        .expect("sendMessage");
+    assert!(tokio::time::Instant::now() <= deadline.hard);
+    let inline_delivered = api.tally().deliveries.len();
+    assert_eq!(inline_delivered, 400, "10 in flight x 100 ms for 4 s");
+    assert_eq!(queue.len(), 1, "the rest is one job on the queue");
+    let w = worker(&store, &api, &queue);
+    drain(&w, &queue, Duration::from_secs(60)).await;
+    let tally = api.tally();
+    assert_eq!(
+        tally.deliveries.len(),
+        2_001,
+        "everyone, the sender included"
+    );
+    assert!(tally.deliveries.values().all(|&n| n == 1), "nobody twice");
+}

@@ -63,11 +63,11 @@ pub enum ConfigError {
 }
 
 /// How a broadcast reaches everyone.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FanOutMode {
-    /// The sendMessage function posts to every connection itself, within its deadline.
-    #[default]
-    Inline,
+    /// The sendMessage function posts to every connection itself, within its deadline; with a
+    /// queue ([`FANOUT_QUEUE_URL`] set), what the deadline leaves is handed to the worker.
+    Inline { handoff_queue_url: Option<String> },
     /// sendMessage enqueues one job per Scan segment; the fan-out worker posts.
     Queue { queue_url: String, segments: u32 },
 }
@@ -96,7 +96,9 @@ impl Config {
             broadcast_concurrency: DEFAULT_BROADCAST_CONCURRENCY,
             callback_url: None,
             connection_ttl: CONNECTION_TTL,
-            fanout: FanOutMode::Inline,
+            fanout: FanOutMode::Inline {
+                handoff_queue_url: None,
+            },
         }
     }
 
@@ -189,23 +191,26 @@ fn parse_concurrency(value: &str) -> Result<usize, ConfigError> {
 }
 
 fn parse_fanout(lookup: &impl Fn(&str) -> Option<String>) -> Result<FanOutMode, ConfigError> {
+    let queue_url = match lookup(FANOUT_QUEUE_URL) {
+        None => None,
+        Some(u) if u.starts_with("https://") || u.starts_with("http://") => Some(u),
+        Some(u) => {
+            return Err(invalid(
+                FANOUT_QUEUE_URL,
+                &u,
+                "must be the queue's http(s) URL",
+            ));
+        }
+    };
     match lookup(FANOUT_MODE).as_deref().map(str::trim) {
-        None | Some("" | "inline") => Ok(FanOutMode::Inline),
+        None | Some("" | "inline") => Ok(FanOutMode::Inline {
+            handoff_queue_url: queue_url,
+        }),
         Some("queue") => {
-            let queue_url = match lookup(FANOUT_QUEUE_URL) {
-                Some(u) if u.starts_with("https://") || u.starts_with("http://") => u,
-                Some(u) => {
-                    return Err(invalid(
-                        FANOUT_QUEUE_URL,
-                        &u,
-                        "must be the queue's http(s) URL",
-                    ));
-                }
-                None => {
-                    return Err(ConfigError::Missing {
-                        name: FANOUT_QUEUE_URL,
-                    });
-                }
+            let Some(queue_url) = queue_url else {
+                return Err(ConfigError::Missing {
+                    name: FANOUT_QUEUE_URL,
+                });
             };
             let segments = match lookup(FANOUT_SEGMENTS) {
                 None => DEFAULT_FANOUT_SEGMENTS,
@@ -296,6 +301,18 @@ mod tests {
                 queue_url: "https://sqs.eu-west-1.amazonaws.com/1/q".into(),
                 segments: 16
             }
+        );
+        let inline = config(&[
+            (TABLE_NAME, "Tbl"),
+            (FANOUT_QUEUE_URL, "http://127.0.0.1:1/q"),
+        ])
+        .unwrap();
+        assert_eq!(
+            inline.fanout,
+            FanOutMode::Inline {
+                handoff_queue_url: Some("http://127.0.0.1:1/q".into())
+            },
+            "inline mode hands off to the queue when it has one"
         );
         let missing = config(&[(TABLE_NAME, "Tbl"), (FANOUT_MODE, "queue")]).unwrap_err();
         assert_eq!(

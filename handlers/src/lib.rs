@@ -477,13 +477,12 @@ pub async fn run_lambda() -> Result<(), RunError> {
         config.table_name.clone(),
     );
     let api = management::SdkManagementApi::new(&sdk);
-    let queue = match &config.fanout {
-        config::FanOutMode::Queue { queue_url, .. } => Some(queue::SqsQueue::new(
-            aws_sdk_sqs::Client::new(&sdk),
-            queue_url.clone(),
-        )),
-        config::FanOutMode::Inline => None,
+    let queue_url = match &config.fanout {
+        config::FanOutMode::Queue { queue_url, .. } => Some(queue_url),
+        config::FanOutMode::Inline { handoff_queue_url } => handoff_queue_url.as_ref(),
     };
+    let queue =
+        queue_url.map(|url| queue::SqsQueue::new(aws_sdk_sqs::Client::new(&sdk), url.clone()));
     let mut app = App::new(Arc::new(store), Arc::new(api), config);
     if let Some(q) = queue {
         app = app.with_queue(Arc::new(q));

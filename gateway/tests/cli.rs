@@ -2,36 +2,14 @@
 //! (1001 to every client, `$disconnect`, exit status 0).
 
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
 
 use futures::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
 
-const BIN: &str = env!("CARGO_BIN_EXE_wsstack-local");
-const WAIT: Duration = Duration::from_secs(15);
+mod support;
 
-/// The child process, killed if a test ends before it exited.
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn wait_exit(child: &mut Child) -> std::process::ExitStatus {
-    let started = Instant::now();
-    loop {
-        match child.try_wait() {
-            Ok(Some(status)) => return status,
-            Ok(None) if started.elapsed() < WAIT => std::thread::sleep(Duration::from_millis(20)),
-            Ok(None) => panic!("wsstack-local did not exit within {WAIT:?}"),
-            Err(e) => panic!("waiting for wsstack-local: {e}"),
-        }
-    }
-}
+use support::{BIN, Running, WAIT, wait_exit};
 
 #[test]
 fn help_explains_every_option() {

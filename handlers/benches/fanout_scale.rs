@@ -48,13 +48,13 @@ struct CountingAudience {
 
 #[async_trait]
 impl AudienceSource for CountingAudience {
-    async fn page(
+    async fn audience_page(
         &self,
         audience: &Audience,
         after: Option<&str>,
         limit: usize,
     ) -> Result<AudiencePage, AudienceError> {
-        let page = self.inner.page(audience, after, limit).await?;
+        let page = self.inner.audience_page(audience, after, limit).await?;
         self.pages.fetch_add(1, Ordering::Relaxed);
         self.items
             .fetch_add(page.ids.len() as u64, Ordering::Relaxed);

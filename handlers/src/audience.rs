@@ -32,7 +32,7 @@ pub enum AudienceError {
 #[async_trait]
 pub trait AudienceSource: Send + Sync {
     /// The page of `audience` after `after` (`None`: the first page), at most `limit` ids.
-    async fn page(
+    async fn audience_page(
         &self,
         audience: &Audience,
         after: Option<&str>,
@@ -53,7 +53,7 @@ pub fn memory_segment(id: &str, segments: u32) -> u32 {
 
 #[async_trait]
 impl AudienceSource for MemoryStore {
-    async fn page(
+    async fn audience_page(
         &self,
         audience: &Audience,
         after: Option<&str>,
@@ -76,7 +76,7 @@ impl AudienceSource for MemoryStore {
 
 #[async_trait]
 impl AudienceSource for DynamoDbStore {
-    async fn page(
+    async fn audience_page(
         &self,
         audience: &Audience,
         after: Option<&str>,
@@ -165,7 +165,7 @@ mod tests {
             let mut pages = 0;
             loop {
                 let page = store
-                    .page(&audience, after.as_deref(), 50)
+                    .audience_page(&audience, after.as_deref(), 50)
                     .await
                     .expect("page");
                 pages += 1;
@@ -189,7 +189,7 @@ mod tests {
             room: "lobby".into(),
         };
         let err = MemoryStore::new()
-            .page(&audience, None, 10)
+            .audience_page(&audience, None, 10)
             .await
             .unwrap_err();
         assert_eq!(err, AudienceError::Unsupported(audience));

@@ -350,7 +350,7 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "environment variable _HANDLER=\"bootstrap\" names no handler: valid names are \
-             connect, disconnect, send-message, default"
+             connect, disconnect, send-message, default, list-connections"
         );
     }
 

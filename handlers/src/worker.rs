@@ -108,7 +108,7 @@ impl Worker {
             };
             let page = match self
                 .audience
-                .page(&job.audience, after, self.page_size)
+                .audience_page(&job.audience, after, self.page_size)
                 .await
             {
                 Ok(p) => p,

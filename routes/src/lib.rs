@@ -67,15 +67,18 @@ pub enum Handler {
     Disconnect,
     SendMessage,
     Default,
+    ListConnections,
 }
 
 impl Handler {
-    /// Every handler, in the order the stack declares them.
-    pub const ALL: [Handler; 4] = [
+    /// Every handler, in the order the stack declares them. New handlers go at the end, so
+    /// the resources of the existing ones keep their place in the template.
+    pub const ALL: [Handler; 5] = [
         Handler::Connect,
         Handler::Disconnect,
         Handler::SendMessage,
         Handler::Default,
+        Handler::ListConnections,
     ];
 
     /// The handler's name, kebab-case: the value of its function's `Handler` property (which
@@ -87,6 +90,7 @@ impl Handler {
             Handler::Disconnect => "disconnect",
             Handler::SendMessage => "send-message",
             Handler::Default => "default",
+            Handler::ListConnections => "list-connections",
         }
     }
 
@@ -109,6 +113,7 @@ impl Handler {
             Handler::Disconnect => "Disconnect",
             Handler::SendMessage => "SendMessage",
             Handler::Default => "Default",
+            Handler::ListConnections => "ListConnections",
         }
     }
 
@@ -128,6 +133,8 @@ impl Handler {
             ],
             // Only answers the sender; never touches the table.
             Handler::Default => &[],
+            // Reads one page of connections, where the client's cursor says.
+            Handler::ListConnections => &[TableAction::Scan],
         }
     }
 
@@ -140,6 +147,8 @@ impl Handler {
             Handler::SendMessage => &[ManagementOperation::Post],
             // Answers the sender with an error frame.
             Handler::Default => &[ManagementOperation::Post],
+            // Answers the sender with a page of connections (or an error frame).
+            Handler::ListConnections => &[ManagementOperation::Post],
         }
     }
 }
@@ -185,6 +194,8 @@ pub const DISCONNECT: &str = "$disconnect";
 pub const DEFAULT: &str = "$default";
 /// The route key of a chat message.
 pub const SEND_MESSAGE: &str = "sendMessage";
+/// The route key of a request for a page of the open connections (who can be messaged).
+pub const LIST_CONNECTIONS: &str = "listConnections";
 
 /// The API's routes.
 pub const ROUTES: &[Route] = &[
@@ -203,6 +214,10 @@ pub const ROUTES: &[Route] = &[
     Route {
         key: DEFAULT,
         handler: Handler::Default,
+    },
+    Route {
+        key: LIST_CONNECTIONS,
+        handler: Handler::ListConnections,
     },
 ];
 
@@ -241,7 +256,13 @@ mod tests {
         assert_eq!(Handler::from_name(""), None);
         assert_eq!(
             Handler::names().collect::<Vec<_>>(),
-            ["connect", "disconnect", "send-message", "default"]
+            [
+                "connect",
+                "disconnect",
+                "send-message",
+                "default",
+                "list-connections"
+            ]
         );
     }
 
@@ -257,6 +278,9 @@ mod tests {
 
     #[test]
     fn client_actions_exclude_system_routes() {
-        assert_eq!(client_actions().collect::<Vec<_>>(), vec!["sendMessage"]);
+        assert_eq!(
+            client_actions().collect::<Vec<_>>(),
+            vec!["sendMessage", "listConnections"]
+        );
     }
 }

@@ -22,7 +22,9 @@ use tokio_tungstenite::tungstenite::protocol::frame::Frame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
 use tokio_tungstenite::tungstenite::{self, Message};
 use wsstack_gateway::{Limits, RouteTable};
-use wsstack_handlers::store::{Connection, ConnectionStore, MemoryStore, StoreError};
+use wsstack_handlers::store::{
+    Connection, ConnectionPage, ConnectionStore, MemoryStore, StoreError,
+};
 use wsstack_routes::{DEFAULT, Route};
 
 fn send_message(data: &str) -> Value {
@@ -145,6 +147,9 @@ impl ConnectionStore for FaultyStore {
     }
     fn list(&self) -> BoxStream<'_, Result<Connection, StoreError>> {
         self.inner.list()
+    }
+    async fn page(&self, after: Option<&str>, limit: usize) -> Result<ConnectionPage, StoreError> {
+        self.inner.page(after, limit).await
     }
 }
 
@@ -511,6 +516,9 @@ impl ConnectionStore for GatedStore {
     }
     fn list(&self) -> BoxStream<'_, Result<Connection, StoreError>> {
         self.inner.list()
+    }
+    async fn page(&self, after: Option<&str>, limit: usize) -> Result<ConnectionPage, StoreError> {
+        self.inner.page(after, limit).await
     }
 }
 

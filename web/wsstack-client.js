@@ -13,8 +13,11 @@
 // Events (CustomEvent, payload in `detail`):
 //   state        {state, attempt, delayMs, code, reason, wasOpen}: "connecting", "open",
 //                "reconnecting" (after an unwanted close, with the backoff delay), "closed"
-//   message      a broadcast     {type: "message", from, data, sentAt}
-//   direct       a direct one    {type: "direct", from, to, data, sentAt}
+//   message      a broadcast     {type: "message", id, from, data, sentAt}
+//   direct       a direct one    {type: "direct", id, from, to, data, sentAt}
+//                Delivery is at least once: a message may arrive twice (a fan-out retried
+//                after a deadline or a failure). A frame whose `id` was seen among the last
+//                RECENT_IDS is dropped before any event.
 //   push         from the backend {type: "push", data, sentAt}
 //   connections  a page of who is connected {items: [{connectionId, username, connectedAt}],
 //                next, you}
@@ -32,6 +35,10 @@
 
 /** Reconnection delays, in milliseconds. */
 export const DEFAULT_BACKOFF = Object.freeze({ initialMs: 500, maxMs: 30000 });
+
+/** How many recent message ids a client remembers to drop duplicates (a re-delivery comes
+ * within seconds, long before a thousand other messages). */
+export const RECENT_IDS = 1000;
 
 /**
  * The delay before reconnection attempt `attempt` (1, 2, ...): uniformly random in
@@ -102,6 +109,7 @@ export class WsstackClient extends EventTarget {
     this.socket = null;
     this.timer = null;
     this.wanted = false;
+    this.recentIds = new Set();
   }
 
   /** Opens the connection, and keeps it open until close(). */
@@ -176,6 +184,16 @@ export class WsstackClient extends EventTarget {
     });
   }
 
+  /** Whether `id` was among the last RECENT_IDS message ids; remembers it if not. */
+  #seenBefore(id) {
+    if (typeof id !== "string") return false;
+    if (this.recentIds.has(id)) return true;
+    this.recentIds.add(id);
+    // A Set iterates in insertion order: the first is the oldest.
+    if (this.recentIds.size > RECENT_IDS) this.recentIds.delete(this.recentIds.values().next().value);
+    return false;
+  }
+
   #receive(text) {
     let frame;
     try {
@@ -185,6 +203,9 @@ export class WsstackClient extends EventTarget {
       frame = { type: "push", data: String(text) };
     }
     if (frame === null || typeof frame !== "object") frame = { type: "push", data: String(text) };
+    if ((frame.type === "message" || frame.type === "direct") && this.#seenBefore(frame.id)) {
+      return;
+    }
     this.dispatchEvent(new CustomEvent("frame", { detail: frame }));
     const kind = {
       message: "message",

@@ -23,11 +23,26 @@ pub const BROADCAST_CONCURRENCY: &str = "BROADCAST_CONCURRENCY";
 /// gateway and the push tests point it at `http://127.0.0.1:{port}/{stage}`.
 pub const CALLBACK_URL: &str = "CALLBACK_URL";
 
+/// `inline` (the sendMessage function posts itself) or `queue` (it enqueues fan-out jobs for
+/// the worker) (optional, default `inline`).
+pub const FANOUT_MODE: &str = "FANOUT_MODE";
+/// The SQS queue of fan-out jobs (required when [`FANOUT_MODE`] is `queue`).
+pub const FANOUT_QUEUE_URL: &str = "FANOUT_QUEUE_URL";
+/// Scan segments (= jobs, = parallel workers) a broadcast to everyone is split into
+/// (optional, default [`DEFAULT_FANOUT_SEGMENTS`]).
+pub const FANOUT_SEGMENTS: &str = "FANOUT_SEGMENTS";
+/// Default of [`FANOUT_SEGMENTS`].
+pub const DEFAULT_FANOUT_SEGMENTS: u32 = 8;
+/// Upper bound of [`FANOUT_SEGMENTS`]: more parallel workers than the account's 10,000
+/// `@connections` requests/s can feed (each posts a few thousand per second) only adds 429s.
+pub const MAX_FANOUT_SEGMENTS: u32 = 1_000;
+
 /// Default of [`BROADCAST_CONCURRENCY`].
 pub const DEFAULT_BROADCAST_CONCURRENCY: usize = 64;
-/// Upper bound of [`BROADCAST_CONCURRENCY`]: beyond this a Lambda runs out of sockets and the
-/// management API throttles (429) long before any gain.
-pub const MAX_BROADCAST_CONCURRENCY: usize = 1024;
+/// Upper bound of [`BROADCAST_CONCURRENCY`]: what Lambda's 1,024 file-descriptor quota allows
+/// (see [`wsstack_routes::limits::MAX_BROADCAST_CONCURRENCY`] for the arithmetic and the source).
+pub const MAX_BROADCAST_CONCURRENCY: usize =
+    wsstack_routes::limits::MAX_BROADCAST_CONCURRENCY as usize;
 /// How long a connection record lives before the table's TTL may remove it. API Gateway closes
 /// every WebSocket after 2 hours, so a record older than that is stale for sure.
 pub const CONNECTION_TTL: Duration = Duration::from_secs(2 * 60 * 60);
@@ -49,6 +64,16 @@ pub enum ConfigError {
     },
 }
 
+/// How a broadcast reaches everyone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FanOutMode {
+    /// The sendMessage function posts to every connection itself, within its deadline; with a
+    /// queue ([`FANOUT_QUEUE_URL`] set), what the deadline leaves is handed to the worker.
+    Inline { handoff_queue_url: Option<String> },
+    /// sendMessage enqueues one job per Scan segment; the fan-out worker posts.
+    Queue { queue_url: String, segments: u32 },
+}
+
 /// The handlers' configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -56,13 +81,14 @@ pub struct Config {
     pub table_name: String,
     /// The DynamoDB table of room memberships, where the handler uses rooms.
     pub rooms_table_name: Option<String>,
-    /// `PostToConnection` calls in flight during a broadcast (1..=1024).
+    /// `PostToConnection` calls in flight during a broadcast (1..=[`MAX_BROADCAST_CONCURRENCY`]).
     pub broadcast_concurrency: usize,
     /// The `@connections` endpoint (`http(s)://host[:port]/{stage}`); when `None` it is derived
     /// from each event as `https://{domainName}/{stage}`.
     pub callback_url: Option<String>,
     /// Lifetime of a connection record (`expiresAt` = connect time + this).
     pub connection_ttl: Duration,
+    pub fanout: FanOutMode,
 }
 
 impl Config {
@@ -75,6 +101,9 @@ impl Config {
             broadcast_concurrency: DEFAULT_BROADCAST_CONCURRENCY,
             callback_url: None,
             connection_ttl: CONNECTION_TTL,
+            fanout: FanOutMode::Inline {
+                handoff_queue_url: None,
+            },
         }
     }
 
@@ -110,12 +139,15 @@ impl Config {
             Some(v) => Some(validate_callback_url(v)?),
         };
 
+        let fanout = parse_fanout(&lookup)?;
+
         Ok(Config {
             table_name,
             rooms_table_name,
             broadcast_concurrency,
             callback_url,
             connection_ttl: CONNECTION_TTL,
+            fanout,
         })
     }
 }
@@ -167,6 +199,50 @@ fn parse_concurrency(value: &str) -> Result<usize, ConfigError> {
     }
 }
 
+fn parse_fanout(lookup: &impl Fn(&str) -> Option<String>) -> Result<FanOutMode, ConfigError> {
+    let queue_url = match lookup(FANOUT_QUEUE_URL) {
+        None => None,
+        Some(u) if u.starts_with("https://") || u.starts_with("http://") => Some(u),
+        Some(u) => {
+            return Err(invalid(
+                FANOUT_QUEUE_URL,
+                &u,
+                "must be the queue's http(s) URL",
+            ));
+        }
+    };
+    match lookup(FANOUT_MODE).as_deref().map(str::trim) {
+        None | Some("" | "inline") => Ok(FanOutMode::Inline {
+            handoff_queue_url: queue_url,
+        }),
+        Some("queue") => {
+            let Some(queue_url) = queue_url else {
+                return Err(ConfigError::Missing {
+                    name: FANOUT_QUEUE_URL,
+                });
+            };
+            let segments = match lookup(FANOUT_SEGMENTS) {
+                None => DEFAULT_FANOUT_SEGMENTS,
+                Some(v) => match v.trim().parse::<u32>() {
+                    Ok(n) if (1..=MAX_FANOUT_SEGMENTS).contains(&n) => n,
+                    _ => {
+                        return Err(invalid(
+                            FANOUT_SEGMENTS,
+                            &v,
+                            format!("must be an integer from 1 to {MAX_FANOUT_SEGMENTS}"),
+                        ));
+                    }
+                },
+            };
+            Ok(FanOutMode::Queue {
+                queue_url,
+                segments,
+            })
+        }
+        Some(other) => Err(invalid(FANOUT_MODE, other, "must be `inline` or `queue`")),
+    }
+}
+
 fn validate_callback_url(value: String) -> Result<String, ConfigError> {
     let rest = value
         .strip_prefix("https://")
@@ -210,13 +286,50 @@ mod tests {
     fn all_values_are_read() {
         let c = config(&[
             (TABLE_NAME, "wsstack-dev.Connections_1"),
-            (BROADCAST_CONCURRENCY, "1024"),
+            (BROADCAST_CONCURRENCY, "480"),
             (CALLBACK_URL, "http://127.0.0.1:3001/dev/"),
         ])
         .unwrap();
         assert_eq!(c.table_name, "wsstack-dev.Connections_1");
-        assert_eq!(c.broadcast_concurrency, 1024);
+        assert_eq!(c.broadcast_concurrency, 480);
         assert_eq!(c.callback_url.as_deref(), Some("http://127.0.0.1:3001/dev"));
+    }
+
+    #[test]
+    fn queue_mode_reads_its_queue_and_segments() {
+        let c = config(&[
+            (TABLE_NAME, "Tbl"),
+            (FANOUT_MODE, "queue"),
+            (FANOUT_QUEUE_URL, "https://sqs.eu-west-1.amazonaws.com/1/q"),
+            (FANOUT_SEGMENTS, "16"),
+        ])
+        .unwrap();
+        assert_eq!(
+            c.fanout,
+            FanOutMode::Queue {
+                queue_url: "https://sqs.eu-west-1.amazonaws.com/1/q".into(),
+                segments: 16
+            }
+        );
+        let inline = config(&[
+            (TABLE_NAME, "Tbl"),
+            (FANOUT_QUEUE_URL, "http://127.0.0.1:1/q"),
+        ])
+        .unwrap();
+        assert_eq!(
+            inline.fanout,
+            FanOutMode::Inline {
+                handoff_queue_url: Some("http://127.0.0.1:1/q".into())
+            },
+            "inline mode hands off to the queue when it has one"
+        );
+        let missing = config(&[(TABLE_NAME, "Tbl"), (FANOUT_MODE, "queue")]).unwrap_err();
+        assert_eq!(
+            missing,
+            ConfigError::Missing {
+                name: FANOUT_QUEUE_URL
+            }
+        );
     }
 
     #[test]
@@ -264,7 +377,8 @@ mod tests {
                 BROADCAST_CONCURRENCY,
             ),
             (
-                vec![(TABLE_NAME, "Tbl"), (BROADCAST_CONCURRENCY, "1025")],
+                // One past what the file-descriptor quota allows.
+                vec![(TABLE_NAME, "Tbl"), (BROADCAST_CONCURRENCY, "481")],
                 BROADCAST_CONCURRENCY,
             ),
             (
@@ -274,6 +388,27 @@ mod tests {
             (
                 vec![(TABLE_NAME, "Tbl"), (CALLBACK_URL, "ftp://x/dev")],
                 CALLBACK_URL,
+            ),
+            (
+                vec![(TABLE_NAME, "Tbl"), (FANOUT_MODE, "fast")],
+                FANOUT_MODE,
+            ),
+            (
+                vec![
+                    (TABLE_NAME, "Tbl"),
+                    (FANOUT_MODE, "queue"),
+                    (FANOUT_QUEUE_URL, "my-queue"),
+                ],
+                FANOUT_QUEUE_URL,
+            ),
+            (
+                vec![
+                    (TABLE_NAME, "Tbl"),
+                    (FANOUT_MODE, "queue"),
+                    (FANOUT_QUEUE_URL, "http://127.0.0.1:1/q"),
+                    (FANOUT_SEGMENTS, "0"),
+                ],
+                FANOUT_SEGMENTS,
             ),
             (
                 vec![(TABLE_NAME, "Tbl"), (CALLBACK_URL, "https:///dev")],

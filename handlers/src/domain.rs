@@ -454,6 +454,9 @@ pub enum Frame {
     /// A broadcast chat message, or a room's (then `room` names it).
     #[serde(rename_all = "camelCase")]
     Message {
+        /// The message's id (API Gateway's `messageId`): delivery is at least once, so a client
+        /// drops a frame whose id it has seen.
+        id: String,
         #[serde(skip_serializing_if = "Option::is_none")]
         room: Option<String>,
         from: String,
@@ -463,6 +466,8 @@ pub enum Frame {
     /// A direct message to the one connection in `to`.
     #[serde(rename_all = "camelCase")]
     Direct {
+        /// As in [`Frame::Message`].
+        id: String,
         from: String,
         to: String,
         data: String,
@@ -511,16 +516,18 @@ pub fn iso8601(at: DateTime<Utc>) -> String {
 
 impl Frame {
     /// The frame for a valid message from `from` (the sender's username).
-    pub fn for_message(msg: &SendMessage, from: &str, sent_at: DateTime<Utc>) -> Frame {
+    pub fn for_message(msg: &SendMessage, id: &str, from: &str, sent_at: DateTime<Utc>) -> Frame {
         let sent_at = iso8601(sent_at);
         match &msg.to {
             None => Frame::Message {
+                id: id.to_owned(),
                 room: msg.room.as_ref().map(|r| r.as_str().to_owned()),
                 from: from.to_owned(),
                 data: msg.data.clone(),
                 sent_at,
             },
             Some(to) => Frame::Direct {
+                id: id.to_owned(),
                 from: from.to_owned(),
                 to: to.clone(),
                 data: msg.data.clone(),
@@ -688,8 +695,8 @@ mod tests {
             room: None,
         };
         assert_eq!(
-            Frame::for_message(&msg, "alice", at).to_json(),
-            r#"{"type":"message","from":"alice","data":"hi","sentAt":"2025-11-26T14:27:06.123Z"}"#
+            Frame::for_message(&msg, "m1", "alice", at).to_json(),
+            r#"{"type":"message","id":"m1","from":"alice","data":"hi","sentAt":"2025-11-26T14:27:06.123Z"}"#
         );
         let direct = SendMessage {
             data: "hi".into(),
@@ -697,8 +704,8 @@ mod tests {
             room: None,
         };
         assert_eq!(
-            Frame::for_message(&direct, "alice", at).to_json(),
-            r#"{"type":"direct","from":"alice","to":"bob1","data":"hi","sentAt":"2025-11-26T14:27:06.123Z"}"#
+            Frame::for_message(&direct, "m1", "alice", at).to_json(),
+            r#"{"type":"direct","id":"m1","from":"alice","to":"bob1","data":"hi","sentAt":"2025-11-26T14:27:06.123Z"}"#
         );
         assert_eq!(
             Frame::error(&InputError::UnknownAction(Some("x".into()))).to_json(),
@@ -710,8 +717,8 @@ mod tests {
             room: Some(RoomName::parse("lobby").unwrap()),
         };
         assert_eq!(
-            Frame::for_message(&in_room, "alice", at).to_json(),
-            r#"{"type":"message","room":"lobby","from":"alice","data":"hi","sentAt":"2025-11-26T14:27:06.123Z"}"#
+            Frame::for_message(&in_room, "m1", "alice", at).to_json(),
+            r#"{"type":"message","id":"m1","room":"lobby","from":"alice","data":"hi","sentAt":"2025-11-26T14:27:06.123Z"}"#
         );
         assert_eq!(
             Frame::Joined {
@@ -750,7 +757,7 @@ mod tests {
             to: None,
             room: None,
         };
-        let frame = Frame::for_message(&msg, "a", Utc::now());
+        let frame = Frame::for_message(&msg, "m1", "a", Utc::now());
         assert!(
             matches!(frame.to_wire(), Err(InputError::FrameTooLarge(n)) if n > MAX_FRAME_BYTES)
         );

@@ -1,15 +1,51 @@
-//! Delivery of one frame to many connections.
+//! Delivery of one frame to many connections, bounded in concurrency and in time.
 //!
 //! Posts run with bounded concurrency: one at a time, a broadcast to 1,000 connections at
 //! ~20 ms per PostToConnection takes 20 s; unbounded, a large table opens thousands of sockets
 //! and earns 429s. A connection that answers 410 Gone has its own record deleted (never the
 //! sender's) and the fan-out goes on; any other failure is counted and logged, never fatal.
+//!
+//! Three rules keep a fan-out inside what Lambda and API Gateway allow:
+//!
+//! - **Deadline.** A [`Deadline`] (the invocation's deadline minus a margin) stops the engine
+//!   from starting posts once an attempt could no longer finish in time, and cuts whatever is
+//!   still in flight at the hard limit. What was not delivered comes back to the caller (ids to
+//!   re-enqueue), and is logged; the function never runs past its own timeout.
+//! - **Adaptive concurrency (AIMD).** A 429 (`LimitExceededException`) that survived the SDK's
+//!   own retries means the account's shared `@connections` token bucket (10,000/s, burst 5,000)
+//!   is empty: the window of posts in flight halves (at most once per
+//!   [`THROTTLE_RETRY_DELAY`]) and grows back by one post per round trip. The throttled posts are
+//!   retried later with exponential back-off, never counted as failed.
+//! - **Transient failures** (5xx, a timed-out attempt) are retried up to [`MAX_ATTEMPTS`] times
+//!   in all; a frame may then arrive twice, which is why every message frame has an `id`.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashSet, VecDeque};
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+use tokio::time::Instant;
 
 use crate::management::{ManagementApi, ManagementError};
 use crate::store::{ConnectionStore, StoreError};
+
+/// Room left between the engine's hard stop and the invocation's deadline: enough to
+/// re-enqueue what is left, log, and return.
+pub const DEADLINE_MARGIN: Duration = Duration::from_millis(1_000);
+/// First delay before a throttled post is retried; doubles per attempt up to
+/// [`MAX_RETRY_DELAY`]. Also the shortest interval between two halvings of the window, so one
+/// burst of 429s (all posts of one round trip) halves it once, not once per post.
+pub const THROTTLE_RETRY_DELAY: Duration = Duration::from_millis(100);
+/// Longest delay between two attempts of one post.
+pub const MAX_RETRY_DELAY: Duration = Duration::from_secs(2);
+/// Attempts of one post that failed transiently (not 429) before it counts as failed. Each
+/// attempt is itself up to 3 tries of the SDK's standard retry mode; 5 makes a loss at a 1%
+/// transient failure rate a 1-in-10^10 event per post.
+pub const MAX_ATTEMPTS: u32 = 5;
+/// Ids per batch when a broadcast walks the store's listing.
+pub const BATCH_SIZE: usize = 1_000;
 
 /// What happened to one delivery.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,13 +56,63 @@ pub enum Outcome {
     Failed(ManagementError),
 }
 
-/// The tally of a broadcast.
+/// When a fan-out must be done: no post starts at or after `stop_starting`, and nothing runs
+/// at or after `hard`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Deadline {
+    pub stop_starting: Instant,
+    pub hard: Instant,
+}
+
+impl Deadline {
+    /// A deadline that ends at `hard`; posts stop starting `attempt_timeout` before it, so an
+    /// attempt started just before that still ends (by its SDK timeout) in time.
+    pub fn at(hard: Instant, attempt_timeout: Duration) -> Deadline {
+        let stop_starting = hard.checked_sub(attempt_timeout).unwrap_or(hard);
+        Deadline {
+            stop_starting,
+            hard,
+        }
+    }
+
+    /// From the Lambda invocation context's deadline (epoch milliseconds), less
+    /// [`DEADLINE_MARGIN`].
+    ///
+    /// The context's `deadline` is wall-clock time; it is turned into a monotonic [`Instant`]
+    /// once, here, so a clock adjustment during the invocation cannot stretch it.
+    pub fn from_lambda_deadline(deadline_epoch_ms: u64, attempt_timeout: Duration) -> Deadline {
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        let left = Duration::from_millis(deadline_epoch_ms.saturating_sub(now_ms))
+            .saturating_sub(DEADLINE_MARGIN);
+        Deadline::at(Instant::now() + left, attempt_timeout)
+    }
+
+    fn may_start(&self, now: Instant) -> bool {
+        now < self.stop_starting
+    }
+}
+
+/// The tally of a fan-out.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FanOutReport {
     pub delivered: usize,
     pub gone: usize,
-    /// Posts that failed otherwise, plus records that could not be read.
+    /// Posts that failed otherwise (after [`MAX_ATTEMPTS`]), plus records that could not be
+    /// read.
     pub failed: usize,
+    /// 429 answers seen (each one retried later, not a failure).
+    pub throttled: usize,
+    /// Posts not made before the deadline (returned to the caller as ids, or not listed yet).
+    pub undelivered: usize,
+    /// Whether the deadline stopped the fan-out.
+    pub deadline_reached: bool,
+    /// When the deadline stopped a broadcast: the ids listed but not posted to, and the last
+    /// id taken from the listing (the rest of the listing comes after it). What a hand-off to
+    /// the queue needs.
+    pub handed_back: Vec<String>,
+    pub listed_up_to: Option<String>,
     /// Set when listing stopped early (a page could not be fetched): connections after that
     /// point were not reached.
     pub list_error: Option<StoreError>,
@@ -51,53 +137,289 @@ pub async fn deliver(
             }
             Outcome::Gone
         }
-        Err(e) => {
-            tracing::warn!(connection_id, error = %e, "delivery failed");
-            Outcome::Failed(e)
+        Err(e) => Outcome::Failed(e),
+    }
+}
+
+/// A post waiting to be (re)tried: when, which connection, how many attempts so far.
+type Retry = Reverse<(Instant, String, u32)>;
+
+/// One fan-out of one frame: the concurrency window and the tally live across batches, so a
+/// worker that posts page after page keeps what it learnt about throttling.
+pub struct FanOut<'a> {
+    store: &'a dyn ConnectionStore,
+    api: &'a dyn ManagementApi,
+    endpoint: &'a str,
+    frame: Bytes,
+    max_concurrency: usize,
+    deadline: Option<Deadline>,
+    /// Posts allowed in flight; fractional so that additive increase is +1 per round trip.
+    window: f64,
+    last_decrease: Option<Instant>,
+    report: FanOutReport,
+}
+
+impl<'a> FanOut<'a> {
+    pub fn new(
+        store: &'a dyn ConnectionStore,
+        api: &'a dyn ManagementApi,
+        endpoint: &'a str,
+        frame: Bytes,
+        max_concurrency: usize,
+        deadline: Option<Deadline>,
+    ) -> Self {
+        let max_concurrency = max_concurrency.max(1);
+        FanOut {
+            store,
+            api,
+            endpoint,
+            frame,
+            max_concurrency,
+            deadline,
+            window: max_concurrency as f64,
+            last_decrease: None,
+            report: FanOutReport::default(),
+        }
+    }
+
+    /// Whether no post may start any more.
+    pub fn expired(&self) -> bool {
+        self.deadline.is_some_and(|d| !d.may_start(Instant::now()))
+    }
+
+    /// Posts currently allowed in flight.
+    pub fn concurrency(&self) -> usize {
+        (self.window as usize).clamp(1, self.max_concurrency)
+    }
+
+    pub fn report(&self) -> &FanOutReport {
+        &self.report
+    }
+
+    pub fn into_report(self) -> FanOutReport {
+        self.report
+    }
+
+    /// Counts records that could not be read as failures, or a failed listing, into the tally.
+    pub fn record_list_error(&mut self, error: StoreError) {
+        match error {
+            e @ StoreError::Malformed { .. } => {
+                tracing::warn!(error = %e, "skipping a malformed record");
+                self.report.failed += 1;
+            }
+            e => {
+                tracing::error!(error = %e, "listing connections failed");
+                self.report.list_error = Some(e);
+            }
+        }
+    }
+
+    /// Counts connections the caller did not even hand over (not listed before the deadline).
+    pub fn record_not_started(&mut self, count: usize) {
+        self.report.undelivered += count;
+        self.report.deadline_reached = true;
+    }
+
+    /// Posts the frame to `ids` and returns those it did not deliver before the deadline: not
+    /// started, waiting for a retry after a 429, or still in flight at the hard stop (those may
+    /// have arrived: a retry can duplicate them).
+    pub async fn post_batch(&mut self, ids: Vec<String>) -> Vec<String> {
+        let mut pending: VecDeque<(String, u32)> = ids.into_iter().map(|id| (id, 0)).collect();
+        let mut retries: BinaryHeap<Retry> = BinaryHeap::new();
+        let mut in_flight_ids: HashSet<String> = HashSet::new();
+        let mut in_flight = FuturesUnordered::new();
+        let (store, api, endpoint) = (self.store, self.api, self.endpoint);
+        let far_future = Instant::now() + Duration::from_secs(86_400 * 365);
+        let hard = self.deadline.map_or(far_future, |d| d.hard);
+        let mut cut_at_hard_stop = false;
+
+        loop {
+            let now = Instant::now();
+            while let Some(Reverse((at, _, _))) = retries.peek()
+                && *at <= now
+            {
+                if let Some(Reverse((_, id, attempts))) = retries.pop() {
+                    pending.push_front((id, attempts));
+                }
+            }
+            let may_start = self.deadline.is_none_or(|d| d.may_start(now));
+            if may_start {
+                while in_flight.len() < self.concurrency()
+                    && let Some((id, attempts)) = pending.pop_front()
+                {
+                    in_flight_ids.insert(id.clone());
+                    let frame = self.frame.clone();
+                    in_flight.push(async move {
+                        let outcome = deliver(store, api, endpoint, &id, frame).await;
+                        (id, attempts + 1, outcome)
+                    });
+                }
+            }
+            if in_flight.is_empty() && (!may_start || (pending.is_empty() && retries.is_empty())) {
+                break;
+            }
+            let next_retry = retries.peek().map(|Reverse((at, _, _))| *at);
+            // Wake for a retry only when it could start (a free slot, before the deadline): past
+            // `stop_starting` the wake-up would be in the past and the loop would spin.
+            let wake_for_retry = match next_retry {
+                Some(at) if may_start && in_flight.len() < self.concurrency() => {
+                    let stop = self.deadline.map_or(far_future, |d| d.stop_starting);
+                    Some(at.min(stop))
+                }
+                _ => None,
+            };
+            tokio::select! {
+                Some((id, attempts, outcome)) = in_flight.next() => {
+                    in_flight_ids.remove(&id);
+                    self.settle(id, attempts, outcome, &mut retries);
+                }
+                () = tokio::time::sleep_until(wake_for_retry.unwrap_or(far_future)),
+                    if wake_for_retry.is_some() => {}
+                () = tokio::time::sleep_until(hard) => {
+                    cut_at_hard_stop = true;
+                    break;
+                }
+            }
+        }
+
+        let mut left: Vec<String> = Vec::new();
+        if cut_at_hard_stop {
+            // Dropping the futures cancels the requests; whether they arrived is unknown.
+            drop(in_flight);
+            left.extend(in_flight_ids);
+        }
+        left.extend(pending.into_iter().map(|(id, _)| id));
+        left.extend(retries.into_iter().map(|Reverse((_, id, _))| id));
+        if !left.is_empty() {
+            self.report.undelivered += left.len();
+            self.report.deadline_reached = true;
+            tracing::warn!(
+                undelivered = left.len(),
+                in_flight_cut = cut_at_hard_stop,
+                "fan-out deadline reached: posts not made are handed back"
+            );
+        }
+        left
+    }
+
+    fn settle(
+        &mut self,
+        id: String,
+        attempts: u32,
+        outcome: Outcome,
+        retries: &mut BinaryHeap<Retry>,
+    ) {
+        let now = Instant::now();
+        match outcome {
+            Outcome::Delivered | Outcome::Gone => {
+                if outcome == Outcome::Delivered {
+                    self.report.delivered += 1;
+                } else {
+                    self.report.gone += 1;
+                }
+                // Additive increase: +1 per window's worth of successes, i.e. per round trip.
+                self.window = (self.window + 1.0 / self.window).min(self.max_concurrency as f64);
+            }
+            Outcome::Failed(ManagementError::Throttled) => {
+                self.report.throttled += 1;
+                let decrease_due = self
+                    .last_decrease
+                    .is_none_or(|at| now.duration_since(at) >= THROTTLE_RETRY_DELAY);
+                if decrease_due {
+                    self.window = (self.window / 2.0).max(1.0);
+                    self.last_decrease = Some(now);
+                    tracing::debug!(window = self.concurrency(), "429: lowering concurrency");
+                }
+                retries.push(Reverse((now + retry_delay(attempts), id, attempts)));
+            }
+            Outcome::Failed(e @ ManagementError::Other(_)) if attempts < MAX_ATTEMPTS => {
+                tracing::debug!(connection_id = %id, attempts, error = %e, "retrying a post");
+                retries.push(Reverse((now + retry_delay(attempts), id, attempts)));
+            }
+            Outcome::Failed(e) => {
+                tracing::warn!(connection_id = %id, attempts, error = %e, "delivery failed");
+                self.report.failed += 1;
+            }
         }
     }
 }
 
-/// Posts `frame` to every connection in `store`, at most `concurrency` posts at a time.
+/// Exponential back-off: [`THROTTLE_RETRY_DELAY`] × 2^(attempts - 1), at most
+/// [`MAX_RETRY_DELAY`].
+fn retry_delay(attempts: u32) -> Duration {
+    let factor = 1u32 << attempts.saturating_sub(1).min(10);
+    (THROTTLE_RETRY_DELAY * factor).min(MAX_RETRY_DELAY)
+}
+
+/// How a broadcast may use its time and sockets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Most posts in flight (the window starts here and never exceeds it).
+    pub concurrency: usize,
+    pub deadline: Option<Deadline>,
+}
+
+impl Limits {
+    /// No deadline: for the `push` CLI and tests, which have no invocation deadline.
+    pub fn without_deadline(concurrency: usize) -> Limits {
+        Limits {
+            concurrency,
+            deadline: None,
+        }
+    }
+}
+
+/// Posts `frame` to every connection in `store`, batch by batch, within `limits`.
 pub async fn broadcast(
     store: &dyn ConnectionStore,
     api: &dyn ManagementApi,
     endpoint: &str,
     frame: Bytes,
-    concurrency: usize,
+    limits: Limits,
 ) -> FanOutReport {
-    enum Step {
-        Done(Outcome),
-        BadRecord(StoreError),
-    }
-    let frame = &frame;
+    let mut fanout = FanOut::new(
+        store,
+        api,
+        endpoint,
+        frame,
+        limits.concurrency,
+        limits.deadline,
+    );
     // Records whose TTL has passed are neither posted to nor counted.
-    store
+    let mut listing = store
         .list_recipients(chrono::Utc::now().timestamp())
-        .map(|item| async move {
+        .ready_chunks(BATCH_SIZE);
+    let mut listed_up_to = None;
+    while let Some(chunk) = listing.next().await {
+        let mut ids = Vec::with_capacity(chunk.len());
+        for item in chunk {
             match item {
-                Ok(c) => {
-                    Step::Done(deliver(store, api, endpoint, &c.connection_id, frame.clone()).await)
-                }
-                Err(e) => Step::BadRecord(e),
+                Ok(c) => ids.push(c.connection_id),
+                Err(e) => fanout.record_list_error(e),
             }
-        })
-        .buffer_unordered(concurrency.max(1))
-        .fold(FanOutReport::default(), |mut report, step| async move {
-            match step {
-                Step::Done(Outcome::Delivered) => report.delivered += 1,
-                Step::Done(Outcome::Gone) => report.gone += 1,
-                Step::Done(Outcome::Failed(_)) => report.failed += 1,
-                Step::BadRecord(e @ StoreError::Malformed { .. }) => {
-                    tracing::warn!(error = %e, "skipping a malformed record");
-                    report.failed += 1;
-                }
-                Step::BadRecord(e) => {
-                    tracing::error!(error = %e, "listing connections failed");
-                    report.list_error = Some(e);
-                }
-            }
-            report
-        })
-        .await
+        }
+        if let Some(last) = ids.last() {
+            listed_up_to = Some(last.clone());
+        }
+        let left = fanout.post_batch(ids).await;
+        if !left.is_empty() || fanout.expired() {
+            // Inline mode has nowhere to hand the rest to: it is logged, and the listing is
+            // not read further (reading it would only spend the time that is up).
+            tracing::warn!(
+                undelivered_listed = left.len(),
+                "broadcast stopped at its deadline; connections not yet listed were not reached"
+            );
+            fanout.record_not_started(0);
+            fanout.report.handed_back = left;
+            fanout.report.listed_up_to = listed_up_to;
+            break;
+        }
+        if fanout.report().list_error.is_some() {
+            break;
+        }
+    }
+    fanout.into_report()
 }
+
+#[cfg(test)]
+mod tests;

@@ -25,14 +25,19 @@
 //! failing, the sender unreachable by anything but 410); API Gateway then sends the client its
 //! `Internal server error` frame.
 
+pub mod audience;
 pub mod config;
 pub mod domain;
 pub mod fanout;
+pub mod job;
 pub mod management;
 pub mod membership;
+pub mod queue;
 pub mod room_fanout;
 pub mod rooms;
+pub mod simulated;
 pub mod store;
+pub mod worker;
 
 use std::sync::Arc;
 
@@ -62,6 +67,11 @@ pub enum HandlerError {
     Store(#[from] StoreError),
     #[error("could not answer the sender: {0}")]
     Management(#[from] ManagementError),
+    /// Queue mode without a queue to send to (a wiring mistake of the embedder).
+    #[error("fan-out mode is queue but no queue is configured")]
+    NoQueue,
+    #[error("could not enqueue the fan-out jobs: {0}")]
+    Queue(#[from] queue::QueueError),
     /// A broadcast had recipients and reached none of them: every post failed (each failure
     /// is logged with its reason). Gone connections are not recipients: they left.
     #[error("the broadcast reached none of its {failed} recipients; every post failed")]
@@ -74,6 +84,7 @@ impl From<HandlerError> for lambda_runtime::Diagnostic {
             HandlerError::MissingField(_) => "MissingField",
             HandlerError::Store(_) => "StoreError",
             HandlerError::Management(_) => "ManagementError",
+            HandlerError::NoQueue | HandlerError::Queue(_) => "QueueError",
             HandlerError::NothingDelivered { .. } => "NothingDelivered",
         };
         lambda_runtime::Diagnostic {
@@ -90,6 +101,8 @@ pub struct App {
     memberships: Arc<dyn MembershipStore>,
     api: Arc<dyn ManagementApi>,
     config: Config,
+    /// Where queue-mode broadcasts go (`None` in inline mode).
+    queue: Option<Arc<dyn queue::Queue>>,
 }
 
 /// The handshake header a client offers subprotocols in, and `$connect` answers with the chosen
@@ -130,6 +143,7 @@ impl App {
             memberships: Arc::new(MemoryMembershipStore::new()),
             api,
             config,
+            queue: None,
         }
     }
 
@@ -141,15 +155,32 @@ impl App {
         self
     }
 
+    /// The queue of fan-out jobs, for queue mode.
+    pub fn with_queue(mut self, queue: Arc<dyn queue::Queue>) -> Self {
+        self.queue = Some(queue);
+        self
+    }
+
     pub fn config(&self) -> &Config {
         &self.config
     }
 
-    /// Handles one event of `handler`'s route.
+    /// Handles one event of `handler`'s route, with no deadline (the local gateway, tests).
     pub async fn handle(
         &self,
         handler: Handler,
         event: ApiGatewayWebsocketProxyRequest,
+    ) -> Result<ApiGatewayProxyResponse, HandlerError> {
+        self.handle_until(handler, event, None).await
+    }
+
+    /// Handles one event of `handler`'s route; a broadcast stops at `deadline` (in Lambda, the
+    /// invocation's deadline less a margin).
+    pub async fn handle_until(
+        &self,
+        handler: Handler,
+        event: ApiGatewayWebsocketProxyRequest,
+        deadline: Option<fanout::Deadline>,
     ) -> Result<ApiGatewayProxyResponse, HandlerError> {
         let connection_id = event
             .request_context
@@ -169,7 +200,7 @@ impl App {
             match handler {
                 Handler::Connect => self.connect(connection_id, &event).await,
                 Handler::Disconnect => self.disconnect(connection_id, &event).await,
-                Handler::SendMessage => self.send_message(connection_id, &event).await,
+                Handler::SendMessage => self.send_message(connection_id, &event, deadline).await,
                 Handler::Default => self.default_route(connection_id, &event).await,
                 Handler::Join => self.join(connection_id, &event).await,
                 Handler::Leave => self.leave(connection_id, &event).await,
@@ -292,6 +323,7 @@ impl App {
         &self,
         connection_id: &str,
         event: &ApiGatewayWebsocketProxyRequest,
+        deadline: Option<fanout::Deadline>,
     ) -> Result<ApiGatewayProxyResponse, HandlerError> {
         let endpoint = self.callback_endpoint(event)?;
         let msg = match domain::parse_send_message(event.body.as_deref(), event.is_base64_encoded) {
@@ -304,10 +336,29 @@ impl App {
                 .await;
         };
         let sent_at = event_time(event.request_context.request_time_epoch);
-        let frame = match Frame::for_message(&msg, &sender.username, sent_at).to_wire() {
-            Ok(f) => Bytes::from(f),
-            Err(e) => return self.reply_error(&endpoint, connection_id, e).await,
-        };
+        let ctx = &event.request_context;
+        let message_id = ctx
+            .message_id
+            .as_deref()
+            .or(ctx.request_id.as_deref())
+            .unwrap_or(connection_id);
+        let frame_text =
+            match Frame::for_message(&msg, message_id, &sender.username, sent_at).to_wire() {
+                Ok(f) => f,
+                Err(e) => return self.reply_error(&endpoint, connection_id, e).await,
+            };
+        if let (Recipients::Everyone, config::FanOutMode::Queue { segments, .. }) =
+            (msg.recipients(), &self.config.fanout)
+        {
+            let queue = self.queue.as_ref().ok_or(HandlerError::NoQueue)?;
+            let jobs = job::FanOutJob::for_everyone(message_id, &endpoint, &frame_text, *segments);
+            queue
+                .send(jobs.iter().map(job::FanOutJob::to_body).collect())
+                .await?;
+            tracing::info!(message_id, jobs = jobs.len(), "broadcast enqueued");
+            return Ok(ok());
+        }
+        let frame = Bytes::from(frame_text.clone());
         match msg.recipients() {
             Recipients::Everyone => {
                 let report = fanout::broadcast(
@@ -315,15 +366,42 @@ impl App {
                     self.api.as_ref(),
                     &endpoint,
                     frame,
-                    self.config.broadcast_concurrency,
+                    fanout::Limits {
+                        concurrency: self.config.broadcast_concurrency,
+                        deadline,
+                    },
                 )
                 .await;
                 tracing::info!(
                     delivered = report.delivered,
                     gone = report.gone,
                     failed = report.failed,
+                    throttled = report.throttled,
+                    undelivered = report.undelivered,
                     "broadcast done"
                 );
+                if report.deadline_reached
+                    && let Some(queue) = &self.queue
+                {
+                    // Above what one invocation can post in time, the rest goes to the fan-out
+                    // worker: a job that continues this very Scan (segment 0 of 1) after the
+                    // last id listed, with the ids listed but not posted first.
+                    let rest = job::FanOutJob {
+                        listing: report
+                            .listed_up_to
+                            .clone()
+                            .map_or(job::Listing::Start, job::Listing::After),
+                        pending: report.handed_back.clone(),
+                        ..job::FanOutJob::for_everyone(message_id, &endpoint, &frame_text, 1)
+                            .remove(0)
+                    };
+                    queue.send(vec![rest.to_body()]).await?;
+                    tracing::info!(
+                        message_id,
+                        pending = rest.pending.len(),
+                        "broadcast handed off to the fan-out queue at its deadline"
+                    );
+                }
                 if let Some(e) = report.list_error {
                     // Without the rest of the listing there is no way to reach the others; a
                     // function error makes API Gateway tell the sender.
@@ -570,6 +648,12 @@ pub async fn run_lambda() -> Result<(), RunError> {
     let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
     let store = store::DynamoDbStore::new(dynamodb.clone(), config.table_name.clone());
     let api = management::SdkManagementApi::new(&sdk);
+    let queue_url = match &config.fanout {
+        config::FanOutMode::Queue { queue_url, .. } => Some(queue_url),
+        config::FanOutMode::Inline { handoff_queue_url } => handoff_queue_url.as_ref(),
+    };
+    let queue =
+        queue_url.map(|url| queue::SqsQueue::new(aws_sdk_sqs::Client::new(&sdk), url.clone()));
     let mut app = App::new(Arc::new(store), Arc::new(api), config.clone());
     if !handler
         .table_actions(wsstack_routes::Table::Rooms)
@@ -589,15 +673,38 @@ pub async fn run_lambda() -> Result<(), RunError> {
             config.table_name,
         )));
     }
+    if let Some(q) = queue {
+        app = app.with_queue(Arc::new(q));
+    }
     tracing::debug!(handler = handler.name(), "ready");
     lambda_runtime::run(lambda_runtime::service_fn(
         move |event: lambda_runtime::LambdaEvent<ApiGatewayWebsocketProxyRequest>| {
             let app = app.clone();
-            async move { app.handle(handler, event.payload).await }
+            async move {
+                let deadline = fanout::Deadline::from_lambda_deadline(
+                    event.context.deadline,
+                    management::ATTEMPT_TIMEOUT,
+                );
+                app.handle_until(handler, event.payload, Some(deadline))
+                    .await
+            }
         },
     ))
     .await
     .map_err(|e| RunError::Runtime(e.to_string()))
+}
+
+/// An error's text with its causes: the top-level text of an SDK error is only
+/// "service error", which tells an operator nothing.
+pub(crate) fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
 }
 
 /// Why a Lambda binary stopped.

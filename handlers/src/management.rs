@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_sdk_apigatewaymanagement::error::{ProvideErrorMetadata, SdkError};
@@ -75,8 +76,10 @@ pub struct SdkManagementApi {
 
 impl SdkManagementApi {
     pub fn new(sdk_config: &aws_config::SdkConfig) -> Self {
+        let mut base = aws_sdk_apigatewaymanagement::config::Builder::from(sdk_config);
+        base.set_timeout_config(Some(timeout_config()));
         SdkManagementApi {
-            base: aws_sdk_apigatewaymanagement::config::Builder::from(sdk_config),
+            base,
             clients: Mutex::default(),
         }
     }
@@ -92,6 +95,24 @@ impl SdkManagementApi {
             })
             .clone()
     }
+}
+
+/// Longest wait for one `@connections` attempt. The SDK sets no request timeout by default
+/// (only a 3.1 s connect timeout), so one stalled connection could hold a broadcast slot until
+/// the Lambda deadline. A post answers in tens of milliseconds; 2 s is far past that yet leaves
+/// the SDK time for its retries inside a fan-out's deadline, which stops starting posts this
+/// long before its hard stop (`fanout::Deadline::at`).
+pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(2);
+/// Longest wait for one `@connections` call including the SDK's retries (3 attempts with
+/// back-off in the standard retry mode).
+pub const OPERATION_TIMEOUT: Duration = Duration::from_secs(7);
+
+fn timeout_config() -> aws_smithy_types::timeout::TimeoutConfig {
+    aws_smithy_types::timeout::TimeoutConfig::builder()
+        .connect_timeout(Duration::from_secs(1))
+        .operation_attempt_timeout(ATTEMPT_TIMEOUT)
+        .operation_timeout(OPERATION_TIMEOUT)
+        .build()
 }
 
 /// Maps an SDK error by the modeled error code (API Gateway sends it in `x-amzn-ErrorType`), or

@@ -175,6 +175,32 @@ impl MemoryStore {
         self.records.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Up to `limit` connection ids whose records `keep` accepts, after `cursor` in key order,
+    /// and the key to continue after (`None` when the end was reached). The fan-out worker's segment
+    /// listing (`crate::audience`) pages with it; the lock is not held across an await.
+    pub fn ids_after(
+        &self,
+        cursor: Option<&str>,
+        limit: usize,
+        keep: impl Fn(&Connection) -> bool,
+    ) -> (Vec<String>, Option<String>) {
+        use std::ops::Bound;
+        let records = self.lock();
+        let start = cursor.map_or(Bound::Unbounded, |c| Bound::Excluded(c.to_owned()));
+        let mut ids = Vec::new();
+        let mut last = None;
+        for (key, record) in records.range::<String, _>((start, Bound::Unbounded)) {
+            if ids.len() >= limit.max(1) {
+                return (ids, last);
+            }
+            if keep(record) {
+                ids.push(key.clone());
+            }
+            last = Some(key.clone());
+        }
+        (ids, None)
+    }
+
     fn page_after(&self, cursor: Option<&str>, limit: usize) -> Vec<Connection> {
         use std::ops::Bound;
         let records = self.lock();

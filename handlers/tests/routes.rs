@@ -414,6 +414,7 @@ async fn broadcast_reaches_everyone_including_the_sender() {
     assert_eq!(resp.status_code, 200);
     let expected = json!({
         "type": "message",
+        "id": "CqEyBcgYDoECJ1g=",
         "from": "alice",
         "data": "hello, world",
         "sentAt": "2026-11-26T14:27:09.456Z",
@@ -489,6 +490,7 @@ async fn direct_message_reaches_only_its_recipient() {
         f.api.frames_to("bob"),
         vec![json!({
             "type": "direct",
+            "id": "CqEyBcgYDoECJ1g=",
             "from": "alice",
             "to": "bob",
             "data": "psst",
@@ -584,7 +586,7 @@ async fn bad_input_gets_an_exact_error_frame_and_nothing_is_sent() {
             message(json!({"action": "sendMessage", "data": escapes})),
             error_frame(
                 "frame_too_large",
-                "the message would be 196687 bytes on the wire; the limit is 131072",
+                "the message would be 196711 bytes on the wire; the limit is 131072",
             ),
         ),
         (
@@ -780,7 +782,7 @@ async fn expired_records_are_neither_posted_to_nor_counted() {
         f.api.as_ref(),
         ENDPOINT,
         Bytes::from_static(b"hi"),
-        8,
+        wsstack_handlers::fanout::Limits::without_deadline(8),
     )
     .await;
     assert_eq!(

@@ -183,7 +183,7 @@ async fn main() -> anyhow::Result<ExitCode> {
         api.as_ref(),
         &endpoint,
         payload,
-        usize::from(args.concurrency),
+        fanout::Limits::without_deadline(usize::from(args.concurrency)),
     )
     .await;
     println!(

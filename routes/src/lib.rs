@@ -48,6 +48,20 @@ impl Table {
     pub const ALL: [Table; 2] = [Table::Connections, Table::Rooms];
 }
 
+/// Limits that both synth (the stage file's ranges) and the handlers (their environment check)
+/// enforce, declared once.
+pub mod limits {
+    /// Most `PostToConnection` calls one function keeps in flight.
+    ///
+    /// A Lambda process may open 1,024 file descriptors, a quota that cannot be raised
+    /// (<https://docs.aws.amazon.com/lambda/latest/dg/gettingstarted-limits.html>, "File
+    /// descriptors"). During a broadcast each post slot can hold one socket to `@connections`
+    /// and, after a 410, one to DynamoDB (both pools keep idle sockets open), and the process
+    /// needs some for itself (the runtime API, stdio, the SDK's other clients, the async
+    /// runtime): (1,024 - 64) / 2 = 480.
+    pub const MAX_BROADCAST_CONCURRENCY: u32 = 480;
+}
+
 /// A DynamoDB action a handler performs on a table.
 ///
 /// Synth grants exactly these actions to the handler's role, so a handler that starts calling a

@@ -246,7 +246,14 @@ ranged!(
     RESERVED_CONCURRENCY_MAX,
     "concurrent executions (Lambda keeps 100 of the default account quota of 1,000 unreserved: https://docs.aws.amazon.com/lambda/latest/dg/configuration-concurrency.html)"
 );
-ranged!(BroadcastConcurrency, u32, 1, 1024, "posts in flight");
+// The upper bound follows from Lambda's 1,024 file-descriptor quota (see the constant).
+ranged!(
+    BroadcastConcurrency,
+    u32,
+    1,
+    wsstack_routes::limits::MAX_BROADCAST_CONCURRENCY,
+    "posts in flight (Lambda's 1,024 file descriptors allow no more)"
+);
 ranged!(
     BurstLimit,
     u32,

@@ -240,7 +240,7 @@ fn throttling_out_of_range() {
 #[test]
 fn concurrency_out_of_range() {
     insta::assert_snapshot!(err("[lambda]\nreserved_concurrency = 0\n"), @"stages/test.toml:2:24: lambda.reserved_concurrency: 0 is out of range: allowed 1..=900 concurrent executions (Lambda keeps 100 of the default account quota of 1,000 unreserved: https://docs.aws.amazon.com/lambda/latest/dg/configuration-concurrency.html)");
-    insta::assert_snapshot!(err("[lambda]\nbroadcast_concurrency = 5000\n"), @"stages/test.toml:2:25: lambda.broadcast_concurrency: 5000 is out of range: allowed 1..=1024 posts in flight");
+    insta::assert_snapshot!(err("[lambda]\nbroadcast_concurrency = 5000\n"), @"stages/test.toml:2:25: lambda.broadcast_concurrency: 5000 is out of range: allowed 1..=480 posts in flight (Lambda's 1,024 file descriptors allow no more)");
 }
 
 #[test]

@@ -119,7 +119,7 @@ async fn connect_broadcast_gone_cleanup_and_disconnect() {
             let frame: Value = serde_json::from_slice(&r.body).unwrap();
             assert_eq!(
                 frame,
-                json!({"type": "message", "from": "alice", "data": "hello, world", "sentAt": "2026-11-26T14:27:09.456Z"})
+                json!({"type": "message", "id": "CqEyBcgYDoECJ1g=", "from": "alice", "data": "hello, world", "sentAt": "2026-11-26T14:27:09.456Z"})
             );
             r.connection_id
         })

@@ -1,0 +1,222 @@
+//! The fan-out job: what `sendMessage` enqueues in queue mode and the worker consumes.
+//!
+//! A job names one slice of one audience and how far through it the fan-out has come, so a
+//! worker that meets its deadline enqueues the rest as a new job and no connection is listed
+//! twice. The audience is either "everyone, Scan segment k of n" (a DynamoDB parallel Scan
+//! segment) or "room R" (pages of the room's members); the position is an opaque cursor (the
+//! last key listed). The JSON is versioned: a worker refuses a version it does not know rather
+//! than guess.
+
+use serde::{Deserialize, Serialize};
+
+/// The job format this code writes and reads.
+pub const JOB_VERSION: u32 = 1;
+/// Most segments a Scan may be split in (DynamoDB's `TotalSegments` maximum).
+/// <https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_Scan.html>
+pub const MAX_SEGMENTS: u32 = 1_000_000;
+
+/// Whom a job posts to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "camelCase", deny_unknown_fields)]
+pub enum Audience {
+    /// Every connection in segment `segment` of a `segments`-way parallel Scan.
+    Everyone { segment: u32, segments: u32 },
+    /// The members of a room.
+    Room { room: String },
+}
+
+/// How far listing the audience has come.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub enum Listing {
+    /// Not started: list from the first page.
+    Start,
+    /// Continue after this key (exclusive).
+    After(String),
+    /// Everything listed; only `pending` is left.
+    Done,
+}
+
+/// One unit of queued fan-out.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FanOutJob {
+    pub version: u32,
+    /// The message's id (also the frame's `id`): ties the jobs of one message together in logs.
+    pub message_id: String,
+    /// The `@connections` endpoint, `https://{domain}/{stage}`.
+    pub endpoint: String,
+    /// The frame to post, as JSON text.
+    pub frame: String,
+    pub audience: Audience,
+    pub listing: Listing,
+    /// Connections already listed but not posted to (a previous worker's deadline came first):
+    /// posted before listing goes on.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pending: Vec<String>,
+}
+
+/// A job body that cannot be run, naming what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum JobError {
+    #[error("fan-out job is not valid JSON of the expected shape: {0}")]
+    Malformed(String),
+    #[error("fan-out job has version {found}; this worker reads version {JOB_VERSION}")]
+    Version { found: u32 },
+    #[error("fan-out job field {field}: {reason}")]
+    Invalid { field: &'static str, reason: String },
+}
+
+impl FanOutJob {
+    /// One job per segment of "everyone": what `sendMessage` enqueues in queue mode.
+    pub fn for_everyone(
+        message_id: &str,
+        endpoint: &str,
+        frame: &str,
+        segments: u32,
+    ) -> Vec<FanOutJob> {
+        (0..segments.max(1))
+            .map(|segment| FanOutJob {
+                version: JOB_VERSION,
+                message_id: message_id.to_owned(),
+                endpoint: endpoint.to_owned(),
+                frame: frame.to_owned(),
+                audience: Audience::Everyone {
+                    segment,
+                    segments: segments.max(1),
+                },
+                listing: Listing::Start,
+                pending: Vec::new(),
+            })
+            .collect()
+    }
+
+    /// The job that carries on after this one: same message and audience, new position.
+    pub fn continuation(&self, listing: Listing, pending: Vec<String>) -> FanOutJob {
+        FanOutJob {
+            listing,
+            pending,
+            ..self.clone()
+        }
+    }
+
+    /// Whether nothing is left to do.
+    pub fn is_finished(&self) -> bool {
+        self.listing == Listing::Done && self.pending.is_empty()
+    }
+
+    pub fn to_body(&self) -> String {
+        // Strings, integers and enums only: serializing cannot fail.
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    /// Parses and checks a queue message body.
+    pub fn from_body(body: &str) -> Result<FanOutJob, JobError> {
+        let job: FanOutJob =
+            serde_json::from_str(body).map_err(|e| JobError::Malformed(e.to_string()))?;
+        if job.version != JOB_VERSION {
+            return Err(JobError::Version { found: job.version });
+        }
+        if let Audience::Everyone { segment, segments } = job.audience
+            && (segments == 0 || segments > MAX_SEGMENTS || segment >= segments)
+        {
+            return Err(JobError::Invalid {
+                field: "audience",
+                reason: format!(
+                    "segment {segment} of {segments}: need 1..={MAX_SEGMENTS} segments and segment < segments"
+                ),
+            });
+        }
+        if !(job.endpoint.starts_with("https://") || job.endpoint.starts_with("http://")) {
+            return Err(JobError::Invalid {
+                field: "endpoint",
+                reason: format!("{:?} is not an http(s) URL", job.endpoint),
+            });
+        }
+        if job.frame.is_empty() {
+            return Err(JobError::Invalid {
+                field: "frame",
+                reason: "empty".into(),
+            });
+        }
+        Ok(job)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job() -> FanOutJob {
+        FanOutJob::for_everyone(
+            "m-1",
+            "https://api.example/prod",
+            r#"{"type":"message"}"#,
+            4,
+        )
+        .remove(2)
+    }
+
+    #[test]
+    fn one_job_per_segment() {
+        let jobs = FanOutJob::for_everyone("m", "https://x/dev", "{}", 3);
+        let segments: Vec<_> = jobs.iter().map(|j| j.audience.clone()).collect();
+        assert_eq!(
+            segments,
+            (0..3)
+                .map(|segment| Audience::Everyone {
+                    segment,
+                    segments: 3
+                })
+                .collect::<Vec<_>>()
+        );
+        assert!(jobs.iter().all(|j| j.listing == Listing::Start));
+    }
+
+    #[test]
+    fn body_round_trips_and_reads_as_documented() {
+        let j = job().continuation(Listing::After("abc=".into()), vec!["x".into()]);
+        let body = j.to_body();
+        assert_eq!(
+            body,
+            r#"{"version":1,"messageId":"m-1","endpoint":"https://api.example/prod","frame":"{\"type\":\"message\"}","audience":{"kind":"everyone","segment":2,"segments":4},"listing":{"after":"abc="},"pending":["x"]}"#
+        );
+        assert_eq!(FanOutJob::from_body(&body), Ok(j));
+        let room = FanOutJob {
+            audience: Audience::Room {
+                room: "lobby".into(),
+            },
+            ..job()
+        };
+        assert_eq!(FanOutJob::from_body(&room.to_body()), Ok(room));
+    }
+
+    #[test]
+    fn bad_bodies_say_what_is_wrong() {
+        let err = FanOutJob::from_body("not json").unwrap_err();
+        assert!(matches!(err, JobError::Malformed(_)), "{err}");
+        let mut j = job();
+        j.version = 2;
+        assert_eq!(
+            FanOutJob::from_body(&j.to_body()),
+            Err(JobError::Version { found: 2 })
+        );
+        let mut j = job();
+        j.audience = Audience::Everyone {
+            segment: 4,
+            segments: 4,
+        };
+        let err = FanOutJob::from_body(&j.to_body()).unwrap_err();
+        assert!(err.to_string().contains("audience"), "{err}");
+        let mut j = job();
+        j.endpoint = "ftp://x".into();
+        let err = FanOutJob::from_body(&j.to_body()).unwrap_err();
+        assert!(err.to_string().contains("endpoint"), "{err}");
+        let mut j = job();
+        j.frame = String::new();
+        let err = FanOutJob::from_body(&j.to_body()).unwrap_err();
+        assert!(err.to_string().contains("frame"), "{err}");
+        let err = FanOutJob::from_body(r#"{"version":1,"extra":true}"#).unwrap_err();
+        assert!(matches!(err, JobError::Malformed(_)), "{err}");
+    }
+}

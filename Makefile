@@ -36,7 +36,7 @@ dev: ## Run the whole API on localhost (ws://127.0.0.1:3001/dev) and the chat pa
 	cargo run --profile local -p wsstack-gateway --bin wsstack-local -- --port $(PORT) $(if $(WEB_PORT),--web-port $(WEB_PORT)) --stage $(DEV_STAGE)
 
 .PHONY: screenshot
-screenshot: tools ## Regenerate docs/screenshot.png: two browser pages in a conversation
+screenshot: tools ## Regenerate docs/screenshot.png: two browser pages in a room conversation
 	cargo build -q -p wsstack-gateway --bin wsstack-local
 	python3 tests/browser/test_chat.py --gateway target/debug/wsstack-local --screenshot docs/screenshot.png
 

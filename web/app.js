@@ -1,7 +1,13 @@
 // The chat page: wires wsstack-client.js (the protocol) to the DOM. Nothing here speaks the
 // protocol itself. User data is only ever put into the page as text, never as HTML.
 
-import { WsstackClient, connectUrl, describeClose, usernameProblem } from "./wsstack-client.js";
+import {
+  WsstackClient,
+  connectUrl,
+  describeClose,
+  roomProblem,
+  usernameProblem,
+} from "./wsstack-client.js";
 
 /** Where `make dev` listens, for a page that is not served by wsstack-local. */
 const FALLBACK_API_URL = "ws://127.0.0.1:3001/dev";
@@ -18,6 +24,11 @@ const ui = {
   problem: $("form-problem"),
   refresh: $("refresh"),
   people: $("people"),
+  joinForm: $("join-form"),
+  roomName: $("room-name"),
+  join: $("join"),
+  roomProblem: $("room-problem"),
+  rooms: $("rooms"),
   log: $("log"),
   sendForm: $("send-form"),
   recipient: $("recipient"),
@@ -31,6 +42,10 @@ let me = { username: "", connectionId: null };
 let people = new Map();
 /** The listing being paged through, if any. */
 let listing = null;
+
+// The recipient select's values: "" is everyone, then one kind of recipient per prefix.
+const ROOM = "room:";
+const DIRECT = "to:";
 
 // ------------------------------------------------------------------------------- rendering
 
@@ -70,6 +85,7 @@ function setStatus(state, text) {
   ui.text.disabled = !open;
   ui.send.disabled = !open;
   ui.refresh.disabled = !open;
+  ui.join.disabled = !open;
   const idle = client === null;
   ui.connect.disabled = !idle;
   ui.disconnect.disabled = idle;
@@ -78,8 +94,6 @@ function setStatus(state, text) {
 
 function renderPeople() {
   ui.people.replaceChildren();
-  const chosen = ui.recipient.value;
-  ui.recipient.replaceChildren(new Option("Everyone", ""));
   for (const [connectionId, username] of people) {
     const item = el("li");
     if (connectionId === me.connectionId) {
@@ -90,15 +104,53 @@ function renderPeople() {
       pick.title = `Send ${username} a direct message`;
       pick.append(el("span", "id", connectionId));
       pick.addEventListener("click", () => {
-        ui.recipient.value = connectionId;
+        ui.recipient.value = DIRECT + connectionId;
         ui.text.focus();
       });
       item.append(pick);
-      ui.recipient.append(new Option(`${username} (direct)`, connectionId));
     }
     ui.people.append(item);
   }
-  // A recipient who left is no longer offered; back to everyone then.
+  renderRecipients();
+}
+
+/** The rooms this connection is in (as the API confirmed them), each with a Leave button. */
+function renderRooms() {
+  ui.rooms.replaceChildren();
+  for (const room of joinedRooms()) {
+    const item = el("li");
+    const pick = el("button", "room-name", `#${room}`);
+    pick.type = "button";
+    pick.title = `Send to room ${room}`;
+    pick.addEventListener("click", () => {
+      ui.recipient.value = ROOM + room;
+      ui.text.focus();
+    });
+    const leave = el("button", "leave", "Leave");
+    leave.type = "button";
+    leave.title = `Leave room ${room}`;
+    leave.addEventListener("click", () => leaveRoom(room));
+    item.append(pick, leave);
+    ui.rooms.append(item);
+  }
+  renderRecipients();
+}
+
+function joinedRooms() {
+  return client ? [...client.rooms].sort() : [];
+}
+
+/** Everyone, then each room joined, then each person: whom a message can go to. */
+function renderRecipients() {
+  const chosen = ui.recipient.value;
+  ui.recipient.replaceChildren(new Option("Everyone", ""));
+  for (const room of joinedRooms()) ui.recipient.append(new Option(`#${room} (room)`, ROOM + room));
+  for (const [connectionId, username] of people) {
+    if (connectionId !== me.connectionId) {
+      ui.recipient.append(new Option(`${username} (direct)`, DIRECT + connectionId));
+    }
+  }
+  // A recipient who left, or a room left, is no longer offered; back to everyone then.
   const stillHere = [...ui.recipient.options].some((o) => o.value === chosen);
   ui.recipient.value = stillHere ? chosen : "";
 }
@@ -124,14 +176,27 @@ function onConnections({ items, next, you }) {
   renderPeople();
 }
 
-function onMessage({ from, data, sentAt }) {
-  const mine = from === me.username;
-  addEntry(mine ? "message mine" : "message", [
-    el("span", "meta", clock(sentAt)),
-    el("span", "from", from),
-    data,
-  ]);
+function onMessage({ from, data, sentAt, room }) {
+  const classes = ["message"];
+  if (from === me.username) classes.push("mine");
+  const parts = [el("span", "meta", clock(sentAt))];
+  if (typeof room === "string") {
+    classes.push("in-room");
+    parts.push(el("span", "room", `#${room}`));
+  }
+  parts.push(el("span", "from", from), data);
+  addEntry(classes.join(" "), parts);
   refreshIfNew(from);
+}
+
+function onJoined({ room }) {
+  note(`You are in room #${room}.`);
+  renderRooms();
+}
+
+function onLeft({ room }) {
+  note(`You left room #${room}.`);
+  renderRooms();
 }
 
 /** Someone not in the list spoke: the list of people to message is out of date. */
@@ -220,6 +285,8 @@ function connect(event) {
   client.addEventListener("direct", (e) => onDirect(e.detail));
   client.addEventListener("push", (e) => onPush(e.detail));
   client.addEventListener("connections", (e) => onConnections(e.detail));
+  client.addEventListener("joined", (e) => onJoined(e.detail));
+  client.addEventListener("left", (e) => onLeft(e.detail));
   client.addEventListener("errorframe", (e) => onErrorFrame(e.detail));
   client.addEventListener("gatewayerror", (e) => onGatewayError(e.detail));
   client.connect();
@@ -232,6 +299,7 @@ function disconnect() {
   people = new Map();
   listing = null;
   renderPeople();
+  renderRooms();
   note("Disconnected.");
 }
 
@@ -239,9 +307,12 @@ function send(event) {
   event.preventDefault();
   const data = ui.text.value;
   if (data.trim() === "" || !client) return;
-  const to = ui.recipient.value;
+  const recipient = ui.recipient.value;
   try {
-    if (to) {
+    if (recipient.startsWith(ROOM)) {
+      client.send(data, { room: recipient.slice(ROOM.length) });
+    } else if (recipient.startsWith(DIRECT)) {
+      const to = recipient.slice(DIRECT.length);
       client.sendDirect(to, data);
       // The API sends a direct message only to its recipient: show the sender's copy here.
       addEntry("direct", [
@@ -255,6 +326,35 @@ function send(event) {
     ui.text.value = "";
   } catch (e) {
     note(`Not sent: ${e.message}`);
+  }
+}
+
+function showRoomProblem(text) {
+  ui.roomProblem.textContent = text ?? "";
+  ui.roomProblem.hidden = !text;
+}
+
+/** Joins the room typed in, once its name passes the API's rules (checked here first). */
+function joinRoom(event) {
+  event.preventDefault();
+  if (!client) return;
+  const room = ui.roomName.value;
+  const problem = roomProblem(room);
+  if (problem) return showRoomProblem(problem);
+  showRoomProblem(null);
+  try {
+    client.join(room);
+    ui.roomName.value = "";
+  } catch (e) {
+    showRoomProblem(`Not joined: ${e.message}`);
+  }
+}
+
+function leaveRoom(room) {
+  try {
+    client?.leave(room);
+  } catch (e) {
+    note(`Not left: ${e.message}`);
   }
 }
 
@@ -284,6 +384,7 @@ async function start() {
   ui.disconnect.addEventListener("click", disconnect);
   ui.sendForm.addEventListener("submit", send);
   ui.refresh.addEventListener("click", refreshPeople);
+  ui.joinForm.addEventListener("submit", joinRoom);
   setStatus("closed", "Not connected");
   document.body.dataset.ready = "true";
   if (params.has("connect")) ui.connect.click();

@@ -9,11 +9,15 @@
 //   chat.send("hello");                      // to everyone, yourself included
 //   chat.sendDirect(connectionId, "psst");   // to one connection
 //   chat.listConnections();                  // answered by a "connections" event
+//   chat.join("lobby");                      // answered by a "joined" event
+//   chat.send("hi all", { room: "lobby" });  // to the room's members, yourself included
+//   chat.leave("lobby");                     // answered by a "left" event
 //
 // Events (CustomEvent, payload in `detail`):
 //   state        {state, attempt, delayMs, code, reason, wasOpen}: "connecting", "open",
 //                "reconnecting" (after an unwanted close, with the backoff delay), "closed"
-//   message      a broadcast     {type: "message", id, from, data, sentAt}
+//   message      a broadcast     {type: "message", id, from, data, sentAt}, or a room's
+//                message, which also names its `room`
 //   direct       a direct one    {type: "direct", id, from, to, data, sentAt}
 //                Delivery is at least once: a message may arrive twice (a fan-out retried
 //                after a deadline or a failure). A frame whose `id` was seen among the last
@@ -21,6 +25,8 @@
 //   push         from the backend {type: "push", data, sentAt}
 //   connections  a page of who is connected {items: [{connectionId, username, connectedAt}],
 //                next, you}
+//   joined       you are in a room {type: "joined", room} (also when you already were)
+//   left         you left a room   {type: "left", room}
 //   errorframe   the API refused what you sent {type: "error", code, message}
 //   gatewayerror API Gateway's own frames, e.g. {message: "Internal server error",
 //                connectionId, requestId} (no `type`)
@@ -32,6 +38,10 @@
 // exponentially growing delay with full jitter (a random delay between 0 and the exponential
 // bound), so that clients dropped together do not all come back in the same instant. Only
 // close() stops it.
+//
+// Rooms belong to a connection: `$disconnect` deletes its memberships, and a new connection
+// has a new connection id. So the client remembers the rooms the API confirmed (`joined`,
+// until `left`) and joins them again on each reconnection; `rooms` lists them.
 
 /** Reconnection delays, in milliseconds. */
 export const DEFAULT_BACKOFF = Object.freeze({ initialMs: 500, maxMs: 30000 });
@@ -79,6 +89,29 @@ export function usernameProblem(username) {
   return null;
 }
 
+/** The longest room name, in characters (the API's MAX_ROOM_NAME_CHARS). */
+export const MAX_ROOM_NAME_CHARS = 64;
+
+/**
+ * The room name rules of `join`, `leave` and `sendMessage` (README, "Rooms"; the server's are
+ * the ones that count): 1 to 64 ASCII letters, digits, `-`, `_`, `.` or `:`, case-sensitive.
+ * Null when fine, else what is wrong; a position counts characters from 0, as the API's
+ * `invalid_room` message does.
+ */
+export function roomProblem(room) {
+  if (typeof room !== "string") return `a room name must be a string, got ${typeof room}`;
+  if (room === "") return "a room name must not be empty";
+  const chars = [...room];
+  if (chars.length > MAX_ROOM_NAME_CHARS) {
+    return `a room name has at most ${MAX_ROOM_NAME_CHARS} characters, got ${chars.length}`;
+  }
+  const position = chars.findIndex((c) => !/^[A-Za-z0-9_.:-]$/.test(c));
+  if (position >= 0) {
+    return `a room name has ${JSON.stringify(chars[position])} at position ${position}: only ASCII letters, digits, -, _, . and : are allowed`;
+  }
+  return null;
+}
+
 /** Close codes a person may see, in words. */
 const CLOSE_REASONS = {
   1000: "closed normally",
@@ -110,6 +143,8 @@ export class WsstackClient extends EventTarget {
     this.timer = null;
     this.wanted = false;
     this.recentIds = new Set();
+    /** The rooms the API confirmed this client is in, joined again after a reconnection. */
+    this.rooms = new Set();
   }
 
   /** Opens the connection, and keeps it open until close(). */
@@ -123,13 +158,19 @@ export class WsstackClient extends EventTarget {
   close() {
     this.wanted = false;
     clearTimeout(this.timer);
+    this.rooms.clear();
     if (this.socket) this.socket.close(1000, "closed by the user");
     this.#setState("closed", {});
   }
 
-  /** Sends `data` to every connection, this one included (the echo confirms delivery). */
-  send(data) {
-    this.#send({ action: "sendMessage", data });
+  /**
+   * Sends `data` to every connection, or with `{room}` to that room's members (this client must
+   * be one); this connection gets it too (the echo confirms delivery).
+   */
+  send(data, { room } = {}) {
+    const message = { action: "sendMessage", data };
+    if (room !== undefined && room !== null) message.room = room;
+    this.#send(message);
   }
 
   /** Sends `data` to the one connection `connectionId`. */
@@ -142,6 +183,16 @@ export class WsstackClient extends EventTarget {
     const request = { action: "listConnections", cursor };
     if (limit !== undefined) request.limit = limit;
     this.#send(request);
+  }
+
+  /** Joins `room`; answered by a "joined" event, or an "errorframe" (e.g. `too_many_rooms`). */
+  join(room) {
+    this.#send({ action: "join", room });
+  }
+
+  /** Leaves `room`; answered by a "left" event, or an "errorframe" (`not_a_member`). */
+  leave(room) {
+    this.#send({ action: "leave", room });
   }
 
   #send(message) {
@@ -164,6 +215,8 @@ export class WsstackClient extends EventTarget {
     socket.addEventListener("open", () => {
       opened = true;
       this.attempt = 0;
+      // A new connection is in no room: join again the ones the last one was in.
+      for (const room of this.rooms) socket.send(JSON.stringify({ action: "join", room }));
       this.#setState("open", {});
     });
     socket.addEventListener("message", (event) => this.#receive(event.data));
@@ -206,12 +259,16 @@ export class WsstackClient extends EventTarget {
     if ((frame.type === "message" || frame.type === "direct") && this.#seenBefore(frame.id)) {
       return;
     }
+    if (frame.type === "joined" && typeof frame.room === "string") this.rooms.add(frame.room);
+    if (frame.type === "left" && typeof frame.room === "string") this.rooms.delete(frame.room);
     this.dispatchEvent(new CustomEvent("frame", { detail: frame }));
     const kind = {
       message: "message",
       direct: "direct",
       push: "push",
       connections: "connections",
+      joined: "joined",
+      left: "left",
       error: "errorframe",
     }[frame.type];
     if (kind) {

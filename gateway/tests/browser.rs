@@ -1,6 +1,7 @@
 //! The browser client (`web/`) in a real headless Chromium, driven by Playwright:
 //! `tests/browser/test_chat.py` starts this crate's `wsstack-local` on free ports, stops it on
-//! every exit, and checks a broadcast, a direct message, an error frame and a reconnection.
+//! every exit, and checks a broadcast, a direct message, an error frame, a reconnection, rooms
+//! (join, room messages only to members, leave, invalid names) and dropping duplicate ids.
 //! Needs what `scripts/install-tools.sh` installs (Debian's chromium, Python's playwright).
 
 use std::path::Path;

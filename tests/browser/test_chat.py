@@ -7,8 +7,12 @@ against a real `wsstack-local` started here on free ports and stopped on every e
 
 Checks: two pages exchange a broadcast and a direct message (a third page does not see the
 direct one); an error frame from the API is shown; after the gateway ends a connection (a short
---max-connection-duration) the page says so, reconnects by itself and can send again. The
-system Chromium is used (Debian's `chromium`); Playwright never downloads a browser here.
+--max-connection-duration) the page says so, reconnects by itself and can send again. Rooms: two
+pages join a room and exchange a room message, a third page not in it does not see it, a leave
+stops delivery, an invalid room name is shown before anything is sent, and the page's room rules
+agree with the API's `invalid_room` answers; a message frame delivered twice (at least once
+delivery) is shown once. The system Chromium is used (Debian's `chromium`); Playwright never
+downloads a browser here.
 """
 
 import argparse
@@ -22,6 +26,8 @@ import sys
 import threading
 import time
 import traceback
+import urllib.parse
+import urllib.request
 
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
@@ -56,6 +62,7 @@ class Gateway:
         self.output: list[str] = []
         self.web_url = ""
         self.ws_url = ""
+        self.connections_url = ""
 
     def __enter__(self) -> "Gateway":
         self.proc = subprocess.Popen(
@@ -71,6 +78,8 @@ class Gateway:
             self.output.append(line)
             if m := re.search(r"WebSocket\s+(ws://\S+)", line):
                 self.ws_url = m.group(1)
+            if m := re.search(r"@connections\s+(http://\S+)", line):
+                self.connections_url = m.group(1)
             if m := re.search(r"Browser\s+(http://\S+)", line):
                 self.web_url = m.group(1)
                 break
@@ -126,13 +135,22 @@ class Pages:
         assert not self.page_errors, f"errors in the page: {self.page_errors}"
 
 
-def send(page: Page, text: str, to: str | None = None) -> None:
+def send(page: Page, text: str, to: str | None = None, room: str | None = None) -> None:
     if to is not None:
         page.locator("#people button", has_text=to).click()
+    elif room is not None:
+        page.select_option("#recipient", f"room:{room}")
     else:
         page.select_option("#recipient", "")
     page.fill("#text", text)
     page.click("#send")
+
+
+def join(page: Page, room: str) -> None:
+    page.fill("#room-name", room)
+    page.click("#join")
+    expect(page.locator("#rooms li", has_text=f"#{room}")).to_have_count(1)
+    expect(page.locator("#log li.system", has_text=f"You are in room #{room}.")).to_have_count(1)
 
 
 def conversation(browser: Browser, web_url: str) -> tuple[Page, Page, Pages]:
@@ -195,6 +213,189 @@ def test_reconnects_after_the_gateway_ends_the_connection(browser: Browser, gate
         pages.close()
 
 
+ROOM = "design-review"
+
+
+def room_conversation(browser: Browser, web_url: str) -> tuple[Page, Page, Pages]:
+    """erin and frank join a room and talk in it; gus, connected but not a member, sees only
+    what is sent to everyone."""
+    pages = Pages(browser)
+    erin = pages.open(web_url, "erin")
+    frank = pages.open(web_url, "frank")
+    gus = pages.open(web_url, "gus")
+    join(erin, ROOM)
+    join(frank, ROOM)
+    # The room is offered as a recipient only to its members.
+    expect(erin.locator(f"#recipient option[value='room:{ROOM}']")).to_have_count(1)
+    expect(gus.locator(f"#recipient option[value='room:{ROOM}']")).to_have_count(0)
+
+    send(erin, "Room check: is the design doc final?", room=ROOM)
+    for page in (erin, frank):
+        entry = page.locator("#log li.message.in-room", has_text="is the design doc final?")
+        expect(entry).to_have_count(1)
+        expect(entry.locator(".room")).to_have_text(f"#{ROOM}")
+        expect(entry.locator(".from")).to_have_text("erin")
+    send(frank, "Final, once the review signs it off.", room=ROOM)
+    expect(erin.locator("#log li.message.in-room", has_text="once the review signs")).to_contain_text("frank")
+
+    # A broadcast sent after the room messages reaches gus; the room messages never do.
+    send(erin, "Everyone: review at three.")
+    for page in (erin, frank, gus):
+        expect(page.locator("#log li.message", has_text="review at three")).to_have_count(1)
+    expect(gus.locator("#log")).not_to_contain_text("design doc final")
+    expect(gus.locator("#log")).not_to_contain_text("once the review signs")
+    expect(gus.locator("#log li.in-room")).to_have_count(0)
+    return erin, frank, pages
+
+
+def test_rooms(browser: Browser, gateway_bin: str) -> None:
+    with Gateway(gateway_bin) as gw:
+        erin, frank, pages = room_conversation(browser, gw.web_url)
+
+        # frank leaves: the room is gone from his page, and erin's next room message passes him by.
+        frank.locator("#rooms li", has_text=f"#{ROOM}").locator("button.leave").click()
+        expect(frank.locator("#log li.system", has_text=f"You left room #{ROOM}.")).to_have_count(1)
+        expect(frank.locator("#rooms li")).to_have_count(0)
+        expect(frank.locator(f"#recipient option[value='room:{ROOM}']")).to_have_count(0)
+        send(erin, "frank has left, right?", room=ROOM)
+        expect(erin.locator("#log li.in-room", has_text="frank has left")).to_have_count(1)
+        send(erin, "Everyone: moved to four.")
+        expect(frank.locator("#log li.message", has_text="moved to four")).to_have_count(1)
+        expect(frank.locator("#log")).not_to_contain_text("frank has left")
+
+        # An invalid name is refused on the page, saying what and where, before anything is sent.
+        erin.fill("#room-name", "design review")
+        erin.click("#join")
+        problem = erin.locator("#room-problem")
+        expect(problem).to_be_visible()
+        expect(problem).to_have_text(
+            'a room name has " " at position 6: only ASCII letters, digits, -, _, . and : are allowed'
+        )
+        expect(erin.locator("#rooms li")).to_have_count(1)
+        # Past the input's maxlength, as a script could set it.
+        erin.evaluate("document.getElementById('room-name').value = 'x'.repeat(65)")
+        erin.click("#join")
+        expect(problem).to_have_text("a room name has at most 64 characters, got 65")
+        # A valid name clears the problem.
+        join(erin, "ops:on-call")
+        expect(problem).to_be_hidden()
+        pages.close()
+
+
+def test_rooms_are_joined_again_after_a_reconnection(browser: Browser, gateway_bin: str) -> None:
+    with Gateway(gateway_bin, "--max-connection-duration", "4s") as gw:
+        pages = Pages(browser)
+        hana = pages.open(gw.web_url, "hana")
+        join(hana, ROOM)
+        # The gateway ends the connection; the new one joins the room again by itself.
+        expect(hana.locator("#log li.system", has_text="Connected to")).to_have_count(2)
+        expect(hana.locator("#log li.system", has_text=f"You are in room #{ROOM}.")).to_have_count(2)
+        send(hana, "still in the room", room=ROOM)
+        expect(hana.locator("#log li.in-room", has_text="still in the room")).to_have_count(1)
+        expect(hana.locator("#log li.error")).to_have_count(0)
+        pages.close()
+
+
+# Room names the API answers; the page must judge each the same way (None: accepted).
+ROOM_NAMES = ["lobby", "A-z_0.9:x", "x" * 64, "", "x" * 65, "café", "a b", "tab\there", "emoji😀", "a/b"]
+
+# A script, run in a page, that sends each name to `join` over a real connection and collects
+# what the API answered next to what roomProblem() says.
+# A script, run in a page, that sends each name to `join` over a real connection, one at a time
+# (the API answers concurrent requests in any order), and collects what the API answered next
+# to what roomProblem() says.
+ROOM_RULES_SCRIPT = """async ([wsUrl, names]) => {
+  const m = await import("./wsstack-client.js");
+  const client = new m.WsstackClient(wsUrl, { username: "rules" });
+  const opened = new Promise((resolve) => {
+    client.addEventListener("state", (e) => e.detail.state === "open" && resolve());
+  });
+  client.connect();
+  await opened;
+  const results = [];
+  for (const name of names) {
+    const answer = new Promise((resolve) => {
+      const done = (e) => {
+        client.removeEventListener("joined", done);
+        client.removeEventListener("errorframe", done);
+        resolve(e.detail);
+      };
+      client.addEventListener("joined", done);
+      client.addEventListener("errorframe", done);
+    });
+    client.join(name);
+    results.push({ name, answer: await answer, local: m.roomProblem(name) });
+  }
+  client.close();
+  return results;
+}"""
+
+
+def test_page_room_rules_match_the_api(browser: Browser, gateway_bin: str) -> None:
+    with Gateway(gateway_bin) as gw:
+        page = browser.new_page()
+        page.set_default_timeout(TIMEOUT_MS)
+        page.goto(gw.web_url)
+        results = page.evaluate(ROOM_RULES_SCRIPT, [gw.ws_url, ROOM_NAMES])
+        page.close()
+        assert len(results) == len(ROOM_NAMES)
+        for r in results:
+            name, answer, local = r["name"], r["answer"], r["local"]
+            if answer.get("type") == "joined":
+                assert answer["room"] == name, r
+                assert local is None, f"the API accepts {name!r}, the page refuses it: {local}"
+            else:
+                assert answer.get("code") == "invalid_room", r
+                assert local is not None, f"the API refuses {name!r} ({answer['message']}), the page accepts it"
+                # Both name the same position for a bad character.
+                if m := re.search(r"at position (\d+)", answer["message"]):
+                    assert f"at position {m.group(1)}:" in local, r
+        accepted = [r["name"] for r in results if r["answer"].get("type") == "joined"]
+        assert accepted == ["lobby", "A-z_0.9:x", "x" * 64], accepted
+
+
+# A message frame as a retried fan-out would deliver it: the same id twice.
+DUPLICATE_SCRIPT = """async (wsUrl) => {
+  const m = await import("./wsstack-client.js");
+  const client = new m.WsstackClient(wsUrl, { username: "dedup" });
+  window.received = [];
+  client.addEventListener("message", (e) => window.received.push(e.detail.id));
+  const you = new Promise((resolve) => {
+    client.addEventListener("connections", (e) => resolve(e.detail.you));
+  });
+  client.addEventListener("state", (e) => {
+    if (e.detail.state === "open") client.listConnections();
+  });
+  client.connect();
+  window.dedupClient = client;
+  return await you;
+}"""
+
+
+def post_to_connection(connections_url: str, connection_id: str, frame: str) -> None:
+    url = f"{connections_url}/{urllib.parse.quote(connection_id, safe='')}"
+    request = urllib.request.Request(url, data=frame.encode(), method="POST")
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        assert answer.status == 200, f"POST {url}: {answer.status}"
+
+
+def test_a_message_delivered_twice_is_shown_once(browser: Browser, gateway_bin: str) -> None:
+    with Gateway(gateway_bin) as gw:
+        assert gw.connections_url, f"no @connections URL in the banner:\n{''.join(gw.output)}"
+        page = browser.new_page()
+        page.set_default_timeout(TIMEOUT_MS)
+        page.goto(gw.web_url)
+        connection_id = page.evaluate(DUPLICATE_SCRIPT, gw.ws_url)
+        frame = '{"type":"message","id":"%s","from":"ada","data":"once","sentAt":"2026-11-27T12:00:00Z"}'
+        for message_id in ("dup-1", "dup-1", "dup-2", "dup-1", "last-3"):
+            post_to_connection(gw.connections_url, connection_id, frame % message_id)
+        page.wait_for_function("window.received.includes('last-3')")
+        received = page.evaluate("window.received")
+        assert received == ["dup-1", "dup-2", "last-3"], f"message events by id: {received}"
+        page.evaluate("window.dedupClient.close()")
+        page.close()
+
+
 # The protocol module's helpers, run in the page: (JavaScript expression, expected value).
 HELPER_CASES = [
     # Full jitter: the delay is random() times a bound that doubles per attempt, capped.
@@ -217,6 +418,12 @@ HELPER_CASES = [
     ("m.usernameProblem(' ada')", "a username must not start or end with a space"),
     ("m.usernameProblem('a\\u202Eb')", "a username must contain only printable characters"),
     ("m.usernameProblem('a\\nb')", "a username must contain only printable characters"),
+    ("m.roomProblem('lobby')", None),
+    ("m.roomProblem('')", "a room name must not be empty"),
+    ("m.roomProblem('a'.repeat(65))", "a room name has at most 64 characters, got 65"),
+    ("m.roomProblem('café')",
+     'a room name has "é" at position 3: only ASCII letters, digits, -, _, . and : are allowed'),
+    ("m.roomProblem(42)", "a room name must be a string, got number"),
     ("m.describeClose(1001, 'Going away')",
      "the server went away (shutdown, idle timeout or the 2-hour limit): Going away (1001)"),
 ]
@@ -233,12 +440,14 @@ def test_protocol_module_helpers(browser: Browser, gateway_bin: str) -> None:
 
 
 def screenshot(browser: Browser, gateway_bin: str, path: str) -> None:
-    """Two pages of one conversation, side by side, in one PNG."""
+    """Two members of a room in one conversation, side by side, in one PNG."""
     with Gateway(gateway_bin) as gw:
-        alice, bob, pages = conversation(browser, gw.web_url)
-        send(alice, "See you at the deploy review.")
-        expect(bob.locator("#log")).to_contain_text("See you at the deploy review.")
-        shots = [base64.b64encode(p.screenshot()).decode() for p in (alice, bob)]
+        erin, frank, pages = room_conversation(browser, gw.web_url)
+        send(frank, "Thanks. See you there.", room=ROOM)
+        expect(erin.locator("#log")).to_contain_text("See you there.")
+        # Each page's composer shows the room as the recipient.
+        erin.select_option("#recipient", f"room:{ROOM}")
+        shots = [base64.b64encode(p.screenshot()).decode() for p in (erin, frank)]
         board = browser.new_page(viewport={"width": 2 * VIEWPORT["width"] + 24, "height": VIEWPORT["height"] + 16})
         images = "".join(f'<img src="data:image/png;base64,{s}">' for s in shots)
         board.set_content(
@@ -267,6 +476,10 @@ def main() -> int:
                 test_protocol_module_helpers,
                 test_broadcast_direct_and_error_frame,
                 test_reconnects_after_the_gateway_ends_the_connection,
+                test_rooms,
+                test_rooms_are_joined_again_after_a_reconnection,
+                test_page_room_rules_match_the_api,
+                test_a_message_delivered_twice_is_shown_once,
             )
             for test in tests:
                 started = time.monotonic()

@@ -25,6 +25,7 @@ import json
 import os
 import shlex
 import subprocess
+import tempfile
 import sys
 from pathlib import Path
 
@@ -244,9 +245,15 @@ def deploy(args):
         print(f"deploy: upload {source.name} -> s3://{bucket}/{key}")
         aws("s3api", "put-object", "--bucket", bucket, "--key", key, "--body", str(source))
 
+    # CloudFormation takes at most 51,200 bytes of template inline (the CloudFormation quotas
+    # page: https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/cloudformation-limits.html).
+    # Synth writes readable, indented JSON; the same template without the white space is about
+    # 40 % smaller, so deploy that, and go through the bucket only when even that is too large.
+    compact = Path(tempfile.mkdtemp(prefix="wsstack-deploy-")) / stack["template_file"].name
+    compact.write_text(json.dumps(load_json(stack["template_file"], "synthesize again"), separators=(",", ":")))
     command = [
         "cloudformation", "deploy",
-        "--template-file", str(stack["template_file"]),
+        "--template-file", str(compact),
         "--stack-name", stack["stack_name"],
         "--capabilities", "CAPABILITY_IAM",
         "--no-fail-on-empty-changeset",
@@ -255,7 +262,7 @@ def deploy(args):
     # given, so a deploy without ASSETS_BUCKET after one with it would read the old bucket.
     command += ["--parameter-overrides", f"AssetsBucket={chosen}"]
     # Templates over CloudFormation's 51,200-byte inline limit go through the bucket.
-    if stack["template_file"].stat().st_size > 51200:
+    if compact.stat().st_size > 51200:
         command += ["--s3-bucket", bucket]
     aws(*command, capture=False)
 

@@ -396,7 +396,7 @@ mod tests {
             (vec!["--idle-timeout", "0"], "--idle-timeout"),
             (vec!["--idle-timeout", "soon"], "invalid duration"),
             (vec!["--store", "redis"], "redis"),
-            (vec!["--broadcast-concurrency", "0"], "1 to 1024"),
+            (vec!["--broadcast-concurrency", "0"], "1 to 480"),
             (vec!["--integration-timeout", "30s"], "50ms to 29s"),
             (vec!["--integration-timeout", "10ms"], "50ms to 29s"),
         ] {

@@ -11,6 +11,10 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use wsstack_routes::Handler;
 
+use lambda::{FunctionFields, LambdaSection};
+
+mod lambda;
+
 /// Where the stage files live, relative to the workspace root.
 pub const DEFAULT_STAGES_DIR: &str = "stages";
 
@@ -254,54 +258,6 @@ struct StageFile {
     outputs: OutputsSection,
 }
 
-#[derive(Debug, Default, Clone, Copy, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FunctionFields {
-    memory_mb: Option<MemoryMb>,
-    timeout_seconds: Option<TimeoutSeconds>,
-    architecture: Option<Architecture>,
-    log_level: Option<LogLevel>,
-    log_retention_days: Option<RetentionDays>,
-    reserved_concurrency: Option<ReservedConcurrency>,
-    broadcast_concurrency: Option<BroadcastConcurrency>,
-}
-
-/// `[lambda]`: defaults for every function, and `[lambda.<handler>]` tables that override them
-/// for one handler (the handler names are the binaries: connect, disconnect, send-message,
-/// default). The default keys repeat [`FunctionFields`] because serde's `flatten` cannot be
-/// combined with `deny_unknown_fields`, and unknown keys must be errors.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct LambdaSection {
-    memory_mb: Option<MemoryMb>,
-    timeout_seconds: Option<TimeoutSeconds>,
-    architecture: Option<Architecture>,
-    log_level: Option<LogLevel>,
-    log_retention_days: Option<RetentionDays>,
-    reserved_concurrency: Option<ReservedConcurrency>,
-    broadcast_concurrency: Option<BroadcastConcurrency>,
-    connect: Option<FunctionFields>,
-    disconnect: Option<FunctionFields>,
-    #[serde(rename = "send-message")]
-    send_message: Option<FunctionFields>,
-    default: Option<FunctionFields>,
-}
-
-impl LambdaSection {
-    /// The `[lambda]` keys, as one function's fields.
-    fn defaults(&self) -> FunctionFields {
-        FunctionFields {
-            memory_mb: self.memory_mb,
-            timeout_seconds: self.timeout_seconds,
-            architecture: self.architecture,
-            log_level: self.log_level,
-            log_retention_days: self.log_retention_days,
-            reserved_concurrency: self.reserved_concurrency,
-            broadcast_concurrency: self.broadcast_concurrency,
-        }
-    }
-}
-
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct TableSection {
@@ -434,19 +390,10 @@ pub fn parse(path: &Path, name: &str, text: &str) -> Result<Stage, StageError> {
         invalid(inner.span(), field, inner.message().to_owned())
     })?;
 
-    let l = &file.lambda;
-    let defaults = apply(&DEFAULT_FUNCTION, Some(&l.defaults()));
+    let defaults = apply(&DEFAULT_FUNCTION, &file.lambda.defaults);
     let functions = Handler::ALL
         .iter()
-        .map(|&h| {
-            let over = match h {
-                Handler::Connect => &l.connect,
-                Handler::Disconnect => &l.disconnect,
-                Handler::SendMessage => &l.send_message,
-                Handler::Default => &l.default,
-            };
-            (h, apply(&defaults, over.as_ref()))
-        })
+        .map(|&h| (h, apply(&DEFAULT_FUNCTION, &file.lambda.fields(h))))
         .collect();
 
     let t = &file.table;
@@ -570,13 +517,13 @@ fn check_names(
     Ok(stage)
 }
 
-fn apply(defaults: &FunctionSettings, over: Option<&FunctionFields>) -> FunctionSettings {
-    let Some(o) = over else {
-        return defaults.clone();
-    };
+fn apply(defaults: &FunctionSettings, o: &FunctionFields) -> FunctionSettings {
     FunctionSettings {
         memory_mb: o.memory_mb.map_or(defaults.memory_mb, |v| v.0),
-        timeout_seconds: o.timeout_seconds.map_or(defaults.timeout_seconds, |v| v.0),
+        timeout_seconds: o
+            .timeout_seconds
+            .as_ref()
+            .map_or(defaults.timeout_seconds, |v| v.get_ref().0),
         architecture: o.architecture.unwrap_or(defaults.architecture),
         log_level: o.log_level.unwrap_or(defaults.log_level),
         log_retention_days: o
@@ -584,7 +531,8 @@ fn apply(defaults: &FunctionSettings, over: Option<&FunctionFields>) -> Function
             .map_or(defaults.log_retention_days, |v| v.0),
         reserved_concurrency: o
             .reserved_concurrency
-            .map(|v| v.0)
+            .as_ref()
+            .map(|v| v.get_ref().0)
             .or(defaults.reserved_concurrency),
         broadcast_concurrency: o
             .broadcast_concurrency
@@ -612,6 +560,8 @@ impl fmt::Display for FieldPath<'_> {
         let mut first = true;
         for seg in self.0.iter() {
             let s = match seg {
+                // `toml::Spanned` reads its value through a private key; it is no field.
+                Segment::Map { key } if key.starts_with("$__") => continue,
                 Segment::Map { key } | Segment::Enum { variant: key } => key.clone(),
                 Segment::Seq { index } => format!("[{index}]"),
                 Segment::Unknown => continue,

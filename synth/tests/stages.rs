@@ -81,12 +81,45 @@ fn unknown_top_level_key() {
 
 #[test]
 fn unknown_key_in_a_section() {
-    insta::assert_snapshot!(err("[lambda]\nmemory = 512\n"), @"stages/test.toml:2:1: lambda.memory: unknown field `memory`, expected one of `memory_mb`, `timeout_seconds`, `architecture`, `log_level`, `log_retention_days`, `reserved_concurrency`, `broadcast_concurrency`, `connect`, `disconnect`, `send-message`, `default`");
+    insta::assert_snapshot!(err("[lambda]\nmemory = 512\n"), @"stages/test.toml:2:1: lambda.memory: unknown key `memory`: [lambda] takes the settings memory_mb, timeout_seconds, architecture, log_level, log_retention_days, reserved_concurrency, broadcast_concurrency and a [lambda.<handler>] table per handler, one of connect, disconnect, send-message, default");
 }
 
 #[test]
 fn unknown_handler_override() {
-    insta::assert_snapshot!(err("[lambda.sendMessage]\nmemory_mb = 512\n"), @"stages/test.toml:1:9: lambda.sendMessage: unknown field `sendMessage`, expected one of `memory_mb`, `timeout_seconds`, `architecture`, `log_level`, `log_retention_days`, `reserved_concurrency`, `broadcast_concurrency`, `connect`, `disconnect`, `send-message`, `default`");
+    insta::assert_snapshot!(err("[lambda.sendMessage]\nmemory_mb = 512\n"), @"stages/test.toml:1:9: lambda.sendMessage: unknown key `sendMessage`: [lambda] takes the settings memory_mb, timeout_seconds, architecture, log_level, log_retention_days, reserved_concurrency, broadcast_concurrency and a [lambda.<handler>] table per handler, one of connect, disconnect, send-message, default");
+}
+
+/// The handler tables follow from the route table: every handler's name is accepted and
+/// reaches that handler's function only.
+#[test]
+fn every_handler_of_the_route_table_takes_an_override() {
+    for (i, h) in Handler::ALL.iter().enumerate() {
+        let memory = 512 + 64 * i as u32;
+        let text = format!(
+            "[lambda]\nmemory_mb = 256\n[lambda.{}]\nmemory_mb = {memory}\n",
+            h.binary()
+        );
+        let s = stage::parse(Path::new("stages/test.toml"), "test", &text).expect("valid");
+        for other in Handler::ALL {
+            let want = if other == *h { memory } else { 256 };
+            assert_eq!(
+                s.function(other).memory_mb,
+                want,
+                "[lambda.{}] -> {other:?}",
+                h.binary()
+            );
+        }
+    }
+}
+
+#[test]
+fn unknown_key_in_a_handler_table() {
+    insta::assert_snapshot!(err("[lambda.connect]\nmemroy_mb = 512\n"), @"stages/test.toml:2:1: lambda.connect.memroy_mb: unknown field `memroy_mb`, expected one of `memory_mb`, `timeout_seconds`, `architecture`, `log_level`, `log_retention_days`, `reserved_concurrency`, `broadcast_concurrency`");
+}
+
+#[test]
+fn a_handler_override_must_be_a_table() {
+    insta::assert_snapshot!(err("[lambda]\nconnect = 5\n"), @"stages/test.toml:2:11: lambda.connect: invalid type: integer `5`, expected a table of function settings");
 }
 
 #[test]

@@ -1,0 +1,50 @@
+//! The logical IDs of the stack, spelled once.
+//!
+//! Logical IDs are an API: renaming one makes CloudFormation replace the live resource (a new
+//! table, with none of the old data). `synth/tests/templates.rs` pins them.
+
+use wsstack_routes::Handler;
+
+pub const TABLE: &str = "ConnectionsTable";
+pub const API: &str = "WebSocketApi";
+pub const STAGE: &str = "WebSocketStage";
+/// The stage's access log group, where the stage file turns access logs on.
+pub const ACCESS_LOG_GROUP: &str = "AccessLogGroup";
+/// Parameter: a bucket to take the code from instead of the CDK bootstrap bucket.
+pub const ASSETS_BUCKET: &str = "AssetsBucket";
+pub const USE_BOOTSTRAP_BUCKET: &str = "UseBootstrapBucket";
+
+pub fn function(h: Handler) -> String {
+    format!("{}Function", h.logical_id_stem())
+}
+pub fn role(h: Handler) -> String {
+    format!("{}Role", h.logical_id_stem())
+}
+pub fn log_group(h: Handler) -> String {
+    format!("{}LogGroup", h.logical_id_stem())
+}
+pub fn integration(h: Handler) -> String {
+    format!("{}Integration", h.logical_id_stem())
+}
+pub fn route(h: Handler) -> String {
+    format!("{}Route", h.logical_id_stem())
+}
+pub fn permission(h: Handler) -> String {
+    format!("{}Permission", h.logical_id_stem())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn per_handler_ids_are_the_stem_and_the_part() {
+        let h = Handler::SendMessage;
+        assert_eq!(function(h), "SendMessageFunction");
+        assert_eq!(role(h), "SendMessageRole");
+        assert_eq!(log_group(h), "SendMessageLogGroup");
+        assert_eq!(integration(h), "SendMessageIntegration");
+        assert_eq!(route(h), "SendMessageRoute");
+        assert_eq!(permission(h), "SendMessagePermission");
+    }
+}

@@ -12,7 +12,7 @@ PORT ?= 3001
 DEV_STAGE ?= dev
 
 # The Lambda binaries, one per route handler (see routes/src/lib.rs).
-HANDLER_BINS := connect disconnect send-message default
+HANDLER_BINS := connect disconnect send-message default authorizer
 # A stand-in assembly for lints, so `make lint` never touches a real cdk.out.
 LINT_OUT := target/lint/cdk.out
 

@@ -62,6 +62,7 @@ async fn run(connections: usize, concurrency: usize) {
                 username: "bench".into(),
                 connected_at: 0,
                 expires_at: 0,
+                sub: None,
             })
             .await
             .expect("memory store put");

@@ -6,6 +6,8 @@
 
 use std::time::Duration;
 
+use crate::store::MessageRate;
+
 /// The connections table (required).
 pub const TABLE_NAME: &str = "TABLE_NAME";
 /// How many `PostToConnection` calls a broadcast keeps in flight (optional).
@@ -13,6 +15,22 @@ pub const BROADCAST_CONCURRENCY: &str = "BROADCAST_CONCURRENCY";
 /// Overrides the `@connections` endpoint otherwise derived from the event (optional); the local
 /// gateway and the push tests point it at `http://127.0.0.1:{port}/{stage}`.
 pub const CALLBACK_URL: &str = "CALLBACK_URL";
+
+/// `jwt` when an authorizer guards `$connect` (the username then comes from the verified
+/// token, never the query string); `none` or unset otherwise.
+pub const AUTH_MODE: &str = "AUTH_MODE";
+/// A connection's sustained message rate, messages per second (optional).
+pub const MESSAGE_RATE: &str = "MESSAGE_RATE";
+/// How many messages a connection may send at once after being quiet (optional).
+pub const MESSAGE_BURST: &str = "MESSAGE_BURST";
+
+/// Default of [`MESSAGE_RATE`] and [`MESSAGE_BURST`].
+pub const DEFAULT_MESSAGE_RATE: MessageRate = MessageRate {
+    per_second: 10,
+    burst: 20,
+};
+/// Upper bound of [`MESSAGE_RATE`] and [`MESSAGE_BURST`]: the GCRA works in milliseconds.
+pub const MAX_MESSAGE_RATE: u32 = 1000;
 
 /// Default of [`BROADCAST_CONCURRENCY`].
 pub const DEFAULT_BROADCAST_CONCURRENCY: usize = 64;
@@ -48,6 +66,10 @@ pub struct Config {
     pub callback_url: Option<String>,
     /// Lifetime of a connection record (`expiresAt` = connect time + this).
     pub connection_ttl: Duration,
+    /// Whether `$connect` sits behind the JWT authorizer ([`AUTH_MODE`]` = jwt`).
+    pub authenticated: bool,
+    /// Each connection's message rate limit.
+    pub message_rate: MessageRate,
 }
 
 impl Config {
@@ -59,6 +81,8 @@ impl Config {
             broadcast_concurrency: DEFAULT_BROADCAST_CONCURRENCY,
             callback_url: None,
             connection_ttl: CONNECTION_TTL,
+            authenticated: false,
+            message_rate: DEFAULT_MESSAGE_RATE,
         }
     }
 
@@ -87,12 +111,40 @@ impl Config {
             Some(v) => Some(validate_callback_url(v)?),
         };
 
+        let authenticated = match lookup(AUTH_MODE).as_deref() {
+            None | Some("") | Some("none") => false,
+            Some("jwt") => true,
+            Some(other) => return Err(invalid(AUTH_MODE, other, "must be `none` or `jwt`")),
+        };
+        let message_rate = MessageRate {
+            per_second: parse_rate(MESSAGE_RATE, lookup(MESSAGE_RATE))?
+                .unwrap_or(DEFAULT_MESSAGE_RATE.per_second),
+            burst: parse_rate(MESSAGE_BURST, lookup(MESSAGE_BURST))?
+                .unwrap_or(DEFAULT_MESSAGE_RATE.burst),
+        };
+
         Ok(Config {
             table_name,
             broadcast_concurrency,
             callback_url,
             connection_ttl: CONNECTION_TTL,
+            authenticated,
+            message_rate,
         })
+    }
+}
+
+fn parse_rate(name: &'static str, value: Option<String>) -> Result<Option<u32>, ConfigError> {
+    let Some(value) = value else {
+        return Ok(None);
+    };
+    match value.trim().parse::<u32>() {
+        Ok(n) if (1..=MAX_MESSAGE_RATE).contains(&n) => Ok(Some(n)),
+        _ => Err(invalid(
+            name,
+            &value,
+            format!("must be an integer from 1 to {MAX_MESSAGE_RATE}"),
+        )),
     }
 }
 
@@ -184,6 +236,21 @@ mod tests {
         assert_eq!(c.table_name, "wsstack-dev.Connections_1");
         assert_eq!(c.broadcast_concurrency, 1024);
         assert_eq!(c.callback_url.as_deref(), Some("http://127.0.0.1:3001/dev"));
+        let c = config(&[
+            (TABLE_NAME, "Tbl"),
+            (AUTH_MODE, "jwt"),
+            (MESSAGE_RATE, "5"),
+            (MESSAGE_BURST, "7"),
+        ])
+        .unwrap();
+        assert!(c.authenticated);
+        assert_eq!(
+            c.message_rate,
+            MessageRate {
+                per_second: 5,
+                burst: 7
+            }
+        );
     }
 
     #[test]
@@ -212,6 +279,16 @@ mod tests {
             (
                 vec![(TABLE_NAME, "Tbl"), (BROADCAST_CONCURRENCY, "many")],
                 BROADCAST_CONCURRENCY,
+            ),
+            (vec![(TABLE_NAME, "Tbl"), (AUTH_MODE, "cognito")], AUTH_MODE),
+            (vec![(TABLE_NAME, "Tbl"), (MESSAGE_RATE, "0")], MESSAGE_RATE),
+            (
+                vec![(TABLE_NAME, "Tbl"), (MESSAGE_BURST, "1001")],
+                MESSAGE_BURST,
+            ),
+            (
+                vec![(TABLE_NAME, "Tbl"), (MESSAGE_BURST, "lots")],
+                MESSAGE_BURST,
             ),
             (
                 vec![(TABLE_NAME, "Tbl"), (CALLBACK_URL, "ftp://x/dev")],

@@ -39,6 +39,41 @@ pub enum UsernameError {
     TooLong(usize),
     #[error("username must contain only printable characters")]
     NotPrintable,
+    /// Authentication is on but the event carries no verified identity: the authorizer did
+    /// not run (a misconfigured stage), so nobody is let in.
+    #[error("no verified identity: the authorizer's context has no {0}")]
+    NotVerified(&'static str),
+}
+
+/// Who a new connection is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    pub username: String,
+    /// The token's subject; only for authenticated connections.
+    pub sub: Option<String>,
+}
+
+impl Identity {
+    /// A username the client chose (no authentication), already validated.
+    pub fn anonymous_choice(username: String) -> Self {
+        Identity {
+            username,
+            sub: None,
+        }
+    }
+
+    /// The identity the authorizer verified. The username must still be a valid username: a
+    /// claim is data from the identity provider, not a promise about our limits.
+    pub fn verified(username: Option<&str>, sub: Option<&str>) -> Result<Self, UsernameError> {
+        let sub = sub
+            .filter(|s| !s.is_empty())
+            .ok_or(UsernameError::NotVerified("sub"))?;
+        let username = username.ok_or(UsernameError::NotVerified("username"))?;
+        Ok(Identity {
+            username: validate_username(Some(username))?,
+            sub: Some(sub.to_owned()),
+        })
+    }
 }
 
 /// The username for a new connection: the query string's `username`, or [`DEFAULT_USERNAME`]
@@ -105,6 +140,9 @@ pub enum InputError {
     DeliveryFailed { to: String, reason: String },
     #[error("{}", unknown_action_message(.0.as_deref()))]
     UnknownAction(Option<String>),
+    /// Over the connection's rate: (messages per second, burst).
+    #[error("too many messages: at most {0} per second and {1} at once; this one was not sent")]
+    RateLimited(u32, u32),
 }
 
 fn unknown_action_message(action: Option<&str>) -> String {
@@ -135,6 +173,7 @@ impl InputError {
             InputError::UnknownRecipient(_) => "unknown_recipient",
             InputError::UnknownSender => "unknown_sender",
             InputError::DeliveryFailed { .. } => "delivery_failed",
+            InputError::RateLimited(..) => "rate_limited",
             InputError::UnknownAction(_) => "unknown_action",
         }
     }

@@ -26,6 +26,7 @@ pub mod table {
 pub enum TableAction {
     PutItem,
     GetItem,
+    UpdateItem,
     DeleteItem,
     Scan,
 }
@@ -36,6 +37,7 @@ impl TableAction {
         match self {
             TableAction::PutItem => "dynamodb:PutItem",
             TableAction::GetItem => "dynamodb:GetItem",
+            TableAction::UpdateItem => "dynamodb:UpdateItem",
             TableAction::DeleteItem => "dynamodb:DeleteItem",
             TableAction::Scan => "dynamodb:Scan",
         }
@@ -43,23 +45,47 @@ impl TableAction {
 }
 
 /// The Lambda handlers of the API. Each is one binary in the `handlers` crate and one function
-/// in the synthesized stack.
+/// in the synthesized stack. Most sit behind a route of [`ROUTES`]; the others are invoked by
+/// API Gateway in another role (see [`Handler::invocation`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Handler {
     Connect,
     Disconnect,
     SendMessage,
     Default,
+    /// The Lambda REQUEST authorizer of `$connect` (stages with `[auth] mode = "jwt"`).
+    Authorizer,
+}
+
+/// How API Gateway invokes a handler.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Invocation {
+    /// As the integration of its route in [`ROUTES`].
+    Route,
+    /// As the Lambda REQUEST authorizer of the `$connect` route, before the `$connect`
+    /// integration; only in stages that turn authentication on.
+    ConnectAuthorizer,
 }
 
 impl Handler {
     /// Every handler, in the order the stack declares them.
-    pub const ALL: [Handler; 4] = [
+    pub const ALL: [Handler; 5] = [
         Handler::Connect,
         Handler::Disconnect,
         Handler::SendMessage,
         Handler::Default,
+        Handler::Authorizer,
     ];
+
+    /// Whether a route invokes the handler or it is the `$connect` authorizer.
+    pub const fn invocation(self) -> Invocation {
+        match self {
+            Handler::Authorizer => Invocation::ConnectAuthorizer,
+            Handler::Connect | Handler::Disconnect | Handler::SendMessage | Handler::Default => {
+                Invocation::Route
+            }
+        }
+    }
 
     /// The cargo binary that implements the handler; `cargo lambda build` writes its zip to
     /// `target/lambda/{binary}/bootstrap.zip`.
@@ -69,6 +95,7 @@ impl Handler {
             Handler::Disconnect => "disconnect",
             Handler::SendMessage => "send-message",
             Handler::Default => "default",
+            Handler::Authorizer => "authorizer",
         }
     }
 
@@ -81,6 +108,7 @@ impl Handler {
             Handler::Disconnect => "Disconnect",
             Handler::SendMessage => "SendMessage",
             Handler::Default => "Default",
+            Handler::Authorizer => "Authorizer",
         }
     }
 
@@ -91,15 +119,19 @@ impl Handler {
             Handler::Connect => &[TableAction::PutItem],
             // Removes the record; a missing one is fine.
             Handler::Disconnect => &[TableAction::DeleteItem],
-            // Reads the sender and a direct message's target, lists every connection for a
-            // broadcast, and deletes the records of connections that turned out to be gone.
+            // Charges the sender's rate limit and reads its record in one conditional update,
+            // reads a direct message's target, lists every connection for a broadcast, and
+            // deletes the records of connections that turned out to be gone.
             Handler::SendMessage => &[
                 TableAction::GetItem,
+                TableAction::UpdateItem,
                 TableAction::Scan,
                 TableAction::DeleteItem,
             ],
             // Only answers the sender; never touches the table.
             Handler::Default => &[],
+            // Verifies a token against the issuer's keys; no state of ours.
+            Handler::Authorizer => &[],
         }
     }
 
@@ -107,7 +139,7 @@ impl Handler {
     /// `execute-api:ManageConnections` on this API's stage.
     pub const fn posts_to_connections(self) -> bool {
         match self {
-            Handler::Connect | Handler::Disconnect => false,
+            Handler::Connect | Handler::Disconnect | Handler::Authorizer => false,
             Handler::SendMessage | Handler::Default => true,
         }
     }
@@ -165,9 +197,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_handler_has_exactly_one_route() {
+    fn every_route_handler_has_exactly_one_route_and_the_others_none() {
         for h in Handler::ALL {
-            assert_eq!(ROUTES.iter().filter(|r| r.handler == h).count(), 1, "{h:?}");
+            let routes = ROUTES.iter().filter(|r| r.handler == h).count();
+            let expected = match h.invocation() {
+                Invocation::Route => 1,
+                Invocation::ConnectAuthorizer => 0,
+            };
+            assert_eq!(routes, expected, "{h:?}");
         }
     }
 

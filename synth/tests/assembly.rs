@@ -155,7 +155,7 @@ fn two_runs_are_byte_identical() {
 fn real_zips_are_hashed_and_not_labelled_stand_in() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let lambda = tmp.path().join("lambda");
-    for bin in ["connect", "disconnect", "send-message", "default"] {
+    for bin in wsstack_routes::Handler::ALL.map(|h| h.binary()) {
         std::fs::create_dir_all(lambda.join(bin)).expect("mkdir");
         std::fs::write(
             lambda.join(bin).join("bootstrap.zip"),

@@ -81,12 +81,12 @@ fn unknown_top_level_key() {
 
 #[test]
 fn unknown_key_in_a_section() {
-    insta::assert_snapshot!(err("[lambda]\nmemory = 512\n"), @"stages/test.toml:2:1: lambda.memory: unknown key `memory`: [lambda] takes the settings memory_mb, timeout_seconds, architecture, log_level, log_retention_days, reserved_concurrency, broadcast_concurrency and a [lambda.<handler>] table per handler, one of connect, disconnect, send-message, default");
+    insta::assert_snapshot!(err("[lambda]\nmemory = 512\n"), @"stages/test.toml:2:1: lambda.memory: unknown key `memory`: [lambda] takes the settings memory_mb, timeout_seconds, architecture, log_level, log_retention_days, reserved_concurrency, broadcast_concurrency and a [lambda.<handler>] table per handler, one of connect, disconnect, send-message, default, authorizer");
 }
 
 #[test]
 fn unknown_handler_override() {
-    insta::assert_snapshot!(err("[lambda.sendMessage]\nmemory_mb = 512\n"), @"stages/test.toml:1:9: lambda.sendMessage: unknown key `sendMessage`: [lambda] takes the settings memory_mb, timeout_seconds, architecture, log_level, log_retention_days, reserved_concurrency, broadcast_concurrency and a [lambda.<handler>] table per handler, one of connect, disconnect, send-message, default");
+    insta::assert_snapshot!(err("[lambda.sendMessage]\nmemory_mb = 512\n"), @"stages/test.toml:1:9: lambda.sendMessage: unknown key `sendMessage`: [lambda] takes the settings memory_mb, timeout_seconds, architecture, log_level, log_retention_days, reserved_concurrency, broadcast_concurrency and a [lambda.<handler>] table per handler, one of connect, disconnect, send-message, default, authorizer");
 }
 
 /// The handler tables follow from the route table: every handler's name is accepted and

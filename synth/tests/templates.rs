@@ -126,7 +126,11 @@ fn as_list(v: &Value) -> Vec<Value> {
 fn every_role_is_least_privilege() {
     for stage in stages() {
         let t = template(&stage);
-        for h in Handler::ALL {
+        // The authorizer's function exists only in stages that authenticate.
+        let present = Handler::ALL
+            .into_iter()
+            .filter(|h| resources(&t).contains_key(&ids::role(*h)));
+        for h in present {
             let mut table_actions = Vec::new();
             let mut manage = false;
             for (policy, action, resource) in statements(&t, h) {

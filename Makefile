@@ -11,8 +11,6 @@ SYNTH_FLAGS ?=
 PORT ?= 3001
 DEV_STAGE ?= dev
 
-# The Lambda binaries, one per route handler (see routes/src/lib.rs).
-HANDLER_BINS := connect disconnect send-message default authorizer
 # A stand-in assembly for lints, so `make lint` never touches a real cdk.out.
 LINT_OUT := target/lint/cdk.out
 
@@ -31,11 +29,12 @@ tools: ## Install the test tools (pip: cfn-lint, aws CLI, moto; npm in tests/: d
 	scripts/install-tools.sh
 
 .PHONY: handlers
-handlers: ## Build the Lambda zips for arm64 (target/lambda/<handler>/bootstrap.zip)
+handlers: ## Build the Lambda zip for arm64, one for every route (target/lambda/bootstrap/bootstrap.zip)
 	scripts/install-lambda-tools.sh
+	# One binary serves every route: each function's Handler property names its handler.
 	# opt-level "s": 2.2 MiB zips instead of 2.8 MiB at opt-level 3; the handlers wait on the network.
-	CARGO_PROFILE_RELEASE_OPT_LEVEL=s cargo lambda build --release --arm64 --output-format zip -p wsstack-handlers $(addprefix --bin ,$(HANDLER_BINS))
-	@for b in $(HANDLER_BINS); do ls -l target/lambda/$$b/bootstrap.zip | awk -v b=$$b '{printf "  %-13s %8.2f MiB\n", b, $$5/1048576}'; done
+	CARGO_PROFILE_RELEASE_OPT_LEVEL=s cargo lambda build --release --arm64 --output-format zip -p wsstack-handlers --bin bootstrap
+	@ls -l target/lambda/bootstrap/bootstrap.zip | awk '{printf "  bootstrap.zip %8.2f MiB\n", $$5/1048576}'
 
 .PHONY: synth
 synth: handlers ## Build the handlers and write cdk.out/ (all stages, or STAGE=prod)

@@ -8,43 +8,45 @@
 
 use std::sync::Arc;
 
+use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
+use axum::routing;
 use chrono::{DateTime, SecondsFormat, Utc};
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
-use crate::id::{self, ConnectionId};
+use crate::http_error::{forbidden, json_error, with_request_id};
+use crate::id::ConnectionId;
 use crate::registry::{CloseReason, Connection, Out, PostError};
-use crate::server::Shared;
+use crate::state::Shared;
 
-/// An error answer: status, `x-amzn-ErrorType` (when given) and `{"message": ...}`.
-pub fn json_error(status: StatusCode, error_type: Option<&str>, message: &str) -> Response {
-    let body = serde_json::json!({ "message": message }).to_string();
-    let mut response = (status, body).into_response();
-    let h = response.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    if let Some(t) = error_type.and_then(|t| HeaderValue::from_str(t).ok()) {
-        h.insert("x-amzn-errortype", t);
-    }
-    response
-}
-
-/// API Gateway's answer to a path or stage it does not serve.
-pub fn forbidden() -> Response {
-    ApiError::Forbidden.into_response()
+/// `@connections` at `/{stage}/@connections/{id}` (where SDK clients send it) and
+/// `/@connections/{id}`.
+pub fn routes() -> Router<Arc<Shared>> {
+    Router::new()
+        .route(
+            "/{stage}/@connections/{id}",
+            routing::get(get_staged)
+                .post(post_staged)
+                .delete(delete_staged),
+        )
+        .route(
+            "/@connections/{id}",
+            routing::get(get_bare).post(post_bare).delete(delete_bare),
+        )
 }
 
 /// An `@connections` error, as API Gateway types it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum ApiError {
     /// Unknown, closed, closing or still-connecting id.
     Gone,
+    /// Not a connection id at all (wrong length or characters): API Gateway answers 400
+    /// `BadRequestException` with `Invalid connectionId: ...`; 410 is for well-formed ids.
+    InvalidId(String),
     Forbidden,
     PayloadTooLarge {
         limit: usize,
@@ -56,11 +58,12 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         match self {
             ApiError::Gone => json_error(StatusCode::GONE, Some("GoneException"), "Gone"),
-            ApiError::Forbidden => json_error(
-                StatusCode::FORBIDDEN,
-                Some("ForbiddenException"),
-                "Forbidden",
+            ApiError::InvalidId(id) => json_error(
+                StatusCode::BAD_REQUEST,
+                Some("BadRequestException"),
+                &format!("Invalid connectionId: {id}"),
             ),
+            ApiError::Forbidden => forbidden(),
             ApiError::PayloadTooLarge { limit } => json_error(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 Some("PayloadTooLargeException"),
@@ -75,12 +78,8 @@ impl IntoResponse for ApiError {
     }
 }
 
-fn with_request_id(result: Result<Response, ApiError>) -> Response {
-    let mut response = result.unwrap_or_else(IntoResponse::into_response);
-    if let Ok(v) = HeaderValue::from_str(&id::request_id()) {
-        response.headers_mut().insert("x-amzn-requestid", v);
-    }
-    response
+fn answer(result: Result<Response, ApiError>) -> Response {
+    with_request_id(result.unwrap_or_else(IntoResponse::into_response))
 }
 
 /// A request's target: the stage in the path (if any) and the connection id.
@@ -92,10 +91,9 @@ fn lookup(shared: &Shared, target: Target) -> Result<Arc<Connection>, ApiError> 
     if stage.is_some_and(|s| s != shared.api.stage) {
         return Err(ApiError::Forbidden);
     }
+    let id = ConnectionId::parse(&id).ok_or(ApiError::InvalidId(id))?;
     // Unknown, closed and still-connecting ids all answer 410, as in AWS.
-    let conn = ConnectionId::parse(&id)
-        .and_then(|id| shared.registry.get(&id))
-        .ok_or(ApiError::Gone)?;
+    let conn = shared.registry.get(&id).ok_or(ApiError::Gone)?;
     if conn.is_closing() {
         return Err(ApiError::Gone);
     }
@@ -105,15 +103,18 @@ fn lookup(shared: &Shared, target: Target) -> Result<Arc<Connection>, ApiError> 
 type StagedPath = Result<Path<(String, String)>, PathRejection>;
 type BarePath = Result<Path<String>, PathRejection>;
 
+const NOT_UTF8: &str = "(percent-escapes that are not UTF-8)";
+
 // Path parameters are percent-decoded by the extractor (`%3D` is `=`); one that does not
-// decode to UTF-8 cannot name a connection.
+// decode to UTF-8 is not a connection id.
 fn staged(path: StagedPath) -> Target {
     path.map(|Path((stage, id))| (Some(stage), id))
-        .map_err(|_| ApiError::Gone)
+        .map_err(|_| ApiError::InvalidId(NOT_UTF8.to_owned()))
 }
 
 fn bare(path: BarePath) -> Target {
-    path.map(|Path(id)| (None, id)).map_err(|_| ApiError::Gone)
+    path.map(|Path(id)| (None, id))
+        .map_err(|_| ApiError::InvalidId(NOT_UTF8.to_owned()))
 }
 
 async fn post(
@@ -184,41 +185,36 @@ fn delete(shared: &Shared, target: Target) -> Result<Response, ApiError> {
     }
 }
 
-pub async fn post_staged(
+async fn post_staged(
     State(shared): State<Arc<Shared>>,
     path: StagedPath,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    with_request_id(post(&shared, staged(path), &headers, body).await)
+    answer(post(&shared, staged(path), &headers, body).await)
 }
 
-pub async fn post_bare(
+async fn post_bare(
     State(shared): State<Arc<Shared>>,
     path: BarePath,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    with_request_id(post(&shared, bare(path), &headers, body).await)
+    answer(post(&shared, bare(path), &headers, body).await)
 }
 
-pub async fn get_staged(State(shared): State<Arc<Shared>>, path: StagedPath) -> Response {
-    with_request_id(get(&shared, staged(path)))
+async fn get_staged(State(shared): State<Arc<Shared>>, path: StagedPath) -> Response {
+    answer(get(&shared, staged(path)))
 }
 
-pub async fn get_bare(State(shared): State<Arc<Shared>>, path: BarePath) -> Response {
-    with_request_id(get(&shared, bare(path)))
+async fn get_bare(State(shared): State<Arc<Shared>>, path: BarePath) -> Response {
+    answer(get(&shared, bare(path)))
 }
 
-pub async fn delete_staged(State(shared): State<Arc<Shared>>, path: StagedPath) -> Response {
-    with_request_id(delete(&shared, staged(path)))
+async fn delete_staged(State(shared): State<Arc<Shared>>, path: StagedPath) -> Response {
+    answer(delete(&shared, staged(path)))
 }
 
-pub async fn delete_bare(State(shared): State<Arc<Shared>>, path: BarePath) -> Response {
-    with_request_id(delete(&shared, bare(path)))
-}
-
-/// Anything else on the port.
-pub async fn fallback() -> Response {
-    with_request_id(Err(ApiError::Forbidden))
+async fn delete_bare(State(shared): State<Arc<Shared>>, path: BarePath) -> Response {
+    answer(delete(&shared, bare(path)))
 }

@@ -95,21 +95,34 @@ pub fn connect_event(
     event
 }
 
-/// A `MESSAGE` event for a client frame. Binary frames arrive base64-encoded with
-/// `isBase64Encoded`, as from API Gateway.
+/// A `MESSAGE` event for a client's text message (binary frames are refused before routing, so
+/// `isBase64Encoded` is always false).
 pub fn message_event(
     api: &ApiContext,
     client: &ClientInfo,
     route_key: &str,
     body: String,
-    is_base64_encoded: bool,
     now: DateTime<Utc>,
 ) -> ApiGatewayWebsocketProxyRequest {
     let mut event = base_event(api, client, route_key, EVENT_MESSAGE, now);
     event.request_context.message_id = Some(id::request_id());
     event.body = Some(body);
-    event.is_base64_encoded = is_base64_encoded;
     event
+}
+
+/// The headers API Gateway puts on a `$disconnect` event: `Host` and, empty, `x-api-key`,
+/// `X-Forwarded-For` and `x-restapi`, as in AWS's own example event
+/// (`example-apigw-websocket-request-disconnect-route.json` of aws-lambda-rust-runtime's
+/// `aws_lambda_events`, the crate the handlers deserialize with).
+fn disconnect_headers(client: &ClientInfo) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    if let Ok(host) = HeaderValue::from_str(&client.domain_name) {
+        headers.insert(http::header::HOST, host);
+    }
+    for name in ["x-api-key", "x-forwarded-for", "x-restapi"] {
+        headers.insert(HeaderName::from_static(name), HeaderValue::from_static(""));
+    }
+    headers
 }
 
 /// The `$disconnect` event, with the close status and reason.
@@ -122,6 +135,9 @@ pub fn disconnect_event(
     now: DateTime<Utc>,
 ) -> ApiGatewayWebsocketProxyRequest {
     let mut event = base_event(api, client, route_key, EVENT_DISCONNECT, now);
+    let headers = disconnect_headers(client);
+    event.multi_value_headers = headers.clone();
+    event.headers = headers;
     event.request_context.disconnect_status_code = Some(i64::from(status_code));
     event.request_context.disconnect_reason = Some(reason.to_owned());
     event
@@ -236,9 +252,9 @@ mod tests {
     fn message_and_disconnect_events() {
         let now = Utc::now();
         let c = client();
-        let m = message_event(&api(), &c, "$default", "AAE=".into(), true, now);
-        assert!(m.is_base64_encoded);
-        assert_eq!(m.body.as_deref(), Some("AAE="));
+        let m = message_event(&api(), &c, "$default", "hi".into(), now);
+        assert!(!m.is_base64_encoded);
+        assert_eq!(m.body.as_deref(), Some("hi"));
         assert_eq!(m.request_context.event_type.as_deref(), Some("MESSAGE"));
         assert!(m.request_context.message_id.is_some());
         let d = disconnect_event(&api(), &c, "$disconnect", 1001, "Going away", now);
@@ -248,6 +264,16 @@ mod tests {
             Some("Going away")
         );
         assert_eq!(d.request_context.event_type.as_deref(), Some("DISCONNECT"));
+        let json = serde_json::to_value(&d).unwrap();
+        assert_eq!(json["headers"]["host"], "127.0.0.1:3001");
+        for empty in ["x-api-key", "x-forwarded-for", "x-restapi"] {
+            assert_eq!(json["headers"][empty], "", "{empty}");
+            assert_eq!(
+                json["multiValueHeaders"][empty],
+                serde_json::json!([""]),
+                "{empty}"
+            );
+        }
     }
 
     #[test]

@@ -10,20 +10,44 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
+use aws_lambda_events::apigw::ApiGatewayProxyResponse;
+use axum::Router;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Path, Request, State};
 use axum::response::{IntoResponse, Response};
+use axum::routing::get;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use hyper::upgrade::OnUpgrade;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 
-use crate::connections_api::{forbidden, json_error};
 use crate::event;
+use crate::http_error::{forbidden, json_error};
 use crate::id::ConnectionId;
+use crate::integration::Outcome;
 use crate::registry::{ClientInfo, CloseReason, Connection};
-use crate::routing::{self, Outcome};
-use crate::server::Shared;
 use crate::session;
+use crate::state::Shared;
+
+/// WebSocket clients connect at `/{stage}`.
+pub fn routes() -> Router<Arc<Shared>> {
+    Router::new().route("/{stage}", get(handshake))
+}
+
+/// The subprotocol a `$connect` answer picked. API Gateway passes this header of the
+/// integration's response on to the client's 101, which is how a `$connect` handler accepts a
+/// subprotocol the client offered
+/// (<https://docs.aws.amazon.com/apigateway/latest/developerguide/websocket-connect-route-subprotocol.html>).
+fn chosen_subprotocol(response: &ApiGatewayProxyResponse) -> Option<HeaderValue> {
+    response
+        .headers
+        .get(header::SEC_WEBSOCKET_PROTOCOL)
+        .or_else(|| {
+            response
+                .multi_value_headers
+                .get(header::SEC_WEBSOCKET_PROTOCOL)
+        })
+        .cloned()
+}
 
 fn header_has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) -> bool {
     headers
@@ -35,7 +59,7 @@ fn header_has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) 
 }
 
 /// `GET /{stage}`: a WebSocket handshake.
-pub async fn handshake(
+async fn handshake(
     State(shared): State<Arc<Shared>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(stage): Path<String>,
@@ -112,10 +136,9 @@ pub async fn handshake(
             now,
         );
         // Boxed: handler futures are large and this one is done before the session starts.
-        match Box::pin(routing::invoke(&shared.app, route.handler, event)).await {
+        match Box::pin(shared.invoker.invoke(route.handler, event)).await {
             Outcome::Response(r) if (200..300).contains(&r.status_code) => {
-                // A $connect handler picks the subprotocol by answering with this header.
-                protocol = r.headers.get(header::SEC_WEBSOCKET_PROTOCOL).cloned();
+                protocol = chosen_subprotocol(&r);
             }
             Outcome::Response(r) => {
                 let status = u16::try_from(r.status_code)
@@ -125,9 +148,15 @@ pub async fn handshake(
                 tracing::info!(connection_id = %info.id, status = status.as_u16(), body = ?r.body, "$connect refused the connection");
                 return status.into_response();
             }
+            // A failed integration refuses the handshake with 502 and one that did not answer
+            // in time with 504, as a deployed API answers.
             Outcome::Failed(e) => {
                 tracing::error!(connection_id = %info.id, error = %e, "$connect failed");
-                return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+                return StatusCode::BAD_GATEWAY.into_response();
+            }
+            Outcome::TimedOut(after) => {
+                tracing::error!(connection_id = %info.id, ?after, "$connect timed out");
+                return StatusCode::GATEWAY_TIMEOUT.into_response();
             }
         }
     }

@@ -25,14 +25,14 @@ impl ConnectionId {
         ConnectionId(next_raw())
     }
 
-    /// The id named by a client (e.g. in an `@connections` path): `None` when it cannot be an id
-    /// this gateway issued, which the caller treats like any unknown id.
+    /// The id named by a client (e.g. in an `@connections` path), if it has the shape of an id
+    /// (15 characters of standard base64 and a final `=`); `None` otherwise, which
+    /// `@connections` answers with 400 (a well-formed id that names nothing gets 410).
     pub fn parse(text: &str) -> Option<Self> {
         let bytes: [u8; ID_LEN] = text.as_bytes().try_into().ok()?;
-        bytes
-            .iter()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'='))
-            .then_some(ConnectionId(bytes))
+        let (last, body) = bytes.split_last()?;
+        let base64 = |b: &u8| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/');
+        (*last == b'=' && body.iter().all(base64)).then_some(ConnectionId(bytes))
     }
 
     pub fn as_str(&self) -> &str {
@@ -113,6 +113,8 @@ mod tests {
         assert_eq!(ConnectionId::parse("L0SM9cOFvHcCIhw"), None);
         assert_eq!(ConnectionId::parse("L0SM9cOFvHcCIhw=="), None);
         assert_eq!(ConnectionId::parse("L0SM9cOFvHcCIh w="), None);
+        assert_eq!(ConnectionId::parse("L0SM9cOFvHcCIhwA"), None);
+        assert_eq!(ConnectionId::parse("L0SM9cOFvHcC=hw="), None);
         assert!(ConnectionId::parse("L0SM9cOFvHcCIhw=").is_some());
     }
 }

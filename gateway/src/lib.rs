@@ -6,12 +6,15 @@
 //! through the real `aws-sdk-apigatewaymanagement` client come back here.
 //!
 //! - [`options`]: the command line.
-//! - [`server`]: [`Gateway::bind`], [`RunningGateway`], shutdown.
-//! - `handshake`: the upgrade, with the `$connect` verdict first.
-//! - `session`: one connection: frames in, posts out, limits, `$disconnect`.
-//! - [`routing`]: route selection and in-process invocation.
+//! - [`server`]: binds the port and composes the routes of `handshake` and `connections_api`.
+//! - `state`: what every request and session shares.
+//! - `handshake`: the upgrade at `/{stage}`, with the `$connect` verdict first.
+//! - `session`: one connection: frames in, posts out (separately), limits, `$disconnect`.
+//! - [`routing`]: route selection and the frames API Gateway sends itself.
+//! - [`integration`]: invoking handlers (bounded in time, recorded for tests).
 //! - [`event`]: the Lambda events API Gateway sends.
 //! - `connections_api`: `@connections` (POST, GET, DELETE).
+//! - `http_error`: API Gateway-shaped HTTP errors.
 //! - `registry`: open connections and their outboxes.
 //! - [`limits`]: frame, message and payload sizes, timeouts.
 //! - [`store`]: memory or DynamoDB.
@@ -20,7 +23,9 @@
 mod connections_api;
 pub mod event;
 mod handshake;
+mod http_error;
 pub mod id;
+pub mod integration;
 pub mod limits;
 pub mod options;
 mod registry;
@@ -28,8 +33,10 @@ pub mod routing;
 pub mod server;
 mod session;
 pub mod shutdown;
+mod state;
 pub mod store;
 
+pub use integration::{EventLog, Integration, Timeouts};
 pub use limits::Limits;
 pub use routing::RouteTable;
 pub use server::{BindError, Gateway, GatewayOptions, RunningGateway, ShutdownReport};

@@ -1,11 +1,15 @@
 //! The command line of `wsstack-local`.
 
+use std::collections::BTreeMap;
 use std::net::IpAddr;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 use wsstack_handlers::config::MAX_BROADCAST_CONCURRENCY;
+use wsstack_routes::Handler;
 
+use crate::integration::{MAX_INTEGRATION_TIMEOUT, MIN_INTEGRATION_TIMEOUT, Timeouts};
 use crate::limits::{Limits, parse_duration};
 use crate::server::{DEFAULT_API_ID, DEFAULT_TABLE, GatewayOptions};
 use crate::store::StoreOptions;
@@ -76,6 +80,18 @@ pub struct Cli {
     #[arg(long, value_name = "DURATION", default_value = "2h", value_parser = parse_duration)]
     pub max_connection_duration: Duration,
 
+    /// How long a handler may take before the gateway gives up on it, as API Gateway's
+    /// integration timeout (50ms to 29s; 29s in AWS). A message route that times out gets the
+    /// `Endpoint request timed out` frame, a `$connect` that times out refuses the handshake
+    /// with 504. A function's own `timeout_seconds` in the stage file lowers it further.
+    #[arg(long, value_name = "DURATION", default_value = "29s", value_parser = integration_timeout)]
+    pub integration_timeout: Duration,
+
+    /// Folder of the stage files: when `STAGES_DIR/STAGE.toml` exists, each function's
+    /// `timeout_seconds` bounds its handler as Lambda would.
+    #[arg(long, value_name = "DIR", default_value = "stages")]
+    pub stages_dir: PathBuf,
+
     /// PostToConnection calls a broadcast keeps in flight (the handlers' BROADCAST_CONCURRENCY).
     #[arg(
         long,
@@ -100,6 +116,36 @@ fn concurrency(text: &str) -> Result<usize, String> {
     }
 }
 
+fn integration_timeout(text: &str) -> Result<Duration, String> {
+    let d = parse_duration(text)?;
+    if (MIN_INTEGRATION_TIMEOUT..=MAX_INTEGRATION_TIMEOUT).contains(&d) {
+        Ok(d)
+    } else {
+        Err(format!(
+            "{text:?} is out of range: API Gateway allows 50ms to 29s"
+        ))
+    }
+}
+
+/// Each function's timeout from `{dir}/{stage}.toml`; none when that file does not exist.
+pub fn function_timeouts(
+    dir: &Path,
+    stage: &str,
+) -> Result<BTreeMap<Handler, Duration>, OptionsError> {
+    if !dir.join(format!("{stage}.toml")).is_file() {
+        return Ok(BTreeMap::new());
+    }
+    let stage =
+        wsstack_synth::stage::load(dir, stage).map_err(|e| OptionsError::Stage(e.to_string()))?;
+    Ok(Handler::ALL
+        .iter()
+        .map(|&h| {
+            let seconds = stage.function(h).timeout_seconds;
+            (h, Duration::from_secs(u64::from(seconds)))
+        })
+        .collect())
+}
+
 /// A command line that parses but cannot run.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum OptionsError {
@@ -109,6 +155,8 @@ pub enum OptionsError {
     BadEndpoint(String),
     #[error("{0} must be longer than zero")]
     ZeroDuration(&'static str),
+    #[error("{0}")]
+    Stage(String),
 }
 
 impl Cli {
@@ -135,6 +183,7 @@ impl Cli {
                 }
             }
         };
+        let functions = function_timeouts(&self.stages_dir, &self.stage)?;
         let gateway = GatewayOptions {
             host: self.host,
             port: self.port,
@@ -147,6 +196,10 @@ impl Cli {
             },
             table_name: self.table,
             broadcast_concurrency: self.broadcast_concurrency,
+            timeouts: Timeouts {
+                integration: self.integration_timeout,
+                functions,
+            },
             ..GatewayOptions::default()
         };
         Ok((gateway, store))
@@ -200,6 +253,10 @@ mod tests {
             "1h30m",
             "--broadcast-concurrency",
             "256",
+            "--integration-timeout",
+            "250ms",
+            "--stages-dir",
+            "/nonexistent",
         ])
         .unwrap();
         assert_eq!(g.host.to_string(), "0.0.0.0");
@@ -208,6 +265,8 @@ mod tests {
         assert_eq!(g.limits.idle_timeout, Duration::from_secs(30));
         assert_eq!(g.limits.max_connection_duration, Duration::from_secs(5400));
         assert_eq!(g.broadcast_concurrency, 256);
+        assert_eq!(g.timeouts.integration, Duration::from_millis(250));
+        assert!(g.timeouts.functions.is_empty());
         assert_eq!(g.table_name, "Conns");
         assert_eq!(
             s,
@@ -216,6 +275,28 @@ mod tests {
                 table: "Conns".into()
             }
         );
+    }
+
+    #[test]
+    fn function_timeouts_come_from_the_stage_file_when_there_is_one() {
+        let dir = std::env::temp_dir().join(format!("wsstack-gw-stages-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("t1.toml"),
+            "[lambda]\ntimeout_seconds = 5\n[lambda.connect]\ntimeout_seconds = 2\n",
+        )
+        .unwrap();
+        std::fs::write(dir.join("t2.toml"), "[lambda]\nmemory_mb = 64\n").unwrap();
+        let t = function_timeouts(&dir, "t1").unwrap();
+        assert_eq!(t.get(&Handler::Connect), Some(&Duration::from_secs(2)));
+        assert_eq!(t.get(&Handler::SendMessage), Some(&Duration::from_secs(5)));
+        assert!(function_timeouts(&dir, "absent").unwrap().is_empty());
+        let err = function_timeouts(&dir, "t2").unwrap_err().to_string();
+        assert!(
+            err.contains("t2.toml") && err.contains("memory_mb"),
+            "{err}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
@@ -233,6 +314,8 @@ mod tests {
             (vec!["--idle-timeout", "soon"], "invalid duration"),
             (vec!["--store", "redis"], "redis"),
             (vec!["--broadcast-concurrency", "0"], "1 to 1024"),
+            (vec!["--integration-timeout", "30s"], "50ms to 29s"),
+            (vec!["--integration-timeout", "10ms"], "50ms to 29s"),
         ] {
             let err = parse(&args).unwrap_err();
             assert!(err.contains(needle), "{args:?}: {err}");

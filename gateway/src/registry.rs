@@ -40,6 +40,13 @@ impl CloseReason {
         code: 1009,
         reason: "Message too big",
     };
+    /// A binary frame: "If a client app sends a binary frame, API Gateway rejects it and
+    /// disconnects the client with code 1003"
+    /// (<https://docs.aws.amazon.com/apigateway/latest/developerguide/websocket-api-develop-binary-media-types.html>).
+    pub const BINARY_FRAME: CloseReason = CloseReason {
+        code: 1003,
+        reason: "Binary frames are not supported",
+    };
 }
 
 /// Something for a connection's socket.
@@ -87,6 +94,8 @@ struct Outbox {
     queued_bytes: usize,
     /// Set once a close was requested or the socket went away: posts then get 410.
     closing: bool,
+    /// The close the gateway asked for, if it did.
+    close_reason: Option<CloseReason>,
 }
 
 /// An open connection, shared between its session task and everything that posts to it.
@@ -97,6 +106,9 @@ pub struct Connection {
     last_active: AtomicI64,
     outbox: Mutex<Outbox>,
     wake: Notify,
+    /// Woken when a close is requested, so the session closes in time even while the writer
+    /// is stuck on a client that does not read.
+    close_wake: Notify,
 }
 
 impl Connection {
@@ -106,6 +118,7 @@ impl Connection {
             info,
             outbox: Mutex::default(),
             wake: Notify::new(),
+            close_wake: Notify::new(),
         }
     }
 
@@ -136,16 +149,43 @@ impl Connection {
     /// Asks the session to close the socket after what is already queued; later posts get 410.
     /// Returns false if the connection was already closing.
     pub fn close(&self, reason: CloseReason) -> bool {
+        self.request_close(reason, false)
+    }
+
+    /// Asks the session to close the socket at once: what is still queued is dropped.
+    /// Returns false if the connection was already closing.
+    pub fn close_now(&self, reason: CloseReason) -> bool {
+        self.request_close(reason, true)
+    }
+
+    fn request_close(&self, reason: CloseReason, drop_queued: bool) -> bool {
         {
             let mut outbox = self.outbox();
             if outbox.closing {
                 return false;
             }
             outbox.closing = true;
+            outbox.close_reason = Some(reason);
+            if drop_queued {
+                outbox.queue.clear();
+                outbox.queued_bytes = 0;
+            }
             outbox.queue.push_back(Out::Close(reason));
         }
         self.wake.notify_one();
+        self.close_wake.notify_one();
         true
+    }
+
+    /// Resolves with the reason once a close was requested ([`Connection::close`],
+    /// [`Connection::close_now`]).
+    pub async fn wait_for_close(&self) -> CloseReason {
+        loop {
+            if let Some(reason) = self.outbox().close_reason {
+                return reason;
+            }
+            self.close_wake.notified().await;
+        }
     }
 
     /// Marks the connection as closing without queuing a close (the socket is already gone or
@@ -287,6 +327,20 @@ mod tests {
             Some(Out::Close(CloseReason::DELETED))
         ));
         assert!(c.next_out().is_none());
+    }
+
+    #[tokio::test]
+    async fn close_now_drops_what_is_queued_and_wakes_the_session() {
+        let c = connection();
+        c.post(Out::Binary(Bytes::from_static(b"1")), 10).unwrap();
+        assert!(c.close_now(CloseReason::BINARY_FRAME));
+        assert_eq!(c.wait_for_close().await, CloseReason::BINARY_FRAME);
+        assert!(matches!(
+            c.next_out(),
+            Some(Out::Close(CloseReason::BINARY_FRAME))
+        ));
+        assert!(c.next_out().is_none());
+        assert!(!c.close(CloseReason::DELETED));
     }
 
     #[test]

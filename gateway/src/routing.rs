@@ -1,20 +1,14 @@
-//! Route selection and handler invocation, as API Gateway does them.
+//! Route selection and the frames API Gateway sends on its own, as API Gateway does them.
 //!
-//! - A message's route is picked by `$request.body.action` (the routes crate's
-//!   [`ROUTE_SELECTION_FIELD`]): the value, stringified, must equal a route key exactly.
-//!   Anything else (no JSON, no object, no `action`, no match, a binary frame) goes to
-//!   `$default`; without a `$default` route the client gets the `Forbidden` frame.
-//! - A handler runs in-process, as Lambda would run it, and a panic is caught: to the client it
-//!   is an integration failure like any other, and the gateway lives on.
+//! A message's route is picked by `$request.body.action` (the routes crate's
+//! [`ROUTE_SELECTION_FIELD`]): the value, stringified as API Gateway stringifies it, must equal a
+//! route key exactly. Anything else (no JSON, no object, no `action`, no match) goes to
+//! `$default`; without a `$default` route the client gets the `Forbidden` frame. Binary frames
+//! never reach routing: API Gateway refuses them (the session closes with 1003).
 
-use std::panic::AssertUnwindSafe;
-
-use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
-use futures::FutureExt;
 use serde::Deserialize;
 use serde_json::Value;
-use wsstack_handlers::App;
-use wsstack_routes::{CONNECT, DEFAULT, DISCONNECT, Handler, ROUTE_SELECTION_FIELD, Route};
+use wsstack_routes::{CONNECT, DEFAULT, DISCONNECT, ROUTE_SELECTION_FIELD, Route};
 
 /// The routes a gateway serves: the API's own table ([`wsstack_routes::ROUTES`]) or, in tests,
 /// another one (e.g. without `$default`).
@@ -47,9 +41,9 @@ impl RouteTable {
         self.find(DISCONNECT)
     }
 
-    /// The route of a message: `text` is the body of a text frame, `None` for a binary frame.
-    pub fn select(&self, text: Option<&str>) -> Option<&Route> {
-        let matched = text.and_then(selection_value).and_then(|key| {
+    /// The route of a text message.
+    pub fn select(&self, text: &str) -> Option<&Route> {
+        let matched = selection_value(text).and_then(|key| {
             // A client cannot name the handshake routes; they belong to the gateway.
             if key == CONNECT || key == DISCONNECT {
                 None
@@ -81,39 +75,23 @@ fn selection_value(body: &str) -> Option<String> {
     let selection: Selection = serde_json::from_str(body).ok()?;
     match selection.value? {
         Value::Null => None,
-        Value::String(s) => Some(s),
-        other => Some(other.to_string()),
+        value => Some(stringify(&value)),
     }
 }
 
-/// What came of a handler invocation.
-#[derive(Debug)]
-pub enum Outcome {
-    Response(Box<ApiGatewayProxyResponse>),
-    /// The handler returned an error or panicked (the text says which).
-    Failed(String),
-}
-
-/// Runs `handler` on `event`, catching a panic.
-pub async fn invoke(
-    app: &App,
-    handler: Handler,
-    event: ApiGatewayWebsocketProxyRequest,
-) -> Outcome {
-    match AssertUnwindSafe(app.handle(handler, event))
-        .catch_unwind()
-        .await
-    {
-        Ok(Ok(response)) => Outcome::Response(Box::new(response)),
-        Ok(Err(e)) => Outcome::Failed(format!("handler error: {e}")),
-        Err(panic) => {
-            let text = panic
-                .downcast_ref::<&str>()
-                .map(|s| (*s).to_owned())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "non-string panic payload".to_owned());
-            Outcome::Failed(format!("handler panicked: {text}"))
+/// A selected value as API Gateway stringifies it: "if your JSONPath expression returns an
+/// array with two elements, it will be presented as the string `[item1, item2]`"
+/// (<https://docs.aws.amazon.com/apigateway/latest/developerguide/websocket-api-develop-routes.html>,
+/// Route selection expressions): strings unquoted, elements joined by `, `. Objects are not
+/// documented; they keep their JSON text.
+fn stringify(value: &Value) -> String {
+    match value {
+        Value::String(s) => s.clone(),
+        Value::Array(items) => {
+            let items: Vec<String> = items.iter().map(stringify).collect();
+            format!("[{}]", items.join(", "))
         }
+        other => other.to_string(),
     }
 }
 
@@ -125,6 +103,12 @@ pub fn forbidden_frame(connection_id: &str, request_id: &str) -> String {
 /// The frame API Gateway sends when the integration failed.
 pub fn internal_error_frame(connection_id: &str, request_id: &str) -> String {
     status_frame("Internal server error", connection_id, request_id)
+}
+
+/// The frame API Gateway sends when the integration did not answer within its timeout
+/// (<https://repost.aws/questions/QUFXpcneknSgmhseduEh18dw/api-gateway-websocket-api-30s-timeout>).
+pub fn timed_out_frame(connection_id: &str, request_id: &str) -> String {
+    status_frame("Endpoint request timed out", connection_id, request_id)
 }
 
 fn status_frame(message: &str, connection_id: &str, request_id: &str) -> String {
@@ -140,7 +124,9 @@ fn status_frame(message: &str, connection_id: &str, request_id: &str) -> String 
 mod tests {
     use super::*;
 
-    fn key(table: &RouteTable, text: Option<&str>) -> Option<&'static str> {
+    use wsstack_routes::Handler;
+
+    fn key(table: &RouteTable, text: &str) -> Option<&'static str> {
         table.select(text).map(|r| r.key)
     }
 
@@ -148,7 +134,7 @@ mod tests {
     fn selection_is_exact_and_falls_back_to_default() {
         let t = RouteTable::default();
         assert_eq!(
-            key(&t, Some(r#"{"action":"sendMessage","data":"x"}"#)),
+            key(&t, r#"{"action":"sendMessage","data":"x"}"#),
             Some("sendMessage")
         );
         for body in [
@@ -164,9 +150,8 @@ mod tests {
             "sendMessage",
             "",
         ] {
-            assert_eq!(key(&t, Some(body)), Some("$default"), "{body}");
+            assert_eq!(key(&t, body), Some("$default"), "{body}");
         }
-        assert_eq!(key(&t, None), Some("$default"));
     }
 
     #[test]
@@ -180,11 +165,16 @@ mod tests {
                 key: "true",
                 handler: Handler::SendMessage,
             },
+            Route {
+                key: "[a, b]",
+                handler: Handler::SendMessage,
+            },
         ]);
-        assert_eq!(key(&t, Some(r#"{"action":7}"#)), Some("7"));
-        assert_eq!(key(&t, Some(r#"{"action":true}"#)), Some("true"));
+        assert_eq!(key(&t, r#"{"action":7}"#), Some("7"));
+        assert_eq!(key(&t, r#"{"action":true}"#), Some("true"));
+        assert_eq!(key(&t, r#"{"action":["a","b"]}"#), Some("[a, b]"));
         // No $default in this table: no route at all.
-        assert_eq!(key(&t, Some(r#"{"action":"x"}"#)), None);
+        assert_eq!(key(&t, r#"{"action":"x"}"#), None);
         assert!(t.connect().is_none());
     }
 

@@ -8,11 +8,9 @@ use std::time::Duration;
 
 use aws_config::stalled_stream_protection::StalledStreamProtectionConfig;
 use axum::Router;
-use axum::routing::get;
 use axum::serve::ListenerExt;
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::task::JoinHandle;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use wsstack_handlers::App;
@@ -20,16 +18,17 @@ use wsstack_handlers::config::{Config, DEFAULT_BROADCAST_CONCURRENCY};
 use wsstack_handlers::management::SdkManagementApi;
 use wsstack_handlers::store::ConnectionStore;
 
-use crate::connections_api as api;
 use crate::event::ApiContext;
-use crate::handshake;
+use crate::integration::{EventLog, Integration, Invoker, Timeouts};
 use crate::limits::Limits;
 use crate::registry::{CloseReason, Registry};
 use crate::routing::RouteTable;
+use crate::state::Shared;
+use crate::{connections_api, handshake, http_error};
 
 /// How to run a gateway. [`GatewayOptions::default`] is `make dev`'s: 127.0.0.1:3001, stage
-/// `dev`, API Gateway's limits, the API's route table.
-#[derive(Debug, Clone)]
+/// `dev`, API Gateway's limits and 29 s integration timeout, the API's route table and handlers.
+#[derive(Clone)]
 pub struct GatewayOptions {
     pub host: IpAddr,
     /// 0 picks a free port (see [`RunningGateway::local_addr`]).
@@ -43,6 +42,30 @@ pub struct GatewayOptions {
     pub table_name: String,
     /// The handlers' `BROADCAST_CONCURRENCY`.
     pub broadcast_concurrency: usize,
+    /// How long each handler may take before API Gateway gives up on it.
+    pub timeouts: Timeouts,
+    /// The code behind the routes; `None`: the handlers' [`App`] (the production code).
+    pub integration: Option<Arc<dyn Integration>>,
+    /// Records every event sent to a handler (for tests).
+    pub event_log: Option<EventLog>,
+}
+
+impl std::fmt::Debug for GatewayOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GatewayOptions")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("stage", &self.stage)
+            .field("api_id", &self.api_id)
+            .field("limits", &self.limits)
+            .field("routes", &self.routes)
+            .field("table_name", &self.table_name)
+            .field("broadcast_concurrency", &self.broadcast_concurrency)
+            .field("timeouts", &self.timeouts)
+            .field("integration", &self.integration.as_ref().map(|_| "custom"))
+            .field("event_log", &self.event_log.is_some())
+            .finish()
+    }
 }
 
 /// The default port of `make dev`.
@@ -65,6 +88,9 @@ impl Default for GatewayOptions {
             routes: RouteTable::default(),
             table_name: DEFAULT_TABLE.to_owned(),
             broadcast_concurrency: DEFAULT_BROADCAST_CONCURRENCY,
+            timeouts: Timeouts::default(),
+            integration: None,
+            event_log: None,
         }
     }
 }
@@ -86,30 +112,6 @@ pub enum BindError {
         "invalid stage {0:?}: use 1 to 128 letters, digits, '-' or '_' (API Gateway's stage name rules)"
     )]
     InvalidStage(String),
-}
-
-/// State every request and session shares.
-pub(crate) struct Shared {
-    pub app: App,
-    pub routes: RouteTable,
-    pub registry: Registry,
-    pub limits: Limits,
-    pub api: ApiContext,
-    pub ws_config: WebSocketConfig,
-    /// Sessions and handler invocations, awaited on shutdown.
-    pub tracker: TaskTracker,
-    pub shutting_down: AtomicBool,
-    pub local_addr: SocketAddr,
-}
-
-impl std::fmt::Debug for Shared {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Shared")
-            .field("stage", &self.api.stage)
-            .field("local_addr", &self.local_addr)
-            .field("connections", &self.registry.len())
-            .finish_non_exhaustive()
-    }
 }
 
 fn valid_stage(stage: &str) -> bool {
@@ -185,10 +187,17 @@ impl Gateway {
             .stalled_stream_protection(StalledStreamProtectionConfig::disabled())
             .build();
         let api = Arc::new(SdkManagementApi::new(&sdk));
-        let app = App::new(store, Arc::clone(&api) as Arc<_>, config);
+        let integration = match options.integration {
+            Some(custom) => custom,
+            None => Arc::new(App::new(store, Arc::clone(&api) as Arc<_>, config)),
+        };
 
         let shared = Arc::new(Shared {
-            app,
+            invoker: Invoker {
+                integration,
+                timeouts: options.timeouts.clone(),
+                log: options.event_log.clone(),
+            },
             routes: options.routes.clone(),
             registry: Registry::default(),
             ws_config: options.limits.websocket_config(),
@@ -204,20 +213,9 @@ impl Gateway {
         });
 
         let router = Router::new()
-            .route("/{stage}", get(handshake::handshake))
-            .route(
-                "/{stage}/@connections/{id}",
-                get(api::get_staged)
-                    .post(api::post_staged)
-                    .delete(api::delete_staged),
-            )
-            .route(
-                "/@connections/{id}",
-                get(api::get_bare)
-                    .post(api::post_bare)
-                    .delete(api::delete_bare),
-            )
-            .fallback(api::fallback)
+            .merge(handshake::routes())
+            .merge(connections_api::routes())
+            .fallback(http_error::fallback)
             .with_state(Arc::clone(&shared));
 
         let listener = listener.tap_io(|tcp| {

@@ -1,14 +1,22 @@
 //! One WebSocket connection after its `$connect` verdict: read frames and route them, write what
 //! is posted, enforce the limits, and run `$disconnect` at the end.
 //!
-//! One task per connection does all of it, so an idle connection costs a task, a socket and
-//! small buffers. Handler invocations run in tasks of their own (as Lambda runs invocations
-//! concurrently), so a slow handler never delays the next frame or the frames posted back.
+//! Reading and writing are two futures of the connection's one task, so an idle connection
+//! still costs a task, a socket and small buffers, and a client that stops reading stalls only
+//! its writer: frames are still read and routed, pings answered, and the idle and maximum
+//! deadlines and a `DELETE` still close the connection, each within the close timeout. Posts
+//! to a client whose queue is full get 429 meanwhile. Handler invocations run in tasks of their
+//! own (as Lambda runs invocations concurrently), so a slow handler never delays the next frame
+//! or the frames posted back.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use base64::Engine;
+use bytes::Bytes;
+use futures::stream::{SplitSink, SplitStream};
 use futures::{SinkExt, StreamExt};
 use hyper::upgrade::{OnUpgrade, Upgraded};
 use hyper_util::rt::TokioIo;
@@ -16,16 +24,20 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError, ProtocolError};
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role};
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
 use crate::event;
+use crate::integration::Outcome;
 use crate::registry::{CloseReason, Connection, Out};
-use crate::routing::{self, Outcome};
-use crate::server::Shared;
+use crate::routing;
+use crate::state::Shared;
 
 type Ws = WebSocketStream<TokioIo<Upgraded>>;
+type Reader = SplitStream<Ws>;
+type Writer = SplitSink<Ws, Message>;
 
 /// How a connection ended, as `$disconnect` reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,6 +69,45 @@ fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
+/// When the connection last carried a message, either way: frames from the client and frames
+/// written to it both keep it from idling out (see [`Activity::touch`]).
+struct Activity {
+    started: Instant,
+    /// Milliseconds after `started`.
+    last_ms: AtomicU64,
+}
+
+impl Activity {
+    fn new() -> Self {
+        Activity {
+            started: Instant::now(),
+            last_ms: AtomicU64::new(0),
+        }
+    }
+
+    /// Records activity now, also as the connection's `lastActiveAt`.
+    ///
+    /// Messages sent to the client count as activity, not only messages from it. AWS's
+    /// documentation names the 10-minute "Idle Connection Timeout" without defining idle
+    /// (<https://docs.aws.amazon.com/apigateway/latest/developerguide/apigateway-execution-service-websocket-limits-table.html>);
+    /// what deployed APIs do is reported as direction-agnostic: a connection closes when "no
+    /// messages are sent between the server and client for a 10-minute period"
+    /// (<https://hotsock.io/docs/connections/keep-alive>, a service built on API Gateway
+    /// WebSockets that keeps connections alive with server-sent messages; also
+    /// <https://github.com/andyrichardson/subscriptionless/issues/3>). A frame counts once it
+    /// was written to the socket: a client that does not read gets no activity from posts that
+    /// wait for it.
+    fn touch(&self, conn: &Connection) {
+        let elapsed = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last_ms.store(elapsed, Ordering::Relaxed);
+        conn.touch(now_ms());
+    }
+
+    fn last(&self) -> Instant {
+        self.started + Duration::from_millis(self.last_ms.load(Ordering::Relaxed))
+    }
+}
+
 /// Runs the connection until it closes, then unregisters it and runs `$disconnect`.
 pub async fn run(shared: Arc<Shared>, conn: Arc<Connection>, on_upgrade: OnUpgrade) {
     let end = match on_upgrade.await {
@@ -82,103 +133,218 @@ pub async fn run(shared: Arc<Shared>, conn: Arc<Connection>, on_upgrade: OnUpgra
     Box::pin(disconnect(&shared, &conn, end)).await;
 }
 
-async fn serve(shared: &Arc<Shared>, conn: &Arc<Connection>, mut ws: Ws) -> End {
+/// How the read side ended the session.
+enum Ending {
+    /// The socket is done with (closed, or dropped after the close timeout).
+    Done(End),
+    /// A frame broke a limit or the protocol: the socket may hold the rest of it.
+    AfterReadError(CloseReason),
+}
+
+async fn serve(shared: &Arc<Shared>, conn: &Arc<Connection>, ws: Ws) -> End {
+    let activity = Activity::new();
+    let (mut sink, mut stream) = ws.split();
+    let ending = {
+        let writer = write_loop(conn, &mut sink, &activity, shared.limits.max_frame_bytes);
+        tokio::pin!(writer);
+        read_loop(shared, conn, &mut stream, writer.as_mut(), &activity).await
+    };
+    match ending {
+        Ending::Done(end) => end,
+        Ending::AfterReadError(reason) => {
+            if let Ok(ws) = stream.reunite(sink) {
+                Box::pin(close_after_error(ws, reason, shared.limits.close_timeout)).await;
+            }
+            reason.into()
+        }
+    }
+}
+
+/// How the writer ended.
+enum WriterEnd {
+    /// It sent the close frame the gateway asked for.
+    Closed(CloseReason),
+    /// The socket failed.
+    Failed,
+}
+
+/// Writes what is posted, in order, until a close is dequeued (sent as the close frame).
+async fn write_loop(
+    conn: &Connection,
+    sink: &mut Writer,
+    activity: &Activity,
+    max_frame_bytes: usize,
+) -> WriterEnd {
+    loop {
+        conn.wait_for_out().await;
+        while let Some(out) = conn.next_out() {
+            let written = match out {
+                Out::Text(t) if t.len() <= max_frame_bytes => sink.feed(Message::Text(t)).await,
+                Out::Text(t) => feed_fragments(sink, Data::Text, t.into(), max_frame_bytes).await,
+                Out::Binary(b) if b.len() <= max_frame_bytes => sink.feed(Message::Binary(b)).await,
+                Out::Binary(b) => feed_fragments(sink, Data::Binary, b, max_frame_bytes).await,
+                Out::Close(reason) => {
+                    return match sink.send(Message::Close(Some(close_frame(reason)))).await {
+                        Ok(()) => WriterEnd::Closed(reason),
+                        Err(_) => WriterEnd::Failed,
+                    };
+                }
+            };
+            if written.is_err() {
+                return WriterEnd::Failed;
+            }
+        }
+        if sink.flush().await.is_err() {
+            return WriterEnd::Failed;
+        }
+        activity.touch(conn);
+    }
+}
+
+/// A message over the frame limit as a fragmented message: "messages larger than 32 KB must be
+/// split into multiple frames, each 32 KB or smaller. This applies to @connections commands"
+/// (<https://docs.aws.amazon.com/apigateway/latest/developerguide/apigateway-execution-service-websocket-limits-table.html>).
+async fn feed_fragments(
+    sink: &mut Writer,
+    kind: Data,
+    data: Bytes,
+    max_frame_bytes: usize,
+) -> Result<(), WsError> {
+    for frame in fragments(kind, data, max_frame_bytes) {
+        sink.feed(Message::Frame(frame)).await?;
+    }
+    Ok(())
+}
+
+/// `data` as frames of at most `max_frame_bytes`: the first with the message's opcode, then
+/// continuations, the last one final.
+fn fragments(kind: Data, data: Bytes, max_frame_bytes: usize) -> Vec<Frame> {
+    let size = max_frame_bytes.max(1);
+    let count = data.len().div_ceil(size).max(1);
+    (0..count)
+        .map(|i| {
+            let chunk = data.slice(i * size..((i + 1) * size).min(data.len()));
+            let opcode = if i == 0 { kind } else { Data::Continue };
+            Frame::message(chunk, OpCode::Data(opcode), i + 1 == count)
+        })
+        .collect()
+}
+
+fn close_frame(reason: CloseReason) -> CloseFrame {
+    CloseFrame {
+        code: CloseCode::from(reason.code),
+        reason: Utf8Bytes::from_static(reason.reason),
+    }
+}
+
+/// Reads and routes the client's frames and keeps the deadlines while `writer` runs, until the
+/// socket is done with.
+async fn read_loop(
+    shared: &Arc<Shared>,
+    conn: &Arc<Connection>,
+    stream: &mut Reader,
+    mut writer: Pin<&mut impl Future<Output = WriterEnd>>,
+    activity: &Activity,
+) -> Ending {
     let limits = &shared.limits;
-    let started = Instant::now();
-    let max_at = started + limits.max_connection_duration;
-    let mut last_active = started;
-    // One timer for both deadlines; activity does not reset it (that would cost a timer-wheel
-    // update per frame): when it fires early it is re-armed from the last activity.
-    let deadline = tokio::time::sleep_until(max_at.min(started + limits.idle_timeout));
+    let max_at = activity.started + limits.max_connection_duration;
+    // One timer for the idle and maximum deadlines and, once closing, for the close timeout.
+    // Activity does not reset it (that would cost a timer-wheel update per frame): when it
+    // fires early it is re-armed from the last activity.
+    let deadline = tokio::time::sleep_until(max_at.min(activity.started + limits.idle_timeout));
     tokio::pin!(deadline);
-    // The close frame the client sent, once it did.
-    let mut peer_close: Option<End> = None;
+    // Once the connection is closing: how it ended. The socket is dropped at the deadline then,
+    // whether or not the client completed the closing handshake.
+    let mut closing: Option<End> = None;
+    let mut peer_closed = false;
+    let mut writer_done = false;
 
     loop {
         tokio::select! {
-            // Posted frames first: under load a client should get its deliveries before the
-            // gateway reads more from it.
             biased;
-            () = conn.wait_for_out(), if peer_close.is_none() => {
-                match write_queued(conn, &mut ws).await {
-                    Ok(None) => {}
-                    Ok(Some(reason)) => return close(&mut ws, reason, limits.close_timeout).await,
-                    Err(_) => return End::abnormal(),
+            end = &mut writer, if !writer_done && !peer_closed => {
+                writer_done = true;
+                match end {
+                    // Our close frame is out: wait (boundedly) for the client's.
+                    WriterEnd::Closed(reason) => {
+                        if closing.is_none() {
+                            closing = Some(reason.into());
+                            deadline.as_mut().reset(Instant::now() + limits.close_timeout);
+                        }
+                    }
+                    WriterEnd::Failed => return Ending::Done(closing.unwrap_or_else(End::abnormal)),
                 }
             }
-            incoming = ws.next() => {
+            // DELETE or shutdown: queued frames go first, then the close, within the timeout.
+            reason = conn.wait_for_close(), if closing.is_none() => {
+                closing = Some(reason.into());
+                deadline.as_mut().reset(Instant::now() + limits.close_timeout);
+            }
+            () = &mut deadline => {
+                if let Some(end) = closing {
+                    // The client did not complete the close in time (or does not read).
+                    return Ending::Done(end);
+                }
+                let now = Instant::now();
+                let idle_at = activity.last() + limits.idle_timeout;
+                if now >= max_at || now >= idle_at {
+                    conn.close_now(CloseReason::GOING_AWAY);
+                    closing = Some(CloseReason::GOING_AWAY.into());
+                    deadline.as_mut().reset(now + limits.close_timeout);
+                } else {
+                    deadline.as_mut().reset(idle_at.min(max_at));
+                }
+            }
+            incoming = stream.next() => {
                 let message = match incoming {
                     Some(Ok(m)) => m,
                     // The closing handshake completed (or the stream ended after it).
-                    None => return peer_close.unwrap_or_else(End::abnormal),
-                    Some(Err(e)) => return on_read_error(conn, &mut ws, e, limits.close_timeout).await,
+                    None => return Ending::Done(closing.unwrap_or_else(End::abnormal)),
+                    Some(Err(e)) => {
+                        if let Some(end) = closing {
+                            return Ending::Done(end);
+                        }
+                        conn.mark_closing();
+                        return match read_error_close(conn, &e) {
+                            Some(reason) => Ending::AfterReadError(reason),
+                            None => Ending::Done(End::abnormal()),
+                        };
+                    }
                 };
-                last_active = Instant::now();
-                conn.touch(now_ms());
+                activity.touch(conn);
                 match message {
-                    Message::Text(text) => on_message(shared, conn, Some(text), None),
-                    Message::Binary(data) => on_message(shared, conn, None, Some(&data)),
+                    // Once closing, the client's frames are read (to reach its close frame) but
+                    // no longer routed.
+                    Message::Text(text) if closing.is_none() => on_message(shared, conn, text),
+                    Message::Binary(_) if closing.is_none() => {
+                        tracing::info!(connection_id = %conn.info.id, "binary frame: closing with 1003");
+                        conn.close_now(CloseReason::BINARY_FRAME);
+                        closing = Some(CloseReason::BINARY_FRAME.into());
+                        deadline.as_mut().reset(Instant::now() + limits.close_timeout);
+                    }
                     Message::Close(frame) => {
                         // tungstenite answers the close frame itself; the next read ends.
                         conn.mark_closing();
-                        peer_close = Some(match frame {
-                            Some(f) => End::new(u16::from(f.code), f.reason.as_str()),
-                            None => End::new(1005, "Client-side close frame status not set"),
-                        });
+                        peer_closed = true;
+                        if closing.is_none() {
+                            closing = Some(match frame {
+                                Some(f) => End::new(u16::from(f.code), f.reason.as_str()),
+                                None => End::new(1005, "Client-side close frame status not set"),
+                            });
+                            deadline.as_mut().reset(Instant::now() + limits.close_timeout);
+                        }
                     }
                     // Pings are answered by tungstenite; they count as activity.
-                    Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => {}
+                    _ => {}
                 }
-            }
-            () = &mut deadline => {
-                let now = Instant::now();
-                let idle_at = last_active + limits.idle_timeout;
-                if now >= max_at || now >= idle_at {
-                    conn.mark_closing();
-                    return close(&mut ws, CloseReason::GOING_AWAY, limits.close_timeout).await;
-                }
-                deadline.as_mut().reset(idle_at.min(max_at));
             }
         }
     }
 }
 
-/// Writes everything queued for the client; returns the close the queue asked for, if any.
-async fn write_queued(conn: &Connection, ws: &mut Ws) -> Result<Option<CloseReason>, WsError> {
-    let mut close = None;
-    while let Some(out) = conn.next_out() {
-        match out {
-            Out::Text(t) => ws.feed(Message::Text(t)).await?,
-            Out::Binary(b) => ws.feed(Message::Binary(b)).await?,
-            Out::Close(reason) => {
-                close = Some(reason);
-                break;
-            }
-        }
-    }
-    ws.flush().await?;
-    Ok(close)
-}
-
-/// Sends a close frame and waits (boundedly) for the client's, so the client reads the close
-/// code instead of a reset.
-async fn close(ws: &mut Ws, reason: CloseReason, timeout: Duration) -> End {
-    let frame = CloseFrame {
-        code: CloseCode::from(reason.code),
-        reason: Utf8Bytes::from_static(reason.reason),
-    };
-    if ws.close(Some(frame)).await.is_ok() {
-        let _ = tokio::time::timeout(timeout, async {
-            while let Some(Ok(_)) = ws.next().await {}
-        })
-        .await;
-    }
-    reason.into()
-}
-
-async fn on_read_error(conn: &Connection, ws: &mut Ws, error: WsError, timeout: Duration) -> End {
-    conn.mark_closing();
-    let reason = match &error {
+/// The close a read error calls for; `None` when the socket is gone.
+fn read_error_close(conn: &Connection, error: &WsError) -> Option<CloseReason> {
+    let reason = match error {
         WsError::Capacity(CapacityError::MessageTooLong { .. }) => CloseReason::TOO_BIG,
         WsError::Utf8(_) => CloseReason {
             code: 1007,
@@ -187,33 +353,29 @@ async fn on_read_error(conn: &Connection, ws: &mut Ws, error: WsError, timeout: 
         WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake)
         | WsError::Io(_)
         | WsError::ConnectionClosed
-        | WsError::AlreadyClosed => return End::abnormal(),
+        | WsError::AlreadyClosed => return None,
         WsError::Protocol(_) => CloseReason {
             code: 1002,
             reason: "Protocol error",
         },
-        _ => return End::abnormal(),
+        _ => return None,
     };
     tracing::info!(connection_id = %conn.info.id, error = %error, code = reason.code, "closing the connection");
-    Box::pin(close_after_error(ws, reason, timeout)).await;
-    reason.into()
+    Some(reason)
 }
 
 /// After a read error the socket may hold the rest of a refused frame, which tungstenite can no
 /// longer parse: send the close frame, then discard raw bytes until the client closes. Dropping
-/// a socket with unread bytes would reset it, and the client would lose the close frame.
-async fn close_after_error(ws: &mut Ws, reason: CloseReason, timeout: Duration) {
-    let frame = CloseFrame {
-        code: CloseCode::from(reason.code),
-        reason: Utf8Bytes::from_static(reason.reason),
-    };
-    if ws.close(Some(frame)).await.is_err() {
-        return;
-    }
-    let raw = ws.get_mut();
-    let _ = raw.shutdown().await;
-    let mut sink = vec![0u8; 8 * 1024];
+/// a socket with unread bytes would reset it, and the client would lose the close frame. All of
+/// it within `timeout`, as a client that does not read would block the close frame.
+async fn close_after_error(mut ws: Ws, reason: CloseReason, timeout: Duration) {
     let _ = tokio::time::timeout(timeout, async {
+        if ws.close(Some(close_frame(reason))).await.is_err() {
+            return;
+        }
+        let raw = ws.get_mut();
+        let _ = raw.shutdown().await;
+        let mut sink = vec![0u8; 8 * 1024];
         while let Ok(n) = raw.read(&mut sink).await {
             if n == 0 {
                 break;
@@ -223,30 +385,19 @@ async fn close_after_error(ws: &mut Ws, reason: CloseReason, timeout: Duration) 
     .await;
 }
 
-/// Routes one client message and starts its handler.
-fn on_message(
-    shared: &Arc<Shared>,
-    conn: &Arc<Connection>,
-    text: Option<Utf8Bytes>,
-    binary: Option<&[u8]>,
-) {
-    let Some(route) = shared.routes.select(text.as_deref()) else {
+/// Routes one client text message and starts its handler.
+fn on_message(shared: &Arc<Shared>, conn: &Arc<Connection>, text: Utf8Bytes) {
+    let Some(route) = shared.routes.select(&text) else {
         let request_id = crate::id::request_id();
         let frame = routing::forbidden_frame(conn.info.id.as_str(), &request_id);
         let _ = conn.post(Out::Text(frame.into()), usize::MAX);
         return;
     };
-    let (body, is_base64) = match (text, binary) {
-        (Some(t), _) => (t.as_str().to_owned(), false),
-        (None, Some(b)) => (base64::engine::general_purpose::STANDARD.encode(b), true),
-        (None, None) => (String::new(), false),
-    };
     let event = event::message_event(
         &shared.api,
         &conn.info,
         route.key,
-        body,
-        is_base64,
+        text.as_str().to_owned(),
         chrono::Utc::now(),
     );
     let handler = route.handler;
@@ -256,11 +407,18 @@ fn on_message(
         let request_id = event.request_context.request_id.clone().unwrap_or_default();
         // A route without a route response sends the client nothing of the handler's answer:
         // handlers talk back through @connections.
-        if let Outcome::Failed(e) = routing::invoke(&shared2.app, handler, event).await {
-            tracing::error!(connection_id = %conn.info.id, request_id, error = %e, "integration failed");
-            let frame = routing::internal_error_frame(conn.info.id.as_str(), &request_id);
-            let _ = conn.post(Out::Text(frame.into()), usize::MAX);
-        }
+        let frame = match shared2.invoker.invoke(handler, event).await {
+            Outcome::Response(_) => return,
+            Outcome::Failed(e) => {
+                tracing::error!(connection_id = %conn.info.id, request_id, error = %e, "integration failed");
+                routing::internal_error_frame(conn.info.id.as_str(), &request_id)
+            }
+            Outcome::TimedOut(after) => {
+                tracing::error!(connection_id = %conn.info.id, request_id, ?after, "integration timed out");
+                routing::timed_out_frame(conn.info.id.as_str(), &request_id)
+            }
+        };
+        let _ = conn.post(Out::Text(frame.into()), usize::MAX);
     });
 }
 
@@ -276,8 +434,32 @@ async fn disconnect(shared: &Shared, conn: &Connection, end: End) {
         &end.reason,
         chrono::Utc::now(),
     );
-    if let Outcome::Failed(e) = routing::invoke(&shared.app, route.handler, event).await {
+    match shared.invoker.invoke(route.handler, event).await {
+        Outcome::Response(_) => {}
         // API Gateway's $disconnect is best effort too: nobody is left to tell.
-        tracing::error!(connection_id = %conn.info.id, error = %e, "$disconnect failed");
+        Outcome::Failed(e) => {
+            tracing::error!(connection_id = %conn.info.id, error = %e, "$disconnect failed")
+        }
+        Outcome::TimedOut(after) => {
+            tracing::error!(connection_id = %conn.info.id, ?after, "$disconnect timed out")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn large_messages_leave_as_frames_of_at_most_the_limit() {
+        let data = Bytes::from(vec![b'x'; 70_000]);
+        let frames = fragments(Data::Text, data, 32 * 1024);
+        let sizes: Vec<usize> = frames.iter().map(|f| f.payload().len()).collect();
+        assert_eq!(sizes, vec![32_768, 32_768, 4_464]);
+        assert_eq!(frames[0].header().opcode, OpCode::Data(Data::Text));
+        assert_eq!(frames[1].header().opcode, OpCode::Data(Data::Continue));
+        assert_eq!(frames[2].header().opcode, OpCode::Data(Data::Continue));
+        let finals: Vec<bool> = frames.iter().map(|f| f.header().is_final).collect();
+        assert_eq!(finals, vec![false, false, true]);
     }
 }

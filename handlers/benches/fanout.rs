@@ -61,7 +61,8 @@ async fn run(connections: usize, concurrency: usize) {
                 connection_id: id,
                 username: "bench".into(),
                 connected_at: 0,
-                expires_at: 0,
+                // Live: a broadcast skips records whose TTL has passed.
+                expires_at: i64::MAX,
                 sub: None,
             })
             .await

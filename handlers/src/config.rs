@@ -6,8 +6,15 @@
 
 use std::time::Duration;
 
+use wsstack_routes::Handler;
+
 use crate::store::MessageRate;
 
+/// The function's `Handler` setting, which names the route handler the `bootstrap` binary runs.
+/// Lambda sets it from the function's `Handler` property ("Defined runtime environment
+/// variables": `_HANDLER`, "the handler location configured on the function",
+/// https://docs.aws.amazon.com/lambda/latest/dg/configuration-envvars.html#configuration-envvars-runtime).
+pub const HANDLER: &str = "_HANDLER";
 /// The connections table (required).
 pub const TABLE_NAME: &str = "TABLE_NAME";
 /// How many `PostToConnection` calls a broadcast keeps in flight (optional).
@@ -46,6 +53,10 @@ pub const CONNECTION_TTL: Duration = Duration::from_secs(2 * 60 * 60);
 pub enum ConfigError {
     #[error("environment variable {name} is required but not set")]
     Missing { name: &'static str },
+    #[error("environment variable {HANDLER} is not set: set the function's Handler property to one of {valid}", valid = valid_handler_names())]
+    MissingHandler,
+    #[error("environment variable {HANDLER}={value:?} names no handler: valid names are {valid}", valid = valid_handler_names())]
+    UnknownHandler { value: String },
     #[error("environment variable {name}={value:?} is invalid: {reason}")]
     Invalid {
         name: &'static str,
@@ -146,6 +157,19 @@ fn parse_rate(name: &'static str, value: Option<String>) -> Result<Option<u32>, 
             format!("must be an integer from 1 to {MAX_MESSAGE_RATE}"),
         )),
     }
+}
+
+/// The handler the function's `Handler` setting ([`HANDLER`]) names.
+pub fn handler_from_lookup(
+    lookup: impl Fn(&str) -> Option<String>,
+) -> Result<Handler, ConfigError> {
+    let value = lookup(HANDLER).ok_or(ConfigError::MissingHandler)?;
+    Handler::from_name(&value).ok_or(ConfigError::UnknownHandler { value })
+}
+
+/// The handler names, as an error message lists them: `connect, disconnect, ...`.
+fn valid_handler_names() -> String {
+    Handler::names().collect::<Vec<_>>().join(", ")
 }
 
 fn invalid(name: &'static str, value: &str, reason: impl Into<String>) -> ConfigError {
@@ -260,6 +284,31 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "environment variable TABLE_NAME is required but not set"
+        );
+    }
+
+    #[test]
+    fn the_handler_setting_picks_the_handler() {
+        let lookup =
+            |value: &'static str| move |name: &str| (name == HANDLER).then(|| value.to_owned());
+        assert_eq!(
+            handler_from_lookup(lookup("send-message")),
+            Ok(Handler::SendMessage)
+        );
+        assert_eq!(handler_from_lookup(lookup("connect")), Ok(Handler::Connect));
+        assert_eq!(
+            handler_from_lookup(|_| None),
+            Err(ConfigError::MissingHandler)
+        );
+        let err = handler_from_lookup(lookup("bootstrap")).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "environment variable _HANDLER=\"bootstrap\" names no handler: valid names are \
+             connect, disconnect, send-message, default, authorizer"
+        );
+        assert_eq!(
+            handler_from_lookup(lookup("authorizer")),
+            Ok(Handler::Authorizer)
         );
     }
 

@@ -30,6 +30,59 @@ pub const DEFAULT_USERNAME: &str = "anonymous";
 /// keeps garbage out of the store lookup.
 pub const MAX_CONNECTION_ID_CHARS: usize = 128;
 
+/// The WebSocket subprotocol this API speaks: the frames and actions this module defines, in
+/// their first version. A client may offer it in `Sec-WebSocket-Protocol`; a later, incompatible
+/// protocol gets a new name, so old and new clients can be told apart at the handshake.
+pub const SUBPROTOCOL: &str = "wsstack.v1";
+
+/// The client offered subprotocols, none of which this API speaks.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unsupported WebSocket subprotocol {}: this API speaks only {SUBPROTOCOL}", offered_list(.offered))]
+pub struct SubprotocolError {
+    /// What the client offered, in its order.
+    pub offered: Vec<String>,
+}
+
+fn offered_list(offered: &[String]) -> String {
+    offered
+        .iter()
+        .map(|p| format!("`{p}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The subprotocol to answer a handshake with, given the values of the client's
+/// `Sec-WebSocket-Protocol` headers (each a comma-separated list, RFC 6455 section 4.1).
+///
+/// - No offer (or only empty ones): `Ok(None)`, the handshake goes on without a subprotocol.
+/// - [`SUBPROTOCOL`] among the offers: `Ok(Some(SUBPROTOCOL))`; the `$connect` answer must carry
+///   it as a `Sec-WebSocket-Protocol` response header, or browsers fail the connection.
+/// - Only other protocols: `Err`, the handshake is refused.
+///
+/// API Gateway passes the header to the `$connect` integration and sends the value the
+/// integration returns in its response headers back to the client ("Set up a $connect route
+/// that requires a WebSocket subprotocol",
+/// https://docs.aws.amazon.com/apigateway/latest/developerguide/websocket-connect-route-subprotocol.html).
+pub fn negotiate_subprotocol<'a>(
+    header_values: impl IntoIterator<Item = &'a str>,
+) -> Result<Option<&'static str>, SubprotocolError> {
+    let offered: Vec<String> = header_values
+        .into_iter()
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(str::to_owned)
+        .collect();
+    if offered.is_empty() {
+        return Ok(None);
+    }
+    // Subprotocol names are tokens compared exactly (RFC 6455 section 11.3.4).
+    if offered.iter().any(|p| p == SUBPROTOCOL) {
+        return Ok(Some(SUBPROTOCOL));
+    }
+    Err(SubprotocolError { offered })
+}
+
 /// Why a username from the `$connect` query string was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum UsernameError {
@@ -37,8 +90,18 @@ pub enum UsernameError {
     Empty,
     #[error("username must be at most {MAX_USERNAME_CHARS} characters, got {0}")]
     TooLong(usize),
-    #[error("username must contain only printable characters")]
-    NotPrintable,
+    #[error(
+        "username must contain only printable characters: character {position} is {code_point}, {kind}"
+    )]
+    NotPrintable {
+        /// 1-based, in characters.
+        position: usize,
+        /// `U+202E`.
+        code_point: String,
+        kind: Unprintable,
+    },
+    #[error("username must not start or end with whitespace")]
+    EdgeWhitespace,
     /// Authentication is on but the event carries no verified identity: the authorizer did
     /// not run (a misconfigured stage), so nobody is let in.
     #[error("no verified identity: the authorizer's context has no {0}")]
@@ -76,9 +139,45 @@ impl Identity {
     }
 }
 
+/// The kinds of character a username refuses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unprintable {
+    /// General category Cc: NUL, BEL, newline, ...
+    Control,
+    /// General category Cf: bidi overrides and isolates, zero-width space and joiners, soft
+    /// hyphen, ... Invisible, and able to make one name read as another.
+    Format,
+    /// General categories Zl and Zp: line and paragraph separators.
+    Separator,
+}
+
+impl std::fmt::Display for Unprintable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Unprintable::Control => "a control character",
+            Unprintable::Format => "an invisible format character (bidi control, zero-width, ...)",
+            Unprintable::Separator => "a line or paragraph separator",
+        })
+    }
+}
+
+fn unprintable(c: char) -> Option<Unprintable> {
+    use unicode_general_category::{GeneralCategory, get_general_category};
+    match get_general_category(c) {
+        GeneralCategory::Control => Some(Unprintable::Control),
+        GeneralCategory::Format => Some(Unprintable::Format),
+        GeneralCategory::LineSeparator | GeneralCategory::ParagraphSeparator => {
+            Some(Unprintable::Separator)
+        }
+        _ => None,
+    }
+}
+
 /// The username for a new connection: the query string's `username`, or [`DEFAULT_USERNAME`]
-/// when absent. 1 to 64 printable characters (no control characters; spaces are fine inside
-/// but not at either end, where they would only confuse readers).
+/// when absent. 1 to 64 printable characters: no control characters (Cc), no invisible format
+/// characters (Cf: a right-to-left override or a zero-width joiner lets one name pass for
+/// another), no line or paragraph separators; spaces are fine inside but not at either end,
+/// where they would only confuse readers.
 pub fn validate_username(raw: Option<&str>) -> Result<String, UsernameError> {
     let Some(name) = raw else {
         return Ok(DEFAULT_USERNAME.to_owned());
@@ -90,8 +189,19 @@ pub fn validate_username(raw: Option<&str>) -> Result<String, UsernameError> {
     if chars > MAX_USERNAME_CHARS {
         return Err(UsernameError::TooLong(chars));
     }
-    if name.chars().any(char::is_control) || name.trim() != name {
-        return Err(UsernameError::NotPrintable);
+    if let Some((i, c, kind)) = name
+        .chars()
+        .enumerate()
+        .find_map(|(i, c)| unprintable(c).map(|kind| (i, c, kind)))
+    {
+        return Err(UsernameError::NotPrintable {
+            position: i + 1,
+            code_point: format!("U+{:04X}", u32::from(c)),
+            kind,
+        });
+    }
+    if name.trim() != name {
+        return Err(UsernameError::EdgeWhitespace);
     }
     Ok(name.to_owned())
 }
@@ -144,6 +254,28 @@ pub enum InputError {
     #[error("too many messages: at most {0} per second and {1} at once; this one was not sent")]
     RateLimited(u32, u32),
 }
+
+/// The error codes a client can receive through API Gateway, as README.md lists them.
+///
+/// [`InputError`] has four more, which guard a direct invocation only: API Gateway routes a
+/// body that is not a JSON object carrying `"action": "sendMessage"` to `$default` (so
+/// `empty_body`, `not_json` and `not_an_object` never reach `sendMessage`), and closes the
+/// connection on a binary frame (`binary_frame`; "Binary media types for WebSocket APIs" in the
+/// API Gateway developer guide).
+pub const CLIENT_ERROR_CODES: &[&str] = &[
+    "missing_data",
+    "data_not_string",
+    "empty_data",
+    "data_too_large",
+    "frame_too_large",
+    "to_not_string",
+    "invalid_to",
+    "unknown_recipient",
+    "unknown_sender",
+    "delivery_failed",
+    "rate_limited",
+    "unknown_action",
+];
 
 fn unknown_action_message(action: Option<&str>) -> String {
     let supported = wsstack_routes::client_actions()
@@ -363,12 +495,70 @@ mod tests {
             Err(UsernameError::TooLong(65))
         );
         assert_eq!(
-            validate_username(Some("a\nb")),
-            Err(UsernameError::NotPrintable)
+            validate_username(Some(" a")),
+            Err(UsernameError::EdgeWhitespace)
+        );
+        // Other scripts pass. (Cf also holds U+200C ZWNJ, which Persian spelling uses, and the
+        // ZWJ of emoji sequences: refused all the same, as a username is a label to tell
+        // people apart, where an invisible character only helps impersonation.)
+        assert_eq!(validate_username(Some("한국어")).unwrap(), "한국어");
+        assert_eq!(validate_username(Some("אבג")).unwrap(), "אבג");
+    }
+
+    #[test]
+    fn usernames_refuse_control_format_and_separator_characters_naming_them() {
+        for (name, position, code_point, kind) in [
+            ("a\nb", 2, "U+000A", Unprintable::Control),
+            ("\u{7f}x", 1, "U+007F", Unprintable::Control),
+            // Right-to-left override: "admin\u{202E}nimda" renders as "adminadmin".
+            ("admin\u{202E}txt", 6, "U+202E", Unprintable::Format),
+            ("ab\u{2066}c", 3, "U+2066", Unprintable::Format), // left-to-right isolate
+            ("ali\u{200B}ce", 4, "U+200B", Unprintable::Format), // zero-width space
+            ("al\u{200D}ice", 3, "U+200D", Unprintable::Format), // zero-width joiner
+            ("\u{FEFF}bob", 1, "U+FEFF", Unprintable::Format), // byte order mark
+            ("bo\u{00AD}b", 3, "U+00AD", Unprintable::Format), // soft hyphen
+            ("a\u{2028}b", 2, "U+2028", Unprintable::Separator),
+        ] {
+            let err = validate_username(Some(name)).expect_err(name);
+            assert_eq!(
+                err,
+                UsernameError::NotPrintable {
+                    position,
+                    code_point: code_point.to_owned(),
+                    kind
+                },
+                "{name:?}"
+            );
+        }
+        assert_eq!(
+            validate_username(Some("admin\u{202E}txt"))
+                .expect_err("RLO")
+                .to_string(),
+            "username must contain only printable characters: character 6 is U+202E, an invisible \
+             format character (bidi control, zero-width, ...)"
+        );
+    }
+
+    #[test]
+    fn subprotocol_negotiation() {
+        assert_eq!(negotiate_subprotocol([]), Ok(None));
+        assert_eq!(negotiate_subprotocol([""]), Ok(None));
+        assert_eq!(negotiate_subprotocol(["wsstack.v1"]), Ok(Some(SUBPROTOCOL)));
+        // Among others, in one header or several.
+        assert_eq!(
+            negotiate_subprotocol(["chat, wsstack.v1 ,mqtt"]),
+            Ok(Some(SUBPROTOCOL))
         );
         assert_eq!(
-            validate_username(Some(" a")),
-            Err(UsernameError::NotPrintable)
+            negotiate_subprotocol(["chat", "wsstack.v1"]),
+            Ok(Some(SUBPROTOCOL))
+        );
+        let err = negotiate_subprotocol(["chat, WSSTACK.V1", "wsstack.v2"]).unwrap_err();
+        assert_eq!(err.offered, ["chat", "WSSTACK.V1", "wsstack.v2"]);
+        assert_eq!(
+            err.to_string(),
+            "unsupported WebSocket subprotocol `chat`, `WSSTACK.V1`, `wsstack.v2`: this API \
+             speaks only wsstack.v1"
         );
     }
 

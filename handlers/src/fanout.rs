@@ -71,8 +71,9 @@ pub async fn broadcast(
         BadRecord(StoreError),
     }
     let frame = &frame;
+    // Records whose TTL has passed are neither posted to nor counted.
     store
-        .list()
+        .list_recipients(chrono::Utc::now().timestamp())
         .map(|item| async move {
             match item {
                 Ok(c) => {

@@ -11,7 +11,7 @@
 //!
 //! | route | does | answers |
 //! |---|---|---|
-//! | `$connect` | stores `{connectionId, username, connectedAt (ms), expiresAt (s, TTL = +2 h)}`; `username` from the query string, 1..=64 printable characters, default `anonymous` | 200; 400 for a bad username; 500 when the store fails (API Gateway then refuses the handshake) |
+//! | `$connect` | negotiates the subprotocol ([`domain::SUBPROTOCOL`] when offered); stores `{connectionId, username, connectedAt (ms), expiresAt (s, TTL = +2 h)}`; `username` from the query string, 1..=64 printable characters (no Cc, Cf, Zl, Zp), default `anonymous` | 200, with `Sec-WebSocket-Protocol: wsstack.v1` when the client offered it; 400 when the client offered only other subprotocols or a bad username; 500 when the store fails (API Gateway then refuses the handshake) |
 //! | `$disconnect` | deletes the record (a missing one is fine) | 200; a store failure is a function error |
 //! | `sendMessage` | `{"action":"sendMessage","data":"…","to":"<id>"?}`: a broadcast to everyone **including the sender**, or a direct message to `to` only | frames `{"type":"message","from","data","sentAt"}` / `{"type":"direct","from","to","data","sentAt"}`; bad input: `{"type":"error","code","message"}` to the sender only ([`domain::InputError`] lists the codes) |
 //! | `$default` | nothing | `{"type":"error","code":"unknown_action","message","supportedActions":[…]}` to the sender |
@@ -52,6 +52,10 @@ pub enum HandlerError {
     Store(#[from] StoreError),
     #[error("could not answer the sender: {0}")]
     Management(#[from] ManagementError),
+    /// A broadcast had recipients and reached none of them: every post failed (each failure
+    /// is logged with its reason). Gone connections are not recipients: they left.
+    #[error("the broadcast reached none of its {failed} recipients; every post failed")]
+    NothingDelivered { failed: usize },
     /// The handler is not behind a route (the `$connect` authorizer has its own entry point).
     #[error("the {0} handler is not a route handler")]
     NotARoute(&'static str),
@@ -63,6 +67,7 @@ impl From<HandlerError> for lambda_runtime::Diagnostic {
             HandlerError::MissingField(_) => "MissingField",
             HandlerError::Store(_) => "StoreError",
             HandlerError::Management(_) => "ManagementError",
+            HandlerError::NothingDelivered { .. } => "NothingDelivered",
             HandlerError::NotARoute(_) => "NotARoute",
         };
         lambda_runtime::Diagnostic {
@@ -79,6 +84,10 @@ pub struct App {
     api: Arc<dyn ManagementApi>,
     config: Config,
 }
+
+/// The handshake header a client offers subprotocols in, and `$connect` answers with the chosen
+/// one in (see [`domain::negotiate_subprotocol`]).
+pub const SEC_WEBSOCKET_PROTOCOL: &str = "sec-websocket-protocol";
 
 /// The query string parameter `$connect` reads the username from (without authentication).
 pub const USERNAME_PARAMETER: &str = "username";
@@ -146,7 +155,7 @@ impl App {
                 Handler::Disconnect => self.disconnect(connection_id, &event).await,
                 Handler::SendMessage => self.send_message(connection_id, &event).await,
                 Handler::Default => self.default_route(connection_id, &event).await,
-                Handler::Authorizer => Err(HandlerError::NotARoute(handler.binary())),
+                Handler::Authorizer => Err(HandlerError::NotARoute(handler.name())),
             }
         };
         work.instrument(span).await
@@ -197,6 +206,29 @@ impl App {
         connection_id: &str,
         event: &ApiGatewayWebsocketProxyRequest,
     ) -> Result<ApiGatewayProxyResponse, HandlerError> {
+        // API Gateway sends the headers twice: `multiValueHeaders` keeps every line of a
+        // repeated header, `headers` one value per name. Read one of them, not both.
+        let headers = if event
+            .multi_value_headers
+            .contains_key(SEC_WEBSOCKET_PROTOCOL)
+        {
+            &event.multi_value_headers
+        } else {
+            &event.headers
+        };
+        let protocol_headers = headers
+            .get_all(SEC_WEBSOCKET_PROTOCOL)
+            .iter()
+            .filter_map(|v| v.to_str().ok());
+        let subprotocol = match domain::negotiate_subprotocol(protocol_headers) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::info!(error = %e, "refusing connection: unsupported subprotocol");
+                // The status AWS's own example answers with; API Gateway refuses the handshake
+                // with it.
+                return Ok(response(400, Some(e.to_string())));
+            }
+        };
         let identity = match self.identity(event) {
             Ok(i) => i,
             Err(e) => {
@@ -227,8 +259,16 @@ impl App {
                 Some("could not register the connection".into()),
             ));
         }
-        tracing::info!(username = %record.username, "connected");
-        Ok(ok())
+        tracing::info!(username = %record.username, subprotocol, "connected");
+        let mut answer = ok();
+        if let Some(p) = subprotocol {
+            // API Gateway copies this header into its 101 answer to the client.
+            answer.headers.insert(
+                SEC_WEBSOCKET_PROTOCOL,
+                aws_lambda_events::http::HeaderValue::from_static(p),
+            );
+        }
+        Ok(answer)
     }
 
     async fn disconnect(
@@ -309,6 +349,14 @@ impl App {
                     // function error makes API Gateway tell the sender.
                     return Err(e.into());
                 }
+                if report.delivered == 0 && report.failed > 0 {
+                    // The sender is a recipient too, so not even the echo went out: a broken
+                    // permission or endpoint, not a few bad connections. Report it as the
+                    // function error it is instead of a success nobody saw.
+                    return Err(HandlerError::NothingDelivered {
+                        failed: report.failed,
+                    });
+                }
                 Ok(ok())
             }
             Recipients::One(to) => {
@@ -379,16 +427,21 @@ impl App {
     }
 }
 
-/// The `main` of every Lambda binary: logging as Lambda's logging config says, configuration
-/// validated before the first event, SDK clients built once and reused by every invocation.
-pub async fn run_lambda(handler: Handler) -> Result<(), RunError> {
+/// The `main` of the `bootstrap` binary every function runs: logging as Lambda's logging config
+/// says, the handler picked by the function's `Handler` setting (`_HANDLER`) and the
+/// configuration validated before the first event, SDK clients built once and reused by every
+/// invocation.
+pub async fn run_lambda() -> Result<(), RunError> {
     // Honours AWS_LAMBDA_LOG_FORMAT=JSON and AWS_LAMBDA_LOG_LEVEL (falls back to RUST_LOG).
     lambda_runtime::tracing::init_default_subscriber();
+    let env = |name: &str| std::env::var(name).ok();
+    let handler = config::handler_from_lookup(env)
+        .inspect_err(|e| tracing::error!(error = %e, "bad handler setting"))?;
     if handler == Handler::Authorizer {
         return run_authorizer().await;
     }
-    let config =
-        Config::from_env().inspect_err(|e| tracing::error!(error = %e, "bad configuration"))?;
+    let config = Config::from_lookup(env)
+        .inspect_err(|e| tracing::error!(error = %e, "bad configuration"))?;
     let sdk = aws_sdk_config().await;
     let store = store::DynamoDbStore::new(
         aws_sdk_dynamodb::Client::new(&sdk),
@@ -396,6 +449,7 @@ pub async fn run_lambda(handler: Handler) -> Result<(), RunError> {
     );
     let api = management::SdkManagementApi::new(&sdk);
     let app = App::new(Arc::new(store), Arc::new(api), config);
+    tracing::debug!(handler = handler.name(), "ready");
     lambda_runtime::run(lambda_runtime::service_fn(
         move |event: lambda_runtime::LambdaEvent<ApiGatewayWebsocketProxyRequest>| {
             let app = app.clone();
@@ -484,20 +538,4 @@ pub async fn local_sdk_config(endpoint_url: Option<&str>) -> aws_config::SdkConf
         loader = loader.endpoint_url(url);
     }
     loader.load().await
-}
-
-#[cfg(test)]
-mod binaries {
-    use std::path::Path;
-
-    /// `cargo lambda build --bin {binary}` and synth rely on a binary per handler.
-    #[test]
-    fn every_handler_has_its_binary() {
-        for h in wsstack_routes::Handler::ALL {
-            let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("src/bin")
-                .join(format!("{}.rs", h.binary()));
-            assert!(path.is_file(), "{h:?}: {} is missing", path.display());
-        }
-    }
 }

@@ -21,9 +21,11 @@ pub enum ManagementError {
     /// 429: too many requests, or the client's buffer is full.
     #[error("throttled (429)")]
     Throttled,
-    /// 403: the caller may not manage connections of this API/stage.
-    #[error("forbidden (403)")]
-    Forbidden,
+    /// 403: the caller may not manage connections of this API/stage. Carries the service's
+    /// message, which says who was refused what on which resource (an IAM policy naming the
+    /// wrong stage or method reads differently from a wrong endpoint), or is empty.
+    #[error("forbidden (403): {}", if .0.is_empty() { "the service gave no message" } else { .0.as_str() })]
+    Forbidden(String),
     /// Anything else: network failure, 5xx, an unexpected answer.
     #[error("management API call failed: {0}")]
     Other(String),
@@ -106,7 +108,9 @@ where
         (Some("LimitExceededException" | "ThrottlingException"), _) | (_, Some(429)) => {
             ManagementError::Throttled
         }
-        (Some("ForbiddenException"), _) | (_, Some(403)) => ManagementError::Forbidden,
+        (Some("ForbiddenException"), _) | (_, Some(403)) => {
+            ManagementError::Forbidden(err.message().unwrap_or_default().to_owned())
+        }
         _ => {
             let mut text = match status {
                 Some(s) => format!("HTTP {s}: {err}"),

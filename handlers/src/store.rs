@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
+use aws_sdk_dynamodb::operation::scan::builders::ScanFluentBuilder;
 use aws_sdk_dynamodb::types::AttributeValue;
 use futures::stream::{self, BoxStream, StreamExt};
 
@@ -76,6 +77,23 @@ pub enum Admission {
     UnknownSender,
 }
 
+/// A connection a broadcast posts to: only what the post needs, so a listing transfers and
+/// decodes one attribute per record. (DynamoDB still reads, and bills, whole items: its 1 MB
+/// page limit applies before projection and filter.)
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recipient {
+    pub connection_id: String,
+}
+
+/// Whether a record with TTL `expires_at` (epoch seconds) is still live at `now` (epoch
+/// seconds). DynamoDB deletes expired records lazily, typically within days, and Scan returns
+/// them until then; the developer guide's filter for them keeps items whose TTL is after now
+/// ("Working with expired items",
+/// https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/ttl-expired-items.html).
+pub fn is_live(expires_at: i64, now: i64) -> bool {
+    expires_at > now
+}
+
 /// A store operation that failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StoreError {
@@ -111,6 +129,25 @@ pub trait ConnectionStore: Send + Sync {
     /// Every record, fetched a page at a time as the stream is polled. Records deleted or added
     /// while listing may or may not appear (as with a DynamoDB Scan); none appears twice.
     fn list(&self) -> BoxStream<'_, Result<Connection, StoreError>>;
+
+    /// The connections a broadcast posts to at `now` (epoch seconds): every record that is
+    /// live ([`is_live`]), with what was written before the listing started visible (a client
+    /// that connected a moment ago is reached), paged like [`ConnectionStore::list`].
+    ///
+    /// The default filters [`ConnectionStore::list`]; [`DynamoDbStore`] has the table do it.
+    fn list_recipients(&self, now: i64) -> BoxStream<'_, Result<Recipient, StoreError>> {
+        self.list()
+            .filter_map(move |item| {
+                futures::future::ready(match item {
+                    Ok(c) if !is_live(c.expires_at, now) => None,
+                    Ok(c) => Some(Ok(Recipient {
+                        connection_id: c.connection_id,
+                    })),
+                    Err(e) => Some(Err(e)),
+                })
+            })
+            .boxed()
+    }
 }
 
 /// A page of records; a malformed record is an error of its own, so one bad item does not hide
@@ -119,9 +156,9 @@ type Page = Vec<Result<Connection, StoreError>>;
 
 /// Turns a stream of pages into a stream of records. A failed page fetch ends the listing
 /// (there is no cursor to go on from), after yielding the error.
-fn flatten_pages<'a>(
-    pages: impl futures::Stream<Item = Result<Page, StoreError>> + Send + 'a,
-) -> BoxStream<'a, Result<Connection, StoreError>> {
+fn flatten_pages<'a, T: Send + 'a>(
+    pages: impl futures::Stream<Item = Result<Vec<Result<T, StoreError>>, StoreError>> + Send + 'a,
+) -> BoxStream<'a, Result<T, StoreError>> {
     pages
         .map(|page| match page {
             Ok(records) => stream::iter(records),
@@ -455,6 +492,55 @@ impl DynamoDbStore {
 
 type ScanCursor = Option<HashMap<String, AttributeValue>>;
 
+fn recipient_from_item(item: &HashMap<String, AttributeValue>) -> Result<Recipient, StoreError> {
+    match item.get(ATTR_CONNECTION_ID) {
+        Some(AttributeValue::S(s)) => Ok(Recipient {
+            connection_id: s.clone(),
+        }),
+        _ => Err(StoreError::Malformed {
+            connection_id: String::new(),
+            reason: format!("no string attribute {ATTR_CONNECTION_ID}"),
+        }),
+    }
+}
+
+impl DynamoDbStore {
+    /// The Scan `request` (table, page size and the caller's parameters set), page after page
+    /// from where the last one ended; `decode` reads one item.
+    fn scan_pages<T: Send + 'static>(
+        &self,
+        request: ScanFluentBuilder,
+        decode: fn(&HashMap<String, AttributeValue>) -> Result<T, StoreError>,
+    ) -> BoxStream<'_, Result<T, StoreError>> {
+        // State: `None` = done; `Some(cursor)` = fetch the page starting after `cursor`
+        // (`Some(None)` is the first page).
+        let pages = stream::try_unfold(Some(None), move |state: Option<ScanCursor>| {
+            let request = request.clone();
+            async move {
+                let Some(start) = state else {
+                    return Ok(None);
+                };
+                let out = request
+                    .set_exclusive_start_key(start)
+                    .send()
+                    .await
+                    .map_err(backend_error)?;
+                let page: Vec<Result<T, StoreError>> = out.items().iter().map(decode).collect();
+                let next = out.last_evaluated_key().map(|k| Some(k.clone()));
+                Ok::<_, StoreError>(Some((page, next)))
+            }
+        });
+        flatten_pages(pages)
+    }
+
+    fn scan(&self) -> ScanFluentBuilder {
+        self.client
+            .scan()
+            .table_name(&self.table)
+            .set_limit(self.page_size)
+    }
+}
+
 #[async_trait]
 impl ConnectionStore for DynamoDbStore {
     async fn put(&self, connection: &Connection) -> Result<(), StoreError> {
@@ -548,28 +634,27 @@ impl ConnectionStore for DynamoDbStore {
     }
 
     fn list(&self) -> BoxStream<'_, Result<Connection, StoreError>> {
-        // State: `None` = done; `Some(cursor)` = fetch the page starting after `cursor`
-        // (`Some(None)` is the first page).
-        let pages = stream::try_unfold(Some(None::<HashMap<String, AttributeValue>>), {
-            move |state: Option<ScanCursor>| async move {
-                let Some(start) = state else {
-                    return Ok(None);
-                };
-                let out = self
-                    .client
-                    .scan()
-                    .table_name(&self.table)
-                    .set_limit(self.page_size)
-                    .set_exclusive_start_key(start)
-                    .send()
-                    .await
-                    .map_err(backend_error)?;
-                let page: Page = out.items().iter().map(from_item).collect();
-                let next = out.last_evaluated_key().map(|k| Some(k.clone()));
-                Ok::<_, StoreError>(Some((page, next)))
-            }
-        });
-        flatten_pages(pages)
+        self.scan_pages(self.scan(), from_item)
+    }
+
+    fn list_recipients(&self, now: i64) -> BoxStream<'_, Result<Recipient, StoreError>> {
+        self.scan_pages(
+            self.scan()
+                // A Scan is eventually consistent by default and could miss a record
+                // written a moment ago: a client that just connected would not get the
+                // broadcast (API Reference, Scan, ConsistentRead).
+                .consistent_read(true)
+                // The post needs the connection id only.
+                .projection_expression("#id")
+                // Expired records (TTL at or before now) still sit in the table until
+                // DynamoDB's TTL process deletes them; the filter keeps them out of the
+                // broadcast. A record without the attribute predates TTL: still reached.
+                .filter_expression("attribute_not_exists(#ttl) OR #ttl > :now")
+                .expression_attribute_names("#id", ATTR_CONNECTION_ID)
+                .expression_attribute_names("#ttl", ATTR_EXPIRES_AT)
+                .expression_attribute_values(":now", AttributeValue::N(now.to_string())),
+            recipient_from_item,
+        )
     }
 }
 

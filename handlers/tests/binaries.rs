@@ -1,15 +1,21 @@
-//! The Lambda binaries fail their init, naming the variable, when the configuration is bad:
-//! Lambda then reports an init error instead of failing every request.
+//! The `bootstrap` binary fails its init, naming the variable, when the handler setting or the
+//! configuration is bad: Lambda then reports an init error instead of failing every request.
 
 use std::process::Command;
 
 fn run(bin: &str, env: &[(&str, &str)]) -> (bool, String) {
     let mut cmd = Command::new(bin);
     for var in [
+        "_HANDLER",
         "TABLE_NAME",
         "BROADCAST_CONCURRENCY",
         "CALLBACK_URL",
         "AWS_LAMBDA_RUNTIME_API",
+        "AUTH_ISSUER",
+        "AUTH_AUDIENCE",
+        "AUTH_JWKS_URL",
+        "AUTH_TOKEN_SOURCE",
+        "AUTH_USERNAME_CLAIM",
     ] {
         cmd.env_remove(var);
     }
@@ -24,30 +30,82 @@ fn run(bin: &str, env: &[(&str, &str)]) -> (bool, String) {
     (out.status.success(), text)
 }
 
+const BOOTSTRAP: &str = env!("CARGO_BIN_EXE_bootstrap");
+
 #[test]
 fn a_missing_table_name_fails_init() {
-    for bin in [
-        env!("CARGO_BIN_EXE_connect"),
-        env!("CARGO_BIN_EXE_disconnect"),
-        env!("CARGO_BIN_EXE_send-message"),
-        env!("CARGO_BIN_EXE_default"),
-    ] {
-        let (ok, text) = run(bin, &[]);
-        assert!(!ok, "{bin}");
+    let route_handlers = wsstack_routes::ROUTES.iter().map(|r| r.handler.name());
+    for handler in route_handlers {
+        let (ok, text) = run(BOOTSTRAP, &[("_HANDLER", handler)]);
+        assert!(!ok, "{handler}");
         assert!(
             text.contains("environment variable TABLE_NAME is required but not set"),
-            "{bin}: {text}"
+            "{handler}: {text}"
         );
         // The JSON log line Lambda's logging config asks for.
-        assert!(text.contains(r#""level":"ERROR""#), "{bin}: {text}");
+        assert!(text.contains(r#""level":"ERROR""#), "{handler}: {text}");
     }
+}
+
+#[test]
+fn the_authorizer_fails_init_naming_a_missing_or_bad_auth_variable() {
+    let (ok, text) = run(BOOTSTRAP, &[("_HANDLER", "authorizer")]);
+    assert!(!ok);
+    assert!(text.contains("AUTH_ISSUER is not set"), "{text}");
+    assert!(text.contains(r#""level":"ERROR""#), "{text}");
+    let (ok, text) = run(
+        BOOTSTRAP,
+        &[
+            ("_HANDLER", "authorizer"),
+            ("AUTH_ISSUER", "http://issuer.example"),
+            ("AUTH_AUDIENCE", "client"),
+        ],
+    );
+    assert!(!ok);
+    assert!(
+        text.contains(
+            "AUTH_ISSUER: http://issuer.example: plain http is allowed only to a loopback host"
+        ),
+        "{text}"
+    );
+}
+
+#[test]
+fn an_unknown_handler_setting_fails_init_naming_the_value_and_the_valid_names() {
+    // `bootstrap` is what the per-route binaries' functions had as `Handler`: a stack deployed
+    // with the old template and the new zip must say so, not serve the wrong route.
+    let (ok, text) = run(
+        BOOTSTRAP,
+        &[("_HANDLER", "bootstrap"), ("TABLE_NAME", "Connections")],
+    );
+    assert!(!ok);
+    assert!(
+        text.contains(
+            r#"Error: environment variable _HANDLER="bootstrap" names no handler: valid names are connect, disconnect, send-message, default, authorizer"#
+        ),
+        "{text}"
+    );
+    assert!(text.contains(r#""level":"ERROR""#), "{text}");
+}
+
+#[test]
+fn a_missing_handler_setting_fails_init() {
+    let (ok, text) = run(BOOTSTRAP, &[("TABLE_NAME", "Connections")]);
+    assert!(!ok);
+    assert!(
+        text.contains(
+            "environment variable _HANDLER is not set: set the function's Handler property to one of connect, disconnect, send-message, default"
+        ),
+        "{text}"
+    );
 }
 
 #[test]
 fn a_bad_concurrency_fails_init() {
     let (ok, text) = run(
-        env!("CARGO_BIN_EXE_send-message"),
+        BOOTSTRAP,
         &[
+            ("_HANDLER", "send-message"),
             ("TABLE_NAME", "Connections"),
             ("BROADCAST_CONCURRENCY", "0"),
         ],

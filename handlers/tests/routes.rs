@@ -12,7 +12,7 @@ use bytes::Bytes;
 use futures::stream::BoxStream;
 use serde_json::{Value, json};
 use wsstack_handlers::config::Config;
-use wsstack_handlers::domain::MAX_DATA_BYTES;
+use wsstack_handlers::domain::{CLIENT_ERROR_CODES, MAX_DATA_BYTES};
 use wsstack_handlers::management::{ConnectionInfo, ManagementApi, ManagementError};
 use wsstack_handlers::store::{
     Admission, Connection, ConnectionStore, MemoryStore, MessageRate, StoreError,
@@ -179,10 +179,13 @@ fn conn(id: &str, username: &str) -> Connection {
         connection_id: id.to_owned(),
         username: username.to_owned(),
         connected_at: 1_795_703_226_123,
-        expires_at: 1_795_703_226 + 7200,
+        expires_at: LIVE_UNTIL,
         sub: None,
     }
 }
+
+/// An `expiresAt` far in the future: the record is live whenever the tests run.
+const LIVE_UNTIL: i64 = 4_102_444_800; // 2100-01-01
 
 struct Fixture {
     app: App,
@@ -274,11 +277,15 @@ async fn connect_refuses_bad_usernames_with_400_and_stores_nothing() {
         ),
         (
             "bad\u{7}bell".to_owned(),
-            "username must contain only printable characters",
+            "username must contain only printable characters: character 4 is U+0007, a control character",
+        ),
+        (
+            "ad\u{202E}min".to_owned(),
+            "username must contain only printable characters: character 3 is U+202E, an invisible format character (bidi control, zero-width, ...)",
         ),
         (
             "trailing ".to_owned(),
-            "username must contain only printable characters",
+            "username must not start or end with whitespace",
         ),
     ] {
         let f = setup(RecordingApi::default()).await;
@@ -295,6 +302,67 @@ async fn connect_refuses_bad_usernames_with_400_and_stores_nothing() {
         );
         assert_eq!(f.store.get("new1").await.unwrap(), None);
     }
+}
+
+/// A `$connect` event whose client offered `protocols` in `Sec-WebSocket-Protocol`.
+fn connect_offering(protocols: &str) -> ApiGatewayWebsocketProxyRequest {
+    event("connect", |v| {
+        v["requestContext"]["connectionId"] = json!("new1");
+        v["headers"]["Sec-WebSocket-Protocol"] = json!(protocols);
+        v["multiValueHeaders"]["Sec-WebSocket-Protocol"] = json!([protocols]);
+    })
+}
+
+// https://docs.aws.amazon.com/apigateway/latest/developerguide/websocket-connect-route-subprotocol.html
+#[tokio::test]
+async fn connect_answers_with_wsstack_v1_when_the_client_offers_it_among_others() {
+    let f = setup(RecordingApi::default()).await;
+    let resp = f
+        .app
+        .handle(Handler::Connect, connect_offering("chat, wsstack.v1, mqtt"))
+        .await
+        .unwrap();
+    assert_eq!(resp.status_code, 200);
+    assert_eq!(
+        resp.headers
+            .get_all("Sec-WebSocket-Protocol")
+            .iter()
+            .collect::<Vec<_>>(),
+        ["wsstack.v1"]
+    );
+    assert!(f.store.get("new1").await.unwrap().is_some());
+}
+
+#[tokio::test]
+async fn connect_refuses_a_client_that_offers_only_other_subprotocols() {
+    let f = setup(RecordingApi::default()).await;
+    let resp = f
+        .app
+        .handle(Handler::Connect, connect_offering("chat, wsstack.v2"))
+        .await
+        .unwrap();
+    assert_eq!(resp.status_code, 400);
+    assert_eq!(
+        resp.body,
+        Some(aws_lambda_events::encodings::Body::Text(
+            "unsupported WebSocket subprotocol `chat`, `wsstack.v2`: this API speaks only wsstack.v1"
+                .into()
+        ))
+    );
+    assert!(resp.headers.get("Sec-WebSocket-Protocol").is_none());
+    assert_eq!(f.store.get("new1").await.unwrap(), None, "no record kept");
+}
+
+#[tokio::test]
+async fn connect_says_nothing_of_subprotocols_when_none_is_offered() {
+    let f = setup(RecordingApi::default()).await;
+    let ev = event("connect", |v| {
+        v["requestContext"]["connectionId"] = json!("new1")
+    });
+    let resp = f.app.handle(Handler::Connect, ev).await.unwrap();
+    assert_eq!(resp.status_code, 200);
+    assert!(resp.headers.is_empty(), "{:?}", resp.headers);
+    assert!(resp.multi_value_headers.is_empty());
 }
 
 #[tokio::test]
@@ -381,6 +449,47 @@ async fn configured_callback_url_overrides_the_event() {
         .await
         .unwrap();
     assert_eq!(api.posts()[0].endpoint, "http://127.0.0.1:3001/dev");
+}
+
+/// Behind a custom domain (issue 8, item 6) the event's `domainName` is that domain and its
+/// first path segment the mapping key, where `@connections` calls fail
+/// (https://docs.aws.amazon.com/apigateway/latest/developerguide/websocket-api-custom-domain-names.html).
+/// Synth sets `CALLBACK_URL` to the execute-api endpoint; the posts go there, never to the
+/// custom domain.
+#[tokio::test]
+async fn behind_a_custom_domain_posts_go_to_the_execute_api_endpoint_synth_sets() {
+    let store = MemoryStore::new();
+    store.put(&conn(SENDER, "alice")).await.unwrap();
+    store.put(&conn("bob", "bob")).await.unwrap();
+    let api = Arc::new(RecordingApi::default());
+    // The environment as synth writes it for send-message.
+    let env = HashMap::from([("TABLE_NAME", "Connections"), ("CALLBACK_URL", ENDPOINT)]);
+    let config = Config::from_lookup(|k| env.get(k).map(|v| (*v).to_owned())).unwrap();
+    let app = App::new(Arc::new(store), api.clone(), config);
+    let custom = event("message", |v| {
+        v["requestContext"]["domainName"] = json!("chat.example.com");
+        v["requestContext"]["stage"] = json!("prod");
+        v["path"] = json!("/chat");
+    });
+    app.handle(Handler::SendMessage, custom).await.unwrap();
+    let posts = api.posts();
+    assert_eq!(posts.len(), 2, "{posts:?}");
+    for p in posts {
+        assert_eq!(p.endpoint, ENDPOINT, "{p:?}");
+    }
+    // Without CALLBACK_URL the event's domain would have been used: the case synth prevents.
+    assert_eq!(
+        App::new(
+            Arc::new(MemoryStore::new()),
+            api.clone(),
+            Config::new("Connections")
+        )
+        .callback_endpoint(&event("message", |v| {
+            v["requestContext"]["domainName"] = json!("chat.example.com");
+        }))
+        .unwrap(),
+        "https://chat.example.com/prod"
+    );
 }
 
 #[tokio::test]
@@ -516,7 +625,17 @@ async fn bad_input_gets_an_exact_error_frame_and_nothing_is_sent() {
             error_frame("unknown_sender", "your connection has no record; reconnect"),
         ),
     ];
-    assert!(cases.len() >= 10);
+    // Every code a client can receive from sendMessage has its case (`delivery_failed`,
+    // `rate_limited` and `$default`'s `unknown_action` have tests of their own).
+    let covered: std::collections::BTreeSet<String> = cases
+        .iter()
+        .map(|(_, _, frame)| frame["code"].as_str().expect("code").to_owned())
+        .collect();
+    for code in CLIENT_ERROR_CODES {
+        if !["delivery_failed", "unknown_action", "rate_limited"].contains(code) {
+            assert!(covered.contains(*code), "no case answers {code}");
+        }
+    }
     for (what, ev, expected) in cases {
         let f = setup(RecordingApi::default()).await;
         let sender = ev.request_context.connection_id.clone().unwrap();
@@ -619,16 +738,103 @@ async fn an_error_frame_to_a_sender_that_left_is_not_a_failure() {
 
 #[tokio::test]
 async fn an_error_frame_that_cannot_be_sent_is_a_function_error() {
-    let f = setup(RecordingApi::default().failing(SENDER, ManagementError::Forbidden)).await;
+    let f = setup(RecordingApi::default().failing(
+        SENDER,
+        ManagementError::Forbidden(
+            "not authorized to perform: execute-api:ManageConnections".into(),
+        ),
+    ))
+    .await;
     let err = f
         .app
         .handle(Handler::SendMessage, raw_message("nope"))
         .await
         .unwrap_err();
     assert!(
-        matches!(err, HandlerError::Management(ManagementError::Forbidden)),
+        matches!(err, HandlerError::Management(ManagementError::Forbidden(_))),
         "{err}"
     );
+    // The service's message reaches the function error Lambda logs.
+    assert_eq!(
+        err.to_string(),
+        "could not answer the sender: forbidden (403): not authorized to perform: \
+         execute-api:ManageConnections"
+    );
+}
+
+#[tokio::test]
+async fn expired_records_are_neither_posted_to_nor_counted() {
+    let f = setup(RecordingApi::default()).await;
+    let now = chrono::Utc::now().timestamp();
+    f.store
+        .put(&Connection {
+            expires_at: now - 60,
+            ..conn("stale", "dave")
+        })
+        .await
+        .unwrap();
+    let report = wsstack_handlers::fanout::broadcast(
+        &f.store,
+        f.api.as_ref(),
+        ENDPOINT,
+        Bytes::from_static(b"hi"),
+        8,
+    )
+    .await;
+    assert_eq!(
+        report,
+        wsstack_handlers::fanout::FanOutReport {
+            delivered: 3,
+            ..Default::default()
+        }
+    );
+    assert!(f.api.frames_to("stale").is_empty());
+    // Removing it is DynamoDB TTL's job, not the broadcast's.
+    assert!(f.store.get("stale").await.unwrap().is_some());
+}
+
+#[tokio::test]
+async fn a_broadcast_that_reaches_none_of_its_recipients_is_a_function_error() {
+    let api = ["bob", "carol", SENDER]
+        .into_iter()
+        .fold(RecordingApi::default(), |api, id| {
+            api.failing(id, ManagementError::Forbidden("denied".into()))
+        });
+    let f = setup(api).await;
+    let err = f
+        .app
+        .handle(Handler::SendMessage, event("message", |_| {}))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, HandlerError::NothingDelivered { failed: 3 }),
+        "{err}"
+    );
+    assert_eq!(
+        err.to_string(),
+        "the broadcast reached none of its 3 recipients; every post failed"
+    );
+    assert_eq!(
+        lambda_runtime::Diagnostic::from(err).error_type,
+        "HandlerError::NothingDelivered"
+    );
+}
+
+#[tokio::test]
+async fn a_broadcast_whose_other_recipients_are_all_gone_is_no_failure() {
+    let api = ["bob", "carol"]
+        .into_iter()
+        .fold(RecordingApi::default(), |api, id| {
+            api.failing(id, ManagementError::Gone)
+        });
+    let f = setup(api).await;
+    let resp = f
+        .app
+        .handle(Handler::SendMessage, event("message", |_| {}))
+        .await
+        .unwrap();
+    assert_eq!(resp.status_code, 200);
+    assert_eq!(f.api.frames_to(SENDER).len(), 1);
 }
 
 #[tokio::test]
@@ -747,6 +953,25 @@ async fn a_missing_domain_name_is_an_error_when_no_callback_url_is_configured() 
     assert_eq!(err.to_string(), "event has no requestContext.domainName");
 }
 
+/// README.md lists exactly the error codes a client can receive through API Gateway.
+#[test]
+fn readme_lists_the_error_codes_clients_can_receive() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md"))
+        .expect("README.md");
+    let start = readme
+        .find("The codes a client can receive:")
+        .expect("README names the codes a client can receive");
+    let end = start + readme[start..].find(". ").expect("end of the sentence");
+    let listed: Vec<&str> = readme[start..end]
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        // Route keys name where a code comes from; the rest are codes.
+        .filter(|word| wsstack_routes::route(word).is_none())
+        .collect();
+    assert_eq!(listed, CLIENT_ERROR_CODES);
+}
+
 // ------------------------------------------------------------ authentication and rate limits
 
 fn authenticated() -> Config {
@@ -760,6 +985,8 @@ fn authenticated() -> Config {
 fn connect_as(id: &str, authorizer: Option<Value>) -> ApiGatewayWebsocketProxyRequest {
     event("connect", |v| {
         v["requestContext"]["connectionId"] = json!(id);
+        // Now, so the record is live (a broadcast skips expired ones).
+        v["requestContext"]["connectedAt"] = json!(chrono::Utc::now().timestamp_millis());
         v["queryStringParameters"] = json!({"username": "mallory"});
         v["multiValueQueryStringParameters"] = json!({"username": ["mallory"]});
         if let Some(a) = authorizer {

@@ -1,8 +1,11 @@
 //! The route table of the wsstack WebSocket API, declared once.
 //!
-//! Synth builds one Lambda function, integration, route and permission per entry; the handlers
-//! crate builds one binary per [`Handler`]; the local gateway dispatches frames with the same
-//! list. Adding a route here is the only edit needed to put it everywhere.
+//! Synth builds one Lambda function, integration, route and permission per entry, every function
+//! running the same code (the handlers crate's one `bootstrap` binary) with its [`Handler::name`]
+//! as the function's `Handler` setting; the binary dispatches on that name; the local gateway
+//! dispatches frames with the same list. Adding a route is an entry here (a [`Route`], a
+//! [`Handler`] variant with its names and permissions) plus the handler's code in
+//! `wsstack_handlers::App`.
 
 /// The expression API Gateway evaluates on every incoming message to pick a route.
 pub const ROUTE_SELECTION_EXPRESSION: &str = "$request.body.action";
@@ -44,9 +47,10 @@ impl TableAction {
     }
 }
 
-/// The Lambda handlers of the API. Each is one binary in the `handlers` crate and one function
-/// in the synthesized stack. Most sit behind a route of [`ROUTES`]; the others are invoked by
-/// API Gateway in another role (see [`Handler::invocation`]).
+/// The Lambda handlers of the API. Each is one function in the synthesized stack; all of them
+/// run the same `bootstrap` binary, which picks the handler by [`Handler::name`]. Most sit
+/// behind a route of [`ROUTES`]; the others are invoked by API Gateway in another role (see
+/// [`Handler::invocation`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Handler {
     Connect,
@@ -87,9 +91,10 @@ impl Handler {
         }
     }
 
-    /// The cargo binary that implements the handler; `cargo lambda build` writes its zip to
-    /// `target/lambda/{binary}/bootstrap.zip`.
-    pub const fn binary(self) -> &'static str {
+    /// The handler's name, kebab-case: the value of its function's `Handler` property (which
+    /// Lambda hands the `bootstrap` binary as `_HANDLER`) and its `[lambda.<name>]` table in the
+    /// stage files.
+    pub const fn name(self) -> &'static str {
         match self {
             Handler::Connect => "connect",
             Handler::Disconnect => "disconnect",
@@ -97,6 +102,16 @@ impl Handler {
             Handler::Default => "default",
             Handler::Authorizer => "authorizer",
         }
+    }
+
+    /// The handler called `name` (exact, as [`Handler::name`] spells it).
+    pub fn from_name(name: &str) -> Option<Handler> {
+        Handler::ALL.into_iter().find(|h| h.name() == name)
+    }
+
+    /// Every handler's name, for messages that list what is allowed.
+    pub fn names() -> impl Iterator<Item = &'static str> {
+        Handler::ALL.into_iter().map(Handler::name)
     }
 
     /// The PascalCase stem of every CloudFormation logical ID that belongs to this handler
@@ -135,12 +150,40 @@ impl Handler {
         }
     }
 
-    /// Whether the handler calls the `@connections` management API, and so needs
-    /// `execute-api:ManageConnections` on this API's stage.
-    pub const fn posts_to_connections(self) -> bool {
+    /// The `@connections` operations the handler calls; synth grants
+    /// `execute-api:ManageConnections` on exactly these methods of this API's stage.
+    pub const fn management_operations(self) -> &'static [ManagementOperation] {
         match self {
-            Handler::Connect | Handler::Disconnect | Handler::Authorizer => false,
-            Handler::SendMessage | Handler::Default => true,
+            Handler::Connect | Handler::Disconnect | Handler::Authorizer => &[],
+            // Broadcasts and direct messages; error frames back to the sender.
+            Handler::SendMessage => &[ManagementOperation::Post],
+            // Answers the sender with an error frame.
+            Handler::Default => &[ManagementOperation::Post],
+        }
+    }
+}
+
+/// An operation of the API Gateway management API (`@connections`). Its IAM resource names the
+/// HTTP method: `arn:{partition}:execute-api:{region}:{account}:{api}/{stage}/{METHOD}/@connections/*`
+/// (API Gateway developer guide, "Control access to WebSocket APIs with IAM authorization",
+/// <https://docs.aws.amazon.com/apigateway/latest/developerguide/apigateway-websocket-control-access-iam.html>).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ManagementOperation {
+    /// PostToConnection: send data to a connection.
+    Post,
+    /// GetConnection: a connection's details.
+    Get,
+    /// DeleteConnection: close a connection.
+    Delete,
+}
+
+impl ManagementOperation {
+    /// The HTTP method, as the IAM resource of the operation names it.
+    pub const fn http_method(self) -> &'static str {
+        match self {
+            ManagementOperation::Post => "POST",
+            ManagementOperation::Get => "GET",
+            ManagementOperation::Delete => "DELETE",
         }
     }
 }
@@ -206,6 +249,30 @@ mod tests {
             };
             assert_eq!(routes, expected, "{h:?}");
         }
+    }
+
+    #[test]
+    fn names_round_trip_and_are_kebab_case() {
+        for h in Handler::ALL {
+            assert_eq!(Handler::from_name(h.name()), Some(h));
+            assert!(
+                h.name().chars().all(|c| c.is_ascii_lowercase() || c == '-'),
+                "{h:?}: {}",
+                h.name()
+            );
+        }
+        assert_eq!(Handler::from_name("sendMessage"), None);
+        assert_eq!(Handler::from_name(""), None);
+        assert_eq!(
+            Handler::names().collect::<Vec<_>>(),
+            [
+                "connect",
+                "disconnect",
+                "send-message",
+                "default",
+                "authorizer"
+            ]
+        );
     }
 
     #[test]

@@ -86,11 +86,11 @@ fn main() {
         &out,
     );
     let lambda = workspace().join("target/lambda");
-    if lambda.join("connect/bootstrap.zip").exists() {
-        bench_process("synth binary, real handler zips", &[], &out);
+    if wsstack_synth::assets::zip_path(&lambda).exists() {
+        bench_process("synth binary, real handlers' zip", &[], &out);
     } else {
         println!(
-            "(no handler zips in target/lambda: `make handlers` to bench synth with real assets)"
+            "(no handlers' zip in target/lambda: `make handlers` to bench synth with real assets)"
         );
     }
     let peak = children_peak_rss_kib();

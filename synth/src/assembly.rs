@@ -73,7 +73,8 @@ pub struct StackArtifact {
     pub stage: Stage,
     pub environment: Environment,
     pub template: Template,
-    pub assets: Vec<Asset>,
+    /// The code every function of the stack runs.
+    pub asset: Asset,
 }
 
 /// Builds every stage's stack. `pin` overrides the stage files' account and region.
@@ -87,11 +88,11 @@ pub fn synthesize(
     {
         return Err(AssemblyError::InvalidAccount(a.clone()));
     }
-    let assets = crate::assets::resolve_all(source)?;
+    let asset = crate::assets::resolve(source)?;
     stages
         .iter()
         .map(|stage| {
-            let template = stack::build(stage, &assets)?;
+            let template = stack::build(stage, &asset)?;
             Ok(StackArtifact {
                 id: artifact_id(&stage.stack_name),
                 stage: stage.clone(),
@@ -100,7 +101,7 @@ pub fn synthesize(
                     region: pin.region.clone().or_else(|| stage.region.clone()),
                 },
                 template,
-                assets: assets.clone(),
+                asset: asset.clone(),
             })
         })
         .collect()
@@ -154,24 +155,23 @@ pub fn render(stacks: &[StackArtifact]) -> Result<Files, AssemblyError> {
             files: BTreeMap::new(),
             docker_images: BTreeMap::new(),
         };
-        for a in &s.assets {
-            asset_manifest.files.insert(
-                a.hash.clone(),
-                file_asset(
-                    &format!("{}/{}/Code", s.id, crate::stack::ids::function(a.handler)),
-                    &a.file_name(),
-                    &a.object_key(),
-                    &s.environment,
-                ),
-            );
-            // Every stage shares the same handler assets: one file each in the assembly.
-            out.files
-                .entry(a.file_name())
-                .or_insert_with(|| match &a.content {
-                    AssetContent::File(p) => FileContent::CopyOf(p.clone()),
-                    AssetContent::StandIn(bytes) => FileContent::Bytes(bytes.clone()),
-                });
-        }
+        let a = &s.asset;
+        asset_manifest.files.insert(
+            a.hash.clone(),
+            file_asset(
+                &format!("{} Handlers Code", s.id),
+                &a.file_name(),
+                &a.object_key(),
+                &s.environment,
+            ),
+        );
+        // Every stage shares the same handlers' asset: one file in the assembly.
+        out.files
+            .entry(a.file_name())
+            .or_insert_with(|| match &a.content {
+                AssetContent::File(p) => FileContent::CopyOf(p.clone()),
+                AssetContent::StandIn(bytes) => FileContent::Bytes(bytes.clone()),
+            });
         // The template is an asset too: `cdk deploy` uploads it, which lifts CloudFormation's
         // 51,200-byte limit on templates passed inline.
         asset_manifest.files.insert(
@@ -294,7 +294,7 @@ fn stack_artifact(
             }],
         );
     }
-    if s.assets.iter().any(Asset::is_stand_in) {
+    if s.asset.is_stand_in() {
         metadata.insert(
             format!("/{}", s.id),
             vec![MetadataEntry {
@@ -309,7 +309,7 @@ fn stack_artifact(
         properties: ArtifactProperties::Stack(StackProperties {
             template_file,
             stack_name: s.stage.stack_name.clone(),
-            termination_protection: false,
+            termination_protection: s.stage.termination_protection,
             validate_on_synth: false,
             assume_role_arn: role_arn("deploy"),
             cloud_formation_execution_role_arn: role_arn("cfn-exec"),

@@ -1,50 +1,49 @@
-//! The functions' code: the handlers' zips built by `make handlers`, hashed by content.
+//! The functions' code: the one zip of the handlers' `bootstrap` binary, built by
+//! `make handlers`, hashed by content and shared by every function of every stage. Each
+//! function's `Handler` property names its route handler; the binary dispatches on it.
 //!
 //! A template-only synth (tests, CI, a first look) cannot build arm64 Lambda zips. For that,
-//! [`AssetSource::StandIn`] makes a small, clearly labelled zip per handler whose `bootstrap`
-//! refuses to run, so a stand-in that got deployed by mistake fails loudly instead of serving.
+//! [`AssetSource::StandIn`] makes a small, clearly labelled zip whose `bootstrap` refuses to
+//! run, so a stand-in that got deployed by mistake fails loudly instead of serving.
 
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
-use wsstack_routes::Handler;
 
-/// Where `cargo lambda build --output-format zip` writes each binary's zip, relative to the
-/// workspace root: `{dir}/{binary}/bootstrap.zip`.
+/// Where `cargo lambda build --output-format zip` writes the binary's zip, relative to the
+/// workspace root: `{dir}/bootstrap/bootstrap.zip`.
 pub const DEFAULT_LAMBDA_DIR: &str = "target/lambda";
 
-/// The make target that builds the zips; named in errors.
+/// The handlers crate's one Lambda binary, which every function runs.
+pub const BINARY: &str = "bootstrap";
+
+/// The make target that builds the zip; named in errors.
 pub const BUILD_TARGET: &str = "make handlers";
 
 /// Where the functions' code comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AssetSource {
-    /// The real zips under this folder (`{dir}/{binary}/bootstrap.zip`).
+    /// The real zip under this folder (`{dir}/bootstrap/bootstrap.zip`).
     Built(PathBuf),
-    /// Labelled stand-ins that cannot run: for synthesizing templates without building.
+    /// A labelled stand-in that cannot run: for synthesizing templates without building.
     StandIn,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum AssetError {
-    #[error("the {handler} handler's zip {} does not exist: build the handlers with `{BUILD_TARGET}` first (or pass --stand-in-assets to synthesize templates without code)", path.display())]
-    Missing {
-        handler: &'static str,
-        path: PathBuf,
-    },
-    #[error("cannot read the {handler} handler's zip {}: {source}", path.display())]
+    #[error("the handlers' zip {} does not exist: build it with `{BUILD_TARGET}` first (or pass --stand-in-assets to synthesize templates without code)", path.display())]
+    Missing { path: PathBuf },
+    #[error("cannot read the handlers' zip {}: {source}", path.display())]
     Read {
-        handler: &'static str,
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
 }
 
-/// A file asset: one handler's deployment package.
+/// A file asset: the handlers' deployment package.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Asset {
-    pub handler: Handler,
     /// SHA-256 of the zip, lowercase hex: the asset ID and the S3 object key's stem.
     pub hash: String,
     pub content: AssetContent,
@@ -74,40 +73,29 @@ impl Asset {
     }
 }
 
-/// Finds and hashes the asset of every handler.
-pub fn resolve_all(source: &AssetSource) -> Result<Vec<Asset>, AssetError> {
-    Handler::ALL.iter().map(|&h| resolve(h, source)).collect()
-}
-
-/// Finds and hashes one handler's asset.
-pub fn resolve(handler: Handler, source: &AssetSource) -> Result<Asset, AssetError> {
+/// Finds and hashes the handlers' asset.
+pub fn resolve(source: &AssetSource) -> Result<Asset, AssetError> {
     match source {
         AssetSource::StandIn => {
-            let zip = stand_in_zip(handler);
+            let zip = stand_in_zip();
             Ok(Asset {
-                handler,
                 hash: hex::encode(Sha256::digest(&zip)),
                 content: AssetContent::StandIn(zip),
             })
         }
         AssetSource::Built(dir) => {
-            let path = zip_path(dir, handler);
+            let path = zip_path(dir);
             let hash = hash_file(&path).map_err(|source| {
                 if source.kind() == std::io::ErrorKind::NotFound {
-                    AssetError::Missing {
-                        handler: handler.binary(),
-                        path: path.clone(),
-                    }
+                    AssetError::Missing { path: path.clone() }
                 } else {
                     AssetError::Read {
-                        handler: handler.binary(),
                         path: path.clone(),
                         source,
                     }
                 }
             })?;
             Ok(Asset {
-                handler,
                 hash,
                 content: AssetContent::File(path),
             })
@@ -115,9 +103,9 @@ pub fn resolve(handler: Handler, source: &AssetSource) -> Result<Asset, AssetErr
     }
 }
 
-/// `{dir}/{binary}/bootstrap.zip`.
-pub fn zip_path(dir: &Path, handler: Handler) -> PathBuf {
-    dir.join(handler.binary()).join("bootstrap.zip")
+/// `{dir}/bootstrap/bootstrap.zip`.
+pub fn zip_path(dir: &Path) -> PathBuf {
+    dir.join(BINARY).join("bootstrap.zip")
 }
 
 /// SHA-256 of a file, streamed so a large zip does not sit in memory.
@@ -128,20 +116,20 @@ fn hash_file(path: &Path) -> std::io::Result<String> {
     Ok(hex::encode(hasher.finalize()))
 }
 
-/// The `bootstrap` of a stand-in: says what it is and exits non-zero.
-fn stand_in_bootstrap(handler: Handler) -> String {
+/// The `bootstrap` of a stand-in: says what it is, and which handler it stands in for (Lambda
+/// sets `_HANDLER` from the function's `Handler`), and exits non-zero.
+fn stand_in_bootstrap() -> String {
     format!(
         "#!/bin/sh\n\
-         # wsstack STAND-IN asset for the `{bin}` handler, written by `synth --stand-in-assets`.\n\
-         echo 'wsstack: this function runs a STAND-IN, not the {bin} handler: build the handlers with `{BUILD_TARGET}`, synth again and redeploy' >&2\n\
-         exit 1\n",
-        bin = handler.binary()
+         # wsstack STAND-IN asset, written by `synth --stand-in-assets`.\n\
+         echo \"wsstack: this function runs a STAND-IN, not the ${{_HANDLER:-unknown}} handler: build the handlers with \\`{BUILD_TARGET}\\`, synth again and redeploy\" >&2\n\
+         exit 1\n"
     )
 }
 
 /// A deterministic zip holding the stand-in `bootstrap` (stored, fixed timestamp, mode 0755).
-pub fn stand_in_zip(handler: Handler) -> Vec<u8> {
-    zip_stored("bootstrap", stand_in_bootstrap(handler).as_bytes())
+pub fn stand_in_zip() -> Vec<u8> {
+    zip_stored("bootstrap", stand_in_bootstrap().as_bytes())
 }
 
 /// A one-file zip with no compression. Enough for a stand-in; avoids a zip dependency.
@@ -221,28 +209,47 @@ mod tests {
     }
 
     #[test]
-    fn stand_ins_are_deterministic_and_distinct() {
-        let a = resolve(Handler::Connect, &AssetSource::StandIn).expect("stand-in");
-        let b = resolve(Handler::Connect, &AssetSource::StandIn).expect("stand-in");
-        let c = resolve(Handler::Disconnect, &AssetSource::StandIn).expect("stand-in");
+    fn the_stand_in_is_deterministic_and_labelled() {
+        let a = resolve(&AssetSource::StandIn).expect("stand-in");
+        let b = resolve(&AssetSource::StandIn).expect("stand-in");
         assert_eq!(a, b);
-        assert_ne!(a.hash, c.hash);
         assert!(a.is_stand_in());
         assert_eq!(a.file_name(), format!("asset.{}.zip", a.hash));
         assert_eq!(a.object_key(), format!("{}.zip", a.hash));
+        let script = stand_in_bootstrap();
+        assert!(script.starts_with("#!/bin/sh\n"), "{script}");
+        assert!(script.contains("STAND-IN"), "{script}");
+        assert!(script.contains("${_HANDLER:-unknown} handler"), "{script}");
+        assert!(script.contains("make handlers"), "{script}");
+        assert!(script.ends_with("exit 1\n"), "{script}");
     }
 
     #[test]
-    fn missing_zip_names_the_file_and_the_make_target() {
+    fn the_stand_in_refuses_to_run_naming_its_handler() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let e = resolve(
-            Handler::SendMessage,
-            &AssetSource::Built(dir.path().to_owned()),
-        )
-        .expect_err("no zip");
+        let path = dir.path().join("bootstrap");
+        std::fs::write(&path, stand_in_bootstrap()).expect("write");
+        let out = std::process::Command::new("sh")
+            .arg(&path)
+            .env("_HANDLER", "send-message")
+            .output()
+            .expect("sh runs");
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(
+            err,
+            "wsstack: this function runs a STAND-IN, not the send-message handler: build the \
+             handlers with `make handlers`, synth again and redeploy\n"
+        );
+    }
+
+    #[test]
+    fn a_missing_zip_names_the_file_and_the_make_target() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let e = resolve(&AssetSource::Built(dir.path().to_owned())).expect_err("no zip");
         let msg = e.to_string();
         assert!(
-            msg.contains("send-message/bootstrap.zip does not exist"),
+            msg.contains("bootstrap/bootstrap.zip does not exist"),
             "{msg}"
         );
         assert!(msg.contains("make handlers"), "{msg}");
@@ -251,10 +258,10 @@ mod tests {
     #[test]
     fn built_zip_is_hashed_by_content() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let path = zip_path(dir.path(), Handler::Default);
+        let path = zip_path(dir.path());
         std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
         std::fs::write(&path, b"abc").expect("write");
-        let a = resolve(Handler::Default, &AssetSource::Built(dir.path().to_owned())).expect("zip");
+        let a = resolve(&AssetSource::Built(dir.path().to_owned())).expect("zip");
         // sha256("abc")
         assert_eq!(
             a.hash,

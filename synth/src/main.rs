@@ -21,7 +21,7 @@ use wsstack_synth::stage::{self, DEFAULT_STAGES_DIR};
 #[command(
     name = "synth",
     version,
-    after_help = "Examples:\n  synth                          every stage, real handler zips (build them with `make handlers`)\n  synth --stage prod             only stages/prod.toml\n  synth --stand-in-assets        templates only, without building the handlers\n  synth --account 123456789012 --region eu-west-1   pin the stacks to one environment"
+    after_help = "Examples:\n  synth                          every stage, the real handlers' zip (build it with `make handlers`)\n  synth --stage prod             only stages/prod.toml\n  synth --stand-in-assets        templates only, without building the handlers\n  synth --account 123456789012 --region eu-west-1   pin the stacks to one environment"
 )]
 struct Cli {
     /// Synthesize only this stage (the name of a file in the stages folder, without .toml).
@@ -42,11 +42,11 @@ struct Cli {
     #[arg(long, value_name = "DIR", default_value = "cdk.out")]
     out: PathBuf,
 
-    /// Where `make handlers` leaves the handler zips ({dir}/{binary}/bootstrap.zip).
+    /// Where `make handlers` leaves the handlers' zip ({dir}/bootstrap/bootstrap.zip).
     #[arg(long, value_name = "DIR", default_value = DEFAULT_LAMBDA_DIR)]
     lambda_dir: PathBuf,
 
-    /// Use labelled STAND-IN code instead of the handler zips: the templates are complete, but
+    /// Use labelled STAND-IN code instead of the handlers' zip: the templates are complete, but
     /// the functions refuse to run. For tests and a first look; never deploy it.
     #[arg(long)]
     stand_in_assets: bool,

@@ -9,10 +9,11 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
-use wsstack_routes::Handler;
+use wsstack_routes::{Handler, ROUTES};
 
 use lambda::{FunctionFields, LambdaSection};
 
+mod domain;
 mod lambda;
 
 /// Where the stage files live, relative to the workspace root.
@@ -65,6 +66,23 @@ pub struct Stage {
     pub api: ApiSettings,
     /// Whether stack outputs are exported (`Fn::ImportValue`-able) as `{StackName}-{Output}`.
     pub export_outputs: bool,
+    /// A custom domain for the API's stage, if the stage file has `[domain]`.
+    pub domain: Option<DomainSettings>,
+    /// Whether CloudFormation refuses to delete the stack (set in the cloud assembly manifest
+    /// and applied by `scripts/deploy.py`).
+    pub termination_protection: bool,
+}
+
+/// `[domain]`: a Regional custom domain name mapped to this stage
+/// (https://docs.aws.amazon.com/apigateway/latest/developerguide/websocket-api-custom-domain-names.html).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DomainSettings {
+    /// The domain name clients connect to, e.g. `chat.example.com`.
+    pub name: String,
+    /// The ARN of a Regional ACM certificate for `name`, in the stack's region.
+    pub certificate_arn: String,
+    /// The API mapping key: clients connect to `wss://{name}/{base_path}`; none maps the root.
+    pub base_path: Option<String>,
 }
 
 impl Stage {
@@ -154,6 +172,21 @@ pub struct ApiSettings {
     pub access_log_retention_days: u32,
 }
 
+/// The most a route's function may run: API Gateway stops waiting for a WebSocket integration
+/// after 29 s, a quota that cannot be raised. A longer function runs on after the client got
+/// its error.
+pub const ROUTE_TIMEOUT_MAX_SECONDS: u32 = 29;
+/// The page that states the integration timeout quota.
+pub const WEBSOCKET_QUOTAS_PAGE: &str = "https://docs.aws.amazon.com/apigateway/latest/developerguide/apigateway-execution-service-websocket-limits-table.html";
+
+/// The most a stage's functions may reserve together: Lambda keeps 100 of an account's
+/// concurrency unreserved, and the default quota is 1,000. Accounts with a lower quota (new
+/// accounts often have 10) are caught by `scripts/deploy.py check`, which reads the account.
+pub const RESERVED_CONCURRENCY_MAX: u32 = 900;
+/// The page that states the reserved concurrency rule.
+pub const RESERVED_CONCURRENCY_PAGE: &str =
+    "https://docs.aws.amazon.com/lambda/latest/dg/configuration-concurrency.html";
+
 /// The retention periods CloudWatch Logs accepts, in days.
 pub const LOG_RETENTION_DAYS: &[u32] = &[
     1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922,
@@ -191,8 +224,8 @@ ranged!(
     ReservedConcurrency,
     u32,
     1,
-    1000,
-    "concurrent executions (the default account quota)"
+    RESERVED_CONCURRENCY_MAX,
+    "concurrent executions (Lambda keeps 100 of the default account quota of 1,000 unreserved: https://docs.aws.amazon.com/lambda/latest/dg/configuration-concurrency.html)"
 );
 ranged!(BroadcastConcurrency, u32, 1, 1024, "posts in flight");
 ranged!(
@@ -256,6 +289,16 @@ struct StageFile {
     api: ApiSection,
     #[serde(default)]
     outputs: OutputsSection,
+    domain: Option<DomainSection>,
+    termination_protection: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DomainSection {
+    name: toml::Spanned<String>,
+    certificate_arn: toml::Spanned<String>,
+    base_path: Option<toml::Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -391,10 +434,12 @@ pub fn parse(path: &Path, name: &str, text: &str) -> Result<Stage, StageError> {
     })?;
 
     let defaults = apply(&DEFAULT_FUNCTION, &file.lambda.defaults);
-    let functions = Handler::ALL
+    let functions: Vec<(Handler, FunctionSettings)> = Handler::ALL
         .iter()
         .map(|&h| (h, apply(&DEFAULT_FUNCTION, &file.lambda.fields(h))))
         .collect();
+    check_functions(&file.lambda, &functions)
+        .map_err(|(span, field, message)| invalid(span, field, message))?;
 
     let t = &file.table;
     let billing_mode = t.billing_mode.unwrap_or(BillingMode::PayPerRequest);
@@ -452,8 +497,79 @@ pub fn parse(path: &Path, name: &str, text: &str) -> Result<Stage, StageError> {
             access_log_retention_days: defaults.log_retention_days,
         },
         export_outputs: file.outputs.export.unwrap_or(false),
+        domain: None,
+        termination_protection: file.termination_protection.unwrap_or(false),
     };
-    check_names(path, text, &file, stage)
+    let mut stage = check_names(path, text, &file, stage)?;
+    if let Some(d) = &file.domain {
+        stage.domain = Some(
+            domain::check(d, stage.region.as_deref())
+                .map_err(|(span, field, message)| invalid(Some(span), field, message))?,
+        );
+    }
+    Ok(stage)
+}
+
+/// What AWS would refuse of the functions together, as (span, field, message): a route's
+/// function timing out after API Gateway gave up, or more reserved concurrency than an account
+/// can give.
+fn check_functions(
+    lambda: &LambdaSection,
+    functions: &[(Handler, FunctionSettings)],
+) -> Result<(), (Option<Range<usize>>, String, String)> {
+    for (h, settings) in functions {
+        let is_route = ROUTES.iter().any(|r| r.handler == *h);
+        if is_route && settings.timeout_seconds > ROUTE_TIMEOUT_MAX_SECONDS {
+            let (field, span) = lambda
+                .origin(*h, "timeout_seconds", |f| f.timeout_seconds.as_ref())
+                .map_or(
+                    (format!("lambda.{}.timeout_seconds", h.name()), None),
+                    |(f, s)| (f, Some(s)),
+                );
+            return Err((
+                span,
+                field,
+                format!(
+                    "{} s is too long for the {} function, a route integration: API Gateway's WebSocket integration timeout quota is 50 ms to {ROUTE_TIMEOUT_MAX_SECONDS} s and cannot be raised ({WEBSOCKET_QUOTAS_PAGE}); set at most {ROUTE_TIMEOUT_MAX_SECONDS}",
+                    settings.timeout_seconds,
+                    h.name()
+                ),
+            ));
+        }
+    }
+    let reserved: Vec<(Handler, u32)> = functions
+        .iter()
+        .filter_map(|(h, s)| s.reserved_concurrency.map(|r| (*h, r)))
+        .collect();
+    let total: u32 = reserved.iter().map(|(_, r)| r).sum();
+    if total > RESERVED_CONCURRENCY_MAX {
+        // Point at the last setting that adds to the total.
+        let (field, span) = reserved
+            .iter()
+            .rev()
+            .find_map(|(h, _)| {
+                lambda.origin(*h, "reserved_concurrency", |f| {
+                    f.reserved_concurrency.as_ref()
+                })
+            })
+            .map_or(
+                ("lambda.reserved_concurrency".to_owned(), None),
+                |(f, s)| (f, Some(s)),
+            );
+        let parts: Vec<String> = reserved
+            .iter()
+            .map(|(h, r)| format!("{} {r}", h.name()))
+            .collect();
+        return Err((
+            span,
+            field,
+            format!(
+                "the functions together reserve {total} concurrent executions ({}); at most {RESERVED_CONCURRENCY_MAX} fit the default account quota of 1,000, of which Lambda keeps 100 unreserved ({RESERVED_CONCURRENCY_PAGE})",
+                parts.join(", ")
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Checks the free-form names (stack name, account, region) against what AWS accepts.

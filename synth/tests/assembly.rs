@@ -64,13 +64,15 @@ fn writes_one_stack_per_stage_with_its_assets() {
     let manifest = read_json(&out.join("manifest.json"));
     assert_eq!(manifest["version"], "55.0.0");
     let artifacts = manifest["artifacts"].as_object().expect("artifacts");
-    for (id, stack) in [
-        ("WsstackDev", "wsstack-dev"),
-        ("WsstackStaging", "wsstack-staging"),
-        ("WsstackProd", "wsstack-prod"),
+    for (id, stack, protected) in [
+        ("WsstackDev", "wsstack-dev", false),
+        ("WsstackStaging", "wsstack-staging", false),
+        ("WsstackProd", "wsstack-prod", true),
     ] {
         let a = &artifacts[id];
         assert_eq!(a["type"], "aws:cloudformation:stack");
+        // The stage file's `termination_protection` (true in prod only).
+        assert_eq!(a["properties"]["terminationProtection"], protected, "{id}");
         assert_eq!(a["environment"], "aws://unknown-account/unknown-region");
         assert_eq!(a["properties"]["stackName"], stack);
         assert_eq!(
@@ -155,14 +157,8 @@ fn two_runs_are_byte_identical() {
 fn real_zips_are_hashed_and_not_labelled_stand_in() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let lambda = tmp.path().join("lambda");
-    for bin in wsstack_routes::Handler::ALL.map(|h| h.binary()) {
-        std::fs::create_dir_all(lambda.join(bin)).expect("mkdir");
-        std::fs::write(
-            lambda.join(bin).join("bootstrap.zip"),
-            format!("zip of {bin}"),
-        )
-        .expect("write");
-    }
+    std::fs::create_dir_all(lambda.join("bootstrap")).expect("mkdir");
+    std::fs::write(lambda.join("bootstrap/bootstrap.zip"), "zip of bootstrap").expect("write");
     let out = tmp.path().join("cdk.out");
     ok(synth(&[
         "--stage",
@@ -173,21 +169,25 @@ fn real_zips_are_hashed_and_not_labelled_stand_in() {
         out.to_str().expect("utf8"),
     ]));
     let template = read_json(&out.join("WsstackDev.template.json"));
-    let connect_hash = hex::encode(Sha256::digest(b"zip of connect"));
+    let hash = hex::encode(Sha256::digest(b"zip of bootstrap"));
+    // One zip, shared by every function; each one's Handler picks its route handler.
+    for stem in ["Connect", "Disconnect", "SendMessage", "Default"] {
+        assert_eq!(
+            template["Resources"][format!("{stem}Function")]["Properties"]["Code"]["S3Key"],
+            format!("{hash}.zip"),
+            "{stem}"
+        );
+    }
     assert_eq!(
-        template["Resources"]["ConnectFunction"]["Properties"]["Code"]["S3Key"],
-        format!("{connect_hash}.zip")
-    );
-    assert_eq!(
-        std::fs::read(out.join(format!("asset.{connect_hash}.zip"))).expect("copied"),
-        b"zip of connect"
+        std::fs::read(out.join(format!("asset.{hash}.zip"))).expect("copied"),
+        b"zip of bootstrap"
     );
     // Rebuilding the handlers rewrites their zips in place; the assembly's asset keeps the
     // content its name promises.
-    std::fs::write(lambda.join("connect/bootstrap.zip"), "rebuilt").expect("rewrite");
+    std::fs::write(lambda.join("bootstrap/bootstrap.zip"), "rebuilt").expect("rewrite");
     assert_eq!(
-        std::fs::read(out.join(format!("asset.{connect_hash}.zip"))).expect("copied"),
-        b"zip of connect"
+        std::fs::read(out.join(format!("asset.{hash}.zip"))).expect("copied"),
+        b"zip of bootstrap"
     );
     assert!(
         !serde_json::to_string(&template)
@@ -217,7 +217,7 @@ fn a_missing_zip_names_the_file_and_the_make_target_and_keeps_the_old_assembly()
     assert_eq!(res.status.code(), Some(1));
     let err = stderr(&res);
     assert!(
-        err.contains("connect/bootstrap.zip does not exist"),
+        err.contains("bootstrap/bootstrap.zip does not exist"),
         "{err}"
     );
     assert!(err.contains("`make handlers`"), "{err}");

@@ -36,7 +36,7 @@ fn the_shipped_stages_load() {
             send.timeout_seconds,
             send.broadcast_concurrency
         ),
-        (1024, 60, 128)
+        (1024, 29, 128)
     );
     assert_eq!(send.reserved_concurrency, Some(200));
     // The other handlers keep the [lambda] defaults.
@@ -47,9 +47,87 @@ fn the_shipped_stages_load() {
     );
     assert_eq!(connect.log_retention_days, 365);
 
+    assert!(prod.termination_protection);
+
     let dev = &stages[0];
     assert!(!dev.table.retain && !dev.table.point_in_time_recovery);
     assert_eq!(dev.function(Handler::Connect).log_level, LogLevel::Debug);
+    assert!(!dev.termination_protection && dev.domain.is_none());
+}
+
+/// A new account's concurrency quota is often 10, where any reservation fails the deploy: dev
+/// and staging reserve nothing, and no shipped route function outlives API Gateway's 29 s.
+#[test]
+fn shipped_stages_deploy_on_a_new_account() {
+    for s in stage::load_all(&stages_dir()).expect("stage files are valid") {
+        for h in Handler::ALL {
+            let f = s.function(h);
+            assert!(f.timeout_seconds <= 29, "{}: {h:?}", s.name);
+            if s.name != "prod" {
+                assert_eq!(f.reserved_concurrency, None, "{}: {h:?}", s.name);
+                assert!(!s.termination_protection, "{}", s.name);
+            }
+        }
+        if s.name != "prod" {
+            assert!(!s.api.access_logs || s.name == "staging", "{}", s.name);
+        }
+    }
+}
+
+#[test]
+fn a_route_function_times_out_within_api_gateways_29_seconds() {
+    insta::assert_snapshot!(err("[lambda.send-message]\ntimeout_seconds = 30\n"), @"stages/test.toml:2:19: lambda.send-message.timeout_seconds: 30 s is too long for the send-message function, a route integration: API Gateway's WebSocket integration timeout quota is 50 ms to 29 s and cannot be raised (https://docs.aws.amazon.com/apigateway/latest/developerguide/apigateway-execution-service-websocket-limits-table.html); set at most 29");
+    // From [lambda], the error names the default's line.
+    insta::assert_snapshot!(err("[lambda]\nmemory_mb = 256\ntimeout_seconds = 60\n"), @"stages/test.toml:3:19: lambda.timeout_seconds: 60 s is too long for the connect function, a route integration: API Gateway's WebSocket integration timeout quota is 50 ms to 29 s and cannot be raised (https://docs.aws.amazon.com/apigateway/latest/developerguide/apigateway-execution-service-websocket-limits-table.html); set at most 29");
+    let ok = stage::parse(
+        Path::new("stages/test.toml"),
+        "test",
+        "[lambda]\ntimeout_seconds = 29\n",
+    )
+    .expect("29 s is allowed");
+    assert_eq!(ok.function(Handler::SendMessage).timeout_seconds, 29);
+}
+
+#[test]
+fn reserved_concurrency_fits_an_account() {
+    insta::assert_snapshot!(err("[lambda]\nreserved_concurrency = 901\n"), @"stages/test.toml:2:24: lambda.reserved_concurrency: 901 is out of range: allowed 1..=900 concurrent executions (Lambda keeps 100 of the default account quota of 1,000 unreserved: https://docs.aws.amazon.com/lambda/latest/dg/configuration-concurrency.html)");
+    // Each within bounds, together too much: the error points at the last contributor.
+    insta::assert_snapshot!(err("[lambda]\nreserved_concurrency = 200\n[lambda.send-message]\nreserved_concurrency = 400\n"), @"stages/test.toml:2:24: lambda.reserved_concurrency: the functions together reserve 1000 concurrent executions (connect 200, disconnect 200, send-message 400, default 200); at most 900 fit the default account quota of 1,000, of which Lambda keeps 100 unreserved (https://docs.aws.amazon.com/lambda/latest/dg/configuration-concurrency.html)");
+    insta::assert_snapshot!(err("[lambda]\nreserved_concurrency = 300\n"), @"stages/test.toml:2:24: lambda.reserved_concurrency: the functions together reserve 1200 concurrent executions (connect 300, disconnect 300, send-message 300, default 300); at most 900 fit the default account quota of 1,000, of which Lambda keeps 100 unreserved (https://docs.aws.amazon.com/lambda/latest/dg/configuration-concurrency.html)");
+}
+
+const CERT: &str =
+    "arn:aws:acm:eu-west-1:123456789012:certificate/0a1b2c3d-1111-2222-3333-444455556666";
+
+#[test]
+fn a_custom_domain() {
+    let text = format!(
+        "region = \"eu-west-1\"\n[domain]\nname = \"chat.example.com\"\ncertificate_arn = \"{CERT}\"\nbase_path = \"v1\"\n"
+    );
+    let s = stage::parse(Path::new("stages/test.toml"), "test", &text).expect("valid");
+    let d = s.domain.expect("domain");
+    assert_eq!(
+        (
+            d.name.as_str(),
+            d.certificate_arn.as_str(),
+            d.base_path.as_deref()
+        ),
+        ("chat.example.com", CERT, Some("v1"))
+    );
+}
+
+#[test]
+fn custom_domain_errors() {
+    insta::assert_snapshot!(err(&format!("[domain]\nname = \"Chat_Example\"\ncertificate_arn = \"{CERT}\"\n")), @"stages/test.toml:2:8: domain.name: `Chat_Example` is not a domain name API Gateway accepts: lowercase letters, digits and hyphens in dot-separated labels of 1 to 63 characters (not starting or ending with a hyphen), at least two labels, 253 characters in all");
+    insta::assert_snapshot!(err("[domain]\nname = \"chat.example.com\"\ncertificate_arn = \"arn:aws:iam::123456789012:server-certificate/x\"\n"), @"stages/test.toml:3:19: domain.certificate_arn: `arn:aws:iam::123456789012:server-certificate/x` is not an ACM certificate ARN (arn:aws:acm:REGION:ACCOUNT:certificate/ID)");
+    insta::assert_snapshot!(err(&format!("region = \"us-east-1\"\n[domain]\nname = \"chat.example.com\"\ncertificate_arn = \"{CERT}\"\n")), @"stages/test.toml:4:19: domain.certificate_arn: the certificate is in eu-west-1, the stage deploys to us-east-1: WebSocket APIs take only Regional custom domains, whose certificate must be in the API's region");
+    insta::assert_snapshot!(err(&format!("[domain]\nname = \"chat.example.com\"\ncertificate_arn = \"{CERT}\"\nbase_path = \"a/b\"\n")), @"stages/test.toml:4:13: domain.base_path: `a/b` is not a base path for a WebSocket API: one path segment of letters, digits and `-._~`, at most 128 characters, no `/`");
+    insta::assert_snapshot!(err("[domain]\nname = \"chat.example.com\"\n"), @"stages/test.toml:1:1: domain: missing field `certificate_arn`");
+}
+
+#[test]
+fn termination_protection_is_a_boolean() {
+    insta::assert_snapshot!(err("termination_protection = \"yes\"\n"), @r#"stages/test.toml:1:26: termination_protection: invalid type: string "yes", expected a boolean"#);
 }
 
 #[test]
@@ -76,7 +154,7 @@ fn an_empty_file_takes_every_default() {
 
 #[test]
 fn unknown_top_level_key() {
-    insta::assert_snapshot!(err("stack_name = \"a\"\nmemroy = 3\n"), @"stages/test.toml:2:1: memroy: unknown field `memroy`, expected one of `stack_name`, `account`, `region`, `lambda`, `table`, `api`, `outputs`");
+    insta::assert_snapshot!(err("stack_name = \"a\"\nmemroy = 3\n"), @"stages/test.toml:2:1: memroy: unknown field `memroy`, expected one of `stack_name`, `account`, `region`, `lambda`, `table`, `api`, `outputs`, `domain`, `termination_protection`");
 }
 
 #[test]
@@ -97,7 +175,7 @@ fn every_handler_of_the_route_table_takes_an_override() {
         let memory = 512 + 64 * i as u32;
         let text = format!(
             "[lambda]\nmemory_mb = 256\n[lambda.{}]\nmemory_mb = {memory}\n",
-            h.binary()
+            h.name()
         );
         let s = stage::parse(Path::new("stages/test.toml"), "test", &text).expect("valid");
         for other in Handler::ALL {
@@ -106,7 +184,7 @@ fn every_handler_of_the_route_table_takes_an_override() {
                 s.function(other).memory_mb,
                 want,
                 "[lambda.{}] -> {other:?}",
-                h.binary()
+                h.name()
             );
         }
     }
@@ -161,7 +239,7 @@ fn throttling_out_of_range() {
 
 #[test]
 fn concurrency_out_of_range() {
-    insta::assert_snapshot!(err("[lambda]\nreserved_concurrency = 0\n"), @"stages/test.toml:2:24: lambda.reserved_concurrency: 0 is out of range: allowed 1..=1000 concurrent executions (the default account quota)");
+    insta::assert_snapshot!(err("[lambda]\nreserved_concurrency = 0\n"), @"stages/test.toml:2:24: lambda.reserved_concurrency: 0 is out of range: allowed 1..=900 concurrent executions (Lambda keeps 100 of the default account quota of 1,000 unreserved: https://docs.aws.amazon.com/lambda/latest/dg/configuration-concurrency.html)");
     insta::assert_snapshot!(err("[lambda]\nbroadcast_concurrency = 5000\n"), @"stages/test.toml:2:25: lambda.broadcast_concurrency: 5000 is out of range: allowed 1..=1024 posts in flight");
 }
 

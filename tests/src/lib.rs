@@ -229,6 +229,9 @@ pub struct RecordedRequest {
     pub body: Vec<u8>,
 }
 
+/// The message of [`Answer::forbidden`].
+pub const FORBIDDEN_MESSAGE: &str = "User: arn:aws:sts::123456789012:assumed-role/wsstack-dev-SendMessageRole/wsstack-dev-SendMessageFunction is not authorized to perform: execute-api:ManageConnections on resource: arn:aws:execute-api:eu-west-1:123456789012:abc123def4/prod/POST/@connections/{connectionId}";
+
 /// An answer of the fake server.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Answer {
@@ -279,8 +282,13 @@ impl Answer {
     pub fn limit_exceeded() -> Answer {
         Self::error(429, "LimitExceededException")
     }
+    /// The 403 API Gateway sends when the caller's IAM policy does not allow the call, with
+    /// the message it sends then.
     pub fn forbidden() -> Answer {
-        Self::error(403, "ForbiddenException")
+        Answer {
+            body: serde_json::json!({"message": FORBIDDEN_MESSAGE}).to_string(),
+            ..Self::error(403, "ForbiddenException")
+        }
     }
 }
 

@@ -33,6 +33,9 @@ fn fixture(
 
 fn connect(id: &str, username: &str) -> ApiGatewayWebsocketProxyRequest {
     fixture("connect", id, |v| {
+        // Connected now, so the record is live (expiresAt = connectedAt + 2 h) when the
+        // broadcast lists it: records whose TTL has passed are skipped.
+        v["requestContext"]["connectedAt"] = json!(chrono::Utc::now().timestamp_millis());
         v["queryStringParameters"]["username"] = json!(username);
         v["multiValueQueryStringParameters"]["username"] = json!([username]);
     })

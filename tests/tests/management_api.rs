@@ -20,6 +20,11 @@ async fn server() -> FakeConnectionsApi {
             error_type: None,
             body: "{}".into(),
         },
+        "bare-403" => Answer {
+            status: 403,
+            error_type: None,
+            body: String::new(),
+        },
         // A 410 without the header, as a proxy that strips headers would pass it on.
         "bare-410" => Answer {
             status: 410,
@@ -73,7 +78,12 @@ async fn post_errors_map_to_what_the_caller_must_do() {
         ("bare-410", ManagementError::Gone),
         ("too-large", ManagementError::PayloadTooLarge),
         ("throttled", ManagementError::Throttled),
-        ("forbidden", ManagementError::Forbidden),
+        // The service's message is kept: it names the role, the action and the resource.
+        (
+            "forbidden",
+            ManagementError::Forbidden(wsstack_tests::FORBIDDEN_MESSAGE.into()),
+        ),
+        ("bare-403", ManagementError::Forbidden(String::new())),
     ] {
         let err = api
             .post_to_connection(&endpoint, id, Bytes::from_static(b"x"))

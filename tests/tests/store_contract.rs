@@ -2,27 +2,81 @@
 //! or the local gateway would test something other than what runs in AWS.
 
 use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 
+use aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextRef;
+use aws_sdk_dynamodb::config::{ConfigBag, Intercept, RuntimeComponents};
 use aws_sdk_dynamodb::types::AttributeValue;
 use futures::{StreamExt, TryStreamExt};
+use serde_json::Value;
 use wsstack_handlers::store::{
-    ATTR_CONNECTION_ID, Admission, Connection, ConnectionStore, DynamoDbStore, MemoryStore,
-    MessageRate, StoreError,
+    ATTR_CONNECTION_ID, ATTR_EXPIRES_AT, Admission, Connection, ConnectionStore, DynamoDbStore,
+    MemoryStore, MessageRate, Recipient, StoreError,
 };
 use wsstack_tests::{Dynalite, create_connections_table};
 
-/// Enough records for several pages at `PAGE_SIZE` (and for three at the default 1,000).
+/// Enough records for several pages at `PAGE_SIZE`.
 const MANY: usize = 2_500;
 const PAGE_SIZE: usize = 100;
+/// The listing's clock in these tests (2026-11-26T14:27:06Z), epoch seconds.
+const NOW: i64 = 1_795_703_226;
 
 fn conn(i: usize) -> Connection {
     Connection {
         connection_id: format!("conn-{i:05}="),
         username: format!("user {i}"),
-        connected_at: 1_795_703_226_123 + i as i64,
-        expires_at: 1_795_703_226 + 7200 + i as i64,
+        connected_at: NOW * 1000 + i as i64,
+        expires_at: NOW + 7200 + i as i64,
         sub: None,
     }
+}
+
+/// Records the JSON body of every Scan request the client sends: what DynamoDB is asked, page
+/// by page.
+#[derive(Debug, Default, Clone)]
+struct ScanRecorder(Arc<Mutex<Vec<Value>>>);
+
+impl ScanRecorder {
+    fn take(&self) -> Vec<Value> {
+        std::mem::take(&mut *self.0.lock().expect("recorder lock"))
+    }
+}
+
+impl Intercept for ScanRecorder {
+    fn name(&self) -> &'static str {
+        "ScanRecorder"
+    }
+
+    fn read_before_transmit(
+        &self,
+        context: &BeforeTransmitInterceptorContextRef<'_>,
+        _: &RuntimeComponents,
+        _: &mut ConfigBag,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        let request = context.request();
+        let target = request.headers().get("x-amz-target").unwrap_or_default();
+        if target.ends_with(".Scan") {
+            let body = request.body().bytes().expect("a Scan body is in memory");
+            let json = serde_json::from_slice(body).expect("a Scan body is JSON");
+            self.0.lock().expect("recorder lock").push(json);
+        }
+        Ok(())
+    }
+}
+
+/// A dynalite with the connections table, and a client whose Scans are recorded.
+async fn dynalite_table() -> (Dynalite, aws_sdk_dynamodb::Client, ScanRecorder) {
+    let dynalite = Dynalite::start().await;
+    let recorder = ScanRecorder::default();
+    let sdk = wsstack_tests::local_sdk_config(Some(&dynalite.endpoint())).await;
+    let config = aws_sdk_dynamodb::config::Builder::from(&sdk)
+        .interceptor(recorder.clone())
+        .build();
+    let client = aws_sdk_dynamodb::Client::from_conf(config);
+    create_connections_table(&client, "Connections")
+        .await
+        .unwrap();
+    (dynalite, client, recorder)
 }
 
 async fn list_all(store: &dyn ConnectionStore) -> Vec<Connection> {
@@ -67,7 +121,7 @@ async fn contract(store: &dyn ConnectionStore) {
         username: "Zoë 🚀".into(),
         connected_at: i64::MAX,
         expires_at: 0,
-        sub: None,
+        sub: Some("sub/ü".into()),
     };
     store.put(&odd).await.unwrap();
     assert_eq!(
@@ -230,35 +284,176 @@ async fn memory_store_meets_the_contract_with_default_pages() {
 
 #[tokio::test]
 async fn dynamodb_store_meets_the_contract() {
-    let dynalite = Dynalite::start().await;
-    let client = dynalite.client().await;
-    create_connections_table(&client, "Connections")
-        .await
-        .unwrap();
-    let store = DynamoDbStore::new(client.clone(), "Connections".into()).with_page_size(PAGE_SIZE);
+    let (_dynalite, client, recorder) = dynalite_table().await;
+    let store = DynamoDbStore::new(client, "Connections".into()).with_page_size(PAGE_SIZE);
     contract(&store).await;
 
-    // Pagination really happened: a Scan with the same limit leaves a cursor.
-    let page = client
-        .scan()
-        .table_name("Connections")
-        .limit(PAGE_SIZE as i32)
-        .send()
-        .await
-        .unwrap();
-    assert!(page.last_evaluated_key().is_some());
+    // The listings above really went page by page: the 1,666 records the contract leaves are
+    // 16 full pages of 100, each with a cursor to the next, and a 17th of 66 that ends it.
+    recorder.take();
+    assert_eq!(list_all(&store).await.len(), MANY - MANY.div_ceil(3));
+    let scans = recorder.take();
+    let pages = (MANY - MANY.div_ceil(3)).div_ceil(PAGE_SIZE);
+    assert_eq!(scans.len(), pages, "one Scan per page");
+    assert!(scans[0].get("ExclusiveStartKey").is_none());
+    for scan in &scans[1..] {
+        assert_eq!(scan["Limit"], PAGE_SIZE);
+        assert!(
+            scan["ExclusiveStartKey"][ATTR_CONNECTION_ID]["S"].is_string(),
+            "{scan}"
+        );
+    }
 }
 
+/// Without a page size, DynamoDB ends a Scan page at 1 MB of data: 2,500 records of about 1 KiB
+/// each are 3 pages, and the store follows the cursors through all of them.
 #[tokio::test]
-async fn dynamodb_store_with_default_pages_lists_everything() {
-    let dynalite = Dynalite::start().await;
-    let client = dynalite.client().await;
-    create_connections_table(&client, "Connections")
+async fn dynamodb_store_with_default_pages_follows_the_1_mb_pages() {
+    let (_dynalite, client, recorder) = dynalite_table().await;
+    let padding = "p".repeat(1_000);
+    futures::stream::iter(0..MANY)
+        .map(|i| {
+            let client = client.clone();
+            let padding = padding.clone();
+            async move {
+                let c = conn(i);
+                client
+                    .put_item()
+                    .table_name("Connections")
+                    .item(ATTR_CONNECTION_ID, AttributeValue::S(c.connection_id))
+                    .item("username", AttributeValue::S(c.username))
+                    .item("connectedAt", AttributeValue::N(c.connected_at.to_string()))
+                    .item(ATTR_EXPIRES_AT, AttributeValue::N(c.expires_at.to_string()))
+                    // An attribute this code does not read, as a newer writer might add.
+                    .item("profile", AttributeValue::S(padding))
+                    .send()
+                    .await
+            }
+        })
+        .buffer_unordered(32)
+        .try_collect::<Vec<_>>()
         .await
         .unwrap();
     let store = DynamoDbStore::new(client, "Connections".into());
-    put_many(&store, 0..MANY).await;
-    assert_eq!(list_all(&store).await.len(), MANY);
+    recorder.take();
+    let listed = list_all(&store).await;
+    assert_eq!(listed.len(), MANY);
+    let ids: HashSet<_> = listed.iter().map(|c| c.connection_id.clone()).collect();
+    assert_eq!(ids.len(), MANY, "no record listed twice");
+    let scans = recorder.take();
+    assert_eq!(scans.len(), 3, "2.5 MB in 1 MB pages: {scans:?}");
+    assert!(scans.iter().all(|s| s.get("Limit").is_none()));
+    assert!(
+        scans[1..]
+            .iter()
+            .all(|s| s.get("ExclusiveStartKey").is_some())
+    );
+
+    // The broadcast listing gets only the connection ids back, but DynamoDB applies the 1 MB
+    // to what it reads, before projection and filter: the same 3 pages, every record listed.
+    let recipients: Vec<Recipient> = store.list_recipients(NOW).try_collect().await.unwrap();
+    assert_eq!(recipients.len(), MANY);
+    assert_eq!(recorder.take().len(), 3);
+}
+
+/// What a broadcast posts to: live records only, from a strongly consistent, projected Scan.
+async fn recipients_contract(store: &dyn ConnectionStore) {
+    let expired = Connection {
+        connection_id: "expired=".into(),
+        expires_at: NOW - 1,
+        ..conn(0)
+    };
+    let expiring_now = Connection {
+        connection_id: "expiring-now=".into(),
+        expires_at: NOW,
+        ..conn(0)
+    };
+    let live = Connection {
+        connection_id: "live=".into(),
+        expires_at: NOW + 1,
+        ..conn(0)
+    };
+    for c in [&expired, &expiring_now, &live] {
+        store.put(c).await.unwrap();
+    }
+    put_many(store, 1..(2 * PAGE_SIZE + 1)).await;
+    // Expired among them, across pages.
+    for i in (1..(2 * PAGE_SIZE + 1)).step_by(4) {
+        store
+            .put(&Connection {
+                expires_at: NOW - 3600,
+                ..conn(i)
+            })
+            .await
+            .unwrap();
+    }
+    let mut ids: Vec<String> = store
+        .list_recipients(NOW)
+        .map_ok(|r| r.connection_id)
+        .try_collect()
+        .await
+        .unwrap();
+    ids.sort();
+    let mut want: Vec<String> = (1..(2 * PAGE_SIZE + 1))
+        .filter(|i| (i - 1) % 4 != 0)
+        .map(|i| conn(i).connection_id)
+        .chain(["live=".to_owned()])
+        .collect();
+    want.sort();
+    assert_eq!(
+        ids, want,
+        "expired records (expiresAt <= now) are not listed"
+    );
+    // Everything is still in the table: expiry is DynamoDB's TTL's job, not the listing's.
+    assert_eq!(list_all(store).await.len(), 2 * PAGE_SIZE + 3);
+}
+
+#[tokio::test]
+async fn memory_store_lists_only_live_recipients() {
+    recipients_contract(&MemoryStore::new().with_page_size(PAGE_SIZE)).await;
+}
+
+// https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/ttl-expired-items.html
+#[tokio::test]
+async fn dynamodb_store_lists_only_live_recipients_consistently_and_projected() {
+    let (_dynalite, client, recorder) = dynalite_table().await;
+    let store = DynamoDbStore::new(client.clone(), "Connections".into()).with_page_size(PAGE_SIZE);
+    recipients_contract(&store).await;
+
+    recorder.take();
+    let _: Vec<Recipient> = store.list_recipients(NOW).try_collect().await.unwrap();
+    let scans = recorder.take();
+    assert!(
+        scans.len() >= 3,
+        "{} records at {PAGE_SIZE} a page",
+        2 * PAGE_SIZE + 3
+    );
+    for scan in &scans {
+        assert_eq!(scan["ConsistentRead"], true, "{scan}");
+        assert_eq!(scan["ProjectionExpression"], "#id", "{scan}");
+        assert_eq!(scan["ExpressionAttributeNames"]["#id"], ATTR_CONNECTION_ID);
+        assert_eq!(
+            scan["ExpressionAttributeValues"][":now"]["N"],
+            NOW.to_string()
+        );
+    }
+
+    // A record written before TTL existed (no expiresAt) and without the attributes a full
+    // listing needs is still reached: the broadcast reads only its id.
+    client
+        .put_item()
+        .table_name("Connections")
+        .item(ATTR_CONNECTION_ID, AttributeValue::S("legacy".into()))
+        .send()
+        .await
+        .unwrap();
+    let ids: Vec<String> = store
+        .list_recipients(NOW)
+        .map_ok(|r| r.connection_id)
+        .try_collect()
+        .await
+        .unwrap();
+    assert!(ids.contains(&"legacy".to_owned()));
 }
 
 #[tokio::test]

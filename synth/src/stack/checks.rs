@@ -35,6 +35,10 @@ pub const FUNCTION: &[Skip] = &[
         "The environment holds only the table name and a concurrency setting, no secrets; Lambda encrypts it at rest with its AWS managed key",
     ),
 ];
+pub const FUNCTION_NO_RESERVED_CONCURRENCY: Skip = (
+    "CKV_AWS_115",
+    "No reserved concurrency in this stage by its stage file: a new account's concurrency quota is often 10, where any reservation fails the deploy (Lambda keeps 100 unreserved)",
+);
 pub const STAGE_ACCESS_LOGS_OFF: Skip = (
     "CKV_AWS_95",
     "Access logs are off in this stage by its stage file (api.access_logs = false): WebSocket access logs need API Gateway's account-level CloudWatch role, which a dev account may lack",

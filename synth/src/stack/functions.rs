@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde_json::json;
 use wsstack_routes::{Handler, Route};
 
-use super::{checks, ids, logs};
+use super::{checks, ids, logs, outputs};
 use crate::assets::Asset;
 use crate::cfn::policy::{PolicyDocument, Statement};
 use crate::cfn::resources::iam::{InlinePolicy, Role};
@@ -58,7 +58,7 @@ pub fn add(t: &mut Template, stage: &Stage, route: &Route, asset: &Asset, bucket
         Role {
             description: Some(format!(
                 "wsstack {} handler ({}): least privilege",
-                h.binary(),
+                h.name(),
                 stage.name
             )),
             assume_role_policy_document: PolicyDocument::new(vec![
@@ -70,22 +70,30 @@ pub fn add(t: &mut Template, stage: &Stage, route: &Route, asset: &Asset, bucket
 
     let mut variables = BTreeMap::new();
     variables.insert("TABLE_NAME".to_owned(), Expr::r#ref(ids::TABLE));
-    if h.posts_to_connections() {
+    if !h.management_operations().is_empty() {
         variables.insert(
             "BROADCAST_CONCURRENCY".to_owned(),
             Expr::from(settings.broadcast_concurrency.to_string()),
+        );
+        // Always the execute-api endpoint of this API and stage: behind a custom domain the
+        // event's `domainName` is that domain, and `@connections` calls to it fail.
+        variables.insert(
+            "CALLBACK_URL".to_owned(),
+            outputs::execute_api_endpoint(stage, "https"),
         );
     }
 
     let function = Function {
         description: Some(format!(
             "wsstack {} handler for the {} route ({})",
-            h.binary(),
+            h.name(),
             route.key,
             stage.name
         )),
         runtime: RUNTIME.to_owned(),
-        handler: "bootstrap".to_owned(),
+        // Every function runs the one `bootstrap` binary; Lambda hands it this value as
+        // `_HANDLER` and the binary dispatches on it.
+        handler: h.name().to_owned(),
         architectures: vec![match settings.architecture {
             Architecture::Arm64 => CfnArchitecture::Arm64,
             Architecture::X86_64 => CfnArchitecture::X86_64,
@@ -110,7 +118,11 @@ pub fn add(t: &mut Template, stage: &Stage, route: &Route, asset: &Asset, bucket
     };
 
     // The same keys the CDK writes, so tools that read them (SAM CLI, cdk) find the code.
-    let mut resource = checks::skip(Resource::new(function), checks::FUNCTION)
+    let mut skips = checks::FUNCTION.to_vec();
+    if settings.reserved_concurrency.is_none() {
+        skips.push(checks::FUNCTION_NO_RESERVED_CONCURRENCY);
+    }
+    let mut resource = checks::skip(Resource::new(function), &skips)
         .metadata("aws:asset:path", json!(asset.file_name()))
         .metadata("aws:asset:is-bundled", json!(false))
         .metadata("aws:asset:property", json!("Code"));
@@ -123,8 +135,11 @@ pub fn add(t: &mut Template, stage: &Stage, route: &Route, asset: &Asset, bucket
     t.add(ids::function(h), resource);
 }
 
-/// Exactly what the handler does: write its own logs, the table actions it calls, and
-/// `@connections` posts on this API's stage if it pushes to clients.
+/// The inline policy that grants a handler its `@connections` operations.
+pub const MANAGE_CONNECTIONS_POLICY: &str = "ManageConnections";
+
+/// Exactly what the handler does: write its own logs, the table actions it calls, and the
+/// `@connections` operations it calls on this API's stage.
 fn role_policies(stage: &Stage, h: Handler, log_group: &str) -> Vec<InlinePolicy> {
     let mut policies = vec![InlinePolicy {
         policy_name: "WriteOwnLogs".to_owned(),
@@ -144,16 +159,26 @@ fn role_policies(stage: &Stage, h: Handler, log_group: &str) -> Vec<InlinePolicy
             )]),
         });
     }
-    if h.posts_to_connections() {
+    let operations = h.management_operations();
+    if !operations.is_empty() {
+        // One resource per method the handler calls: the ARN names the HTTP method
+        // (https://docs.aws.amazon.com/apigateway/latest/developerguide/apigateway-websocket-control-access-iam.html).
+        let resources = operations
+            .iter()
+            .map(|op| {
+                Expr::sub(format!(
+                    "arn:${{AWS::Partition}}:execute-api:${{AWS::Region}}:${{AWS::AccountId}}:${{{api}}}/{stage}/{method}/@connections/*",
+                    api = ids::API,
+                    stage = stage.name,
+                    method = op.http_method()
+                ))
+            })
+            .collect();
         policies.push(InlinePolicy {
-            policy_name: "PostToConnections".to_owned(),
+            policy_name: MANAGE_CONNECTIONS_POLICY.to_owned(),
             policy_document: PolicyDocument::new(vec![Statement::allow(
                 ["execute-api:ManageConnections"],
-                vec![Expr::sub(format!(
-                    "arn:${{AWS::Partition}}:execute-api:${{AWS::Region}}:${{AWS::AccountId}}:${{{api}}}/{stage}/POST/@connections/*",
-                    api = ids::API,
-                    stage = stage.name
-                ))],
+                resources,
             )]),
         });
     }
@@ -170,7 +195,7 @@ mod tests {
     fn with_function(stage_toml: &str, handler: Handler) -> serde_json::Value {
         let stage = test_stage(stage_toml);
         let route = ROUTES.iter().find(|r| r.handler == handler).expect("route");
-        let asset = assets::resolve(handler, &AssetSource::StandIn).expect("stand-in");
+        let asset = assets::resolve(&AssetSource::StandIn).expect("stand-in");
         let mut t = Template::new("test");
         let bucket = code_bucket(&mut t);
         add(&mut t, &stage, route, &asset, &bucket);
@@ -210,8 +235,8 @@ mod tests {
                 .filter_map(|p| p["PolicyName"].as_str())
                 .collect();
             assert_eq!(
-                names.contains(&"PostToConnections"),
-                h.posts_to_connections(),
+                names.contains(&MANAGE_CONNECTIONS_POLICY),
+                !h.management_operations().is_empty(),
                 "{h:?}: {names:?}"
             );
         }
@@ -227,5 +252,57 @@ mod tests {
             t["Resources"]["SendMessageFunction"]["Properties"]["MemorySize"],
             1024
         );
+    }
+
+    #[test]
+    fn manage_connections_names_each_method_the_handler_calls() {
+        for h in Handler::ALL {
+            let ops = h.management_operations();
+            if ops.is_empty() {
+                continue;
+            }
+            let t = with_function("", h);
+            let policy = t["Resources"][ids::role(h)]["Properties"]["Policies"]
+                .as_array()
+                .expect("policies")
+                .iter()
+                .find(|p| p["PolicyName"] == MANAGE_CONNECTIONS_POLICY)
+                .expect("policy")
+                .clone();
+            // One resource is written as a value, more as a list.
+            let resource = &policy["PolicyDocument"]["Statement"][0]["Resource"];
+            let list = match resource.as_array() {
+                Some(list) => list.clone(),
+                None => vec![resource.clone()],
+            };
+            let resources: Vec<&str> = list.iter().filter_map(|r| r["Fn::Sub"].as_str()).collect();
+            let want: Vec<String> = ops
+                .iter()
+                .map(|op| {
+                    format!(
+                        "arn:${{AWS::Partition}}:execute-api:${{AWS::Region}}:${{AWS::AccountId}}:${{WebSocketApi}}/dev/{}/@connections/*",
+                        op.http_method()
+                    )
+                })
+                .collect();
+            assert_eq!(resources, want, "{h:?}");
+        }
+    }
+
+    #[test]
+    fn callback_url_is_the_execute_api_endpoint_of_this_stage() {
+        for h in ROUTES.iter().map(|r| r.handler) {
+            let t = with_function("", h);
+            let env = &t["Resources"][ids::function(h)]["Properties"]["Environment"]["Variables"];
+            if h.management_operations().is_empty() {
+                assert!(env.get("CALLBACK_URL").is_none(), "{h:?}");
+            } else {
+                assert_eq!(
+                    env["CALLBACK_URL"]["Fn::Sub"],
+                    "https://${WebSocketApi}.execute-api.${AWS::Region}.${AWS::URLSuffix}/dev",
+                    "{h:?}"
+                );
+            }
+        }
     }
 }

@@ -13,6 +13,9 @@ pub const ACCESS_LOG_GROUP: &str = "AccessLogGroup";
 /// Parameter: a bucket to take the code from instead of the CDK bootstrap bucket.
 pub const ASSETS_BUCKET: &str = "AssetsBucket";
 pub const USE_BOOTSTRAP_BUCKET: &str = "UseBootstrapBucket";
+/// The custom domain name and its mapping, where the stage file has `[domain]`.
+pub const DOMAIN_NAME: &str = "CustomDomainName";
+pub const API_MAPPING: &str = "CustomDomainApiMapping";
 
 pub fn function(h: Handler) -> String {
     format!("{}Function", h.logical_id_stem())

@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::ops::Range;
 
 use serde::Deserialize;
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, Visitor};
@@ -70,6 +71,25 @@ impl LambdaSection {
     }
 }
 
+/// Picks one spanned setting out of a function's fields.
+pub(super) type Pick<T> = fn(&FunctionFields) -> Option<&toml::Spanned<T>>;
+
+impl LambdaSection {
+    /// Where the stage file sets one handler's setting: the dotted field and the value's span,
+    /// from the handler's own table or else from `[lambda]`; `None` when it is the default.
+    pub(super) fn origin<T>(
+        &self,
+        handler: Handler,
+        name: &str,
+        pick: Pick<T>,
+    ) -> Option<(String, Range<usize>)> {
+        if let Some(v) = self.handlers.get(&handler).and_then(pick) {
+            return Some((format!("lambda.{}.{name}", handler.name()), v.span()));
+        }
+        pick(&self.defaults).map(|v| (format!("lambda.{name}"), v.span()))
+    }
+}
+
 /// A key of `[lambda]`: a function setting or a handler's table.
 enum LambdaKey {
     Setting(String),
@@ -85,13 +105,13 @@ impl<'de> DeserializeSeed<'de> for LambdaKeySeed {
 
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<LambdaKey, D::Error> {
         let key = String::deserialize(d)?;
-        if let Some(h) = Handler::ALL.iter().find(|h| h.binary() == key) {
-            return Ok(LambdaKey::Handler(*h));
+        if let Some(h) = Handler::from_name(&key) {
+            return Ok(LambdaKey::Handler(h));
         }
         if FunctionFields::NAMES.contains(&key.as_str()) {
             return Ok(LambdaKey::Setting(key));
         }
-        let handlers: Vec<&str> = Handler::ALL.iter().map(|h| h.binary()).collect();
+        let handlers: Vec<&str> = Handler::names().collect();
         Err(de::Error::custom(format!(
             "unknown key `{key}`: [lambda] takes the settings {} and a [lambda.<handler>] table per handler, one of {}",
             FunctionFields::NAMES.join(", "),

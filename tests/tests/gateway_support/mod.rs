@@ -295,3 +295,183 @@ impl Client {
         }
     }
 }
+
+/// A client on a bare TCP socket: it completes the WebSocket handshake itself and then reads
+/// and writes only when the test says so, e.g. never reads, as a stalled client would.
+pub struct RawClient {
+    pub tcp: TcpStream,
+}
+
+impl RawClient {
+    /// Connects to `gw` with a small receive buffer (so a client that does not read fills up
+    /// quickly) and completes the handshake; panics unless the gateway answers 101.
+    pub async fn connect(gw: &RunningGateway, query: &str) -> RawClient {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
+        let mut tcp = tokio::time::timeout(WAIT, socket.connect(gw.local_addr()))
+            .await
+            .expect("TCP connect timed out")
+            .expect("TCP connect failed");
+        let request = format!(
+            "GET /{}?{query} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
+             User-Agent: wsstack-raw/1\r\n\r\n",
+            gw.stage(),
+            gw.local_addr()
+        );
+        tcp.write_all(request.as_bytes())
+            .await
+            .expect("write handshake");
+        // Read the response byte by byte so that nothing after it is consumed.
+        let mut head = Vec::new();
+        while !head.ends_with(b"\r\n\r\n") {
+            let mut byte = [0u8; 1];
+            let n = tokio::time::timeout(WAIT, tcp.read(&mut byte))
+                .await
+                .expect("handshake response timed out")
+                .expect("read handshake");
+            assert!(n == 1, "socket closed during the handshake: {head:?}");
+            head.push(byte[0]);
+        }
+        let head = String::from_utf8_lossy(&head);
+        assert!(
+            head.starts_with("HTTP/1.1 101"),
+            "handshake refused: {head}"
+        );
+        RawClient { tcp }
+    }
+
+    /// Sends one masked client frame (as RFC 6455 requires of clients).
+    pub async fn send_frame(
+        &mut self,
+        frame: tokio_tungstenite::tungstenite::protocol::frame::Frame,
+    ) {
+        use tokio::io::AsyncWriteExt;
+        let mut frame = frame;
+        // Any mask will do; the gateway only requires one.
+        frame.header_mut().mask = Some([0x5a, 0x17, 0xc3, 0x08]);
+        let mut bytes = Vec::new();
+        frame.format(&mut bytes).expect("format frame");
+        self.tcp.write_all(&bytes).await.expect("write frame");
+    }
+
+    /// Reads one server frame: (opcode byte, FIN, payload).
+    pub async fn read_frame(&mut self) -> (u8, bool, Vec<u8>) {
+        use tokio::io::AsyncReadExt;
+        let read = async {
+            let mut head = [0u8; 2];
+            self.tcp.read_exact(&mut head).await?;
+            let fin = head[0] & 0x80 != 0;
+            let opcode = head[0] & 0x0f;
+            assert_eq!(head[1] & 0x80, 0, "server frames are never masked");
+            let len = match head[1] & 0x7f {
+                126 => {
+                    let mut b = [0u8; 2];
+                    self.tcp.read_exact(&mut b).await?;
+                    u64::from(u16::from_be_bytes(b))
+                }
+                127 => {
+                    let mut b = [0u8; 8];
+                    self.tcp.read_exact(&mut b).await?;
+                    u64::from_be_bytes(b)
+                }
+                n => u64::from(n),
+            };
+            let mut payload = vec![0u8; usize::try_from(len).expect("frame length")];
+            self.tcp.read_exact(&mut payload).await?;
+            Ok::<_, std::io::Error>((opcode, fin, payload))
+        };
+        match tokio::time::timeout(WAIT, read).await {
+            Ok(Ok(frame)) => frame,
+            Ok(Err(e)) => panic!("reading a frame failed: {e}"),
+            Err(_) => panic!("no frame within {WAIT:?}"),
+        }
+    }
+}
+
+/// Code behind the routes for tests: answers `$connect` (and every route) with `response`,
+/// after `delay` for the listed handlers; panics or fails where told.
+pub struct StubIntegration {
+    pub response: aws_lambda_events::apigw::ApiGatewayProxyResponse,
+    pub slow: Vec<(wsstack_routes::Handler, Duration)>,
+    pub fail: Vec<wsstack_routes::Handler>,
+    pub panic: Vec<wsstack_routes::Handler>,
+}
+
+impl StubIntegration {
+    /// Answers every route with 200 at once.
+    pub fn ok() -> StubIntegration {
+        let mut response = aws_lambda_events::apigw::ApiGatewayProxyResponse::default();
+        response.status_code = 200;
+        StubIntegration {
+            response,
+            slow: Vec::new(),
+            fail: Vec::new(),
+            panic: Vec::new(),
+        }
+    }
+}
+
+impl wsstack_gateway::Integration for StubIntegration {
+    fn invoke(
+        &self,
+        handler: wsstack_routes::Handler,
+        _event: aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest,
+    ) -> futures::future::BoxFuture<
+        '_,
+        Result<aws_lambda_events::apigw::ApiGatewayProxyResponse, String>,
+    > {
+        Box::pin(async move {
+            if let Some((_, delay)) = self.slow.iter().find(|(h, _)| *h == handler) {
+                tokio::time::sleep(*delay).await;
+            }
+            if self.panic.contains(&handler) {
+                panic!("stub panics in {handler:?}");
+            }
+            if self.fail.contains(&handler) {
+                return Err(format!("stub fails in {handler:?}"));
+            }
+            Ok(self.response.clone())
+        })
+    }
+}
+
+/// Waits until `log` holds an event of `event_type` for `connection_id` (any connection when
+/// `None`) and returns it.
+pub async fn wait_for_event(
+    log: &wsstack_gateway::EventLog,
+    event_type: &str,
+    connection_id: Option<&str>,
+    timeout: Duration,
+) -> aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest {
+    let started = Instant::now();
+    loop {
+        let found = log.events().into_iter().map(|(_, e)| e).find(|e| {
+            e.request_context.event_type.as_deref() == Some(event_type)
+                && connection_id
+                    .is_none_or(|id| e.request_context.connection_id.as_deref() == Some(id))
+        });
+        if let Some(event) = found {
+            return event;
+        }
+        if started.elapsed() > timeout {
+            panic!(
+                "no {event_type} event within {timeout:?}: {:?}",
+                log.events()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// An `@connections` client as the handlers build it: the real SDK, dummy credentials, the
+/// gateway as endpoint. No retries, so each call is exactly one request.
+pub async fn management_client(endpoint: &str) -> aws_sdk_apigatewaymanagement::Client {
+    let sdk = wsstack_tests::local_sdk_config(None).await;
+    let config = aws_sdk_apigatewaymanagement::config::Builder::from(&sdk)
+        .endpoint_url(endpoint)
+        .retry_config(aws_config::retry::RetryConfig::disabled())
+        .build();
+    aws_sdk_apigatewaymanagement::Client::from_conf(config)
+}

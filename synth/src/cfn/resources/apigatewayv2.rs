@@ -121,3 +121,47 @@ pub struct Authorizer {
     /// E.g. `route.request.querystring.token` or `route.request.header.Authorization`.
     pub identity_source: Vec<String>,
 }
+
+/// The endpoint type of a custom domain name. WebSocket APIs support only Regional ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum EndpointType {
+    Regional,
+}
+
+/// The TLS policy of a custom domain name. WebSocket APIs support only TLS 1.2.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum SecurityPolicy {
+    #[serde(rename = "TLS_1_2")]
+    Tls12,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct DomainNameConfiguration {
+    /// A Regional ACM certificate, in the API's region.
+    pub certificate_arn: String,
+    pub endpoint_type: EndpointType,
+    pub security_policy: SecurityPolicy,
+}
+
+/// `AWS::ApiGatewayV2::DomainName`: a custom domain name.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct DomainName {
+    pub domain_name: String,
+    pub domain_name_configurations: Vec<DomainNameConfiguration>,
+}
+
+/// `AWS::ApiGatewayV2::ApiMapping`: maps a path of a custom domain name to an API's stage.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ApiMapping {
+    pub api_id: Expr,
+    pub domain_name: Expr,
+    /// The stage's name; a `Ref` to the stage also orders the mapping after it.
+    pub stage: Expr,
+    /// The base path; none maps the domain's root.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub api_mapping_key: Option<String>,
+}

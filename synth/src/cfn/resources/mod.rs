@@ -78,6 +78,8 @@ resource_types! {
     Integration(apigatewayv2::Integration) = "AWS::ApiGatewayV2::Integration", attributes ["IntegrationId"];
     Stage(apigatewayv2::Stage) = "AWS::ApiGatewayV2::Stage", attributes [];
     Authorizer(apigatewayv2::Authorizer) = "AWS::ApiGatewayV2::Authorizer", attributes ["AuthorizerId"];
+    DomainName(apigatewayv2::DomainName) = "AWS::ApiGatewayV2::DomainName", attributes ["RegionalDomainName", "RegionalHostedZoneId"];
+    ApiMapping(apigatewayv2::ApiMapping) = "AWS::ApiGatewayV2::ApiMapping", attributes ["ApiMappingId"];
     Function(lambda::Function) = "AWS::Lambda::Function", attributes ["Arn", "SnapStartResponse.ApplyOn", "SnapStartResponse.OptimizationStatus"];
     Permission(lambda::Permission) = "AWS::Lambda::Permission", attributes [];
     Role(iam::Role) = "AWS::IAM::Role", attributes ["Arn", "RoleId"];

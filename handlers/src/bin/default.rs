@@ -1,6 +1,0 @@
-//! The Lambda function behind the `$default` route.
-
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    Ok(wsstack_handlers::run_lambda(wsstack_routes::Handler::Default).await?)
-}

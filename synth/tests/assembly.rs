@@ -64,10 +64,12 @@ fn writes_one_stack_per_stage_with_its_assets() {
     let manifest = read_json(&out.join("manifest.json"));
     assert_eq!(manifest["version"], "55.0.0");
     let artifacts = manifest["artifacts"].as_object().expect("artifacts");
-    for (id, stack, protected) in [
-        ("WsstackDev", "wsstack-dev", false),
-        ("WsstackStaging", "wsstack-staging", false),
-        ("WsstackProd", "wsstack-prod", true),
+    // Functions: one per route, and the authorizer where the stage authenticates (jwt in
+    // staging and prod).
+    for (id, stack, protected, functions) in [
+        ("WsstackDev", "wsstack-dev", false, 4),
+        ("WsstackStaging", "wsstack-staging", false, 5),
+        ("WsstackProd", "wsstack-prod", true, 5),
     ] {
         let a = &artifacts[id];
         assert_eq!(a["type"], "aws:cloudformation:stack");
@@ -115,7 +117,7 @@ fn writes_one_stack_per_stage_with_its_assets() {
                 hash
             );
         }
-        assert_eq!(keys, 4);
+        assert_eq!(keys, functions, "{id}");
         // The stand-in is labelled in the template and in the manifest.
         assert!(
             serde_json::to_string(&template)

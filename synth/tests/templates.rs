@@ -225,7 +225,17 @@ fn every_route_is_wired_to_its_function_and_scoped() {
             let h = route.handler;
             let api_route = &r[&ids::route(h)]["Properties"];
             assert_eq!(api_route["RouteKey"], route.key);
-            assert_eq!(api_route["AuthorizationType"], "NONE");
+            // Only $connect, and only where the stage authenticates, has the authorizer.
+            if route.key == wsstack_routes::CONNECT && stage.auth.jwt().is_some() {
+                assert_eq!(api_route["AuthorizationType"], "CUSTOM", "{}", stage.name);
+                assert_eq!(
+                    api_route["AuthorizerId"],
+                    serde_json::json!({"Ref": ids::CONNECT_AUTHORIZER})
+                );
+            } else {
+                assert_eq!(api_route["AuthorizationType"], "NONE", "{}", stage.name);
+                assert!(api_route.get("AuthorizerId").is_none());
+            }
             assert_eq!(api_route["ApiId"], serde_json::json!({"Ref": ids::API}));
             assert_eq!(
                 api_route["Target"],

@@ -10,9 +10,20 @@ SYNTH_FLAGS ?=
 # The local gateway's port and stage for `make dev`.
 PORT ?= 3001
 DEV_STAGE ?= dev
+# The port of the browser client that `make dev` serves; empty: the gateway's default, 3000
+# (and, when 3000 is taken, the API without the page, with a warning).
+WEB_PORT ?=
 
 # A stand-in assembly for lints, so `make lint` never touches a real cdk.out.
 LINT_OUT := target/lint/cdk.out
+# Stages that switch on every optional part (custom domain, ...), linted besides the shipped ones.
+LINT_EXTRA_STAGES := synth/tests/fixtures/stages
+LINT_EXTRA_OUT := target/lint/extra.out
+# The one-time account setup template (API Gateway's CloudWatch Logs role).
+ACCOUNT_SETUP_OUT := target/account-setup
+LINT_ACCOUNT_SETUP_OUT := target/lint/account-setup
+# Every folder of templates `make lint` checks.
+LINT_DIRS := $(LINT_OUT) $(LINT_EXTRA_OUT) $(LINT_ACCOUNT_SETUP_OUT)
 
 stage_flag = $(if $(STAGE),--stage $(STAGE),--all)
 
@@ -21,8 +32,13 @@ help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
 .PHONY: dev
-dev: ## Run the whole API on localhost (ws://127.0.0.1:3001/dev), in-memory store
-	cargo run --profile local -p wsstack-gateway --bin wsstack-local -- --port $(PORT) --stage $(DEV_STAGE)
+dev: ## Run the whole API on localhost (ws://127.0.0.1:3001/dev) and the chat page (http://127.0.0.1:3000/)
+	cargo run --profile local -p wsstack-gateway --bin wsstack-local -- --port $(PORT) $(if $(WEB_PORT),--web-port $(WEB_PORT)) --stage $(DEV_STAGE)
+
+.PHONY: screenshot
+screenshot: tools ## Regenerate docs/screenshot.png: two browser pages in a conversation
+	cargo build -q -p wsstack-gateway --bin wsstack-local
+	python3 tests/browser/test_chat.py --gateway target/debug/wsstack-local --screenshot docs/screenshot.png
 
 .PHONY: tools
 tools: ## Install the test tools (pip: cfn-lint, aws CLI, moto; npm in tests/: dynalite, cdk)
@@ -51,6 +67,11 @@ deploy: ## Build, synth and deploy one stage: make deploy STAGE=dev [ASSETS_BUCK
 	$(MAKE) synth STAGE=$(STAGE)
 	scripts/deploy.py deploy --stage $(STAGE)
 
+.PHONY: account-setup
+account-setup: ## Once per account and region: API Gateway's CloudWatch role, which access logs need
+	cargo run -q -p wsstack-synth --bin synth -- --account-setup $(ACCOUNT_SETUP_OUT)
+	scripts/deploy.py account-setup --template $(ACCOUNT_SETUP_OUT)/WsstackAccountSetup.template.json
+
 .PHONY: destroy
 destroy: ## Delete one stage's stack: make destroy STAGE=dev (Retain resources stay)
 	@test -n "$(STAGE)" || { echo "make destroy needs a stage: make destroy STAGE=dev"; exit 2; }
@@ -61,10 +82,12 @@ lint: tools ## fmt, clippy -D warnings, and cfn-lint, checkov, cfn-guard over ev
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -q -- -D warnings
 	cargo run -q -p wsstack-synth --bin synth -- --all --stand-in-assets -q --out $(LINT_OUT)
-	cfn-lint --include-checks I -- $(LINT_OUT)/*.template.json $(LINT_OUT)/*.template.yaml
+	cargo run -q -p wsstack-synth --bin synth -- --stages-dir $(LINT_EXTRA_STAGES) --stand-in-assets -q --out $(LINT_EXTRA_OUT)
+	cargo run -q -p wsstack-synth --bin synth -- --account-setup $(LINT_ACCOUNT_SETUP_OUT) -q
+	cfn-lint --include-checks I -- $(foreach d,$(LINT_DIRS),$(d)/*.template.json $(d)/*.template.yaml)
 	@if [ -f cdk.out/manifest.json ]; then cfn-lint --include-checks I -- cdk.out/*.template.json cdk.out/*.template.yaml; fi
-	.venv-checkov/bin/checkov --quiet --compact --framework cloudformation -d $(LINT_OUT)
-	cfn-guard validate --rules tests/guard/wsstack.guard --data $(LINT_OUT) --show-summary fail
+	for d in $(LINT_DIRS); do .venv-checkov/bin/checkov --quiet --compact --framework cloudformation -d $$d; done
+	for d in $(LINT_DIRS); do cfn-guard validate --rules tests/guard/wsstack.guard --data $$d --show-summary fail; done
 	cfn-guard test --rules-file tests/guard/wsstack.guard --test-data tests/guard/wsstack_tests.yaml > /dev/null
 	@echo "lint: clean"
 
@@ -73,8 +96,11 @@ test: lint ## Every test: lints, unit, snapshot, tool and integration tests
 	cargo test --workspace --no-fail-fast
 
 .PHONY: bench
-bench: ## Benchmarks that print their figures (synth, handler fan-out, gateway)
+bench: ## Benchmarks that print their figures (synth, handler cold start and fan-out, gateway)
 	cargo bench -p wsstack-synth --bench synth
+	# The x86_64 release build of the one Lambda binary, for the cold-start figure.
+	cargo build --release -p wsstack-handlers --bin bootstrap
+	cargo bench -p wsstack-tests --bench cold_start
 	cargo bench -p wsstack-handlers --bench fanout
 	cargo bench -p wsstack-gateway --bench broadcast
 

@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
 """Deploys (or destroys) one stage of a synthesized wsstack cloud assembly with the aws CLI.
 
-    scripts/deploy.py check   --stage dev     # stage file, credentials, region: before building
+    scripts/deploy.py check   --stage dev     # stage, credentials, region, account: before building
     scripts/deploy.py deploy  --stage dev     # what `make deploy STAGE=dev` runs after synth
     scripts/deploy.py destroy --stage dev     # `make destroy STAGE=dev`
+    scripts/deploy.py account-setup --template target/account-setup/WsstackAccountSetup.template.json
+                                              # `make account-setup`, once per account and region
 
 Deploy publishes the file assets that `cdk.out/{Stack}.assets.json` lists (the handler zips and
 the template) to the CDK bootstrap bucket, or to ASSETS_BUCKET (created if missing) with the
@@ -11,7 +13,9 @@ template's `AssetsBucket` parameter pointed at it, then runs `aws cloudformation
 prints the stack's outputs.
 
 Everything that can be checked is checked before anything is uploaded: the stage file, the
-assembly, every asset file, stand-in code, the credentials and the region. The AWS account,
+assembly, every asset file, stand-in code, the credentials and the region, and what the account
+must allow (its unreserved Lambda concurrency; API Gateway's CloudWatch role when the stage has
+access logs). Each refusal says what is needed, what is available, and what to change. The AWS account,
 region and profile come from the usual AWS environment (AWS_PROFILE, AWS_REGION or
 AWS_DEFAULT_REGION, AWS_ENDPOINT_URL for a local emulator).
 """
@@ -19,21 +23,29 @@ AWS_DEFAULT_REGION, AWS_ENDPOINT_URL for a local emulator).
 import argparse
 import json
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 BOOTSTRAP_QUALIFIER = "hnb659fds"
+# The stack `make account-setup` deploys (synth/src/account_setup.rs).
+ACCOUNT_SETUP_STACK = "wsstack-account-setup"
 
 
 class DeployError(Exception):
     """A problem found before or during a deploy, with what to do about it."""
 
 
+# The aws CLI to run: `aws` from PATH unless WSSTACK_AWS_CLI names another (the deploy rehearsal
+# puts a test double there for the calls its emulator lacks).
+AWS_CLI = os.environ.get("WSSTACK_AWS_CLI") or "aws"
+
+
 def aws(*args, capture=True):
     """Runs the aws CLI; returns its stdout, or raises DeployError with its stderr."""
-    cmd = ["aws", *args]
+    cmd = [AWS_CLI, *args]
     try:
         proc = subprocess.run(cmd, capture_output=capture, text=True, check=False)
     except FileNotFoundError:
@@ -96,6 +108,7 @@ def find_stack(cdk_out, stage, stages_dir):
         return {
             "id": artifact_id,
             "stack_name": artifact["properties"]["stackName"],
+            "termination_protection": bool(artifact["properties"].get("terminationProtection", False)),
             "template_file": template_file,
             "files": files,
         }
@@ -136,10 +149,81 @@ def bucket_exists(bucket):
         return False
 
 
+# Lambda keeps at least this much of an account's concurrency unreserved
+# (https://docs.aws.amazon.com/lambda/latest/dg/configuration-concurrency.html).
+MIN_UNRESERVED_CONCURRENCY = 100
+
+
+def refusal(what, needed, available, change):
+    """One preflight refusal, as printed: what is wrong, needed, available, what to change."""
+    return f"{what}\n    needed:    {needed}\n    available: {available}\n    change:    {change}"
+
+
+def account_refusals(stage, needs, account, reg):
+    """What the account must allow for the stage: its unreserved Lambda concurrency and API
+    Gateway's CloudWatch role. `needs` holds `reserved` (total reserved concurrency) and
+    `access_logs`. Returns the refusals, empty when the account allows the stage."""
+    refusals = []
+    if needs["reserved"] > 0:
+        limits = json.loads(aws("lambda", "get-account-settings", "--output", "json")).get("AccountLimit", {})
+        unreserved = int(limits.get("UnreservedConcurrentExecutions", 0))
+        quota = int(limits.get("ConcurrentExecutions", 0))
+        reservable = max(unreserved - MIN_UNRESERVED_CONCURRENCY, 0)
+        if needs["reserved"] > reservable:
+            refusals.append(refusal(
+                f"reserved concurrency: stage {stage} reserves {needs['reserved']} concurrent executions, "
+                f"more than account {account} can give in {reg}",
+                f"{needs['reserved']} reserved, leaving at least {MIN_UNRESERVED_CONCURRENCY} unreserved "
+                "(Lambda's minimum)",
+                f"{unreserved} unreserved of a quota of {quota}: at most {reservable} can be reserved",
+                f"remove reserved_concurrency from stages/{stage}.toml (or lower the total to {reservable}), "
+                "or ask for a higher 'Concurrent executions' quota (Service Quotas, AWS Lambda)",
+            ))
+    if needs["access_logs"]:
+        settings = json.loads(aws("apigateway", "get-account", "--output", "json"))
+        role = settings.get("cloudwatchRoleArn", "")
+        if not role:
+            refusals.append(refusal(
+                f"access logs: stage {stage} has [api] access_logs = true, which needs API Gateway's "
+                "CloudWatch role (without it CloudFormation fails the stage and rolls back)",
+                f"an account-level cloudwatchRoleArn in API Gateway's settings of account {account}, {reg}",
+                "none set (aws apigateway get-account shows no cloudwatchRoleArn)",
+                "run `make account-setup` once for this account and region, "
+                f"or set [api] access_logs = false in stages/{stage}.toml",
+            ))
+    return refusals
+
+
+def refuse_if_any(refusals):
+    if refusals:
+        raise DeployError(
+            f"{len(refusals)} preflight check(s) failed; nothing was built or uploaded:\n  - "
+            + "\n  - ".join(refusals)
+        )
+
+
+def template_needs(template):
+    """What a synthesized template asks of the account: its functions' reserved concurrency,
+    and whether its stage writes access logs."""
+    resources = template.get("Resources", {}).values()
+    return {
+        "reserved": sum(
+            int(r.get("Properties", {}).get("ReservedConcurrentExecutions", 0))
+            for r in resources if r.get("Type") == "AWS::Lambda::Function"
+        ),
+        "access_logs": any(
+            "AccessLogSettings" in r.get("Properties", {})
+            for r in resources if r.get("Type") == "AWS::ApiGatewayV2::Stage"
+        ),
+    }
+
+
 def deploy(args):
     stack = find_stack(args.cdk_out, args.stage, args.stages_dir)
     reg = region()
     account = caller_account()
+    # Checked again on what synth wrote, exactly, before anything is uploaded.
+    refuse_if_any(account_refusals(args.stage, template_needs(load_json(stack["template_file"], "synthesize again")), account, reg))
     chosen = os.environ.get("ASSETS_BUCKET", "")
     bootstrap = f"cdk-{BOOTSTRAP_QUALIFIER}-assets-{account}-{reg}"
     bucket = chosen or bootstrap
@@ -167,12 +251,22 @@ def deploy(args):
         "--capabilities", "CAPABILITY_IAM",
         "--no-fail-on-empty-changeset",
     ]
-    if chosen:
-        command += ["--parameter-overrides", f"AssetsBucket={bucket}"]
+    # Always passed: `cloudformation deploy` keeps a parameter's previous value when it is not
+    # given, so a deploy without ASSETS_BUCKET after one with it would read the old bucket.
+    command += ["--parameter-overrides", f"AssetsBucket={chosen}"]
     # Templates over CloudFormation's 51,200-byte inline limit go through the bucket.
     if stack["template_file"].stat().st_size > 51200:
         command += ["--s3-bucket", bucket]
     aws(*command, capture=False)
+
+    # The manifest's terminationProtection (the stage file's `termination_protection`), applied
+    # both ways so that turning it off in the stage file takes effect too.
+    protect = stack["termination_protection"]
+    aws(
+        "cloudformation", "update-termination-protection", "--stack-name", stack["stack_name"],
+        "--enable-termination-protection" if protect else "--no-enable-termination-protection",
+    )
+    print(f"deploy: termination protection {'on' if protect else 'off'} for {stack['stack_name']}")
 
     outputs = json.loads(aws(
         "cloudformation", "describe-stacks", "--stack-name", stack["stack_name"],
@@ -197,12 +291,53 @@ def stack_name_of(stage, stages_dir):
         raise DeployError(f"{path}: {e}")
 
 
+def stage_needs(stage, stages_dir, given):
+    """What a stage asks of the account (total reserved concurrency, access logs), as synth
+    resolves the stage file (`synth --account-needs`): one source of truth for defaults and
+    per-handler overrides. Building synth is quick and builds no handler; `given` (--needs,
+    JSON) skips it, for callers that computed it with the synth library."""
+    if given:
+        return json.loads(given)
+    synth = os.environ.get("WSSTACK_SYNTH")
+    cmd = shlex.split(synth) if synth else ["cargo", "run", "-q", "-p", "wsstack-synth", "--bin", "synth", "--"]
+    cmd += ["--stage", stage, "--stages-dir", str(stages_dir), "--account-needs"]
+    out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    if out.returncode != 0:
+        # A bad stage file: synth names the file, line and field.
+        raise DeployError(out.stderr.strip() or f"{' '.join(cmd)} failed")
+    return json.loads(out.stdout.splitlines()[0])
+
+
 def check(args):
-    """What can fail before a build: the stage file, the credentials, the region."""
+    """What can fail before a build: the stage file, the credentials, the region, and what the
+    account must allow for the stage."""
     stack_name = stack_name_of(args.stage, args.stages_dir)
     reg = region()
     account = caller_account()
+    needs = stage_needs(args.stage, args.stages_dir, args.needs)
+    refuse_if_any(account_refusals(args.stage, needs, account, reg))
     print(f"deploy: stage {args.stage} (stack {stack_name}) to account {account}, region {reg}")
+    print(
+        f"deploy: account allows it: {needs['reserved']} reserved concurrency, "
+        f"access logs {'on (CloudWatch role set)' if needs['access_logs'] else 'off'}"
+    )
+
+
+def account_setup(args):
+    """Deploys the one-time account setup stack: API Gateway's CloudWatch Logs role."""
+    template = Path(args.template)
+    if not template.exists():
+        raise DeployError(f"{template} does not exist: run `make account-setup` (it synthesizes it first)")
+    reg = region()
+    account = caller_account()
+    print(f"account-setup: stack {ACCOUNT_SETUP_STACK} to account {account}, region {reg}")
+    aws(
+        "cloudformation", "deploy", "--template-file", str(template),
+        "--stack-name", ACCOUNT_SETUP_STACK, "--capabilities", "CAPABILITY_IAM",
+        "--no-fail-on-empty-changeset", capture=False,
+    )
+    role = json.loads(aws("apigateway", "get-account", "--output", "json")).get("cloudwatchRoleArn", "")
+    print(f"account-setup: API Gateway's CloudWatch role: {role or '(not reported by this endpoint)'}")
 
 
 def destroy(args):
@@ -210,7 +345,16 @@ def destroy(args):
     region()
     caller_account()
     print(f"destroy: deleting stack {stack_name}")
-    aws("cloudformation", "delete-stack", "--stack-name", stack_name)
+    try:
+        aws("cloudformation", "delete-stack", "--stack-name", stack_name)
+    except DeployError as e:
+        if "TerminationProtection" in str(e) or "termination protection" in str(e).lower():
+            raise DeployError(
+                f"{stack_name} has termination protection (termination_protection = true in "
+                f"stages/{args.stage}.toml): set it to false and `make deploy STAGE={args.stage}`, "
+                "then destroy"
+            )
+        raise
     aws("cloudformation", "wait", "stack-delete-complete", "--stack-name", stack_name)
     print(
         f"destroy: {stack_name} deleted. Resources with DeletionPolicy Retain (the connections "
@@ -221,16 +365,26 @@ def destroy(args):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("action", choices=["check", "deploy", "destroy"])
-    parser.add_argument("--stage", required=True, help="the stage (a file in the stages folder)")
+    parser.add_argument("action", choices=["check", "deploy", "destroy", "account-setup"])
+    parser.add_argument("--stage", help="the stage (a file in the stages folder); all but account-setup")
+    parser.add_argument("--template", help="account-setup: the template synth --account-setup wrote")
+    parser.add_argument(
+        "--needs",
+        help="check: what the stage asks of the account, as JSON from `synth --account-needs` "
+        "(default: run synth for it; WSSTACK_SYNTH overrides the synth command)",
+    )
     parser.add_argument("--cdk-out", default=str(ROOT / "cdk.out"), help="the cloud assembly (default: cdk.out)")
     parser.add_argument("--stages-dir", default=str(ROOT / "stages"), help="the stage files (default: stages)")
     args = parser.parse_args()
     # aws CLI v1 reads only AWS_DEFAULT_REGION; v2 and the SDKs read AWS_REGION first.
     if os.environ.get("AWS_REGION") and not os.environ.get("AWS_DEFAULT_REGION"):
         os.environ["AWS_DEFAULT_REGION"] = os.environ["AWS_REGION"]
+    if args.action == "account-setup" and not args.template:
+        parser.error("account-setup needs --template")
+    if args.action != "account-setup" and not args.stage:
+        parser.error(f"{args.action} needs --stage")
     try:
-        {"check": check, "deploy": deploy, "destroy": destroy}[args.action](args)
+        {"check": check, "deploy": deploy, "destroy": destroy, "account-setup": account_setup}[args.action](args)
     except DeployError as e:
         print(f"{args.action}: error: {e}", file=sys.stderr)
         sys.exit(1)

@@ -7,6 +7,8 @@
 #     tests/package-lock.json
 #   - checkov, in its own virtualenv (.venv-checkov: it pins its own cfn-lint)
 #   - cfn-guard, with cargo install (a few minutes the first time)
+#   - Chromium for the browser test: Debian's `chromium` package with apt-get (as root; else
+#     it says what to run). Playwright (pip, above) drives it; it never downloads a browser.
 # Building the Lambda zips needs more (cargo-lambda, zig, the aarch64 target):
 # scripts/install-lambda-tools.sh, run by `make handlers`.
 set -euo pipefail
@@ -34,6 +36,17 @@ for tool in cfn-lint aws moto_server; do
     exit 1
   }
 done
+
+if [ ! -x /usr/bin/chromium ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    say "apt-get install chromium (for the browser test)"
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  else
+    say "the browser test needs Debian's chromium at /usr/bin/chromium: sudo apt-get install chromium"
+    exit 1
+  fi
+fi
 
 command -v npm >/dev/null || { say "Node.js 20 and npm are required"; exit 1; }
 # npm ci is the reproducible install; skip it when node_modules already matches the lock file.

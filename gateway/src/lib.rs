@@ -19,6 +19,7 @@
 //! - [`limits`]: frame, message and payload sizes, timeouts.
 //! - [`store`]: memory or DynamoDB.
 //! - [`shutdown`]: Ctrl-C and SIGTERM.
+//! - [`web`]: the browser client (`web/`), on a port of its own.
 
 mod connections_api;
 pub mod event;
@@ -35,6 +36,7 @@ mod session;
 pub mod shutdown;
 mod state;
 pub mod store;
+pub mod web;
 
 pub use integration::{EventLog, Integration, Timeouts};
 pub use limits::Limits;

@@ -6,7 +6,8 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
-use wsstack_gateway::options::Cli;
+use wsstack_gateway::options::{Cli, WebPlan};
+use wsstack_gateway::web::{WebError, WebServer};
 use wsstack_gateway::{Gateway, StoreOptions, open_store};
 
 // A broadcast is allocation-heavy (each delivery is an SDK request, an HTTP request and a
@@ -24,6 +25,7 @@ async fn main() -> anyhow::Result<()> {
         .with_context(|| format!("invalid --log-level {:?}", cli.log_level))?;
     tracing_subscriber::fmt().with_env_filter(filter).init();
 
+    let web_plan = cli.web_plan();
     let (options, store_options) = cli.into_options()?;
     let store_name = match &store_options {
         StoreOptions::Memory => "memory".to_owned(),
@@ -35,8 +37,13 @@ async fn main() -> anyhow::Result<()> {
     let store = open_store(&store_options).await?;
     let gateway = Gateway::bind(options, store).await?;
 
+    let web = start_web(web_plan, gateway.local_addr().ip(), &gateway.ws_url()).await?;
+    let browser = match &web {
+        Some(server) => server.url(),
+        None => "not served".to_owned(),
+    };
     let banner = format!(
-        "wsstack-local: stage {}, store {store_name}\n  WebSocket     {}\n  @connections  {}\nCtrl-C to stop.\n",
+        "wsstack-local: stage {}, store {store_name}\n  WebSocket     {}\n  @connections  {}\n  Browser       {browser}\nCtrl-C to stop.\n",
         gateway.stage(),
         gateway.ws_url(),
         gateway.connections_url()
@@ -51,7 +58,28 @@ async fn main() -> anyhow::Result<()> {
 
     let signal = wsstack_gateway::shutdown::signal().await;
     tracing::info!(signal, "stopping: closing every connection");
+    drop(web);
     let report = gateway.shutdown(SHUTDOWN_GRACE).await;
     tracing::info!(closed = report.closed, drained = report.drained, "stopped");
     Ok(())
+}
+
+/// Serves the browser client as planned. A default port that is taken is no reason to refuse
+/// the API: the page is an extra, so that only gets a warning.
+async fn start_web(
+    plan: WebPlan,
+    host: std::net::IpAddr,
+    api_url: &str,
+) -> anyhow::Result<Option<WebServer>> {
+    let WebPlan::On { port, required } = plan else {
+        return Ok(None);
+    };
+    match WebServer::bind(std::net::SocketAddr::new(host, port), api_url).await {
+        Ok(server) => Ok(Some(server)),
+        Err(e @ WebError::AddrInUse { .. }) if !required => {
+            tracing::warn!(error = %e, "the browser client is not served");
+            Ok(None)
+        }
+        Err(e) => Err(e.into()),
+    }
 }

@@ -16,7 +16,8 @@ use crate::store::StoreOptions;
 
 const EXAMPLES: &str = "\
 Examples:
-  # the whole API on ws://127.0.0.1:3001/dev, connections kept in memory
+  # the whole API on ws://127.0.0.1:3001/dev, connections kept in memory, and the browser
+  # client on http://127.0.0.1:3000/
   wsstack-local
 
   # the same handlers against a local DynamoDB (dynalite, DynamoDB Local)
@@ -101,6 +102,15 @@ pub struct Cli {
     )]
     pub broadcast_concurrency: usize,
 
+    /// Port for the browser client (web/), at http://HOST:WEB_PORT/ [default: 3000, or 0 (a
+    /// free port) when --port is 0]. A default port that is taken only gets a warning.
+    #[arg(long, value_name = "PORT")]
+    pub web_port: Option<u16>,
+
+    /// Do not serve the browser client.
+    #[arg(long, conflicts_with = "web_port")]
+    pub no_web: bool,
+
     /// Log filter: error, warn, info, debug, trace, or directives such as
     /// `wsstack_gateway=debug,info`.
     #[arg(long, value_name = "FILTER", default_value = "info")]
@@ -159,7 +169,38 @@ pub enum OptionsError {
     Stage(String),
 }
 
+/// Where to serve the browser client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WebPlan {
+    Off,
+    /// On this port; `required` when the user named it, so a taken port is an error.
+    On {
+        port: u16,
+        required: bool,
+    },
+}
+
 impl Cli {
+    /// Where the browser client goes: `--web-port`, else [`crate::web::DEFAULT_WEB_PORT`] (a
+    /// free port when the API's port is 0 too, so test runs never contend for it).
+    pub fn web_plan(&self) -> WebPlan {
+        match (self.no_web, self.web_port) {
+            (true, _) => WebPlan::Off,
+            (false, Some(port)) => WebPlan::On {
+                port,
+                required: true,
+            },
+            (false, None) => WebPlan::On {
+                port: if self.port == 0 {
+                    0
+                } else {
+                    crate::web::DEFAULT_WEB_PORT
+                },
+                required: false,
+            },
+        }
+    }
+
     /// The gateway's and the store's options.
     pub fn into_options(self) -> Result<(GatewayOptions, StoreOptions), OptionsError> {
         if self.idle_timeout.is_zero() {
@@ -275,6 +316,40 @@ mod tests {
                 table: "Conns".into()
             }
         );
+    }
+
+    fn web_plan(args: &[&str]) -> Result<WebPlan, String> {
+        Cli::try_parse_from(std::iter::once("wsstack-local").chain(args.iter().copied()))
+            .map(|cli| cli.web_plan())
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn the_browser_client_port() {
+        let default = WebPlan::On {
+            port: 3000,
+            required: false,
+        };
+        assert_eq!(web_plan(&[]), Ok(default));
+        assert_eq!(
+            web_plan(&["--port", "0"]),
+            Ok(WebPlan::On {
+                port: 0,
+                required: false
+            })
+        );
+        assert_eq!(
+            web_plan(&["--web-port", "8080"]),
+            Ok(WebPlan::On {
+                port: 8080,
+                required: true
+            })
+        );
+        assert_eq!(web_plan(&["--no-web"]), Ok(WebPlan::Off));
+        let err = web_plan(&["--no-web", "--web-port", "1"]).unwrap_err();
+        assert!(err.contains("--web-port"), "{err}");
+        let err = web_plan(&["--web-port", "70000"]).unwrap_err();
+        assert!(err.contains("70000"), "{err}");
     }
 
     #[test]

@@ -390,7 +390,7 @@ fn on_message(shared: &Arc<Shared>, conn: &Arc<Connection>, text: Utf8Bytes) {
     let Some(route) = shared.routes.select(&text) else {
         let request_id = crate::id::request_id();
         let frame = routing::forbidden_frame(conn.info.id.as_str(), &request_id);
-        let _ = conn.post(Out::Text(frame.into()), usize::MAX);
+        post_status_frame(shared, conn, frame);
         return;
     };
     let event = event::message_event(
@@ -418,8 +418,17 @@ fn on_message(shared: &Arc<Shared>, conn: &Arc<Connection>, text: Utf8Bytes) {
                 routing::timed_out_frame(conn.info.id.as_str(), &request_id)
             }
         };
-        let _ = conn.post(Out::Text(frame.into()), usize::MAX);
+        post_status_frame(&shared2, &conn, frame);
     });
+}
+
+/// Queues a frame of the gateway's own (`Forbidden`, `Internal server error`, ...) under the
+/// same bound as posts: a client that sends without reading must not grow its queue without
+/// end. A frame that does not fit is dropped, as a throttled post would be.
+fn post_status_frame(shared: &Shared, conn: &Connection, frame: String) {
+    if let Err(e) = conn.post(Out::Text(frame.into()), shared.limits.max_queued_bytes) {
+        tracing::debug!(connection_id = %conn.info.id, error = ?e, "status frame dropped");
+    }
 }
 
 async fn disconnect(shared: &Shared, conn: &Connection, end: End) {

@@ -2,36 +2,14 @@
 //! (1001 to every client, `$disconnect`, exit status 0).
 
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
 
 use futures::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
 
-const BIN: &str = env!("CARGO_BIN_EXE_wsstack-local");
-const WAIT: Duration = Duration::from_secs(15);
+mod support;
 
-/// The child process, killed if a test ends before it exited.
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn wait_exit(child: &mut Child) -> std::process::ExitStatus {
-    let started = Instant::now();
-    loop {
-        match child.try_wait() {
-            Ok(Some(status)) => return status,
-            Ok(None) if started.elapsed() < WAIT => std::thread::sleep(Duration::from_millis(20)),
-            Ok(None) => panic!("wsstack-local did not exit within {WAIT:?}"),
-            Err(e) => panic!("waiting for wsstack-local: {e}"),
-        }
-    }
-}
+use support::{BIN, Running, WAIT, wait_exit};
 
 #[test]
 fn help_explains_every_option() {
@@ -50,11 +28,44 @@ fn help_explains_every_option() {
         "--table",
         "--idle-timeout",
         "--max-connection-duration",
+        "--integration-timeout",
+        "--stages-dir",
         "--log-level",
         "@connections",
     ] {
         assert!(help.contains(option), "--help lacks {option}:\n{help}");
     }
+}
+
+#[test]
+fn a_bad_stage_file_or_integration_timeout_fails_naming_it() {
+    let dir = std::env::temp_dir().join(format!("wsstack-cli-stages-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    std::fs::write(dir.join("broken.toml"), "[lambda]\ntimeout_seconds = 0\n").expect("write");
+    let stages_dir = dir.to_string_lossy().into_owned();
+    for (args, needle) in [
+        (
+            vec![
+                "--port",
+                "0",
+                "--stages-dir",
+                &stages_dir,
+                "--stage",
+                "broken",
+            ],
+            "broken.toml",
+        ),
+        (
+            vec!["--port", "0", "--integration-timeout", "30s"],
+            "50ms to 29s",
+        ),
+    ] {
+        let out = Command::new(BIN).args(&args).output().expect("run");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} started");
+        assert!(stderr.contains(needle), "{args:?}: {stderr}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]

@@ -304,7 +304,7 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "environment variable _HANDLER=\"bootstrap\" names no handler: valid names are \
-             connect, disconnect, send-message, default, authorizer"
+             connect, disconnect, send-message, default, list-connections, authorizer"
         );
         assert_eq!(
             handler_from_lookup(lookup("authorizer")),

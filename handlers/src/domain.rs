@@ -29,6 +29,9 @@ pub const DEFAULT_USERNAME: &str = "anonymous";
 /// Longest connection id accepted in `to`. API Gateway's ids are 16 characters; the bound only
 /// keeps garbage out of the store lookup.
 pub const MAX_CONNECTION_ID_CHARS: usize = 128;
+/// Most connections in one `listConnections` answer, and the default `limit`. At most 64
+/// characters of username each, a full page stays far below the 128 KB a post may carry.
+pub const MAX_LIST_LIMIT: usize = 100;
 
 /// The WebSocket subprotocol this API speaks: the frames and actions this module defines, in
 /// their first version. A client may offer it in `Sec-WebSocket-Protocol`; a later, incompatible
@@ -250,6 +253,12 @@ pub enum InputError {
     DeliveryFailed { to: String, reason: String },
     #[error("{}", unknown_action_message(.0.as_deref()))]
     UnknownAction(Option<String>),
+    #[error("field `limit` must be an integer from 1 to {MAX_LIST_LIMIT}")]
+    InvalidLimit,
+    #[error(
+        "field `cursor` must be the `next` of a previous `connections` answer (a string of 1 to {MAX_CONNECTION_ID_CHARS} printable characters)"
+    )]
+    InvalidCursor,
     /// Over the connection's rate: (messages per second, burst).
     #[error("too many messages: at most {0} per second and {1} at once; this one was not sent")]
     RateLimited(u32, u32),
@@ -275,6 +284,8 @@ pub const CLIENT_ERROR_CODES: &[&str] = &[
     "delivery_failed",
     "rate_limited",
     "unknown_action",
+    "invalid_limit",
+    "invalid_cursor",
 ];
 
 fn unknown_action_message(action: Option<&str>) -> String {
@@ -307,6 +318,8 @@ impl InputError {
             InputError::DeliveryFailed { .. } => "delivery_failed",
             InputError::RateLimited(..) => "rate_limited",
             InputError::UnknownAction(_) => "unknown_action",
+            InputError::InvalidLimit => "invalid_limit",
+            InputError::InvalidCursor => "invalid_cursor",
         }
     }
 }
@@ -322,8 +335,11 @@ fn json_type(v: &Value) -> &'static str {
     }
 }
 
-/// Parses and validates the body of a `sendMessage` message.
-pub fn parse_send_message(body: Option<&str>, is_base64: bool) -> Result<SendMessage, InputError> {
+/// The JSON object of a message's body.
+fn parse_object(
+    body: Option<&str>,
+    is_base64: bool,
+) -> Result<serde_json::Map<String, Value>, InputError> {
     if is_base64 {
         return Err(InputError::BinaryFrame);
     }
@@ -332,9 +348,22 @@ pub fn parse_send_message(body: Option<&str>, is_base64: bool) -> Result<SendMes
         _ => return Err(InputError::EmptyBody),
     };
     let value: Value = serde_json::from_str(body).map_err(|_| InputError::NotJson)?;
-    let Value::Object(mut fields) = value else {
+    let Value::Object(fields) = value else {
         return Err(InputError::NotAnObject);
     };
+    Ok(fields)
+}
+
+/// Whether `id` can be a connection id: 1 to [`MAX_CONNECTION_ID_CHARS`] characters, no
+/// control characters.
+fn plausible_connection_id(id: &str) -> bool {
+    let n = id.chars().count();
+    (1..=MAX_CONNECTION_ID_CHARS).contains(&n) && !id.chars().any(char::is_control)
+}
+
+/// Parses and validates the body of a `sendMessage` message.
+pub fn parse_send_message(body: Option<&str>, is_base64: bool) -> Result<SendMessage, InputError> {
+    let mut fields = parse_object(body, is_base64)?;
     let data = match fields.remove("data") {
         None => return Err(InputError::MissingData),
         Some(Value::String(s)) => s,
@@ -348,16 +377,43 @@ pub fn parse_send_message(body: Option<&str>, is_base64: bool) -> Result<SendMes
     }
     let to = match fields.remove("to") {
         None | Some(Value::Null) => None,
-        Some(Value::String(s)) => {
-            let n = s.chars().count();
-            if n == 0 || n > MAX_CONNECTION_ID_CHARS || s.chars().any(|c| c.is_control()) {
-                return Err(InputError::InvalidTo);
-            }
-            Some(s)
-        }
+        Some(Value::String(s)) if plausible_connection_id(&s) => Some(s),
+        Some(Value::String(_)) => return Err(InputError::InvalidTo),
         Some(other) => return Err(InputError::ToNotString(json_type(&other))),
     };
     Ok(SendMessage { data, to })
+}
+
+/// A valid `listConnections` request: `{"action": "listConnections", "cursor"?, "limit"?}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListConnections {
+    /// The `next` of the previous answer; `None` for the first page.
+    pub cursor: Option<String>,
+    /// 1 to [`MAX_LIST_LIMIT`]; [`MAX_LIST_LIMIT`] when the client gave none.
+    pub limit: usize,
+}
+
+/// Parses and validates the body of a `listConnections` message. `null` is the same as an
+/// absent field, so a client can send back the `next` of the last page as it got it.
+pub fn parse_list_connections(
+    body: Option<&str>,
+    is_base64: bool,
+) -> Result<ListConnections, InputError> {
+    let mut fields = parse_object(body, is_base64)?;
+    let cursor = match fields.remove("cursor") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) if plausible_connection_id(&s) => Some(s),
+        Some(_) => return Err(InputError::InvalidCursor),
+    };
+    let limit = match fields.remove("limit") {
+        None | Some(Value::Null) => MAX_LIST_LIMIT,
+        Some(Value::Number(n)) => match n.as_u64().and_then(|n| usize::try_from(n).ok()) {
+            Some(n) if (1..=MAX_LIST_LIMIT).contains(&n) => n,
+            _ => return Err(InputError::InvalidLimit),
+        },
+        Some(_) => return Err(InputError::InvalidLimit),
+    };
+    Ok(ListConnections { cursor, limit })
 }
 
 /// The `action` of a message that reached `$default`, if it has one (for the error text).
@@ -410,6 +466,15 @@ pub enum Frame {
     /// A message from the backend (the `push` tool).
     #[serde(rename_all = "camelCase")]
     Push { data: String, sent_at: String },
+    /// A page of the open connections, the answer to `listConnections`. `next` is `null` on
+    /// the last page; `you` is the asking connection's own id, so a client can tell itself
+    /// apart in `items`.
+    #[serde(rename_all = "camelCase")]
+    Connections {
+        items: Vec<ConnectionSummary>,
+        next: Option<String>,
+        you: String,
+    },
     /// The sender's message was refused.
     #[serde(rename_all = "camelCase")]
     Error {
@@ -418,6 +483,16 @@ pub enum Frame {
         #[serde(skip_serializing_if = "Option::is_none")]
         supported_actions: Option<Vec<String>>,
     },
+}
+
+/// One connection as `listConnections` shows it: what another client needs to name it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConnectionSummary {
+    pub connection_id: String,
+    pub username: String,
+    /// ISO-8601, like `sentAt`.
+    pub connected_at: String,
 }
 
 /// ISO-8601 in UTC with milliseconds, e.g. `2026-11-26T14:27:06.123Z`.
@@ -614,7 +689,7 @@ mod tests {
         );
         assert_eq!(
             Frame::error(&InputError::UnknownAction(Some("x".into()))).to_json(),
-            r#"{"type":"error","code":"unknown_action","message":"unknown action `x`; supported actions: sendMessage","supportedActions":["sendMessage"]}"#
+            r#"{"type":"error","code":"unknown_action","message":"unknown action `x`; supported actions: sendMessage, listConnections","supportedActions":["sendMessage","listConnections"]}"#
         );
     }
 
@@ -627,6 +702,80 @@ mod tests {
         let frame = Frame::for_message(&msg, "a", Utc::now());
         assert!(
             matches!(frame.to_wire(), Err(InputError::FrameTooLarge(n)) if n > MAX_FRAME_BYTES)
+        );
+    }
+
+    #[test]
+    fn list_connections_reads_cursor_and_limit() {
+        assert_eq!(
+            parse_list_connections(Some(r#"{"action":"listConnections"}"#), false),
+            Ok(ListConnections {
+                cursor: None,
+                limit: MAX_LIST_LIMIT
+            })
+        );
+        assert_eq!(
+            parse_list_connections(Some(r#"{"cursor":"abc=","limit":2}"#), false),
+            Ok(ListConnections {
+                cursor: Some("abc=".into()),
+                limit: 2
+            })
+        );
+        assert_eq!(
+            parse_list_connections(Some(r#"{"cursor":null,"limit":null}"#), false),
+            Ok(ListConnections {
+                cursor: None,
+                limit: MAX_LIST_LIMIT
+            })
+        );
+        for body in [
+            r#"{"limit":0}"#,
+            r#"{"limit":101}"#,
+            r#"{"limit":-1}"#,
+            r#"{"limit":2.5}"#,
+            r#"{"limit":"10"}"#,
+        ] {
+            assert_eq!(
+                parse_list_connections(Some(body), false),
+                Err(InputError::InvalidLimit),
+                "{body}"
+            );
+        }
+        for body in [
+            r#"{"cursor":""}"#,
+            r#"{"cursor":7}"#,
+            r#"{"cursor":"a\nb"}"#,
+        ] {
+            assert_eq!(
+                parse_list_connections(Some(body), false),
+                Err(InputError::InvalidCursor),
+                "{body}"
+            );
+        }
+        assert_eq!(
+            parse_list_connections(Some("[]"), false),
+            Err(InputError::NotAnObject)
+        );
+        assert_eq!(
+            parse_list_connections(Some("{}"), true),
+            Err(InputError::BinaryFrame)
+        );
+    }
+
+    #[test]
+    fn connections_frame_has_the_documented_shape() {
+        let frame = Frame::Connections {
+            items: vec![ConnectionSummary {
+                connection_id: "bob1".into(),
+                username: "bob".into(),
+                connected_at: "2025-11-26T14:27:06.123Z".into(),
+            }],
+            next: None,
+            you: "alice1".into(),
+        };
+        assert_eq!(
+            frame.to_json(),
+            r#"{"type":"connections","items":[{"connectionId":"bob1","username":"bob","connectedAt":"2025-11-26T14:27:06.123Z"}],"next":null,"you":"alice1"}"#
         );
     }
 

@@ -15,6 +15,7 @@
 //! | `$disconnect` | deletes the record (a missing one is fine) | 200; a store failure is a function error |
 //! | `sendMessage` | `{"action":"sendMessage","data":"…","to":"<id>"?}`: a broadcast to everyone **including the sender**, or a direct message to `to` only | frames `{"type":"message","from","data","sentAt"}` / `{"type":"direct","from","to","data","sentAt"}`; bad input: `{"type":"error","code","message"}` to the sender only ([`domain::InputError`] lists the codes) |
 //! | `$default` | nothing | `{"type":"error","code":"unknown_action","message","supportedActions":[…]}` to the sender |
+//! | `listConnections` | `{"action":"listConnections","cursor"?,"limit"?}`: one page (1..=100, default 100) of the open connections, the sender included | `{"type":"connections","items":[{"connectionId","username","connectedAt"}],"next":<cursor or null>,"you":<sender's id>}` to the sender |
 //!
 //! A handler returns `Err` only for what the client cannot fix (a broken event, the store
 //! failing, the sender unreachable by anything but 410); API Gateway then sends the client its
@@ -36,7 +37,7 @@ use tracing::Instrument;
 use wsstack_routes::Handler;
 
 use crate::config::Config;
-use crate::domain::{Frame, InputError, Recipients};
+use crate::domain::{ConnectionSummary, Frame, InputError, Recipients};
 use crate::management::{ManagementApi, ManagementError};
 use crate::store::{Admission, Connection, ConnectionStore, StoreError};
 
@@ -155,6 +156,7 @@ impl App {
                 Handler::Disconnect => self.disconnect(connection_id, &event).await,
                 Handler::SendMessage => self.send_message(connection_id, &event).await,
                 Handler::Default => self.default_route(connection_id, &event).await,
+                Handler::ListConnections => self.list_connections(connection_id, &event).await,
                 Handler::Authorizer => Err(HandlerError::NotARoute(handler.name())),
             }
         };
@@ -407,6 +409,55 @@ impl App {
             .await
     }
 
+    /// Answers with one page of the open connections, the asker included, so a person can
+    /// name whom to message. Records past their TTL that DynamoDB has not removed yet are left
+    /// out (TTL deletes lazily); a malformed record is logged and left out.
+    async fn list_connections(
+        &self,
+        connection_id: &str,
+        event: &ApiGatewayWebsocketProxyRequest,
+    ) -> Result<ApiGatewayProxyResponse, HandlerError> {
+        let endpoint = self.callback_endpoint(event)?;
+        let request =
+            match domain::parse_list_connections(event.body.as_deref(), event.is_base64_encoded) {
+                Ok(r) => r,
+                Err(e) => return self.reply_error(&endpoint, connection_id, e).await,
+            };
+        let page = self
+            .store
+            .page(request.cursor.as_deref(), request.limit)
+            .await?;
+        let now = event_time(event.request_context.request_time_epoch).timestamp();
+        let items = page
+            .records
+            .into_iter()
+            .filter_map(|record| match record {
+                Ok(c) if c.expires_at > now => Some(ConnectionSummary {
+                    connected_at: domain::iso8601(event_time(c.connected_at)),
+                    connection_id: c.connection_id,
+                    username: c.username,
+                }),
+                Ok(_) => None,
+                Err(e) => {
+                    tracing::warn!(error = %e, "leaving a malformed record out of the list");
+                    None
+                }
+            })
+            .collect();
+        let frame = Frame::Connections {
+            items,
+            next: page.next,
+            you: connection_id.to_owned(),
+        };
+        match frame.to_wire() {
+            Ok(json) => {
+                self.reply(&endpoint, connection_id, Bytes::from(json))
+                    .await
+            }
+            Err(e) => self.reply_error(&endpoint, connection_id, e).await,
+        }
+    }
+
     /// Sends the sender an error frame. A sender that already left is no failure.
     async fn reply_error(
         &self,
@@ -416,6 +467,16 @@ impl App {
     ) -> Result<ApiGatewayProxyResponse, HandlerError> {
         tracing::info!(code = err.code(), error = %err, "refusing message");
         let frame = Bytes::from(Frame::error(&err).to_json());
+        self.reply(endpoint, connection_id, frame).await
+    }
+
+    /// Posts `frame` to the sender. A sender that already left is no failure.
+    async fn reply(
+        &self,
+        endpoint: &str,
+        connection_id: &str,
+        frame: Bytes,
+    ) -> Result<ApiGatewayProxyResponse, HandlerError> {
         match self
             .api
             .post_to_connection(endpoint, connection_id, frame)

@@ -148,11 +148,26 @@ pub trait ConnectionStore: Send + Sync {
             })
             .boxed()
     }
+
+    /// At most `limit` records (at least 1), starting after the record whose id is `after`
+    /// (from the start without it; a cursor whose record was deleted meanwhile still works),
+    /// and the cursor of the next page: what a client pages through with `listConnections`.
+    /// Expired records are included, as [`ConnectionStore::list`] includes them.
+    async fn page(&self, after: Option<&str>, limit: usize) -> Result<ConnectionPage, StoreError>;
 }
 
 /// A page of records; a malformed record is an error of its own, so one bad item does not hide
 /// the rest of its page.
-type Page = Vec<Result<Connection, StoreError>>;
+pub type Page = Vec<Result<Connection, StoreError>>;
+
+/// One page of [`ConnectionStore::page`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectionPage {
+    pub records: Page,
+    /// Where the next page starts (the id of the last record read); `None` on the last page.
+    /// A page may be followed by an empty one, as with DynamoDB's `LastEvaluatedKey`.
+    pub next: Option<String>,
+}
 
 /// Turns a stream of pages into a stream of records. A failed page fetch ends the listing
 /// (there is no cursor to go on from), after yielding the error.
@@ -221,7 +236,7 @@ impl MemoryStore {
         self.rate_tat.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn page_after(&self, cursor: Option<&str>) -> Vec<Connection> {
+    fn page_after(&self, cursor: Option<&str>, limit: usize) -> Vec<Connection> {
         use std::ops::Bound;
         let records = self.lock();
         let start = match cursor {
@@ -230,7 +245,7 @@ impl MemoryStore {
         };
         records
             .range((start, Bound::Unbounded))
-            .take(self.page_size)
+            .take(limit)
             .map(|(_, c)| c.clone())
             .collect()
     }
@@ -284,7 +299,7 @@ impl ConnectionStore for MemoryStore {
             let Some(cursor) = state else {
                 return Ok(None);
             };
-            let page = self.page_after(cursor.as_deref());
+            let page = self.page_after(cursor.as_deref(), self.page_size);
             if page.is_empty() {
                 return Ok(None);
             }
@@ -296,6 +311,20 @@ impl ConnectionStore for MemoryStore {
             Ok::<_, StoreError>(Some((page.into_iter().map(Ok).collect::<Page>(), next)))
         });
         flatten_pages(pages)
+    }
+
+    async fn page(&self, after: Option<&str>, limit: usize) -> Result<ConnectionPage, StoreError> {
+        let limit = limit.max(1);
+        let page = self.page_after(after, limit);
+        let next = if page.len() < limit {
+            None
+        } else {
+            page.last().map(|c| c.connection_id.clone())
+        };
+        Ok(ConnectionPage {
+            records: page.into_iter().map(Ok).collect(),
+            next,
+        })
     }
 }
 
@@ -655,6 +684,45 @@ impl ConnectionStore for DynamoDbStore {
                 .expression_attribute_values(":now", AttributeValue::N(now.to_string())),
             recipient_from_item,
         )
+    }
+
+    async fn page(&self, after: Option<&str>, limit: usize) -> Result<ConnectionPage, StoreError> {
+        // The table's only key is the partition key, so a connection id is the whole
+        // ExclusiveStartKey and the whole LastEvaluatedKey. DynamoDB may return a
+        // LastEvaluatedKey whose next page is empty (API Reference, Scan,
+        // https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_Scan.html).
+        let start = after.map(|id| {
+            HashMap::from([(
+                ATTR_CONNECTION_ID.to_owned(),
+                AttributeValue::S(id.to_owned()),
+            )])
+        });
+        let out = self
+            .client
+            .scan()
+            .table_name(&self.table)
+            .limit(i32::try_from(limit.max(1)).unwrap_or(i32::MAX))
+            // As for a broadcast: a person who connected a moment ago is listed.
+            .consistent_read(true)
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .map_err(backend_error)?;
+        let next = match out.last_evaluated_key() {
+            None => None,
+            Some(key) => match key.get(ATTR_CONNECTION_ID) {
+                Some(AttributeValue::S(id)) => Some(id.clone()),
+                _ => {
+                    return Err(StoreError::Backend(format!(
+                        "Scan returned a LastEvaluatedKey without a string {ATTR_CONNECTION_ID}"
+                    )));
+                }
+            },
+        };
+        Ok(ConnectionPage {
+            records: out.items().iter().map(from_item).collect(),
+            next,
+        })
     }
 }
 

@@ -81,7 +81,7 @@ fn an_unknown_handler_setting_fails_init_naming_the_value_and_the_valid_names() 
     assert!(!ok);
     assert!(
         text.contains(
-            r#"Error: environment variable _HANDLER="bootstrap" names no handler: valid names are connect, disconnect, send-message, default, authorizer"#
+            r#"Error: environment variable _HANDLER="bootstrap" names no handler: valid names are connect, disconnect, send-message, default, list-connections, authorizer"#
         ),
         "{text}"
     );

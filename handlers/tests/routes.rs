@@ -12,10 +12,10 @@ use bytes::Bytes;
 use futures::stream::BoxStream;
 use serde_json::{Value, json};
 use wsstack_handlers::config::Config;
-use wsstack_handlers::domain::{CLIENT_ERROR_CODES, MAX_DATA_BYTES};
+use wsstack_handlers::domain::{CLIENT_ERROR_CODES, MAX_DATA_BYTES, MAX_LIST_LIMIT};
 use wsstack_handlers::management::{ConnectionInfo, ManagementApi, ManagementError};
 use wsstack_handlers::store::{
-    Admission, Connection, ConnectionStore, MemoryStore, MessageRate, StoreError,
+    Admission, Connection, ConnectionPage, ConnectionStore, MemoryStore, MessageRate, StoreError,
 };
 use wsstack_handlers::{App, HandlerError};
 use wsstack_routes::Handler;
@@ -124,6 +124,9 @@ impl ConnectionStore for FailingStore {
     fn list(&self) -> BoxStream<'_, Result<Connection, StoreError>> {
         Box::pin(futures::stream::iter([Err(unavailable())]))
     }
+    async fn page(&self, _: Option<&str>, _: usize) -> Result<ConnectionPage, StoreError> {
+        Err(unavailable())
+    }
 }
 
 /// A store that can get the sender but fails to list (a Scan page failing mid-broadcast).
@@ -150,6 +153,9 @@ impl ConnectionStore for ListFailsStore {
     }
     fn list(&self) -> BoxStream<'_, Result<Connection, StoreError>> {
         Box::pin(futures::stream::iter([Err(unavailable())]))
+    }
+    async fn page(&self, _: Option<&str>, _: usize) -> Result<ConnectionPage, StoreError> {
+        Err(unavailable())
     }
 }
 
@@ -626,13 +632,22 @@ async fn bad_input_gets_an_exact_error_frame_and_nothing_is_sent() {
         ),
     ];
     // Every code a client can receive from sendMessage has its case (`delivery_failed`,
-    // `rate_limited` and `$default`'s `unknown_action` have tests of their own).
+    // `rate_limited`, `$default`'s `unknown_action` and listConnections' `invalid_limit` and
+    // `invalid_cursor` have tests of their own).
     let covered: std::collections::BTreeSet<String> = cases
         .iter()
         .map(|(_, _, frame)| frame["code"].as_str().expect("code").to_owned())
         .collect();
     for code in CLIENT_ERROR_CODES {
-        if !["delivery_failed", "unknown_action", "rate_limited"].contains(code) {
+        if ![
+            "delivery_failed",
+            "rate_limited",
+            "unknown_action",
+            "invalid_limit",
+            "invalid_cursor",
+        ]
+        .contains(code)
+        {
             assert!(covered.contains(*code), "no case answers {code}");
         }
     }
@@ -884,6 +899,199 @@ async fn broadcast_crosses_pages_and_respects_the_concurrency_bound() {
     assert!((2..=5).contains(&max), "max in flight {max}");
 }
 
+// --------------------------------------------------------------------------- listConnections
+
+fn list_request(body: Value) -> ApiGatewayWebsocketProxyRequest {
+    let body = body.to_string();
+    event("message", |v| {
+        v["body"] = json!(body);
+        v["requestContext"]["routeKey"] = json!("listConnections");
+    })
+}
+
+/// Pages through `listConnections` as a client does, `limit` at a time; returns the ids in
+/// the order received and the number of requests.
+async fn list_all(app: &App, api: &RecordingApi, limit: usize) -> (Vec<String>, usize) {
+    let mut ids = Vec::new();
+    let mut cursor = Value::Null;
+    for requests in 1.. {
+        let ev =
+            list_request(json!({"action": "listConnections", "cursor": cursor, "limit": limit}));
+        let resp = app.handle(Handler::ListConnections, ev).await.unwrap();
+        assert_eq!(resp.status_code, 200);
+        let frames = api.frames_to(SENDER);
+        let answer = frames.last().expect("an answer to the sender").clone();
+        assert_eq!(answer["type"], "connections", "{answer}");
+        assert_eq!(answer["you"], SENDER);
+        let items = answer["items"].as_array().unwrap();
+        assert!(
+            items.len() <= limit,
+            "{} items for limit {limit}",
+            items.len()
+        );
+        ids.extend(
+            items
+                .iter()
+                .map(|i| i["connectionId"].as_str().unwrap().to_owned()),
+        );
+        cursor = answer["next"].clone();
+        if cursor.is_null() {
+            return (ids, requests);
+        }
+        assert!(requests < 1000, "no end to the listing");
+    }
+    unreachable!()
+}
+
+#[tokio::test]
+async fn list_connections_answers_the_sender_with_names_and_ids() {
+    let f = setup(RecordingApi::default()).await;
+    let resp = f
+        .app
+        .handle(
+            Handler::ListConnections,
+            list_request(json!({"action": "listConnections"})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(resp.status_code, 200);
+    // Only the sender hears the answer.
+    assert_eq!(f.api.posts().len(), 1);
+    let summary = |id: &str, name: &str| json!({"connectionId": id, "username": name, "connectedAt": "2026-11-26T14:27:06.123Z"});
+    assert_eq!(
+        f.api.frames_to(SENDER),
+        vec![json!({
+            "type": "connections",
+            "items": [summary(SENDER, "alice"), summary("bob", "bob"), summary("carol", "carol")],
+            "next": null,
+            "you": SENDER,
+        })]
+    );
+}
+
+#[tokio::test]
+async fn list_connections_pages_through_everyone_exactly_once() {
+    let f = setup(RecordingApi::default()).await;
+    for i in 0..247 {
+        f.store.put(&conn(&format!("c{i:03}"), "x")).await.unwrap();
+    }
+    for limit in [1, 7, MAX_LIST_LIMIT] {
+        let before = f.api.posts().len();
+        let (mut ids, requests) = list_all(&f.app, &f.api, limit).await;
+        assert_eq!(requests, f.api.posts().len() - before);
+        assert!(
+            requests >= 250_usize.div_ceil(limit),
+            "limit {limit}: {requests} requests"
+        );
+        ids.sort();
+        let n = ids.len();
+        ids.dedup();
+        assert_eq!(
+            (n, ids.len()),
+            (250, 250),
+            "limit {limit}: everyone exactly once"
+        );
+    }
+}
+
+#[tokio::test]
+async fn list_connections_leaves_out_records_past_their_ttl() {
+    let f = setup(RecordingApi::default()).await;
+    // TTL deletes lazily: the record is still in the table an hour after it expired.
+    let stale = Connection {
+        expires_at: 1_795_703_229 - 3600,
+        ..conn("stale", "gone")
+    };
+    f.store.put(&stale).await.unwrap();
+    let (ids, _) = list_all(&f.app, &f.api, MAX_LIST_LIMIT).await;
+    assert_eq!(ids, vec![SENDER, "bob", "carol"]);
+}
+
+#[tokio::test]
+async fn list_connections_refuses_bad_cursor_and_limit_with_exact_error_frames() {
+    let f = setup(RecordingApi::default()).await;
+    let limit_error = error_frame(
+        "invalid_limit",
+        "field `limit` must be an integer from 1 to 100",
+    );
+    let cursor_error = error_frame(
+        "invalid_cursor",
+        "field `cursor` must be the `next` of a previous `connections` answer (a string of 1 to 128 printable characters)",
+    );
+    let cases = vec![
+        (
+            list_request(json!({"action": "listConnections", "limit": 0})),
+            limit_error.clone(),
+        ),
+        (
+            list_request(json!({"action": "listConnections", "limit": 101})),
+            limit_error.clone(),
+        ),
+        (
+            list_request(json!({"action": "listConnections", "limit": "5"})),
+            limit_error,
+        ),
+        (
+            list_request(json!({"action": "listConnections", "cursor": 3})),
+            cursor_error.clone(),
+        ),
+        (
+            list_request(json!({"action": "listConnections", "cursor": ""})),
+            cursor_error,
+        ),
+        (
+            event("message", |v| v["body"] = json!("[1]")),
+            error_frame("not_an_object", "the message must be a JSON object"),
+        ),
+    ];
+    for (ev, expected) in cases {
+        let before = f.api.posts().len();
+        let resp = f.app.handle(Handler::ListConnections, ev).await.unwrap();
+        assert_eq!(resp.status_code, 200);
+        let posts = f.api.posts();
+        assert_eq!(posts.len(), before + 1, "{expected}");
+        assert_eq!(posts[before].connection_id, SENDER);
+        let got: Value = serde_json::from_str(&posts[before].data).unwrap();
+        assert_eq!(got, expected);
+    }
+}
+
+#[tokio::test]
+async fn list_connections_with_a_failing_store_is_a_function_error() {
+    let api = Arc::new(RecordingApi::default());
+    let app = App::new(
+        Arc::new(FailingStore),
+        api.clone(),
+        Config::new("Connections"),
+    );
+    let err = app
+        .handle(
+            Handler::ListConnections,
+            list_request(json!({"action": "listConnections"})),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, HandlerError::Store(StoreError::Backend(_))),
+        "{err}"
+    );
+    assert!(api.posts().is_empty());
+}
+
+#[tokio::test]
+async fn list_connections_to_a_sender_that_left_is_not_a_failure() {
+    let f = setup(RecordingApi::default().failing(SENDER, ManagementError::Gone)).await;
+    let resp = f
+        .app
+        .handle(
+            Handler::ListConnections,
+            list_request(json!({"action": "listConnections"})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(resp.status_code, 200);
+}
+
 // ---------------------------------------------------------------------------------- $default
 
 #[tokio::test]
@@ -900,8 +1108,8 @@ async fn default_lists_the_supported_actions() {
         vec![json!({
             "type": "error",
             "code": "unknown_action",
-            "message": "unknown action `join`; supported actions: sendMessage",
-            "supportedActions": ["sendMessage"],
+            "message": "unknown action `join`; supported actions: sendMessage, listConnections",
+            "supportedActions": ["sendMessage", "listConnections"],
         })]
     );
     assert_eq!(f.store.len(), 3);
@@ -914,7 +1122,7 @@ async fn default_explains_a_message_without_action() {
     f.app.handle(Handler::Default, ev).await.unwrap();
     assert_eq!(
         f.api.frames_to(SENDER)[0]["message"],
-        "the message has no `action`; supported actions: sendMessage"
+        "the message has no `action`; supported actions: sendMessage, listConnections"
     );
 }
 

@@ -57,6 +57,7 @@ pub enum Handler {
     Disconnect,
     SendMessage,
     Default,
+    ListConnections,
     /// The Lambda REQUEST authorizer of `$connect` (stages with `[auth] mode = "jwt"`).
     Authorizer,
 }
@@ -72,12 +73,14 @@ pub enum Invocation {
 }
 
 impl Handler {
-    /// Every handler, in the order the stack declares them.
-    pub const ALL: [Handler; 5] = [
+    /// Every handler, in the order the stack declares them. New handlers go at the end, so
+    /// the resources of the existing ones keep their place in the template.
+    pub const ALL: [Handler; 6] = [
         Handler::Connect,
         Handler::Disconnect,
         Handler::SendMessage,
         Handler::Default,
+        Handler::ListConnections,
         Handler::Authorizer,
     ];
 
@@ -85,9 +88,11 @@ impl Handler {
     pub const fn invocation(self) -> Invocation {
         match self {
             Handler::Authorizer => Invocation::ConnectAuthorizer,
-            Handler::Connect | Handler::Disconnect | Handler::SendMessage | Handler::Default => {
-                Invocation::Route
-            }
+            Handler::Connect
+            | Handler::Disconnect
+            | Handler::SendMessage
+            | Handler::Default
+            | Handler::ListConnections => Invocation::Route,
         }
     }
 
@@ -100,6 +105,7 @@ impl Handler {
             Handler::Disconnect => "disconnect",
             Handler::SendMessage => "send-message",
             Handler::Default => "default",
+            Handler::ListConnections => "list-connections",
             Handler::Authorizer => "authorizer",
         }
     }
@@ -123,6 +129,7 @@ impl Handler {
             Handler::Disconnect => "Disconnect",
             Handler::SendMessage => "SendMessage",
             Handler::Default => "Default",
+            Handler::ListConnections => "ListConnections",
             Handler::Authorizer => "Authorizer",
         }
     }
@@ -145,6 +152,8 @@ impl Handler {
             ],
             // Only answers the sender; never touches the table.
             Handler::Default => &[],
+            // Reads one page of connections, where the client's cursor says.
+            Handler::ListConnections => &[TableAction::Scan],
             // Verifies a token against the issuer's keys; no state of ours.
             Handler::Authorizer => &[],
         }
@@ -159,6 +168,8 @@ impl Handler {
             Handler::SendMessage => &[ManagementOperation::Post],
             // Answers the sender with an error frame.
             Handler::Default => &[ManagementOperation::Post],
+            // Answers the sender with a page of connections (or an error frame).
+            Handler::ListConnections => &[ManagementOperation::Post],
         }
     }
 }
@@ -204,6 +215,8 @@ pub const DISCONNECT: &str = "$disconnect";
 pub const DEFAULT: &str = "$default";
 /// The route key of a chat message.
 pub const SEND_MESSAGE: &str = "sendMessage";
+/// The route key of a request for a page of the open connections (who can be messaged).
+pub const LIST_CONNECTIONS: &str = "listConnections";
 
 /// The API's routes.
 pub const ROUTES: &[Route] = &[
@@ -222,6 +235,10 @@ pub const ROUTES: &[Route] = &[
     Route {
         key: DEFAULT,
         handler: Handler::Default,
+    },
+    Route {
+        key: LIST_CONNECTIONS,
+        handler: Handler::ListConnections,
     },
 ];
 
@@ -270,6 +287,7 @@ mod tests {
                 "disconnect",
                 "send-message",
                 "default",
+                "list-connections",
                 "authorizer"
             ]
         );
@@ -287,6 +305,9 @@ mod tests {
 
     #[test]
     fn client_actions_exclude_system_routes() {
-        assert_eq!(client_actions().collect::<Vec<_>>(), vec!["sendMessage"]);
+        assert_eq!(
+            client_actions().collect::<Vec<_>>(),
+            vec!["sendMessage", "listConnections"]
+        );
     }
 }

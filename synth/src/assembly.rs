@@ -140,12 +140,7 @@ pub fn render(stacks: &[StackArtifact]) -> Result<Files, AssemblyError> {
     let mut artifacts = BTreeMap::new();
 
     for s in stacks {
-        let template_json = to_json(&s.template, &format!("{} template", s.id))?;
-        let template_yaml =
-            serde_yaml_ng::to_string(&s.template).map_err(|e| AssemblyError::Serialize {
-                what: format!("{} template as YAML", s.id),
-                source: Box::new(e),
-            })?;
+        let (template_json, template_yaml) = render_template(&s.template, &s.id)?;
         let template_file = format!("{}.template.json", s.id);
         let template_hash = hex::encode(Sha256::digest(&template_json));
         let assets_file = format!("{}.assets.json", s.id);
@@ -188,7 +183,7 @@ pub fn render(stacks: &[StackArtifact]) -> Result<Files, AssemblyError> {
             .insert(template_file.clone(), FileContent::Bytes(template_json));
         out.files.insert(
             format!("{}.template.yaml", s.id),
-            FileContent::Bytes(template_yaml.into_bytes()),
+            FileContent::Bytes(template_yaml),
         );
         out.files.insert(
             assets_file.clone(),
@@ -330,6 +325,19 @@ fn stack_artifact(
         metadata,
         display_name: Some(s.id.clone()),
     }
+}
+
+/// A template as pretty JSON and as YAML; `id` names it in errors.
+pub fn render_template(
+    template: &crate::cfn::Template,
+    id: &str,
+) -> Result<(Vec<u8>, Vec<u8>), AssemblyError> {
+    let json = to_json(template, &format!("{id} template"))?;
+    let yaml = serde_yaml_ng::to_string(template).map_err(|e| AssemblyError::Serialize {
+        what: format!("{id} template as YAML"),
+        source: Box::new(e),
+    })?;
+    Ok((json, yaml.into_bytes()))
 }
 
 fn to_json<T: Serialize>(value: &T, what: &str) -> Result<Vec<u8>, AssemblyError> {

@@ -7,7 +7,9 @@
 //!   table in `wsstack-routes`.
 //! - [`assets`]: the handlers' zips (or labelled stand-ins), hashed by content.
 //! - [`assembly`]: the cloud assembly written to `cdk.out/`, atomically.
+//! - [`account_setup`]: the one-time account setup template (API Gateway's CloudWatch role).
 
+pub mod account_setup;
 pub mod assembly;
 pub mod assets;
 pub mod cfn;

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
+use wsstack_synth::account_setup;
 use wsstack_synth::assembly::{self, Environment};
 use wsstack_synth::assets::{AssetSource, DEFAULT_LAMBDA_DIR};
 use wsstack_synth::stage::{self, DEFAULT_STAGES_DIR};
@@ -21,7 +22,7 @@ use wsstack_synth::stage::{self, DEFAULT_STAGES_DIR};
 #[command(
     name = "synth",
     version,
-    after_help = "Examples:\n  synth                          every stage, the real handlers' zip (build it with `make handlers`)\n  synth --stage prod             only stages/prod.toml\n  synth --stand-in-assets        templates only, without building the handlers\n  synth --account 123456789012 --region eu-west-1   pin the stacks to one environment"
+    after_help = "Examples:\n  synth                          every stage, the real handlers' zip (build it with `make handlers`)\n  synth --stage prod             only stages/prod.toml\n  synth --stand-in-assets        templates only, without building the handlers\n  synth --account 123456789012 --region eu-west-1   pin the stacks to one environment\n  synth --account-setup target/account-setup        the one-time account setup template"
 )]
 struct Cli {
     /// Synthesize only this stage (the name of a file in the stages folder, without .toml).
@@ -60,6 +61,18 @@ struct Cli {
     #[arg(long, value_name = "REGION")]
     region: Option<String>,
 
+    /// Instead of the stages, write the one-time account setup template (API Gateway's
+    /// CloudWatch Logs role, which stages with access logs need) into DIR, as
+    /// WsstackAccountSetup.template.json and .yaml. `make account-setup` deploys it.
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["stage", "all"])]
+    account_setup: Option<PathBuf>,
+
+    /// Instead of writing the assembly, print one JSON line per stage with what deploying it
+    /// asks of the account (total reserved concurrency, access logs): the input of
+    /// `scripts/deploy.py check`, computed by the same stage resolution as the templates.
+    #[arg(long, conflicts_with = "account_setup")]
+    account_needs: bool,
+
     /// Print nothing on success.
     #[arg(long, short)]
     quiet: bool,
@@ -76,6 +89,19 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
+    if let Some(dir) = &cli.account_setup {
+        account_setup::write(dir)
+            .with_context(|| format!("writing the account setup template to {}", dir.display()))?;
+        if !cli.quiet {
+            println!(
+                "wrote {}/{}.template.json (stack {})",
+                dir.display(),
+                account_setup::TEMPLATE_STEM,
+                account_setup::STACK_NAME
+            );
+        }
+        return Ok(());
+    }
     let stages = if cli.stage.is_empty() {
         stage::load_all(&cli.stages_dir)?
     } else {
@@ -84,6 +110,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             .map(|name| stage::load(&cli.stages_dir, name))
             .collect::<Result<Vec<_>, _>>()?
     };
+    if cli.account_needs {
+        for s in &stages {
+            println!("{}", s.account_needs());
+        }
+        return Ok(());
+    }
     let source = if cli.stand_in_assets {
         AssetSource::StandIn
     } else {

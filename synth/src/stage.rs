@@ -91,6 +91,25 @@ pub struct DomainSettings {
 }
 
 impl Stage {
+    /// What deploying this stage asks of the account, as `scripts/deploy.py check` reads it
+    /// (`synth --stage NAME --account-needs`): the functions' reserved concurrency together,
+    /// and whether the stage writes access logs (which need API Gateway's CloudWatch role).
+    /// Computed here, from the resolved stage, so the preflight never re-implements the
+    /// stage file's defaults and per-handler overrides.
+    pub fn account_needs(&self) -> serde_json::Value {
+        let reserved: u32 = self
+            .functions
+            .iter()
+            .filter_map(|(_, f)| f.reserved_concurrency)
+            .sum();
+        serde_json::json!({
+            "stage": self.name,
+            "stack_name": self.stack_name,
+            "reserved": reserved,
+            "access_logs": self.api.access_logs,
+        })
+    }
+
     /// The settings of one handler's function.
     pub fn function(&self, handler: Handler) -> &FunctionSettings {
         // `parse` fills in every handler of `Handler::ALL`, so the fallback is never taken.

@@ -67,9 +67,9 @@ fn writes_one_stack_per_stage_with_its_assets() {
     // Functions: one per route, and the authorizer where the stage authenticates (jwt in
     // staging and prod).
     for (id, stack, protected, functions) in [
-        ("WsstackDev", "wsstack-dev", false, 4),
-        ("WsstackStaging", "wsstack-staging", false, 5),
-        ("WsstackProd", "wsstack-prod", true, 5),
+        ("WsstackDev", "wsstack-dev", false, 5),
+        ("WsstackStaging", "wsstack-staging", false, 6),
+        ("WsstackProd", "wsstack-prod", true, 6),
     ] {
         let a = &artifacts[id];
         assert_eq!(a["type"], "aws:cloudformation:stack");

@@ -95,8 +95,8 @@ fn a_route_function_times_out_within_api_gateways_29_seconds() {
 fn reserved_concurrency_fits_an_account() {
     insta::assert_snapshot!(err("[lambda]\nreserved_concurrency = 901\n"), @"stages/test.toml:2:24: lambda.reserved_concurrency: 901 is out of range: allowed 1..=900 concurrent executions (Lambda keeps 100 of the default account quota of 1,000 unreserved: https://docs.aws.amazon.com/lambda/latest/dg/configuration-concurrency.html)");
     // Each within bounds, together too much: the error points at the last contributor.
-    insta::assert_snapshot!(err("[lambda]\nreserved_concurrency = 200\n[lambda.send-message]\nreserved_concurrency = 400\n"), @"stages/test.toml:2:24: lambda.reserved_concurrency: the functions together reserve 1000 concurrent executions (connect 200, disconnect 200, send-message 400, default 200); at most 900 fit the default account quota of 1,000, of which Lambda keeps 100 unreserved (https://docs.aws.amazon.com/lambda/latest/dg/configuration-concurrency.html)");
-    insta::assert_snapshot!(err("[lambda]\nreserved_concurrency = 300\n"), @"stages/test.toml:2:24: lambda.reserved_concurrency: the functions together reserve 1200 concurrent executions (connect 300, disconnect 300, send-message 300, default 300); at most 900 fit the default account quota of 1,000, of which Lambda keeps 100 unreserved (https://docs.aws.amazon.com/lambda/latest/dg/configuration-concurrency.html)");
+    insta::assert_snapshot!(err("[lambda]\nreserved_concurrency = 200\n[lambda.send-message]\nreserved_concurrency = 400\n"), @"stages/test.toml:2:24: lambda.reserved_concurrency: the functions together reserve 1200 concurrent executions (connect 200, disconnect 200, send-message 400, default 200, list-connections 200); at most 900 fit the default account quota of 1,000, of which Lambda keeps 100 unreserved (https://docs.aws.amazon.com/lambda/latest/dg/configuration-concurrency.html)");
+    insta::assert_snapshot!(err("[lambda]\nreserved_concurrency = 300\n"), @"stages/test.toml:2:24: lambda.reserved_concurrency: the functions together reserve 1500 concurrent executions (connect 300, disconnect 300, send-message 300, default 300, list-connections 300); at most 900 fit the default account quota of 1,000, of which Lambda keeps 100 unreserved (https://docs.aws.amazon.com/lambda/latest/dg/configuration-concurrency.html)");
 }
 
 const CERT: &str =
@@ -162,12 +162,12 @@ fn unknown_top_level_key() {
 
 #[test]
 fn unknown_key_in_a_section() {
-    insta::assert_snapshot!(err("[lambda]\nmemory = 512\n"), @"stages/test.toml:2:1: lambda.memory: unknown key `memory`: [lambda] takes the settings memory_mb, timeout_seconds, architecture, log_level, log_retention_days, reserved_concurrency, broadcast_concurrency and a [lambda.<handler>] table per handler, one of connect, disconnect, send-message, default, authorizer");
+    insta::assert_snapshot!(err("[lambda]\nmemory = 512\n"), @"stages/test.toml:2:1: lambda.memory: unknown key `memory`: [lambda] takes the settings memory_mb, timeout_seconds, architecture, log_level, log_retention_days, reserved_concurrency, broadcast_concurrency and a [lambda.<handler>] table per handler, one of connect, disconnect, send-message, default, list-connections, authorizer");
 }
 
 #[test]
 fn unknown_handler_override() {
-    insta::assert_snapshot!(err("[lambda.sendMessage]\nmemory_mb = 512\n"), @"stages/test.toml:1:9: lambda.sendMessage: unknown key `sendMessage`: [lambda] takes the settings memory_mb, timeout_seconds, architecture, log_level, log_retention_days, reserved_concurrency, broadcast_concurrency and a [lambda.<handler>] table per handler, one of connect, disconnect, send-message, default, authorizer");
+    insta::assert_snapshot!(err("[lambda.sendMessage]\nmemory_mb = 512\n"), @"stages/test.toml:1:9: lambda.sendMessage: unknown key `sendMessage`: [lambda] takes the settings memory_mb, timeout_seconds, architecture, log_level, log_retention_days, reserved_concurrency, broadcast_concurrency and a [lambda.<handler>] table per handler, one of connect, disconnect, send-message, default, list-connections, authorizer");
 }
 
 /// The handler tables follow from the route table: every handler's name is accepted and

@@ -76,6 +76,12 @@ fn logical_ids_are_pinned() {
             "DefaultIntegration",
             "DefaultRoute",
             "DefaultPermission",
+            "ListConnectionsLogGroup",
+            "ListConnectionsRole",
+            "ListConnectionsFunction",
+            "ListConnectionsIntegration",
+            "ListConnectionsRoute",
+            "ListConnectionsPermission",
             "WebSocketStage",
         ]
     );

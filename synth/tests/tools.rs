@@ -11,20 +11,29 @@ fn workspace() -> PathBuf {
 
 /// A fresh assembly of every stage, with stand-in assets.
 fn assembly() -> tempfile::TempDir {
+    assembly_of(&workspace().join("stages"))
+}
+
+/// A fresh assembly of every stage in `stages`, with stand-in assets, in `{tmp}/cdk.out`.
+fn assembly_of(stages: &Path) -> tempfile::TempDir {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let out = Command::new(env!("CARGO_BIN_EXE_synth"))
-        .arg("--stages-dir")
-        .arg(workspace().join("stages"))
-        .args(["--stand-in-assets", "-q", "--out"])
-        .arg(tmp.path().join("cdk.out"))
-        .output()
-        .expect("synth runs");
+    synth(
+        Command::new(env!("CARGO_BIN_EXE_synth"))
+            .arg("--stages-dir")
+            .arg(stages)
+            .args(["--stand-in-assets", "-q", "--out"])
+            .arg(tmp.path().join("cdk.out")),
+    );
+    tmp
+}
+
+fn synth(cmd: &mut Command) {
+    let out = cmd.output().expect("synth runs");
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    tmp
 }
 
 fn run(cmd: &mut Command, install: &str) -> Output {
@@ -62,11 +71,42 @@ fn cfn_lint_finds_nothing_in_any_template() {
     let tmp = assembly();
     let files = templates(&tmp.path().join("cdk.out"));
     assert_eq!(files.len(), 6, "three stages, JSON and YAML: {files:?}");
+    cfn_lint_clean(&files);
+}
+
+/// The optional parts (custom domain, access logs, reserved concurrency: the fixture stage)
+/// and the account setup template lint clean too.
+#[test]
+fn cfn_lint_finds_nothing_in_the_custom_domain_and_account_setup_templates() {
+    let tmp = assembly_of(&workspace().join("synth/tests/fixtures/stages"));
+    let mut files = templates(&tmp.path().join("cdk.out"));
+    synth(
+        Command::new(env!("CARGO_BIN_EXE_synth"))
+            .arg("--account-setup")
+            .arg(tmp.path().join("account-setup"))
+            .arg("-q"),
+    );
+    files.extend(templates(&tmp.path().join("account-setup")));
+    assert_eq!(
+        files.len(),
+        4,
+        "a stage and the account setup, JSON and YAML: {files:?}"
+    );
+    let domain = std::fs::read_to_string(&files[0]).expect("template");
+    assert!(
+        domain.contains("AWS::ApiGatewayV2::DomainName"),
+        "{}",
+        files[0].display()
+    );
+    cfn_lint_clean(&files);
+}
+
+fn cfn_lint_clean(files: &[PathBuf]) {
     // Informational rules too (explicit DeletionPolicy on stateful resources and the like).
     let out = run(
         Command::new("cfn-lint")
             .args(["--include-checks", "I", "--"])
-            .args(&files),
+            .args(files),
         "pip install cfn-lint",
     );
     assert!(

@@ -8,6 +8,9 @@
 //! - [`FakeConnectionsApi`]: a real HTTP server that answers `@connections` requests the way
 //!   API Gateway does, with scripted answers, recording what it received.
 //!
+//! - [`lambda_runtime_api::LambdaRuntimeApi`]: a local Lambda Runtime API that runs a handler
+//!   binary through `lambda_runtime` as Lambda does; [`handlers_binary`] finds (or builds) the
+//!   binary, [`lambda_runtime_api::function_env`] is the environment Lambda gives it.
 //! - [`moto::Moto`]: a moto server (S3, STS, IAM, Lambda, DynamoDB, CloudFormation) for the
 //!   deploy rehearsal.
 //!
@@ -25,6 +28,7 @@ use aws_sdk_dynamodb::types::{
 };
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
+pub mod lambda_runtime_api;
 pub mod moto;
 
 pub use wsstack_handlers::local_sdk_config;
@@ -40,6 +44,8 @@ pub enum HarnessError {
     DynaliteExited(String),
     #[error("{what} did not happen within {after:?}")]
     Timeout { what: String, after: Duration },
+    #[error("{0} has stopped")]
+    Stopped(&'static str),
     #[error("DynamoDB call failed: {0}")]
     DynamoDb(String),
     #[error(transparent)]
@@ -61,6 +67,51 @@ pub fn free_port() -> u16 {
 /// live.
 pub fn tests_dir() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A binary of the handlers crate (`bootstrap`, `push`) built in the profile this test runs
+/// from. `cargo test --workspace` builds it (the handlers crate has integration tests, so cargo
+/// builds its binaries); when a narrower command did not, it is built here.
+pub fn handlers_binary(name: &str) -> PathBuf {
+    let file = format!("{name}{}", std::env::consts::EXE_SUFFIX);
+    // The test executable is `target/{profile}/deps/{test}-{hash}`.
+    let exe = std::env::current_exe().unwrap_or_else(|e| panic!("no current exe: {e}"));
+    let profile_dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .unwrap_or_else(|| panic!("unexpected test executable path {}", exe.display()));
+    let candidate = profile_dir.join(&file);
+    if candidate.is_file() {
+        return candidate;
+    }
+    let profile = match profile_dir.file_name().and_then(|n| n.to_str()) {
+        Some("debug") | None => "dev",
+        Some(other) => other,
+    };
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let status = Command::new(&cargo)
+        .args([
+            "build",
+            "--profile",
+            profile,
+            "-p",
+            "wsstack-handlers",
+            "--bin",
+            name,
+        ])
+        .current_dir(tests_dir())
+        .status()
+        .unwrap_or_else(|e| panic!("could not run {cargo} to build {name}: {e}"));
+    assert!(
+        status.success(),
+        "building the {name} binary failed: {status}"
+    );
+    assert!(
+        candidate.is_file(),
+        "{} missing after the build",
+        candidate.display()
+    );
+    candidate
 }
 
 /// A dynalite process on 127.0.0.1, killed when dropped.

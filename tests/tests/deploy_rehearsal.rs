@@ -3,8 +3,18 @@
 //! asset manifest names, `aws cloudformation deploy` completes, and what CloudFormation created
 //! matches the stage file. A second deploy with a changed stage file updates in place.
 //!
+//! Issue 8 is rehearsed here too: the preflight checks (reserved concurrency against the
+//! account's unreserved concurrency, access logs against API Gateway's CloudWatch role), the
+//! `AssetsBucket` parameter passed on every deploy, and termination protection.
+//!
 //! moto silently skips every `AWS::ApiGatewayV2::*` resource (API, routes, integrations,
-//! stage): those are checked by synth's snapshot, assertion and cfn-lint tests instead. The
+//! stage): those are checked by synth's snapshot, assertion and cfn-lint tests instead.
+//!
+//! A test double stands in front of the aws CLI for the two calls moto does not implement
+//! (moto 5.2 answers 404 to `lambda get-account-settings` and 500 to `cloudformation
+//! update-termination-protection`): it answers the first with the account limits the test
+//! scripts (a new account's quota of 10 by default), records the second, and passes every other
+//! call to the real CLI and moto. `apigateway get-account` is moto's own (no CloudWatch role). The
 //! functions' code is a small valid zip per handler rather than the arm64 build, which CI does
 //! not make; what matters here is that each function points at its own asset.
 
@@ -20,7 +30,8 @@ use wsstack_synth::assets::{self, AssetSource};
 use wsstack_synth::stage;
 use wsstack_tests::moto::{MOTO_ACCOUNT, MOTO_REGION, Moto};
 
-const BUCKET: &str = "cdk-hnb659fds-assets-123456789012-us-east-1";
+/// A bucket of the user's own (ASSETS_BUCKET), created by the first deploy.
+const BUCKET: &str = "wsstack-rehearsal-assets";
 
 fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -76,12 +87,90 @@ impl Project {
             .arg("--stages-dir")
             .arg(self.path("stages"))
             .envs(moto.aws_env())
+            .envs(self.aws_double_env())
             .env_remove("AWS_PROFILE");
+        // What `synth --account-needs` prints, from the same library, so check does not build
+        // synth inside the test (a bad stage file is left to deploy.py to report).
+        if action == "check"
+            && let Ok(s) = wsstack_synth::stage::load(&self.path("stages"), stage)
+        {
+            cmd.args(["--needs", &s.account_needs().to_string()]);
+        }
         for (k, v) in extra_env {
             cmd.env(k, v);
         }
         cmd.output().expect("python3 runs")
     }
+
+    /// deploy.py pointed at the aws CLI double (WSSTACK_AWS_CLI), and the double's settings: where the real CLI is, where it
+    /// records calls, and the account limits it answers with (a new account: quota 10).
+    fn aws_double_env(&self) -> Vec<(&'static str, String)> {
+        let bin = self.path("aws-double");
+        if !bin.join("aws").exists() {
+            std::fs::create_dir_all(&bin).expect("mkdir");
+            std::fs::write(bin.join("aws"), AWS_DOUBLE).expect("write double");
+            let mut perms = std::fs::metadata(bin.join("aws"))
+                .expect("meta")
+                .permissions();
+            std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
+            std::fs::set_permissions(bin.join("aws"), perms).expect("chmod");
+        }
+        let real = which("aws");
+        vec![
+            ("WSSTACK_AWS_CLI", bin.join("aws").display().to_string()),
+            ("AWS_DOUBLE_REAL", real.display().to_string()),
+            (
+                "AWS_DOUBLE_LOG",
+                self.path("aws-double/calls.jsonl").display().to_string(),
+            ),
+            (
+                "AWS_DOUBLE_ACCOUNT_SETTINGS",
+                NEW_ACCOUNT_SETTINGS.to_owned(),
+            ),
+        ]
+    }
+
+    /// The calls the double recorded, each as its argument list.
+    fn recorded_calls(&self, first_two: [&str; 2]) -> Vec<Vec<String>> {
+        std::fs::read_to_string(self.path("aws-double/calls.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str::<Vec<String>>(l).expect("call json"))
+            .filter(|c| c.len() >= 2 && c[0] == first_two[0] && c[1] == first_two[1])
+            .collect()
+    }
+}
+
+/// What `aws lambda get-account-settings` tells a brand-new account: a concurrency quota of 10,
+/// all of it unreserved.
+const NEW_ACCOUNT_SETTINGS: &str = r#"{"AccountLimit": {"TotalCodeSize": 80530636800, "CodeSizeUnzipped": 262144000, "CodeSizeZipped": 52428800, "ConcurrentExecutions": 10, "UnreservedConcurrentExecutions": 10}, "AccountUsage": {"TotalCodeSize": 0, "FunctionCount": 0}}"#;
+
+/// The aws CLI test double (see the module docs): answers `lambda get-account-settings` with
+/// AWS_DOUBLE_ACCOUNT_SETTINGS, records `cloudformation update-termination-protection`, and
+/// runs the real CLI for everything else. Every call is logged to AWS_DOUBLE_LOG.
+const AWS_DOUBLE: &str = r#"#!/usr/bin/env python3
+import json, os, sys
+args = sys.argv[1:]
+with open(os.environ["AWS_DOUBLE_LOG"], "a") as log:
+    log.write(json.dumps(args) + "\n")
+if args[:2] == ["lambda", "get-account-settings"]:
+    print(os.environ["AWS_DOUBLE_ACCOUNT_SETTINGS"])
+    sys.exit(0)
+if args[:2] == ["cloudformation", "update-termination-protection"]:
+    sys.exit(0)
+real = os.environ["AWS_DOUBLE_REAL"]
+os.execv(real, [real, *args])
+"#;
+
+/// The first `name` on PATH.
+fn which(name: &str) -> PathBuf {
+    std::env::var_os("PATH")
+        .and_then(|paths| {
+            std::env::split_paths(&paths)
+                .map(|d| d.join(name))
+                .find(|p| p.is_file())
+        })
+        .unwrap_or_else(|| panic!("{name} is not on PATH (pip install awscli)"))
 }
 
 fn ok(out: Output) -> String {
@@ -179,6 +268,51 @@ fn physical_ids(moto: &Moto, stack: &str) -> std::collections::BTreeMap<String, 
                 r["PhysicalResourceId"].as_str()?.to_owned(),
             ))
         })
+        .collect()
+}
+
+const BOOTSTRAP_BUCKET: &str = "cdk-hnb659fds-assets-123456789012-us-east-1";
+
+/// The `update-termination-protection` call deploy.py makes for a stack.
+fn protection_call(stack: &str, on: bool) -> Vec<String> {
+    let flag = if on {
+        "--enable-termination-protection"
+    } else {
+        "--no-enable-termination-protection"
+    };
+    [
+        "cloudformation",
+        "update-termination-protection",
+        "--stack-name",
+        stack,
+        flag,
+    ]
+    .map(str::to_owned)
+    .to_vec()
+}
+
+/// New code for every function, unlike any zip deployed before: the handlers' one zip with an
+/// archive comment (a zip without a comment ends in its 22-byte end record, whose last two
+/// bytes are the comment's length).
+fn rebuild_zips(project: &Project) {
+    let mut zip = assets::stand_in_zip();
+    assert_eq!(
+        &zip[zip.len() - 2..],
+        [0, 0],
+        "the zip already has a comment"
+    );
+    let comment = "rebuilt bootstrap";
+    let len = u16::try_from(comment.len()).expect("short comment");
+    zip.truncate(zip.len() - 2);
+    zip.extend_from_slice(&len.to_le_bytes());
+    zip.extend_from_slice(comment.as_bytes());
+    std::fs::write(assets::zip_path(&project.path("lambda")), zip).expect("write zip");
+}
+
+fn hex_sha256(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
         .collect()
 }
 
@@ -355,6 +489,21 @@ fn deploy_rehearsal_against_moto() {
         );
     }
 
+    // Termination protection follows the manifest: off for dev (turned off explicitly, so
+    // switching it off in a stage file takes effect).
+    assert_eq!(
+        project.recorded_calls(["cloudformation", "update-termination-protection"]),
+        [protection_call("wsstack-dev", false)]
+    );
+
+    // Issue 8, item 3: `cloudformation deploy` keeps a parameter's previous value when it is
+    // not passed. Deploy again without ASSETS_BUCKET, with new code: the functions must read
+    // the bootstrap bucket, where only the new zips are.
+    aws(
+        &moto,
+        &["s3api", "create-bucket", "--bucket", BOOTSTRAP_BUCKET],
+    );
+    rebuild_zips(&project);
     // A second deploy with a changed stage file updates in place: the same table.
     let dev = project.path("stages/dev.toml");
     let text = std::fs::read_to_string(&dev)
@@ -362,8 +511,46 @@ fn deploy_rehearsal_against_moto() {
         .replace("memory_mb = 256", "memory_mb = 384");
     std::fs::write(&dev, text).expect("write");
     project.synth_real();
-    ok(project.deploy(&moto, "deploy", "dev", &[("ASSETS_BUCKET", BUCKET)]));
+    let out = ok(project.deploy(&moto, "deploy", "dev", &[]));
+    assert!(out.contains(&format!("s3://{BOOTSTRAP_BUCKET}/")), "{out}");
+    let params = aws(
+        &moto,
+        &[
+            "cloudformation",
+            "describe-stacks",
+            "--stack-name",
+            "wsstack-dev",
+        ],
+    )["Stacks"][0]["Parameters"]
+        .clone();
+    assert_eq!(
+        params,
+        serde_json::json!([{"ParameterKey": "AssetsBucket", "ParameterValue": ""}]),
+        "AssetsBucket kept its previous value"
+    );
     let again = physical_ids(&moto, "wsstack-dev");
+    for h in ROUTES.iter().map(|r| r.handler) {
+        let name = again
+            .get(&format!("{}Function", h.logical_id_stem()))
+            .expect("function");
+        let f = &aws(&moto, &["lambda", "get-function", "--function-name", name]);
+        let zip = std::fs::read(assets::zip_path(&project.path("lambda"))).expect("zip");
+        let sha = base64::engine::general_purpose::STANDARD.encode(Sha256::digest(&zip));
+        assert_eq!(
+            f["Configuration"]["CodeSha256"],
+            sha.as_str(),
+            "{h:?} still runs the code of the first deploy"
+        );
+        let key = format!("{}.zip", hex_sha256(&zip));
+        assert!(
+            bucket_keys(&moto, BOOTSTRAP_BUCKET).contains(&key),
+            "{h:?}: {key} not in the bootstrap bucket"
+        );
+        assert!(
+            !bucket_keys(&moto, BUCKET).contains(&key),
+            "{h:?}: {key} went to the old bucket"
+        );
+    }
     assert_eq!(
         again.get("ConnectionsTable"),
         Some(table_name),
@@ -386,6 +573,22 @@ fn deploy_rehearsal_against_moto() {
         ],
     );
     assert_eq!(f["MemorySize"], 384, "the stage change was deployed");
+
+    // Issue 8, item 7: termination protection from the stage file, applied by deploy.py.
+    // (With a template change too: moto answers an empty change set with an error, where
+    // CloudFormation lets `deploy --no-fail-on-empty-changeset` pass.)
+    let text = std::fs::read_to_string(&dev)
+        .expect("read")
+        .replace("memory_mb = 384", "memory_mb = 512");
+    std::fs::write(&dev, format!("termination_protection = true\n{text}")).expect("write");
+    project.synth_real();
+    ok(project.deploy(&moto, "deploy", "dev", &[]));
+    assert_eq!(
+        project
+            .recorded_calls(["cloudformation", "update-termination-protection"])
+            .last(),
+        Some(&protection_call("wsstack-dev", true))
+    );
 
     // destroy removes the stack.
     let out = ok(project.deploy(&moto, "destroy", "dev", &[]));
@@ -492,9 +695,171 @@ fn deploy_refuses_bad_input_before_uploading_anything() {
     // The pre-build check catches the stage and the credentials too.
     let err = failed(project.deploy(&moto, "check", "qa", &[]));
     assert!(err.contains("no stage `qa`"), "{err}");
-    let out = ok(project.deploy(&moto, "check", "prod", &[]));
+    let out = ok(project.deploy(&moto, "check", "dev", &[]));
     assert!(
-        out.contains("stage prod (stack wsstack-prod) to account 123456789012, region us-east-1"),
+        out.contains("stage dev (stack wsstack-dev) to account 123456789012, region us-east-1"),
         "{out}"
+    );
+}
+
+/// Issue 8, items 1 and 2: `deploy.py check` refuses, before anything is built or uploaded,
+/// what a brand-new account cannot give: reserved concurrency (quota 10, from the aws double:
+/// moto does not implement get-account-settings) and access logs without API Gateway's
+/// CloudWatch role (moto's own get-account has none). dev needs neither and passes.
+#[test]
+fn preflight_refuses_what_a_new_account_cannot_give() {
+    let moto = Moto::start();
+    let project = Project::new();
+
+    let out = ok(project.deploy(&moto, "check", "dev", &[]));
+    assert!(
+        out.contains("account allows it: 0 reserved concurrency, access logs off"),
+        "{out}"
+    );
+
+    let err = failed(project.deploy(&moto, "check", "prod", &[]));
+    assert!(
+        err.contains("2 preflight check(s) failed; nothing was built or uploaded"),
+        "{err}"
+    );
+    // What prod's functions reserve together, as synth resolves its stage file (the shipped
+    // file reserves 100 by default and 200 for send-message; the total grows with the routes).
+    let reserved = wsstack_synth::stage::load(&project.path("stages"), "prod")
+        .expect("prod")
+        .account_needs()["reserved"]
+        .as_u64()
+        .expect("a number");
+    assert!(reserved > 10, "prod reserves more than a new account has");
+    assert!(
+        err.contains(&format!(
+            "reserved concurrency: stage prod reserves {reserved} concurrent executions"
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "needed:    {reserved} reserved, leaving at least 100 unreserved"
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains("available: 10 unreserved of a quota of 10: at most 0 can be reserved"),
+        "{err}"
+    );
+    assert!(
+        err.contains("change:    remove reserved_concurrency from stages/prod.toml"),
+        "{err}"
+    );
+    assert!(
+        err.contains("access logs: stage prod has [api] access_logs = true"),
+        "{err}"
+    );
+    assert!(
+        err.contains("available: none set (aws apigateway get-account"),
+        "{err}"
+    );
+    assert!(
+        err.contains("change:    run `make account-setup` once"),
+        "{err}"
+    );
+
+    // staging reserves nothing but has access logs.
+    let err = failed(project.deploy(&moto, "check", "staging", &[]));
+    assert!(err.contains("1 preflight check(s) failed"), "{err}");
+    assert!(err.contains("access logs: stage staging"), "{err}");
+
+    // The same checks run on the synthesized template before deploy uploads anything.
+    project.synth_real();
+    let err = failed(project.deploy(&moto, "deploy", "prod", &[("ASSETS_BUCKET", BUCKET)]));
+    assert!(
+        err.contains(&format!(
+            "reserved concurrency: stage prod reserves {reserved}"
+        )),
+        "{err}"
+    );
+    assert!(buckets(&moto).is_empty(), "{:?}", buckets(&moto));
+
+    // An account with room: 1,000 unreserved leaves 900 to reserve, enough for prod (synth
+    // refuses a stage that reserves more than 900).
+    let roomy = r#"{"AccountLimit": {"ConcurrentExecutions": 1000, "UnreservedConcurrentExecutions": 1000}}"#;
+    let err = failed(project.deploy(
+        &moto,
+        "check",
+        "prod",
+        &[("AWS_DOUBLE_ACCOUNT_SETTINGS", roomy)],
+    ));
+    assert!(err.contains("1 preflight check(s) failed"), "{err}");
+    assert!(!err.contains("reserved concurrency"), "{err}");
+}
+
+/// Issue 8, item 2: `make account-setup` deploys the account setup template synth writes.
+/// moto creates the role (and skips `AWS::ApiGateway::Account`, so get-account stays empty).
+#[test]
+fn account_setup_deploys_its_own_stack() {
+    let moto = Moto::start();
+    let project = Project::new();
+    let dir = project.path("account-setup");
+    wsstack_synth::account_setup::write(&dir).expect("account setup template");
+    let template = dir.join(format!(
+        "{}.template.json",
+        wsstack_synth::account_setup::TEMPLATE_STEM
+    ));
+    let mut cmd = Command::new("python3");
+    cmd.arg(workspace().join("scripts/deploy.py"))
+        .args(["account-setup", "--template"])
+        .arg(&template)
+        .envs(moto.aws_env())
+        .envs(project.aws_double_env())
+        .env_remove("AWS_PROFILE");
+    let out = ok(cmd.output().expect("python3 runs"));
+    assert!(
+        out.contains("stack wsstack-account-setup to account 123456789012, region us-east-1"),
+        "{out}"
+    );
+    let ids = physical_ids(&moto, wsstack_synth::account_setup::STACK_NAME);
+    let role = ids
+        .get(wsstack_synth::account_setup::ids::ROLE)
+        .expect("role created");
+    let trust = policy_document(
+        &aws(&moto, &["iam", "get-role", "--role-name", role])["Role"]["AssumeRolePolicyDocument"],
+    );
+    assert_eq!(
+        trust["Statement"][0]["Principal"]["Service"],
+        "apigateway.amazonaws.com"
+    );
+    // moto's CloudFormation neither attaches ManagedPolicyArns nor models
+    // AWS::ApiGateway::Account: check what CloudFormation was given.
+    let deployed = aws(
+        &moto,
+        &[
+            "cloudformation",
+            "get-template",
+            "--stack-name",
+            wsstack_synth::account_setup::STACK_NAME,
+        ],
+    );
+    let body: Value = match &deployed["TemplateBody"] {
+        Value::String(s) => serde_json::from_str(s).expect("template json"),
+        other => other.clone(),
+    };
+    assert_eq!(
+        body["Resources"]["ApiGatewayAccount"]["Properties"]["CloudWatchRoleArn"],
+        serde_json::json!({"Fn::GetAtt": ["ApiGatewayCloudWatchRole", "Arn"]})
+    );
+    assert_eq!(
+        body["Resources"]["ApiGatewayCloudWatchRole"]["Properties"]["ManagedPolicyArns"],
+        serde_json::json!([{"Fn::Sub": wsstack_synth::account_setup::PUSH_TO_CLOUDWATCH_POLICY}])
+    );
+
+    // Without the template, a clear error.
+    let mut cmd = Command::new("python3");
+    cmd.arg(workspace().join("scripts/deploy.py"))
+        .args(["account-setup", "--template"])
+        .arg(project.path("nowhere.json"))
+        .envs(moto.aws_env());
+    let err = failed(cmd.output().expect("python3 runs"));
+    assert!(
+        err.contains("does not exist: run `make account-setup`"),
+        "{err}"
     );
 }

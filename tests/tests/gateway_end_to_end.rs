@@ -23,7 +23,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
 use tokio_tungstenite::tungstenite::{self, Message};
 use wsstack_gateway::{Limits, RouteTable};
 use wsstack_handlers::store::{
-    Admission, Connection, ConnectionStore, MemoryStore, MessageRate, StoreError,
+    Admission, Connection, ConnectionPage, ConnectionStore, MemoryStore, MessageRate, StoreError,
 };
 use wsstack_routes::{DEFAULT, Route};
 
@@ -159,6 +159,9 @@ impl ConnectionStore for FaultyStore {
     }
     fn list(&self) -> BoxStream<'_, Result<Connection, StoreError>> {
         self.inner.list()
+    }
+    async fn page(&self, after: Option<&str>, limit: usize) -> Result<ConnectionPage, StoreError> {
+        self.inner.page(after, limit).await
     }
 }
 
@@ -533,6 +536,9 @@ impl ConnectionStore for GatedStore {
     }
     fn list(&self) -> BoxStream<'_, Result<Connection, StoreError>> {
         self.inner.list()
+    }
+    async fn page(&self, after: Option<&str>, limit: usize) -> Result<ConnectionPage, StoreError> {
+        self.inner.page(after, limit).await
     }
 }
 

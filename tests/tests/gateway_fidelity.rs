@@ -325,6 +325,43 @@ async fn the_connect_answers_subprotocol_header_reaches_the_101() {
     );
 }
 
+/// The real `$connect` handler negotiates `wsstack.v1`; the gateway passes its answer on to the
+/// 101, and its 400 for an unsupported subprotocol refuses the handshake.
+#[tokio::test]
+async fn the_real_connect_handler_negotiates_the_subprotocol_through_the_gateway() {
+    let (gw, store) = start(options()).await;
+    let offer = |protocols: &str| {
+        let mut request = url_for(&gw, "proto")
+            .into_client_request()
+            .expect("request");
+        request
+            .headers_mut()
+            .insert("sec-websocket-protocol", protocols.parse().expect("header"));
+        request
+    };
+    let offered = format!("chat1, {}", wsstack_handlers::domain::SUBPROTOCOL);
+    let (_ws, response) =
+        tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(offer(&offered)))
+            .await
+            .expect("handshake timed out")
+            .expect("handshake failed");
+    assert_eq!(
+        response
+            .headers()
+            .get("sec-websocket-protocol")
+            .and_then(|v| v.to_str().ok()),
+        Some(wsstack_handlers::domain::SUBPROTOCOL)
+    );
+    match tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(offer("chat1"))).await {
+        Ok(Err(tungstenite::Error::Http(r))) => assert_eq!(r.status().as_u16(), 400),
+        other => panic!(
+            "expected a 400 refusal, got {:?}",
+            other.map(|r| r.map(|_| ()))
+        ),
+    }
+    assert_eq!(stored_ids(&store).await.len(), 1);
+}
+
 async fn handshake_status(gw: &wsstack_gateway::RunningGateway) -> u16 {
     match try_connect(&gw.ws_url()).await {
         Err(tungstenite::Error::Http(response)) => response.status().as_u16(),

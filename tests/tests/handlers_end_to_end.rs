@@ -208,5 +208,62 @@ async fn direct_message_and_default_route() {
     assert_eq!(reqs[1].connection_id, "bob-1");
     let frame: Value = serde_json::from_slice(&reqs[1].body).unwrap();
     assert_eq!(frame["code"], "unknown_action");
-    assert_eq!(frame["supportedActions"], json!(["sendMessage"]));
+    assert_eq!(
+        frame["supportedActions"],
+        json!(["sendMessage", "listConnections"])
+    );
+}
+
+#[tokio::test]
+async fn list_connections_pages_through_the_table() {
+    let env = env().await;
+    let people = ["alice-1", "bob-1", "carol-1", "dan-1", "erin-1"];
+    for id in people {
+        let name = id.trim_end_matches("-1");
+        env.app
+            .handle(Handler::Connect, connect(id, name))
+            .await
+            .unwrap();
+    }
+    // A record whose TTL passed that DynamoDB has not deleted yet: never listed.
+    env.store
+        .put(&wsstack_handlers::store::Connection {
+            connection_id: "stale-1".into(),
+            username: "stale".into(),
+            connected_at: 0,
+            expires_at: 1,
+            sub: None,
+        })
+        .await
+        .unwrap();
+    let mut listed = Vec::new();
+    let mut cursor = Value::Null;
+    for request in 1.. {
+        let body = json!({"action": "listConnections", "cursor": cursor, "limit": 2}).to_string();
+        let ev = fixture("message", "alice-1", |v| {
+            v["body"] = json!(body);
+            v["requestContext"]["routeKey"] = json!("listConnections");
+        });
+        env.app.handle(Handler::ListConnections, ev).await.unwrap();
+        let reqs = env.api.requests();
+        let last = reqs.last().expect("an answer");
+        assert_eq!(last.connection_id, "alice-1", "only the asker hears back");
+        let frame: Value = serde_json::from_slice(&last.body).unwrap();
+        assert_eq!(frame["type"], "connections", "{frame}");
+        assert_eq!(frame["you"], "alice-1");
+        let items = frame["items"].as_array().unwrap();
+        assert!(items.len() <= 2, "{frame}");
+        for item in items {
+            let id = item["connectionId"].as_str().unwrap();
+            assert_eq!(item["username"], id.trim_end_matches("-1"));
+            listed.push(id.to_owned());
+        }
+        cursor = frame["next"].clone();
+        if cursor.is_null() {
+            break;
+        }
+        assert!(request < 10, "the listing does not end");
+    }
+    listed.sort();
+    assert_eq!(listed, people);
 }

@@ -148,6 +148,34 @@ async fn contract(store: &dyn ConnectionStore) {
         assert_eq!(c, &conn(i), "records come back whole");
     }
 
+    // Paging as `listConnections` does: every record exactly once, no page over its limit.
+    for limit in [29, 1000] {
+        let paged = page_all(store, limit).await;
+        assert_eq!(paged.len(), MANY, "limit {limit}");
+        let ids: HashSet<_> = paged.iter().map(|c| c.connection_id.clone()).collect();
+        assert_eq!(ids.len(), MANY, "limit {limit}: no record paged twice");
+    }
+    // A cursor whose record left meanwhile still goes on from where it was.
+    let first = store.page(None, 10).await.unwrap();
+    let cursor = first.next.clone().expect("more than one page");
+    store.delete(&cursor).await.unwrap();
+    let second = store.page(Some(&cursor), 10).await.unwrap();
+    let seen: HashSet<String> = first
+        .records
+        .iter()
+        .chain(&second.records)
+        .map(|r| r.as_ref().unwrap().connection_id.clone())
+        .collect();
+    assert_eq!(
+        seen.len(),
+        20,
+        "the second page repeats nothing of the first"
+    );
+    store
+        .put(&conn(cursor[5..10].parse().unwrap()))
+        .await
+        .unwrap();
+
     // Deleting records while listing them (what a broadcast does with gone connections) loses
     // none of the others and repeats none.
     let mut seen = HashSet::new();
@@ -164,6 +192,25 @@ async fn contract(store: &dyn ConnectionStore) {
     drop(stream);
     assert_eq!(seen.len(), MANY);
     assert_eq!(list_all(store).await.len(), MANY - MANY.div_ceil(3));
+}
+
+/// Every record, `limit` at a time through `page`, checking each page's bound.
+async fn page_all(store: &dyn ConnectionStore, limit: usize) -> Vec<Connection> {
+    let mut all = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let page = store.page(cursor.as_deref(), limit).await.unwrap();
+        assert!(
+            page.records.len() <= limit,
+            "{} > {limit}",
+            page.records.len()
+        );
+        all.extend(page.records.into_iter().map(Result::unwrap));
+        match page.next {
+            Some(next) => cursor = Some(next),
+            None => return all,
+        }
+    }
 }
 
 const RATE: MessageRate = MessageRate {
@@ -500,6 +547,11 @@ async fn a_missing_table_is_a_backend_error() {
     assert!(
         matches!(listed.as_slice(), [Err(StoreError::Backend(_))]),
         "{listed:?}"
+    );
+    let err = store.page(None, 10).await.unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Backend(text) if text.contains("ResourceNotFound")),
+        "{err}"
     );
 }
 

@@ -166,13 +166,55 @@ pub struct Export {
 }
 
 /// What CloudFormation does with a resource's physical resource when the stack deletes or
-/// replaces it.
+/// replaces it, for any resource type. `Snapshot` is not here: only a few types support it,
+/// and [`Resource::snapshot_on_removal`] takes only those (a compile-time check).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum RemovalPolicy {
     Delete,
     Retain,
+}
+
+/// A resource's `DeletionPolicy` or `UpdateReplacePolicy` as written in the template.
+/// [`validate`](validate::validate) rejects `Snapshot` on a type outside [`SNAPSHOT_TYPES`] (the
+/// fields are public, so the compile-time check can be bypassed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum DeletionPolicy {
+    Delete,
+    Retain,
     Snapshot,
 }
+
+impl From<RemovalPolicy> for DeletionPolicy {
+    fn from(p: RemovalPolicy) -> Self {
+        match p {
+            RemovalPolicy::Delete => DeletionPolicy::Delete,
+            RemovalPolicy::Retain => DeletionPolicy::Retain,
+        }
+    }
+}
+
+/// The resource types for which CloudFormation takes a snapshot before deleting
+/// (https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/aws-attribute-deletionpolicy.html).
+pub const SNAPSHOT_TYPES: &[&str] = &[
+    "AWS::EC2::Volume",
+    "AWS::ElastiCache::CacheCluster",
+    "AWS::ElastiCache::ReplicationGroup",
+    "AWS::RDS::DBCluster",
+    "AWS::RDS::DBInstance",
+    "AWS::Redshift::Cluster",
+];
+
+/// A resource type whose `DeletionPolicy` may be `Snapshot` (one of [`SNAPSHOT_TYPES`]). None
+/// of the model's types is: a DynamoDB table, a log group or a function cannot be snapshotted
+/// on delete, so this does not compile:
+///
+/// ```compile_fail
+/// use wsstack_synth::cfn::Resource;
+/// use wsstack_synth::cfn::resources::logs::LogGroup;
+/// let group = LogGroup { log_group_name: None, retention_in_days: Some(7), kms_key_id: None };
+/// let _ = Resource::snapshot_on_removal(group);
+/// ```
+pub trait SupportsSnapshot: ResourceType {}
 
 /// A resource: typed properties plus the resource attributes, which CloudFormation keeps
 /// outside `Properties`.
@@ -181,8 +223,8 @@ pub struct Resource {
     pub properties: Properties,
     pub depends_on: Vec<String>,
     pub condition: Option<String>,
-    pub deletion_policy: Option<RemovalPolicy>,
-    pub update_replace_policy: Option<RemovalPolicy>,
+    pub deletion_policy: Option<DeletionPolicy>,
+    pub update_replace_policy: Option<DeletionPolicy>,
     /// Free-form by CloudFormation's definition (tools such as checkov and the CDK CLI read
     /// their own keys from it).
     pub metadata: BTreeMap<String, serde_json::Value>,
@@ -207,9 +249,18 @@ impl Resource {
 
     /// Sets both `DeletionPolicy` and `UpdateReplacePolicy`.
     pub fn removal_policy(mut self, policy: RemovalPolicy) -> Self {
-        self.deletion_policy = Some(policy);
-        self.update_replace_policy = Some(policy);
+        self.deletion_policy = Some(policy.into());
+        self.update_replace_policy = Some(policy.into());
         self
+    }
+
+    /// A resource CloudFormation snapshots before deleting or replacing it: only for the types
+    /// that support it.
+    pub fn snapshot_on_removal<T: SupportsSnapshot>(properties: T) -> Self {
+        let mut r = Resource::new(properties);
+        r.deletion_policy = Some(DeletionPolicy::Snapshot);
+        r.update_replace_policy = Some(DeletionPolicy::Snapshot);
+        r
     }
 
     pub fn condition(mut self, condition: impl Into<String>) -> Self {

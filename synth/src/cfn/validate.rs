@@ -59,6 +59,15 @@ pub enum Violation {
     },
     #[error("dependency cycle (through DependsOn, Ref, Fn::GetAtt or Fn::Sub): {}", .cycle.join(" -> "))]
     DependencyCycle { cycle: Vec<String> },
+    #[error(
+        "{at}: Snapshot is not supported for {type_name}; CloudFormation snapshots only {}",
+        super::SNAPSHOT_TYPES.join(", ")
+    )]
+    SnapshotUnsupported { at: String, type_name: &'static str },
+    #[error(
+        "{at}: an IAM statement without {missing}: every permission statement names its {missing}"
+    )]
+    IncompleteStatement { at: String, missing: &'static str },
 }
 
 /// Every violation found in a template.
@@ -131,6 +140,8 @@ pub fn validate(template: &Template) -> Result<(), Invalid> {
         if let Some(c) = &resource.condition {
             names.check_condition(&format!("{at}.Condition"), c, &mut found);
         }
+        check_snapshot(&at, resource, &mut found);
+        check_statements(&at, resource, &mut found);
         match serde_json::to_value(&resource.properties) {
             Ok(props) => {
                 let mut refs = BTreeSet::new();
@@ -176,6 +187,50 @@ pub fn validate(template: &Template) -> Result<(), Invalid> {
         Ok(())
     } else {
         Err(Invalid(found))
+    }
+}
+
+/// `Snapshot` only on the types that support it.
+fn check_snapshot(at: &str, resource: &super::Resource, found: &mut Vec<Violation>) {
+    let type_name = resource.properties.type_name();
+    if super::SNAPSHOT_TYPES.contains(&type_name) {
+        return;
+    }
+    for (attribute, policy) in [
+        ("DeletionPolicy", resource.deletion_policy),
+        ("UpdateReplacePolicy", resource.update_replace_policy),
+    ] {
+        if policy == Some(super::DeletionPolicy::Snapshot) {
+            found.push(Violation::SnapshotUnsupported {
+                at: format!("{at}.{attribute}"),
+                type_name,
+            });
+        }
+    }
+}
+
+/// Every permission statement of a role's inline policies has an Action and a Resource (a
+/// statement without Resource is rejected by IAM, or in a trust policy means something else).
+fn check_statements(at: &str, resource: &super::Resource, found: &mut Vec<Violation>) {
+    let Some(role) = resource.as_type::<super::resources::iam::Role>() else {
+        return;
+    };
+    for (i, policy) in role.policies.iter().enumerate() {
+        for (j, statement) in policy.policy_document.statement.iter().enumerate() {
+            let here = format!("{at}.Properties.Policies[{i}].PolicyDocument.Statement[{j}]");
+            if statement.action.is_empty() {
+                found.push(Violation::IncompleteStatement {
+                    at: format!("{here}.Action"),
+                    missing: "Action",
+                });
+            }
+            if statement.resource.is_empty() {
+                found.push(Violation::IncompleteStatement {
+                    at: format!("{here}.Resource"),
+                    missing: "Resource",
+                });
+            }
+        }
     }
 }
 
@@ -722,6 +777,81 @@ mod tests {
             err.to_string()
                 .starts_with("the template is invalid (2 problems)\n  - Resources.A"),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn snapshot_is_refused_on_a_type_that_cannot_be_snapshotted() {
+        let mut t = Template::new("snapshot");
+        let mut r = Resource::new(queue());
+        // The fields are public: the compile-time check of `snapshot_on_removal` is bypassed.
+        r.deletion_policy = Some(crate::cfn::DeletionPolicy::Snapshot);
+        r.update_replace_policy = Some(crate::cfn::DeletionPolicy::Retain);
+        t.add("Jobs", r);
+        let v = violations(&t);
+        assert_eq!(
+            v,
+            [Violation::SnapshotUnsupported {
+                at: "Resources.Jobs.DeletionPolicy".into(),
+                type_name: "AWS::SQS::Queue",
+            }]
+        );
+        assert!(
+            v[0].to_string().starts_with(
+                "Resources.Jobs.DeletionPolicy: Snapshot is not supported for AWS::SQS::Queue; CloudFormation snapshots only AWS::EC2::Volume"
+            ),
+            "{}",
+            v[0]
+        );
+    }
+
+    #[test]
+    fn an_iam_statement_needs_an_action_and_a_resource() {
+        use crate::cfn::policy::{PolicyDocument, Statement};
+        use crate::cfn::resources::iam::{InlinePolicy, Role};
+        let mut t = Template::new("iam");
+        t.add("Group", group(Expr::from("g")));
+        t.add(
+            "Worker",
+            Role {
+                description: None,
+                // A trust statement has a Principal and no Resource: that is right.
+                assume_role_policy_document: PolicyDocument::new(vec![
+                    Statement::assume_role_by_service("lambda.amazonaws.com"),
+                ]),
+                policies: vec![InlinePolicy {
+                    policy_name: "Logs".into(),
+                    policy_document: PolicyDocument::new(vec![
+                        Statement::allow(
+                            ["logs:PutLogEvents"],
+                            vec![Expr::get_att("Group", "Arn")],
+                        ),
+                        Statement::allow(["logs:CreateLogStream"], Vec::new()),
+                        Statement::allow(Vec::<String>::new(), vec![Expr::get_att("Group", "Arn")]),
+                    ]),
+                }],
+                managed_policy_arns: Vec::new(),
+            },
+        );
+        let v = violations(&t);
+        assert_eq!(
+            v,
+            [
+                Violation::IncompleteStatement {
+                    at: "Resources.Worker.Properties.Policies[0].PolicyDocument.Statement[1].Resource"
+                        .into(),
+                    missing: "Resource",
+                },
+                Violation::IncompleteStatement {
+                    at: "Resources.Worker.Properties.Policies[0].PolicyDocument.Statement[2].Action"
+                        .into(),
+                    missing: "Action",
+                },
+            ]
+        );
+        assert_eq!(
+            v[0].to_string(),
+            "Resources.Worker.Properties.Policies[0].PolicyDocument.Statement[1].Resource: an IAM statement without Resource: every permission statement names its Resource"
         );
     }
 }

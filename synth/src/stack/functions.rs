@@ -11,13 +11,14 @@ use crate::assets::Asset;
 use crate::cfn::policy::{PolicyDocument, Statement};
 use crate::cfn::resources::iam::{InlinePolicy, Role};
 use crate::cfn::resources::lambda::{
-    Architecture as CfnArchitecture, Code, Environment, Function, LogFormat, LoggingConfig,
+    ApplicationLogLevel, Architecture as CfnArchitecture, Code, Environment, Function, LogFormat,
+    LoggingConfig, Runtime, SystemLogLevel,
 };
 use crate::cfn::{Condition, Expr, Parameter, Resource, Template};
-use crate::stage::{Architecture, Stage};
+use crate::stage::{Architecture, LogLevel, Stage};
 
 /// The Lambda runtime for Rust binaries named `bootstrap`.
-pub const RUNTIME: &str = "provided.al2023";
+pub const RUNTIME: Runtime = Runtime::ProvidedAl2023;
 /// The CDK bootstrap bucket that `cdk deploy` publishes file assets to, by default.
 pub const BOOTSTRAP_BUCKET: &str = "cdk-hnb659fds-assets-${AWS::AccountId}-${AWS::Region}";
 
@@ -64,6 +65,7 @@ pub fn add(t: &mut Template, stage: &Stage, h: Handler, asset: &Asset, bucket: &
                 Statement::assume_role_by_service("lambda.amazonaws.com"),
             ]),
             policies: role_policies(stage, h, &log_group),
+            managed_policy_arns: Vec::new(),
         },
     );
 
@@ -84,7 +86,7 @@ pub fn add(t: &mut Template, stage: &Stage, h: Handler, asset: &Asset, bucket: &
 
     let function = Function {
         description: Some(format!("wsstack {} {what} ({})", h.name(), stage.name)),
-        runtime: RUNTIME.to_owned(),
+        runtime: RUNTIME,
         // Every function runs the one `bootstrap` binary; Lambda hands it this value as
         // `_HANDLER` and the binary dispatches on it.
         handler: h.name().to_owned(),
@@ -103,8 +105,8 @@ pub fn add(t: &mut Template, stage: &Stage, h: Handler, asset: &Asset, bucket: &
         environment: Some(Environment { variables }),
         logging_config: Some(LoggingConfig {
             log_format: LogFormat::Json,
-            application_log_level: Some(settings.log_level.as_str().to_owned()),
-            system_log_level: Some("WARN".to_owned()),
+            application_log_level: Some(application_log_level(settings.log_level)),
+            system_log_level: Some(SystemLogLevel::Warn),
             log_group: Some(Expr::r#ref(&log_group)),
         }),
         dead_letter_config: None,
@@ -161,6 +163,18 @@ fn route_environment(stage: &Stage, h: Handler) -> BTreeMap<String, Expr> {
         );
     }
     variables
+}
+
+/// The stage file's log level as Lambda's application log level.
+fn application_log_level(level: LogLevel) -> ApplicationLogLevel {
+    match level {
+        LogLevel::Trace => ApplicationLogLevel::Trace,
+        LogLevel::Debug => ApplicationLogLevel::Debug,
+        LogLevel::Info => ApplicationLogLevel::Info,
+        LogLevel::Warn => ApplicationLogLevel::Warn,
+        LogLevel::Error => ApplicationLogLevel::Error,
+        LogLevel::Fatal => ApplicationLogLevel::Fatal,
+    }
 }
 
 /// The inline policy that grants a handler its `@connections` operations.
@@ -235,7 +249,9 @@ mod tests {
         let ids: Vec<&String> = t["Resources"].as_object().expect("map").keys().collect();
         assert_eq!(ids, ["ConnectLogGroup", "ConnectRole", "ConnectFunction"]);
         let f = &t["Resources"]["ConnectFunction"]["Properties"];
-        assert_eq!(f["Runtime"], RUNTIME);
+        assert_eq!(f["Runtime"], "provided.al2023");
+        assert_eq!(f["LoggingConfig"]["ApplicationLogLevel"], "INFO");
+        assert_eq!(f["LoggingConfig"]["SystemLogLevel"], "WARN");
         assert_eq!(f["LoggingConfig"]["LogGroup"]["Ref"], "ConnectLogGroup");
         assert_eq!(f["Role"]["Fn::GetAtt"][0], "ConnectRole");
     }

@@ -5,7 +5,7 @@ use wsstack_routes::table::{PARTITION_KEY, TTL_ATTRIBUTE};
 use super::{checks, ids, stateful_removal_policy};
 use crate::cfn::resources::dynamodb::{
     AttributeDefinition, AttributeType, BillingMode as CfnBillingMode, KeySchema, KeyType,
-    PointInTimeRecoverySpecification, ProvisionedThroughput, SseSpecification, Table,
+    PointInTimeRecoverySpecification, ProvisionedThroughput, SseSpecification, SseType, Table,
     TimeToLiveSpecification,
 };
 use crate::cfn::{Resource, Template};
@@ -41,7 +41,7 @@ pub fn add(t: &mut Template, stage: &Stage) {
         // KMS encryption with the AWS managed key (`SSEEnabled: false` would mean an AWS owned key).
         sse_specification: Some(SseSpecification {
             sse_enabled: true,
-            sse_type: Some("KMS".to_owned()),
+            sse_type: Some(SseType::Kms),
         }),
         point_in_time_recovery_specification: Some(PointInTimeRecoverySpecification {
             point_in_time_recovery_enabled: settings.point_in_time_recovery,

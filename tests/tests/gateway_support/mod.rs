@@ -210,49 +210,9 @@ pub fn text_of_size(size: usize) -> String {
     "x".repeat(size)
 }
 
-/// The `push` binary of the handlers crate. `cargo test --workspace` builds it (the handlers
-/// crate has integration tests, so cargo builds its binaries) into the profile directory this
-/// test runs from; when a narrower command did not, it is built here.
+/// The `push` binary of the handlers crate (see [`wsstack_tests::handlers_binary`]).
 pub fn push_binary() -> std::path::PathBuf {
-    let name = format!("push{}", std::env::consts::EXE_SUFFIX);
-    // The test executable is `target/{profile}/deps/{test}-{hash}`.
-    let exe = std::env::current_exe().unwrap_or_else(|e| panic!("no current exe: {e}"));
-    let profile_dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .unwrap_or_else(|| panic!("unexpected test executable path {}", exe.display()));
-    let candidate = profile_dir.join(&name);
-    if candidate.is_file() {
-        return candidate;
-    }
-    let profile = match profile_dir.file_name().and_then(|n| n.to_str()) {
-        Some("debug") | None => "dev",
-        Some(other) => other,
-    };
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-    let status = std::process::Command::new(&cargo)
-        .args([
-            "build",
-            "--profile",
-            profile,
-            "-p",
-            "wsstack-handlers",
-            "--bin",
-            "push",
-        ])
-        .current_dir(wsstack_tests::tests_dir())
-        .status()
-        .unwrap_or_else(|e| panic!("could not run {cargo} to build push: {e}"));
-    assert!(
-        status.success(),
-        "building the push binary failed: {status}"
-    );
-    assert!(
-        candidate.is_file(),
-        "{} missing after the build",
-        candidate.display()
-    );
-    candidate
+    wsstack_tests::handlers_binary("push")
 }
 
 /// Runs `program args` with dummy AWS credentials (and no access to the user's AWS config),

@@ -76,11 +76,20 @@ pub struct RouteSettings {
     pub throttling_burst_limit: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub throttling_rate_limit: Option<f64>,
-    /// `ERROR`, `INFO` or `OFF`; needs the account's API Gateway CloudWatch role.
+    /// Execution logging; needs the account's API Gateway CloudWatch role.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub logging_level: Option<String>,
+    pub logging_level: Option<LoggingLevel>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub data_trace_enabled: Option<bool>,
+}
+
+/// `RouteSettings.LoggingLevel`: execution logging of a WebSocket route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum LoggingLevel {
+    Error,
+    Info,
+    Off,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

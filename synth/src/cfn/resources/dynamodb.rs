@@ -57,7 +57,14 @@ pub struct SseSpecification {
     #[serde(rename = "SSEEnabled")]
     pub sse_enabled: bool,
     #[serde(rename = "SSEType", skip_serializing_if = "Option::is_none")]
-    pub sse_type: Option<String>,
+    pub sse_type: Option<SseType>,
+}
+
+/// `SSESpecification.SSEType`: KMS is the only value DynamoDB takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum SseType {
+    #[serde(rename = "KMS")]
+    Kms,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

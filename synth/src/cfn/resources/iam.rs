@@ -2,6 +2,7 @@
 
 use serde::Serialize;
 
+use crate::cfn::Expr;
 use crate::cfn::policy::PolicyDocument;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -19,4 +20,8 @@ pub struct Role {
     pub assume_role_policy_document: PolicyDocument,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub policies: Vec<InlinePolicy>,
+    /// AWS managed policies, by ARN. Only where AWS prescribes one (API Gateway's logging role);
+    /// everything else is an inline policy naming its resources.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub managed_policy_arns: Vec<Expr>,
 }

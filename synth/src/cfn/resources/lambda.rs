@@ -35,16 +35,47 @@ pub enum LogFormat {
     Text,
 }
 
+/// The runtimes the model knows: Rust binaries named `bootstrap` on Amazon Linux (OS-only
+/// runtimes; https://docs.aws.amazon.com/lambda/latest/dg/lambda-runtimes.html).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Runtime {
+    #[serde(rename = "provided.al2023")]
+    ProvidedAl2023,
+    #[serde(rename = "provided.al2")]
+    ProvidedAl2,
+}
+
+/// `LoggingConfig.ApplicationLogLevel`: the levels Lambda filters application logs by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum ApplicationLogLevel {
+    Trace,
+    Debug,
+    Info,
+    Warn,
+    Error,
+    Fatal,
+}
+
+/// `LoggingConfig.SystemLogLevel`: the levels of Lambda's own log lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum SystemLogLevel {
+    Debug,
+    Info,
+    Warn,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct LoggingConfig {
     pub log_format: LogFormat,
     /// Only with `LogFormat: JSON`.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub application_log_level: Option<String>,
+    pub application_log_level: Option<ApplicationLogLevel>,
     /// Only with `LogFormat: JSON`.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub system_log_level: Option<String>,
+    pub system_log_level: Option<SystemLogLevel>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub log_group: Option<Expr>,
 }
@@ -72,7 +103,7 @@ pub struct TracingConfig {
 pub struct Function {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
-    pub runtime: String,
+    pub runtime: Runtime,
     pub handler: String,
     pub architectures: Vec<Architecture>,
     pub code: Code,

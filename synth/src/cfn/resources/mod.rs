@@ -1,5 +1,6 @@
 //! One Rust type per CloudFormation resource type, grouped by service.
 
+pub mod apigateway;
 pub mod apigatewayv2;
 pub mod cognito;
 pub mod dynamodb;
@@ -81,6 +82,7 @@ resource_types! {
     Authorizer(apigatewayv2::Authorizer) = "AWS::ApiGatewayV2::Authorizer", attributes ["AuthorizerId"];
     DomainName(apigatewayv2::DomainName) = "AWS::ApiGatewayV2::DomainName", attributes ["RegionalDomainName", "RegionalHostedZoneId"];
     ApiMapping(apigatewayv2::ApiMapping) = "AWS::ApiGatewayV2::ApiMapping", attributes ["ApiMappingId"];
+    ApiGatewayAccount(apigateway::Account) = "AWS::ApiGateway::Account", attributes ["Id"];
     Function(lambda::Function) = "AWS::Lambda::Function", attributes ["Arn", "SnapStartResponse.ApplyOn", "SnapStartResponse.OptimizationStatus"];
     Permission(lambda::Permission) = "AWS::Lambda::Permission", attributes [];
     Role(iam::Role) = "AWS::IAM::Role", attributes ["Arn", "RoleId"];

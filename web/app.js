@@ -1,0 +1,292 @@
+// The chat page: wires wsstack-client.js (the protocol) to the DOM. Nothing here speaks the
+// protocol itself. User data is only ever put into the page as text, never as HTML.
+
+import { WsstackClient, connectUrl, describeClose, usernameProblem } from "./wsstack-client.js";
+
+/** Where `make dev` listens, for a page that is not served by wsstack-local. */
+const FALLBACK_API_URL = "ws://127.0.0.1:3001/dev";
+
+const $ = (id) => document.getElementById(id);
+const ui = {
+  status: $("status"),
+  connectForm: $("connect-form"),
+  apiUrl: $("api-url"),
+  username: $("username"),
+  token: $("token"),
+  connect: $("connect"),
+  disconnect: $("disconnect"),
+  problem: $("form-problem"),
+  refresh: $("refresh"),
+  people: $("people"),
+  log: $("log"),
+  sendForm: $("send-form"),
+  recipient: $("recipient"),
+  text: $("text"),
+  send: $("send"),
+};
+
+let client = null;
+let me = { username: "", connectionId: null };
+/** connectionId -> username, from the last complete listing. */
+let people = new Map();
+/** The listing being paged through, if any. */
+let listing = null;
+
+// ------------------------------------------------------------------------------- rendering
+
+function el(tag, className, text) {
+  const node = document.createElement(tag);
+  if (className) node.className = className;
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+function clock(iso) {
+  const at = iso ? new Date(iso) : new Date();
+  return Number.isNaN(at.getTime()) ? "" : at.toLocaleTimeString();
+}
+
+/** Appends one entry to the conversation and keeps the newest in view. */
+function addEntry(className, parts) {
+  const item = el("li", className);
+  for (const part of parts) item.append(part);
+  ui.log.append(item);
+  ui.log.scrollTop = ui.log.scrollHeight;
+  return item;
+}
+
+function note(text) {
+  addEntry("system", [el("span", "meta", clock()), text]);
+}
+
+function nameOf(connectionId) {
+  return people.get(connectionId) ?? connectionId;
+}
+
+function setStatus(state, text) {
+  ui.status.className = `status ${state}`;
+  ui.status.textContent = text;
+  const open = state === "open";
+  ui.text.disabled = !open;
+  ui.send.disabled = !open;
+  ui.refresh.disabled = !open;
+  const idle = client === null;
+  ui.connect.disabled = !idle;
+  ui.disconnect.disabled = idle;
+  for (const input of [ui.apiUrl, ui.username, ui.token]) input.disabled = !idle;
+}
+
+function renderPeople() {
+  ui.people.replaceChildren();
+  const chosen = ui.recipient.value;
+  ui.recipient.replaceChildren(new Option("Everyone", ""));
+  for (const [connectionId, username] of people) {
+    const item = el("li");
+    if (connectionId === me.connectionId) {
+      item.append(el("span", "you", `${username} (you)`));
+    } else {
+      const pick = el("button", "", username);
+      pick.type = "button";
+      pick.title = `Send ${username} a direct message`;
+      pick.append(el("span", "id", connectionId));
+      pick.addEventListener("click", () => {
+        ui.recipient.value = connectionId;
+        ui.text.focus();
+      });
+      item.append(pick);
+      ui.recipient.append(new Option(`${username} (direct)`, connectionId));
+    }
+    ui.people.append(item);
+  }
+  // A recipient who left is no longer offered; back to everyone then.
+  const stillHere = [...ui.recipient.options].some((o) => o.value === chosen);
+  ui.recipient.value = stillHere ? chosen : "";
+}
+
+// ------------------------------------------------------------------------ protocol events
+
+function refreshPeople() {
+  if (!client || client.state !== "open" || listing) return;
+  listing = new Map();
+  client.listConnections();
+}
+
+function onConnections({ items, next, you }) {
+  me.connectionId = you;
+  if (!listing) listing = new Map();
+  for (const { connectionId, username } of items) listing.set(connectionId, username);
+  if (next) {
+    client.listConnections({ cursor: next });
+    return;
+  }
+  people = listing;
+  listing = null;
+  renderPeople();
+}
+
+function onMessage({ from, data, sentAt }) {
+  const mine = from === me.username;
+  addEntry(mine ? "message mine" : "message", [
+    el("span", "meta", clock(sentAt)),
+    el("span", "from", from),
+    data,
+  ]);
+  refreshIfNew(from);
+}
+
+/** Someone not in the list spoke: the list of people to message is out of date. */
+function refreshIfNew(username) {
+  if (![...people.values()].includes(username)) refreshPeople();
+}
+
+function onDirect({ from, data, sentAt }) {
+  addEntry("direct", [
+    el("span", "meta", `${clock(sentAt)} direct`),
+    el("span", "from", `${from} → you`),
+    data,
+  ]);
+  refreshIfNew(from);
+}
+
+function onPush({ data, sentAt }) {
+  addEntry("push", [el("span", "meta", `${clock(sentAt)} from the backend`), String(data)]);
+}
+
+function onErrorFrame({ code, message }) {
+  addEntry("error", [el("span", "meta", clock()), el("code", "", code), message]);
+  if (code === "invalid_cursor" || code === "invalid_limit") {
+    listing = null; // that listing will not go on
+  } else if (code === "unknown_recipient") {
+    // Someone in the list has left: ask again who is here.
+    refreshPeople();
+  }
+}
+
+function onGatewayError({ message, requestId }) {
+  const detail = requestId ? ` (request ${requestId})` : "";
+  addEntry("error", [el("span", "meta", clock()), el("code", "", "API Gateway"), `${message}${detail}`]);
+}
+
+function onState({ state, attempt, delayMs, code, reason, wasOpen }) {
+  switch (state) {
+    case "connecting":
+      setStatus("connecting", attempt ? `Reconnecting… (attempt ${attempt})` : "Connecting…");
+      break;
+    case "open":
+      setStatus("open", `Connected as ${me.username}`);
+      note(`Connected to ${ui.apiUrl.value} as ${me.username}.`);
+      listing = null;
+      refreshPeople();
+      break;
+    case "reconnecting": {
+      const seconds = (delayMs / 1000).toFixed(1);
+      setStatus("reconnecting", `Reconnecting in ${seconds} s (attempt ${attempt})`);
+      const why = wasOpen
+        ? `Connection closed: ${describeClose(code, reason)}.`
+        : "Could not connect: the API refused the handshake (username or token?) or cannot be reached.";
+      note(`${why} Reconnecting in ${seconds} s (attempt ${attempt}).`);
+      break;
+    }
+    case "closed":
+      setStatus("closed", "Not connected");
+      break;
+  }
+}
+
+// --------------------------------------------------------------------------------- actions
+
+function showProblem(text) {
+  ui.problem.textContent = text ?? "";
+  ui.problem.hidden = !text;
+}
+
+function connect(event) {
+  event.preventDefault();
+  const username = ui.username.value.trim() === "" ? "" : ui.username.value;
+  const problem = username === "" ? null : usernameProblem(username);
+  if (problem) return showProblem(problem);
+  const token = ui.token.value.trim();
+  try {
+    connectUrl(ui.apiUrl.value, { username, token });
+  } catch (e) {
+    return showProblem(`API: ${e.message}`);
+  }
+  showProblem(null);
+  me = { username: username || "anonymous", connectionId: null };
+  if (username) localStorage.setItem("wsstack.username", username);
+  client = new WsstackClient(ui.apiUrl.value, { username, token });
+  client.addEventListener("state", (e) => onState(e.detail));
+  client.addEventListener("message", (e) => onMessage(e.detail));
+  client.addEventListener("direct", (e) => onDirect(e.detail));
+  client.addEventListener("push", (e) => onPush(e.detail));
+  client.addEventListener("connections", (e) => onConnections(e.detail));
+  client.addEventListener("errorframe", (e) => onErrorFrame(e.detail));
+  client.addEventListener("gatewayerror", (e) => onGatewayError(e.detail));
+  client.connect();
+}
+
+function disconnect() {
+  const closing = client;
+  client = null;
+  closing?.close();
+  people = new Map();
+  listing = null;
+  renderPeople();
+  note("Disconnected.");
+}
+
+function send(event) {
+  event.preventDefault();
+  const data = ui.text.value;
+  if (data.trim() === "" || !client) return;
+  const to = ui.recipient.value;
+  try {
+    if (to) {
+      client.sendDirect(to, data);
+      // The API sends a direct message only to its recipient: show the sender's copy here.
+      addEntry("direct", [
+        el("span", "meta", `${clock()} direct`),
+        el("span", "from", `you → ${nameOf(to)}`),
+        data,
+      ]);
+    } else {
+      client.send(data);
+    }
+    ui.text.value = "";
+  } catch (e) {
+    note(`Not sent: ${e.message}`);
+  }
+}
+
+// ------------------------------------------------------------------------------------ start
+
+/** The API to offer: ?api=, else the gateway that served this page, else make dev's. */
+async function defaultApiUrl(params) {
+  if (params.get("api")) return params.get("api");
+  try {
+    const answer = await fetch("config.json", { cache: "no-cache" });
+    if (answer.ok) {
+      const { apiUrl } = await answer.json();
+      if (typeof apiUrl === "string" && apiUrl) return apiUrl;
+    }
+  } catch {
+    // Served from somewhere else (a file, a static host): fall back.
+  }
+  return FALLBACK_API_URL;
+}
+
+async function start() {
+  const params = new URLSearchParams(location.search);
+  ui.apiUrl.value = await defaultApiUrl(params);
+  ui.username.value = params.get("username") ?? localStorage.getItem("wsstack.username") ?? "";
+  ui.token.value = params.get("token") ?? "";
+  ui.connectForm.addEventListener("submit", connect);
+  ui.disconnect.addEventListener("click", disconnect);
+  ui.sendForm.addEventListener("submit", send);
+  ui.refresh.addEventListener("click", refreshPeople);
+  setStatus("closed", "Not connected");
+  document.body.dataset.ready = "true";
+  if (params.has("connect")) ui.connect.click();
+}
+
+start();

@@ -1,0 +1,202 @@
+// wsstack-client.js: the wsstack WebSocket protocol for browsers, in one module with no
+// dependencies. Copy it into any frontend; the protocol is the README's "Handlers" table.
+//
+//   import { WsstackClient } from "./wsstack-client.js";
+//   const chat = new WsstackClient("ws://127.0.0.1:3001/dev", { username: "ada" });
+//   chat.addEventListener("message", (e) => console.log(e.detail.from, e.detail.data));
+//   chat.addEventListener("state", (e) => console.log(e.detail.state));
+//   chat.connect();
+//   chat.send("hello");                      // to everyone, yourself included
+//   chat.sendDirect(connectionId, "psst");   // to one connection
+//   chat.listConnections();                  // answered by a "connections" event
+//
+// Events (CustomEvent, payload in `detail`):
+//   state        {state, attempt, delayMs, code, reason, wasOpen}: "connecting", "open",
+//                "reconnecting" (after an unwanted close, with the backoff delay), "closed"
+//   message      a broadcast     {type: "message", from, data, sentAt}
+//   direct       a direct one    {type: "direct", from, to, data, sentAt}
+//   push         from the backend {type: "push", data, sentAt}
+//   connections  a page of who is connected {items: [{connectionId, username, connectedAt}],
+//                next, you}
+//   errorframe   the API refused what you sent {type: "error", code, message}
+//   gatewayerror API Gateway's own frames, e.g. {message: "Internal server error",
+//                connectionId, requestId} (no `type`)
+//   frame        every frame, parsed, before the specific event
+//
+// Reconnection: API Gateway closes every connection after 2 hours and after 10 idle minutes
+// (https://docs.aws.amazon.com/apigateway/latest/developerguide/apigateway-execution-service-websocket-limits-table.html),
+// and a deploy drops them all. So an unwanted close is followed by a new connection after an
+// exponentially growing delay with full jitter (a random delay between 0 and the exponential
+// bound), so that clients dropped together do not all come back in the same instant. Only
+// close() stops it.
+
+/** Reconnection delays, in milliseconds. */
+export const DEFAULT_BACKOFF = Object.freeze({ initialMs: 500, maxMs: 30000 });
+
+/**
+ * The delay before reconnection attempt `attempt` (1, 2, ...): uniformly random in
+ * [0, min(maxMs, initialMs * 2^(attempt-1))] ("full jitter").
+ */
+export function backoffDelay(attempt, backoff = DEFAULT_BACKOFF, random = Math.random) {
+  const exponent = Math.min(Math.max(attempt - 1, 0), 30);
+  const bound = Math.min(backoff.maxMs, backoff.initialMs * 2 ** exponent);
+  return Math.round(random() * bound);
+}
+
+/**
+ * The URL to open: the API's URL with `username` and, for stages with an authorizer, `token`
+ * in the query string (browsers cannot set headers on a WebSocket handshake).
+ */
+export function connectUrl(apiUrl, { username, token } = {}) {
+  const url = new URL(apiUrl);
+  if (url.protocol !== "ws:" && url.protocol !== "wss:") {
+    throw new Error(`the API URL must start with ws:// or wss://, got ${url.protocol}//`);
+  }
+  if (username) url.searchParams.set("username", username);
+  if (token) url.searchParams.set("token", token);
+  return url.toString();
+}
+
+/**
+ * The username rules of `$connect` (the server's are the ones that count), checked before
+ * connecting, because a browser cannot read why a handshake was refused: null when fine.
+ */
+export function usernameProblem(username) {
+  if (username === "") return "a username must not be empty";
+  if ([...username].length > 64) return "a username has at most 64 characters";
+  // Control (Cc) and invisible format (Cf) characters, line and paragraph separators.
+  if (/[\p{Cc}\p{Cf}\p{Zl}\p{Zp}]/u.test(username)) {
+    return "a username must contain only printable characters";
+  }
+  if (username.trim() !== username) return "a username must not start or end with a space";
+  return null;
+}
+
+/** Close codes a person may see, in words. */
+const CLOSE_REASONS = {
+  1000: "closed normally",
+  1001: "the server went away (shutdown, idle timeout or the 2-hour limit)",
+  1003: "the server refused the data (binary frames are not supported)",
+  1006: "the connection dropped or the handshake was refused",
+  1009: "a message was too big (32 KB per frame, 128 KB per message)",
+  1011: "the server hit an error",
+};
+
+/** A short, readable explanation of a close code. */
+export function describeClose(code, reason) {
+  const known = CLOSE_REASONS[code] ?? "closed";
+  return reason ? `${known}: ${reason} (${code})` : `${known} (${code})`;
+}
+
+export class WsstackClient extends EventTarget {
+  /**
+   * @param {string} apiUrl ws:// or wss:// URL of the API's stage
+   * @param {{username?: string, token?: string, backoff?: {initialMs: number, maxMs: number}}} options
+   */
+  constructor(apiUrl, { username, token, backoff = DEFAULT_BACKOFF } = {}) {
+    super();
+    this.url = connectUrl(apiUrl, { username, token });
+    this.backoff = backoff;
+    this.state = "closed";
+    this.attempt = 0;
+    this.socket = null;
+    this.timer = null;
+    this.wanted = false;
+  }
+
+  /** Opens the connection, and keeps it open until close(). */
+  connect() {
+    this.wanted = true;
+    clearTimeout(this.timer);
+    this.#open();
+  }
+
+  /** Closes the connection for good: no reconnection. */
+  close() {
+    this.wanted = false;
+    clearTimeout(this.timer);
+    if (this.socket) this.socket.close(1000, "closed by the user");
+    this.#setState("closed", {});
+  }
+
+  /** Sends `data` to every connection, this one included (the echo confirms delivery). */
+  send(data) {
+    this.#send({ action: "sendMessage", data });
+  }
+
+  /** Sends `data` to the one connection `connectionId`. */
+  sendDirect(connectionId, data) {
+    this.#send({ action: "sendMessage", data, to: connectionId });
+  }
+
+  /** Asks for a page of the open connections; answered by a "connections" event. */
+  listConnections({ cursor = null, limit } = {}) {
+    const request = { action: "listConnections", cursor };
+    if (limit !== undefined) request.limit = limit;
+    this.#send(request);
+  }
+
+  #send(message) {
+    if (!this.socket || this.socket.readyState !== WebSocket.OPEN) {
+      throw new Error(`not connected (${this.state})`);
+    }
+    this.socket.send(JSON.stringify(message));
+  }
+
+  #setState(state, detail) {
+    this.state = state;
+    this.dispatchEvent(new CustomEvent("state", { detail: { state, ...detail } }));
+  }
+
+  #open() {
+    this.#setState("connecting", { attempt: this.attempt });
+    let opened = false;
+    const socket = new WebSocket(this.url);
+    this.socket = socket;
+    socket.addEventListener("open", () => {
+      opened = true;
+      this.attempt = 0;
+      this.#setState("open", {});
+    });
+    socket.addEventListener("message", (event) => this.#receive(event.data));
+    socket.addEventListener("close", (event) => {
+      if (this.socket !== socket) return;
+      this.socket = null;
+      if (!this.wanted) return;
+      this.attempt += 1;
+      const delayMs = backoffDelay(this.attempt, this.backoff);
+      this.#setState("reconnecting", {
+        attempt: this.attempt,
+        delayMs,
+        code: event.code,
+        reason: event.reason,
+        wasOpen: opened,
+      });
+      this.timer = setTimeout(() => this.#open(), delayMs);
+    });
+  }
+
+  #receive(text) {
+    let frame;
+    try {
+      frame = JSON.parse(text);
+    } catch {
+      // The backend's `push` may send any text; hand it over as it is.
+      frame = { type: "push", data: String(text) };
+    }
+    if (frame === null || typeof frame !== "object") frame = { type: "push", data: String(text) };
+    this.dispatchEvent(new CustomEvent("frame", { detail: frame }));
+    const kind = {
+      message: "message",
+      direct: "direct",
+      push: "push",
+      connections: "connections",
+      error: "errorframe",
+    }[frame.type];
+    if (kind) {
+      this.dispatchEvent(new CustomEvent(kind, { detail: frame }));
+    } else if (typeof frame.message === "string") {
+      this.dispatchEvent(new CustomEvent("gatewayerror", { detail: frame }));
+    }
+  }
+}

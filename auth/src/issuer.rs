@@ -41,6 +41,8 @@ pub enum IssuerError {
     },
     #[error("token lifetime {0:?} is out of range (1 s to 24 h)")]
     Ttl(Duration),
+    #[error("{url}: {reason}")]
+    Request { url: String, reason: String },
 }
 
 /// A private key with its `kid`, algorithm and public JWK.
@@ -316,4 +318,59 @@ async fn mint_endpoint(State(issuer): IssuerState, Query(req): Query<MintRequest
         Err(e @ IssuerError::Ttl(_)) => (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response(),
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
     }
+}
+
+/// Asks a running local issuer (`wsstack-local --auth dev`) for a token: what
+/// `wsstack-local token` does.
+pub async fn request_token(
+    issuer_url: &str,
+    sub: &str,
+    username: Option<&str>,
+    ttl: Duration,
+) -> Result<String, IssuerError> {
+    use http_body_util::{BodyExt, Empty};
+    let unreachable = |reason: String| IssuerError::Request {
+        url: issuer_url.to_owned(),
+        reason,
+    };
+    let mut query = format!("sub={}&ttl={}", encode(sub), ttl.as_secs());
+    if let Some(u) = username {
+        query.push_str(&format!("&username={}", encode(u)));
+    }
+    let url = format!("{}/token?{query}", issuer_url.trim_end_matches('/'));
+    let request = http::Request::post(&url)
+        .body(Empty::<bytes::Bytes>::new())
+        .map_err(|e| unreachable(e.to_string()))?;
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http();
+    let response = tokio::time::timeout(Duration::from_secs(5), client.request(request))
+        .await
+        .map_err(|_| unreachable("no answer within 5 s".into()))?
+        .map_err(|e| unreachable(format!("{e}: is `wsstack-local --auth dev` running?")))?;
+    let status = response.status();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| unreachable(e.to_string()))?
+        .to_bytes();
+    let text = String::from_utf8_lossy(&body).trim().to_owned();
+    if status.is_success() {
+        Ok(text)
+    } else {
+        Err(unreachable(format!("HTTP {status}: {text}")))
+    }
+}
+
+/// Percent-encodes a query value (RFC 3986 unreserved characters stay).
+fn encode(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }

@@ -125,9 +125,23 @@ async fn handshake(
             .unwrap_or_else(|| shared.local_addr.to_string().into()),
     };
 
+    // The authorizer runs before the `$connect` integration; its context reaches the handler.
+    let mut authorizer_context = None;
+    if let Some(authorizer) = &shared.authorizer {
+        let auth_request =
+            crate::auth::request(&shared.api, &info, headers, request.uri().query(), now);
+        match crate::auth::check(authorizer, auth_request).await {
+            crate::auth::Check::Allowed(fields) => authorizer_context = Some(fields),
+            crate::auth::Check::Refused(status) => {
+                tracing::info!(connection_id = %info.id, status = status.as_u16(), "the authorizer refused the connection");
+                return status.into_response();
+            }
+        }
+    }
+
     let mut protocol = None;
     if let Some(route) = shared.routes.connect() {
-        let event = event::connect_event(
+        let mut event = event::connect_event(
             &shared.api,
             &info,
             route.key,
@@ -135,6 +149,9 @@ async fn handshake(
             request.uri().query(),
             now,
         );
+        if let Some(fields) = &authorizer_context {
+            event.request_context.authorizer.fields = fields.clone();
+        }
         // Boxed: handler futures are large and this one is done before the session starts.
         match Box::pin(shared.invoker.invoke(route.handler, event)).await {
             Outcome::Response(r) if (200..300).contains(&r.status_code) => {

@@ -117,36 +117,3 @@ fn a_bad_concurrency_fails_init() {
         "{text}"
     );
 }
-
-#[test]
-fn push_explains_itself() {
-    let out = Command::new(env!("CARGO_BIN_EXE_push"))
-        .arg("--help")
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    let help = String::from_utf8_lossy(&out.stdout);
-    for flag in [
-        "--endpoint",
-        "--stage",
-        "--connection-id",
-        "--all",
-        "--table",
-        "--dynamodb-endpoint",
-        "--data",
-    ] {
-        assert!(help.contains(flag), "{flag} missing from:\n{help}");
-    }
-    let out = Command::new(env!("CARGO_BIN_EXE_push"))
-        .args([
-            "--endpoint",
-            "http://127.0.0.1:1",
-            "--stage",
-            "dev",
-            "--data",
-            "x",
-        ])
-        .output()
-        .unwrap();
-    assert!(!out.status.success(), "neither --connection-id nor --all");
-}

@@ -69,10 +69,16 @@ pub fn tests_dir() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// A binary of the handlers crate (`bootstrap`, `push`) built in the profile this test runs
-/// from. `cargo test --workspace` builds it (the handlers crate has integration tests, so cargo
-/// builds its binaries); when a narrower command did not, it is built here.
+/// A binary of the handlers crate (`bootstrap`) built in the profile this test runs from.
 pub fn handlers_binary(name: &str) -> PathBuf {
+    package_binary("wsstack-handlers", name)
+}
+
+/// The binary `name` of workspace package `package` (`wsstack-handlers`' `bootstrap`,
+/// `wsstack-push`'s `push`) built in the profile this test runs from. `cargo test --workspace`
+/// builds it (both crates have integration tests, so cargo builds their binaries); when a
+/// narrower command did not, it is built here.
+pub fn package_binary(package: &str, name: &str) -> PathBuf {
     let file = format!("{name}{}", std::env::consts::EXE_SUFFIX);
     // The test executable is `target/{profile}/deps/{test}-{hash}`.
     let exe = std::env::current_exe().unwrap_or_else(|e| panic!("no current exe: {e}"));
@@ -90,15 +96,7 @@ pub fn handlers_binary(name: &str) -> PathBuf {
     };
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     let status = Command::new(&cargo)
-        .args([
-            "build",
-            "--profile",
-            profile,
-            "-p",
-            "wsstack-handlers",
-            "--bin",
-            name,
-        ])
+        .args(["build", "--profile", profile, "-p", package, "--bin", name])
         .current_dir(tests_dir())
         .status()
         .unwrap_or_else(|e| panic!("could not run {cargo} to build {name}: {e}"));

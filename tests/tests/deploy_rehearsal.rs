@@ -291,21 +291,21 @@ fn protection_call(stack: &str, on: bool) -> Vec<String> {
     .to_vec()
 }
 
-/// New code for every function, unlike any zip deployed before: the handlers' one zip with an
-/// archive comment (a zip without a comment ends in its 22-byte end record, whose last two
-/// bytes are the comment's length).
-fn rebuild_zips(project: &Project) {
+/// New code, unlike any zip deployed before: the same zip with an archive comment (a zip
+/// without a comment ends in its 22-byte end record, whose last two bytes are the comment's
+/// length).
+fn rebuild_zip(project: &Project) {
     let mut zip = assets::stand_in_zip();
     assert_eq!(
         &zip[zip.len() - 2..],
         [0, 0],
         "the zip already has a comment"
     );
-    let comment = "rebuilt bootstrap";
+    let comment = b"rebuilt";
     let len = u16::try_from(comment.len()).expect("short comment");
     zip.truncate(zip.len() - 2);
     zip.extend_from_slice(&len.to_le_bytes());
-    zip.extend_from_slice(comment.as_bytes());
+    zip.extend_from_slice(comment);
     std::fs::write(assets::zip_path(&project.path("lambda")), zip).expect("write zip");
 }
 
@@ -503,7 +503,7 @@ fn deploy_rehearsal_against_moto() {
         &moto,
         &["s3api", "create-bucket", "--bucket", BOOTSTRAP_BUCKET],
     );
-    rebuild_zips(&project);
+    rebuild_zip(&project);
     // A second deploy with a changed stage file updates in place: the same table.
     let dev = project.path("stages/dev.toml");
     let text = std::fs::read_to_string(&dev)
@@ -529,13 +529,13 @@ fn deploy_rehearsal_against_moto() {
         "AssetsBucket kept its previous value"
     );
     let again = physical_ids(&moto, "wsstack-dev");
+    let zip = std::fs::read(assets::zip_path(&project.path("lambda"))).expect("zip");
+    let sha = base64::engine::general_purpose::STANDARD.encode(Sha256::digest(&zip));
     for h in ROUTES.iter().map(|r| r.handler) {
         let name = again
             .get(&format!("{}Function", h.logical_id_stem()))
             .expect("function");
         let f = &aws(&moto, &["lambda", "get-function", "--function-name", name]);
-        let zip = std::fs::read(assets::zip_path(&project.path("lambda"))).expect("zip");
-        let sha = base64::engine::general_purpose::STANDARD.encode(Sha256::digest(&zip));
         assert_eq!(
             f["Configuration"]["CodeSha256"],
             sha.as_str(),
@@ -722,24 +722,13 @@ fn preflight_refuses_what_a_new_account_cannot_give() {
         err.contains("2 preflight check(s) failed; nothing was built or uploaded"),
         "{err}"
     );
-    // What prod's functions reserve together, as synth resolves its stage file (the shipped
-    // file reserves 100 by default and 200 for send-message; the total grows with the routes).
-    let reserved = wsstack_synth::stage::load(&project.path("stages"), "prod")
-        .expect("prod")
-        .account_needs()["reserved"]
-        .as_u64()
-        .expect("a number");
-    assert!(reserved > 10, "prod reserves more than a new account has");
+    // prod reserves 100 for each handler but send-message, and 200 for send-message.
     assert!(
-        err.contains(&format!(
-            "reserved concurrency: stage prod reserves {reserved} concurrent executions"
-        )),
+        err.contains("reserved concurrency: stage prod reserves 600 concurrent executions"),
         "{err}"
     );
     assert!(
-        err.contains(&format!(
-            "needed:    {reserved} reserved, leaving at least 100 unreserved"
-        )),
+        err.contains("needed:    600 reserved, leaving at least 100 unreserved"),
         "{err}"
     );
     assert!(
@@ -772,15 +761,12 @@ fn preflight_refuses_what_a_new_account_cannot_give() {
     project.synth_real();
     let err = failed(project.deploy(&moto, "deploy", "prod", &[("ASSETS_BUCKET", BUCKET)]));
     assert!(
-        err.contains(&format!(
-            "reserved concurrency: stage prod reserves {reserved}"
-        )),
+        err.contains("reserved concurrency: stage prod reserves 600"),
         "{err}"
     );
     assert!(buckets(&moto).is_empty(), "{:?}", buckets(&moto));
 
-    // An account with room: 1,000 unreserved leaves 900 to reserve, enough for prod (synth
-    // refuses a stage that reserves more than 900).
+    // An account with room: 1,000 unreserved leaves 900 to reserve, enough for prod's 600.
     let roomy = r#"{"AccountLimit": {"ConcurrentExecutions": 1000, "UnreservedConcurrentExecutions": 1000}}"#;
     let err = failed(project.deploy(
         &moto,

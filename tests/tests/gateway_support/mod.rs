@@ -210,9 +210,9 @@ pub fn text_of_size(size: usize) -> String {
     "x".repeat(size)
 }
 
-/// The `push` binary of the handlers crate (see [`wsstack_tests::handlers_binary`]).
+/// The `push` binary of its own crate (see [`wsstack_tests::package_binary`]).
 pub fn push_binary() -> std::path::PathBuf {
-    wsstack_tests::handlers_binary("push")
+    wsstack_tests::package_binary("wsstack-push", "push")
 }
 
 /// Runs `program args` with dummy AWS credentials (and no access to the user's AWS config),

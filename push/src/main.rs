@@ -22,6 +22,11 @@ Examples:
   push --endpoint http://127.0.0.1:3001 --stage dev --all \\
        --table Connections --dynamodb-endpoint http://127.0.0.1:8000 --data hello
 
+Against AWS, the region is --region, else the one in an
+https://{api-id}.execute-api.{region}.amazonaws.com endpoint, else AWS_REGION or the profile's.
+Credentials come from the usual sources, SSO and credential_process profiles included
+(AWS_PROFILE=my-sso-profile push ...; run `aws sso login` first for SSO).
+
 Plain http:// endpoints are local emulators: the tool signs requests to them with dummy
 credentials in us-east-1, so no AWS credentials are needed there.";
 
@@ -42,6 +47,11 @@ struct Args {
     /// The API stage, appended to the endpoint as `{endpoint}/{stage}`.
     #[arg(long, env = "WSSTACK_STAGE")]
     stage: String,
+
+    /// The AWS region of the API (and of the table, with --all). Default: the region in an
+    /// execute-api endpoint, else AWS_REGION or the profile's region.
+    #[arg(long, value_name = "REGION")]
+    region: Option<String>,
 
     /// The connection to push to.
     #[arg(
@@ -82,18 +92,45 @@ fn is_local(url: &str) -> bool {
     url.starts_with("http://")
 }
 
-async fn sdk_config_for(url: Option<&str>) -> aws_config::SdkConfig {
-    match url {
-        Some(u) if is_local(u) => wsstack_handlers::local_sdk_config(Some(u)).await,
-        Some(u) => {
-            aws_config::defaults(aws_config::BehaviorVersion::latest())
-                .http_client(wsstack_handlers::https_client())
-                .endpoint_url(u)
-                .load()
-                .await
-        }
-        None => wsstack_handlers::aws_sdk_config().await,
+/// The region of an `https://{api-id}.execute-api.{region}.amazonaws.com[.cn]` endpoint.
+fn region_of_endpoint(url: &str) -> Option<&str> {
+    let host = url.strip_prefix("https://")?.split(['/', ':']).next()?;
+    let rest = host.split_once(".execute-api.")?.1;
+    let region = rest
+        .strip_suffix(".amazonaws.com")
+        .or_else(|| rest.strip_suffix(".amazonaws.com.cn"))?;
+    let valid = region.split('-').count() >= 3
+        && region
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    valid.then_some(region)
+}
+
+/// The SDK configuration for AWS: credentials from the default chain (environment, SSO and
+/// credential_process profiles, ...), the region given or else the chain's, and `url` as the
+/// endpoint when there is one. Local http:// endpoints get fixed dummy credentials instead.
+async fn sdk_config_for(
+    url: Option<&str>,
+    region: Option<&str>,
+) -> anyhow::Result<aws_config::SdkConfig> {
+    if let Some(u) = url.filter(|u| is_local(u)) {
+        return Ok(wsstack_handlers::local_sdk_config(Some(u)).await);
     }
+    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .http_client(wsstack_handlers::https_client());
+    if let Some(r) = region {
+        loader = loader.region(aws_config::Region::new(r.to_owned()));
+    }
+    if let Some(u) = url {
+        loader = loader.endpoint_url(u);
+    }
+    let config = loader.load().await;
+    if config.region().is_none() {
+        bail!(
+            "no AWS region: pass --region, use an https://{{api-id}}.execute-api.{{region}}.amazonaws.com endpoint, or set AWS_REGION"
+        );
+    }
+    Ok(config)
 }
 
 #[tokio::main]
@@ -108,6 +145,7 @@ async fn main() -> anyhow::Result<ExitCode> {
         bail!("--stage must not be empty");
     }
     let endpoint = format!("{base}/{stage}");
+    let region = args.region.as_deref().or_else(|| region_of_endpoint(base));
 
     let payload = if args.raw {
         args.data.clone()
@@ -122,8 +160,9 @@ async fn main() -> anyhow::Result<ExitCode> {
 
     // The management client is always pointed at `endpoint` per call; the SDK config only
     // supplies credentials and region.
-    let api =
-        SdkManagementApi::new(&sdk_config_for(is_local(&endpoint).then_some(&*endpoint)).await);
+    let api = SdkManagementApi::new(
+        &sdk_config_for(is_local(&endpoint).then_some(&*endpoint), region).await?,
+    );
 
     if let Some(id) = &args.connection_id {
         api.post_to_connection(&endpoint, id, payload)
@@ -134,8 +173,9 @@ async fn main() -> anyhow::Result<ExitCode> {
     }
 
     let table = args.table.context("--all needs --table")?;
-    let dynamodb =
-        aws_sdk_dynamodb::Client::new(&sdk_config_for(args.dynamodb_endpoint.as_deref()).await);
+    let dynamodb = aws_sdk_dynamodb::Client::new(
+        &sdk_config_for(args.dynamodb_endpoint.as_deref(), region).await?,
+    );
     let store = DynamoDbStore::new(dynamodb, table);
     let api: Arc<dyn ManagementApi> = Arc::new(api);
     let report = fanout::broadcast(
@@ -158,4 +198,29 @@ async fn main() -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::region_of_endpoint;
+
+    #[test]
+    fn the_region_of_an_execute_api_endpoint() {
+        assert_eq!(
+            region_of_endpoint("https://abc123.execute-api.eu-west-1.amazonaws.com"),
+            Some("eu-west-1")
+        );
+        assert_eq!(
+            region_of_endpoint("https://abc123.execute-api.cn-north-1.amazonaws.com.cn/prod"),
+            Some("cn-north-1")
+        );
+        for other in [
+            "https://chat.example.com",
+            "http://127.0.0.1:3001",
+            "https://abc123.execute-api.amazonaws.com",
+            "https://abc123.execute-api.EU_WEST.amazonaws.com",
+        ] {
+            assert_eq!(region_of_endpoint(other), None, "{other}");
+        }
+    }
 }

@@ -107,6 +107,8 @@ bench: ## Benchmarks that print their figures (synth, handler cold start and fan
 	cargo bench -p wsstack-tests --bench cold_start
 	cargo bench -p wsstack-handlers --bench fanout
 	cargo bench -p wsstack-gateway --bench broadcast
+	cargo bench -p wsstack-auth --bench authorizer
+	cargo bench -p wsstack-gateway --bench connect_auth
 
 .PHONY: clean
 clean: ## Remove build output and cdk.out

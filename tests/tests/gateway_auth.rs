@@ -13,12 +13,14 @@ use tokio_tungstenite::tungstenite;
 use wsstack_auth::issuer::{LOCAL_AUDIENCE, LocalIssuer, SigningKey};
 use wsstack_auth::{AuthConfig, TokenSource};
 use wsstack_gateway::RunningGateway;
+use wsstack_gateway::integration::EventLog;
 use wsstack_handlers::store::{ConnectionStore, MemoryStore};
 
 struct AuthGateway {
     issuer: Arc<LocalIssuer>,
     gw: RunningGateway,
     store: MemoryStore,
+    events: EventLog,
 }
 
 async fn start_authenticated() -> AuthGateway {
@@ -32,10 +34,17 @@ async fn start_authenticated() -> AuthGateway {
         token_source: TokenSource::default(),
         username_claim: None,
     };
+    let events = EventLog::new();
     let mut opts = options();
     opts.authorizer = Some(Arc::new(config.http_authorizer().expect("authorizer")));
+    opts.event_log = Some(events.clone());
     let (gw, store) = start(opts).await;
-    AuthGateway { issuer, gw, store }
+    AuthGateway {
+        issuer,
+        gw,
+        store,
+        events,
+    }
 }
 
 /// The HTTP status a refused handshake got.
@@ -94,6 +103,17 @@ async fn a_good_token_connects_and_its_messages_carry_the_verified_username() {
     assert_eq!(frame["type"], "message");
     assert_eq!(frame["from"], "ada");
     assert_eq!(frame["data"], "hello");
+
+    // Every event of the connection carries the authorizer's answer, as API Gateway passes it.
+    let events = a.events.events();
+    assert!(events.len() >= 2, "{}", events.len());
+    for (handler, event) in events {
+        let fields = &event.request_context.authorizer.fields;
+        assert_eq!(fields["principalId"], "user-ada", "{handler:?}");
+        assert_eq!(fields["username"], "ada", "{handler:?}");
+        assert_eq!(fields["sub"], "user-ada", "{handler:?}");
+        assert!(fields["integrationLatency"].is_u64(), "{handler:?}");
+    }
 }
 
 #[tokio::test]

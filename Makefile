@@ -33,7 +33,11 @@ help: ## List the targets
 
 .PHONY: dev
 dev: ## Run the whole API on localhost (ws://127.0.0.1:3001/dev) and the chat page (http://127.0.0.1:3000/)
-	cargo run --profile local -p wsstack-gateway --bin wsstack-local -- --port $(PORT) $(if $(WEB_PORT),--web-port $(WEB_PORT)) --stage $(DEV_STAGE)
+	cargo run --profile local -p wsstack-gateway --bin wsstack-local -- --port $(PORT) $(if $(WEB_PORT),--web-port $(WEB_PORT)) --stage $(DEV_STAGE) $(if $(AUTH),--auth $(AUTH))
+
+.PHONY: token
+token: ## Print a token from the local issuer of `make dev AUTH=dev` (USER=ada, TTL=1h)
+	@cargo run -q --profile local -p wsstack-gateway --bin wsstack-local -- token --sub $(USER) --ttl $(or $(TTL),1h)
 
 .PHONY: screenshot
 screenshot: tools ## Regenerate docs/screenshot.png: two browser pages in a room conversation
@@ -103,6 +107,8 @@ bench: ## Benchmarks that print their figures (synth, handler cold start and fan
 	cargo bench -p wsstack-tests --bench cold_start
 	cargo bench -p wsstack-handlers --bench fanout
 	cargo bench -p wsstack-gateway --bench broadcast
+	cargo bench -p wsstack-auth --bench authorizer
+	cargo bench -p wsstack-gateway --bench connect_auth
 
 .PHONY: clean
 clean: ## Remove build output and cdk.out

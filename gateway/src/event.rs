@@ -56,6 +56,9 @@ fn base_event(
     ctx.apiid = Some(api.api_id.clone());
     ctx.identity.source_ip = Some(client.source_ip.to_string());
     ctx.identity.user_agent = client.user_agent.as_deref().map(str::to_owned);
+    if let Some(fields) = &client.authorizer {
+        ctx.authorizer.fields = fields.as_ref().clone();
+    }
     event
 }
 
@@ -205,6 +208,7 @@ mod tests {
             source_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
             user_agent: Some("test-agent".into()),
             domain_name: "127.0.0.1:3001".into(),
+            authorizer: None,
         }
     }
 

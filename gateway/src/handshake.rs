@@ -110,7 +110,7 @@ async fn handshake(
 
     let headers = request.headers();
     let now = chrono::Utc::now();
-    let info = ClientInfo {
+    let mut info = ClientInfo {
         id: ConnectionId::generate(),
         connected_at: now.timestamp_millis(),
         source_ip: peer.ip(),
@@ -123,7 +123,22 @@ async fn handshake(
             .and_then(|v| v.to_str().ok())
             .map(Into::into)
             .unwrap_or_else(|| shared.local_addr.to_string().into()),
+        authorizer: None,
     };
+
+    // The authorizer runs before the `$connect` integration; its context reaches every event of
+    // the connection as `requestContext.authorizer`.
+    if let Some(authorizer) = &shared.authorizer {
+        let auth_request =
+            crate::auth::request(&shared.api, &info, headers, request.uri().query(), now);
+        match crate::auth::check(authorizer, auth_request).await {
+            crate::auth::Check::Allowed(fields) => info.authorizer = Some(Arc::new(fields)),
+            crate::auth::Check::Refused(status) => {
+                tracing::info!(connection_id = %info.id, status = status.as_u16(), "the authorizer refused the connection");
+                return status.into_response();
+            }
+        }
+    }
 
     let mut protocol = None;
     if let Some(route) = shared.routes.connect() {

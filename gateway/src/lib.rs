@@ -21,6 +21,7 @@
 //! - [`shutdown`]: Ctrl-C and SIGTERM.
 //! - [`web`]: the browser client (`web/`), on a port of its own.
 
+pub mod auth;
 mod connections_api;
 pub mod event;
 mod handshake;

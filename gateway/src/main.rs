@@ -6,7 +6,8 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
-use wsstack_gateway::options::{Cli, WebPlan};
+use wsstack_auth::issuer::LocalIssuer;
+use wsstack_gateway::options::{AuthKind, Cli, Command, WebPlan};
 use wsstack_gateway::web::{WebError, WebServer};
 use wsstack_gateway::{Gateway, StoreOptions, open_memberships, open_store};
 
@@ -25,8 +26,41 @@ async fn main() -> anyhow::Result<()> {
         .with_context(|| format!("invalid --log-level {:?}", cli.log_level))?;
     tracing_subscriber::fmt().with_env_filter(filter).init();
 
+    if let Some(Command::Token(args)) = &cli.command {
+        let token = wsstack_auth::issuer::request_token(
+            &args.issuer,
+            &args.sub,
+            args.username.as_deref(),
+            args.ttl,
+        )
+        .await?;
+        println!("{token}");
+        return Ok(());
+    }
+
     let web_plan = cli.web_plan();
-    let (options, store_options) = cli.into_options()?;
+    let (auth, issuer_port, host) = (cli.auth, cli.issuer_port, cli.host);
+    let (mut options, store_options) = cli.into_options()?;
+    // --auth dev: a local issuer, and the authorizer that trusts it. Kept alive until exit.
+    let issuer = match auth {
+        AuthKind::None => None,
+        AuthKind::Dev => {
+            let issuer = LocalIssuer::start(
+                std::net::SocketAddr::new(host, issuer_port),
+                wsstack_auth::issuer::LOCAL_AUDIENCE,
+            )
+            .await?;
+            let config = wsstack_auth::AuthConfig {
+                issuer: issuer.url().to_owned(),
+                audiences: vec![issuer.audience().to_owned()],
+                jwks_url: None,
+                token_source: wsstack_auth::TokenSource::default(),
+                username_claim: None,
+            };
+            options.authorizer = Some(std::sync::Arc::new(config.http_authorizer()?));
+            Some(issuer)
+        }
+    };
     let store_name = match &store_options {
         StoreOptions::Memory => "memory".to_owned(),
         StoreOptions::DynamoDb {
@@ -47,8 +81,15 @@ async fn main() -> anyhow::Result<()> {
         Some(server) => server.url(),
         None => "not served".to_owned(),
     };
+    let auth_line = match &issuer {
+        Some(i) => format!(
+            "  Issuer        {} (JWT on $connect: connect with ?token=$(wsstack-local token --sub NAME))\n",
+            i.url()
+        ),
+        None => String::new(),
+    };
     let banner = format!(
-        "wsstack-local: stage {}, store {store_name}\n  WebSocket     {}\n  @connections  {}\n  Browser       {browser}\nCtrl-C to stop.\n",
+        "wsstack-local: stage {}, store {store_name}\n  WebSocket     {}\n  @connections  {}\n  Browser       {browser}\n{auth_line}Ctrl-C to stop.\n",
         gateway.stage(),
         gateway.ws_url(),
         gateway.connections_url()

@@ -119,6 +119,56 @@ pub struct Cli {
     /// `wsstack_gateway=debug,info`.
     #[arg(long, value_name = "FILTER", default_value = "info")]
     pub log_level: String,
+
+    /// Authentication on $connect. `none`: anyone, username from ?username=. `dev`: start a
+    /// local OpenID issuer (its URL is printed) and run the JWT authorizer before $connect, as
+    /// a stage with [auth] mode = "jwt" does: clients connect with ?token=<JWT> (get one with
+    /// `wsstack-local token --sub NAME`) and their username comes from the token.
+    #[arg(long, value_enum, default_value_t = AuthKind::None)]
+    pub auth: AuthKind,
+
+    /// Port of the local issuer for --auth dev (0 picks a free one).
+    #[arg(long, value_name = "PORT", default_value_t = DEFAULT_ISSUER_PORT)]
+    pub issuer_port: u16,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// The local issuer's port unless --issuer-port says otherwise.
+pub const DEFAULT_ISSUER_PORT: u16 = 3002;
+
+/// Who may connect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AuthKind {
+    /// Anyone; the username comes from ?username=.
+    None,
+    /// A local issuer and the JWT authorizer in front of $connect.
+    Dev,
+}
+
+/// What to do instead of serving the API.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum Command {
+    /// Print a token from the local issuer of a running `wsstack-local --auth dev`, e.g.
+    /// `wsstack-local token --sub ada`, then connect with `ws://127.0.0.1:3001/dev?token=...`.
+    Token(TokenArgs),
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct TokenArgs {
+    /// The token's subject (`sub`), and its username unless --username says otherwise.
+    #[arg(long)]
+    pub sub: String,
+    /// The username claim (`preferred_username`); default: the subject.
+    #[arg(long)]
+    pub username: Option<String>,
+    /// How long the token is valid: 30s, 10m, 1h (at most 24h).
+    #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = parse_duration)]
+    pub ttl: Duration,
+    /// The issuer's URL.
+    #[arg(long, value_name = "URL", default_value_t = format!("http://127.0.0.1:{DEFAULT_ISSUER_PORT}"))]
+    pub issuer: String,
 }
 
 fn concurrency(text: &str) -> Result<usize, String> {

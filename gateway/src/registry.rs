@@ -86,6 +86,9 @@ pub struct ClientInfo {
     pub user_agent: Option<Box<str>>,
     /// The host the client connected to (the `Host` header), for `requestContext.domainName`.
     pub domain_name: Box<str>,
+    /// What the `$connect` authorizer allowed the connection with (`principalId`, its context,
+    /// `integrationLatency`): `requestContext.authorizer` of every event of the connection.
+    pub authorizer: Option<Arc<std::collections::HashMap<String, serde_json::Value>>>,
 }
 
 #[derive(Debug, Default)]
@@ -306,6 +309,7 @@ mod tests {
             source_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
             user_agent: None,
             domain_name: "localhost".into(),
+            authorizer: None,
         }))
     }
 

@@ -49,6 +49,8 @@ pub struct GatewayOptions {
     pub integration: Option<Arc<dyn Integration>>,
     /// Records every event sent to a handler (for tests).
     pub event_log: Option<EventLog>,
+    /// Runs before `$connect` and gives the handlers the verified identity (`--auth dev`).
+    pub authorizer: Option<Arc<crate::auth::ConnectAuthorizer>>,
 }
 
 impl std::fmt::Debug for GatewayOptions {
@@ -94,6 +96,7 @@ impl Default for GatewayOptions {
             timeouts: Timeouts::default(),
             integration: None,
             event_log: None,
+            authorizer: None,
         }
     }
 }
@@ -192,6 +195,8 @@ impl Gateway {
         let mut config = Config::new(options.table_name.clone());
         config.callback_url = Some(callback_url.clone());
         config.broadcast_concurrency = options.broadcast_concurrency.max(1);
+        // With an authorizer, `$connect` takes the username from its context only.
+        config.authenticated = options.authorizer.is_some();
         // Stalled-stream protection watches each request's throughput with timers: a guard
         // against slow networks that a loopback call does not need, at a cost per request.
         let sdk = wsstack_handlers::local_sdk_config(None)
@@ -225,6 +230,7 @@ impl Gateway {
             tracker: TaskTracker::new(),
             shutting_down: AtomicBool::new(false),
             local_addr,
+            authorizer: options.authorizer.clone(),
         });
 
         let router = Router::new()

@@ -25,6 +25,8 @@ pub(crate) struct Shared {
     pub tracker: TaskTracker,
     pub shutting_down: AtomicBool,
     pub local_addr: SocketAddr,
+    /// The `$connect` authorizer, where authentication is on.
+    pub authorizer: Option<std::sync::Arc<crate::auth::ConnectAuthorizer>>,
 }
 
 impl std::fmt::Debug for Shared {

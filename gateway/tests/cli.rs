@@ -31,6 +31,9 @@ fn help_explains_every_option() {
         "--integration-timeout",
         "--stages-dir",
         "--log-level",
+        "--auth",
+        "--issuer-port",
+        "token",
         "@connections",
     ] {
         assert!(help.contains(option), "--help lacks {option}:\n{help}");
@@ -162,4 +165,100 @@ async fn sigterm_closes_every_client_with_1001_and_exits_0() {
     .await
     .expect("wait");
     assert_eq!(status.code(), Some(0), "{status}");
+}
+
+/// `wsstack-local --auth dev` prints its issuer; `wsstack-local token --sub ada` prints a token
+/// that issuer signed; a client connects with it and speaks as ada, and without it is refused.
+#[tokio::test]
+async fn auth_dev_and_the_token_command_let_a_user_in_and_nobody_else() {
+    let mut child = Running(
+        Command::new(BIN)
+            .args([
+                "--port",
+                "0",
+                "--issuer-port",
+                "0",
+                "--no-web",
+                "--auth",
+                "dev",
+                "--log-level",
+                "warn",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn"),
+    );
+    let stdout = child.0.stdout.take().expect("stdout");
+    let (ws_url, issuer) = tokio::task::spawn_blocking(move || {
+        let mut ws = None;
+        let mut lines = BufReader::new(stdout).lines();
+        for line in lines.by_ref() {
+            let line = line.expect("read stdout");
+            if ws.is_none()
+                && let Some(pos) = line.find("ws://")
+            {
+                ws = Some(line[pos..].trim().to_owned());
+            }
+            if line.trim_start().starts_with("Issuer") {
+                let url = line
+                    .split_whitespace()
+                    .nth(1)
+                    .expect("issuer URL")
+                    .to_owned();
+                std::thread::spawn(move || lines.for_each(drop));
+                return (ws.expect("ws URL first"), url);
+            }
+        }
+        panic!("wsstack-local exited before printing its issuer");
+    })
+    .await
+    .expect("banner");
+    assert!(issuer.starts_with("http://127.0.0.1:"), "{issuer}");
+
+    let out = Command::new(BIN)
+        .args(["token", "--sub", "ada", "--ttl", "10m", "--issuer", &issuer])
+        .output()
+        .expect("run token");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let token = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    assert_eq!(token.split('.').count(), 3, "{token}");
+
+    let refused = tokio_tungstenite::connect_async(format!("{ws_url}?username=ada")).await;
+    match refused {
+        Err(tokio_tungstenite::tungstenite::Error::Http(r)) => assert_eq!(r.status(), 401),
+        other => panic!("without a token: {:?}", other.map(|_| ())),
+    }
+    let (mut ws, _) = tokio::time::timeout(
+        WAIT,
+        tokio_tungstenite::connect_async(format!("{ws_url}?token={token}")),
+    )
+    .await
+    .expect("handshake timed out")
+    .expect("connect with the token");
+    ws.send(Message::text(r#"{"action":"sendMessage","data":"hi"}"#))
+        .await
+        .expect("send");
+    let echo = tokio::time::timeout(WAIT, ws.next())
+        .await
+        .expect("echo timed out")
+        .expect("a frame")
+        .expect("no error");
+    let frame: serde_json::Value =
+        serde_json::from_str(echo.to_text().expect("text")).expect("json");
+    assert_eq!(frame["from"], "ada");
+
+    // A stopped issuer: the token command says what is wrong.
+    let out = Command::new(BIN)
+        .args(["token", "--sub", "ada", "--issuer", "http://127.0.0.1:1"])
+        .output()
+        .expect("run token");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("http://127.0.0.1:1"), "{err}");
+    assert!(err.contains("wsstack-local --auth dev"), "{err}");
 }

@@ -63,6 +63,7 @@ async fn run(connections: usize, concurrency: usize) {
                 connected_at: 0,
                 // Live: a broadcast skips records whose TTL has passed.
                 expires_at: i64::MAX,
+                sub: None,
             })
             .await
             .expect("memory store put");

@@ -146,6 +146,7 @@ async fn store_of(n: usize) -> MemoryStore {
                 username: "bench".into(),
                 connected_at: 0,
                 expires_at: i64::MAX,
+                sub: None,
             })
             .await
             .expect("memory put");

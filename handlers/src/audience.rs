@@ -151,6 +151,7 @@ mod tests {
                     username: "u".into(),
                     connected_at: 0,
                     expires_at: i64::MAX,
+                    sub: None,
                 })
                 .await
                 .expect("put");

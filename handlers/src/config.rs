@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use wsstack_routes::Handler;
 
+use crate::store::MessageRate;
+
 /// The function's `Handler` setting, which names the route handler the `bootstrap` binary runs.
 /// Lambda sets it from the function's `Handler` property ("Defined runtime environment
 /// variables": `_HANDLER`, "the handler location configured on the function",
@@ -36,6 +38,21 @@ pub const DEFAULT_FANOUT_SEGMENTS: u32 = 8;
 /// Upper bound of [`FANOUT_SEGMENTS`]: more parallel workers than the account's 10,000
 /// `@connections` requests/s can feed (each posts a few thousand per second) only adds 429s.
 pub const MAX_FANOUT_SEGMENTS: u32 = 1_000;
+/// `jwt` when an authorizer guards `$connect` (the username then comes from the verified
+/// token, never the query string); `none` or unset otherwise.
+pub const AUTH_MODE: &str = "AUTH_MODE";
+/// A connection's sustained message rate, messages per second (optional).
+pub const MESSAGE_RATE: &str = "MESSAGE_RATE";
+/// How many messages a connection may send at once after being quiet (optional).
+pub const MESSAGE_BURST: &str = "MESSAGE_BURST";
+
+/// Default of [`MESSAGE_RATE`] and [`MESSAGE_BURST`].
+pub const DEFAULT_MESSAGE_RATE: MessageRate = MessageRate {
+    per_second: 10,
+    burst: 20,
+};
+/// Upper bound of [`MESSAGE_RATE`] and [`MESSAGE_BURST`]: the GCRA works in milliseconds.
+pub const MAX_MESSAGE_RATE: u32 = 1000;
 
 /// Default of [`BROADCAST_CONCURRENCY`].
 pub const DEFAULT_BROADCAST_CONCURRENCY: usize = 64;
@@ -89,6 +106,10 @@ pub struct Config {
     /// Lifetime of a connection record (`expiresAt` = connect time + this).
     pub connection_ttl: Duration,
     pub fanout: FanOutMode,
+    /// Whether `$connect` sits behind the JWT authorizer ([`AUTH_MODE`]` = jwt`).
+    pub authenticated: bool,
+    /// Each connection's message rate limit.
+    pub message_rate: MessageRate,
 }
 
 impl Config {
@@ -104,6 +125,8 @@ impl Config {
             fanout: FanOutMode::Inline {
                 handoff_queue_url: None,
             },
+            authenticated: false,
+            message_rate: DEFAULT_MESSAGE_RATE,
         }
     }
 
@@ -140,6 +163,17 @@ impl Config {
         };
 
         let fanout = parse_fanout(&lookup)?;
+        let authenticated = match lookup(AUTH_MODE).as_deref() {
+            None | Some("") | Some("none") => false,
+            Some("jwt") => true,
+            Some(other) => return Err(invalid(AUTH_MODE, other, "must be `none` or `jwt`")),
+        };
+        let message_rate = MessageRate {
+            per_second: parse_rate(MESSAGE_RATE, lookup(MESSAGE_RATE))?
+                .unwrap_or(DEFAULT_MESSAGE_RATE.per_second),
+            burst: parse_rate(MESSAGE_BURST, lookup(MESSAGE_BURST))?
+                .unwrap_or(DEFAULT_MESSAGE_RATE.burst),
+        };
 
         Ok(Config {
             table_name,
@@ -148,7 +182,23 @@ impl Config {
             callback_url,
             connection_ttl: CONNECTION_TTL,
             fanout,
+            authenticated,
+            message_rate,
         })
+    }
+}
+
+fn parse_rate(name: &'static str, value: Option<String>) -> Result<Option<u32>, ConfigError> {
+    let Some(value) = value else {
+        return Ok(None);
+    };
+    match value.trim().parse::<u32>() {
+        Ok(n) if (1..=MAX_MESSAGE_RATE).contains(&n) => Ok(Some(n)),
+        _ => Err(invalid(
+            name,
+            &value,
+            format!("must be an integer from 1 to {MAX_MESSAGE_RATE}"),
+        )),
     }
 }
 
@@ -293,6 +343,21 @@ mod tests {
         assert_eq!(c.table_name, "wsstack-dev.Connections_1");
         assert_eq!(c.broadcast_concurrency, 480);
         assert_eq!(c.callback_url.as_deref(), Some("http://127.0.0.1:3001/dev"));
+        let c = config(&[
+            (TABLE_NAME, "Tbl"),
+            (AUTH_MODE, "jwt"),
+            (MESSAGE_RATE, "5"),
+            (MESSAGE_BURST, "7"),
+        ])
+        .unwrap();
+        assert!(c.authenticated);
+        assert_eq!(
+            c.message_rate,
+            MessageRate {
+                per_second: 5,
+                burst: 7
+            }
+        );
     }
 
     #[test]
@@ -359,7 +424,11 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "environment variable _HANDLER=\"bootstrap\" names no handler: valid names are \
-             connect, disconnect, send-message, default, list-connections, join, leave"
+             connect, disconnect, send-message, default, list-connections, join, leave, authorizer"
+        );
+        assert_eq!(
+            handler_from_lookup(lookup("authorizer")),
+            Ok(Handler::Authorizer)
         );
     }
 
@@ -384,6 +453,16 @@ mod tests {
             (
                 vec![(TABLE_NAME, "Tbl"), (BROADCAST_CONCURRENCY, "many")],
                 BROADCAST_CONCURRENCY,
+            ),
+            (vec![(TABLE_NAME, "Tbl"), (AUTH_MODE, "cognito")], AUTH_MODE),
+            (vec![(TABLE_NAME, "Tbl"), (MESSAGE_RATE, "0")], MESSAGE_RATE),
+            (
+                vec![(TABLE_NAME, "Tbl"), (MESSAGE_BURST, "1001")],
+                MESSAGE_BURST,
+            ),
+            (
+                vec![(TABLE_NAME, "Tbl"), (MESSAGE_BURST, "lots")],
+                MESSAGE_BURST,
             ),
             (
                 vec![(TABLE_NAME, "Tbl"), (CALLBACK_URL, "ftp://x/dev")],

@@ -107,6 +107,41 @@ pub enum UsernameError {
     },
     #[error("username must not start or end with whitespace")]
     EdgeWhitespace,
+    /// Authentication is on but the event carries no verified identity: the authorizer did
+    /// not run (a misconfigured stage), so nobody is let in.
+    #[error("no verified identity: the authorizer's context has no {0}")]
+    NotVerified(&'static str),
+}
+
+/// Who a new connection is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    pub username: String,
+    /// The token's subject; only for authenticated connections.
+    pub sub: Option<String>,
+}
+
+impl Identity {
+    /// A username the client chose (no authentication), already validated.
+    pub fn anonymous_choice(username: String) -> Self {
+        Identity {
+            username,
+            sub: None,
+        }
+    }
+
+    /// The identity the authorizer verified. The username must still be a valid username: a
+    /// claim is data from the identity provider, not a promise about our limits.
+    pub fn verified(username: Option<&str>, sub: Option<&str>) -> Result<Self, UsernameError> {
+        let sub = sub
+            .filter(|s| !s.is_empty())
+            .ok_or(UsernameError::NotVerified("sub"))?;
+        let username = username.ok_or(UsernameError::NotVerified("username"))?;
+        Ok(Identity {
+            username: validate_username(Some(username))?,
+            sub: Some(sub.to_owned()),
+        })
+    }
 }
 
 /// The kinds of character a username refuses.
@@ -245,6 +280,9 @@ pub enum InputError {
     TooManyRooms,
     #[error("you are not a member of room `{0}`; join it first")]
     NotAMember(String),
+    /// Over the connection's rate: (messages per second, burst).
+    #[error("too many messages: at most {0} per second and {1} at once; this one was not sent")]
+    RateLimited(u32, u32),
 }
 
 /// The error codes a client can receive through API Gateway, as README.md lists them.
@@ -265,6 +303,7 @@ pub const CLIENT_ERROR_CODES: &[&str] = &[
     "unknown_recipient",
     "unknown_sender",
     "delivery_failed",
+    "rate_limited",
     "unknown_action",
     "invalid_limit",
     "invalid_cursor",
@@ -304,6 +343,7 @@ impl InputError {
             InputError::UnknownRecipient(_) => "unknown_recipient",
             InputError::UnknownSender => "unknown_sender",
             InputError::DeliveryFailed { .. } => "delivery_failed",
+            InputError::RateLimited(..) => "rate_limited",
             InputError::UnknownAction(_) => "unknown_action",
             InputError::InvalidLimit => "invalid_limit",
             InputError::InvalidCursor => "invalid_cursor",

@@ -53,7 +53,7 @@ use crate::domain::{ConnectionSummary, Frame, InputError, Recipients};
 use crate::management::{ManagementApi, ManagementError};
 use crate::membership::{JoinOutcome, MembershipStore, MemoryMembershipStore};
 use crate::rooms::MAX_ROOMS_PER_CONNECTION;
-use crate::store::{Connection, ConnectionStore, StoreError};
+use crate::store::{Admission, Connection, ConnectionStore, StoreError};
 
 /// A failure the handler cannot turn into an answer to the client. Lambda reports it as a
 /// function error; API Gateway then refuses a `$connect` or sends the client its
@@ -76,6 +76,9 @@ pub enum HandlerError {
     /// is logged with its reason). Gone connections are not recipients: they left.
     #[error("the broadcast reached none of its {failed} recipients; every post failed")]
     NothingDelivered { failed: usize },
+    /// The handler is not behind a route (the `$connect` authorizer has its own entry point).
+    #[error("the {0} handler is not a route handler")]
+    NotARoute(&'static str),
 }
 
 impl From<HandlerError> for lambda_runtime::Diagnostic {
@@ -86,6 +89,7 @@ impl From<HandlerError> for lambda_runtime::Diagnostic {
             HandlerError::Management(_) => "ManagementError",
             HandlerError::NoQueue | HandlerError::Queue(_) => "QueueError",
             HandlerError::NothingDelivered { .. } => "NothingDelivered",
+            HandlerError::NotARoute(_) => "NotARoute",
         };
         lambda_runtime::Diagnostic {
             error_type: format!("HandlerError::{kind}"),
@@ -109,8 +113,12 @@ pub struct App {
 /// one in (see [`domain::negotiate_subprotocol`]).
 pub const SEC_WEBSOCKET_PROTOCOL: &str = "sec-websocket-protocol";
 
-/// The query string parameter `$connect` reads the username from.
+/// The query string parameter `$connect` reads the username from (without authentication).
 pub const USERNAME_PARAMETER: &str = "username";
+/// The authorizer context keys `$connect` reads with authentication on (what
+/// `wsstack_auth::Verdict::response` puts there).
+pub const AUTHORIZER_USERNAME: &str = "username";
+pub const AUTHORIZER_SUB: &str = "sub";
 
 fn response(status: i64, body: Option<String>) -> ApiGatewayProxyResponse {
     let mut r = ApiGatewayProxyResponse::default();
@@ -205,9 +213,28 @@ impl App {
                 Handler::Join => self.join(connection_id, &event).await,
                 Handler::Leave => self.leave(connection_id, &event).await,
                 Handler::ListConnections => self.list_connections(connection_id, &event).await,
+                Handler::Authorizer => Err(HandlerError::NotARoute(handler.name())),
             }
         };
         work.instrument(span).await
+    }
+
+    /// Who is connecting. With authentication on, the username and `sub` the authorizer
+    /// verified (API Gateway passes its `context` as `requestContext.authorizer`); a
+    /// `?username=` in the query string is ignored, so nobody can speak as someone else.
+    /// Without it, `?username=` (default `anonymous`).
+    fn identity(
+        &self,
+        event: &ApiGatewayWebsocketProxyRequest,
+    ) -> Result<domain::Identity, domain::UsernameError> {
+        if self.config.authenticated {
+            let fields = &event.request_context.authorizer.fields;
+            let text = |k: &str| fields.get(k).and_then(|v| v.as_str());
+            domain::Identity::verified(text(AUTHORIZER_USERNAME), text(AUTHORIZER_SUB))
+        } else {
+            domain::validate_username(event.query_string_parameters.first(USERNAME_PARAMETER))
+                .map(domain::Identity::anonymous_choice)
+        }
     }
 
     /// The `@connections` endpoint: the configured one, else `https://{domainName}/{stage}`.
@@ -260,22 +287,26 @@ impl App {
                 return Ok(response(400, Some(e.to_string())));
             }
         };
-        let raw = event.query_string_parameters.first(USERNAME_PARAMETER);
-        let username = match domain::validate_username(raw) {
-            Ok(u) => u,
+        let identity = match self.identity(event) {
+            Ok(i) => i,
             Err(e) => {
                 tracing::info!(error = %e, "refusing connection: bad username");
                 // A non-2xx answer makes API Gateway refuse the handshake with this status.
-                return Ok(response(400, Some(e.to_string())));
+                let status = match e {
+                    domain::UsernameError::NotVerified(_) => 403,
+                    _ => 400,
+                };
+                return Ok(response(status, Some(e.to_string())));
             }
         };
         let connected_at = event_time(event.request_context.connected_at);
         let ttl = i64::try_from(self.config.connection_ttl.as_secs()).unwrap_or(i64::MAX);
         let record = Connection {
             connection_id: connection_id.to_owned(),
-            username,
+            username: identity.username,
             connected_at: connected_at.timestamp_millis(),
             expires_at: connected_at.timestamp().saturating_add(ttl),
+            sub: identity.sub,
         };
         if let Err(e) = self.store.put(&record).await {
             // Never accept a client that has no record: it could neither be reached by a
@@ -330,12 +361,31 @@ impl App {
             Ok(m) => m,
             Err(e) => return self.reply_error(&endpoint, connection_id, e).await,
         };
-        let Some(sender) = self.store.get(connection_id).await? else {
-            return self
-                .reply_error(&endpoint, connection_id, InputError::UnknownSender)
-                .await;
-        };
         let sent_at = event_time(event.request_context.request_time_epoch);
+        // The sender's record and its rate limit in one store call.
+        let sender = match self
+            .store
+            .admit_message(
+                connection_id,
+                Utc::now().timestamp_millis(),
+                self.config.message_rate,
+            )
+            .await?
+        {
+            Admission::Admitted(sender) => sender,
+            Admission::RateLimited => {
+                let err = InputError::RateLimited(
+                    self.config.message_rate.per_second,
+                    self.config.message_rate.burst,
+                );
+                return self.reply_error(&endpoint, connection_id, err).await;
+            }
+            Admission::UnknownSender => {
+                return self
+                    .reply_error(&endpoint, connection_id, InputError::UnknownSender)
+                    .await;
+            }
+        };
         let ctx = &event.request_context;
         let message_id = ctx
             .message_id
@@ -642,6 +692,9 @@ pub async fn run_lambda() -> Result<(), RunError> {
     let env = |name: &str| std::env::var(name).ok();
     let handler = config::handler_from_lookup(env)
         .inspect_err(|e| tracing::error!(error = %e, "bad handler setting"))?;
+    if handler == Handler::Authorizer {
+        return run_authorizer().await;
+    }
     let config = Config::from_lookup(env)
         .inspect_err(|e| tracing::error!(error = %e, "bad configuration"))?;
     let sdk = aws_sdk_config().await;
@@ -707,11 +760,36 @@ pub(crate) fn error_chain(err: &dyn std::error::Error) -> String {
     text
 }
 
+/// The `$connect` authorizer's Lambda loop: settings from the `AUTH_*` variables synth sets,
+/// one JWKS cache for the life of the process.
+async fn run_authorizer() -> Result<(), RunError> {
+    let settings = wsstack_auth::AuthConfig::from_env()
+        .inspect_err(|e| tracing::error!(error = %e, "bad configuration"))?;
+    let authorizer = Arc::new(settings.http_authorizer().map_err(|e| {
+        tracing::error!(error = %e, "bad configuration");
+        RunError::AuthSource(e.to_string())
+    })?);
+    lambda_runtime::run(lambda_runtime::service_fn(
+        move |event: lambda_runtime::LambdaEvent<wsstack_auth::AuthorizerRequest>| {
+            let authorizer = Arc::clone(&authorizer);
+            // Never an error: every failure is a Deny policy (a function error would be a 500,
+            // and must not be mistaken for anything but a refusal).
+            async move { Ok::<_, std::convert::Infallible>(authorizer.authorize(&event.payload).await) }
+        },
+    ))
+    .await
+    .map_err(|e| RunError::Runtime(e.to_string()))
+}
+
 /// Why a Lambda binary stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
     #[error(transparent)]
     Config(#[from] config::ConfigError),
+    #[error(transparent)]
+    AuthConfig(#[from] wsstack_auth::config::ConfigError),
+    #[error("the authorizer's key source: {0}")]
+    AuthSource(String),
     #[error("lambda runtime failed: {0}")]
     Runtime(String),
 }

@@ -15,6 +15,10 @@ pub const ATTR_CONNECTION_ID: &str = wsstack_routes::table::PARTITION_KEY;
 pub const ATTR_USERNAME: &str = "username";
 pub const ATTR_CONNECTED_AT: &str = "connectedAt";
 pub const ATTR_EXPIRES_AT: &str = wsstack_routes::table::TTL_ATTRIBUTE;
+/// The verified subject (`sub` claim) of an authenticated connection.
+pub const ATTR_SUB: &str = "sub";
+/// The sender's rate limit state: the GCRA "theoretical arrival time", epoch milliseconds.
+pub const ATTR_RATE_TAT: &str = "rateTat";
 
 /// Records per page of [`ConnectionStore::list`] unless configured otherwise. DynamoDB caps a
 /// Scan page at 1 MB whatever the limit; our records are ~100 bytes, so this caps it first and
@@ -30,6 +34,47 @@ pub struct Connection {
     pub connected_at: i64,
     /// When the table's TTL may remove the record, epoch seconds (DynamoDB's TTL unit).
     pub expires_at: i64,
+    /// The token's subject when the stage authenticates connections; `None` otherwise.
+    pub sub: Option<String>,
+}
+
+/// A per-connection message rate: `per_second` on average, up to `burst` at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MessageRate {
+    pub per_second: u32,
+    pub burst: u32,
+}
+
+impl MessageRate {
+    /// The emission interval of the generic cell rate algorithm (GCRA), in milliseconds: the
+    /// time one message "costs".
+    pub fn interval_ms(self) -> i64 {
+        1000 / i64::from(self.per_second.max(1))
+    }
+
+    /// How far ahead of now the theoretical arrival time may be for a message to pass: room for
+    /// `burst - 1` messages beyond the one being sent.
+    pub fn tolerance_ms(self) -> i64 {
+        self.interval_ms() * i64::from(self.burst.max(1) - 1)
+    }
+
+    /// The GCRA step: the new theoretical arrival time if a message at `now_ms` passes, given
+    /// the stored one (`None`: never sent, a full bucket).
+    pub fn admit(self, tat_ms: Option<i64>, now_ms: i64) -> Option<i64> {
+        let tat = tat_ms.unwrap_or(now_ms).max(now_ms);
+        (tat - now_ms <= self.tolerance_ms()).then_some(tat + self.interval_ms())
+    }
+}
+
+/// What the store says about a message from a connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Admission {
+    /// Within the rate: the sender's record.
+    Admitted(Connection),
+    /// Over the rate; nothing was changed.
+    RateLimited,
+    /// No record for the connection.
+    UnknownSender,
 }
 
 /// A connection a broadcast posts to: only what the post needs, so a listing transfers and
@@ -72,6 +117,15 @@ pub trait ConnectionStore: Send + Sync {
     async fn get(&self, connection_id: &str) -> Result<Option<Connection>, StoreError>;
     /// Removes the record; removing a missing one succeeds.
     async fn delete(&self, connection_id: &str) -> Result<(), StoreError>;
+    /// Charges one message at `now_ms` to the sender's rate and returns its record: the sender
+    /// lookup and the rate limit in one step (one conditional update on DynamoDB in the common
+    /// cases; see [`DynamoDbStore`]).
+    async fn admit_message(
+        &self,
+        connection_id: &str,
+        now_ms: i64,
+        rate: MessageRate,
+    ) -> Result<Admission, StoreError>;
     /// Every record, fetched a page at a time as the stream is polled. Records deleted or added
     /// while listing may or may not appear (as with a DynamoDB Scan); none appears twice.
     fn list(&self) -> BoxStream<'_, Result<Connection, StoreError>>;
@@ -137,6 +191,8 @@ fn flatten_pages<'a, T: Send + 'a>(
 #[derive(Debug, Clone)]
 pub struct MemoryStore {
     records: Arc<Mutex<BTreeMap<String, Connection>>>,
+    /// The rate limit state per connection (the `rateTat` attribute of the DynamoDB record).
+    rate_tat: Arc<Mutex<HashMap<String, i64>>>,
     page_size: usize,
 }
 
@@ -150,6 +206,7 @@ impl MemoryStore {
     pub fn new() -> Self {
         MemoryStore {
             records: Arc::default(),
+            rate_tat: Arc::default(),
             page_size: DEFAULT_PAGE_SIZE,
         }
     }
@@ -201,6 +258,10 @@ impl MemoryStore {
         (ids, None)
     }
 
+    fn rate_lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, i64>> {
+        self.rate_tat.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     fn page_after(&self, cursor: Option<&str>, limit: usize) -> Vec<Connection> {
         use std::ops::Bound;
         let records = self.lock();
@@ -219,8 +280,10 @@ impl MemoryStore {
 #[async_trait]
 impl ConnectionStore for MemoryStore {
     async fn put(&self, connection: &Connection) -> Result<(), StoreError> {
-        self.lock()
-            .insert(connection.connection_id.clone(), connection.clone());
+        let mut records = self.lock();
+        // A put replaces the whole item, rate state included, as PutItem does.
+        self.rate_lock().remove(&connection.connection_id);
+        records.insert(connection.connection_id.clone(), connection.clone());
         Ok(())
     }
 
@@ -229,8 +292,31 @@ impl ConnectionStore for MemoryStore {
     }
 
     async fn delete(&self, connection_id: &str) -> Result<(), StoreError> {
-        self.lock().remove(connection_id);
+        let mut records = self.lock();
+        self.rate_lock().remove(connection_id);
+        records.remove(connection_id);
         Ok(())
+    }
+
+    async fn admit_message(
+        &self,
+        connection_id: &str,
+        now_ms: i64,
+        rate: MessageRate,
+    ) -> Result<Admission, StoreError> {
+        // Both locks, records first (as everywhere), so the check and the charge are atomic.
+        let records = self.lock();
+        let Some(record) = records.get(connection_id) else {
+            return Ok(Admission::UnknownSender);
+        };
+        let mut tats = self.rate_lock();
+        match rate.admit(tats.get(connection_id).copied(), now_ms) {
+            Some(tat) => {
+                tats.insert(connection_id.to_owned(), tat);
+                Ok(Admission::Admitted(record.clone()))
+            }
+            None => Ok(Admission::RateLimited),
+        }
     }
 
     fn list(&self) -> BoxStream<'_, Result<Connection, StoreError>> {
@@ -268,8 +354,17 @@ impl ConnectionStore for MemoryStore {
     }
 }
 
-/// The connections table in DynamoDB. Uses only PutItem, GetItem, DeleteItem and Scan (the
-/// actions `wsstack_routes::Handler::table_actions` grants).
+/// The connections table in DynamoDB. Uses only PutItem, GetItem, UpdateItem, DeleteItem and
+/// Scan (the actions `wsstack_routes::Handler::table_actions` grants).
+///
+/// The rate limit is the generic cell rate algorithm on one attribute, `rateTat`. DynamoDB's
+/// update expressions have no `max`, so [`ConnectionStore::admit_message`] tries the common
+/// case first: a sender whose bucket is full (`rateTat` absent or not after now) gets
+/// `rateTat = now + interval` in one conditional UpdateItem, which also returns the record. A
+/// message over the rate fails that condition and is refused from the same answer (the old item
+/// comes back with the failure), still one call. Only a message that passes *inside* a burst
+/// (the previous one less than an interval ago) needs a second conditional update,
+/// `rateTat = rateTat + interval`.
 #[derive(Debug, Clone)]
 pub struct DynamoDbStore {
     client: aws_sdk_dynamodb::Client,
@@ -316,7 +411,7 @@ pub(crate) fn backend_error(err: impl std::error::Error) -> StoreError {
 }
 
 fn to_item(c: &Connection) -> HashMap<String, AttributeValue> {
-    HashMap::from([
+    let mut item = HashMap::from([
         (
             ATTR_CONNECTION_ID.to_owned(),
             AttributeValue::S(c.connection_id.clone()),
@@ -333,7 +428,11 @@ fn to_item(c: &Connection) -> HashMap<String, AttributeValue> {
             ATTR_EXPIRES_AT.to_owned(),
             AttributeValue::N(c.expires_at.to_string()),
         ),
-    ])
+    ]);
+    if let Some(sub) = &c.sub {
+        item.insert(ATTR_SUB.to_owned(), AttributeValue::S(sub.clone()));
+    }
+    item
 }
 
 fn from_item(item: &HashMap<String, AttributeValue>) -> Result<Connection, StoreError> {
@@ -360,12 +459,90 @@ fn from_item(item: &HashMap<String, AttributeValue>) -> Result<Connection, Store
             .map_err(|_| malformed(format!("attribute {name}={n} is not an integer"))),
         _ => Err(malformed(format!("no number attribute {name}"))),
     };
+    let sub = match item.get(ATTR_SUB) {
+        None => None,
+        Some(AttributeValue::S(s)) => Some(s.clone()),
+        Some(_) => return Err(malformed(format!("attribute {ATTR_SUB} is not a string"))),
+    };
     Ok(Connection {
         username: string(ATTR_USERNAME)?,
         connected_at: number(ATTR_CONNECTED_AT)?,
         expires_at: number(ATTR_EXPIRES_AT)?,
+        sub,
         connection_id,
     })
+}
+
+fn rate_tat(item: &HashMap<String, AttributeValue>) -> Option<i64> {
+    match item.get(ATTR_RATE_TAT) {
+        Some(AttributeValue::N(n)) => n.parse().ok(),
+        _ => None,
+    }
+}
+
+impl DynamoDbStore {
+    /// The record as stored, every attribute.
+    async fn raw_get(
+        &self,
+        connection_id: &str,
+    ) -> Result<Option<HashMap<String, AttributeValue>>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key(
+                ATTR_CONNECTION_ID,
+                AttributeValue::S(connection_id.to_owned()),
+            )
+            // A client may message right after `$connect` returned; an eventually consistent
+            // read could miss the record written a few milliseconds earlier.
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(backend_error)?;
+        Ok(out.item)
+    }
+
+    /// One conditional UpdateItem: `set` when `condition` holds for an existing record.
+    /// `Ok(Ok(new item))`, or `Ok(Err(old item))` when the condition failed (`None`: no record).
+    async fn conditional_update(
+        &self,
+        connection_id: &str,
+        set: &str,
+        condition: &str,
+        values: HashMap<String, AttributeValue>,
+    ) -> Result<
+        Result<HashMap<String, AttributeValue>, Option<HashMap<String, AttributeValue>>>,
+        StoreError,
+    > {
+        use aws_sdk_dynamodb::types::{ReturnValue, ReturnValuesOnConditionCheckFailure};
+        let out = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(
+                ATTR_CONNECTION_ID,
+                AttributeValue::S(connection_id.to_owned()),
+            )
+            .update_expression(set)
+            .condition_expression(format!("attribute_exists(#pk) AND ({condition})"))
+            .expression_attribute_names("#pk", ATTR_CONNECTION_ID)
+            .expression_attribute_names("#tat", ATTR_RATE_TAT)
+            .set_expression_attribute_values(Some(values))
+            .return_values(ReturnValue::AllNew)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        match out {
+            Ok(o) => Ok(Ok(o.attributes.unwrap_or_default())),
+            Err(e) => match e.as_service_error() {
+                Some(aws_sdk_dynamodb::operation::update_item::UpdateItemError::ConditionalCheckFailedException(c)) => {
+                    Ok(Err(c.item.clone()))
+                }
+                _ => Err(backend_error(e)),
+            },
+        }
+    }
 }
 
 type ScanCursor = Option<HashMap<String, AttributeValue>>;
@@ -433,21 +610,11 @@ impl ConnectionStore for DynamoDbStore {
     }
 
     async fn get(&self, connection_id: &str) -> Result<Option<Connection>, StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key(
-                ATTR_CONNECTION_ID,
-                AttributeValue::S(connection_id.to_owned()),
-            )
-            // A client may message right after `$connect` returned; an eventually consistent
-            // read could miss the record written a few milliseconds earlier.
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(backend_error)?;
-        out.item().map(from_item).transpose()
+        self.raw_get(connection_id)
+            .await?
+            .as_ref()
+            .map(from_item)
+            .transpose()
     }
 
     async fn delete(&self, connection_id: &str) -> Result<(), StoreError> {
@@ -463,6 +630,62 @@ impl ConnectionStore for DynamoDbStore {
             .await
             .map_err(backend_error)?;
         Ok(())
+    }
+
+    async fn admit_message(
+        &self,
+        connection_id: &str,
+        now_ms: i64,
+        rate: MessageRate,
+    ) -> Result<Admission, StoreError> {
+        let n = |v: i64| AttributeValue::N(v.to_string());
+        // The common case: a full bucket. rateTat = now + interval.
+        let full = self
+            .conditional_update(
+                connection_id,
+                "SET #tat = :next",
+                "attribute_not_exists(#tat) OR #tat <= :now",
+                HashMap::from([
+                    (":now".to_owned(), n(now_ms)),
+                    (":next".to_owned(), n(now_ms + rate.interval_ms())),
+                ]),
+            )
+            .await?;
+        let old = match full {
+            Ok(new) => return from_item(&new).map(Admission::Admitted),
+            Err(Some(old)) => old,
+            // DynamoDB returns the old item with the failure; emulators that ignore
+            // ReturnValuesOnConditionCheckFailure (dynalite, issue mhart/dynalite#182) do not,
+            // and there one GetItem tells a missing record from a full bucket.
+            Err(None) => match self.raw_get(connection_id).await? {
+                Some(item) => item,
+                None => return Ok(Admission::UnknownSender),
+            },
+        };
+        if rate.admit(rate_tat(&old), now_ms).is_none() {
+            return Ok(Admission::RateLimited);
+        }
+        // Inside a burst: rateTat += interval, as long as it stays within the tolerance (a
+        // concurrent message may have used the room since).
+        let burst = self
+            .conditional_update(
+                connection_id,
+                "SET #tat = #tat + :interval",
+                "#tat <= :limit",
+                HashMap::from([
+                    (":interval".to_owned(), n(rate.interval_ms())),
+                    (":limit".to_owned(), n(now_ms + rate.tolerance_ms())),
+                ]),
+            )
+            .await?;
+        match burst {
+            Ok(new) => from_item(&new).map(Admission::Admitted),
+            Err(Some(_)) => Ok(Admission::RateLimited),
+            Err(None) => match self.raw_get(connection_id).await? {
+                Some(_) => Ok(Admission::RateLimited),
+                None => Ok(Admission::UnknownSender),
+            },
+        }
     }
 
     fn list(&self) -> BoxStream<'_, Result<Connection, StoreError>> {
@@ -526,5 +749,48 @@ impl ConnectionStore for DynamoDbStore {
             records: out.items().iter().map(from_item).collect(),
             next,
         })
+    }
+}
+
+#[cfg(test)]
+mod rate_tests {
+    use super::MessageRate;
+
+    const RATE: MessageRate = MessageRate {
+        per_second: 10,
+        burst: 20,
+    };
+
+    #[test]
+    fn a_full_bucket_passes_burst_messages_at_once_then_one_per_interval() {
+        let now = 1_000_000;
+        let mut tat = None;
+        for i in 0..20 {
+            tat = Some(
+                RATE.admit(tat, now)
+                    .unwrap_or_else(|| panic!("message {i} refused")),
+            );
+        }
+        assert_eq!(
+            RATE.admit(tat, now),
+            None,
+            "the 21st at once is over the burst"
+        );
+        assert_eq!(RATE.admit(tat, now + 99), None);
+        assert!(
+            RATE.admit(tat, now + 100).is_some(),
+            "one interval later, one more"
+        );
+    }
+
+    #[test]
+    fn idle_time_refills_the_bucket_but_never_beyond_the_burst() {
+        let now = 1_000_000;
+        let mut tat = Some(now - 3_600_000);
+        for _ in 0..20 {
+            tat = RATE.admit(tat, now);
+            assert!(tat.is_some());
+        }
+        assert_eq!(RATE.admit(tat, now), None);
     }
 }

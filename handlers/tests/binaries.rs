@@ -12,6 +12,11 @@ fn run(bin: &str, env: &[(&str, &str)]) -> (bool, String) {
         "BROADCAST_CONCURRENCY",
         "CALLBACK_URL",
         "AWS_LAMBDA_RUNTIME_API",
+        "AUTH_ISSUER",
+        "AUTH_AUDIENCE",
+        "AUTH_JWKS_URL",
+        "AUTH_TOKEN_SOURCE",
+        "AUTH_USERNAME_CLAIM",
     ] {
         cmd.env_remove(var);
     }
@@ -30,7 +35,8 @@ const BOOTSTRAP: &str = env!("CARGO_BIN_EXE_bootstrap");
 
 #[test]
 fn a_missing_table_name_fails_init() {
-    for handler in wsstack_routes::Handler::names() {
+    let route_handlers = wsstack_routes::ROUTES.iter().map(|r| r.handler.name());
+    for handler in route_handlers {
         let (ok, text) = run(BOOTSTRAP, &[("_HANDLER", handler)]);
         assert!(!ok, "{handler}");
         assert!(
@@ -40,6 +46,29 @@ fn a_missing_table_name_fails_init() {
         // The JSON log line Lambda's logging config asks for.
         assert!(text.contains(r#""level":"ERROR""#), "{handler}: {text}");
     }
+}
+
+#[test]
+fn the_authorizer_fails_init_naming_a_missing_or_bad_auth_variable() {
+    let (ok, text) = run(BOOTSTRAP, &[("_HANDLER", "authorizer")]);
+    assert!(!ok);
+    assert!(text.contains("AUTH_ISSUER is not set"), "{text}");
+    assert!(text.contains(r#""level":"ERROR""#), "{text}");
+    let (ok, text) = run(
+        BOOTSTRAP,
+        &[
+            ("_HANDLER", "authorizer"),
+            ("AUTH_ISSUER", "http://issuer.example"),
+            ("AUTH_AUDIENCE", "client"),
+        ],
+    );
+    assert!(!ok);
+    assert!(
+        text.contains(
+            "AUTH_ISSUER: http://issuer.example: plain http is allowed only to a loopback host"
+        ),
+        "{text}"
+    );
 }
 
 #[test]
@@ -53,7 +82,7 @@ fn an_unknown_handler_setting_fails_init_naming_the_value_and_the_valid_names() 
     assert!(!ok);
     assert!(
         text.contains(
-            r#"Error: environment variable _HANDLER="bootstrap" names no handler: valid names are connect, disconnect, send-message, default"#
+            r#"Error: environment variable _HANDLER="bootstrap" names no handler: valid names are connect, disconnect, send-message, default, list-connections, authorizer"#
         ),
         "{text}"
     );

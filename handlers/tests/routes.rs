@@ -15,7 +15,7 @@ use wsstack_handlers::config::Config;
 use wsstack_handlers::domain::{CLIENT_ERROR_CODES, MAX_DATA_BYTES, MAX_LIST_LIMIT};
 use wsstack_handlers::management::{ConnectionInfo, ManagementApi, ManagementError};
 use wsstack_handlers::store::{
-    Connection, ConnectionPage, ConnectionStore, MemoryStore, StoreError,
+    Admission, Connection, ConnectionPage, ConnectionStore, MemoryStore, MessageRate, StoreError,
 };
 use wsstack_handlers::{App, HandlerError};
 use wsstack_routes::Handler;
@@ -113,6 +113,14 @@ impl ConnectionStore for FailingStore {
     async fn delete(&self, _: &str) -> Result<(), StoreError> {
         Err(unavailable())
     }
+    async fn admit_message(
+        &self,
+        _: &str,
+        _: i64,
+        _: MessageRate,
+    ) -> Result<Admission, StoreError> {
+        Err(unavailable())
+    }
     fn list(&self) -> BoxStream<'_, Result<Connection, StoreError>> {
         Box::pin(futures::stream::iter([Err(unavailable())]))
     }
@@ -134,6 +142,14 @@ impl ConnectionStore for ListFailsStore {
     }
     async fn delete(&self, id: &str) -> Result<(), StoreError> {
         self.0.delete(id).await
+    }
+    async fn admit_message(
+        &self,
+        id: &str,
+        now_ms: i64,
+        rate: MessageRate,
+    ) -> Result<Admission, StoreError> {
+        self.0.admit_message(id, now_ms, rate).await
     }
     fn list(&self) -> BoxStream<'_, Result<Connection, StoreError>> {
         Box::pin(futures::stream::iter([Err(unavailable())]))
@@ -170,6 +186,7 @@ fn conn(id: &str, username: &str) -> Connection {
         username: username.to_owned(),
         connected_at: 1_795_703_226_123,
         expires_at: LIVE_UNTIL,
+        sub: None,
     }
 }
 
@@ -226,6 +243,7 @@ async fn connect_stores_the_record_from_a_real_event() {
             username: "alice".into(),
             connected_at: 1_795_703_226_123,
             expires_at: 1_795_703_226 + 2 * 3600,
+            sub: None,
         })
     );
     assert!(f.api.posts().is_empty(), "$connect must not post");
@@ -616,8 +634,9 @@ async fn bad_input_gets_an_exact_error_frame_and_nothing_is_sent() {
         ),
     ];
     // Every code a client can receive from sendMessage has its case (`delivery_failed`,
-    // `$default`'s `unknown_action`, listConnections' `invalid_limit` and `invalid_cursor`,
-    // and the rooms' codes have tests of their own: `tests/tests/gateway_rooms.rs`).
+    // `rate_limited`, `$default`'s `unknown_action`, listConnections' `invalid_limit` and
+    // `invalid_cursor`, and the rooms' codes have tests of their own: the rooms' in
+    // `tests/tests/gateway_rooms.rs`).
     let covered: std::collections::BTreeSet<String> = cases
         .iter()
         .map(|(_, _, frame)| frame["code"].as_str().expect("code").to_owned())
@@ -625,6 +644,7 @@ async fn bad_input_gets_an_exact_error_frame_and_nothing_is_sent() {
     for code in CLIENT_ERROR_CODES {
         if ![
             "delivery_failed",
+            "rate_limited",
             "unknown_action",
             "invalid_limit",
             "invalid_cursor",
@@ -1167,4 +1187,124 @@ fn readme_lists_the_error_codes_clients_can_receive() {
         .filter(|word| wsstack_routes::route(word).is_none())
         .collect();
     assert_eq!(listed, CLIENT_ERROR_CODES);
+}
+
+// ------------------------------------------------------------ authentication and rate limits
+
+fn authenticated() -> Config {
+    let mut c = Config::new("Connections");
+    c.authenticated = true;
+    c
+}
+
+/// A `$connect` event for `id` that asks for `?username=mallory`, with the authorizer context
+/// API Gateway passes (`requestContext.authorizer`), if any.
+fn connect_as(id: &str, authorizer: Option<Value>) -> ApiGatewayWebsocketProxyRequest {
+    event("connect", |v| {
+        v["requestContext"]["connectionId"] = json!(id);
+        // Now, so the record is live (a broadcast skips expired ones).
+        v["requestContext"]["connectedAt"] = json!(chrono::Utc::now().timestamp_millis());
+        v["queryStringParameters"] = json!({"username": "mallory"});
+        v["multiValueQueryStringParameters"] = json!({"username": ["mallory"]});
+        if let Some(a) = authorizer {
+            v["requestContext"]["authorizer"] = a;
+        }
+    })
+}
+
+#[tokio::test]
+async fn with_auth_the_username_is_the_verified_one_never_the_query_string() {
+    let store = MemoryStore::new();
+    let api = Arc::new(RecordingApi::default());
+    let app = App::new(Arc::new(store.clone()), api.clone(), authenticated());
+    let context = json!({"principalId": "sub-ada", "sub": "sub-ada", "username": "ada", "integrationLatency": 3});
+    let resp = app
+        .handle(Handler::Connect, connect_as("ada-1", Some(context)))
+        .await
+        .unwrap();
+    assert_eq!(resp.status_code, 200);
+    let record = store.get("ada-1").await.unwrap().expect("stored");
+    assert_eq!(record.username, "ada");
+    assert_eq!(record.sub.as_deref(), Some("sub-ada"));
+
+    // Its messages carry the verified name.
+    let msg = event("message", |v| {
+        v["requestContext"]["connectionId"] = json!("ada-1");
+        v["body"] = json!(json!({"action": "sendMessage", "data": "hi"}).to_string());
+    });
+    app.handle(Handler::SendMessage, msg).await.unwrap();
+    let frames = api.frames_to("ada-1");
+    assert_eq!(frames[0]["from"], "ada");
+}
+
+#[tokio::test]
+async fn with_auth_a_connect_without_a_verified_identity_is_refused_and_not_stored() {
+    let store = MemoryStore::new();
+    let app = App::new(
+        Arc::new(store.clone()),
+        Arc::new(RecordingApi::default()),
+        authenticated(),
+    );
+    for (id, context) in [
+        ("none", None),
+        ("no-sub", Some(json!({"username": "ada"}))),
+        ("no-name", Some(json!({"sub": "s"}))),
+    ] {
+        let resp = app
+            .handle(Handler::Connect, connect_as(id, context))
+            .await
+            .unwrap();
+        assert_eq!(resp.status_code, 403, "{id}");
+        assert_eq!(store.get(id).await.unwrap(), None, "{id}");
+    }
+    // A verified username still obeys the username rules.
+    let long = "x".repeat(65);
+    let resp = app
+        .handle(
+            Handler::Connect,
+            connect_as("long", Some(json!({"sub": "s", "username": long}))),
+        )
+        .await
+        .unwrap();
+    assert_eq!(resp.status_code, 400);
+}
+
+#[tokio::test]
+async fn a_sender_over_its_rate_gets_rate_limited_and_nothing_is_sent() {
+    let f = setup(RecordingApi::default()).await;
+    let mut config = Config::new("Connections");
+    config.message_rate = MessageRate {
+        per_second: 1,
+        burst: 3,
+    };
+    let app = App::new(Arc::new(f.store.clone()), f.api.clone(), config);
+    for _ in 0..4 {
+        app.handle(
+            Handler::SendMessage,
+            message(json!({"action": "sendMessage", "data": "spam"})),
+        )
+        .await
+        .unwrap();
+    }
+    // Three broadcasts reached bob; the fourth message only earned the sender an error.
+    assert_eq!(f.api.frames_to("bob").len(), 3);
+    let to_sender = f.api.frames_to(SENDER);
+    assert_eq!(to_sender.len(), 4);
+    assert_eq!(to_sender[3]["type"], "error");
+    assert_eq!(to_sender[3]["code"], "rate_limited");
+    assert_eq!(
+        to_sender[3]["message"],
+        "too many messages: at most 1 per second and 3 at once; this one was not sent"
+    );
+}
+
+#[tokio::test]
+async fn the_authorizer_is_not_a_route_handler() {
+    let f = setup(RecordingApi::default()).await;
+    let err = f
+        .app
+        .handle(Handler::Authorizer, event("connect", |_| {}))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, HandlerError::NotARoute("authorizer")));
 }

@@ -91,7 +91,9 @@ impl TableAction {
 }
 
 /// The Lambda handlers of the API. Each is one function in the synthesized stack; all of them
-/// run the same `bootstrap` binary, which picks the handler by [`Handler::name`].
+/// run the same `bootstrap` binary, which picks the handler by [`Handler::name`]. Most sit
+/// behind a route of [`ROUTES`]; the others are invoked by API Gateway in another role (see
+/// [`Handler::invocation`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Handler {
     Connect,
@@ -101,12 +103,24 @@ pub enum Handler {
     ListConnections,
     Join,
     Leave,
+    /// The Lambda REQUEST authorizer of `$connect` (stages with `[auth] mode = "jwt"`).
+    Authorizer,
+}
+
+/// How API Gateway invokes a handler.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Invocation {
+    /// As the integration of its route in [`ROUTES`].
+    Route,
+    /// As the Lambda REQUEST authorizer of the `$connect` route, before the `$connect`
+    /// integration; only in stages that turn authentication on.
+    ConnectAuthorizer,
 }
 
 impl Handler {
     /// Every handler, in the order the stack declares them. New handlers go at the end, so
     /// the resources of the existing ones keep their place in the template.
-    pub const ALL: [Handler; 7] = [
+    pub const ALL: [Handler; 8] = [
         Handler::Connect,
         Handler::Disconnect,
         Handler::SendMessage,
@@ -114,7 +128,22 @@ impl Handler {
         Handler::ListConnections,
         Handler::Join,
         Handler::Leave,
+        Handler::Authorizer,
     ];
+
+    /// Whether a route invokes the handler or it is the `$connect` authorizer.
+    pub const fn invocation(self) -> Invocation {
+        match self {
+            Handler::Authorizer => Invocation::ConnectAuthorizer,
+            Handler::Connect
+            | Handler::Disconnect
+            | Handler::SendMessage
+            | Handler::Default
+            | Handler::ListConnections
+            | Handler::Join
+            | Handler::Leave => Invocation::Route,
+        }
+    }
 
     /// The handler's name, kebab-case: the value of its function's `Handler` property (which
     /// Lambda hands the `bootstrap` binary as `_HANDLER`) and its `[lambda.<name>]` table in the
@@ -128,6 +157,7 @@ impl Handler {
             Handler::ListConnections => "list-connections",
             Handler::Join => "join",
             Handler::Leave => "leave",
+            Handler::Authorizer => "authorizer",
         }
     }
 
@@ -153,6 +183,7 @@ impl Handler {
             Handler::ListConnections => "ListConnections",
             Handler::Join => "Join",
             Handler::Leave => "Leave",
+            Handler::Authorizer => "Authorizer",
         }
     }
 
@@ -167,9 +198,10 @@ impl Handler {
             // missing one is fine.
             (Handler::Disconnect, Table::Connections) => &[GetItem, DeleteItem],
             (Handler::Disconnect, Table::Rooms) => &[DeleteItem],
-            // Reads the sender and a direct message's target, lists every connection for a
-            // broadcast, and deletes the records of connections that turned out to be gone.
-            (Handler::SendMessage, Table::Connections) => &[GetItem, Scan, DeleteItem],
+            // Charges the sender's rate limit and reads its record in one conditional update,
+            // reads a direct message's target, lists every connection for a broadcast, and
+            // deletes the records of connections that turned out to be gone.
+            (Handler::SendMessage, Table::Connections) => &[GetItem, UpdateItem, Scan, DeleteItem],
             // Checks the sender is a member, lists a room's members page by page, and deletes
             // the memberships of members that turned out to be gone.
             (Handler::SendMessage, Table::Rooms) => &[GetItem, Query, DeleteItem],
@@ -182,8 +214,10 @@ impl Handler {
             (Handler::Leave, Table::Rooms) => &[DeleteItem],
             // Reads one page of connections, where the client's cursor says.
             (Handler::ListConnections, Table::Connections) => &[Scan],
-            // Only answers the sender; never touches a table.
+            // Only answers the sender; never touches a table. The authorizer verifies a token
+            // against the issuer's keys: no state of ours.
             (Handler::Default, _)
+            | (Handler::Authorizer, _)
             | (Handler::Connect, Table::Rooms)
             | (Handler::ListConnections, Table::Rooms) => &[],
         }
@@ -193,7 +227,7 @@ impl Handler {
     /// `execute-api:ManageConnections` on exactly these methods of this API's stage.
     pub const fn management_operations(self) -> &'static [ManagementOperation] {
         match self {
-            Handler::Connect | Handler::Disconnect => &[],
+            Handler::Connect | Handler::Disconnect | Handler::Authorizer => &[],
             // Broadcasts and direct messages; error frames back to the sender.
             Handler::SendMessage => &[ManagementOperation::Post],
             // Answers the sender with an error frame.
@@ -301,9 +335,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_handler_has_exactly_one_route() {
+    fn every_route_handler_has_exactly_one_route_and_the_others_none() {
         for h in Handler::ALL {
-            assert_eq!(ROUTES.iter().filter(|r| r.handler == h).count(), 1, "{h:?}");
+            let routes = ROUTES.iter().filter(|r| r.handler == h).count();
+            let expected = match h.invocation() {
+                Invocation::Route => 1,
+                Invocation::ConnectAuthorizer => 0,
+            };
+            assert_eq!(routes, expected, "{h:?}");
         }
     }
 
@@ -328,7 +367,8 @@ mod tests {
                 "default",
                 "list-connections",
                 "join",
-                "leave"
+                "leave",
+                "authorizer"
             ]
         );
     }

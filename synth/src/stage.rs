@@ -9,10 +9,13 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
-use wsstack_routes::{Handler, ROUTES};
+use wsstack_routes::{Handler, Invocation, ROUTES};
 
 use lambda::{FunctionFields, LambdaSection};
 
+pub use auth::{AuthSettings, IdentityProvider, JwtSettings};
+
+mod auth;
 mod domain;
 mod lambda;
 
@@ -71,6 +74,8 @@ pub struct Stage {
     /// Whether CloudFormation refuses to delete the stack (set in the cloud assembly manifest
     /// and applied by `scripts/deploy.py`).
     pub termination_protection: bool,
+    /// `[auth]`: who may connect.
+    pub auth: AuthSettings,
 }
 
 /// `[domain]`: a Regional custom domain name mapped to this stage
@@ -189,6 +194,10 @@ pub struct ApiSettings {
     pub access_logs: bool,
     /// Retention of the access log group: the stage's `[lambda] log_retention_days`.
     pub access_log_retention_days: u32,
+    /// Each connection's sustained message rate, per second (`sendMessage`).
+    pub message_rate: u32,
+    /// How many messages a connection may send at once after being quiet.
+    pub message_burst: u32,
 }
 
 /// The most a route's function may run: API Gateway stops waiting for a WebSocket integration
@@ -261,6 +270,13 @@ ranged!(
     5000,
     "requests (the account's default burst quota)"
 );
+ranged!(
+    MessageRate,
+    u32,
+    1,
+    1000,
+    "messages (per second for message_rate, at once for message_burst)"
+);
 ranged!(CapacityUnits, u32, 1, 40000, "capacity units");
 
 #[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
@@ -317,6 +333,7 @@ struct StageFile {
     outputs: OutputsSection,
     domain: Option<DomainSection>,
     termination_protection: Option<bool>,
+    auth: Option<auth::AuthSection>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -345,6 +362,8 @@ struct ApiSection {
     throttling_rate_limit: Option<RateLimit>,
     detailed_metrics: Option<bool>,
     access_logs: Option<bool>,
+    message_rate: Option<MessageRate>,
+    message_burst: Option<MessageRate>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -459,9 +478,20 @@ pub fn parse(path: &Path, name: &str, text: &str) -> Result<Stage, StageError> {
         invalid(inner.span(), field, inner.message().to_owned())
     })?;
 
+    let auth = match &file.auth {
+        None => AuthSettings::None,
+        Some(a) => {
+            auth::check(a).map_err(|(span, field, message)| invalid(Some(span), field, message))?
+        }
+    };
     let defaults = apply(&DEFAULT_FUNCTION, &file.lambda.defaults);
+    // A function per route handler, and the authorizer's where the stage authenticates.
     let functions: Vec<(Handler, FunctionSettings)> = Handler::ALL
         .iter()
+        .filter(|h| match h.invocation() {
+            Invocation::Route => true,
+            Invocation::ConnectAuthorizer => auth.jwt().is_some(),
+        })
         .map(|&h| (h, apply(&DEFAULT_FUNCTION, &file.lambda.fields(h))))
         .collect();
     check_functions(&file.lambda, &functions)
@@ -521,10 +551,13 @@ pub fn parse(path: &Path, name: &str, text: &str) -> Result<Stage, StageError> {
             detailed_metrics: file.api.detailed_metrics.unwrap_or(false),
             access_logs: file.api.access_logs.unwrap_or(false),
             access_log_retention_days: defaults.log_retention_days,
+            message_rate: file.api.message_rate.map_or(10, |v| v.0),
+            message_burst: file.api.message_burst.map_or(20, |v| v.0),
         },
         export_outputs: file.outputs.export.unwrap_or(false),
         domain: None,
         termination_protection: file.termination_protection.unwrap_or(false),
+        auth,
     };
     let mut stage = check_names(path, text, &file, stage)?;
     if let Some(d) = &file.domain {

@@ -64,10 +64,27 @@ fn writes_one_stack_per_stage_with_its_assets() {
     let manifest = read_json(&out.join("manifest.json"));
     assert_eq!(manifest["version"], "55.0.0");
     let artifacts = manifest["artifacts"].as_object().expect("artifacts");
-    for (id, stack, protected) in [
-        ("WsstackDev", "wsstack-dev", false),
-        ("WsstackStaging", "wsstack-staging", false),
-        ("WsstackProd", "wsstack-prod", true),
+    // Functions: one per route, and the authorizer where the stage authenticates (jwt in
+    // staging and prod).
+    for (id, stack, protected, functions) in [
+        (
+            "WsstackDev",
+            "wsstack-dev",
+            false,
+            wsstack_routes::ROUTES.len(),
+        ),
+        (
+            "WsstackStaging",
+            "wsstack-staging",
+            false,
+            wsstack_routes::ROUTES.len() + 1,
+        ),
+        (
+            "WsstackProd",
+            "wsstack-prod",
+            true,
+            wsstack_routes::ROUTES.len() + 1,
+        ),
     ] {
         let a = &artifacts[id];
         assert_eq!(a["type"], "aws:cloudformation:stack");
@@ -115,11 +132,7 @@ fn writes_one_stack_per_stage_with_its_assets() {
                 hash
             );
         }
-        assert_eq!(
-            keys,
-            wsstack_routes::Handler::ALL.len(),
-            "one function per handler"
-        );
+        assert_eq!(keys, functions, "{id}");
         // The stand-in is labelled in the template and in the manifest.
         assert!(
             serde_json::to_string(&template)

@@ -3,8 +3,11 @@
 
 use std::path::{Path, PathBuf};
 
+use wsstack_auth::TokenSource;
 use wsstack_routes::Handler;
-use wsstack_synth::stage::{self, Architecture, BillingMode, LogLevel, StageError};
+use wsstack_synth::stage::{
+    self, Architecture, AuthSettings, BillingMode, IdentityProvider, LogLevel, StageError,
+};
 
 fn stages_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../stages")
@@ -154,17 +157,17 @@ fn an_empty_file_takes_every_default() {
 
 #[test]
 fn unknown_top_level_key() {
-    insta::assert_snapshot!(err("stack_name = \"a\"\nmemroy = 3\n"), @"stages/test.toml:2:1: memroy: unknown field `memroy`, expected one of `stack_name`, `account`, `region`, `lambda`, `table`, `api`, `outputs`, `domain`, `termination_protection`");
+    insta::assert_snapshot!(err("stack_name = \"a\"\nmemroy = 3\n"), @"stages/test.toml:2:1: memroy: unknown field `memroy`, expected one of `stack_name`, `account`, `region`, `lambda`, `table`, `api`, `outputs`, `domain`, `termination_protection`, `auth`");
 }
 
 #[test]
 fn unknown_key_in_a_section() {
-    insta::assert_snapshot!(err("[lambda]\nmemory = 512\n"), @"stages/test.toml:2:1: lambda.memory: unknown key `memory`: [lambda] takes the settings memory_mb, timeout_seconds, architecture, log_level, log_retention_days, reserved_concurrency, broadcast_concurrency and a [lambda.<handler>] table per handler, one of connect, disconnect, send-message, default, list-connections, join, leave");
+    insta::assert_snapshot!(err("[lambda]\nmemory = 512\n"), @"stages/test.toml:2:1: lambda.memory: unknown key `memory`: [lambda] takes the settings memory_mb, timeout_seconds, architecture, log_level, log_retention_days, reserved_concurrency, broadcast_concurrency and a [lambda.<handler>] table per handler, one of connect, disconnect, send-message, default, list-connections, join, leave, authorizer");
 }
 
 #[test]
 fn unknown_handler_override() {
-    insta::assert_snapshot!(err("[lambda.sendMessage]\nmemory_mb = 512\n"), @"stages/test.toml:1:9: lambda.sendMessage: unknown key `sendMessage`: [lambda] takes the settings memory_mb, timeout_seconds, architecture, log_level, log_retention_days, reserved_concurrency, broadcast_concurrency and a [lambda.<handler>] table per handler, one of connect, disconnect, send-message, default, list-connections, join, leave");
+    insta::assert_snapshot!(err("[lambda.sendMessage]\nmemory_mb = 512\n"), @"stages/test.toml:1:9: lambda.sendMessage: unknown key `sendMessage`: [lambda] takes the settings memory_mb, timeout_seconds, architecture, log_level, log_retention_days, reserved_concurrency, broadcast_concurrency and a [lambda.<handler>] table per handler, one of connect, disconnect, send-message, default, list-connections, join, leave, authorizer");
 }
 
 /// The handler tables follow from the route table: every handler's name is accepted and
@@ -173,8 +176,9 @@ fn unknown_handler_override() {
 fn every_handler_of_the_route_table_takes_an_override() {
     for (i, h) in Handler::ALL.iter().enumerate() {
         let memory = 512 + 64 * i as u32;
+        // With authentication on, so that the authorizer has a function too.
         let text = format!(
-            "[lambda]\nmemory_mb = 256\n[lambda.{}]\nmemory_mb = {memory}\n",
+            "[auth]\nmode = \"jwt\"\ncreate_user_pool = true\n[lambda]\nmemory_mb = 256\n[lambda.{}]\nmemory_mb = {memory}\n",
             h.name()
         );
         let s = stage::parse(Path::new("stages/test.toml"), "test", &text).expect("valid");
@@ -295,4 +299,129 @@ fn empty_stages_folder() {
     assert!(matches!(e, StageError::NoStages { .. }), "{e}");
     let e = stage::load_all(&dir.path().join("nope")).expect_err("no folder");
     assert!(matches!(e, StageError::Read { .. }), "{e}");
+}
+
+// ---------------------------------------------------------------------------------- [auth]
+
+#[test]
+fn shipped_stages_authenticate_in_staging_and_prod_only() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../stages");
+    for (name, jwt) in [("dev", false), ("staging", true), ("prod", true)] {
+        let s = stage::load(&dir, name).expect("loads");
+        match (&s.auth, jwt) {
+            (AuthSettings::None, false) => {}
+            (AuthSettings::Jwt(j), true) => {
+                assert_eq!(j.provider, IdentityProvider::UserPool, "{name}");
+                assert_eq!(j.token_source, TokenSource::Query("token".into()));
+            }
+            (other, _) => panic!("{name}: {other:?}"),
+        }
+        // The authorizer's function exists exactly where the stage authenticates.
+        let has = s.functions.iter().any(|(h, _)| *h == Handler::Authorizer);
+        assert_eq!(has, jwt, "{name}");
+    }
+}
+
+#[test]
+fn an_explicit_issuer_with_every_setting() {
+    let s = stage::parse(
+        Path::new("stages/test.toml"),
+        "test",
+        "[auth]\nmode = \"jwt\"\nissuer = \"https://login.example.com/\"\naudience = [\"web\", \"ios\"]\njwks_url = \"https://login.example.com/keys\"\ntoken_source = \"header:Authorization\"\nusername_claim = \"email\"\n[api]\nmessage_rate = 5\nmessage_burst = 8\n",
+    )
+    .expect("valid");
+    let jwt = s.auth.jwt().expect("jwt");
+    assert_eq!(
+        jwt.provider,
+        IdentityProvider::Issuer {
+            issuer: "https://login.example.com/".into(),
+            audiences: vec!["web".into(), "ios".into()],
+            jwks_url: Some("https://login.example.com/keys".into()),
+        }
+    );
+    assert_eq!(
+        jwt.token_source,
+        TokenSource::Header("Authorization".into())
+    );
+    assert_eq!(jwt.username_claim.as_deref(), Some("email"));
+    assert_eq!((s.api.message_rate, s.api.message_burst), (5, 8));
+    let one = stage::parse(
+        Path::new("stages/test.toml"),
+        "test",
+        "[auth]\nmode = \"jwt\"\nissuer = \"https://i.example\"\naudience = \"web\"\n",
+    )
+    .expect("valid");
+    assert!(matches!(
+        &one.auth.jwt().expect("jwt").provider,
+        IdentityProvider::Issuer { audiences, jwks_url: None, .. } if audiences == &["web"]
+    ));
+}
+
+#[test]
+fn bad_auth_values_name_file_line_and_field() {
+    let cases: &[(&str, &str)] = &[
+        (
+            "[auth]\nmode = \"oauth\"\n",
+            "stages/test.toml:2:8: auth.mode: unknown variant `oauth`, expected `none` or `jwt`",
+        ),
+        (
+            "[auth]\nmode = \"jwt\"\nissuer = \"http://login.example.com\"\naudience = \"a\"\n",
+            "stages/test.toml:3:10: auth.issuer: `http://login.example.com` is not an https URL: a deployed authorizer fetches keys over https only",
+        ),
+        (
+            "[auth]\nmode = \"jwt\"\nissuer = \"https://i.example\"\naudience = []\n",
+            "stages/test.toml:4:12: auth.audience: the audience must be one or more non-empty strings",
+        ),
+        (
+            "[auth]\nmode = \"jwt\"\nissuer = \"https://i.example\"\naudience = [\"a\", \"\"]\n",
+            "stages/test.toml:4:12: auth.audience: the audience must be one or more non-empty strings",
+        ),
+        (
+            "[auth]\nmode = \"jwt\"\nissuer = \"https://i.example\"\n",
+            "stages/test.toml:3:10: auth.audience: mode = \"jwt\" with an issuer needs `audience`: the client id(s) a token must name in `aud`",
+        ),
+        (
+            "[auth]\nmode = \"jwt\"\n",
+            "stages/test.toml:2:8: auth.issuer: mode = \"jwt\" needs `issuer` (the tokens' `iss`, an https URL) and `audience`, or create_user_pool = true",
+        ),
+        (
+            "[auth]\nmode = \"jwt\"\ncreate_user_pool = true\nissuer = \"https://i.example\"\n",
+            "stages/test.toml:4:10: auth.issuer: `issuer` cannot be set with create_user_pool = true: the stack's user pool is the issuer and its app client the audience",
+        ),
+        (
+            "[auth]\nmode = \"jwt\"\ncreate_user_pool = true\ntoken_source = \"cookie:session\"\n",
+            "stages/test.toml:4:16: auth.token_source: \"cookie:session\" is not a token source: use query:NAME or header:NAME, NAME of letters, digits, '.', '_' or '-'",
+        ),
+        (
+            "[auth]\nmode = \"jwt\"\ncreate_user_pool = true\nusername_claim = \"user name\"\n",
+            "stages/test.toml:4:18: auth.username_claim: `user name` is not a claim name: 1 to 128 letters, digits, `_`, `-`, `.` or `:` (e.g. preferred_username, cognito:username, email)",
+        ),
+        (
+            "[auth]\nmode = \"jwt\"\nissuer = \"https://i.example\"\naudience = \"a\"\njwks_url = \"ftp://i.example/keys\"\n",
+            "stages/test.toml:5:12: auth.jwks_url: `ftp://i.example/keys` is not an https URL: a deployed authorizer fetches keys over https only",
+        ),
+        (
+            "[auth]\nmode = \"none\"\nissuer = \"https://i.example\"\n",
+            "stages/test.toml:3:10: auth.issuer: `issuer` only applies with mode = \"jwt\"; with mode = \"none\" nobody is authenticated",
+        ),
+        (
+            "[auth]\nmode = \"jwt\"\ncreate_user_pool = true\nissuer_url = \"https://i.example\"\n",
+            "stages/test.toml:4:1: auth.issuer_url: unknown field `issuer_url`, expected one of `mode`, `issuer`, `audience`, `jwks_url`, `token_source`, `username_claim`, `create_user_pool`",
+        ),
+        (
+            "[auth]\nissuer = \"https://i.example\"\n",
+            "stages/test.toml:1:1: auth: missing field `mode`",
+        ),
+        (
+            "[api]\nmessage_rate = 0\n",
+            "stages/test.toml:2:16: api.message_rate: 0 is out of range: allowed 1..=1000 messages (per second for message_rate, at once for message_burst)",
+        ),
+        (
+            "[api]\nmessage_burst = 5000\n",
+            "stages/test.toml:2:17: api.message_burst: 5000 is out of range: allowed 1..=1000 messages (per second for message_rate, at once for message_burst)",
+        ),
+    ];
+    for (text, expected) in cases {
+        assert_eq!(&err(text), expected, "{text}");
+    }
 }

@@ -23,7 +23,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
 use tokio_tungstenite::tungstenite::{self, Message};
 use wsstack_gateway::{Limits, RouteTable};
 use wsstack_handlers::store::{
-    Connection, ConnectionPage, ConnectionStore, MemoryStore, StoreError,
+    Admission, Connection, ConnectionPage, ConnectionStore, MemoryStore, MessageRate, StoreError,
 };
 use wsstack_routes::{DEFAULT, Route};
 
@@ -140,6 +140,18 @@ impl ConnectionStore for FaultyStore {
             1 => Err(StoreError::Backend("injected failure".into())),
             2 => panic!("injected panic in the store"),
             _ => self.inner.get(id).await,
+        }
+    }
+    async fn admit_message(
+        &self,
+        id: &str,
+        now_ms: i64,
+        rate: MessageRate,
+    ) -> Result<Admission, StoreError> {
+        match self.mode.load(Ordering::SeqCst) {
+            1 => Err(StoreError::Backend("injected failure".into())),
+            2 => panic!("injected panic in the store"),
+            _ => self.inner.admit_message(id, now_ms, rate).await,
         }
     }
     async fn delete(&self, id: &str) -> Result<(), StoreError> {
@@ -510,6 +522,14 @@ impl ConnectionStore for GatedStore {
     }
     async fn get(&self, id: &str) -> Result<Option<Connection>, StoreError> {
         self.inner.get(id).await
+    }
+    async fn admit_message(
+        &self,
+        id: &str,
+        now_ms: i64,
+        rate: MessageRate,
+    ) -> Result<Admission, StoreError> {
+        self.inner.admit_message(id, now_ms, rate).await
     }
     async fn delete(&self, id: &str) -> Result<(), StoreError> {
         self.inner.delete(id).await

@@ -196,6 +196,7 @@ async fn a_gone_member_is_cleaned_by_its_410() {
             username: "ghost".to_owned(),
             connected_at: 0,
             expires_at,
+            sub: None,
         })
         .await
         .unwrap();

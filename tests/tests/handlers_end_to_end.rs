@@ -232,6 +232,7 @@ async fn list_connections_pages_through_the_table() {
             username: "stale".into(),
             connected_at: 0,
             expires_at: 1,
+            sub: None,
         })
         .await
         .unwrap();

@@ -30,6 +30,7 @@ fn conn(id: &str) -> Connection {
         username: format!("user of {id}"),
         connected_at: 1_795_703_226_123,
         expires_at: LIVE,
+        sub: None,
     }
 }
 

@@ -10,8 +10,8 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use futures::{StreamExt, TryStreamExt};
 use serde_json::Value;
 use wsstack_handlers::store::{
-    ATTR_CONNECTION_ID, ATTR_EXPIRES_AT, Connection, ConnectionStore, DynamoDbStore, MemoryStore,
-    Recipient, StoreError,
+    ATTR_CONNECTION_ID, ATTR_EXPIRES_AT, Admission, Connection, ConnectionStore, DynamoDbStore,
+    MemoryStore, MessageRate, Recipient, StoreError,
 };
 use wsstack_tests::{Dynalite, create_connections_table};
 
@@ -27,6 +27,7 @@ fn conn(i: usize) -> Connection {
         username: format!("user {i}"),
         connected_at: NOW * 1000 + i as i64,
         expires_at: NOW + 7200 + i as i64,
+        sub: None,
     }
 }
 
@@ -120,6 +121,7 @@ async fn contract(store: &dyn ConnectionStore) {
         username: "Zoë 🚀".into(),
         connected_at: i64::MAX,
         expires_at: 0,
+        sub: Some("sub/ü".into()),
     };
     store.put(&odd).await.unwrap();
     assert_eq!(
@@ -209,6 +211,112 @@ async fn page_all(store: &dyn ConnectionStore, limit: usize) -> Vec<Connection> 
             None => return all,
         }
     }
+}
+
+const RATE: MessageRate = MessageRate {
+    per_second: 10,
+    burst: 20,
+};
+
+fn admitted(a: &Admission) -> bool {
+    matches!(a, Admission::Admitted(_))
+}
+
+/// The rate limit part of the contract: GCRA at 10/s, burst 20, with the record returned by the
+/// same call. `store` must start empty.
+async fn rate_contract(store: &dyn ConnectionStore) {
+    let now = 1_795_703_226_000;
+    assert_eq!(
+        store.admit_message("nobody", now, RATE).await.unwrap(),
+        Admission::UnknownSender
+    );
+    let mut a = conn(1);
+    a.sub = Some("sub-1".into());
+    store.put(&a).await.unwrap();
+    assert_eq!(store.get(&a.connection_id).await.unwrap(), Some(a.clone()));
+
+    for i in 0..20 {
+        let got = store
+            .admit_message(&a.connection_id, now, RATE)
+            .await
+            .unwrap();
+        assert_eq!(got, Admission::Admitted(a.clone()), "message {i}");
+    }
+    for at in [now, now + 99] {
+        assert_eq!(
+            store
+                .admit_message(&a.connection_id, at, RATE)
+                .await
+                .unwrap(),
+            Admission::RateLimited
+        );
+    }
+    assert!(admitted(
+        &store
+            .admit_message(&a.connection_id, now + 100, RATE)
+            .await
+            .unwrap()
+    ));
+    assert_eq!(
+        store
+            .admit_message(&a.connection_id, now + 100, RATE)
+            .await
+            .unwrap(),
+        Admission::RateLimited
+    );
+    // An hour of silence refills the bucket, to the burst and no further.
+    let later = now + 3_600_000;
+    for _ in 0..20 {
+        assert!(admitted(
+            &store
+                .admit_message(&a.connection_id, later, RATE)
+                .await
+                .unwrap()
+        ));
+    }
+    assert_eq!(
+        store
+            .admit_message(&a.connection_id, later, RATE)
+            .await
+            .unwrap(),
+        Admission::RateLimited
+    );
+
+    // Concurrent messages cannot overdraw: of 30 at once, exactly the burst passes.
+    let b = conn(2);
+    store.put(&b).await.unwrap();
+    let results = futures::future::join_all(
+        (0..30).map(|_| store.admit_message(&b.connection_id, now, RATE)),
+    )
+    .await;
+    let passed = results
+        .iter()
+        .filter(|r| admitted(r.as_ref().expect("no store error")))
+        .count();
+    assert_eq!(passed, 20);
+    store.delete(&b.connection_id).await.unwrap();
+    assert_eq!(
+        store
+            .admit_message(&b.connection_id, later, RATE)
+            .await
+            .unwrap(),
+        Admission::UnknownSender
+    );
+}
+
+#[tokio::test]
+async fn memory_store_meets_the_rate_contract() {
+    rate_contract(&MemoryStore::new()).await;
+}
+
+#[tokio::test]
+async fn dynamodb_store_meets_the_rate_contract() {
+    let dynalite = Dynalite::start().await;
+    let client = dynalite.client().await;
+    create_connections_table(&client, "Connections")
+        .await
+        .unwrap();
+    rate_contract(&DynamoDbStore::new(client, "Connections".into())).await;
 }
 
 #[tokio::test]

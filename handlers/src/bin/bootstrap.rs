@@ -1,5 +1,5 @@
 //! The Lambda function behind every route: one binary, one zip, shared by every function of the
-//! stack. Each function's `Handler` property names its route handler (`connect`,
+//! stack. Each function's `Handler` property names its handler (`connect`,
 //! `send-message`, ...); Lambda passes it to the process as `_HANDLER`, and
 //! [`wsstack_handlers::run_lambda`] dispatches on it. An unknown or missing name fails the init.
 //! The queue-mode fan-out worker is not a route; its function's `Handler` is

@@ -25,6 +25,7 @@ async fn store_with(ids: &[String]) -> MemoryStore {
                 username: "u".into(),
                 connected_at: 0,
                 expires_at: i64::MAX,
+                sub: None,
             })
             .await
             .expect("memory put");

@@ -25,6 +25,7 @@ async fn store_of(n: usize) -> MemoryStore {
                 username: "u".into(),
                 connected_at: 0,
                 expires_at: i64::MAX,
+                sub: None,
             })
             .await
             .expect("put");
@@ -222,6 +223,7 @@ async fn an_inline_broadcast_hands_off_to_the_queue_at_its_deadline() {
             username: "alice".into(),
             connected_at: 0,
             expires_at: i64::MAX,
+            sub: None,
         })
         .await
         .expect("put");

@@ -36,11 +36,11 @@ pub const FUNCTION: &[Skip] = &[
     ),
     (
         "CKV_AWS_117",
-        "Reaches only DynamoDB and the API Gateway management API, over AWS endpoints with IAM auth; a VPC would add NAT or endpoints and cold-start time without protecting anything",
+        "Reaches only DynamoDB and the API Gateway management API over AWS endpoints with IAM auth (the authorizer: the issuer's public JWKS over HTTPS); a VPC would add NAT or endpoints and cold-start time without protecting anything",
     ),
     (
         "CKV_AWS_173",
-        "The environment holds only the table name and a concurrency setting, no secrets; Lambda encrypts it at rest with its AWS managed key",
+        "The environment holds only names, limits and URLs (table, concurrency, rate, the authorizer's issuer and audience), no secrets; Lambda encrypts it at rest with its AWS managed key",
     ),
 ];
 pub const FUNCTION_NO_RESERVED_CONCURRENCY: Skip = (

@@ -4,9 +4,9 @@
 use std::collections::BTreeMap;
 
 use serde_json::json;
-use wsstack_routes::{Handler, Route, Table};
+use wsstack_routes::{Handler, Invocation, ROUTES, Table};
 
-use super::{checks, ids, logs, outputs};
+use super::{authorizer, checks, ids, logs, outputs};
 use crate::assets::Asset;
 use crate::cfn::policy::{PolicyDocument, Statement};
 use crate::cfn::resources::iam::{InlinePolicy, Role};
@@ -45,8 +45,7 @@ pub fn code_bucket(t: &mut Template) -> Expr {
 }
 
 /// Adds a handler's log group, role and function, its code read from `asset` in `bucket`.
-pub fn add(t: &mut Template, stage: &Stage, route: &Route, asset: &Asset, bucket: &Expr) {
-    let h = route.handler;
+pub fn add(t: &mut Template, stage: &Stage, h: Handler, asset: &Asset, bucket: &Expr) {
     let settings = stage.function(h);
 
     let log_group = t.add(
@@ -70,31 +69,23 @@ pub fn add(t: &mut Template, stage: &Stage, route: &Route, asset: &Asset, bucket
         },
     );
 
-    let mut variables = BTreeMap::new();
-    variables.insert("TABLE_NAME".to_owned(), Expr::r#ref(ids::TABLE));
-    if !h.table_actions(Table::Rooms).is_empty() {
-        variables.insert("ROOMS_TABLE_NAME".to_owned(), Expr::r#ref(ids::ROOMS_TABLE));
-    }
-    if !h.management_operations().is_empty() {
-        variables.insert(
-            "BROADCAST_CONCURRENCY".to_owned(),
-            Expr::from(settings.broadcast_concurrency.to_string()),
-        );
-        // Always the execute-api endpoint of this API and stage: behind a custom domain the
-        // event's `domainName` is that domain, and `@connections` calls to it fail.
-        variables.insert(
-            "CALLBACK_URL".to_owned(),
-            outputs::execute_api_endpoint(stage, "https"),
-        );
-    }
+    let variables = match h.invocation() {
+        Invocation::Route => route_environment(stage, h),
+        Invocation::ConnectAuthorizer => authorizer::environment(stage),
+    };
+    let what = match h.invocation() {
+        Invocation::Route => {
+            let key = ROUTES
+                .iter()
+                .find(|r| r.handler == h)
+                .map_or("?", |r| r.key);
+            format!("handler for the {key} route")
+        }
+        Invocation::ConnectAuthorizer => "Lambda REQUEST authorizer of $connect".to_owned(),
+    };
 
     let function = Function {
-        description: Some(format!(
-            "wsstack {} handler for the {} route ({})",
-            h.name(),
-            route.key,
-            stage.name
-        )),
+        description: Some(format!("wsstack {} {what} ({})", h.name(), stage.name)),
         runtime: RUNTIME,
         // Every function runs the one `bootstrap` binary; Lambda hands it this value as
         // `_HANDLER` and the binary dispatches on it.
@@ -138,6 +129,43 @@ pub fn add(t: &mut Template, stage: &Stage, route: &Route, asset: &Asset, bucket
         );
     }
     t.add(ids::function(h), resource);
+}
+
+/// A route handler's settings: the table, and what its work needs.
+fn route_environment(stage: &Stage, h: Handler) -> BTreeMap<String, Expr> {
+    let settings = stage.function(h);
+    let mut variables = BTreeMap::new();
+    variables.insert("TABLE_NAME".to_owned(), Expr::r#ref(ids::TABLE));
+    if !h.table_actions(Table::Rooms).is_empty() {
+        variables.insert("ROOMS_TABLE_NAME".to_owned(), Expr::r#ref(ids::ROOMS_TABLE));
+    }
+    if !h.management_operations().is_empty() {
+        variables.insert(
+            "BROADCAST_CONCURRENCY".to_owned(),
+            Expr::from(settings.broadcast_concurrency.to_string()),
+        );
+        // Always the execute-api endpoint of this API and stage: behind a custom domain the
+        // event's `domainName` is that domain, and `@connections` calls to it fail.
+        variables.insert(
+            "CALLBACK_URL".to_owned(),
+            outputs::execute_api_endpoint(stage, "https"),
+        );
+    }
+    if h == Handler::Connect && stage.auth.jwt().is_some() {
+        // The username then comes from the authorizer's context, never the query string.
+        variables.insert("AUTH_MODE".to_owned(), Expr::from("jwt"));
+    }
+    if h == Handler::SendMessage {
+        variables.insert(
+            "MESSAGE_RATE".to_owned(),
+            Expr::from(stage.api.message_rate.to_string()),
+        );
+        variables.insert(
+            "MESSAGE_BURST".to_owned(),
+            Expr::from(stage.api.message_burst.to_string()),
+        );
+    }
+    variables
 }
 
 /// The stage file's log level as Lambda's application log level.
@@ -215,11 +243,10 @@ mod tests {
 
     fn with_function(stage_toml: &str, handler: Handler) -> serde_json::Value {
         let stage = test_stage(stage_toml);
-        let route = ROUTES.iter().find(|r| r.handler == handler).expect("route");
         let asset = assets::resolve(&AssetSource::StandIn).expect("stand-in");
         let mut t = Template::new("test");
         let bucket = code_bucket(&mut t);
-        add(&mut t, &stage, route, &asset, &bucket);
+        add(&mut t, &stage, handler, &asset, &bucket);
         serde_json::to_value(&t).expect("serializes")
     }
 
@@ -357,7 +384,7 @@ mod tests {
 
     #[test]
     fn callback_url_is_the_execute_api_endpoint_of_this_stage() {
-        for h in Handler::ALL {
+        for h in ROUTES.iter().map(|r| r.handler) {
             let t = with_function("", h);
             let env = &t["Resources"][ids::function(h)]["Properties"]["Environment"]["Variables"];
             if h.management_operations().is_empty() {

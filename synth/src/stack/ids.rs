@@ -18,6 +18,12 @@ pub const USE_BOOTSTRAP_BUCKET: &str = "UseBootstrapBucket";
 /// The custom domain name and its mapping, where the stage file has `[domain]`.
 pub const DOMAIN_NAME: &str = "CustomDomainName";
 pub const API_MAPPING: &str = "CustomDomainApiMapping";
+/// The `$connect` route's Lambda REQUEST authorizer, where the stage file has `[auth] mode =
+/// "jwt"` (its function, role, log group and permission are the `Authorizer` handler's).
+pub const CONNECT_AUTHORIZER: &str = "ConnectAuthorizer";
+/// The Cognito user pool and its app client, where `[auth] create_user_pool = true`.
+pub const USER_POOL: &str = "UserPool";
+pub const USER_POOL_CLIENT: &str = "UserPoolClient";
 
 /// The logical ID of a table of the route table's model.
 pub const fn table(table: Table) -> &'static str {

@@ -12,6 +12,7 @@
 //! spelled once, in [`ids`].
 
 pub mod api;
+pub mod authorizer;
 pub mod checks;
 pub mod domain;
 pub mod functions;
@@ -21,8 +22,9 @@ pub mod outputs;
 pub mod rooms_table;
 pub mod routes;
 pub mod table;
+pub mod user_pool;
 
-use wsstack_routes::ROUTES;
+use wsstack_routes::{Handler, ROUTES};
 
 use crate::assets::Asset;
 use crate::cfn::validate::{Invalid, validate};
@@ -53,9 +55,14 @@ pub fn build(stage: &Stage, asset: &Asset) -> Result<Template, StackError> {
     table::add(&mut t, stage);
     rooms_table::add(&mut t, stage);
     api::add_api(&mut t, stage);
+    user_pool::add(&mut t, stage);
     for route in ROUTES {
-        functions::add(&mut t, stage, route, asset, &code_bucket);
+        functions::add(&mut t, stage, route.handler, asset, &code_bucket);
         routes::add(&mut t, stage, route);
+    }
+    if stage.auth.jwt().is_some() {
+        functions::add(&mut t, stage, Handler::Authorizer, asset, &code_bucket);
+        authorizer::add(&mut t, stage);
     }
     api::add_stage(&mut t, stage);
     outputs::add(&mut t, stage);

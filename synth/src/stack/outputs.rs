@@ -13,13 +13,24 @@ pub fn execute_api_endpoint(stage: &Stage, scheme: &str) -> Expr {
     ))
 }
 
+/// Adds one output, exported as `{StackName}-{Output}` where the stage says so.
+pub fn add_one(t: &mut Template, stage: &Stage, name: &str, description: &str, value: Expr) {
+    let export = stage.export_outputs.then(|| Export {
+        name: Expr::sub(format!("${{AWS::StackName}}-{name}")),
+    });
+    t.add_output(
+        name,
+        Output {
+            description: Some(description.to_owned()),
+            value,
+            export,
+            condition: None,
+        },
+    );
+}
+
 /// Adds the outputs, exported as `{StackName}-{Output}` where the stage says so.
 pub fn add(t: &mut Template, stage: &Stage) {
-    let export = |name: &str| {
-        stage.export_outputs.then(|| Export {
-            name: Expr::sub(format!("${{AWS::StackName}}-{name}")),
-        })
-    };
     let outputs = [
         (
             "WebSocketUrl",
@@ -48,15 +59,7 @@ pub fn add(t: &mut Template, stage: &Stage) {
         ),
     ];
     for (name, description, value) in outputs {
-        t.add_output(
-            name,
-            Output {
-                description: Some(description.to_owned()),
-                value,
-                export: export(name),
-                condition: None,
-            },
-        );
+        add_one(t, stage, name, description, value);
     }
 }
 

@@ -1,7 +1,7 @@
 //! Per route: the `AWS_PROXY` integration, the route, and the permission that lets exactly that
 //! route of this API's stage invoke the handler's function.
 
-use wsstack_routes::Route;
+use wsstack_routes::{CONNECT, Route};
 
 use super::ids;
 use crate::cfn::resources::apigatewayv2::{
@@ -27,13 +27,20 @@ pub fn add(t: &mut Template, stage: &Stage, route: &Route) {
             timeout_in_millis: None,
         },
     );
+    // Only `$connect` can have an authorizer on a WebSocket API; it has one where the stage
+    // authenticates.
+    let authorized = route.key == CONNECT && stage.auth.jwt().is_some();
     t.add(
         ids::route(h),
         ApiRoute {
             api_id: Expr::r#ref(ids::API),
             route_key: route.key.to_owned(),
-            authorization_type: AuthorizationType::None,
-            authorizer_id: None,
+            authorization_type: if authorized {
+                AuthorizationType::Custom
+            } else {
+                AuthorizationType::None
+            },
+            authorizer_id: authorized.then(|| Expr::r#ref(ids::CONNECT_AUTHORIZER)),
             operation_name: None,
             target: Some(Expr::join(
                 "/",

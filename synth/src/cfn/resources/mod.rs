@@ -2,6 +2,7 @@
 
 pub mod apigateway;
 pub mod apigatewayv2;
+pub mod cognito;
 pub mod dynamodb;
 pub mod iam;
 pub mod lambda;
@@ -88,4 +89,6 @@ resource_types! {
     Table(dynamodb::Table) = "AWS::DynamoDB::Table", attributes ["Arn", "StreamArn"];
     LogGroup(logs::LogGroup) = "AWS::Logs::LogGroup", attributes ["Arn"];
     Queue(sqs::Queue) = "AWS::SQS::Queue", attributes ["Arn", "QueueName", "QueueUrl"];
+    UserPool(cognito::UserPool) = "AWS::Cognito::UserPool", attributes ["Arn", "ProviderName", "ProviderURL", "UserPoolId"];
+    UserPoolClient(cognito::UserPoolClient) = "AWS::Cognito::UserPoolClient", attributes ["ClientId", "ClientSecret", "Name"];
 }

@@ -1,0 +1,105 @@
+//! A Cognito user pool and app client for stages with `[auth] create_user_pool = true`: the
+//! issuer and audience of the tokens the `$connect` authorizer accepts, and outputs that tell
+//! clients where to sign in.
+//!
+//! Users are created by an administrator (no self sign-up: a chat that anyone can join needs no
+//! authentication), sign in with their email address, and send the **ID token** (its `aud` is
+//! the app client's id; Cognito access tokens carry `client_id` instead of `aud`).
+
+use super::{ids, outputs, stateful_removal_policy};
+use crate::cfn::resources::cognito::{
+    AccountRecoverySetting, AdminCreateUserConfig, PasswordPolicy, RecoveryOption,
+    TokenValidityUnits, UserPool, UserPoolClient, UserPoolPolicies,
+};
+use crate::cfn::{Expr, Resource, Template};
+use crate::stage::{IdentityProvider, Stage};
+
+/// Adds the pool, its client and their outputs, where the stage asks for them.
+pub fn add(t: &mut Template, stage: &Stage) {
+    let wants_pool = stage
+        .auth
+        .jwt()
+        .is_some_and(|j| j.provider == IdentityProvider::UserPool);
+    if !wants_pool {
+        return;
+    }
+    let pool = UserPool {
+        user_pool_name: Expr::sub("${AWS::StackName}-users"),
+        username_attributes: vec!["email".to_owned()],
+        auto_verified_attributes: vec!["email".to_owned()],
+        policies: UserPoolPolicies {
+            password_policy: PasswordPolicy {
+                minimum_length: 12,
+                require_lowercase: true,
+                require_uppercase: true,
+                require_numbers: true,
+                require_symbols: true,
+                temporary_password_validity_days: 3,
+            },
+        },
+        admin_create_user_config: AdminCreateUserConfig {
+            allow_admin_create_user_only: true,
+        },
+        account_recovery_setting: AccountRecoverySetting {
+            recovery_mechanisms: vec![RecoveryOption {
+                name: "verified_email".to_owned(),
+                priority: 1,
+            }],
+        },
+        mfa_configuration: "OPTIONAL".to_owned(),
+        enabled_mfas: vec!["SOFTWARE_TOKEN_MFA".to_owned()],
+        // The accounts are data: kept and protected where the stage keeps its table.
+        deletion_protection: if stage.table.retain {
+            "ACTIVE"
+        } else {
+            "INACTIVE"
+        }
+        .to_owned(),
+    };
+    t.add(
+        ids::USER_POOL,
+        Resource::new(pool).removal_policy(stateful_removal_policy(stage)),
+    );
+    t.add(
+        ids::USER_POOL_CLIENT,
+        UserPoolClient {
+            user_pool_id: Expr::r#ref(ids::USER_POOL),
+            client_name: Expr::sub("${AWS::StackName}-clients"),
+            // A public client (browsers, apps): a secret could not be kept.
+            generate_secret: false,
+            explicit_auth_flows: vec![
+                "ALLOW_USER_SRP_AUTH".to_owned(),
+                "ALLOW_REFRESH_TOKEN_AUTH".to_owned(),
+            ],
+            prevent_user_existence_errors: "ENABLED".to_owned(),
+            enable_token_revocation: true,
+            id_token_validity: 60,
+            access_token_validity: 60,
+            refresh_token_validity: 30,
+            token_validity_units: TokenValidityUnits {
+                id_token: "minutes".to_owned(),
+                access_token: "minutes".to_owned(),
+                refresh_token: "days".to_owned(),
+            },
+        },
+    );
+    for (name, description, value) in [
+        (
+            "UserPoolId",
+            "The Cognito user pool whose users may connect",
+            Expr::r#ref(ids::USER_POOL),
+        ),
+        (
+            "UserPoolClientId",
+            "The app client clients sign in with (the ID token's aud)",
+            Expr::r#ref(ids::USER_POOL_CLIENT),
+        ),
+        (
+            "Issuer",
+            "The tokens' iss; its /.well-known/jwks.json holds the signing keys",
+            Expr::sub(format!("https://${{{}.ProviderURL}}", ids::USER_POOL)),
+        ),
+    ] {
+        outputs::add_one(t, stage, name, description, value);
+    }
+}

@@ -1,0 +1,222 @@
+//! `[auth]`: who may connect. `mode = "none"` (anyone, the username from the query string) or
+//! `mode = "jwt"`: a Lambda REQUEST authorizer on `$connect` verifies a JWT from `issuer` for
+//! one of `audience`, or from a Cognito user pool the stack creates (`create_user_pool`).
+
+use std::ops::Range;
+
+use serde::Deserialize;
+use toml::Spanned;
+use wsstack_auth::TokenSource;
+
+/// An `[auth]` error: the value's span, the field, the message.
+type AuthError = (Range<usize>, String, String);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(super) enum Mode {
+    None,
+    Jwt,
+}
+
+/// One audience or several.
+#[derive(Debug, Deserialize)]
+#[serde(untagged, expecting = "a string or an array of strings")]
+pub(super) enum Audience {
+    One(String),
+    Many(Vec<String>),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct AuthSection {
+    mode: Spanned<Mode>,
+    issuer: Option<Spanned<String>>,
+    audience: Option<Spanned<Audience>>,
+    jwks_url: Option<Spanned<String>>,
+    token_source: Option<Spanned<String>>,
+    username_claim: Option<Spanned<String>>,
+    create_user_pool: Option<Spanned<bool>>,
+}
+
+/// Where tokens come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IdentityProvider {
+    /// An issuer of the stage file's choosing.
+    Issuer {
+        issuer: String,
+        audiences: Vec<String>,
+        /// Default: the `jwks_uri` of the issuer's OpenID discovery document.
+        jwks_url: Option<String>,
+    },
+    /// A Cognito user pool and app client in the stack: the issuer is the pool's, the audience
+    /// the client's id.
+    UserPool,
+}
+
+/// `[auth] mode = "jwt"`, resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JwtSettings {
+    pub provider: IdentityProvider,
+    pub token_source: TokenSource,
+    /// `None`: `preferred_username`, then `cognito:username`, then `sub`.
+    pub username_claim: Option<String>,
+}
+
+/// `[auth]`, resolved: no authentication, or a JWT authorizer.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum AuthSettings {
+    #[default]
+    None,
+    Jwt(JwtSettings),
+}
+
+impl AuthSettings {
+    pub fn jwt(&self) -> Option<&JwtSettings> {
+        match self {
+            AuthSettings::None => None,
+            AuthSettings::Jwt(j) => Some(j),
+        }
+    }
+}
+
+fn err(span: Range<usize>, field: &str, message: impl Into<String>) -> AuthError {
+    (span, format!("auth.{field}"), message.into())
+}
+
+/// Checks `[auth]`.
+pub(super) fn check(a: &AuthSection) -> Result<AuthSettings, AuthError> {
+    if *a.mode.get_ref() == Mode::None {
+        let extra = [
+            ("issuer", a.issuer.as_ref().map(Spanned::span)),
+            ("audience", a.audience.as_ref().map(Spanned::span)),
+            ("jwks_url", a.jwks_url.as_ref().map(Spanned::span)),
+            ("token_source", a.token_source.as_ref().map(Spanned::span)),
+            (
+                "username_claim",
+                a.username_claim.as_ref().map(Spanned::span),
+            ),
+            (
+                "create_user_pool",
+                a.create_user_pool.as_ref().map(Spanned::span),
+            ),
+        ];
+        if let Some((field, Some(span))) = extra.into_iter().find(|(_, s)| s.is_some()) {
+            return Err(err(
+                span,
+                field,
+                format!(
+                    "`{field}` only applies with mode = \"jwt\"; with mode = \"none\" nobody is authenticated"
+                ),
+            ));
+        }
+        return Ok(AuthSettings::None);
+    }
+
+    let user_pool = a.create_user_pool.as_ref().is_some_and(|b| *b.get_ref());
+    let provider = if user_pool {
+        for (field, span) in [
+            ("issuer", a.issuer.as_ref().map(Spanned::span)),
+            ("audience", a.audience.as_ref().map(Spanned::span)),
+            ("jwks_url", a.jwks_url.as_ref().map(Spanned::span)),
+        ] {
+            if let Some(span) = span {
+                return Err(err(
+                    span,
+                    field,
+                    format!(
+                        "`{field}` cannot be set with create_user_pool = true: the stack's user pool is the issuer and its app client the audience"
+                    ),
+                ));
+            }
+        }
+        IdentityProvider::UserPool
+    } else {
+        let issuer = a.issuer.as_ref().ok_or_else(|| {
+            err(
+                a.mode.span(),
+                "issuer",
+                "mode = \"jwt\" needs `issuer` (the tokens' `iss`, an https URL) and `audience`, or create_user_pool = true",
+            )
+        })?;
+        check_https(issuer, "issuer")?;
+        let audience = a.audience.as_ref().ok_or_else(|| {
+            err(
+                issuer.span(),
+                "audience",
+                "mode = \"jwt\" with an issuer needs `audience`: the client id(s) a token must name in `aud`",
+            )
+        })?;
+        let audiences = match audience.get_ref() {
+            Audience::One(a) => vec![a.clone()],
+            Audience::Many(v) => v.clone(),
+        };
+        if audiences.is_empty() || audiences.iter().any(|a| a.trim().is_empty()) {
+            return Err(err(
+                audience.span(),
+                "audience",
+                "the audience must be one or more non-empty strings",
+            ));
+        }
+        let jwks_url = match &a.jwks_url {
+            Some(u) => {
+                check_https(u, "jwks_url")?;
+                Some(u.get_ref().clone())
+            }
+            None => None,
+        };
+        IdentityProvider::Issuer {
+            issuer: issuer.get_ref().clone(),
+            audiences,
+            jwks_url,
+        }
+    };
+    let token_source = match &a.token_source {
+        None => TokenSource::default(),
+        Some(s) => s
+            .get_ref()
+            .parse()
+            .map_err(|e| err(s.span(), "token_source", format!("{e}")))?,
+    };
+    let username_claim = match &a.username_claim {
+        None => None,
+        Some(c) if is_claim_name(c.get_ref()) => Some(c.get_ref().clone()),
+        Some(c) => {
+            return Err(err(
+                c.span(),
+                "username_claim",
+                format!(
+                    "`{}` is not a claim name: 1 to 128 letters, digits, `_`, `-`, `.` or `:` (e.g. preferred_username, cognito:username, email)",
+                    c.get_ref()
+                ),
+            ));
+        }
+    };
+    Ok(AuthSettings::Jwt(JwtSettings {
+        provider,
+        token_source,
+        username_claim,
+    }))
+}
+
+fn check_https(url: &Spanned<String>, field: &str) -> Result<(), AuthError> {
+    let u = url.get_ref();
+    let host = u
+        .strip_prefix("https://")
+        .map(|r| r.split('/').next().unwrap_or(""));
+    match host {
+        Some(h) if !h.is_empty() && !h.contains(char::is_whitespace) => Ok(()),
+        _ => Err(err(
+            url.span(),
+            field,
+            format!(
+                "`{u}` is not an https URL: a deployed authorizer fetches keys over https only"
+            ),
+        )),
+    }
+}
+
+fn is_claim_name(c: &str) -> bool {
+    (1..=128).contains(&c.len())
+        && c.chars()
+            .all(|ch| ch.is_ascii_alphanumeric() || matches!(ch, '_' | '-' | '.' | ':'))
+}

@@ -35,7 +35,7 @@ pub const FANOUT_SEGMENTS: &str = "FANOUT_SEGMENTS";
 pub const DEFAULT_FANOUT_SEGMENTS: u32 = 8;
 /// Upper bound of [`FANOUT_SEGMENTS`]: more parallel workers than the account's 10,000
 /// `@connections` requests/s can feed (each posts a few thousand per second) only adds 429s.
-pub const MAX_FANOUT_SEGMENTS: u32 = 1_000;
+pub const MAX_FANOUT_SEGMENTS: u32 = wsstack_routes::limits::MAX_FANOUT_SEGMENTS;
 
 /// Default of [`BROADCAST_CONCURRENCY`].
 pub const DEFAULT_BROADCAST_CONCURRENCY: usize = 64;
@@ -359,7 +359,8 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "environment variable _HANDLER=\"bootstrap\" names no handler: valid names are \
-             connect, disconnect, send-message, default, list-connections, join, leave"
+             connect, disconnect, send-message, default, list-connections, join, leave, \
+             fanout-worker"
         );
     }
 

@@ -76,6 +76,10 @@ pub enum HandlerError {
     /// is logged with its reason). Gone connections are not recipients: they left.
     #[error("the broadcast reached none of its {failed} recipients; every post failed")]
     NothingDelivered { failed: usize },
+    /// A WebSocket event handed to a handler that is not behind a route (the fan-out worker
+    /// takes SQS events, not WebSocket ones): a wiring mistake of the embedder.
+    #[error("handler {0} is not a route and takes no WebSocket events")]
+    NotARoute(&'static str),
 }
 
 impl From<HandlerError> for lambda_runtime::Diagnostic {
@@ -86,6 +90,7 @@ impl From<HandlerError> for lambda_runtime::Diagnostic {
             HandlerError::Management(_) => "ManagementError",
             HandlerError::NoQueue | HandlerError::Queue(_) => "QueueError",
             HandlerError::NothingDelivered { .. } => "NothingDelivered",
+            HandlerError::NotARoute(_) => "NotARoute",
         };
         lambda_runtime::Diagnostic {
             error_type: format!("HandlerError::{kind}"),
@@ -205,6 +210,7 @@ impl App {
                 Handler::Join => self.join(connection_id, &event).await,
                 Handler::Leave => self.leave(connection_id, &event).await,
                 Handler::ListConnections => self.list_connections(connection_id, &event).await,
+                Handler::FanoutWorker => Err(HandlerError::NotARoute(handler.name())),
             }
         };
         work.instrument(span).await
@@ -654,11 +660,12 @@ pub async fn run_lambda() -> Result<(), RunError> {
     };
     let queue =
         queue_url.map(|url| queue::SqsQueue::new(aws_sdk_sqs::Client::new(&sdk), url.clone()));
-    let mut app = App::new(Arc::new(store), Arc::new(api), config.clone());
-    if !handler
+    let memberships = if handler
         .table_actions(wsstack_routes::Table::Rooms)
         .is_empty()
     {
+        None
+    } else {
         // Synth sets the rooms table on exactly the handlers the route table lets use it.
         let Some(rooms_table) = config.rooms_table_name.clone() else {
             let e = config::ConfigError::Missing {
@@ -667,11 +674,20 @@ pub async fn run_lambda() -> Result<(), RunError> {
             tracing::error!(error = %e, "bad configuration");
             return Err(e.into());
         };
-        app = app.with_memberships(Arc::new(membership::DynamoDbMembershipStore::new(
+        Some(Arc::new(membership::DynamoDbMembershipStore::new(
             dynamodb,
             rooms_table,
-            config.table_name,
-        )));
+            config.table_name.clone(),
+        )))
+    };
+    if handler == Handler::FanoutWorker {
+        // Not a route: SQS events, not WebSocket ones.
+        return worker::serve_lambda(Arc::new(store), memberships, Arc::new(api), queue, &config)
+            .await;
+    }
+    let mut app = App::new(Arc::new(store), Arc::new(api), config.clone());
+    if let Some(m) = memberships {
+        app = app.with_memberships(m);
     }
     if let Some(q) = queue {
         app = app.with_queue(Arc::new(q));

@@ -80,6 +80,26 @@ fn a_missing_rooms_table_name_fails_the_init_of_the_handlers_that_use_rooms() {
     }
 }
 
+/// The fan-out worker (not a route) is dispatched by the same binary; it re-enqueues what its
+/// deadline leaves, so it needs the queue's URL before the first event.
+#[test]
+fn the_fanout_worker_without_a_queue_url_fails_init_naming_the_variable() {
+    let (ok, text) = run(
+        BOOTSTRAP,
+        &[
+            ("_HANDLER", "fanout-worker"),
+            ("TABLE_NAME", "Connections"),
+            ("ROOMS_TABLE_NAME", "Rooms"),
+        ],
+    );
+    assert!(!ok);
+    assert!(
+        text.contains("environment variable FANOUT_QUEUE_URL is required but not set"),
+        "{text}"
+    );
+    assert!(text.contains(r#""level":"ERROR""#), "{text}");
+}
+
 #[test]
 fn a_missing_handler_setting_fails_init() {
     let (ok, text) = run(BOOTSTRAP, &[("TABLE_NAME", "Connections")]);

@@ -60,6 +60,11 @@ pub mod limits {
     /// needs some for itself (the runtime API, stdio, the SDK's other clients, the async
     /// runtime): (1,024 - 64) / 2 = 480.
     pub const MAX_BROADCAST_CONCURRENCY: u32 = 480;
+
+    /// Most Scan segments (= fan-out jobs, = parallel workers) a broadcast to everyone is split
+    /// into: more parallel workers than the account's 10,000 `@connections` requests/s can
+    /// feed (each posts a few thousand per second) only add 429s.
+    pub const MAX_FANOUT_SEGMENTS: u32 = 1_000;
 }
 
 /// A DynamoDB action a handler performs on a table.
@@ -92,6 +97,10 @@ impl TableAction {
 
 /// The Lambda handlers of the API. Each is one function in the synthesized stack; all of them
 /// run the same `bootstrap` binary, which picks the handler by [`Handler::name`].
+///
+/// Most are behind a route of [`ROUTES`]; some are not (the queue-mode fan-out worker, invoked
+/// by an SQS event source): [`Handler::is_route`] tells them apart, so synth wires routes,
+/// integrations and invoke permissions only for routes, and the gateway serves only routes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Handler {
     Connect,
@@ -101,12 +110,14 @@ pub enum Handler {
     ListConnections,
     Join,
     Leave,
+    /// Not a route: runs queued fan-out jobs from the SQS event source (queue mode).
+    FanoutWorker,
 }
 
 impl Handler {
     /// Every handler, in the order the stack declares them. New handlers go at the end, so
     /// the resources of the existing ones keep their place in the template.
-    pub const ALL: [Handler; 7] = [
+    pub const ALL: [Handler; 8] = [
         Handler::Connect,
         Handler::Disconnect,
         Handler::SendMessage,
@@ -114,7 +125,19 @@ impl Handler {
         Handler::ListConnections,
         Handler::Join,
         Handler::Leave,
+        Handler::FanoutWorker,
     ];
+
+    /// The route behind which API Gateway invokes the handler; `None` for a handler that is
+    /// not a route (the fan-out worker).
+    pub fn route(self) -> Option<&'static Route> {
+        ROUTES.iter().find(|r| r.handler == self)
+    }
+
+    /// Whether the handler is behind a route of [`ROUTES`].
+    pub fn is_route(self) -> bool {
+        self.route().is_some()
+    }
 
     /// The handler's name, kebab-case: the value of its function's `Handler` property (which
     /// Lambda hands the `bootstrap` binary as `_HANDLER`) and its `[lambda.<name>]` table in the
@@ -128,6 +151,7 @@ impl Handler {
             Handler::ListConnections => "list-connections",
             Handler::Join => "join",
             Handler::Leave => "leave",
+            Handler::FanoutWorker => "fanout-worker",
         }
     }
 
@@ -153,6 +177,7 @@ impl Handler {
             Handler::ListConnections => "ListConnections",
             Handler::Join => "Join",
             Handler::Leave => "Leave",
+            Handler::FanoutWorker => "FanoutWorker",
         }
     }
 
@@ -182,6 +207,12 @@ impl Handler {
             (Handler::Leave, Table::Rooms) => &[DeleteItem],
             // Reads one page of connections, where the client's cursor says.
             (Handler::ListConnections, Table::Connections) => &[Scan],
+            // Lists its Scan segment of the connections (an "everyone" job) and deletes the
+            // records of connections that turned out to be gone.
+            (Handler::FanoutWorker, Table::Connections) => &[Scan, DeleteItem],
+            // Lists a room's members page by page (a room job) and deletes the memberships of
+            // members that turned out to be gone.
+            (Handler::FanoutWorker, Table::Rooms) => &[Query, DeleteItem],
             // Only answers the sender; never touches a table.
             (Handler::Default, _)
             | (Handler::Connect, Table::Rooms)
@@ -202,6 +233,8 @@ impl Handler {
             Handler::ListConnections => &[ManagementOperation::Post],
             // Confirm to the sender, or answer with an error frame.
             Handler::Join | Handler::Leave => &[ManagementOperation::Post],
+            // Posts the job's frame to every connection of its segment.
+            Handler::FanoutWorker => &[ManagementOperation::Post],
         }
     }
 }
@@ -301,10 +334,28 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_handler_has_exactly_one_route() {
+    fn every_handler_has_at_most_one_route_and_every_route_a_listed_handler() {
         for h in Handler::ALL {
-            assert_eq!(ROUTES.iter().filter(|r| r.handler == h).count(), 1, "{h:?}");
+            let routes = ROUTES.iter().filter(|r| r.handler == h).count();
+            assert!(routes <= 1, "{h:?} has {routes} routes");
+            assert_eq!(h.is_route(), routes == 1, "{h:?}");
         }
+        for r in ROUTES {
+            assert!(Handler::ALL.contains(&r.handler), "{}", r.key);
+        }
+    }
+
+    #[test]
+    fn the_fanout_worker_is_a_handler_but_not_a_route() {
+        assert_eq!(
+            Handler::from_name("fanout-worker"),
+            Some(Handler::FanoutWorker)
+        );
+        assert!(!Handler::FanoutWorker.is_route());
+        assert_eq!(
+            Handler::SendMessage.route().map(|r| r.key),
+            Some(SEND_MESSAGE)
+        );
     }
 
     #[test]
@@ -328,7 +379,8 @@ mod tests {
                 "default",
                 "list-connections",
                 "join",
-                "leave"
+                "leave",
+                "fanout-worker"
             ]
         );
     }
@@ -357,7 +409,11 @@ mod tests {
             let touches = !h.table_actions(Table::Rooms).is_empty();
             let rooms = matches!(
                 h,
-                Handler::Join | Handler::Leave | Handler::SendMessage | Handler::Disconnect
+                Handler::Join
+                    | Handler::Leave
+                    | Handler::SendMessage
+                    | Handler::Disconnect
+                    | Handler::FanoutWorker
             );
             assert_eq!(touches, rooms, "{h:?}");
         }

@@ -4,9 +4,9 @@
 use std::collections::BTreeMap;
 
 use serde_json::json;
-use wsstack_routes::{Handler, Route, Table};
+use wsstack_routes::{Handler, Table};
 
-use super::{checks, ids, logs, outputs};
+use super::{checks, fanout_queue, ids, logs, outputs};
 use crate::assets::Asset;
 use crate::cfn::policy::{PolicyDocument, Statement};
 use crate::cfn::resources::iam::{InlinePolicy, Role};
@@ -45,8 +45,7 @@ pub fn code_bucket(t: &mut Template) -> Expr {
 }
 
 /// Adds a handler's log group, role and function, its code read from `asset` in `bucket`.
-pub fn add(t: &mut Template, stage: &Stage, route: &Route, asset: &Asset, bucket: &Expr) {
-    let h = route.handler;
+pub fn add(t: &mut Template, stage: &Stage, h: Handler, asset: &Asset, bucket: &Expr) {
     let settings = stage.function(h);
 
     let log_group = t.add(
@@ -87,14 +86,24 @@ pub fn add(t: &mut Template, stage: &Stage, route: &Route, asset: &Asset, bucket
             outputs::execute_api_endpoint(stage, "https"),
         );
     }
+    for (name, value) in fanout_queue::environment(stage, h) {
+        variables.insert(name.to_owned(), value);
+    }
 
     let function = Function {
-        description: Some(format!(
-            "wsstack {} handler for the {} route ({})",
-            h.name(),
-            route.key,
-            stage.name
-        )),
+        description: Some(match h.route() {
+            Some(route) => format!(
+                "wsstack {} handler for the {} route ({})",
+                h.name(),
+                route.key,
+                stage.name
+            ),
+            None => format!(
+                "wsstack {} handler, not a route: runs the fan-out queue's jobs ({})",
+                h.name(),
+                stage.name
+            ),
+        }),
         runtime: RUNTIME,
         // Every function runs the one `bootstrap` binary; Lambda hands it this value as
         // `_HANDLER` and the binary dispatches on it.
@@ -123,9 +132,21 @@ pub fn add(t: &mut Template, stage: &Stage, route: &Route, asset: &Asset, bucket
     };
 
     // The same keys the CDK writes, so tools that read them (SAM CLI, cdk) find the code.
-    let mut skips = checks::FUNCTION.to_vec();
+    let mut skips = if h.is_route() {
+        checks::FUNCTION.to_vec()
+    } else {
+        checks::QUEUE_WORKER_FUNCTION.to_vec()
+    };
     if settings.reserved_concurrency.is_none() {
-        skips.push(checks::FUNCTION_NO_RESERVED_CONCURRENCY);
+        let stage_reserves = stage
+            .functions
+            .iter()
+            .any(|(_, f)| f.reserved_concurrency.is_some());
+        skips.push(if stage_reserves {
+            checks::FUNCTION_SHARES_UNRESERVED_CONCURRENCY
+        } else {
+            checks::FUNCTION_NO_RESERVED_CONCURRENCY
+        });
     }
     let mut resource = checks::skip(Resource::new(function), &skips)
         .metadata("aws:asset:path", json!(asset.file_name()))
@@ -180,6 +201,7 @@ fn role_policies(stage: &Stage, h: Handler, log_group: &str) -> Vec<InlinePolicy
             )]),
         });
     }
+    policies.extend(fanout_queue::queue_policy(h));
     let operations = h.management_operations();
     if !operations.is_empty() {
         // One resource per method the handler calls: the ARN names the HTTP method
@@ -211,15 +233,13 @@ mod tests {
     use super::*;
     use crate::assets::{self, AssetSource};
     use crate::stack::test_stage;
-    use wsstack_routes::ROUTES;
 
     fn with_function(stage_toml: &str, handler: Handler) -> serde_json::Value {
         let stage = test_stage(stage_toml);
-        let route = ROUTES.iter().find(|r| r.handler == handler).expect("route");
         let asset = assets::resolve(&AssetSource::StandIn).expect("stand-in");
         let mut t = Template::new("test");
         let bucket = code_bucket(&mut t);
-        add(&mut t, &stage, route, &asset, &bucket);
+        add(&mut t, &stage, handler, &asset, &bucket);
         serde_json::to_value(&t).expect("serializes")
     }
 

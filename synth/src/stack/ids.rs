@@ -18,6 +18,11 @@ pub const USE_BOOTSTRAP_BUCKET: &str = "UseBootstrapBucket";
 /// The custom domain name and its mapping, where the stage file has `[domain]`.
 pub const DOMAIN_NAME: &str = "CustomDomainName";
 pub const API_MAPPING: &str = "CustomDomainApiMapping";
+/// The queue of fan-out jobs, its dead-letter queue, and the worker's event source mapping.
+/// (The worker's function, role and log group follow from its handler's stem, `FanoutWorker`.)
+pub const FANOUT_QUEUE: &str = "FanoutQueue";
+pub const FANOUT_DEAD_LETTER_QUEUE: &str = "FanoutDeadLetterQueue";
+pub const FANOUT_EVENT_SOURCE: &str = "FanoutWorkerEventSource";
 
 /// The logical ID of a table of the route table's model.
 pub const fn table(table: Table) -> &'static str {

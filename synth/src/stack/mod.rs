@@ -1,9 +1,10 @@
 //! The wsstack WebSocket API, described with the CloudFormation model.
 //!
-//! One stack per stage: the DynamoDB connections and rooms tables, and for every route of
-//! [`wsstack_routes::ROUTES`] a Lambda function with its own role and log group, an `AWS_PROXY`
-//! integration, a route and an invoke permission scoped to that route; then the API, its stage
-//! and the outputs clients need.
+//! One stack per stage: the DynamoDB connections and rooms tables; for every handler of
+//! [`wsstack_routes::Handler::ALL`] a Lambda function with its own role and log group, and for
+//! those behind a route of [`wsstack_routes::ROUTES`] an `AWS_PROXY` integration, a route and
+//! an invoke permission scoped to that route; the fan-out queue, its dead-letter queue and the
+//! worker's event source mapping; then the API, its stage and the outputs clients need.
 //!
 //! Each part of the stack is a module with a function that takes the template and the stage and
 //! adds that part's resources; [`build`] calls them in the order the template reads. Adding a
@@ -14,6 +15,7 @@
 pub mod api;
 pub mod checks;
 pub mod domain;
+pub mod fanout_queue;
 pub mod functions;
 pub mod ids;
 pub mod logs;
@@ -22,7 +24,7 @@ pub mod rooms_table;
 pub mod routes;
 pub mod table;
 
-use wsstack_routes::ROUTES;
+use wsstack_routes::Handler;
 
 use crate::assets::Asset;
 use crate::cfn::validate::{Invalid, validate};
@@ -53,10 +55,14 @@ pub fn build(stage: &Stage, asset: &Asset) -> Result<Template, StackError> {
     table::add(&mut t, stage);
     rooms_table::add(&mut t, stage);
     api::add_api(&mut t, stage);
-    for route in ROUTES {
-        functions::add(&mut t, stage, route, asset, &code_bucket);
-        routes::add(&mut t, stage, route);
+    for h in Handler::ALL {
+        functions::add(&mut t, stage, h, asset, &code_bucket);
+        // A handler that is not a route (the fan-out worker) gets no route wiring.
+        if let Some(route) = h.route() {
+            routes::add(&mut t, stage, route);
+        }
     }
+    fanout_queue::add(&mut t, stage);
     api::add_stage(&mut t, stage);
     outputs::add(&mut t, stage);
     domain::add(&mut t, stage);

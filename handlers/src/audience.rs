@@ -184,6 +184,28 @@ mod tests {
     use super::*;
     use crate::store::{Connection, ConnectionStore};
 
+    /// Every id of `audience`, page after page, and how many pages it took.
+    async fn every_page(
+        source: &dyn AudienceSource,
+        audience: &Audience,
+        limit: usize,
+    ) -> (Vec<String>, usize) {
+        let (mut ids, mut after, mut pages) = (Vec::new(), None::<String>, 0);
+        loop {
+            let page = source
+                .audience_page(audience, after.as_deref(), limit)
+                .await
+                .expect("page");
+            pages += 1;
+            ids.extend(page.ids);
+            match page.next {
+                Listing::After(c) => after = Some(c),
+                Listing::Done => return (ids, pages),
+                Listing::Start => panic!("a page never points back to the start"),
+            }
+        }
+    }
+
     #[tokio::test]
     async fn memory_segments_partition_everyone_across_pages() {
         let store = MemoryStore::new();
@@ -204,21 +226,8 @@ mod tests {
                 segment,
                 segments: 7,
             };
-            let mut after: Option<String> = None;
-            let mut pages = 0;
-            loop {
-                let page = store
-                    .audience_page(&audience, after.as_deref(), 50)
-                    .await
-                    .expect("page");
-                pages += 1;
-                seen.extend(page.ids);
-                match page.next {
-                    Listing::After(c) => after = Some(c),
-                    Listing::Done => break,
-                    Listing::Start => panic!("a page never points back to the start"),
-                }
-            }
+            let (ids, pages) = every_page(&store, &audience, 50).await;
+            seen.extend(ids);
             assert!(pages > 1, "segment {segment} took several pages");
         }
         seen.sort();
@@ -257,20 +266,7 @@ mod tests {
         let audience = Audience::Room {
             room: "lobby".into(),
         };
-        let (mut seen, mut after, mut pages) = (Vec::new(), None::<String>, 0);
-        loop {
-            let page = source
-                .audience_page(&audience, after.as_deref(), 1_000)
-                .await
-                .expect("page");
-            pages += 1;
-            seen.extend(page.ids);
-            match page.next {
-                Listing::After(c) => after = Some(c),
-                Listing::Done => break,
-                Listing::Start => panic!("a page never points back to the start"),
-            }
-        }
+        let (seen, pages) = every_page(&source, &audience, 1_000).await;
         let members: Vec<String> = (0..2_500)
             .filter(|i| i % 5 != 0)
             .map(|i| format!("c{i:04}"))

@@ -428,6 +428,15 @@ impl App {
                     let err = InputError::NotAMember(room.to_string());
                     return self.reply_error(&endpoint, connection_id, err).await;
                 }
+                if let config::FanOutMode::Queue { .. } = &self.config.fanout {
+                    // Validated and a member: the worker lists the room and posts.
+                    let queue = self.queue.as_ref().ok_or(HandlerError::NoQueue)?;
+                    let job =
+                        job::FanOutJob::for_room(message_id, &endpoint, &frame_text, room.as_str());
+                    queue.send(vec![job.to_body()]).await?;
+                    tracing::info!(message_id, %room, "room message enqueued");
+                    return Ok(ok());
+                }
                 let delivery = room_fanout::RoomDelivery {
                     store: self.store.as_ref(),
                     memberships: self.memberships.as_ref(),

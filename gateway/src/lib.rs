@@ -20,10 +20,12 @@
 //! - [`store`]: memory or DynamoDB.
 //! - [`shutdown`]: Ctrl-C and SIGTERM.
 //! - [`web`]: the browser client (`web/`), on a port of its own.
+//! - [`fanout_queue`]: queue-mode fan-out in-process (the handlers' worker over a memory queue).
 
 pub mod auth;
 mod connections_api;
 pub mod event;
+pub mod fanout_queue;
 mod handshake;
 mod http_error;
 pub mod id;
@@ -43,4 +45,4 @@ pub use integration::{EventLog, Integration, Timeouts};
 pub use limits::Limits;
 pub use routing::RouteTable;
 pub use server::{BindError, Gateway, GatewayOptions, RunningGateway, ShutdownReport};
-pub use store::{StoreOptions, open_memberships, open_store};
+pub use store::{StoreOptions, open_memberships, open_store, open_store_and_audience};

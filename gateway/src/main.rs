@@ -9,7 +9,7 @@ use tracing_subscriber::EnvFilter;
 use wsstack_auth::issuer::LocalIssuer;
 use wsstack_gateway::options::{AuthKind, Cli, Command, WebPlan};
 use wsstack_gateway::web::{WebError, WebServer};
-use wsstack_gateway::{Gateway, StoreOptions, open_memberships, open_store};
+use wsstack_gateway::{Gateway, StoreOptions, open_memberships, open_store_and_audience};
 
 // A broadcast is allocation-heavy (each delivery is an SDK request, an HTTP request and a
 // frame); glibc's malloc spent a fifth of the gateway's CPU on it.
@@ -72,9 +72,14 @@ async fn main() -> anyhow::Result<()> {
             endpoint.as_deref().unwrap_or("AWS")
         ),
     };
-    let store = open_store(&store_options).await?;
+    let (store, audience) = open_store_and_audience(&store_options).await?;
     let memberships = open_memberships(&store_options).await?;
-    let gateway = Gateway::bind_with_memberships(options, store, memberships).await?;
+    let fanout = if options.queue_mode.is_some() {
+        "queue (in-process worker)"
+    } else {
+        "inline"
+    };
+    let gateway = Gateway::bind_with_audience(options, store, memberships, Some(audience)).await?;
 
     let web = start_web(web_plan, gateway.local_addr().ip(), &gateway.ws_url()).await?;
     let browser = match &web {
@@ -89,7 +94,7 @@ async fn main() -> anyhow::Result<()> {
         None => String::new(),
     };
     let banner = format!(
-        "wsstack-local: stage {}, store {store_name}\n  WebSocket     {}\n  @connections  {}\n  Browser       {browser}\n{auth_line}Ctrl-C to stop.\n",
+        "wsstack-local: stage {}, store {store_name}, fan-out {fanout}\n  WebSocket     {}\n  @connections  {}\n  Browser       {browser}\n{auth_line}Ctrl-C to stop.\n",
         gateway.stage(),
         gateway.ws_url(),
         gateway.connections_url()

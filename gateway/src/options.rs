@@ -9,6 +9,7 @@ use clap::{Parser, ValueEnum};
 use wsstack_handlers::config::MAX_BROADCAST_CONCURRENCY;
 use wsstack_routes::Handler;
 
+use crate::fanout_queue::QueueMode;
 use crate::integration::{MAX_INTEGRATION_TIMEOUT, MIN_INTEGRATION_TIMEOUT, Timeouts};
 use crate::limits::{Limits, parse_duration};
 use crate::server::{DEFAULT_API_ID, DEFAULT_ROOMS_TABLE, DEFAULT_TABLE, GatewayOptions};
@@ -210,6 +211,25 @@ pub fn function_timeouts(
         .collect())
 }
 
+/// Queue-mode fan-out from `{dir}/{stage}.toml` (`[fanout] mode = "queue"`, with its segments
+/// and the worker function's timeout as each job's time); `None` in inline mode or without
+/// the file.
+pub fn queue_mode(dir: &Path, stage: &str) -> Result<Option<QueueMode>, OptionsError> {
+    if !dir.join(format!("{stage}.toml")).is_file() {
+        return Ok(None);
+    }
+    let stage =
+        wsstack_synth::stage::load(dir, stage).map_err(|e| OptionsError::Stage(e.to_string()))?;
+    Ok(
+        (stage.fanout.mode == wsstack_synth::stage::FanoutMode::Queue).then(|| QueueMode {
+            segments: stage.fanout.segments,
+            job_time: Duration::from_secs(u64::from(
+                stage.function(Handler::FanoutWorker).timeout_seconds,
+            )),
+        }),
+    )
+}
+
 /// A command line that parses but cannot run.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum OptionsError {
@@ -280,6 +300,7 @@ impl Cli {
             }
         };
         let functions = function_timeouts(&self.stages_dir, &self.stage)?;
+        let queue_mode = queue_mode(&self.stages_dir, &self.stage)?;
         let gateway = GatewayOptions {
             host: self.host,
             port: self.port,
@@ -296,6 +317,7 @@ impl Cli {
                 integration: self.integration_timeout,
                 functions,
             },
+            queue_mode,
             ..GatewayOptions::default()
         };
         Ok((gateway, store))

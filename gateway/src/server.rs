@@ -14,12 +14,14 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use wsstack_handlers::App;
-use wsstack_handlers::config::{Config, DEFAULT_BROADCAST_CONCURRENCY};
+use wsstack_handlers::audience::AudienceSource;
+use wsstack_handlers::config::{Config, DEFAULT_BROADCAST_CONCURRENCY, FanOutMode};
 use wsstack_handlers::management::SdkManagementApi;
 use wsstack_handlers::membership::{MembershipStore, MemoryMembershipStore};
 use wsstack_handlers::store::ConnectionStore;
 
 use crate::event::ApiContext;
+use crate::fanout_queue::{self, QueueMode};
 use crate::integration::{EventLog, Integration, Invoker, Timeouts};
 use crate::limits::Limits;
 use crate::registry::{CloseReason, Registry};
@@ -51,6 +53,8 @@ pub struct GatewayOptions {
     pub event_log: Option<EventLog>,
     /// Runs before `$connect` and gives the handlers the verified identity (`--auth dev`).
     pub authorizer: Option<Arc<crate::auth::ConnectAuthorizer>>,
+    /// Queue-mode fan-out (the stage file's `[fanout] mode = "queue"`): `None` posts inline.
+    pub queue_mode: Option<QueueMode>,
 }
 
 impl std::fmt::Debug for GatewayOptions {
@@ -67,6 +71,7 @@ impl std::fmt::Debug for GatewayOptions {
             .field("timeouts", &self.timeouts)
             .field("integration", &self.integration.as_ref().map(|_| "custom"))
             .field("event_log", &self.event_log.is_some())
+            .field("queue_mode", &self.queue_mode)
             .finish()
     }
 }
@@ -97,6 +102,7 @@ impl Default for GatewayOptions {
             integration: None,
             event_log: None,
             authorizer: None,
+            queue_mode: None,
         }
     }
 }
@@ -118,6 +124,10 @@ pub enum BindError {
         "invalid stage {0:?}: use 1 to 128 letters, digits, '-' or '_' (API Gateway's stage name rules)"
     )]
     InvalidStage(String),
+    #[error(
+        "queue-mode fan-out needs the store as an audience source: bind with Gateway::bind_with_audience"
+    )]
+    QueueModeWithoutAudience,
 }
 
 fn valid_stage(stage: &str) -> bool {
@@ -166,8 +176,23 @@ impl Gateway {
         store: Arc<dyn ConnectionStore>,
         memberships: Arc<dyn MembershipStore>,
     ) -> Result<RunningGateway, BindError> {
+        Self::bind_with_audience(options, store, memberships, None).await
+    }
+
+    /// [`Gateway::bind_with_memberships`], with `audience` (the same store, listing
+    /// connections by Scan segment) for queue-mode fan-out, which `options.queue_mode` asks
+    /// for.
+    pub async fn bind_with_audience(
+        options: GatewayOptions,
+        store: Arc<dyn ConnectionStore>,
+        memberships: Arc<dyn MembershipStore>,
+        audience: Option<Arc<dyn AudienceSource>>,
+    ) -> Result<RunningGateway, BindError> {
         if !valid_stage(&options.stage) {
             return Err(BindError::InvalidStage(options.stage));
+        }
+        if options.queue_mode.is_some() && audience.is_none() {
+            return Err(BindError::QueueModeWithoutAudience);
         }
         let addr = SocketAddr::new(options.host, options.port);
         let listener = listen(addr).map_err(|source| {
@@ -205,11 +230,38 @@ impl Gateway {
             .stalled_stream_protection(StalledStreamProtectionConfig::disabled())
             .build();
         let api = Arc::new(SdkManagementApi::new(&sdk));
+        let cancel = CancellationToken::new();
+        let mut worker_task = None;
+        let mut queue = None;
+        if let (Some(mode), Some(audience)) = (options.queue_mode, audience) {
+            config.fanout = FanOutMode::Queue {
+                queue_url: fanout_queue::LOCAL_QUEUE_URL.to_owned(),
+                segments: mode.segments,
+            };
+            let (q, task) = fanout_queue::start(
+                mode,
+                fanout_queue::WorkerParts {
+                    store: Arc::clone(&store),
+                    audience,
+                    memberships: Arc::clone(&memberships),
+                    api: Arc::clone(&api) as Arc<_>,
+                    concurrency: config.broadcast_concurrency,
+                },
+                cancel.child_token(),
+            );
+            queue = Some(q);
+            worker_task = Some(task);
+        }
         let integration = match options.integration {
             Some(custom) => custom,
-            None => Arc::new(
-                App::new(store, Arc::clone(&api) as Arc<_>, config).with_memberships(memberships),
-            ),
+            None => {
+                let mut app = App::new(store, Arc::clone(&api) as Arc<_>, config)
+                    .with_memberships(memberships);
+                if let Some(q) = queue {
+                    app = app.with_queue(q);
+                }
+                Arc::new(app)
+            }
         };
 
         let shared = Arc::new(Shared {
@@ -245,7 +297,6 @@ impl Gateway {
                 tracing::debug!(error = %e, "could not set TCP_NODELAY");
             }
         });
-        let cancel = CancellationToken::new();
         let server = tokio::spawn(
             axum::serve(
                 listener,
@@ -264,6 +315,7 @@ impl Gateway {
             shared,
             cancel,
             server: Some(server),
+            worker: worker_task,
             callback_url,
         })
     }
@@ -285,6 +337,8 @@ pub struct RunningGateway {
     shared: Arc<Shared>,
     cancel: CancellationToken,
     server: Option<JoinHandle<io::Result<()>>>,
+    /// The in-process fan-out worker (queue mode); stops with `cancel`.
+    worker: Option<JoinHandle<()>>,
     callback_url: String,
 }
 
@@ -349,6 +403,15 @@ impl RunningGateway {
                 .is_err()
             {
                 tracing::warn!("HTTP connections still open after shutdown");
+            }
+        }
+        if let Some(worker) = self.worker.take() {
+            // Cancelled with the server; a job in progress ends at its next post.
+            if tokio::time::timeout(Duration::from_secs(5), worker)
+                .await
+                .is_err()
+            {
+                tracing::warn!("fan-out worker still running after shutdown");
             }
         }
         ShutdownReport { closed, drained }

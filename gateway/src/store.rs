@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use wsstack_handlers::audience::AudienceSource;
 use wsstack_handlers::membership::{
     DynamoDbMembershipStore, MembershipStore, MemoryMembershipStore,
 };
@@ -42,8 +43,19 @@ pub enum StoreSetupError {
 pub async fn open_store(
     options: &StoreOptions,
 ) -> Result<Arc<dyn ConnectionStore>, StoreSetupError> {
+    Ok(open_store_and_audience(options).await?.0)
+}
+
+/// [`open_store`], and the same store as the audience source queue-mode fan-out lists
+/// connections from (one store: the memory store's records are the audience).
+pub async fn open_store_and_audience(
+    options: &StoreOptions,
+) -> Result<(Arc<dyn ConnectionStore>, Arc<dyn AudienceSource>), StoreSetupError> {
     match options {
-        StoreOptions::Memory => Ok(Arc::new(MemoryStore::new())),
+        StoreOptions::Memory => {
+            let store = Arc::new(MemoryStore::new());
+            Ok((store.clone(), store))
+        }
         StoreOptions::DynamoDb {
             endpoint, table, ..
         } => {
@@ -57,7 +69,8 @@ pub async fn open_store(
                     endpoint: endpoint.clone().unwrap_or_else(|| "AWS".to_owned()),
                     source,
                 })?;
-            Ok(Arc::new(store))
+            let store = Arc::new(store);
+            Ok((store.clone(), store))
         }
     }
 }

@@ -2,15 +2,20 @@
 //!
 //! "Everyone" is a DynamoDB parallel Scan: segment k of n, `ExclusiveStartKey` as the cursor
 //! (<https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/Scan.html#Scan.ParallelScan>).
-//! Rooms are listed by the rooms code; until it implements [`AudienceSource`] for them, a room
-//! job is refused with [`AudienceError::Unsupported`].
+//! A room is its members, one [`MembershipStore::members_page`] at a time (the cursor is the
+//! last connection ID listed). [`StackAudience`] is the worker's source: connections for
+//! everyone, memberships for a room; a store alone lists only everyone and refuses a room job
+//! with [`AudienceError::Unsupported`].
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::AttributeValue;
 
 use crate::job::{Audience, Listing};
+use crate::membership::MembershipStore;
+use crate::rooms::RoomName;
 use crate::store::{ATTR_CONNECTION_ID, ATTR_EXPIRES_AT, DynamoDbStore, MemoryStore, is_live};
 
 /// One page of an audience.
@@ -38,6 +43,44 @@ pub trait AudienceSource: Send + Sync {
         after: Option<&str>,
         limit: usize,
     ) -> Result<AudiencePage, AudienceError>;
+}
+
+/// The worker's audience: everyone from the connections, a room from its memberships.
+#[derive(Clone)]
+pub struct StackAudience {
+    pub connections: Arc<dyn AudienceSource>,
+    /// `None` where rooms are not wired (a room job is then refused).
+    pub memberships: Option<Arc<dyn MembershipStore>>,
+}
+
+#[async_trait]
+impl AudienceSource for StackAudience {
+    async fn audience_page(
+        &self,
+        audience: &Audience,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<AudiencePage, AudienceError> {
+        let Audience::Room { room } = audience else {
+            return self.connections.audience_page(audience, after, limit).await;
+        };
+        let Some(memberships) = &self.memberships else {
+            return Err(AudienceError::Unsupported(audience.clone()));
+        };
+        // The job came from our own sendMessage, which validated the name; a job whose name
+        // fails now is refused by name, not listed.
+        let room = RoomName::parse(room)
+            .map_err(|e| AudienceError::Backend(format!("room {room:?}: {e}")))?;
+        // The membership store's page size is its own (a Query page); `limit` bounds a Scan.
+        let page = memberships
+            .members_page(&room, after)
+            .await
+            .map_err(|e| AudienceError::Backend(format!("room {}: {e}", room.as_str())))?;
+        Ok(AudiencePage {
+            ids: page.connection_ids,
+            next: page.next.map_or(Listing::Done, Listing::After),
+        })
+    }
 }
 
 /// Which of `segments` Scan segments an id falls in, for the in-memory store (DynamoDB hashes
@@ -141,6 +184,28 @@ mod tests {
     use super::*;
     use crate::store::{Connection, ConnectionStore};
 
+    /// Every id of `audience`, page after page, and how many pages it took.
+    async fn every_page(
+        source: &dyn AudienceSource,
+        audience: &Audience,
+        limit: usize,
+    ) -> (Vec<String>, usize) {
+        let (mut ids, mut after, mut pages) = (Vec::new(), None::<String>, 0);
+        loop {
+            let page = source
+                .audience_page(audience, after.as_deref(), limit)
+                .await
+                .expect("page");
+            pages += 1;
+            ids.extend(page.ids);
+            match page.next {
+                Listing::After(c) => after = Some(c),
+                Listing::Done => return (ids, pages),
+                Listing::Start => panic!("a page never points back to the start"),
+            }
+        }
+    }
+
     #[tokio::test]
     async fn memory_segments_partition_everyone_across_pages() {
         let store = MemoryStore::new();
@@ -162,21 +227,8 @@ mod tests {
                 segment,
                 segments: 7,
             };
-            let mut after: Option<String> = None;
-            let mut pages = 0;
-            loop {
-                let page = store
-                    .audience_page(&audience, after.as_deref(), 50)
-                    .await
-                    .expect("page");
-                pages += 1;
-                seen.extend(page.ids);
-                match page.next {
-                    Listing::After(c) => after = Some(c),
-                    Listing::Done => break,
-                    Listing::Start => panic!("a page never points back to the start"),
-                }
-            }
+            let (ids, pages) = every_page(&store, &audience, 50).await;
+            seen.extend(ids);
             assert!(pages > 1, "segment {segment} took several pages");
         }
         seen.sort();
@@ -185,7 +237,72 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn rooms_are_refused_until_implemented() {
+    async fn a_room_is_listed_from_its_memberships_page_by_page() {
+        use crate::membership::MemoryMembershipStore;
+        let connections = Arc::new(MemoryStore::new());
+        let memberships = Arc::new(MemoryMembershipStore::new().with_page_size(400));
+        let lobby = RoomName::parse("lobby").expect("name");
+        let other = RoomName::parse("other").expect("name");
+        for i in 0..2_500 {
+            let id = format!("c{i:04}");
+            connections
+                .put(&Connection {
+                    connection_id: id.clone(),
+                    username: "u".into(),
+                    connected_at: 0,
+                    expires_at: i64::MAX,
+                    sub: None,
+                })
+                .await
+                .expect("put");
+            let room = if i % 5 == 0 { &other } else { &lobby };
+            memberships
+                .join(room, &id, i64::MAX, 10)
+                .await
+                .expect("join");
+        }
+        let source = StackAudience {
+            connections,
+            memberships: Some(memberships),
+        };
+        let audience = Audience::Room {
+            room: "lobby".into(),
+        };
+        let (seen, pages) = every_page(&source, &audience, 1_000).await;
+        let members: Vec<String> = (0..2_500)
+            .filter(|i| i % 5 != 0)
+            .map(|i| format!("c{i:04}"))
+            .collect();
+        assert_eq!(seen, members, "every member once, no one else");
+        assert!(pages > 1, "listed across pages");
+    }
+
+    #[tokio::test]
+    async fn a_room_job_without_memberships_or_with_a_bad_name_is_refused_by_name() {
+        let no_rooms = StackAudience {
+            connections: Arc::new(MemoryStore::new()),
+            memberships: None,
+        };
+        let lobby = Audience::Room {
+            room: "lobby".into(),
+        };
+        assert_eq!(
+            no_rooms.audience_page(&lobby, None, 10).await.unwrap_err(),
+            AudienceError::Unsupported(lobby)
+        );
+        let with_rooms = StackAudience {
+            connections: Arc::new(MemoryStore::new()),
+            memberships: Some(Arc::new(crate::membership::MemoryMembershipStore::new())),
+        };
+        let bad = Audience::Room {
+            room: "no spaces".into(),
+        };
+        let err = with_rooms.audience_page(&bad, None, 10).await.unwrap_err();
+        assert!(err.to_string().contains("\"no spaces\""), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_store_alone_refuses_rooms() {
         let audience = Audience::Room {
             room: "lobby".into(),
         };

@@ -37,7 +37,7 @@ pub const FANOUT_SEGMENTS: &str = "FANOUT_SEGMENTS";
 pub const DEFAULT_FANOUT_SEGMENTS: u32 = 8;
 /// Upper bound of [`FANOUT_SEGMENTS`]: more parallel workers than the account's 10,000
 /// `@connections` requests/s can feed (each posts a few thousand per second) only adds 429s.
-pub const MAX_FANOUT_SEGMENTS: u32 = 1_000;
+pub const MAX_FANOUT_SEGMENTS: u32 = wsstack_routes::limits::MAX_FANOUT_SEGMENTS;
 /// `jwt` when an authorizer guards `$connect` (the username then comes from the verified
 /// token, never the query string); `none` or unset otherwise.
 pub const AUTH_MODE: &str = "AUTH_MODE";
@@ -424,7 +424,8 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "environment variable _HANDLER=\"bootstrap\" names no handler: valid names are \
-             connect, disconnect, send-message, default, list-connections, join, leave, authorizer"
+             connect, disconnect, send-message, default, list-connections, join, leave, authorizer, \
+             fanout-worker"
         );
         assert_eq!(
             handler_from_lookup(lookup("authorizer")),

@@ -91,6 +91,22 @@ impl FanOutJob {
             .collect()
     }
 
+    /// The one job of a room message in queue mode: the worker lists the room's members page
+    /// by page (one job, continued past a deadline with its cursor).
+    pub fn for_room(message_id: &str, endpoint: &str, frame: &str, room: &str) -> FanOutJob {
+        FanOutJob {
+            version: JOB_VERSION,
+            message_id: message_id.to_owned(),
+            endpoint: endpoint.to_owned(),
+            frame: frame.to_owned(),
+            audience: Audience::Room {
+                room: room.to_owned(),
+            },
+            listing: Listing::Start,
+            pending: Vec::new(),
+        }
+    }
+
     /// The job that carries on after this one: same message and audience, new position.
     pub fn continuation(&self, listing: Listing, pending: Vec<String>) -> FanOutJob {
         FanOutJob {

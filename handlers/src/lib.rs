@@ -76,8 +76,10 @@ pub enum HandlerError {
     /// is logged with its reason). Gone connections are not recipients: they left.
     #[error("the broadcast reached none of its {failed} recipients; every post failed")]
     NothingDelivered { failed: usize },
-    /// The handler is not behind a route (the `$connect` authorizer has its own entry point).
-    #[error("the {0} handler is not a route handler")]
+    /// A WebSocket event handed to a handler that is not behind a route (the `$connect`
+    /// authorizer and the fan-out worker have entry points of their own): a wiring mistake of
+    /// the embedder.
+    #[error("handler {0} is not a route and takes no WebSocket events")]
     NotARoute(&'static str),
 }
 
@@ -213,7 +215,9 @@ impl App {
                 Handler::Join => self.join(connection_id, &event).await,
                 Handler::Leave => self.leave(connection_id, &event).await,
                 Handler::ListConnections => self.list_connections(connection_id, &event).await,
-                Handler::Authorizer => Err(HandlerError::NotARoute(handler.name())),
+                Handler::Authorizer | Handler::FanoutWorker => {
+                    Err(HandlerError::NotARoute(handler.name()))
+                }
             }
         };
         work.instrument(span).await
@@ -472,6 +476,15 @@ impl App {
                     let err = InputError::NotAMember(room.to_string());
                     return self.reply_error(&endpoint, connection_id, err).await;
                 }
+                if let config::FanOutMode::Queue { .. } = &self.config.fanout {
+                    // Validated and a member: the worker lists the room and posts.
+                    let queue = self.queue.as_ref().ok_or(HandlerError::NoQueue)?;
+                    let job =
+                        job::FanOutJob::for_room(message_id, &endpoint, &frame_text, room.as_str());
+                    queue.send(vec![job.to_body()]).await?;
+                    tracing::info!(message_id, %room, "room message enqueued");
+                    return Ok(ok());
+                }
                 let delivery = room_fanout::RoomDelivery {
                     store: self.store.as_ref(),
                     memberships: self.memberships.as_ref(),
@@ -707,11 +720,12 @@ pub async fn run_lambda() -> Result<(), RunError> {
     };
     let queue =
         queue_url.map(|url| queue::SqsQueue::new(aws_sdk_sqs::Client::new(&sdk), url.clone()));
-    let mut app = App::new(Arc::new(store), Arc::new(api), config.clone());
-    if !handler
+    let memberships = if handler
         .table_actions(wsstack_routes::Table::Rooms)
         .is_empty()
     {
+        None
+    } else {
         // Synth sets the rooms table on exactly the handlers the route table lets use it.
         let Some(rooms_table) = config.rooms_table_name.clone() else {
             let e = config::ConfigError::Missing {
@@ -720,11 +734,20 @@ pub async fn run_lambda() -> Result<(), RunError> {
             tracing::error!(error = %e, "bad configuration");
             return Err(e.into());
         };
-        app = app.with_memberships(Arc::new(membership::DynamoDbMembershipStore::new(
+        Some(Arc::new(membership::DynamoDbMembershipStore::new(
             dynamodb,
             rooms_table,
-            config.table_name,
-        )));
+            config.table_name.clone(),
+        )))
+    };
+    if handler == Handler::FanoutWorker {
+        // Not a route: SQS events, not WebSocket ones.
+        return worker::serve_lambda(Arc::new(store), memberships, Arc::new(api), queue, &config)
+            .await;
+    }
+    let mut app = App::new(Arc::new(store), Arc::new(api), config.clone());
+    if let Some(m) = memberships {
+        app = app.with_memberships(m);
     }
     if let Some(q) = queue {
         app = app.with_queue(Arc::new(q));

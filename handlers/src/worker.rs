@@ -243,38 +243,36 @@ fn job_untouched(fanout: &FanOut<'_>) -> bool {
     r.delivered + r.gone + r.failed + r.undelivered == 0
 }
 
-/// The `main` of the fan-out worker's Lambda binary: configuration checked before the first
-/// event (the worker needs queue mode: it re-enqueues to [`crate::config::FANOUT_QUEUE_URL`]),
-/// SDK clients built once.
-pub async fn run_lambda() -> Result<(), crate::RunError> {
-    lambda_runtime::tracing::init_default_subscriber();
-    let config = crate::config::Config::from_env()
-        .inspect_err(|e| tracing::error!(error = %e, "bad configuration"))?;
-    let crate::config::FanOutMode::Queue { queue_url, .. } = &config.fanout else {
-        let e = crate::config::ConfigError::Invalid {
-            name: crate::config::FANOUT_MODE,
-            value: "inline".into(),
-            reason: "the fan-out worker runs only in queue mode".into(),
+/// Serves the fan-out worker's Lambda function (the `fanout-worker` handler, which `run_lambda`
+/// dispatches here): SQS events, each a batch of jobs. It needs a queue to re-enqueue to: the
+/// stage's fan-out queue ([`crate::config::FANOUT_QUEUE_URL`]), set in both modes, since inline
+/// mode hands off to the worker what its deadline leaves.
+pub(crate) async fn serve_lambda(
+    store: Arc<crate::store::DynamoDbStore>,
+    memberships: Option<Arc<crate::membership::DynamoDbMembershipStore>>,
+    api: Arc<dyn ManagementApi>,
+    queue: Option<crate::queue::SqsQueue>,
+    config: &crate::config::Config,
+) -> Result<(), crate::RunError> {
+    let Some(queue) = queue else {
+        let e = crate::config::ConfigError::Missing {
+            name: crate::config::FANOUT_QUEUE_URL,
         };
         tracing::error!(error = %e, "bad configuration");
         return Err(e.into());
     };
-    let sdk = crate::aws_sdk_config().await;
-    let store = Arc::new(crate::store::DynamoDbStore::new(
-        aws_sdk_dynamodb::Client::new(&sdk),
-        config.table_name.clone(),
-    ));
     let worker = Worker {
         store: store.clone(),
-        audience: store,
-        api: Arc::new(crate::management::SdkManagementApi::new(&sdk)),
-        queue: Arc::new(crate::queue::SqsQueue::new(
-            aws_sdk_sqs::Client::new(&sdk),
-            queue_url.clone(),
-        )),
+        audience: Arc::new(crate::audience::StackAudience {
+            connections: store,
+            memberships: memberships.map(|m| m as Arc<dyn crate::membership::MembershipStore>),
+        }),
+        api,
+        queue: Arc::new(queue),
         concurrency: config.broadcast_concurrency,
         page_size: PAGE_SIZE,
     };
+    tracing::debug!(handler = HANDLER_NAME, "ready");
     lambda_runtime::run(lambda_runtime::service_fn(
         move |event: lambda_runtime::LambdaEvent<SqsEvent>| {
             let worker = worker.clone();

@@ -80,10 +80,13 @@ fn an_unknown_handler_setting_fails_init_naming_the_value_and_the_valid_names() 
         &[("_HANDLER", "bootstrap"), ("TABLE_NAME", "Connections")],
     );
     assert!(!ok);
+    // Every handler of the route table, in its order.
+    let names: Vec<&str> = wsstack_routes::Handler::names().collect();
     assert!(
-        text.contains(
-            r#"Error: environment variable _HANDLER="bootstrap" names no handler: valid names are connect, disconnect, send-message, default, list-connections, authorizer"#
-        ),
+        text.contains(&format!(
+            r#"Error: environment variable _HANDLER="bootstrap" names no handler: valid names are {}"#,
+            names.join(", ")
+        )),
         "{text}"
     );
     assert!(text.contains(r#""level":"ERROR""#), "{text}");
@@ -107,6 +110,26 @@ fn a_missing_rooms_table_name_fails_the_init_of_the_handlers_that_use_rooms() {
         );
         assert!(text.contains(r#""level":"ERROR""#), "{h:?}: {text}");
     }
+}
+
+/// The fan-out worker (not a route) is dispatched by the same binary; it re-enqueues what its
+/// deadline leaves, so it needs the queue's URL before the first event.
+#[test]
+fn the_fanout_worker_without_a_queue_url_fails_init_naming_the_variable() {
+    let (ok, text) = run(
+        BOOTSTRAP,
+        &[
+            ("_HANDLER", "fanout-worker"),
+            ("TABLE_NAME", "Connections"),
+            ("ROOMS_TABLE_NAME", "Rooms"),
+        ],
+    );
+    assert!(!ok);
+    assert!(
+        text.contains("environment variable FANOUT_QUEUE_URL is required but not set"),
+        "{text}"
+    );
+    assert!(text.contains(r#""level":"ERROR""#), "{text}");
 }
 
 #[test]

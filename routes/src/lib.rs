@@ -60,6 +60,11 @@ pub mod limits {
     /// needs some for itself (the runtime API, stdio, the SDK's other clients, the async
     /// runtime): (1,024 - 64) / 2 = 480.
     pub const MAX_BROADCAST_CONCURRENCY: u32 = 480;
+
+    /// Most Scan segments (= fan-out jobs, = parallel workers) a broadcast to everyone is split
+    /// into: more parallel workers than the account's 10,000 `@connections` requests/s can
+    /// feed (each posts a few thousand per second) only add 429s.
+    pub const MAX_FANOUT_SEGMENTS: u32 = 1_000;
 }
 
 /// A DynamoDB action a handler performs on a table.
@@ -91,9 +96,13 @@ impl TableAction {
 }
 
 /// The Lambda handlers of the API. Each is one function in the synthesized stack; all of them
-/// run the same `bootstrap` binary, which picks the handler by [`Handler::name`]. Most sit
-/// behind a route of [`ROUTES`]; the others are invoked by API Gateway in another role (see
-/// [`Handler::invocation`]).
+/// run the same `bootstrap` binary, which picks the handler by [`Handler::name`].
+///
+/// Most are behind a route of [`ROUTES`]; the others are invoked by API Gateway or Lambda in
+/// another role (the `$connect` authorizer, the queue-mode fan-out worker behind an SQS event
+/// source): [`Handler::invocation`] and [`Handler::is_route`] tell them apart, so synth wires
+/// routes, integrations and invoke permissions only for routes, and the gateway serves only
+/// routes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Handler {
     Connect,
@@ -105,22 +114,26 @@ pub enum Handler {
     Leave,
     /// The Lambda REQUEST authorizer of `$connect` (stages with `[auth] mode = "jwt"`).
     Authorizer,
+    /// Not a route: runs queued fan-out jobs from the SQS event source (queue mode).
+    FanoutWorker,
 }
 
-/// How API Gateway invokes a handler.
+/// How a handler is invoked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Invocation {
-    /// As the integration of its route in [`ROUTES`].
+    /// By API Gateway, as the integration of its route in [`ROUTES`].
     Route,
-    /// As the Lambda REQUEST authorizer of the `$connect` route, before the `$connect`
-    /// integration; only in stages that turn authentication on.
+    /// By API Gateway, as the Lambda REQUEST authorizer of the `$connect` route, before the
+    /// `$connect` integration; only in stages that turn authentication on.
     ConnectAuthorizer,
+    /// By Lambda's SQS event source, with batches of queued fan-out jobs.
+    FanoutQueue,
 }
 
 impl Handler {
     /// Every handler, in the order the stack declares them. New handlers go at the end, so
     /// the resources of the existing ones keep their place in the template.
-    pub const ALL: [Handler; 8] = [
+    pub const ALL: [Handler; 9] = [
         Handler::Connect,
         Handler::Disconnect,
         Handler::SendMessage,
@@ -129,12 +142,15 @@ impl Handler {
         Handler::Join,
         Handler::Leave,
         Handler::Authorizer,
+        Handler::FanoutWorker,
     ];
 
-    /// Whether a route invokes the handler or it is the `$connect` authorizer.
+    /// How the handler is invoked: behind a route, as the `$connect` authorizer, or from the
+    /// fan-out queue.
     pub const fn invocation(self) -> Invocation {
         match self {
             Handler::Authorizer => Invocation::ConnectAuthorizer,
+            Handler::FanoutWorker => Invocation::FanoutQueue,
             Handler::Connect
             | Handler::Disconnect
             | Handler::SendMessage
@@ -143,6 +159,17 @@ impl Handler {
             | Handler::Join
             | Handler::Leave => Invocation::Route,
         }
+    }
+
+    /// The route behind which API Gateway invokes the handler; `None` for a handler that is
+    /// not a route (the authorizer, the fan-out worker).
+    pub fn route(self) -> Option<&'static Route> {
+        ROUTES.iter().find(|r| r.handler == self)
+    }
+
+    /// Whether the handler is behind a route of [`ROUTES`].
+    pub fn is_route(self) -> bool {
+        self.route().is_some()
     }
 
     /// The handler's name, kebab-case: the value of its function's `Handler` property (which
@@ -158,6 +185,7 @@ impl Handler {
             Handler::Join => "join",
             Handler::Leave => "leave",
             Handler::Authorizer => "authorizer",
+            Handler::FanoutWorker => "fanout-worker",
         }
     }
 
@@ -184,6 +212,7 @@ impl Handler {
             Handler::Join => "Join",
             Handler::Leave => "Leave",
             Handler::Authorizer => "Authorizer",
+            Handler::FanoutWorker => "FanoutWorker",
         }
     }
 
@@ -214,6 +243,12 @@ impl Handler {
             (Handler::Leave, Table::Rooms) => &[DeleteItem],
             // Reads one page of connections, where the client's cursor says.
             (Handler::ListConnections, Table::Connections) => &[Scan],
+            // Lists its Scan segment of the connections (an "everyone" job) and deletes the
+            // records of connections that turned out to be gone.
+            (Handler::FanoutWorker, Table::Connections) => &[Scan, DeleteItem],
+            // Lists a room's members page by page (a room job) and deletes the memberships of
+            // members that turned out to be gone.
+            (Handler::FanoutWorker, Table::Rooms) => &[Query, DeleteItem],
             // Only answers the sender; never touches a table. The authorizer verifies a token
             // against the issuer's keys: no state of ours.
             (Handler::Default, _)
@@ -236,6 +271,8 @@ impl Handler {
             Handler::ListConnections => &[ManagementOperation::Post],
             // Confirm to the sender, or answer with an error frame.
             Handler::Join | Handler::Leave => &[ManagementOperation::Post],
+            // Posts the job's frame to every connection of its segment.
+            Handler::FanoutWorker => &[ManagementOperation::Post],
         }
     }
 }
@@ -335,15 +372,29 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_route_handler_has_exactly_one_route_and_the_others_none() {
+    fn every_handler_has_at_most_one_route_and_every_route_a_listed_handler() {
         for h in Handler::ALL {
             let routes = ROUTES.iter().filter(|r| r.handler == h).count();
-            let expected = match h.invocation() {
-                Invocation::Route => 1,
-                Invocation::ConnectAuthorizer => 0,
-            };
-            assert_eq!(routes, expected, "{h:?}");
+            assert!(routes <= 1, "{h:?} has {routes} routes");
+            assert_eq!(h.is_route(), routes == 1, "{h:?}");
+            assert_eq!(h.invocation() == Invocation::Route, h.is_route(), "{h:?}");
         }
+        for r in ROUTES {
+            assert!(Handler::ALL.contains(&r.handler), "{}", r.key);
+        }
+    }
+
+    #[test]
+    fn the_fanout_worker_is_a_handler_but_not_a_route() {
+        assert_eq!(
+            Handler::from_name("fanout-worker"),
+            Some(Handler::FanoutWorker)
+        );
+        assert!(!Handler::FanoutWorker.is_route());
+        assert_eq!(
+            Handler::SendMessage.route().map(|r| r.key),
+            Some(SEND_MESSAGE)
+        );
     }
 
     #[test]
@@ -368,7 +419,8 @@ mod tests {
                 "list-connections",
                 "join",
                 "leave",
-                "authorizer"
+                "authorizer",
+                "fanout-worker"
             ]
         );
     }
@@ -397,7 +449,11 @@ mod tests {
             let touches = !h.table_actions(Table::Rooms).is_empty();
             let rooms = matches!(
                 h,
-                Handler::Join | Handler::Leave | Handler::SendMessage | Handler::Disconnect
+                Handler::Join
+                    | Handler::Leave
+                    | Handler::SendMessage
+                    | Handler::Disconnect
+                    | Handler::FanoutWorker
             );
             assert_eq!(touches, rooms, "{h:?}");
         }

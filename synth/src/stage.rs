@@ -71,11 +71,49 @@ pub struct Stage {
     pub export_outputs: bool,
     /// A custom domain for the API's stage, if the stage file has `[domain]`.
     pub domain: Option<DomainSettings>,
+    /// How a broadcast reaches everyone (`[fanout]`).
+    pub fanout: FanoutSettings,
     /// Whether CloudFormation refuses to delete the stack (set in the cloud assembly manifest
     /// and applied by `scripts/deploy.py`).
     pub termination_protection: bool,
     /// `[auth]`: who may connect.
     pub auth: AuthSettings,
+}
+
+/// `[fanout]`: how `sendMessage` reaches everyone, and the queue's limits.
+///
+/// The fan-out queue, its dead-letter queue and the worker exist in both modes: in inline mode
+/// `sendMessage` posts itself and hands to the worker, through the queue, what its deadline
+/// leaves; in queue mode it only enqueues one job per Scan segment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FanoutSettings {
+    pub mode: FanoutMode,
+    /// Scan segments (= jobs, = parallel workers) a broadcast to everyone is split into.
+    pub segments: u32,
+    /// Jobs the event source hands the worker per invocation (`BatchSize`).
+    pub batch_size: u32,
+    /// Receives of a job before SQS moves it to the dead-letter queue (`maxReceiveCount`).
+    pub max_receive_count: u32,
+}
+
+/// `[fanout] mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FanoutMode {
+    /// `sendMessage` posts to every connection itself, within its deadline.
+    Inline,
+    /// `sendMessage` enqueues fan-out jobs; the worker posts.
+    Queue,
+}
+
+impl FanoutMode {
+    /// The value of the handlers' `FANOUT_MODE` variable.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            FanoutMode::Inline => "inline",
+            FanoutMode::Queue => "queue",
+        }
+    }
 }
 
 /// `[domain]`: a Regional custom domain name mapped to this stage
@@ -278,6 +316,30 @@ ranged!(
     "messages (per second for message_rate, at once for message_burst)"
 );
 ranged!(CapacityUnits, u32, 1, 40000, "capacity units");
+ranged!(
+    FanoutSegments,
+    u32,
+    1,
+    wsstack_routes::limits::MAX_FANOUT_SEGMENTS,
+    "segments (more parallel workers than the account's 10,000 @connections requests/s can feed only add 429s)"
+);
+// Without a batching window an SQS event source takes at most 10 messages per batch
+// (https://docs.aws.amazon.com/lambda/latest/dg/services-sqs-configure.html).
+ranged!(
+    FanoutBatchSize,
+    u32,
+    1,
+    10,
+    "jobs per invocation (an SQS event source without a batching window takes at most 10)"
+);
+// SQS's redrive policy accepts 1..=1000 (https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/sqs-dead-letter-queues.html).
+ranged!(
+    MaxReceiveCount,
+    u32,
+    1,
+    1000,
+    "receives before the dead-letter queue"
+);
 
 #[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
 #[serde(try_from = "i64")]
@@ -331,6 +393,8 @@ struct StageFile {
     api: ApiSection,
     #[serde(default)]
     outputs: OutputsSection,
+    #[serde(default)]
+    fanout: FanoutSection,
     domain: Option<DomainSection>,
     termination_protection: Option<bool>,
     auth: Option<auth::AuthSection>,
@@ -364,6 +428,15 @@ struct ApiSection {
     access_logs: Option<bool>,
     message_rate: Option<MessageRate>,
     message_burst: Option<MessageRate>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FanoutSection {
+    mode: Option<FanoutMode>,
+    segments: Option<FanoutSegments>,
+    batch_size: Option<FanoutBatchSize>,
+    max_receive_count: Option<MaxReceiveCount>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -485,11 +558,12 @@ pub fn parse(path: &Path, name: &str, text: &str) -> Result<Stage, StageError> {
         }
     };
     let defaults = apply(&DEFAULT_FUNCTION, &file.lambda.defaults);
-    // A function per route handler, and the authorizer's where the stage authenticates.
+    // A function per route handler and the fan-out worker, and the authorizer's where the
+    // stage authenticates.
     let functions: Vec<(Handler, FunctionSettings)> = Handler::ALL
         .iter()
         .filter(|h| match h.invocation() {
-            Invocation::Route => true,
+            Invocation::Route | Invocation::FanoutQueue => true,
             Invocation::ConnectAuthorizer => auth.jwt().is_some(),
         })
         .map(|&h| (h, apply(&DEFAULT_FUNCTION, &file.lambda.fields(h))))
@@ -556,6 +630,12 @@ pub fn parse(path: &Path, name: &str, text: &str) -> Result<Stage, StageError> {
         },
         export_outputs: file.outputs.export.unwrap_or(false),
         domain: None,
+        fanout: FanoutSettings {
+            mode: file.fanout.mode.unwrap_or(FanoutMode::Inline),
+            segments: file.fanout.segments.map_or(8, |v| v.0),
+            batch_size: file.fanout.batch_size.map_or(1, |v| v.0),
+            max_receive_count: file.fanout.max_receive_count.map_or(5, |v| v.0),
+        },
         termination_protection: file.termination_protection.unwrap_or(false),
         auth,
     };

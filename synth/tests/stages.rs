@@ -65,7 +65,10 @@ fn shipped_stages_deploy_on_a_new_account() {
     for s in stage::load_all(&stages_dir()).expect("stage files are valid") {
         for h in Handler::ALL {
             let f = s.function(h);
-            assert!(f.timeout_seconds <= 29, "{}: {h:?}", s.name);
+            // Routes only: the fan-out worker is not behind API Gateway.
+            if h.is_route() {
+                assert!(f.timeout_seconds <= 29, "{}: {h:?}", s.name);
+            }
             if s.name != "prod" {
                 assert_eq!(f.reserved_concurrency, None, "{}: {h:?}", s.name);
                 assert!(!s.termination_protection, "{}", s.name);
@@ -95,8 +98,8 @@ fn a_route_function_times_out_within_api_gateways_29_seconds() {
 fn reserved_concurrency_fits_an_account() {
     insta::assert_snapshot!(err("[lambda]\nreserved_concurrency = 901\n"), @"stages/test.toml:2:24: lambda.reserved_concurrency: 901 is out of range: allowed 1..=900 concurrent executions (Lambda keeps 100 of the default account quota of 1,000 unreserved: https://docs.aws.amazon.com/lambda/latest/dg/configuration-concurrency.html)");
     // Each within bounds, together too much: the error points at the last contributor.
-    insta::assert_snapshot!(err("[lambda]\nreserved_concurrency = 200\n[lambda.send-message]\nreserved_concurrency = 400\n"), @"stages/test.toml:2:24: lambda.reserved_concurrency: the functions together reserve 1600 concurrent executions (connect 200, disconnect 200, send-message 400, default 200, list-connections 200, join 200, leave 200); at most 900 fit the default account quota of 1,000, of which Lambda keeps 100 unreserved (https://docs.aws.amazon.com/lambda/latest/dg/configuration-concurrency.html)");
-    insta::assert_snapshot!(err("[lambda]\nreserved_concurrency = 300\n"), @"stages/test.toml:2:24: lambda.reserved_concurrency: the functions together reserve 2100 concurrent executions (connect 300, disconnect 300, send-message 300, default 300, list-connections 300, join 300, leave 300); at most 900 fit the default account quota of 1,000, of which Lambda keeps 100 unreserved (https://docs.aws.amazon.com/lambda/latest/dg/configuration-concurrency.html)");
+    insta::assert_snapshot!(err("[lambda]\nreserved_concurrency = 200\n[lambda.send-message]\nreserved_concurrency = 400\n"), @"stages/test.toml:2:24: lambda.reserved_concurrency: the functions together reserve 1800 concurrent executions (connect 200, disconnect 200, send-message 400, default 200, list-connections 200, join 200, leave 200, fanout-worker 200); at most 900 fit the default account quota of 1,000, of which Lambda keeps 100 unreserved (https://docs.aws.amazon.com/lambda/latest/dg/configuration-concurrency.html)");
+    insta::assert_snapshot!(err("[lambda]\nreserved_concurrency = 300\n"), @"stages/test.toml:2:24: lambda.reserved_concurrency: the functions together reserve 2400 concurrent executions (connect 300, disconnect 300, send-message 300, default 300, list-connections 300, join 300, leave 300, fanout-worker 300); at most 900 fit the default account quota of 1,000, of which Lambda keeps 100 unreserved (https://docs.aws.amazon.com/lambda/latest/dg/configuration-concurrency.html)");
 }
 
 const CERT: &str =
@@ -157,17 +160,17 @@ fn an_empty_file_takes_every_default() {
 
 #[test]
 fn unknown_top_level_key() {
-    insta::assert_snapshot!(err("stack_name = \"a\"\nmemroy = 3\n"), @"stages/test.toml:2:1: memroy: unknown field `memroy`, expected one of `stack_name`, `account`, `region`, `lambda`, `table`, `api`, `outputs`, `domain`, `termination_protection`, `auth`");
+    insta::assert_snapshot!(err("stack_name = \"a\"\nmemroy = 3\n"), @"stages/test.toml:2:1: memroy: unknown field `memroy`, expected one of `stack_name`, `account`, `region`, `lambda`, `table`, `api`, `outputs`, `fanout`, `domain`, `termination_protection`, `auth`");
 }
 
 #[test]
 fn unknown_key_in_a_section() {
-    insta::assert_snapshot!(err("[lambda]\nmemory = 512\n"), @"stages/test.toml:2:1: lambda.memory: unknown key `memory`: [lambda] takes the settings memory_mb, timeout_seconds, architecture, log_level, log_retention_days, reserved_concurrency, broadcast_concurrency and a [lambda.<handler>] table per handler, one of connect, disconnect, send-message, default, list-connections, join, leave, authorizer");
+    insta::assert_snapshot!(err("[lambda]\nmemory = 512\n"), @"stages/test.toml:2:1: lambda.memory: unknown key `memory`: [lambda] takes the settings memory_mb, timeout_seconds, architecture, log_level, log_retention_days, reserved_concurrency, broadcast_concurrency and a [lambda.<handler>] table per handler, one of connect, disconnect, send-message, default, list-connections, join, leave, authorizer, fanout-worker");
 }
 
 #[test]
 fn unknown_handler_override() {
-    insta::assert_snapshot!(err("[lambda.sendMessage]\nmemory_mb = 512\n"), @"stages/test.toml:1:9: lambda.sendMessage: unknown key `sendMessage`: [lambda] takes the settings memory_mb, timeout_seconds, architecture, log_level, log_retention_days, reserved_concurrency, broadcast_concurrency and a [lambda.<handler>] table per handler, one of connect, disconnect, send-message, default, list-connections, join, leave, authorizer");
+    insta::assert_snapshot!(err("[lambda.sendMessage]\nmemory_mb = 512\n"), @"stages/test.toml:1:9: lambda.sendMessage: unknown key `sendMessage`: [lambda] takes the settings memory_mb, timeout_seconds, architecture, log_level, log_retention_days, reserved_concurrency, broadcast_concurrency and a [lambda.<handler>] table per handler, one of connect, disconnect, send-message, default, list-connections, join, leave, authorizer, fanout-worker");
 }
 
 /// The handler tables follow from the route table: every handler's name is accepted and
@@ -424,4 +427,62 @@ fn bad_auth_values_name_file_line_and_field() {
     for (text, expected) in cases {
         assert_eq!(&err(text), expected, "{text}");
     }
+}
+
+/// `[fanout]`: dev posts inline, staging and prod through the queue; prod reserves per handler,
+/// leaving room under the 900 cap for functions still to come (the authorizer).
+#[test]
+fn shipped_fanout_modes_and_prod_reservations() {
+    use wsstack_synth::stage::FanoutMode;
+    let stages = stage::load_all(&stages_dir()).expect("stage files are valid");
+    let modes: Vec<(&str, FanoutMode)> = stages
+        .iter()
+        .map(|s| (s.name.as_str(), s.fanout.mode))
+        .collect();
+    assert_eq!(
+        modes,
+        [
+            ("dev", FanoutMode::Inline),
+            ("prod", FanoutMode::Queue),
+            ("staging", FanoutMode::Queue)
+        ]
+    );
+    let prod = &stages[1];
+    let reserved: u32 = Handler::ALL
+        .iter()
+        .filter_map(|&h| prod.function(h).reserved_concurrency)
+        .sum();
+    assert_eq!(reserved, 600);
+    assert!(
+        stage::RESERVED_CONCURRENCY_MAX - reserved >= 100,
+        "room for an authorizer"
+    );
+    assert_eq!(
+        prod.function(Handler::FanoutWorker).reserved_concurrency,
+        Some(200)
+    );
+}
+
+#[test]
+fn fanout_defaults() {
+    let s = stage::parse(Path::new("x.toml"), "x", "").expect("empty is valid");
+    assert_eq!(
+        (
+            s.fanout.mode,
+            s.fanout.segments,
+            s.fanout.batch_size,
+            s.fanout.max_receive_count
+        ),
+        (wsstack_synth::stage::FanoutMode::Inline, 8, 1, 5)
+    );
+}
+
+#[test]
+fn fanout_bad_values_name_the_line_and_field() {
+    insta::assert_snapshot!(err("[fanout]\nmode = \"fast\"\n"), @"stages/test.toml:2:8: fanout.mode: unknown variant `fast`, expected `inline` or `queue`");
+    insta::assert_snapshot!(err("[fanout]\nsegments = 0\n"), @"stages/test.toml:2:12: fanout.segments: 0 is out of range: allowed 1..=1000 segments (more parallel workers than the account's 10,000 @connections requests/s can feed only add 429s)");
+    insta::assert_snapshot!(err("[fanout]\nsegments = 1001\n"), @"stages/test.toml:2:12: fanout.segments: 1001 is out of range: allowed 1..=1000 segments (more parallel workers than the account's 10,000 @connections requests/s can feed only add 429s)");
+    insta::assert_snapshot!(err("[fanout]\nbatch_size = 11\n"), @"stages/test.toml:2:14: fanout.batch_size: 11 is out of range: allowed 1..=10 jobs per invocation (an SQS event source without a batching window takes at most 10)");
+    insta::assert_snapshot!(err("[fanout]\nmax_receive_count = 0\n"), @"stages/test.toml:2:21: fanout.max_receive_count: 0 is out of range: allowed 1..=1000 receives before the dead-letter queue");
+    insta::assert_snapshot!(err("[fanout]\nsegment = 4\n"), @"stages/test.toml:2:1: fanout.segment: unknown field `segment`, expected one of `mode`, `segments`, `batch_size`, `max_receive_count`");
 }

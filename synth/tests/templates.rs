@@ -95,6 +95,14 @@ fn logical_ids_are_pinned() {
             "LeaveIntegration",
             "LeaveRoute",
             "LeavePermission",
+            // The fan-out worker is a function but not a route: no integration, route or
+            // permission. Then the fan-out queue and the worker's event source.
+            "FanoutWorkerLogGroup",
+            "FanoutWorkerRole",
+            "FanoutWorkerFunction",
+            "FanoutDeadLetterQueue",
+            "FanoutQueue",
+            "FanoutWorkerEventSource",
             "WebSocketStage",
         ]
     );
@@ -154,6 +162,7 @@ fn every_role_is_least_privilege() {
             let mut table_actions = Vec::new();
             let mut rooms_table_actions = Vec::new();
             let mut manage = false;
+            let mut queue_actions = Vec::new();
             for (policy, action, resource) in statements(&t, h) {
                 let actions = as_list(&action);
                 let resources = as_list(&resource);
@@ -212,6 +221,17 @@ fn every_role_is_least_privilege() {
                             .collect();
                         assert_eq!(resources, want);
                     }
+                    "FanoutQueue" => {
+                        assert_eq!(
+                            resources,
+                            [serde_json::json!({"Fn::GetAtt": [ids::FANOUT_QUEUE, "Arn"]})]
+                        );
+                        queue_actions.extend(
+                            actions
+                                .iter()
+                                .map(|a| a.as_str().unwrap_or_default().to_owned()),
+                        );
+                    }
                     other => panic!("unexpected policy {other} on {h:?}"),
                 }
             }
@@ -239,6 +259,19 @@ fn every_role_is_least_privilege() {
                 "{}: {h:?}",
                 stage.name
             );
+            // sqs:SendMessage for send-message (and the worker, which re-enqueues); receive
+            // and delete for the worker only.
+            let want_queue: Vec<&str> = match h {
+                Handler::SendMessage => vec!["sqs:SendMessage"],
+                Handler::FanoutWorker => vec![
+                    "sqs:ReceiveMessage",
+                    "sqs:DeleteMessage",
+                    "sqs:GetQueueAttributes",
+                    "sqs:SendMessage",
+                ],
+                _ => vec![],
+            };
+            assert_eq!(queue_actions, want_queue, "{}: {h:?}", stage.name);
         }
     }
     // The handlers' promises, spelled out: connect only writes, disconnect reads the rooms

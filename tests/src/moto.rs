@@ -75,7 +75,15 @@ impl Moto {
             ("AWS_SECRET_ACCESS_KEY", "testing".into()),
             ("AWS_DEFAULT_REGION", MOTO_REGION.into()),
             ("AWS_REGION", MOTO_REGION.into()),
-            ("AWS_ENDPOINT_URL", self.endpoint()),
+            // `localhost`, not 127.0.0.1 (the server still listens on 127.0.0.1 only): a
+            // template over CloudFormation's 51,200-byte inline limit goes through S3, and moto
+            // reads the bucket of a template URL from its path only when the host says
+            // `localhost` (moto/cloudformation/utils.py, `get_stack_from_s3_url`); with
+            // 127.0.0.1 it takes "127" for the bucket and answers NoSuchBucket.
+            (
+                "AWS_ENDPOINT_URL",
+                format!("http://localhost:{}", self.port),
+            ),
             ("AWS_CONFIG_FILE", "/dev/null".into()),
             ("AWS_SHARED_CREDENTIALS_FILE", "/dev/null".into()),
             ("AWS_PAGER", String::new()),

@@ -24,9 +24,10 @@ use std::process::{Command, Output};
 use base64::Engine;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-use wsstack_routes::{ROUTES, Table};
+use wsstack_routes::{Handler, ROUTES, Table};
 use wsstack_synth::assembly::{self, Environment};
 use wsstack_synth::assets::{self, AssetSource};
+use wsstack_synth::stack::fanout_queue;
 use wsstack_synth::stage;
 use wsstack_tests::moto::{MOTO_ACCOUNT, MOTO_REGION, Moto};
 
@@ -347,7 +348,42 @@ fn deploy_rehearsal_against_moto() {
         .collect();
     expected.sort();
     assert_eq!(expected.len(), 2, "the handlers' zip and the template");
-    assert_eq!(bucket_keys(&moto, BUCKET), expected);
+    // A template over CloudFormation's 51,200-byte inline limit is passed with `--s3-bucket`,
+    // and `aws cloudformation deploy` then uploads its own copy, `{md5}.template`: that copy,
+    // holding the template, is the only other object.
+    let template =
+        std::fs::read(project.path("cdk.out/WsstackDev.template.json")).expect("template");
+    let mut keys = bucket_keys(&moto, BUCKET);
+    if template.len() > 51_200 {
+        let copies: Vec<String> = keys
+            .iter()
+            .filter(|k| k.ends_with(".template"))
+            .cloned()
+            .collect();
+        assert_eq!(
+            copies.len(),
+            1,
+            "one CLI copy of the large template: {keys:?}"
+        );
+        let copy = Command::new("aws")
+            .args(["s3", "cp", &format!("s3://{BUCKET}/{}", copies[0]), "-"])
+            .envs(moto.aws_env())
+            .output()
+            .expect("the aws CLI runs");
+        assert!(
+            copy.status.success(),
+            "{}",
+            String::from_utf8_lossy(&copy.stderr)
+        );
+        let parse = |bytes: &[u8]| -> Value { serde_json::from_slice(bytes).expect("JSON") };
+        assert_eq!(
+            parse(&copy.stdout),
+            parse(&template),
+            "the CLI's copy is the template"
+        );
+        keys.retain(|k| k != &copies[0]);
+    }
+    assert_eq!(keys, expected);
 
     let ids = physical_ids(&moto, "wsstack-dev");
     let stage = stage::load(&project.path("stages"), "dev").expect("dev stage");
@@ -459,6 +495,9 @@ fn deploy_rehearsal_against_moto() {
         if !h.management_operations().is_empty() {
             want.push("ManageConnections");
         }
+        if !fanout_queue::queue_actions(h).is_empty() {
+            want.push(fanout_queue::QUEUE_POLICY);
+        }
         want.sort();
         assert_eq!(names, want, "{stem}");
         for (table, policy, arn) in [
@@ -496,6 +535,11 @@ fn deploy_rehearsal_against_moto() {
             assert_eq!(statement["Resource"], *arn, "{stem}: only its table");
         }
 
+        // A handler that is not a route (the fan-out worker) has no invoke permission: its
+        // event source mapping invokes it.
+        let Some(route) = h.route() else {
+            continue;
+        };
         // The invoke permission exists for API Gateway, scoped by a source ARN.
         let policy = aws(&moto, &["lambda", "get-policy", "--function-name", name]);
         let policy: Value =
@@ -510,16 +554,59 @@ fn deploy_rehearsal_against_moto() {
         let source = statement["Condition"]["ArnLike"]["AWS:SourceArn"]
             .as_str()
             .unwrap_or_default();
-        let route_key = wsstack_routes::ROUTES
-            .iter()
-            .find(|r| r.handler == h)
-            .expect("route")
-            .key;
+        let route_key = route.key;
         assert!(
             source.ends_with(&format!("/dev/{route_key}")),
             "{stem}: {statement}"
         );
     }
+
+    // The fan-out queue: hidden 6x the worker's timeout, dead-lettered after the stage's
+    // receives; the worker's event source mapping reads it.
+    let queue_url = ids.get("FanoutQueue").expect("fan-out queue created");
+    let attributes = &aws(
+        &moto,
+        &[
+            "sqs",
+            "get-queue-attributes",
+            // The aws CLI sends SQS calls to the queue URL's host unless told otherwise.
+            "--endpoint-url",
+            &moto.endpoint(),
+            "--queue-url",
+            queue_url,
+            "--attribute-names",
+            "All",
+        ],
+    )["Attributes"];
+    let worker_timeout = stage.function(Handler::FanoutWorker).timeout_seconds;
+    assert_eq!(
+        attributes["VisibilityTimeout"],
+        (6 * worker_timeout).to_string()
+    );
+    let redrive: Value = serde_json::from_str(
+        attributes["RedrivePolicy"]
+            .as_str()
+            .expect("a redrive policy"),
+    )
+    .expect("redrive JSON");
+    assert_eq!(
+        redrive["maxReceiveCount"].to_string().trim_matches('"'),
+        stage.fanout.max_receive_count.to_string()
+    );
+    let worker = ids.get("FanoutWorkerFunction").expect("worker created");
+    let mappings = aws(
+        &moto,
+        &[
+            "lambda",
+            "list-event-source-mappings",
+            "--function-name",
+            worker,
+        ],
+    )["EventSourceMappings"]
+        .clone();
+    let mappings = mappings.as_array().expect("mappings");
+    assert_eq!(mappings.len(), 1, "{mappings:?}");
+    assert_eq!(mappings[0]["EventSourceArn"], attributes["QueueArn"]);
 
     // Termination protection follows the manifest: off for dev (turned off explicitly, so
     // switching it off in a stage file takes effect).

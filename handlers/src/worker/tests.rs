@@ -248,3 +248,86 @@ async fn an_inline_broadcast_hands_off_to_the_queue_at_its_deadline() {
     );
     assert!(tally.deliveries.values().all(|&n| n == 1), "nobody twice");
 }
+
+/// Queue mode, a room: `sendMessage` enqueues one room job; the worker lists the members page
+/// by page and posts to each once, to no one else.
+#[tokio::test(start_paused = true)]
+async fn a_room_message_in_queue_mode_is_one_job_that_reaches_each_member_once() {
+    use crate::membership::{MembershipStore, MemoryMembershipStore};
+    use crate::rooms::RoomName;
+    let store = store_of(300).await;
+    let memberships = Arc::new(MemoryMembershipStore::new().with_page_size(40));
+    let lobby = RoomName::parse("lobby").expect("name");
+    let event: aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest = serde_json::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/message.json"
+        ))
+        .expect("fixture")
+        .replace(
+            r#"{\"action\":\"sendMessage\",\"data\":\"hello, world\"}"#,
+            r#"{\"action\":\"sendMessage\",\"data\":\"hi room\",\"room\":\"lobby\"}"#,
+        ),
+    )
+    .expect("fixture parses");
+    assert!(
+        event.body.as_deref().is_some_and(|b| b.contains("lobby")),
+        "the fixture's body was rewritten: {:?}",
+        event.body
+    );
+    let sender = event
+        .request_context
+        .connection_id
+        .clone()
+        .expect("fixture has a connection id");
+    store
+        .put(&Connection {
+            connection_id: sender.clone(),
+            username: "alice".into(),
+            connected_at: 0,
+            expires_at: i64::MAX,
+            sub: None,
+        })
+        .await
+        .expect("put");
+    // Every third connection and the sender are members.
+    let mut members: HashSet<String> = (0..300)
+        .filter(|i| i % 3 == 0)
+        .map(|i| format!("c{i:06}"))
+        .collect();
+    members.insert(sender);
+    for id in &members {
+        memberships
+            .join(&lobby, id, i64::MAX, 10)
+            .await
+            .expect("join");
+    }
+    let api = Arc::new(SimulatedApi::new(Behaviour::default(), None));
+    let queue = MemoryQueue::new(VISIBILITY);
+    let mut config = crate::config::Config::new("Connections");
+    config.callback_url = Some(ENDPOINT.into());
+    config.fanout = crate::config::FanOutMode::Queue {
+        queue_url: "memory".into(),
+        segments: 4,
+    };
+    let app = crate::App::new(Arc::new(store.clone()), api.clone(), config)
+        .with_memberships(memberships.clone())
+        .with_queue(Arc::new(queue.clone()));
+    app.handle(wsstack_routes::Handler::SendMessage, event)
+        .await
+        .expect("sendMessage");
+    assert_eq!(api.tally().deliveries.len(), 0, "sendMessage only enqueued");
+    assert_eq!(queue.len(), 1, "one room job");
+    let w = Worker {
+        audience: Arc::new(crate::audience::StackAudience {
+            connections: Arc::new(store.clone()),
+            memberships: Some(memberships),
+        }),
+        ..worker(&store, &api, &queue)
+    };
+    drain(&w, &queue, Duration::from_secs(60)).await;
+    let tally = api.tally();
+    let reached: HashSet<String> = tally.deliveries.keys().cloned().collect();
+    assert_eq!(reached, members, "the members, no one else");
+    assert!(tally.deliveries.values().all(|&n| n == 1), "nobody twice");
+}

@@ -334,6 +334,8 @@ mod tests {
         Queue {
             message_retention_period: Some(60),
             sqs_managed_sse_enabled: None,
+
+            ..Queue::default()
         }
     }
 

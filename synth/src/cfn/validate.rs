@@ -537,6 +537,8 @@ mod tests {
         Queue {
             message_retention_period: None,
             sqs_managed_sse_enabled: Some(true),
+
+            ..Queue::default()
         }
     }
 

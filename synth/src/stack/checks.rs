@@ -36,16 +36,34 @@ pub const FUNCTION: &[Skip] = &[
     ),
     (
         "CKV_AWS_117",
-        "Reaches only DynamoDB and the API Gateway management API over AWS endpoints with IAM auth (the authorizer: the issuer's public JWKS over HTTPS); a VPC would add NAT or endpoints and cold-start time without protecting anything",
+        "Reaches only DynamoDB, SQS and the API Gateway management API over AWS endpoints with IAM auth (the authorizer: the issuer's public JWKS over HTTPS); a VPC would add NAT or endpoints and cold-start time without protecting anything",
     ),
     (
         "CKV_AWS_173",
-        "The environment holds only names, limits and URLs (table, concurrency, rate, the authorizer's issuer and audience), no secrets; Lambda encrypts it at rest with its AWS managed key",
+        "The environment holds only names, limits and URLs (tables, concurrency, rate, the fan-out queue, the callback URL, the authorizer's issuer and audience), no secrets; Lambda encrypts it at rest with its AWS managed key",
     ),
+];
+/// The fan-out worker: what does not apply to it. Its failed jobs go to the fan-out queue's own
+/// dead-letter queue (redrive policy), the place for messages of an SQS event source.
+pub const QUEUE_WORKER_FUNCTION: &[Skip] = &[
+    (
+        "CKV_AWS_116",
+        "Invoked synchronously by its SQS event source mapping; a job it fails returns to the queue and, after maxReceiveCount receives, goes to the queue's dead-letter queue (FanoutDeadLetterQueue). A function dead-letter queue only receives failed asynchronous invocations and would never hold anything",
+    ),
+    FUNCTION[1],
+    FUNCTION[2],
 ];
 pub const FUNCTION_NO_RESERVED_CONCURRENCY: Skip = (
     "CKV_AWS_115",
     "No reserved concurrency in this stage by its stage file: a new account's concurrency quota is often 10, where any reservation fails the deploy (Lambda keeps 100 unreserved)",
+);
+pub const FUNCTION_SHARES_UNRESERVED_CONCURRENCY: Skip = (
+    "CKV_AWS_115",
+    "This handler draws on the account's unreserved concurrency by its stage file: the stage reserves only for the handlers whose capacity must be guaranteed, so the total stays under the 900 an account can reserve",
+);
+pub const QUEUE_SQS_MANAGED_SSE: Skip = (
+    "CKV_AWS_27",
+    "Encrypted at rest with SQS-managed keys (SqsManagedSseEnabled: true); this checkov check recognises only a KMS key (KmsMasterKeyId), whose cost and key-policy upkeep buy nothing for fan-out jobs that hold a chat frame for minutes",
 );
 pub const STAGE_ACCESS_LOGS_OFF: Skip = (
     "CKV_AWS_95",

@@ -4,9 +4,9 @@
 use std::collections::BTreeMap;
 
 use serde_json::json;
-use wsstack_routes::{Handler, Invocation, ROUTES, Table};
+use wsstack_routes::{Handler, Invocation, Table};
 
-use super::{authorizer, checks, ids, logs, outputs};
+use super::{authorizer, checks, fanout_queue, ids, logs, outputs};
 use crate::assets::Asset;
 use crate::cfn::policy::{PolicyDocument, Statement};
 use crate::cfn::resources::iam::{InlinePolicy, Role};
@@ -69,19 +69,17 @@ pub fn add(t: &mut Template, stage: &Stage, h: Handler, asset: &Asset, bucket: &
         },
     );
 
-    let variables = match h.invocation() {
-        Invocation::Route => route_environment(stage, h),
+    let mut variables = match h.invocation() {
+        Invocation::Route | Invocation::FanoutQueue => route_environment(stage, h),
         Invocation::ConnectAuthorizer => authorizer::environment(stage),
     };
-    let what = match h.invocation() {
-        Invocation::Route => {
-            let key = ROUTES
-                .iter()
-                .find(|r| r.handler == h)
-                .map_or("?", |r| r.key);
-            format!("handler for the {key} route")
-        }
-        Invocation::ConnectAuthorizer => "Lambda REQUEST authorizer of $connect".to_owned(),
+    for (name, value) in fanout_queue::environment(stage, h) {
+        variables.insert(name.to_owned(), value);
+    }
+    let what = match (h.invocation(), h.route()) {
+        (Invocation::Route, Some(route)) => format!("handler for the {} route", route.key),
+        (Invocation::ConnectAuthorizer, _) => "Lambda REQUEST authorizer of $connect".to_owned(),
+        _ => "handler, not a route: runs the fan-out queue's jobs".to_owned(),
     };
 
     let function = Function {
@@ -114,9 +112,21 @@ pub fn add(t: &mut Template, stage: &Stage, h: Handler, asset: &Asset, bucket: &
     };
 
     // The same keys the CDK writes, so tools that read them (SAM CLI, cdk) find the code.
-    let mut skips = checks::FUNCTION.to_vec();
+    let mut skips = if h.is_route() {
+        checks::FUNCTION.to_vec()
+    } else {
+        checks::QUEUE_WORKER_FUNCTION.to_vec()
+    };
     if settings.reserved_concurrency.is_none() {
-        skips.push(checks::FUNCTION_NO_RESERVED_CONCURRENCY);
+        let stage_reserves = stage
+            .functions
+            .iter()
+            .any(|(_, f)| f.reserved_concurrency.is_some());
+        skips.push(if stage_reserves {
+            checks::FUNCTION_SHARES_UNRESERVED_CONCURRENCY
+        } else {
+            checks::FUNCTION_NO_RESERVED_CONCURRENCY
+        });
     }
     let mut resource = checks::skip(Resource::new(function), &skips)
         .metadata("aws:asset:path", json!(asset.file_name()))
@@ -208,6 +218,7 @@ fn role_policies(stage: &Stage, h: Handler, log_group: &str) -> Vec<InlinePolicy
             )]),
         });
     }
+    policies.extend(fanout_queue::queue_policy(h));
     let operations = h.management_operations();
     if !operations.is_empty() {
         // One resource per method the handler calls: the ARN names the HTTP method
@@ -239,7 +250,6 @@ mod tests {
     use super::*;
     use crate::assets::{self, AssetSource};
     use crate::stack::test_stage;
-    use wsstack_routes::ROUTES;
 
     fn with_function(stage_toml: &str, handler: Handler) -> serde_json::Value {
         let stage = test_stage(stage_toml);
@@ -384,7 +394,7 @@ mod tests {
 
     #[test]
     fn callback_url_is_the_execute_api_endpoint_of_this_stage() {
-        for h in ROUTES.iter().map(|r| r.handler) {
+        for h in wsstack_routes::ROUTES.iter().map(|r| r.handler) {
             let t = with_function("", h);
             let env = &t["Resources"][ids::function(h)]["Properties"]["Environment"]["Variables"];
             if h.management_operations().is_empty() {

@@ -24,6 +24,11 @@ pub const CONNECT_AUTHORIZER: &str = "ConnectAuthorizer";
 /// The Cognito user pool and its app client, where `[auth] create_user_pool = true`.
 pub const USER_POOL: &str = "UserPool";
 pub const USER_POOL_CLIENT: &str = "UserPoolClient";
+/// The queue of fan-out jobs, its dead-letter queue, and the worker's event source mapping.
+/// (The worker's function, role and log group follow from its handler's stem, `FanoutWorker`.)
+pub const FANOUT_QUEUE: &str = "FanoutQueue";
+pub const FANOUT_DEAD_LETTER_QUEUE: &str = "FanoutDeadLetterQueue";
+pub const FANOUT_EVENT_SOURCE: &str = "FanoutWorkerEventSource";
 
 /// The logical ID of a table of the route table's model.
 pub const fn table(table: Table) -> &'static str {

@@ -1,9 +1,10 @@
 //! The wsstack WebSocket API, described with the CloudFormation model.
 //!
-//! One stack per stage: the DynamoDB connections and rooms tables, and for every route of
-//! [`wsstack_routes::ROUTES`] a Lambda function with its own role and log group, an `AWS_PROXY`
-//! integration, a route and an invoke permission scoped to that route; then the API, its stage
-//! and the outputs clients need.
+//! One stack per stage: the DynamoDB connections and rooms tables; for every handler of
+//! [`wsstack_routes::Handler::ALL`] a Lambda function with its own role and log group, and for
+//! those behind a route of [`wsstack_routes::ROUTES`] an `AWS_PROXY` integration, a route and
+//! an invoke permission scoped to that route; the fan-out queue, its dead-letter queue and the
+//! worker's event source mapping; then the API, its stage and the outputs clients need.
 //!
 //! Each part of the stack is a module with a function that takes the template and the stage and
 //! adds that part's resources; [`build`] calls them in the order the template reads. Adding a
@@ -15,6 +16,7 @@ pub mod api;
 pub mod authorizer;
 pub mod checks;
 pub mod domain;
+pub mod fanout_queue;
 pub mod functions;
 pub mod ids;
 pub mod logs;
@@ -24,7 +26,7 @@ pub mod routes;
 pub mod table;
 pub mod user_pool;
 
-use wsstack_routes::{Handler, ROUTES};
+use wsstack_routes::Handler;
 
 use crate::assets::Asset;
 use crate::cfn::validate::{Invalid, validate};
@@ -56,14 +58,22 @@ pub fn build(stage: &Stage, asset: &Asset) -> Result<Template, StackError> {
     rooms_table::add(&mut t, stage);
     api::add_api(&mut t, stage);
     user_pool::add(&mut t, stage);
-    for route in ROUTES {
-        functions::add(&mut t, stage, route.handler, asset, &code_bucket);
-        routes::add(&mut t, stage, route);
+    for h in Handler::ALL {
+        // The authorizer exists only where the stage authenticates.
+        if h == Handler::Authorizer && stage.auth.jwt().is_none() {
+            continue;
+        }
+        functions::add(&mut t, stage, h, asset, &code_bucket);
+        // A handler that is not a route (the authorizer, the fan-out worker) gets no route
+        // wiring.
+        if let Some(route) = h.route() {
+            routes::add(&mut t, stage, route);
+        }
     }
     if stage.auth.jwt().is_some() {
-        functions::add(&mut t, stage, Handler::Authorizer, asset, &code_bucket);
         authorizer::add(&mut t, stage);
     }
+    fanout_queue::add(&mut t, stage);
     api::add_stage(&mut t, stage);
     outputs::add(&mut t, stage);
     domain::add(&mut t, stage);

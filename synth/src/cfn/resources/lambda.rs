@@ -133,3 +133,26 @@ pub struct Permission {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub source_account: Option<Expr>,
 }
+
+/// `AWS::Lambda::EventSourceMapping`: Lambda polls a queue and invokes the function with
+/// batches of its messages
+/// (<https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/aws-resource-lambda-eventsourcemapping.html>).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct EventSourceMapping {
+    pub event_source_arn: Expr,
+    pub function_name: Expr,
+    /// Records per invocation; for SQS without a batching window, 1..=10.
+    pub batch_size: u32,
+    pub enabled: bool,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub function_response_types: Vec<FunctionResponseType>,
+}
+
+/// `FunctionResponseTypes`: what the function's response may report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum FunctionResponseType {
+    /// The response names the failed records in `batchItemFailures`; the others are deleted
+    /// (<https://docs.aws.amazon.com/lambda/latest/dg/services-sqs-errorhandling.html>).
+    ReportBatchItemFailures,
+}

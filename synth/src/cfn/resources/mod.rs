@@ -85,6 +85,7 @@ resource_types! {
     ApiGatewayAccount(apigateway::Account) = "AWS::ApiGateway::Account", attributes ["Id"];
     Function(lambda::Function) = "AWS::Lambda::Function", attributes ["Arn", "SnapStartResponse.ApplyOn", "SnapStartResponse.OptimizationStatus"];
     Permission(lambda::Permission) = "AWS::Lambda::Permission", attributes [];
+    EventSourceMapping(lambda::EventSourceMapping) = "AWS::Lambda::EventSourceMapping", attributes ["EventSourceMappingArn", "Id"];
     Role(iam::Role) = "AWS::IAM::Role", attributes ["Arn", "RoleId"];
     Table(dynamodb::Table) = "AWS::DynamoDB::Table", attributes ["Arn", "StreamArn"];
     LogGroup(logs::LogGroup) = "AWS::Logs::LogGroup", attributes ["Arn"];

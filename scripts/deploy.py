@@ -160,7 +160,36 @@ def refusal(what, needed, available, change):
     return f"{what}\n    needed:    {needed}\n    available: {available}\n    change:    {change}"
 
 
-def account_refusals(stage, needs, account, reg):
+def stack_reservations(stack_name):
+    """The concurrency the stack's functions reserve today: 0 when the stack does not exist.
+
+    A redeploy replaces these reservations rather than adding to them, so they count as
+    available: Lambda only requires that at least 100 stay unreserved across the account
+    (API Reference, PutFunctionConcurrency:
+    https://docs.aws.amazon.com/lambda/latest/api/API_PutFunctionConcurrency.html)."""
+    try:
+        listing = json.loads(aws("cloudformation", "describe-stack-resources", "--stack-name", stack_name, "--output", "json"))
+    except DeployError as e:
+        if "does not exist" in str(e):
+            return 0
+        raise
+    total = 0
+    for resource in listing.get("StackResources", []):
+        name = resource.get("PhysicalResourceId")
+        if resource.get("ResourceType") != "AWS::Lambda::Function" or not name:
+            continue
+        try:
+            current = json.loads(aws("lambda", "get-function-concurrency", "--function-name", name, "--output", "json") or "{}")
+        except DeployError as e:
+            # A function the stack lists but Lambda no longer has (deleted by hand) reserves nothing.
+            if "ResourceNotFoundException" in str(e):
+                continue
+            raise
+        total += int(current.get("ReservedConcurrentExecutions") or 0)
+    return total
+
+
+def account_refusals(stage, stack_name, needs, account, reg):
     """What the account must allow for the stage: its unreserved Lambda concurrency and API
     Gateway's CloudWatch role. `needs` holds `reserved` (total reserved concurrency) and
     `access_logs`. Returns the refusals, empty when the account allows the stage."""
@@ -169,14 +198,16 @@ def account_refusals(stage, needs, account, reg):
         limits = json.loads(aws("lambda", "get-account-settings", "--output", "json")).get("AccountLimit", {})
         unreserved = int(limits.get("UnreservedConcurrentExecutions", 0))
         quota = int(limits.get("ConcurrentExecutions", 0))
-        reservable = max(unreserved - MIN_UNRESERVED_CONCURRENCY, 0)
+        held = stack_reservations(stack_name)
+        reservable = max(unreserved + held - MIN_UNRESERVED_CONCURRENCY, 0)
         if needs["reserved"] > reservable:
+            held_note = f", plus {held} that stack {stack_name} reserves today (a redeploy replaces them)" if held else ""
             refusals.append(refusal(
                 f"reserved concurrency: stage {stage} reserves {needs['reserved']} concurrent executions, "
                 f"more than account {account} can give in {reg}",
                 f"{needs['reserved']} reserved, leaving at least {MIN_UNRESERVED_CONCURRENCY} unreserved "
                 "(Lambda's minimum)",
-                f"{unreserved} unreserved of a quota of {quota}: at most {reservable} can be reserved",
+                f"{unreserved} unreserved of a quota of {quota}{held_note}: at most {reservable} can be reserved",
                 f"remove reserved_concurrency from stages/{stage}.toml (or lower the total to {reservable}), "
                 "or ask for a higher 'Concurrent executions' quota (Service Quotas, AWS Lambda)",
             ))
@@ -224,7 +255,8 @@ def deploy(args):
     reg = region()
     account = caller_account()
     # Checked again on what synth wrote, exactly, before anything is uploaded.
-    refuse_if_any(account_refusals(args.stage, template_needs(load_json(stack["template_file"], "synthesize again")), account, reg))
+    needs = template_needs(load_json(stack["template_file"], "synthesize again"))
+    refuse_if_any(account_refusals(args.stage, stack["stack_name"], needs, account, reg))
     chosen = os.environ.get("ASSETS_BUCKET", "")
     bootstrap = f"cdk-{BOOTSTRAP_QUALIFIER}-assets-{account}-{reg}"
     bucket = chosen or bootstrap
@@ -322,7 +354,7 @@ def check(args):
     reg = region()
     account = caller_account()
     needs = stage_needs(args.stage, args.stages_dir, args.needs)
-    refuse_if_any(account_refusals(args.stage, needs, account, reg))
+    refuse_if_any(account_refusals(args.stage, stack_name, needs, account, reg))
     print(f"deploy: stage {args.stage} (stack {stack_name}) to account {account}, region {reg}")
     print(
         f"deploy: account allows it: {needs['reserved']} reserved concurrency, "

@@ -9,13 +9,13 @@
 use std::sync::Arc;
 
 use axum::Router;
-use axum::body::{Body, Bytes};
+use axum::body::{Body, Bytes, HttpBody};
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing;
 use chrono::{DateTime, SecondsFormat, Utc};
-use http::{HeaderMap, HeaderValue, StatusCode, header};
+use http::{HeaderValue, StatusCode, header};
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use crate::http_error::{forbidden, json_error, with_request_id};
@@ -117,18 +117,12 @@ fn bare(path: BarePath) -> Target {
         .map_err(|_| ApiError::InvalidId(NOT_UTF8.to_owned()))
 }
 
-async fn post(
-    shared: &Shared,
-    target: Target,
-    headers: &HeaderMap,
-    body: Body,
-) -> Result<Response, ApiError> {
+async fn post(shared: &Shared, target: Target, body: Body) -> Result<Response, ApiError> {
     let limit = shared.limits.max_post_bytes;
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > limit) {
+    // A declared `Content-Length` over the limit is refused before the body is read: hyper
+    // carries it as the body's size hint (the lower bound of a body of known length).
+    let declared = usize::try_from(HttpBody::size_hint(&body).lower()).unwrap_or(usize::MAX);
+    if declared > limit {
         return Err(ApiError::PayloadTooLarge { limit });
     }
     // With a complete request the only failure is the length limit.
@@ -185,22 +179,12 @@ fn delete(shared: &Shared, target: Target) -> Result<Response, ApiError> {
     }
 }
 
-async fn post_staged(
-    State(shared): State<Arc<Shared>>,
-    path: StagedPath,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    answer(post(&shared, staged(path), &headers, body).await)
+async fn post_staged(State(shared): State<Arc<Shared>>, path: StagedPath, body: Body) -> Response {
+    answer(post(&shared, staged(path), body).await)
 }
 
-async fn post_bare(
-    State(shared): State<Arc<Shared>>,
-    path: BarePath,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    answer(post(&shared, bare(path), &headers, body).await)
+async fn post_bare(State(shared): State<Arc<Shared>>, path: BarePath, body: Body) -> Response {
+    answer(post(&shared, bare(path), body).await)
 }
 
 async fn get_staged(State(shared): State<Arc<Shared>>, path: StagedPath) -> Response {

@@ -16,7 +16,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use crate::job::{Audience, Listing};
 use crate::membership::MembershipStore;
 use crate::rooms::RoomName;
-use crate::store::{ATTR_CONNECTION_ID, ATTR_EXPIRES_AT, DynamoDbStore, MemoryStore, is_live};
+use crate::store::{ATTR_CONNECTION_ID, DynamoDbStore, MemoryStore, is_live};
 
 /// One page of an audience.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -135,23 +135,11 @@ impl AudienceSource for DynamoDbStore {
                 AttributeValue::S(id.to_owned()),
             )])
         });
+        // The same records as `ConnectionStore::list_recipients`, one segment of them.
         let out = self
-            .client()
-            .scan()
-            .table_name(self.table())
+            .recipient_scan(chrono::Utc::now().timestamp())
             .segment(i32::try_from(segment).map_err(|_| too_big("segment"))?)
             .total_segments(i32::try_from(segments).map_err(|_| too_big("segments"))?)
-            // As `ConnectionStore::list_recipients`: consistent (a client that connected a
-            // moment ago is reached), only the key, and no record whose TTL has passed.
-            .consistent_read(true)
-            .projection_expression("#id")
-            .filter_expression("attribute_not_exists(#ttl) OR #ttl > :now")
-            .expression_attribute_names("#id", ATTR_CONNECTION_ID)
-            .expression_attribute_names("#ttl", ATTR_EXPIRES_AT)
-            .expression_attribute_values(
-                ":now",
-                AttributeValue::N(chrono::Utc::now().timestamp().to_string()),
-            )
             .limit(i32::try_from(limit.max(1)).unwrap_or(i32::MAX))
             .set_exclusive_start_key(start)
             .send()

@@ -232,6 +232,10 @@ impl<'a> FanOut<'a> {
         let far_future = Instant::now() + Duration::from_secs(86_400 * 365);
         let hard = self.deadline.map_or(far_future, |d| d.hard);
         let mut cut_at_hard_stop = false;
+        // One timer for the hard stop, armed once: a fresh one per settled post would cost a
+        // timer-wheel insert and removal per connection.
+        let hard_stop = tokio::time::sleep_until(hard);
+        tokio::pin!(hard_stop);
 
         loop {
             let now = Instant::now();
@@ -275,7 +279,7 @@ impl<'a> FanOut<'a> {
                 }
                 () = tokio::time::sleep_until(wake_for_retry.unwrap_or(far_future)),
                     if wake_for_retry.is_some() => {}
-                () = tokio::time::sleep_until(hard) => {
+                () = &mut hard_stop => {
                     cut_at_hard_stop = true;
                     break;
                 }

@@ -316,6 +316,27 @@ impl DynamoDbMembershipStore {
             reason: reason.into(),
         }
     }
+
+    /// One attribute of a connection's record, read strongly consistent (a join or leave just
+    /// wrote it); `None` when there is no record. The map holds the attribute if it is set.
+    async fn read_connection_attribute(
+        &self,
+        connection_id: &str,
+        attribute: &str,
+    ) -> Result<Option<HashMap<String, AttributeValue>>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.connections_table)
+            .set_key(Some(Self::connection_key(connection_id)))
+            .projection_expression("#attr")
+            .expression_attribute_names("#attr", attribute)
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(backend_error)?;
+        Ok(out.item)
+    }
 }
 
 fn condition_failed(err: &SdkError<UpdateItemError>) -> bool {
@@ -375,17 +396,9 @@ impl MembershipStore for DynamoDbMembershipStore {
             Err(e) if condition_failed(&e) => {
                 // Which half of the condition failed: the record, or the bound.
                 let record = self
-                    .client
-                    .get_item()
-                    .table_name(&self.connections_table)
-                    .set_key(Some(Self::connection_key(connection_id)))
-                    .projection_expression("#id")
-                    .expression_attribute_names("#id", ATTR_CONNECTION_ID)
-                    .consistent_read(true)
-                    .send()
-                    .await
-                    .map_err(backend_error)?;
-                return Ok(if record.item().is_some() {
+                    .read_connection_attribute(connection_id, ATTR_CONNECTION_ID)
+                    .await?;
+                return Ok(if record.is_some() {
                     JoinOutcome::TooManyRooms
                 } else {
                     JoinOutcome::UnknownConnection
@@ -519,18 +532,10 @@ impl MembershipStore for DynamoDbMembershipStore {
     }
 
     async fn rooms_of(&self, connection_id: &str) -> Result<Vec<RoomName>, StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.connections_table)
-            .set_key(Some(Self::connection_key(connection_id)))
-            .projection_expression("#rooms")
-            .expression_attribute_names("#rooms", ATTR_ROOMS)
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(backend_error)?;
-        match out.item().and_then(|i| i.get(ATTR_ROOMS)) {
+        let record = self
+            .read_connection_attribute(connection_id, ATTR_ROOMS)
+            .await?;
+        match record.as_ref().and_then(|i| i.get(ATTR_ROOMS)) {
             None => Ok(Vec::new()),
             Some(AttributeValue::Ss(rooms)) => rooms
                 .iter()

@@ -594,6 +594,27 @@ impl DynamoDbStore {
             .table_name(&self.table)
             .set_limit(self.page_size)
     }
+
+    /// A Scan for the recipients of a broadcast at `now` (epoch seconds): the ids of the
+    /// records that are still live, read strongly consistent. Callers add the paging.
+    pub(crate) fn recipient_scan(&self, now: i64) -> ScanFluentBuilder {
+        self.client
+            .scan()
+            .table_name(&self.table)
+            // A Scan is eventually consistent by default and could miss a record written a
+            // moment ago: a client that just connected would not get the broadcast (API
+            // Reference, Scan, ConsistentRead).
+            .consistent_read(true)
+            // The post needs the connection id only.
+            .projection_expression("#id")
+            // Expired records (TTL at or before now) still sit in the table until DynamoDB's
+            // TTL process deletes them; the filter keeps them out of the broadcast. A record
+            // without the attribute predates TTL: still reached.
+            .filter_expression("attribute_not_exists(#ttl) OR #ttl > :now")
+            .expression_attribute_names("#id", ATTR_CONNECTION_ID)
+            .expression_attribute_names("#ttl", ATTR_EXPIRES_AT)
+            .expression_attribute_values(":now", AttributeValue::N(now.to_string()))
+    }
 }
 
 #[async_trait]
@@ -694,20 +715,7 @@ impl ConnectionStore for DynamoDbStore {
 
     fn list_recipients(&self, now: i64) -> BoxStream<'_, Result<Recipient, StoreError>> {
         self.scan_pages(
-            self.scan()
-                // A Scan is eventually consistent by default and could miss a record
-                // written a moment ago: a client that just connected would not get the
-                // broadcast (API Reference, Scan, ConsistentRead).
-                .consistent_read(true)
-                // The post needs the connection id only.
-                .projection_expression("#id")
-                // Expired records (TTL at or before now) still sit in the table until
-                // DynamoDB's TTL process deletes them; the filter keeps them out of the
-                // broadcast. A record without the attribute predates TTL: still reached.
-                .filter_expression("attribute_not_exists(#ttl) OR #ttl > :now")
-                .expression_attribute_names("#id", ATTR_CONNECTION_ID)
-                .expression_attribute_names("#ttl", ATTR_EXPIRES_AT)
-                .expression_attribute_values(":now", AttributeValue::N(now.to_string())),
+            self.recipient_scan(now).set_limit(self.page_size),
             recipient_from_item,
         )
     }

@@ -916,6 +916,95 @@ fn preflight_refuses_what_a_new_account_cannot_give() {
     assert!(!err.contains("reserved concurrency"), "{err}");
 }
 
+/// A redeploy of a stage that reserves concurrency: the reservations its stack's functions hold
+/// today are replaced, not added to, so the preflight counts them as available (Lambda only
+/// keeps 100 unreserved across the account; API Reference, PutFunctionConcurrency). Without
+/// that credit, the second `make deploy STAGE=prod` on an account with the default quota of
+/// 1,000 would be refused although AWS accepts it. The stack here is a stand-in deployed to
+/// moto under prod's stack name: one function holding prod's whole reservation.
+#[test]
+fn preflight_credits_the_reservations_the_stack_already_holds() {
+    let moto = Moto::start();
+    let project = Project::new();
+    let reserved = wsstack_synth::stage::load(&project.path("stages"), "prod")
+        .expect("prod")
+        .account_needs()["reserved"]
+        .as_u64()
+        .expect("a number");
+    // The account after prod's first deploy: a quota of 1,000, prod's functions holding
+    // `reserved` of it.
+    let after_first_deploy = format!(
+        r#"{{"AccountLimit": {{"ConcurrentExecutions": 1000, "UnreservedConcurrentExecutions": {}}}}}"#,
+        1000 - reserved
+    );
+    let settings = [("AWS_DOUBLE_ACCOUNT_SETTINGS", after_first_deploy.as_str())];
+
+    // No stack of that name: nothing to credit, so the same numbers are refused.
+    let err = failed(project.deploy(&moto, "check", "prod", &settings));
+    assert!(
+        err.contains(&format!(
+            "available: {} unreserved of a quota of 1000: at most {} can be reserved",
+            1000 - reserved,
+            900 - reserved
+        )),
+        "{err}"
+    );
+
+    let template = serde_json::json!({
+        "Resources": {
+            "Role": {"Type": "AWS::IAM::Role", "Properties": {"AssumeRolePolicyDocument": {
+                "Version": "2012-10-17",
+                "Statement": [{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"},
+                               "Action": "sts:AssumeRole"}]}}},
+            "Held": {"Type": "AWS::Lambda::Function", "Properties": {
+                "Runtime": "provided.al2023", "Handler": "bootstrap",
+                "Role": {"Fn::GetAtt": ["Role", "Arn"]},
+                "Code": {"ZipFile": "stand-in"},
+                "ReservedConcurrentExecutions": reserved}}
+        }
+    });
+    let file = project.path("held.template.json");
+    std::fs::write(&file, template.to_string()).expect("write template");
+    // `cloudformation deploy` prints progress, not JSON: run it without the `aws` helper.
+    ok(Command::new("aws")
+        .args(["cloudformation", "deploy", "--template-file"])
+        .arg(&file)
+        .args([
+            "--stack-name",
+            "wsstack-prod",
+            "--capabilities",
+            "CAPABILITY_IAM",
+        ])
+        .envs(moto.aws_env())
+        .output()
+        .expect("the aws CLI runs"));
+
+    // The stack's reservation is credited: only the access-log check is left.
+    let err = failed(project.deploy(&moto, "check", "prod", &settings));
+    assert!(err.contains("1 preflight check(s) failed"), "{err}");
+    assert!(!err.contains("reserved concurrency"), "{err}");
+    assert!(err.contains("access logs: stage prod"), "{err}");
+
+    // Credit is not a blank cheque: with 50 unreserved beside the stack's reservation, at most
+    // `reserved - 50` can be reserved, and the refusal says where the rest went.
+    let tight =
+        r#"{"AccountLimit": {"ConcurrentExecutions": 1000, "UnreservedConcurrentExecutions": 50}}"#;
+    let err = failed(project.deploy(
+        &moto,
+        "check",
+        "prod",
+        &[("AWS_DOUBLE_ACCOUNT_SETTINGS", tight)],
+    ));
+    assert!(
+        err.contains(&format!(
+            "available: 50 unreserved of a quota of 1000, plus {reserved} that stack wsstack-prod \
+             reserves today (a redeploy replaces them): at most {} can be reserved",
+            reserved - 50
+        )),
+        "{err}"
+    );
+}
+
 /// Issue 8, item 2: `make account-setup` deploys the account setup template synth writes.
 /// moto creates the role (and skips `AWS::ApiGateway::Account`, so get-account stays empty).
 #[test]

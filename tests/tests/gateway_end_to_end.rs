@@ -500,6 +500,38 @@ async fn connections_api_also_answers_without_the_stage_prefix() {
     assert_eq!(err.code(), Some("ForbiddenException"), "{err:?}");
 }
 
+/// A POST whose `Content-Length` declares more than 128 KB is answered 413 from its headers,
+/// before the gateway reads (or the client sends) a byte of the body.
+#[tokio::test]
+async fn a_declared_oversized_post_is_refused_before_its_body() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (gw, store) = start(options()).await;
+    let _carol = connect(&gw, "carol").await;
+    let id = id_of(&store, "carol").await;
+    let mut raw = tokio::net::TcpStream::connect(gw.local_addr())
+        .await
+        .expect("connect");
+    let head = format!(
+        "POST /dev/@connections/{id} HTTP/1.1\r\nHost: {}\r\nContent-Length: {}\r\n\r\n",
+        gw.local_addr(),
+        128 * 1024 + 1
+    );
+    raw.write_all(head.as_bytes()).await.expect("write head");
+    let mut answer = vec![0u8; 1024];
+    let n = tokio::time::timeout(Duration::from_secs(5), raw.read(&mut answer))
+        .await
+        .expect("answered without waiting for the body")
+        .expect("read");
+    let answer = String::from_utf8_lossy(&answer[..n]);
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(
+        answer
+            .to_ascii_lowercase()
+            .contains("x-amzn-errortype: payloadtoolargeexception"),
+        "{answer}"
+    );
+}
+
 /// A store whose `put` (the `$connect` handler's write) waits for the test's go-ahead, holding
 /// the handshake inside `$connect`.
 struct GatedStore {

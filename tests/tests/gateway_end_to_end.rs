@@ -511,6 +511,16 @@ async fn a_declared_oversized_post_is_refused_before_its_body() {
     let mut raw = tokio::net::TcpStream::connect(gw.local_addr())
         .await
         .expect("connect");
+    // Ids are base64: `/`, `+` and `=` are percent-encoded in a path, as the SDKs do.
+    let id: String = id
+        .chars()
+        .map(|c| match c {
+            '/' => "%2F".to_owned(),
+            '+' => "%2B".to_owned(),
+            '=' => "%3D".to_owned(),
+            c => c.to_string(),
+        })
+        .collect();
     let head = format!(
         "POST /dev/@connections/{id} HTTP/1.1\r\nHost: {}\r\nContent-Length: {}\r\n\r\n",
         gw.local_addr(),

@@ -7,7 +7,6 @@
 //! everyone, memberships for a room; a store alone lists only everyone and refuses a room job
 //! with [`AudienceError::Unsupported`].
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -16,7 +15,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use crate::job::{Audience, Listing};
 use crate::membership::MembershipStore;
 use crate::rooms::RoomName;
-use crate::store::{ATTR_CONNECTION_ID, DynamoDbStore, MemoryStore, is_live};
+use crate::store::{ATTR_CONNECTION_ID, DynamoDbStore, MemoryStore, connection_key, is_live};
 
 /// One page of an audience.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -129,12 +128,7 @@ impl AudienceSource for DynamoDbStore {
             return Err(AudienceError::Unsupported(audience.clone()));
         };
         let too_big = |what: &str| AudienceError::Backend(format!("{what} out of range"));
-        let start = after.map(|id| {
-            HashMap::from([(
-                ATTR_CONNECTION_ID.to_owned(),
-                AttributeValue::S(id.to_owned()),
-            )])
-        });
+        let start = after.map(connection_key);
         // The same records as `ConnectionStore::list_recipients`, one segment of them.
         let out = self
             .recipient_scan(chrono::Utc::now().timestamp())

@@ -303,13 +303,6 @@ impl DynamoDbMembershipStore {
         ])
     }
 
-    fn connection_key(connection_id: &str) -> HashMap<String, AttributeValue> {
-        HashMap::from([(
-            ATTR_CONNECTION_ID.to_owned(),
-            AttributeValue::S(connection_id.to_owned()),
-        )])
-    }
-
     fn malformed(connection_id: &str, reason: impl Into<String>) -> StoreError {
         StoreError::Malformed {
             connection_id: connection_id.to_owned(),
@@ -328,7 +321,7 @@ impl DynamoDbMembershipStore {
             .client
             .get_item()
             .table_name(&self.connections_table)
-            .set_key(Some(Self::connection_key(connection_id)))
+            .set_key(Some(crate::store::connection_key(connection_id)))
             .projection_expression("#attr")
             .expression_attribute_names("#attr", attribute)
             .consistent_read(true)
@@ -365,7 +358,7 @@ impl MembershipStore for DynamoDbMembershipStore {
             .client
             .update_item()
             .table_name(&self.connections_table)
-            .set_key(Some(Self::connection_key(connection_id)))
+            .set_key(Some(crate::store::connection_key(connection_id)))
             .update_expression("ADD #rooms :room")
             .condition_expression(
                 "attribute_exists(#id) AND (attribute_not_exists(#rooms) OR contains(#rooms, :name) OR size(#rooms) < :max)",
@@ -437,7 +430,7 @@ impl MembershipStore for DynamoDbMembershipStore {
             .client
             .update_item()
             .table_name(&self.connections_table)
-            .set_key(Some(Self::connection_key(connection_id)))
+            .set_key(Some(crate::store::connection_key(connection_id)))
             .update_expression("DELETE #rooms :room")
             .condition_expression("attribute_exists(#id)")
             .expression_attribute_names("#rooms", ATTR_ROOMS)

@@ -410,6 +410,15 @@ pub(crate) fn backend_error(err: impl std::error::Error) -> StoreError {
     StoreError::Backend(text)
 }
 
+/// A connection record's key: the table's only key is the partition key, the connection id.
+/// Also the whole `ExclusiveStartKey` of a Scan of the table.
+pub(crate) fn connection_key(connection_id: &str) -> HashMap<String, AttributeValue> {
+    HashMap::from([(
+        ATTR_CONNECTION_ID.to_owned(),
+        AttributeValue::S(connection_id.to_owned()),
+    )])
+}
+
 fn to_item(c: &Connection) -> HashMap<String, AttributeValue> {
     let mut item = HashMap::from([
         (
@@ -725,12 +734,7 @@ impl ConnectionStore for DynamoDbStore {
         // ExclusiveStartKey and the whole LastEvaluatedKey. DynamoDB may return a
         // LastEvaluatedKey whose next page is empty (API Reference, Scan,
         // https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_Scan.html).
-        let start = after.map(|id| {
-            HashMap::from([(
-                ATTR_CONNECTION_ID.to_owned(),
-                AttributeValue::S(id.to_owned()),
-            )])
-        });
+        let start = after.map(connection_key);
         let out = self
             .client
             .scan()

@@ -73,7 +73,7 @@ deploy: ## Build, synth and deploy one stage: make deploy STAGE=dev [ASSETS_BUCK
 
 .PHONY: account-setup
 account-setup: ## Once per account and region: API Gateway's CloudWatch role, which access logs need
-	cargo run -q -p wsstack-synth --bin synth -- --account-setup $(ACCOUNT_SETUP_OUT)
+	cargo run -q -p wsstack-synth --bin synth -- account-setup $(ACCOUNT_SETUP_OUT)
 	scripts/deploy.py account-setup --template $(ACCOUNT_SETUP_OUT)/WsstackAccountSetup.template.json
 
 .PHONY: destroy
@@ -87,7 +87,7 @@ lint: tools ## fmt, clippy -D warnings, and cfn-lint, checkov, cfn-guard over ev
 	cargo clippy --workspace --all-targets -q -- -D warnings
 	cargo run -q -p wsstack-synth --bin synth -- --all --stand-in-assets -q --out $(LINT_OUT)
 	cargo run -q -p wsstack-synth --bin synth -- --stages-dir $(LINT_EXTRA_STAGES) --stand-in-assets -q --out $(LINT_EXTRA_OUT)
-	cargo run -q -p wsstack-synth --bin synth -- --account-setup $(LINT_ACCOUNT_SETUP_OUT) -q
+	cargo run -q -p wsstack-synth --bin synth -- account-setup $(LINT_ACCOUNT_SETUP_OUT) -q
 	cfn-lint --include-checks I -- $(foreach d,$(LINT_DIRS),$(d)/*.template.json $(d)/*.template.yaml)
 	@if [ -f cdk.out/manifest.json ]; then cfn-lint --include-checks I -- cdk.out/*.template.json cdk.out/*.template.yaml; fi
 	for d in $(LINT_DIRS); do .venv-checkov/bin/checkov --quiet --compact --framework cloudformation -d $$d; done

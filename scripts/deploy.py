@@ -332,14 +332,14 @@ def stack_name_of(stage, stages_dir):
 
 def stage_needs(stage, stages_dir, given):
     """What a stage asks of the account (total reserved concurrency, access logs), as synth
-    resolves the stage file (`synth --account-needs`): one source of truth for defaults and
+    resolves the stage file (`synth needs`): one source of truth for defaults and
     per-handler overrides. Building synth is quick and builds no handler; `given` (--needs,
     JSON) skips it, for callers that computed it with the synth library."""
     if given:
         return json.loads(given)
     synth = os.environ.get("WSSTACK_SYNTH")
     cmd = shlex.split(synth) if synth else ["cargo", "run", "-q", "-p", "wsstack-synth", "--bin", "synth", "--"]
-    cmd += ["--stage", stage, "--stages-dir", str(stages_dir), "--account-needs"]
+    cmd += ["needs", "--stage", stage, "--stages-dir", str(stages_dir)]
     out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     if out.returncode != 0:
         # A bad stage file: synth names the file, line and field.
@@ -406,10 +406,10 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("action", choices=["check", "deploy", "destroy", "account-setup"])
     parser.add_argument("--stage", help="the stage (a file in the stages folder); all but account-setup")
-    parser.add_argument("--template", help="account-setup: the template synth --account-setup wrote")
+    parser.add_argument("--template", help="account-setup: the template `synth account-setup` wrote")
     parser.add_argument(
         "--needs",
-        help="check: what the stage asks of the account, as JSON from `synth --account-needs` "
+        help="check: what the stage asks of the account, as JSON from `synth needs` "
         "(default: run synth for it; WSSTACK_SYNTH overrides the synth command)",
     )
     parser.add_argument("--cdk-out", default=str(ROOT / "cdk.out"), help="the cloud assembly (default: cdk.out)")

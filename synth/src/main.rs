@@ -1,15 +1,18 @@
 //! `synth`: writes the CloudFormation templates and CDK cloud assembly of the wsstack
 //! WebSocket API, one stack per stage, without Node or the CDK at synth time.
+//!
+//! Subcommands: `build` (the default: `synth` with no subcommand builds), `needs` (what a
+//! stage asks of the account) and `account-setup` (the one-time account template).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::Parser;
+use clap::{Args, Parser, Subcommand};
 use wsstack_synth::account_setup;
 use wsstack_synth::assembly::{self, Environment};
 use wsstack_synth::assets::{AssetSource, DEFAULT_LAMBDA_DIR};
-use wsstack_synth::stage::{self, DEFAULT_STAGES_DIR};
+use wsstack_synth::stage::{self, DEFAULT_STAGES_DIR, Stage};
 
 /// Synthesize the wsstack WebSocket API into a CDK cloud assembly (cdk.out).
 ///
@@ -18,25 +21,67 @@ use wsstack_synth::stage::{self, DEFAULT_STAGES_DIR};
 /// least-privilege role and log group, the API Gateway WebSocket API and its stage), checks
 /// every template, and writes them with their asset manifests. Deploy the result with
 /// `aws cloudformation deploy` (see `make deploy`) or `cdk deploy --app cdk.out`.
+///
+/// Without a subcommand, `synth` is `synth build` with the same flags.
 #[derive(Debug, Parser)]
 #[command(
     name = "synth",
     version,
-    after_help = "Examples:\n  synth                          every stage, the real handlers' zip (build it with `make handlers`)\n  synth --stage prod             only stages/prod.toml\n  synth --stand-in-assets        templates only, without building the handlers\n  synth --account 123456789012 --region eu-west-1   pin the stacks to one environment\n  synth --account-setup target/account-setup        the one-time account setup template"
+    args_conflicts_with_subcommands = true,
+    after_help = "Examples:\n  synth                          every stage, the real handlers' zip (build it with `make handlers`)\n  synth build --stage prod       only stages/prod.toml (`synth --stage prod` is the same)\n  synth --stand-in-assets        templates only, without building the handlers\n  synth --account 123456789012 --region eu-west-1   pin the stacks to one environment\n  synth needs --stage prod       what deploying prod asks of the account, as JSON\n  synth account-setup target/account-setup          the one-time account setup template"
 )]
 struct Cli {
-    /// Synthesize only this stage (the name of a file in the stages folder, without .toml).
-    /// Repeat for several. Without --stage, every stage is synthesized.
+    #[command(subcommand)]
+    command: Option<Command>,
+
+    /// The flags of `synth build`, for `synth` without a subcommand.
+    #[command(flatten)]
+    build: BuildArgs,
+
+    /// Deprecated spelling of `synth account-setup DIR`.
+    #[arg(long, value_name = "DIR", hide = true, conflicts_with_all = ["stage", "all"])]
+    account_setup: Option<PathBuf>,
+
+    /// Deprecated spelling of `synth needs`.
+    #[arg(long, hide = true, conflicts_with = "account_setup")]
+    account_needs: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Write the cloud assembly (cdk.out) of every stage, or of the stages named (the default).
+    Build(BuildArgs),
+    /// Print one JSON line per stage with what deploying it asks of the account (total
+    /// reserved concurrency, access logs): the input of `scripts/deploy.py check`, computed by
+    /// the same stage resolution as the templates. Writes nothing.
+    Needs(StageSelection),
+    /// Write the one-time account setup template (API Gateway's CloudWatch Logs role, which
+    /// stages with access logs need) into DIR, as WsstackAccountSetup.template.json and .yaml.
+    /// `make account-setup` deploys it.
+    AccountSetup(AccountSetupArgs),
+}
+
+/// Which stages to read.
+#[derive(Debug, Args)]
+struct StageSelection {
+    /// Only this stage (the name of a file in the stages folder, without .toml). Repeat for
+    /// several. Without --stage, every stage is read.
     #[arg(long, value_name = "NAME", conflicts_with = "all")]
     stage: Vec<String>,
 
-    /// Synthesize every stage in the stages folder (the default).
+    /// Every stage in the stages folder (the default).
     #[arg(long)]
     all: bool,
 
     /// The folder of stage files.
     #[arg(long, value_name = "DIR", default_value = DEFAULT_STAGES_DIR)]
     stages_dir: PathBuf,
+}
+
+#[derive(Debug, Args)]
+struct BuildArgs {
+    #[command(flatten)]
+    stages: StageSelection,
 
     /// Where to write the cloud assembly. It is replaced as a whole, and only once synth has
     /// succeeded.
@@ -61,17 +106,16 @@ struct Cli {
     #[arg(long, value_name = "REGION")]
     region: Option<String>,
 
-    /// Instead of the stages, write the one-time account setup template (API Gateway's
-    /// CloudWatch Logs role, which stages with access logs need) into DIR, as
-    /// WsstackAccountSetup.template.json and .yaml. `make account-setup` deploys it.
-    #[arg(long, value_name = "DIR", conflicts_with_all = ["stage", "all"])]
-    account_setup: Option<PathBuf>,
+    /// Print nothing on success.
+    #[arg(long, short)]
+    quiet: bool,
+}
 
-    /// Instead of writing the assembly, print one JSON line per stage with what deploying it
-    /// asks of the account (total reserved concurrency, access logs): the input of
-    /// `scripts/deploy.py check`, computed by the same stage resolution as the templates.
-    #[arg(long, conflicts_with = "account_setup")]
-    account_needs: bool,
+#[derive(Debug, Args)]
+struct AccountSetupArgs {
+    /// The folder to write the template into.
+    #[arg(value_name = "DIR")]
+    dir: PathBuf,
 
     /// Print nothing on success.
     #[arg(long, short)]
@@ -89,48 +133,73 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
-    if let Some(dir) = &cli.account_setup {
-        account_setup::write(dir)
-            .with_context(|| format!("writing the account setup template to {}", dir.display()))?;
-        if !cli.quiet {
-            println!(
-                "wrote {}/{}.template.json (stack {})",
-                dir.display(),
-                account_setup::TEMPLATE_STEM,
-                account_setup::STACK_NAME
-            );
-        }
-        return Ok(());
+    match cli.command {
+        Some(Command::Build(args)) => build(args),
+        Some(Command::Needs(selection)) => needs(&selection),
+        Some(Command::AccountSetup(args)) => write_account_setup(&args),
+        None => match cli.account_setup {
+            Some(dir) => write_account_setup(&AccountSetupArgs {
+                dir,
+                quiet: cli.build.quiet,
+            }),
+            None if cli.account_needs => needs(&cli.build.stages),
+            None => build(cli.build),
+        },
     }
-    let stages = if cli.stage.is_empty() {
-        stage::load_all(&cli.stages_dir)?
+}
+
+/// The stages `selection` names, or every stage of its folder.
+fn load_stages(selection: &StageSelection) -> anyhow::Result<Vec<Stage>> {
+    Ok(if selection.stage.is_empty() {
+        stage::load_all(&selection.stages_dir)?
     } else {
-        cli.stage
+        selection
+            .stage
             .iter()
-            .map(|name| stage::load(&cli.stages_dir, name))
+            .map(|name| stage::load(&selection.stages_dir, name))
             .collect::<Result<Vec<_>, _>>()?
-    };
-    if cli.account_needs {
-        for s in &stages {
-            println!("{}", s.account_needs());
-        }
-        return Ok(());
+    })
+}
+
+fn needs(selection: &StageSelection) -> anyhow::Result<()> {
+    for s in load_stages(selection)? {
+        println!("{}", s.account_needs());
     }
-    let source = if cli.stand_in_assets {
+    Ok(())
+}
+
+fn write_account_setup(args: &AccountSetupArgs) -> anyhow::Result<()> {
+    let dir = &args.dir;
+    account_setup::write(dir)
+        .with_context(|| format!("writing the account setup template to {}", dir.display()))?;
+    if !args.quiet {
+        println!(
+            "wrote {}/{}.template.json (stack {})",
+            dir.display(),
+            account_setup::TEMPLATE_STEM,
+            account_setup::STACK_NAME
+        );
+    }
+    Ok(())
+}
+
+fn build(args: BuildArgs) -> anyhow::Result<()> {
+    let stages = load_stages(&args.stages)?;
+    let source = if args.stand_in_assets {
         AssetSource::StandIn
     } else {
-        AssetSource::Built(cli.lambda_dir.clone())
+        AssetSource::Built(args.lambda_dir.clone())
     };
     let pin = Environment {
-        account: cli.account,
-        region: cli.region,
+        account: args.account,
+        region: args.region,
     };
     let stacks = assembly::synthesize(&stages, &source, &pin)?;
     let files = assembly::render(&stacks)?;
-    assembly::write(&files, &cli.out)
-        .with_context(|| format!("writing the cloud assembly to {}", cli.out.display()))?;
+    assembly::write(&files, &args.out)
+        .with_context(|| format!("writing the cloud assembly to {}", args.out.display()))?;
 
-    if !cli.quiet {
+    if !args.quiet {
         for s in &stacks {
             println!(
                 "{:<16} stack {:<20} {} resources  {}",
@@ -140,8 +209,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 s.environment.uri()
             );
         }
-        println!("wrote {} ({} files)", cli.out.display(), files.files.len());
-        if cli.stand_in_assets {
+        println!("wrote {} ({} files)", args.out.display(), files.files.len());
+        if args.stand_in_assets {
             println!(
                 "note: STAND-IN handler code (--stand-in-assets): do not deploy this assembly"
             );

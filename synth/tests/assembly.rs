@@ -384,3 +384,121 @@ fn help_explains_every_flag() {
     }
     assert!(help.contains("make handlers"));
 }
+
+/// Runs the `synth` binary with exactly `args` (no `--stages-dir` put first: subcommands come
+/// before their flags).
+fn synth_raw(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_synth"))
+        .args(args)
+        .output()
+        .expect("synth runs")
+}
+
+#[test]
+fn help_lists_the_subcommands() {
+    let help = String::from_utf8_lossy(&ok(synth_raw(&["--help"])).stdout).into_owned();
+    for sub in ["build", "needs", "account-setup"] {
+        assert!(help.contains(sub), "--help lacks {sub}:\n{help}");
+    }
+    let build_help =
+        String::from_utf8_lossy(&ok(synth_raw(&["build", "--help"])).stdout).into_owned();
+    for flag in [
+        "--stage",
+        "--out",
+        "--stand-in-assets",
+        "--account",
+        "--region",
+    ] {
+        assert!(build_help.contains(flag), "build --help lacks {flag}");
+    }
+}
+
+#[test]
+fn build_is_what_synth_without_a_subcommand_does() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (plain, sub) = (dir.path().join("plain"), dir.path().join("sub"));
+    let stages = stages_dir();
+    let stages = stages.to_str().expect("utf-8 path");
+    let common = [
+        "--stages-dir",
+        stages,
+        "--stage",
+        "dev",
+        "--stand-in-assets",
+        "-q",
+    ];
+    ok(synth_raw(
+        &[&common[..], &["--out", plain.to_str().expect("utf-8")]].concat(),
+    ));
+    ok(synth_raw(
+        &[
+            &["build"][..],
+            &common[..],
+            &["--out", sub.to_str().expect("utf-8")],
+        ]
+        .concat(),
+    ));
+    for file in ["manifest.json", "WsstackDev.template.json"] {
+        assert_eq!(
+            std::fs::read(plain.join(file)).expect("plain"),
+            std::fs::read(sub.join(file)).expect("sub"),
+            "{file}"
+        );
+    }
+}
+
+#[test]
+fn needs_prints_what_a_stage_asks_of_the_account() {
+    let stages = stages_dir();
+    let stages = stages.to_str().expect("utf-8 path");
+    let out = ok(synth_raw(&[
+        "needs",
+        "--stages-dir",
+        stages,
+        "--stage",
+        "prod",
+    ]));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let line: Value = serde_json::from_str(text.trim()).expect("one JSON line");
+    let prod = wsstack_synth::stage::load(&stages_dir(), "prod").expect("prod");
+    assert_eq!(line, prod.account_needs());
+    // The spelling deploy.py used before the subcommands still answers the same.
+    let old = ok(synth_raw(&[
+        "--stages-dir",
+        stages,
+        "--stage",
+        "prod",
+        "--account-needs",
+    ]));
+    assert_eq!(String::from_utf8_lossy(&old.stdout), text);
+    // Every stage without --stage: one line each.
+    let all = ok(synth_raw(&["needs", "--stages-dir", stages]));
+    assert_eq!(String::from_utf8_lossy(&all.stdout).lines().count(), 3);
+}
+
+#[test]
+fn account_setup_writes_its_template() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    ok(synth_raw(&[
+        "account-setup",
+        dir.path().to_str().expect("utf-8"),
+        "-q",
+    ]));
+    let template = read_json(&dir.path().join("WsstackAccountSetup.template.json"));
+    assert!(
+        template["Resources"]
+            .as_object()
+            .is_some_and(|r| !r.is_empty())
+    );
+}
+
+#[test]
+fn flags_before_a_subcommand_are_refused_with_a_message() {
+    let res = synth_raw(&["--stage", "dev", "needs"]);
+    assert!(!res.status.success());
+    let err = stderr(&res);
+    assert!(err.contains("needs") || err.contains("subcommand"), "{err}");
+    let res = synth_raw(&["account-setup"]);
+    assert!(!res.status.success());
+    assert!(stderr(&res).contains("<DIR>"), "{}", stderr(&res));
+}

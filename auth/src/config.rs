@@ -6,11 +6,14 @@ use crate::http_source::{HttpJwksSource, KeysLocation, check_url};
 use crate::jwks::{CachePolicy, FetchError, KeyCache};
 use crate::jwt::{TokenVerifier, VerifierConfig};
 
-pub const ENV_ISSUER: &str = "AUTH_ISSUER";
-pub const ENV_AUDIENCE: &str = "AUTH_AUDIENCE";
-pub const ENV_JWKS_URL: &str = "AUTH_JWKS_URL";
-pub const ENV_TOKEN_SOURCE: &str = "AUTH_TOKEN_SOURCE";
-pub const ENV_USERNAME_CLAIM: &str = "AUTH_USERNAME_CLAIM";
+use wsstack_routes::EnvVar;
+
+// The names are the route table's ([`EnvVar`]), where synth reads them too.
+pub const ENV_ISSUER: &str = EnvVar::AuthIssuer.name();
+pub const ENV_AUDIENCE: &str = EnvVar::AuthAudience.name();
+pub const ENV_JWKS_URL: &str = EnvVar::AuthJwksUrl.name();
+pub const ENV_TOKEN_SOURCE: &str = EnvVar::AuthTokenSource.name();
+pub const ENV_USERNAME_CLAIM: &str = EnvVar::AuthUsernameClaim.name();
 
 /// A bad or missing setting, naming the variable.
 #[derive(Debug, thiserror::Error)]

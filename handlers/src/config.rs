@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use wsstack_routes::Handler;
+use wsstack_routes::{EnvVar, Handler};
 
 use crate::store::MessageRate;
 
@@ -16,23 +16,23 @@ use crate::store::MessageRate;
 /// https://docs.aws.amazon.com/lambda/latest/dg/configuration-envvars.html#configuration-envvars-runtime).
 pub const HANDLER: &str = "_HANDLER";
 /// The connections table (required).
-pub const TABLE_NAME: &str = "TABLE_NAME";
+pub const TABLE_NAME: &str = EnvVar::TableName.name();
 /// The rooms table (required by the handlers the route table lets use it).
-pub const ROOMS_TABLE_NAME: &str = "ROOMS_TABLE_NAME";
+pub const ROOMS_TABLE_NAME: &str = EnvVar::RoomsTableName.name();
 /// How many `PostToConnection` calls a broadcast keeps in flight (optional).
-pub const BROADCAST_CONCURRENCY: &str = "BROADCAST_CONCURRENCY";
+pub const BROADCAST_CONCURRENCY: &str = EnvVar::BroadcastConcurrency.name();
 /// Overrides the `@connections` endpoint otherwise derived from the event (optional); the local
 /// gateway and the push tests point it at `http://127.0.0.1:{port}/{stage}`.
-pub const CALLBACK_URL: &str = "CALLBACK_URL";
+pub const CALLBACK_URL: &str = EnvVar::CallbackUrl.name();
 
 /// `inline` (the sendMessage function posts itself) or `queue` (it enqueues fan-out jobs for
 /// the worker) (optional, default `inline`).
-pub const FANOUT_MODE: &str = "FANOUT_MODE";
+pub const FANOUT_MODE: &str = EnvVar::FanoutMode.name();
 /// The SQS queue of fan-out jobs (required when [`FANOUT_MODE`] is `queue`).
-pub const FANOUT_QUEUE_URL: &str = "FANOUT_QUEUE_URL";
+pub const FANOUT_QUEUE_URL: &str = EnvVar::FanoutQueueUrl.name();
 /// Scan segments (= jobs, = parallel workers) a broadcast to everyone is split into
 /// (optional, default [`DEFAULT_FANOUT_SEGMENTS`]).
-pub const FANOUT_SEGMENTS: &str = "FANOUT_SEGMENTS";
+pub const FANOUT_SEGMENTS: &str = EnvVar::FanoutSegments.name();
 /// Default of [`FANOUT_SEGMENTS`].
 pub const DEFAULT_FANOUT_SEGMENTS: u32 = 8;
 /// Upper bound of [`FANOUT_SEGMENTS`]: more parallel workers than the account's 10,000
@@ -40,11 +40,11 @@ pub const DEFAULT_FANOUT_SEGMENTS: u32 = 8;
 pub const MAX_FANOUT_SEGMENTS: u32 = wsstack_routes::limits::MAX_FANOUT_SEGMENTS;
 /// `jwt` when an authorizer guards `$connect` (the username then comes from the verified
 /// token, never the query string); `none` or unset otherwise.
-pub const AUTH_MODE: &str = "AUTH_MODE";
+pub const AUTH_MODE: &str = EnvVar::AuthMode.name();
 /// A connection's sustained message rate, messages per second (optional).
-pub const MESSAGE_RATE: &str = "MESSAGE_RATE";
+pub const MESSAGE_RATE: &str = EnvVar::MessageRate.name();
 /// How many messages a connection may send at once after being quiet (optional).
-pub const MESSAGE_BURST: &str = "MESSAGE_BURST";
+pub const MESSAGE_BURST: &str = EnvVar::MessageBurst.name();
 
 /// Default of [`MESSAGE_RATE`] and [`MESSAGE_BURST`].
 pub const DEFAULT_MESSAGE_RATE: MessageRate = MessageRate {

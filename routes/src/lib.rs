@@ -1,11 +1,22 @@
-//! The route table of the wsstack WebSocket API, declared once.
+//! The API of wsstack declared once: its routes, and each handler described as data.
 //!
-//! Synth builds one Lambda function, integration, route and permission per entry, every function
-//! running the same code (the handlers crate's one `bootstrap` binary) with its [`Handler::name`]
-//! as the function's `Handler` setting; the binary dispatches on that name; the local gateway
-//! dispatches frames with the same list. Adding a route is an entry here (a [`Route`], a
-//! [`Handler`] variant with its names and permissions) plus the handler's code in
-//! `wsstack_handlers::App`.
+//! - [`handler`]: the [`Handler`]s and their [`HandlerSpec`]s (name, logical ID stem, how it is
+//!   invoked, grants, environment, rate limit), read by synth (functions, roles, policies), the
+//!   handlers (`bootstrap` dispatches on [`Handler::name`]) and the local gateway.
+//! - [`access`]: what a handler may do, as IAM names it (table, `@connections`, queue).
+//! - [`env`]: the environment variables synth sets and the handlers read.
+//! - [`ROUTES`]: route key to handler, as API Gateway matches it.
+//!
+//! Adding a route is a [`Route`] entry here, a [`Handler`] variant with its [`HandlerSpec`], and
+//! the handler's code in `wsstack_handlers`.
+
+pub mod access;
+pub mod env;
+pub mod handler;
+
+pub use access::{ManagementOperation, QueueAction, Table, TableAction, TableGrant};
+pub use env::EnvVar;
+pub use handler::{Handler, HandlerSpec, Invocation, SPECS};
 
 /// The expression API Gateway evaluates on every incoming message to pick a route.
 pub const ROUTE_SELECTION_EXPRESSION: &str = "$request.body.action";
@@ -34,20 +45,6 @@ pub mod rooms_table {
     pub const TTL_ATTRIBUTE: &str = "expiresAt";
 }
 
-/// A DynamoDB table of the stack.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Table {
-    /// One record per open connection (`table`).
-    Connections,
-    /// One item per room membership (`rooms_table`).
-    Rooms,
-}
-
-impl Table {
-    /// Every table, in the order the stack declares them.
-    pub const ALL: [Table; 2] = [Table::Connections, Table::Rooms];
-}
-
 /// Limits that both synth (the stage file's ranges) and the handlers (their environment check)
 /// enforce, declared once.
 pub mod limits {
@@ -65,241 +62,6 @@ pub mod limits {
     /// into: more parallel workers than the account's 10,000 `@connections` requests/s can
     /// feed (each posts a few thousand per second) only add 429s.
     pub const MAX_FANOUT_SEGMENTS: u32 = 1_000;
-}
-
-/// A DynamoDB action a handler performs on a table.
-///
-/// Synth grants exactly these actions to the handler's role, so a handler that starts calling a
-/// new action must list it here or it gets `AccessDenied` in AWS.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum TableAction {
-    PutItem,
-    GetItem,
-    UpdateItem,
-    DeleteItem,
-    Scan,
-    Query,
-}
-
-impl TableAction {
-    /// The IAM action name, e.g. `dynamodb:PutItem`.
-    pub const fn iam_action(self) -> &'static str {
-        match self {
-            TableAction::PutItem => "dynamodb:PutItem",
-            TableAction::GetItem => "dynamodb:GetItem",
-            TableAction::UpdateItem => "dynamodb:UpdateItem",
-            TableAction::DeleteItem => "dynamodb:DeleteItem",
-            TableAction::Scan => "dynamodb:Scan",
-            TableAction::Query => "dynamodb:Query",
-        }
-    }
-}
-
-/// The Lambda handlers of the API. Each is one function in the synthesized stack; all of them
-/// run the same `bootstrap` binary, which picks the handler by [`Handler::name`].
-///
-/// Most are behind a route of [`ROUTES`]; the others are invoked by API Gateway or Lambda in
-/// another role (the `$connect` authorizer, the queue-mode fan-out worker behind an SQS event
-/// source): [`Handler::invocation`] and [`Handler::is_route`] tell them apart, so synth wires
-/// routes, integrations and invoke permissions only for routes, and the gateway serves only
-/// routes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Handler {
-    Connect,
-    Disconnect,
-    SendMessage,
-    Default,
-    ListConnections,
-    Join,
-    Leave,
-    /// The Lambda REQUEST authorizer of `$connect` (stages with `[auth] mode = "jwt"`).
-    Authorizer,
-    /// Not a route: runs queued fan-out jobs from the SQS event source (queue mode).
-    FanoutWorker,
-}
-
-/// How a handler is invoked.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Invocation {
-    /// By API Gateway, as the integration of its route in [`ROUTES`].
-    Route,
-    /// By API Gateway, as the Lambda REQUEST authorizer of the `$connect` route, before the
-    /// `$connect` integration; only in stages that turn authentication on.
-    ConnectAuthorizer,
-    /// By Lambda's SQS event source, with batches of queued fan-out jobs.
-    FanoutQueue,
-}
-
-impl Handler {
-    /// Every handler, in the order the stack declares them. New handlers go at the end, so
-    /// the resources of the existing ones keep their place in the template.
-    pub const ALL: [Handler; 9] = [
-        Handler::Connect,
-        Handler::Disconnect,
-        Handler::SendMessage,
-        Handler::Default,
-        Handler::ListConnections,
-        Handler::Join,
-        Handler::Leave,
-        Handler::Authorizer,
-        Handler::FanoutWorker,
-    ];
-
-    /// How the handler is invoked: behind a route, as the `$connect` authorizer, or from the
-    /// fan-out queue.
-    pub const fn invocation(self) -> Invocation {
-        match self {
-            Handler::Authorizer => Invocation::ConnectAuthorizer,
-            Handler::FanoutWorker => Invocation::FanoutQueue,
-            Handler::Connect
-            | Handler::Disconnect
-            | Handler::SendMessage
-            | Handler::Default
-            | Handler::ListConnections
-            | Handler::Join
-            | Handler::Leave => Invocation::Route,
-        }
-    }
-
-    /// The route behind which API Gateway invokes the handler; `None` for a handler that is
-    /// not a route (the authorizer, the fan-out worker).
-    pub fn route(self) -> Option<&'static Route> {
-        ROUTES.iter().find(|r| r.handler == self)
-    }
-
-    /// Whether the handler is behind a route of [`ROUTES`].
-    pub fn is_route(self) -> bool {
-        self.route().is_some()
-    }
-
-    /// The handler's name, kebab-case: the value of its function's `Handler` property (which
-    /// Lambda hands the `bootstrap` binary as `_HANDLER`) and its `[lambda.<name>]` table in the
-    /// stage files.
-    pub const fn name(self) -> &'static str {
-        match self {
-            Handler::Connect => "connect",
-            Handler::Disconnect => "disconnect",
-            Handler::SendMessage => "send-message",
-            Handler::Default => "default",
-            Handler::ListConnections => "list-connections",
-            Handler::Join => "join",
-            Handler::Leave => "leave",
-            Handler::Authorizer => "authorizer",
-            Handler::FanoutWorker => "fanout-worker",
-        }
-    }
-
-    /// The handler called `name` (exact, as [`Handler::name`] spells it).
-    pub fn from_name(name: &str) -> Option<Handler> {
-        Handler::ALL.into_iter().find(|h| h.name() == name)
-    }
-
-    /// Every handler's name, for messages that list what is allowed.
-    pub fn names() -> impl Iterator<Item = &'static str> {
-        Handler::ALL.into_iter().map(Handler::name)
-    }
-
-    /// The PascalCase stem of every CloudFormation logical ID that belongs to this handler
-    /// (`{stem}Function`, `{stem}Role`, ...). These IDs are an API: renaming one replaces the
-    /// live resource.
-    pub const fn logical_id_stem(self) -> &'static str {
-        match self {
-            Handler::Connect => "Connect",
-            Handler::Disconnect => "Disconnect",
-            Handler::SendMessage => "SendMessage",
-            Handler::Default => "Default",
-            Handler::ListConnections => "ListConnections",
-            Handler::Join => "Join",
-            Handler::Leave => "Leave",
-            Handler::Authorizer => "Authorizer",
-            Handler::FanoutWorker => "FanoutWorker",
-        }
-    }
-
-    /// The DynamoDB actions the handler performs on `table`; synth grants exactly these, on
-    /// that table only.
-    pub const fn table_actions(self, table: Table) -> &'static [TableAction] {
-        use TableAction::*;
-        match (self, table) {
-            // Stores the new connection's record.
-            (Handler::Connect, Table::Connections) => &[PutItem],
-            // Reads the connection's rooms, deletes those memberships, then the record; a
-            // missing one is fine.
-            (Handler::Disconnect, Table::Connections) => &[GetItem, DeleteItem],
-            (Handler::Disconnect, Table::Rooms) => &[DeleteItem],
-            // Charges the sender's rate limit and reads its record in one conditional update,
-            // reads a direct message's target, lists every connection for a broadcast, and
-            // deletes the records of connections that turned out to be gone.
-            (Handler::SendMessage, Table::Connections) => &[GetItem, UpdateItem, Scan, DeleteItem],
-            // Checks the sender is a member, lists a room's members page by page, and deletes
-            // the memberships of members that turned out to be gone.
-            (Handler::SendMessage, Table::Rooms) => &[GetItem, Query, DeleteItem],
-            // Reads the sender, adds the room to its record (conditionally: the record must
-            // exist and the room count stay bounded), then stores the membership.
-            (Handler::Join, Table::Connections) => &[GetItem, UpdateItem],
-            (Handler::Join, Table::Rooms) => &[PutItem],
-            // Deletes the membership, then removes the room from the record.
-            (Handler::Leave, Table::Connections) => &[UpdateItem],
-            (Handler::Leave, Table::Rooms) => &[DeleteItem],
-            // Reads one page of connections, where the client's cursor says.
-            (Handler::ListConnections, Table::Connections) => &[Scan],
-            // Lists its Scan segment of the connections (an "everyone" job) and deletes the
-            // records of connections that turned out to be gone.
-            (Handler::FanoutWorker, Table::Connections) => &[Scan, DeleteItem],
-            // Lists a room's members page by page (a room job) and deletes the memberships of
-            // members that turned out to be gone.
-            (Handler::FanoutWorker, Table::Rooms) => &[Query, DeleteItem],
-            // Only answers the sender; never touches a table. The authorizer verifies a token
-            // against the issuer's keys: no state of ours.
-            (Handler::Default, _)
-            | (Handler::Authorizer, _)
-            | (Handler::Connect, Table::Rooms)
-            | (Handler::ListConnections, Table::Rooms) => &[],
-        }
-    }
-
-    /// The `@connections` operations the handler calls; synth grants
-    /// `execute-api:ManageConnections` on exactly these methods of this API's stage.
-    pub const fn management_operations(self) -> &'static [ManagementOperation] {
-        match self {
-            Handler::Connect | Handler::Disconnect | Handler::Authorizer => &[],
-            // Broadcasts and direct messages; error frames back to the sender.
-            Handler::SendMessage => &[ManagementOperation::Post],
-            // Answers the sender with an error frame.
-            Handler::Default => &[ManagementOperation::Post],
-            // Answers the sender with a page of connections (or an error frame).
-            Handler::ListConnections => &[ManagementOperation::Post],
-            // Confirm to the sender, or answer with an error frame.
-            Handler::Join | Handler::Leave => &[ManagementOperation::Post],
-            // Posts the job's frame to every connection of its segment.
-            Handler::FanoutWorker => &[ManagementOperation::Post],
-        }
-    }
-}
-
-/// An operation of the API Gateway management API (`@connections`). Its IAM resource names the
-/// HTTP method: `arn:{partition}:execute-api:{region}:{account}:{api}/{stage}/{METHOD}/@connections/*`
-/// (API Gateway developer guide, "Control access to WebSocket APIs with IAM authorization",
-/// <https://docs.aws.amazon.com/apigateway/latest/developerguide/apigateway-websocket-control-access-iam.html>).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum ManagementOperation {
-    /// PostToConnection: send data to a connection.
-    Post,
-    /// GetConnection: a connection's details.
-    Get,
-    /// DeleteConnection: close a connection.
-    Delete,
-}
-
-impl ManagementOperation {
-    /// The HTTP method, as the IAM resource of the operation names it.
-    pub const fn http_method(self) -> &'static str {
-        match self {
-            ManagementOperation::Post => "POST",
-            ManagementOperation::Get => "GET",
-            ManagementOperation::Delete => "DELETE",
-        }
-    }
 }
 
 /// A route of the WebSocket API: a route key and the handler behind it.
@@ -409,20 +171,7 @@ mod tests {
         }
         assert_eq!(Handler::from_name("sendMessage"), None);
         assert_eq!(Handler::from_name(""), None);
-        assert_eq!(
-            Handler::names().collect::<Vec<_>>(),
-            [
-                "connect",
-                "disconnect",
-                "send-message",
-                "default",
-                "list-connections",
-                "join",
-                "leave",
-                "authorizer",
-                "fanout-worker"
-            ]
-        );
+        assert_eq!(Handler::names().count(), Handler::ALL.len());
     }
 
     #[test]
@@ -436,26 +185,17 @@ mod tests {
     }
 
     #[test]
-    fn client_actions_exclude_system_routes() {
-        assert_eq!(
-            client_actions().collect::<Vec<_>>(),
-            vec!["sendMessage", "listConnections", "join", "leave"]
-        );
-    }
-
-    #[test]
-    fn only_room_handlers_touch_the_rooms_table() {
-        for h in Handler::ALL {
-            let touches = !h.table_actions(Table::Rooms).is_empty();
-            let rooms = matches!(
-                h,
-                Handler::Join
-                    | Handler::Leave
-                    | Handler::SendMessage
-                    | Handler::Disconnect
-                    | Handler::FanoutWorker
+    fn client_actions_are_the_routes_that_are_not_system_routes() {
+        let actions: Vec<&str> = client_actions().collect();
+        for r in ROUTES {
+            assert_eq!(
+                actions.contains(&r.key),
+                !r.key.starts_with('$'),
+                "{}",
+                r.key
             );
-            assert_eq!(touches, rooms, "{h:?}");
         }
+        assert!(actions.contains(&SEND_MESSAGE));
+        assert!(!actions.contains(&CONNECT));
     }
 }

@@ -31,54 +31,16 @@ pub const QUEUE_RETENTION_SECONDS: u32 = 24 * 60 * 60;
 /// The inline policy that grants a handler its actions on the fan-out queue.
 pub const QUEUE_POLICY: &str = "FanoutQueue";
 
-/// The SQS actions a handler calls on the fan-out queue; synth grants exactly these, on that
-/// queue only.
-pub const fn queue_actions(h: Handler) -> &'static [&'static str] {
-    match h {
-        // Enqueues the jobs of a broadcast (queue mode) or what its deadline left (inline).
-        Handler::SendMessage => &["sqs:SendMessage"],
-        // Polled by its event source mapping, which needs these three on the function's role
-        // (https://docs.aws.amazon.com/lambda/latest/dg/services-sqs-configure.html); sends the
-        // continuation of a job its deadline cut.
-        Handler::FanoutWorker => &[
-            "sqs:ReceiveMessage",
-            "sqs:DeleteMessage",
-            "sqs:GetQueueAttributes",
-            "sqs:SendMessage",
-        ],
-        _ => &[],
-    }
-}
-
 /// The handler's grant on the fan-out queue, if it uses it.
 pub fn queue_policy(h: Handler) -> Option<InlinePolicy> {
-    let actions = queue_actions(h);
+    let actions = h.queue_actions();
     (!actions.is_empty()).then(|| InlinePolicy {
         policy_name: QUEUE_POLICY.to_owned(),
         policy_document: PolicyDocument::new(vec![Statement::allow(
-            actions.iter().copied(),
+            actions.iter().map(|a| a.iam_action()),
             vec![Expr::get_att(ids::FANOUT_QUEUE, "Arn")],
         )]),
     })
-}
-
-/// The fan-out variables of the handler's function (the handlers' `config.rs` reads them).
-pub fn environment(stage: &Stage, h: Handler) -> Vec<(&'static str, Expr)> {
-    if queue_actions(h).is_empty() {
-        return Vec::new();
-    }
-    // `Ref` of a queue is its URL.
-    let mut vars = vec![
-        ("FANOUT_MODE", Expr::from(stage.fanout.mode.as_str())),
-        ("FANOUT_QUEUE_URL", Expr::r#ref(ids::FANOUT_QUEUE)),
-    ];
-    if h == Handler::SendMessage {
-        vars.push((
-            "FANOUT_SEGMENTS",
-            Expr::from(stage.fanout.segments.to_string()),
-        ));
-    }
-    vars
 }
 
 /// Adds the queue, its dead-letter queue and the worker's event source mapping.
@@ -167,7 +129,7 @@ mod tests {
     #[test]
     fn only_send_message_and_the_worker_touch_the_queue_and_only_the_worker_receives() {
         for h in Handler::ALL {
-            let actions = queue_actions(h);
+            let actions: Vec<&str> = h.queue_actions().iter().map(|a| a.iam_action()).collect();
             match h {
                 Handler::SendMessage => assert_eq!(actions, ["sqs:SendMessage"]),
                 Handler::FanoutWorker => assert!(actions.contains(&"sqs:ReceiveMessage")),
@@ -175,30 +137,5 @@ mod tests {
             }
             assert_eq!(queue_policy(h).is_some(), !actions.is_empty(), "{h:?}");
         }
-    }
-
-    #[test]
-    fn send_message_learns_the_mode_the_queue_and_the_segments() {
-        let stage = test_stage("[fanout]\nmode = \"queue\"\nsegments = 16\n");
-        let names =
-            |h| -> Vec<&str> { environment(&stage, h).into_iter().map(|(n, _)| n).collect() };
-        assert_eq!(
-            names(Handler::SendMessage),
-            ["FANOUT_MODE", "FANOUT_QUEUE_URL", "FANOUT_SEGMENTS"]
-        );
-        assert_eq!(
-            names(Handler::FanoutWorker),
-            ["FANOUT_MODE", "FANOUT_QUEUE_URL"]
-        );
-        assert!(names(Handler::Connect).is_empty());
-        let vars = environment(&stage, Handler::SendMessage);
-        assert_eq!(
-            serde_json::to_value(&vars[2].1).expect("json"),
-            serde_json::json!("16")
-        );
-        assert_eq!(
-            serde_json::to_value(&vars[0].1).expect("json"),
-            serde_json::json!("queue")
-        );
     }
 }

@@ -1,12 +1,10 @@
 //! Per handler: its log group, its least-privilege role and its Lambda function; and the
 //! bucket the functions' code is read from.
 
-use std::collections::BTreeMap;
-
 use serde_json::json;
 use wsstack_routes::{Handler, Invocation, Table};
 
-use super::{authorizer, checks, fanout_queue, ids, logs, outputs};
+use super::{checks, environment, fanout_queue, ids, logs};
 use crate::assets::Asset;
 use crate::cfn::policy::{PolicyDocument, Statement};
 use crate::cfn::resources::iam::{InlinePolicy, Role};
@@ -69,13 +67,7 @@ pub fn add(t: &mut Template, stage: &Stage, h: Handler, asset: &Asset, bucket: &
         },
     );
 
-    let mut variables = match h.invocation() {
-        Invocation::Route | Invocation::FanoutQueue => route_environment(stage, h),
-        Invocation::ConnectAuthorizer => authorizer::environment(stage),
-    };
-    for (name, value) in fanout_queue::environment(stage, h) {
-        variables.insert(name.to_owned(), value);
-    }
+    let variables = environment::environment(stage, h);
     let what = match (h.invocation(), h.route()) {
         (Invocation::Route, Some(route)) => format!("handler for the {} route", route.key),
         (Invocation::ConnectAuthorizer, _) => "Lambda REQUEST authorizer of $connect".to_owned(),
@@ -139,43 +131,6 @@ pub fn add(t: &mut Template, stage: &Stage, h: Handler, asset: &Asset, bucket: &
         );
     }
     t.add(ids::function(h), resource);
-}
-
-/// A route handler's settings: the table, and what its work needs.
-fn route_environment(stage: &Stage, h: Handler) -> BTreeMap<String, Expr> {
-    let settings = stage.function(h);
-    let mut variables = BTreeMap::new();
-    variables.insert("TABLE_NAME".to_owned(), Expr::r#ref(ids::TABLE));
-    if !h.table_actions(Table::Rooms).is_empty() {
-        variables.insert("ROOMS_TABLE_NAME".to_owned(), Expr::r#ref(ids::ROOMS_TABLE));
-    }
-    if !h.management_operations().is_empty() {
-        variables.insert(
-            "BROADCAST_CONCURRENCY".to_owned(),
-            Expr::from(settings.broadcast_concurrency.to_string()),
-        );
-        // Always the execute-api endpoint of this API and stage: behind a custom domain the
-        // event's `domainName` is that domain, and `@connections` calls to it fail.
-        variables.insert(
-            "CALLBACK_URL".to_owned(),
-            outputs::execute_api_endpoint(stage, "https"),
-        );
-    }
-    if h == Handler::Connect && stage.auth.jwt().is_some() {
-        // The username then comes from the authorizer's context, never the query string.
-        variables.insert("AUTH_MODE".to_owned(), Expr::from("jwt"));
-    }
-    if h == Handler::SendMessage {
-        variables.insert(
-            "MESSAGE_RATE".to_owned(),
-            Expr::from(stage.api.message_rate.to_string()),
-        );
-        variables.insert(
-            "MESSAGE_BURST".to_owned(),
-            Expr::from(stage.api.message_burst.to_string()),
-        );
-    }
-    variables
 }
 
 /// The stage file's log level as Lambda's application log level.
@@ -250,6 +205,7 @@ mod tests {
     use super::*;
     use crate::assets::{self, AssetSource};
     use crate::stack::test_stage;
+    use wsstack_routes::EnvVar;
 
     fn with_function(stage_toml: &str, handler: Handler) -> serde_json::Value {
         let stage = test_stage(stage_toml);
@@ -338,7 +294,7 @@ mod tests {
             }
             let env = &t["Resources"][ids::function(h)]["Properties"]["Environment"]["Variables"];
             assert_eq!(
-                env.get("ROOMS_TABLE_NAME").is_some(),
+                env.get(EnvVar::RoomsTableName.name()).is_some(),
                 !h.table_actions(Table::Rooms).is_empty(),
                 "{h:?}"
             );
@@ -398,10 +354,10 @@ mod tests {
             let t = with_function("", h);
             let env = &t["Resources"][ids::function(h)]["Properties"]["Environment"]["Variables"];
             if h.management_operations().is_empty() {
-                assert!(env.get("CALLBACK_URL").is_none(), "{h:?}");
+                assert!(env.get(EnvVar::CallbackUrl.name()).is_none(), "{h:?}");
             } else {
                 assert_eq!(
-                    env["CALLBACK_URL"]["Fn::Sub"],
+                    env[EnvVar::CallbackUrl.name()]["Fn::Sub"],
                     "https://${WebSocketApi}.execute-api.${AWS::Region}.${AWS::URLSuffix}/dev",
                     "{h:?}"
                 );

@@ -16,6 +16,7 @@ pub mod api;
 pub mod authorizer;
 pub mod checks;
 pub mod domain;
+pub mod environment;
 pub mod fanout_queue;
 pub mod functions;
 pub mod ids;

@@ -1,0 +1,100 @@
+//! The environment variables synth sets on the functions and the handlers read, declared once:
+//! synth writes no variable name as a string literal, the handlers' `config.rs` and the
+//! authorizer's settings read these names.
+
+/// A variable of a function's environment. Which handler gets which is its
+/// [`crate::HandlerSpec::environment`]; what value synth gives it comes from the stage file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum EnvVar {
+    /// The connections table (required).
+    TableName,
+    /// The rooms table (required by the handlers the route table lets use it).
+    RoomsTableName,
+    /// How many `PostToConnection` calls a broadcast keeps in flight (optional).
+    BroadcastConcurrency,
+    /// The `@connections` endpoint, `https://{api}.execute-api.{region}.{suffix}/{stage}`
+    /// (optional: without it the handlers derive it from each event).
+    CallbackUrl,
+    /// `inline` or `queue`: how a broadcast reaches everyone (optional, default `inline`).
+    FanoutMode,
+    /// The SQS queue of fan-out jobs.
+    FanoutQueueUrl,
+    /// Scan segments (= jobs) a broadcast to everyone is split into in queue mode.
+    FanoutSegments,
+    /// `jwt` when an authorizer guards `$connect`; unset otherwise.
+    AuthMode,
+    /// A connection's sustained message rate, messages per second.
+    MessageRate,
+    /// How many messages a connection may send at once after being quiet.
+    MessageBurst,
+    /// The authorizer: the token issuer (`iss`) it accepts.
+    AuthIssuer,
+    /// The authorizer: the audiences (`aud`) it accepts, comma-separated.
+    AuthAudience,
+    /// The authorizer: where the issuer's keys are (optional: OpenID discovery otherwise).
+    AuthJwksUrl,
+    /// The authorizer: where the token travels (`query:token`, `header:Auth`, ...).
+    AuthTokenSource,
+    /// The authorizer: the claim a user's name comes from (optional).
+    AuthUsernameClaim,
+}
+
+impl EnvVar {
+    /// Every variable, in declaration order.
+    pub const ALL: [EnvVar; 15] = [
+        EnvVar::TableName,
+        EnvVar::RoomsTableName,
+        EnvVar::BroadcastConcurrency,
+        EnvVar::CallbackUrl,
+        EnvVar::FanoutMode,
+        EnvVar::FanoutQueueUrl,
+        EnvVar::FanoutSegments,
+        EnvVar::AuthMode,
+        EnvVar::MessageRate,
+        EnvVar::MessageBurst,
+        EnvVar::AuthIssuer,
+        EnvVar::AuthAudience,
+        EnvVar::AuthJwksUrl,
+        EnvVar::AuthTokenSource,
+        EnvVar::AuthUsernameClaim,
+    ];
+
+    /// The variable's name in the function's environment.
+    pub const fn name(self) -> &'static str {
+        match self {
+            EnvVar::TableName => "TABLE_NAME",
+            EnvVar::RoomsTableName => "ROOMS_TABLE_NAME",
+            EnvVar::BroadcastConcurrency => "BROADCAST_CONCURRENCY",
+            EnvVar::CallbackUrl => "CALLBACK_URL",
+            EnvVar::FanoutMode => "FANOUT_MODE",
+            EnvVar::FanoutQueueUrl => "FANOUT_QUEUE_URL",
+            EnvVar::FanoutSegments => "FANOUT_SEGMENTS",
+            EnvVar::AuthMode => "AUTH_MODE",
+            EnvVar::MessageRate => "MESSAGE_RATE",
+            EnvVar::MessageBurst => "MESSAGE_BURST",
+            EnvVar::AuthIssuer => "AUTH_ISSUER",
+            EnvVar::AuthAudience => "AUTH_AUDIENCE",
+            EnvVar::AuthJwksUrl => "AUTH_JWKS_URL",
+            EnvVar::AuthTokenSource => "AUTH_TOKEN_SOURCE",
+            EnvVar::AuthUsernameClaim => "AUTH_USERNAME_CLAIM",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_unique_screaming_snake_case() {
+        let mut seen = std::collections::BTreeSet::new();
+        for v in EnvVar::ALL {
+            assert!(seen.insert(v.name()), "{} twice", v.name());
+            assert!(
+                v.name().chars().all(|c| c.is_ascii_uppercase() || c == '_'),
+                "{}",
+                v.name()
+            );
+        }
+    }
+}

@@ -1,0 +1,445 @@
+//! The handlers of the API, described as data: one [`HandlerSpec`] per handler says how it is
+//! invoked, which logical IDs it owns, what it may do (table, `@connections` and queue grants),
+//! which environment variables it reads and whether it is rate limited. Synth builds the
+//! function, role and policies from it, the `bootstrap` binary dispatches on its name, the local
+//! gateway serves its route.
+//!
+//! Adding a handler: a [`Handler`] variant at the end of [`Handler::ALL`] and its entry at the
+//! end of [`SPECS`] (a test checks they line up), plus its route in [`crate::ROUTES`] if it is
+//! one.
+
+use crate::access::{ManagementOperation, QueueAction, Table, TableAction, TableGrant};
+use crate::env::EnvVar;
+
+/// The Lambda handlers of the API. Each is one function in the synthesized stack; all of them
+/// run the same `bootstrap` binary, which picks the handler by [`Handler::name`].
+///
+/// Most are behind a route of [`crate::ROUTES`]; the others are invoked by API Gateway or Lambda
+/// in another role (the `$connect` authorizer, the queue-mode fan-out worker behind an SQS event
+/// source): [`Handler::invocation`] and [`Handler::is_route`] tell them apart, so synth wires
+/// routes, integrations and invoke permissions only for routes, and the gateway serves only
+/// routes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Handler {
+    Connect,
+    Disconnect,
+    SendMessage,
+    Default,
+    ListConnections,
+    Join,
+    Leave,
+    /// The Lambda REQUEST authorizer of `$connect` (stages with `[auth] mode = "jwt"`).
+    Authorizer,
+    /// Not a route: runs queued fan-out jobs from the SQS event source (queue mode).
+    FanoutWorker,
+}
+
+/// How a handler is invoked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Invocation {
+    /// By API Gateway, as the integration of its route in [`crate::ROUTES`].
+    Route,
+    /// By API Gateway, as the Lambda REQUEST authorizer of the `$connect` route, before the
+    /// `$connect` integration; only in stages that turn authentication on.
+    ConnectAuthorizer,
+    /// By Lambda's SQS event source, with batches of queued fan-out jobs.
+    FanoutQueue,
+}
+
+/// Everything the stack and the runtime need to know about one handler.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HandlerSpec {
+    pub handler: Handler,
+    /// Kebab-case: the function's `Handler` property (which Lambda hands the `bootstrap` binary
+    /// as `_HANDLER`) and its `[lambda.<name>]` table in the stage files.
+    pub name: &'static str,
+    /// The PascalCase stem of every CloudFormation logical ID that belongs to the handler
+    /// (`{stem}Function`, `{stem}Role`, ...). These IDs are an API: renaming one replaces the
+    /// live resource.
+    pub logical_id_stem: &'static str,
+    pub invocation: Invocation,
+    /// The DynamoDB actions it performs, per table; synth grants exactly these.
+    pub tables: &'static [TableGrant],
+    /// The `@connections` operations it calls; synth grants `execute-api:ManageConnections` on
+    /// exactly these methods of this API's stage.
+    pub management: &'static [ManagementOperation],
+    /// The SQS actions it calls on the fan-out queue; synth grants exactly these.
+    pub queue: &'static [QueueAction],
+    /// The variables synth sets on its function (each only when the stage gives it a value).
+    pub environment: &'static [EnvVar],
+    /// Whether each message it handles is charged to the sender's rate limit (it then reads
+    /// [`EnvVar::MessageRate`] and [`EnvVar::MessageBurst`]).
+    pub rate_limited: bool,
+}
+
+use EnvVar::*;
+use TableAction::*;
+
+/// What every handler that answers its sender (or posts to others) reads.
+const POSTING: [EnvVar; 3] = [TableName, BroadcastConcurrency, CallbackUrl];
+
+/// The handlers, in the order of [`Handler::ALL`].
+pub const SPECS: [HandlerSpec; 9] = [
+    HandlerSpec {
+        handler: Handler::Connect,
+        name: "connect",
+        logical_id_stem: "Connect",
+        invocation: Invocation::Route,
+        // Stores the new connection's record.
+        tables: &[TableGrant {
+            table: Table::Connections,
+            actions: &[PutItem],
+        }],
+        management: &[],
+        queue: &[],
+        environment: &[TableName, AuthMode],
+        rate_limited: false,
+    },
+    HandlerSpec {
+        handler: Handler::Disconnect,
+        name: "disconnect",
+        logical_id_stem: "Disconnect",
+        invocation: Invocation::Route,
+        // Reads the connection's rooms, deletes those memberships, then the record; a missing
+        // one is fine.
+        tables: &[
+            TableGrant {
+                table: Table::Connections,
+                actions: &[GetItem, DeleteItem],
+            },
+            TableGrant {
+                table: Table::Rooms,
+                actions: &[DeleteItem],
+            },
+        ],
+        management: &[],
+        queue: &[],
+        environment: &[TableName, RoomsTableName],
+        rate_limited: false,
+    },
+    HandlerSpec {
+        handler: Handler::SendMessage,
+        name: "send-message",
+        logical_id_stem: "SendMessage",
+        invocation: Invocation::Route,
+        tables: &[
+            // Charges the sender's rate limit and reads its record in one conditional update,
+            // reads a direct message's target, lists every connection for a broadcast, and
+            // deletes the records of connections that turned out to be gone.
+            TableGrant {
+                table: Table::Connections,
+                actions: &[GetItem, UpdateItem, Scan, DeleteItem],
+            },
+            // Checks the sender is a member, lists a room's members page by page, and deletes
+            // the memberships of members that turned out to be gone.
+            TableGrant {
+                table: Table::Rooms,
+                actions: &[GetItem, Query, DeleteItem],
+            },
+        ],
+        // Broadcasts and direct messages; error frames back to the sender.
+        management: &[ManagementOperation::Post],
+        // Enqueues the jobs of a broadcast (queue mode) or what its deadline left (inline).
+        queue: &[QueueAction::SendMessage],
+        environment: &[
+            TableName,
+            RoomsTableName,
+            BroadcastConcurrency,
+            CallbackUrl,
+            MessageRate,
+            MessageBurst,
+            FanoutMode,
+            FanoutQueueUrl,
+            FanoutSegments,
+        ],
+        rate_limited: true,
+    },
+    HandlerSpec {
+        handler: Handler::Default,
+        name: "default",
+        logical_id_stem: "Default",
+        invocation: Invocation::Route,
+        // Only answers the sender; never touches a table.
+        tables: &[],
+        // Answers the sender with an error frame.
+        management: &[ManagementOperation::Post],
+        queue: &[],
+        environment: &POSTING,
+        rate_limited: false,
+    },
+    HandlerSpec {
+        handler: Handler::ListConnections,
+        name: "list-connections",
+        logical_id_stem: "ListConnections",
+        invocation: Invocation::Route,
+        // Reads one page of connections, where the client's cursor says.
+        tables: &[TableGrant {
+            table: Table::Connections,
+            actions: &[Scan],
+        }],
+        // Answers the sender with a page of connections (or an error frame).
+        management: &[ManagementOperation::Post],
+        queue: &[],
+        environment: &POSTING,
+        rate_limited: false,
+    },
+    HandlerSpec {
+        handler: Handler::Join,
+        name: "join",
+        logical_id_stem: "Join",
+        invocation: Invocation::Route,
+        // Reads the sender, adds the room to its record (conditionally: the record must exist
+        // and the room count stay bounded), then stores the membership.
+        tables: &[
+            TableGrant {
+                table: Table::Connections,
+                actions: &[GetItem, UpdateItem],
+            },
+            TableGrant {
+                table: Table::Rooms,
+                actions: &[PutItem],
+            },
+        ],
+        // Confirms to the sender, or answers with an error frame.
+        management: &[ManagementOperation::Post],
+        queue: &[],
+        environment: &[TableName, RoomsTableName, BroadcastConcurrency, CallbackUrl],
+        rate_limited: false,
+    },
+    HandlerSpec {
+        handler: Handler::Leave,
+        name: "leave",
+        logical_id_stem: "Leave",
+        invocation: Invocation::Route,
+        // Deletes the membership, then removes the room from the record.
+        tables: &[
+            TableGrant {
+                table: Table::Connections,
+                actions: &[UpdateItem],
+            },
+            TableGrant {
+                table: Table::Rooms,
+                actions: &[DeleteItem],
+            },
+        ],
+        // Confirms to the sender, or answers with an error frame.
+        management: &[ManagementOperation::Post],
+        queue: &[],
+        environment: &[TableName, RoomsTableName, BroadcastConcurrency, CallbackUrl],
+        rate_limited: false,
+    },
+    HandlerSpec {
+        handler: Handler::Authorizer,
+        name: "authorizer",
+        logical_id_stem: "Authorizer",
+        invocation: Invocation::ConnectAuthorizer,
+        // Verifies a token against the issuer's keys: no state of ours.
+        tables: &[],
+        management: &[],
+        queue: &[],
+        environment: &[
+            AuthIssuer,
+            AuthAudience,
+            AuthJwksUrl,
+            AuthTokenSource,
+            AuthUsernameClaim,
+        ],
+        rate_limited: false,
+    },
+    HandlerSpec {
+        handler: Handler::FanoutWorker,
+        name: "fanout-worker",
+        logical_id_stem: "FanoutWorker",
+        invocation: Invocation::FanoutQueue,
+        tables: &[
+            // Lists its Scan segment of the connections (an "everyone" job) and deletes the
+            // records of connections that turned out to be gone.
+            TableGrant {
+                table: Table::Connections,
+                actions: &[Scan, DeleteItem],
+            },
+            // Lists a room's members page by page (a room job) and deletes the memberships of
+            // members that turned out to be gone.
+            TableGrant {
+                table: Table::Rooms,
+                actions: &[Query, DeleteItem],
+            },
+        ],
+        // Posts the job's frame to every connection of its segment.
+        management: &[ManagementOperation::Post],
+        // Polled by its event source mapping, which needs the first three on the function's
+        // role (https://docs.aws.amazon.com/lambda/latest/dg/services-sqs-configure.html);
+        // sends the continuation of a job its deadline cut.
+        queue: &[
+            QueueAction::ReceiveMessage,
+            QueueAction::DeleteMessage,
+            QueueAction::GetQueueAttributes,
+            QueueAction::SendMessage,
+        ],
+        environment: &[
+            TableName,
+            RoomsTableName,
+            BroadcastConcurrency,
+            CallbackUrl,
+            FanoutMode,
+            FanoutQueueUrl,
+        ],
+        rate_limited: false,
+    },
+];
+
+impl Handler {
+    /// Every handler, in the order the stack declares them. New handlers go at the end, so
+    /// the resources of the existing ones keep their place in the template.
+    pub const ALL: [Handler; 9] = [
+        Handler::Connect,
+        Handler::Disconnect,
+        Handler::SendMessage,
+        Handler::Default,
+        Handler::ListConnections,
+        Handler::Join,
+        Handler::Leave,
+        Handler::Authorizer,
+        Handler::FanoutWorker,
+    ];
+
+    /// The handler's description.
+    pub const fn spec(self) -> &'static HandlerSpec {
+        &SPECS[self as usize]
+    }
+
+    /// How the handler is invoked: behind a route, as the `$connect` authorizer, or from the
+    /// fan-out queue.
+    pub const fn invocation(self) -> Invocation {
+        self.spec().invocation
+    }
+
+    /// The route behind which API Gateway invokes the handler; `None` for a handler that is
+    /// not a route (the authorizer, the fan-out worker).
+    pub fn route(self) -> Option<&'static crate::Route> {
+        crate::ROUTES.iter().find(|r| r.handler == self)
+    }
+
+    /// Whether the handler is behind a route of [`crate::ROUTES`].
+    pub fn is_route(self) -> bool {
+        self.route().is_some()
+    }
+
+    /// The handler's name, kebab-case ([`HandlerSpec::name`]).
+    pub const fn name(self) -> &'static str {
+        self.spec().name
+    }
+
+    /// The handler called `name` (exact, as [`Handler::name`] spells it).
+    pub fn from_name(name: &str) -> Option<Handler> {
+        Handler::ALL.into_iter().find(|h| h.name() == name)
+    }
+
+    /// Every handler's name, for messages that list what is allowed.
+    pub fn names() -> impl Iterator<Item = &'static str> {
+        Handler::ALL.into_iter().map(Handler::name)
+    }
+
+    /// The stem of the handler's logical IDs ([`HandlerSpec::logical_id_stem`]).
+    pub const fn logical_id_stem(self) -> &'static str {
+        self.spec().logical_id_stem
+    }
+
+    /// The DynamoDB actions the handler performs on `table`; synth grants exactly these, on
+    /// that table only.
+    pub fn table_actions(self, table: Table) -> &'static [TableAction] {
+        self.spec()
+            .tables
+            .iter()
+            .find(|g| g.table == table)
+            .map_or(&[], |g| g.actions)
+    }
+
+    /// The `@connections` operations the handler calls.
+    pub const fn management_operations(self) -> &'static [ManagementOperation] {
+        self.spec().management
+    }
+
+    /// The SQS actions the handler calls on the fan-out queue.
+    pub const fn queue_actions(self) -> &'static [QueueAction] {
+        self.spec().queue
+    }
+
+    /// Whether the handler's function gets `var` (when the stage gives it a value).
+    pub fn reads(self, var: EnvVar) -> bool {
+        self.spec().environment.contains(&var)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn specs_line_up_with_handlers() {
+        assert_eq!(SPECS.len(), Handler::ALL.len());
+        for (i, h) in Handler::ALL.into_iter().enumerate() {
+            assert_eq!(SPECS[i].handler, h, "SPECS[{i}]");
+            assert_eq!(h.spec().handler, h);
+        }
+    }
+
+    #[test]
+    fn names_and_logical_id_stems_are_unique() {
+        let mut names = std::collections::BTreeSet::new();
+        let mut stems = std::collections::BTreeSet::new();
+        for s in SPECS {
+            assert!(names.insert(s.name), "name {} twice", s.name);
+            assert!(
+                stems.insert(s.logical_id_stem),
+                "stem {} twice",
+                s.logical_id_stem
+            );
+            assert!(
+                s.logical_id_stem.chars().all(|c| c.is_ascii_alphanumeric())
+                    && s.logical_id_stem
+                        .starts_with(|c: char| c.is_ascii_uppercase()),
+                "{}",
+                s.logical_id_stem
+            );
+        }
+    }
+
+    /// The variables follow from what a handler does: a spec that grants a resource but does
+    /// not read its name (or the reverse) would fail at its first request in AWS.
+    #[test]
+    fn each_handler_reads_the_variables_its_grants_need() {
+        for s in SPECS {
+            let h = s.handler;
+            let reads = |v| h.reads(v);
+            let tables = |t| !h.table_actions(t).is_empty();
+            let authorizer = s.invocation == Invocation::ConnectAuthorizer;
+            // Every handler but the authorizer knows the connections table (`$default` only
+            // for its configuration to be complete; it never calls it).
+            assert_eq!(reads(TableName), !authorizer, "{h:?} TABLE_NAME");
+            assert!(!tables(Table::Connections) || reads(TableName), "{h:?}");
+            assert_eq!(
+                reads(RoomsTableName),
+                tables(Table::Rooms),
+                "{h:?} ROOMS_TABLE_NAME"
+            );
+            let posts = !s.management.is_empty();
+            assert_eq!(reads(CallbackUrl), posts, "{h:?} CALLBACK_URL");
+            assert_eq!(
+                reads(BroadcastConcurrency),
+                posts,
+                "{h:?} BROADCAST_CONCURRENCY"
+            );
+            let queue = !s.queue.is_empty();
+            assert_eq!(reads(FanoutQueueUrl), queue, "{h:?} FANOUT_QUEUE_URL");
+            assert_eq!(reads(FanoutMode), queue, "{h:?} FANOUT_MODE");
+            assert_eq!(reads(MessageRate), s.rate_limited, "{h:?} MESSAGE_RATE");
+            assert_eq!(reads(MessageBurst), s.rate_limited, "{h:?} MESSAGE_BURST");
+            assert_eq!(reads(AuthIssuer), authorizer, "{h:?} AUTH_ISSUER");
+            for v in s.environment {
+                let n = s.environment.iter().filter(|w| *w == v).count();
+                assert_eq!(n, 1, "{h:?} lists {v:?} {n} times");
+            }
+        }
+    }
+}

@@ -95,6 +95,22 @@ lint: tools ## fmt, clippy -D warnings, and cfn-lint, checkov, cfn-guard over ev
 	cfn-guard test --rules-file tests/guard/wsstack.guard --test-data tests/guard/wsstack_tests.yaml > /dev/null
 	@echo "lint: clean"
 
+.PHONY: asyncapi
+asyncapi: ## Regenerate docs/asyncapi.yaml from the protocol types and the route table
+	UPDATE_ASYNCAPI=1 cargo test -q -p wsstack-handlers --test asyncapi the_document_in_the_repository
+	node tests/asyncapi/validate.cjs docs/asyncapi.yaml
+
+# The tests `make check` runs: the ones that need no server or tool outside cargo (no dynalite,
+# moto, browser, cfn-lint or node). Everything else runs in `make test`.
+CHECK_TESTS := --workspace --exclude wsstack-tests --lib --bins \
+	--test templates --test stages --test assembly --test routes --test binaries --test jwt --test cli --test web
+
+.PHONY: check
+check: ## Quick: fmt, clippy and the tests that need no outside server (a warm build: under 2 minutes)
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -q -- -D warnings
+	cargo test -q $(CHECK_TESTS)
+
 .PHONY: test
 test: lint ## Every test: lints, unit, snapshot, tool and integration tests
 	cargo test --workspace --no-fail-fast

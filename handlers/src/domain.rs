@@ -488,7 +488,7 @@ impl SendMessage {
 }
 
 /// A frame posted to clients.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(tag = "type", rename_all = "camelCase")]
 pub enum Frame {
     /// A broadcast chat message, or a room's (then `room` names it).
@@ -540,7 +540,7 @@ pub enum Frame {
 }
 
 /// One connection as `listConnections` shows it: what another client needs to name it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ConnectionSummary {
     pub connection_id: String,

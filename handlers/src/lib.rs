@@ -32,6 +32,7 @@ pub mod fanout;
 pub mod job;
 pub mod management;
 pub mod membership;
+pub mod protocol;
 pub mod queue;
 pub mod room_fanout;
 pub mod rooms;

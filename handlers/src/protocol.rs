@@ -137,121 +137,81 @@ fn variant_schemas<T: JsonSchema>(contract: Contract, tag: &str) -> Vec<(String,
         .collect()
 }
 
-/// The AsyncAPI 3.0 document of the client protocol: one channel (the connection), one
-/// `receive` operation per client action and one `send` operation per frame type. Deterministic:
-/// generated twice, it is the same text.
-pub fn asyncapi_document() -> Value {
-    let mut messages = Map::new();
-    let mut channel_messages = Map::new();
-    let mut operations = Map::new();
-    let channel_ref = json!({"$ref": "#/channels/connection"});
+/// The messages, channel messages and operations of the document, built one kind at a time.
+#[derive(Default)]
+struct Parts {
+    messages: Map<String, Value>,
+    channel_messages: Map<String, Value>,
+    operations: Map<String, Value>,
+}
 
-    for (action, mut payload) in variant_schemas::<ClientMessage>(Contract::Deserialize, "action") {
+impl Parts {
+    /// Adds message `name` with `payload` (its `description` becomes the summary), and the
+    /// operation `operation` that `action`s (`receive` or `send`) it on the connection.
+    fn add(
+        &mut self,
+        name: &str,
+        title: String,
+        mut payload: Value,
+        operation: String,
+        action: &str,
+    ) {
         let summary = payload
-            .get("description")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned();
-        if let Some(map) = payload.as_object_mut() {
-            map.remove("description");
-        }
-        messages.insert(
-            action.clone(),
-            json!({
-                "name": action,
-                "title": format!("{action} (client to server)"),
-                "summary": summary,
-                "payload": payload,
-            }),
+            .as_object_mut()
+            .and_then(|m| m.remove("description"))
+            .unwrap_or_default();
+        self.messages.insert(
+            name.to_owned(),
+            json!({"name": name, "title": title, "summary": summary, "payload": payload}),
         );
-        channel_messages.insert(
-            action.clone(),
-            json!({"$ref": format!("#/components/messages/{action}")}),
-        );
-        operations.insert(
-            action.clone(),
-            json!({
-                "action": "receive",
-                "channel": channel_ref,
-                "summary": format!("A client sends `{action}`."),
-                "messages": [{"$ref": format!("#/channels/connection/messages/{action}")}],
-            }),
-        );
-    }
-
-    for (kind, mut payload) in variant_schemas::<Frame>(Contract::Serialize, "type") {
-        let summary = payload
-            .get("description")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned();
-        if let Some(map) = payload.as_object_mut() {
-            map.remove("description");
-        }
-        if kind == "error" {
-            // The codes a client can receive, from their one declaration.
-            if let Some(code) = payload.pointer_mut("/properties/code") {
-                code["enum"] = json!(CLIENT_ERROR_CODES);
-            }
-        }
-        let name = format!("{kind}Frame");
-        messages.insert(
-            name.clone(),
-            json!({
-                "name": name,
-                "title": format!("{kind} (server to client)"),
-                "summary": summary,
-                "payload": payload,
-            }),
-        );
-        channel_messages.insert(
-            name.clone(),
+        self.channel_messages.insert(
+            name.to_owned(),
             json!({"$ref": format!("#/components/messages/{name}")}),
         );
-        operations.insert(
-            format!("send{}Frame", upper_first(&kind)),
+        let summary = match action {
+            "receive" => format!("A client sends `{name}`."),
+            _ => format!(
+                "The server sends a `{}` frame.",
+                title.split(' ').next().unwrap_or(name)
+            ),
+        };
+        self.operations.insert(
+            operation,
             json!({
-                "action": "send",
-                "channel": channel_ref,
-                "summary": format!("The server sends a `{kind}` frame."),
+                "action": action,
+                "channel": {"$ref": "#/channels/connection"},
+                "summary": summary,
                 "messages": [{"$ref": format!("#/channels/connection/messages/{name}")}],
             }),
         );
     }
+}
 
+/// The AsyncAPI 3.0 document of the client protocol: one channel (the connection), one
+/// `receive` operation per client action and one `send` operation per frame type. Deterministic:
+/// generated twice, it is the same text.
+pub fn asyncapi_document() -> Value {
+    let mut parts = Parts::default();
+    for (action, payload) in variant_schemas::<ClientMessage>(Contract::Deserialize, "action") {
+        let title = format!("{action} (client to server)");
+        parts.add(&action, title, payload, action.clone(), "receive");
+    }
+    for (kind, mut payload) in variant_schemas::<Frame>(Contract::Serialize, "type") {
+        if kind == "error"
+            && let Some(code) = payload.pointer_mut("/properties/code")
+        {
+            // The codes a client can receive, from their one declaration.
+            code["enum"] = json!(CLIENT_ERROR_CODES);
+        }
+        let operation = format!("send{}Frame", upper_first(&kind));
+        let title = format!("{kind} (server to client)");
+        parts.add(&format!("{kind}Frame"), title, payload, operation, "send");
+    }
     json!({
         "asyncapi": "3.0.0",
-        "info": {
-            "title": "wsstack WebSocket API",
-            "version": env!("CARGO_PKG_VERSION"),
-            "description": format!(
-                "The client protocol of a wsstack stage. Generated from the route table (routes/) and the protocol types (handlers/src/protocol.rs, handlers/src/domain.rs) by `make asyncapi`; do not edit by hand.\n\nClients send JSON text frames; API Gateway picks the route from the `{field}` field (exact, case-sensitive); a message without a known action goes to `$default`, which answers an `error` frame with code `unknown_action`. Binary frames close the connection (1003). A message is at most {max_frame} bytes; `data` at most {max_data} bytes. Connections are closed after 10 minutes idle or 2 hours. Offer the subprotocol `{SUBPROTOCOL}` (optional). Delivery is at least once: message frames carry an `id`.",
-                field = wsstack_routes::ROUTE_SELECTION_FIELD,
-                max_frame = crate::domain::MAX_FRAME_BYTES,
-                max_data = MAX_DATA_BYTES,
-            ),
-            "license": {"name": "Apache-2.0"},
-        },
+        "info": info(),
         "defaultContentType": "application/json",
-        "servers": {
-            "aws": {
-                "host": "{apiId}.execute-api.{region}.amazonaws.com",
-                "pathname": "/{stage}",
-                "protocol": "wss",
-                "description": "A deployed stage (the stack's WebSocketUrl output).",
-                "variables": {
-                    "apiId": {"description": "The WebSocket API's id."},
-                    "region": {"default": "us-east-1", "description": "The stack's region."},
-                    "stage": {"default": "dev", "description": "The stage's name (a file in stages/)."},
-                },
-            },
-            "local": {
-                "host": "127.0.0.1:3001",
-                "pathname": "/dev",
-                "protocol": "ws",
-                "description": "`make dev`: the local gateway.",
-            },
-        },
+        "servers": servers(),
         "channels": {
             "connection": {
                 "address": "/",
@@ -259,11 +219,47 @@ pub fn asyncapi_document() -> Value {
                 "description": format!(
                     "`$connect` takes `?username=` (1 to 64 printable characters; without authentication) or the token the stage's `[auth]` names. Limits: a connection id is at most {MAX_CONNECTION_ID_CHARS} characters, a room name at most {MAX_ROOM_NAME_CHARS}, a page of connections at most {MAX_LIST_LIMIT} items."
                 ),
-                "messages": channel_messages,
+                "messages": parts.channel_messages,
             },
         },
-        "operations": operations,
-        "components": {"messages": messages},
+        "operations": parts.operations,
+        "components": {"messages": parts.messages},
+    })
+}
+
+fn info() -> Value {
+    json!({
+        "title": "wsstack WebSocket API",
+        "version": env!("CARGO_PKG_VERSION"),
+        "description": format!(
+            "The client protocol of a wsstack stage. Generated from the route table (routes/) and the protocol types (handlers/src/protocol.rs, handlers/src/domain.rs) by `make asyncapi`; do not edit by hand.\n\nClients send JSON text frames; API Gateway picks the route from the `{field}` field (exact, case-sensitive); a message without a known action goes to `$default`, which answers an `error` frame with code `unknown_action`. Binary frames close the connection (1003). A message is at most {max_frame} bytes; `data` at most {max_data} bytes. Connections are closed after 10 minutes idle or 2 hours. Offer the subprotocol `{SUBPROTOCOL}` (optional). Delivery is at least once: message frames carry an `id`.",
+            field = wsstack_routes::ROUTE_SELECTION_FIELD,
+            max_frame = crate::domain::MAX_FRAME_BYTES,
+            max_data = MAX_DATA_BYTES,
+        ),
+        "license": {"name": "Apache-2.0"},
+    })
+}
+
+fn servers() -> Value {
+    json!({
+        "aws": {
+            "host": "{apiId}.execute-api.{region}.amazonaws.com",
+            "pathname": "/{stage}",
+            "protocol": "wss",
+            "description": "A deployed stage (the stack's WebSocketUrl output).",
+            "variables": {
+                "apiId": {"description": "The WebSocket API's id."},
+                "region": {"default": "us-east-1", "description": "The stack's region."},
+                "stage": {"default": "dev", "description": "The stage's name (a file in stages/)."},
+            },
+        },
+        "local": {
+            "host": "127.0.0.1:3001",
+            "pathname": "/dev",
+            "protocol": "ws",
+            "description": "`make dev`: the local gateway.",
+        },
     })
 }
 

@@ -145,40 +145,15 @@ pub fn render(stacks: &[StackArtifact]) -> Result<Files, AssemblyError> {
         let template_hash = hex::encode(Sha256::digest(&template_json));
         let assets_file = format!("{}.assets.json", s.id);
 
-        let mut asset_manifest = AssetManifest {
-            version: SCHEMA_VERSION,
-            files: BTreeMap::new(),
-            docker_images: BTreeMap::new(),
-        };
-        let a = &s.asset;
-        asset_manifest.files.insert(
-            a.hash.clone(),
-            file_asset(
-                &format!("{} Handlers Code", s.id),
-                &a.file_name(),
-                &a.object_key(),
-                &s.environment,
-            ),
-        );
+        let asset_manifest = asset_manifest(s, &template_file, &template_hash);
         // Every stage shares the same handlers' asset: one file in the assembly.
+        let a = &s.asset;
         out.files
             .entry(a.file_name())
             .or_insert_with(|| match &a.content {
                 AssetContent::File(p) => FileContent::CopyOf(p.clone()),
                 AssetContent::StandIn(bytes) => FileContent::Bytes(bytes.clone()),
             });
-        // The template is an asset too: `cdk deploy` uploads it, which lifts CloudFormation's
-        // 51,200-byte limit on templates passed inline.
-        asset_manifest.files.insert(
-            template_hash.clone(),
-            file_asset(
-                &format!("{} Template", s.id),
-                &template_file,
-                &format!("{template_hash}.json"),
-                &s.environment,
-            ),
-        );
-
         out.files
             .insert(template_file.clone(), FileContent::Bytes(template_json));
         out.files.insert(
@@ -193,18 +168,7 @@ pub fn render(stacks: &[StackArtifact]) -> Result<Files, AssemblyError> {
         let assets_id = format!("{}.assets", s.id);
         artifacts.insert(
             assets_id.clone(),
-            Artifact {
-                type_: "cdk:asset-manifest",
-                environment: None,
-                properties: ArtifactProperties::Assets(AssetManifestProperties {
-                    file: assets_file,
-                    requires_bootstrap_stack_version: BOOTSTRAP_VERSION,
-                    bootstrap_stack_version_ssm_parameter: bootstrap_version_parameter(),
-                }),
-                dependencies: Vec::new(),
-                metadata: BTreeMap::new(),
-                display_name: Some(format!("{} Assets", s.id)),
-            },
+            asset_manifest_artifact(&s.id, assets_file),
         );
         artifacts.insert(
             s.id.clone(),
@@ -229,6 +193,53 @@ pub fn render(stacks: &[StackArtifact]) -> Result<Files, AssemblyError> {
         )?),
     );
     Ok(out)
+}
+
+/// A stack's asset manifest: the handlers' zip and the template itself.
+fn asset_manifest(s: &StackArtifact, template_file: &str, template_hash: &str) -> AssetManifest {
+    let mut manifest = AssetManifest {
+        version: SCHEMA_VERSION,
+        files: BTreeMap::new(),
+        docker_images: BTreeMap::new(),
+    };
+    let a = &s.asset;
+    manifest.files.insert(
+        a.hash.clone(),
+        file_asset(
+            &format!("{} Handlers Code", s.id),
+            &a.file_name(),
+            &a.object_key(),
+            &s.environment,
+        ),
+    );
+    // The template is an asset too: `cdk deploy` uploads it, which lifts CloudFormation's
+    // 51,200-byte limit on templates passed inline.
+    manifest.files.insert(
+        template_hash.to_owned(),
+        file_asset(
+            &format!("{} Template", s.id),
+            template_file,
+            &format!("{template_hash}.json"),
+            &s.environment,
+        ),
+    );
+    manifest
+}
+
+/// The manifest's artifact for a stack's asset manifest file.
+fn asset_manifest_artifact(stack_id: &str, assets_file: String) -> Artifact {
+    Artifact {
+        type_: "cdk:asset-manifest",
+        environment: None,
+        properties: ArtifactProperties::Assets(AssetManifestProperties {
+            file: assets_file,
+            requires_bootstrap_stack_version: BOOTSTRAP_VERSION,
+            bootstrap_stack_version_ssm_parameter: bootstrap_version_parameter(),
+        }),
+        dependencies: Vec::new(),
+        metadata: BTreeMap::new(),
+        display_name: Some(format!("{stack_id} Assets")),
+    }
 }
 
 fn role_arn(kind: &str) -> String {

@@ -125,59 +125,10 @@ pub fn validate(template: &Template) -> Result<(), Invalid> {
     // Resource -> resources it needs first, for the cycle check.
     let mut edges: BTreeMap<&str, BTreeSet<String>> = BTreeMap::new();
     for (id, resource) in &template.resources {
-        let deps = edges.entry(id.as_str()).or_default();
-        let at = format!("Resources.{id}");
-        for target in &resource.depends_on {
-            if resources.contains_key(target.as_str()) {
-                deps.insert(target.clone());
-            } else {
-                found.push(Violation::UnknownDependency {
-                    at: format!("{at}.DependsOn"),
-                    target: target.clone(),
-                });
-            }
-        }
-        if let Some(c) = &resource.condition {
-            names.check_condition(&format!("{at}.Condition"), c, &mut found);
-        }
-        check_snapshot(&at, resource, &mut found);
-        check_statements(&at, resource, &mut found);
-        match serde_json::to_value(&resource.properties) {
-            Ok(props) => {
-                let mut refs = BTreeSet::new();
-                names.walk(&props, &format!("{at}.Properties"), &mut refs, &mut found);
-                deps.extend(refs);
-            }
-            Err(_) => found.push(Violation::Malformed {
-                at,
-                function: "Properties",
-                why: "cannot be serialized",
-            }),
-        }
+        let deps = check_resource(&names, id, resource, &mut found);
+        edges.insert(id.as_str(), deps);
     }
-    for (name, condition) in &template.conditions {
-        if let Ok(v) = serde_json::to_value(condition) {
-            names.walk(
-                &v,
-                &format!("Conditions.{name}"),
-                &mut BTreeSet::new(),
-                &mut found,
-            );
-        }
-    }
-    for (name, output) in &template.outputs {
-        if let Ok(v) = serde_json::to_value(output) {
-            names.walk(
-                &v,
-                &format!("Outputs.{name}"),
-                &mut BTreeSet::new(),
-                &mut found,
-            );
-        }
-        if let Some(c) = &output.condition {
-            names.check_condition(&format!("Outputs.{name}.Condition"), c, &mut found);
-        }
-    }
+    check_conditions_and_outputs(template, &names, &mut found);
 
     if let Some(cycle) = find_cycle(&edges) {
         found.push(Violation::DependencyCycle { cycle });
@@ -187,6 +138,68 @@ pub fn validate(template: &Template) -> Result<(), Invalid> {
         Ok(())
     } else {
         Err(Invalid(found))
+    }
+}
+
+/// Checks one resource (its dependencies, condition, snapshot policy, IAM statements and every
+/// name its properties use); returns the resources it needs first.
+fn check_resource(
+    names: &Names<'_>,
+    id: &str,
+    resource: &super::Resource,
+    found: &mut Vec<Violation>,
+) -> BTreeSet<String> {
+    let mut deps = BTreeSet::new();
+    let at = format!("Resources.{id}");
+    for target in &resource.depends_on {
+        if names.resources.contains_key(target.as_str()) {
+            deps.insert(target.clone());
+        } else {
+            found.push(Violation::UnknownDependency {
+                at: format!("{at}.DependsOn"),
+                target: target.clone(),
+            });
+        }
+    }
+    if let Some(c) = &resource.condition {
+        names.check_condition(&format!("{at}.Condition"), c, found);
+    }
+    check_snapshot(&at, resource, found);
+    check_statements(&at, resource, found);
+    match serde_json::to_value(&resource.properties) {
+        Ok(props) => names.walk(&props, &format!("{at}.Properties"), &mut deps, found),
+        Err(_) => found.push(Violation::Malformed {
+            at,
+            function: "Properties",
+            why: "cannot be serialized",
+        }),
+    }
+    deps
+}
+
+/// Checks the names the template's conditions and outputs use.
+fn check_conditions_and_outputs(
+    template: &Template,
+    names: &Names<'_>,
+    found: &mut Vec<Violation>,
+) {
+    for (name, condition) in &template.conditions {
+        if let Ok(v) = serde_json::to_value(condition) {
+            names.walk(
+                &v,
+                &format!("Conditions.{name}"),
+                &mut BTreeSet::new(),
+                found,
+            );
+        }
+    }
+    for (name, output) in &template.outputs {
+        if let Ok(v) = serde_json::to_value(output) {
+            names.walk(&v, &format!("Outputs.{name}"), &mut BTreeSet::new(), found);
+        }
+        if let Some(c) = &output.condition {
+            names.check_condition(&format!("Outputs.{name}.Condition"), c, found);
+        }
     }
 }
 

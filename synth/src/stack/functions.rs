@@ -68,14 +68,8 @@ pub fn add(t: &mut Template, stage: &Stage, h: Handler, asset: &Asset, bucket: &
     );
 
     let variables = environment::environment(stage, h);
-    let what = match (h.invocation(), h.route()) {
-        (Invocation::Route, Some(route)) => format!("handler for the {} route", route.key),
-        (Invocation::ConnectAuthorizer, _) => "Lambda REQUEST authorizer of $connect".to_owned(),
-        _ => "handler, not a route: runs the fan-out queue's jobs".to_owned(),
-    };
-
     let function = Function {
-        description: Some(format!("wsstack {} {what} ({})", h.name(), stage.name)),
+        description: Some(description(stage, h)),
         runtime: RUNTIME,
         // Every function runs the one `bootstrap` binary; Lambda hands it this value as
         // `_HANDLER` and the binary dispatches on it.
@@ -104,23 +98,7 @@ pub fn add(t: &mut Template, stage: &Stage, h: Handler, asset: &Asset, bucket: &
     };
 
     // The same keys the CDK writes, so tools that read them (SAM CLI, cdk) find the code.
-    let mut skips = if h.is_route() {
-        checks::FUNCTION.to_vec()
-    } else {
-        checks::QUEUE_WORKER_FUNCTION.to_vec()
-    };
-    if settings.reserved_concurrency.is_none() {
-        let stage_reserves = stage
-            .functions
-            .iter()
-            .any(|(_, f)| f.reserved_concurrency.is_some());
-        skips.push(if stage_reserves {
-            checks::FUNCTION_SHARES_UNRESERVED_CONCURRENCY
-        } else {
-            checks::FUNCTION_NO_RESERVED_CONCURRENCY
-        });
-    }
-    let mut resource = checks::skip(Resource::new(function), &skips)
+    let mut resource = checks::skip(Resource::new(function), &checkov_skips(stage, h))
         .metadata("aws:asset:path", json!(asset.file_name()))
         .metadata("aws:asset:is-bundled", json!(false))
         .metadata("aws:asset:property", json!("Code"));
@@ -131,6 +109,37 @@ pub fn add(t: &mut Template, stage: &Stage, h: Handler, asset: &Asset, bucket: &
         );
     }
     t.add(ids::function(h), resource);
+}
+
+/// The function's description: which handler, in which role, in which stage.
+fn description(stage: &Stage, h: Handler) -> String {
+    let what = match (h.invocation(), h.route()) {
+        (Invocation::Route, Some(route)) => format!("handler for the {} route", route.key),
+        (Invocation::ConnectAuthorizer, _) => "Lambda REQUEST authorizer of $connect".to_owned(),
+        _ => "handler, not a route: runs the fan-out queue's jobs".to_owned(),
+    };
+    format!("wsstack {} {what} ({})", h.name(), stage.name)
+}
+
+/// The checkov checks the function skips, each with its reason (`checks`).
+fn checkov_skips(stage: &Stage, h: Handler) -> Vec<checks::Skip> {
+    let mut skips = if h.is_route() {
+        checks::FUNCTION.to_vec()
+    } else {
+        checks::QUEUE_WORKER_FUNCTION.to_vec()
+    };
+    if stage.function(h).reserved_concurrency.is_none() {
+        let stage_reserves = stage
+            .functions
+            .iter()
+            .any(|(_, f)| f.reserved_concurrency.is_some());
+        skips.push(if stage_reserves {
+            checks::FUNCTION_SHARES_UNRESERVED_CONCURRENCY
+        } else {
+            checks::FUNCTION_NO_RESERVED_CONCURRENCY
+        });
+    }
+    skips
 }
 
 /// The stage file's log level as Lambda's application log level.

@@ -343,6 +343,7 @@ async fn a_rotated_key_is_picked_up_by_one_refetch() {
         CachePolicy {
             ttl: Duration::from_secs(600),
             min_fetch_interval: Duration::ZERO,
+            ..CachePolicy::default()
         },
     );
     let first = issuer
@@ -387,6 +388,7 @@ async fn unknown_kids_cannot_make_the_authorizer_flood_the_issuer() {
         CachePolicy {
             ttl: Duration::from_secs(600),
             min_fetch_interval: interval,
+            ..CachePolicy::default()
         },
     );
     let good = issuer

@@ -333,7 +333,10 @@ mod tests {
                 .iter()
                 .map(|k| format!(r#"{{"kty": "RSA", "kid": "{k}", "n": "AQAB", "e": "AQAB"}}"#))
                 .collect();
-            parse_jwks("u", format!(r#"{{"keys": [{}]}}"#, keys.join(",")).as_bytes())
+            parse_jwks(
+                "u",
+                format!(r#"{{"keys": [{}]}}"#, keys.join(",")).as_bytes(),
+            )
         }
     }
 
@@ -356,7 +359,11 @@ mod tests {
         source.failing.store(true, Ordering::SeqCst);
         tokio::time::advance(policy.ttl + Duration::from_secs(1)).await;
         assert!(cache.key("k1").await.is_ok(), "served from the stale cache");
-        assert_eq!(source.fetches.load(Ordering::SeqCst), 2, "one refresh tried");
+        assert_eq!(
+            source.fetches.load(Ordering::SeqCst),
+            2,
+            "one refresh tried"
+        );
         // Within the fetch interval: no new fetch, still served.
         for _ in 0..5 {
             assert!(cache.key("k1").await.is_ok());
@@ -376,7 +383,10 @@ mod tests {
         assert!(cache.key("k1").await.is_ok());
         // Past it: refused, whether a fetch is tried or not.
         tokio::time::advance(Duration::from_secs(2)).await;
-        assert!(matches!(cache.key("k1").await, Err(KeyError::RateLimited(_))));
+        assert!(matches!(
+            cache.key("k1").await,
+            Err(KeyError::RateLimited(_))
+        ));
         tokio::time::advance(policy.min_fetch_interval).await;
         assert!(matches!(cache.key("k1").await, Err(KeyError::Fetch(_))));
     }
@@ -393,7 +403,10 @@ mod tests {
         source.failing.store(false, Ordering::SeqCst);
         source.rotated.store(true, Ordering::SeqCst);
         tokio::time::advance(policy.min_fetch_interval).await;
-        assert!(matches!(cache.key("k1").await, Err(KeyError::UnknownKid(_))));
+        assert!(matches!(
+            cache.key("k1").await,
+            Err(KeyError::UnknownKid(_))
+        ));
         assert!(cache.key("k2").await.is_ok());
         // And the stale allowance starts again from that fetch.
         source.failing.store(true, Ordering::SeqCst);

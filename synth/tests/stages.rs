@@ -400,6 +400,11 @@ fn bad_auth_values_name_file_line_and_field() {
             "stages/test.toml:4:18: auth.username_claim: `user name` is not a claim name: 1 to 128 letters, digits, `_`, `-`, `.` or `:` (e.g. preferred_username, cognito:username, email)",
         ),
         (
+            // Issue 18, item 1: the pool's users may write locale and zoneinfo themselves.
+            "[auth]\nmode = \"jwt\"\ncreate_user_pool = true\nusername_claim = \"locale\"\n",
+            "stages/test.toml:4:18: auth.username_claim: `locale` cannot be the username with create_user_pool = true: the pool's users may set it on themselves; use preferred_username (set by an administrator), cognito:username, sub or email",
+        ),
+        (
             "[auth]\nmode = \"jwt\"\nissuer = \"https://i.example\"\naudience = \"a\"\njwks_url = \"ftp://i.example/keys\"\n",
             "stages/test.toml:5:12: auth.jwks_url: `ftp://i.example/keys` is not an https URL: a deployed authorizer fetches keys over https only",
         ),

@@ -178,11 +178,7 @@ mod tests {
             );
         }
         // An issuer of the stage's own: the authorizer's default unless the stage names one.
-        assert!(
-            environment(&test_stage(JWT))
-                .get("AUTH_USERNAME_CLAIM")
-                .is_none()
-        );
+        assert!(!environment(&test_stage(JWT)).contains_key("AUTH_USERNAME_CLAIM"));
         let named = environment(&test_stage(&format!("{JWT}username_claim = \"email\"\n")));
         assert_eq!(
             serde_json::to_value(&named).expect("json")["AUTH_USERNAME_CLAIM"],

@@ -142,12 +142,25 @@ def region():
     return configured
 
 
-def bucket_exists(bucket):
+# Every S3 call names the account that must own the bucket (`--expected-bucket-owner`): bucket
+# names are global and the bootstrap bucket's is predictable, so a bucket of that name in
+# another account would otherwise receive the uploads. S3 answers 403 when the owner differs
+# (https://docs.aws.amazon.com/AmazonS3/latest/userguide/bucket-owner-condition.html). The only
+# S3 call without it is CreateBucket, which does not take it: a bucket it creates is ours.
+def bucket_exists(bucket, account):
+    """Whether `bucket` exists and `account` owns it; raises DeployError if it exists but S3
+    refuses it for that owner (another account's bucket, or one these credentials cannot read)."""
     try:
-        aws("s3api", "head-bucket", "--bucket", bucket)
+        aws("s3api", "head-bucket", "--bucket", bucket, "--expected-bucket-owner", account)
         return True
-    except DeployError:
-        return False
+    except DeployError as e:
+        if "(404)" in str(e) or "Not Found" in str(e):
+            return False
+        raise DeployError(
+            f"bucket {bucket} is not usable as account {account}'s: S3 refused it for that owner "
+            f"(it belongs to another account, or these credentials may not read it). Nothing was "
+            f"uploaded. Set ASSETS_BUCKET to a bucket of account {account}. ({e})"
+        )
 
 
 # Lambda keeps at least this much of an account's concurrency unreserved
@@ -260,7 +273,7 @@ def deploy(args):
     chosen = os.environ.get("ASSETS_BUCKET", "")
     bootstrap = f"cdk-{BOOTSTRAP_QUALIFIER}-assets-{account}-{reg}"
     bucket = chosen or bootstrap
-    if not bucket_exists(bucket):
+    if not bucket_exists(bucket, account):
         if not chosen:
             raise DeployError(
                 f"the CDK bootstrap bucket {bucket} does not exist: run `npx cdk bootstrap "
@@ -271,11 +284,17 @@ def deploy(args):
         if reg != "us-east-1":
             create += ["--create-bucket-configuration", f"LocationConstraint={reg}"]
         aws(*create)
+        # CreateBucket takes no expected owner; confirm the owner before anything is uploaded.
+        if not bucket_exists(bucket, account):
+            raise DeployError(f"bucket {bucket} was created but S3 does not find it for account {account}")
 
     print(f"deploy: stage {args.stage} -> stack {stack['stack_name']} (account {account}, {reg})")
     for source, key, _ in stack["files"]:
         print(f"deploy: upload {source.name} -> s3://{bucket}/{key}")
-        aws("s3api", "put-object", "--bucket", bucket, "--key", key, "--body", str(source))
+        aws(
+            "s3api", "put-object", "--bucket", bucket, "--key", key, "--body", str(source),
+            "--expected-bucket-owner", account,
+        )
 
     # CloudFormation takes at most 51,200 bytes of template inline (the CloudFormation quotas
     # page: https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/cloudformation-limits.html).
@@ -294,6 +313,8 @@ def deploy(args):
     # given, so a deploy without ASSETS_BUCKET after one with it would read the old bucket.
     command += ["--parameter-overrides", f"AssetsBucket={chosen}"]
     # Templates over CloudFormation's 51,200-byte inline limit go through the bucket.
+    # `cloudformation deploy` has no --expected-bucket-owner: the bucket's owner was checked
+    # (head-bucket, then every put-object) just before.
     if compact.stat().st_size > 51200:
         command += ["--s3-bucket", bucket]
     aws(*command, capture=False)

@@ -33,7 +33,8 @@ pub struct AuthConfig {
     /// Without it, the JWKS URL comes from the issuer's discovery document.
     pub jwks_url: Option<String>,
     pub token_source: TokenSource,
-    /// Without it: `preferred_username`, then `cognito:username`, then `sub`.
+    /// The claim the username comes from, or several separated by commas, tried in order.
+    /// Without it: [`crate::jwt::DEFAULT_USERNAME_CLAIMS`] (`cognito:username`, then `sub`).
     pub username_claim: Option<String>,
 }
 
@@ -64,12 +65,21 @@ impl AuthConfig {
             })?,
             None => TokenSource::default(),
         };
+        let username_claim = non_empty(ENV_USERNAME_CLAIM);
+        if let Some(claims) = &username_claim
+            && username_claims(claims).is_empty()
+        {
+            return Err(ConfigError::Invalid {
+                var: ENV_USERNAME_CLAIM,
+                reason: format!("{claims:?} names no claim"),
+            });
+        }
         Ok(Self {
             issuer,
             audiences,
             jwks_url,
             token_source,
-            username_claim: non_empty(ENV_USERNAME_CLAIM),
+            username_claim,
         })
     }
 
@@ -79,8 +89,8 @@ impl AuthConfig {
 
     pub fn verifier_config(&self) -> VerifierConfig {
         let mut c = VerifierConfig::new(self.issuer.clone(), self.audiences.clone());
-        if let Some(claim) = &self.username_claim {
-            c.username_claims = vec![claim.clone()];
+        if let Some(claims) = &self.username_claim {
+            c.username_claims = username_claims(claims);
         }
         c
     }
@@ -103,6 +113,16 @@ impl AuthConfig {
         );
         Ok(Authorizer::new(self.token_source.clone(), verifier))
     }
+}
+
+/// `AUTH_USERNAME_CLAIM`'s claims: one, or several separated by commas.
+fn username_claims(value: &str) -> Vec<String> {
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .map(String::from)
+        .collect()
 }
 
 fn invalid(var: &'static str, e: FetchError) -> ConfigError {
@@ -146,8 +166,32 @@ mod tests {
     }
 
     #[test]
+    fn several_username_claims_are_tried_in_order() {
+        let c = AuthConfig::from_vars(vars(&[
+            (ENV_ISSUER, "https://issuer.example"),
+            (ENV_AUDIENCE, "a"),
+            (ENV_USERNAME_CLAIM, "preferred_username, cognito:username"),
+        ]))
+        .expect("valid");
+        assert_eq!(
+            c.verifier_config().username_claims,
+            ["preferred_username", "cognito:username"]
+        );
+        // Without the variable: only claims a user cannot set on themselves.
+        let c = AuthConfig::from_vars(vars(&[
+            (ENV_ISSUER, "https://issuer.example"),
+            (ENV_AUDIENCE, "a"),
+        ]))
+        .expect("valid");
+        assert_eq!(
+            c.verifier_config().username_claims,
+            ["cognito:username", "sub"]
+        );
+    }
+
+    #[test]
     fn each_bad_variable_is_named() {
-        let cases: [(&[(&str, &str)], &str); 5] = [
+        let cases: [(&[(&str, &str)], &str); 6] = [
             (&[(ENV_AUDIENCE, "a")], ENV_ISSUER),
             (&[(ENV_ISSUER, "https://i")], ENV_AUDIENCE),
             (
@@ -165,6 +209,14 @@ mod tests {
                     (ENV_TOKEN_SOURCE, "cookie:x"),
                 ],
                 ENV_TOKEN_SOURCE,
+            ),
+            (
+                &[
+                    (ENV_ISSUER, "https://i"),
+                    (ENV_AUDIENCE, "a"),
+                    (ENV_USERNAME_CLAIM, " , "),
+                ],
+                ENV_USERNAME_CLAIM,
             ),
         ];
         for (pairs, var) in cases {

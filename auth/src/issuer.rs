@@ -159,6 +159,10 @@ pub struct LocalIssuer {
 
 /// The audience the local issuer puts in its tokens unless told otherwise.
 pub const LOCAL_AUDIENCE: &str = "wsstack-local";
+/// The claim the local issuer puts the username in (`wsstack-local token --username`); the
+/// local gateway's authorizer reads it. Tokens come from whoever runs the gateway, so the
+/// name is as trustworthy as the issuer: fine for development, and for nothing else.
+pub const LOCAL_USERNAME_CLAIM: &str = "preferred_username";
 
 impl LocalIssuer {
     /// Starts an issuer with a fresh ES256 key on `addr` (port 0: a free port). It stops when

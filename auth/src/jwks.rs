@@ -3,12 +3,21 @@
 //!
 //! The cache keeps keys for a TTL, refetches once when a token names a `kid` it does not hold
 //! (key rotation), and never starts two fetches closer together than `min_fetch_interval`, so a
-//! flood of tokens with made-up `kid`s cannot turn into a flood of requests to the issuer. A
-//! failed fetch never allows anything: the token is refused.
+//! flood of tokens with made-up `kid`s cannot turn into a flood of requests to the issuer.
+//!
+//! A failed refresh does not throw away keys that were good: for at most
+//! [`CachePolicy::max_stale`] past their TTL the cached keys keep verifying tokens (each failed
+//! refresh is logged), so an issuer that is briefly unreachable does not refuse everyone. A
+//! failed fetch never allows anything by itself: a token whose `kid` is not among the cached
+//! keys, or one that arrives after that bound, is refused.
+//!
+//! Time is `tokio::time`'s, so tests run TTLs and intervals in virtual time.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use async_trait::async_trait;
 use jsonwebtoken::{Algorithm, DecodingKey};
@@ -128,18 +137,28 @@ pub enum KeyError {
     RateLimited(Duration),
 }
 
-/// How long keys are kept, and how often fetches may start.
+/// How long keys are kept, how often fetches may start, and how long keys outlive their TTL
+/// while refreshes fail.
 #[derive(Debug, Clone, Copy)]
 pub struct CachePolicy {
     pub ttl: Duration,
     pub min_fetch_interval: Duration,
+    /// How long past `ttl` the cached keys still verify tokens while every refresh fails. Past
+    /// `ttl + max_stale` without a successful fetch, tokens are refused.
+    pub max_stale: Duration,
 }
+
+/// The default [`CachePolicy::max_stale`]: an hour, long enough to ride out an issuer's outage
+/// or a network fault, short enough that a key the issuer withdrew stops working soon after
+/// the issuer is reachable again (a successful fetch replaces the cached keys at once).
+pub const DEFAULT_MAX_STALE: Duration = Duration::from_secs(3600);
 
 impl Default for CachePolicy {
     fn default() -> Self {
         Self {
             ttl: Duration::from_secs(600),
             min_fetch_interval: Duration::from_secs(10),
+            max_stale: DEFAULT_MAX_STALE,
         }
     }
 }
@@ -174,7 +193,9 @@ impl<S: JwksSource> KeyCache<S> {
         &self.source
     }
 
-    /// The key for `kid`: from the cache while it is fresh, else after one fetch.
+    /// The key for `kid`: from the cache while it is fresh, else after one fetch; when that
+    /// fetch fails (or one failed less than `min_fetch_interval` ago), from the stale cache for
+    /// at most `max_stale` past the TTL.
     pub async fn key(&self, kid: &str) -> Result<Arc<PublicKey>, KeyError> {
         if let Some(found) = self.cached(kid) {
             return Ok(found);
@@ -185,16 +206,22 @@ impl<S: JwksSource> KeyCache<S> {
             return Ok(found);
         }
         let now = Instant::now();
-        let (fresh, recently_tried) = {
+        let (fresh, recently_tried, stale) = {
             let state = self.read();
             (
                 self.is_fresh(&state, now),
                 state
                     .last_attempt
                     .is_some_and(|t| now.duration_since(t) < self.policy.min_fetch_interval),
+                self.stale_key(&state, now, kid),
             )
         };
         if recently_tried {
+            // A refresh failed moments ago (a successful one would have made the cache fresh):
+            // keep serving the keys it failed to replace, within the bound.
+            if let Some(key) = stale {
+                return Ok(key);
+            }
             return Err(if fresh {
                 KeyError::UnknownKid(kid.to_owned())
             } else {
@@ -217,7 +244,34 @@ impl<S: JwksSource> KeyCache<S> {
                     .cloned()
                     .ok_or_else(|| KeyError::UnknownKid(kid.to_owned()))
             }
-            Err(e) => Err(KeyError::Fetch(e)),
+            Err(e) => {
+                let now = Instant::now();
+                match self.stale_key(&state, now, kid) {
+                    Some(key) => {
+                        let age = state.fetched_at.map(|t| now.duration_since(t));
+                        tracing::warn!(
+                            error = %e,
+                            keys_age_secs = age.map_or(0, |a| a.as_secs()),
+                            ttl_secs = self.policy.ttl.as_secs(),
+                            max_stale_secs = self.policy.max_stale.as_secs(),
+                            "refreshing the issuer's JWKS failed; verifying with the cached keys until they are max_stale past their TTL"
+                        );
+                        Ok(key)
+                    }
+                    None => Err(KeyError::Fetch(e)),
+                }
+            }
+        }
+    }
+
+    /// `kid`'s cached key if the cache, fresh or not, is at most `max_stale` past its TTL.
+    fn stale_key(&self, state: &CacheState, now: Instant, kid: &str) -> Option<Arc<PublicKey>> {
+        let fetched_at = state.fetched_at?;
+        let limit = self.policy.ttl.saturating_add(self.policy.max_stale);
+        if now.duration_since(fetched_at) < limit {
+            state.keys.get(kid).cloned()
+        } else {
+            None
         }
     }
 
@@ -250,6 +304,115 @@ impl<S: JwksSource> KeyCache<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+    /// A JWKS source that serves key "k1" (and "k2" once `rotated`) until told to fail.
+    #[derive(Default)]
+    struct Flaky {
+        failing: AtomicBool,
+        rotated: AtomicBool,
+        fetches: AtomicUsize,
+    }
+
+    #[async_trait]
+    impl JwksSource for Arc<Flaky> {
+        async fn fetch(&self) -> Result<Vec<PublicKey>, FetchError> {
+            self.fetches.fetch_add(1, Ordering::SeqCst);
+            if self.failing.load(Ordering::SeqCst) {
+                return Err(FetchError::Unreachable {
+                    url: "https://issuer.example/jwks".into(),
+                    reason: "connection refused".into(),
+                });
+            }
+            let kids: &[&str] = if self.rotated.load(Ordering::SeqCst) {
+                &["k2"]
+            } else {
+                &["k1"]
+            };
+            let keys: Vec<String> = kids
+                .iter()
+                .map(|k| format!(r#"{{"kty": "RSA", "kid": "{k}", "n": "AQAB", "e": "AQAB"}}"#))
+                .collect();
+            parse_jwks(
+                "u",
+                format!(r#"{{"keys": [{}]}}"#, keys.join(",")).as_bytes(),
+            )
+        }
+    }
+
+    fn cache() -> (Arc<Flaky>, KeyCache<Arc<Flaky>>) {
+        let source = Arc::new(Flaky::default());
+        let cache = KeyCache::new(Arc::clone(&source), CachePolicy::default());
+        (source, cache)
+    }
+
+    // Issue 18, item 6: a failed refresh used to refuse every token for at least
+    // `min_fetch_interval` although the cached keys were still good.
+    #[tokio::test(start_paused = true)]
+    async fn a_failed_refresh_keeps_serving_the_cached_keys_up_to_max_stale() {
+        let (source, cache) = cache();
+        let policy = CachePolicy::default();
+        assert!(cache.key("k1").await.is_ok());
+        assert_eq!(source.fetches.load(Ordering::SeqCst), 1);
+
+        // Past the TTL the issuer is unreachable: the refresh fails, the cached key still works.
+        source.failing.store(true, Ordering::SeqCst);
+        tokio::time::advance(policy.ttl + Duration::from_secs(1)).await;
+        assert!(cache.key("k1").await.is_ok(), "served from the stale cache");
+        assert_eq!(
+            source.fetches.load(Ordering::SeqCst),
+            2,
+            "one refresh tried"
+        );
+        // Within the fetch interval: no new fetch, still served.
+        for _ in 0..5 {
+            assert!(cache.key("k1").await.is_ok());
+        }
+        assert_eq!(source.fetches.load(Ordering::SeqCst), 2);
+        // A kid the cache never held is refused: a failed fetch allows nothing by itself.
+        assert!(matches!(
+            cache.key("other").await,
+            Err(KeyError::RateLimited(_))
+        ));
+        tokio::time::advance(policy.min_fetch_interval).await;
+        assert!(matches!(cache.key("other").await, Err(KeyError::Fetch(_))));
+
+        // Just before ttl + max_stale: still served (a refresh tried every interval at most).
+        tokio::time::advance(policy.max_stale - policy.min_fetch_interval - Duration::from_secs(2))
+            .await;
+        assert!(cache.key("k1").await.is_ok());
+        // Past it: refused, whether a fetch is tried or not.
+        tokio::time::advance(Duration::from_secs(2)).await;
+        assert!(matches!(
+            cache.key("k1").await,
+            Err(KeyError::RateLimited(_))
+        ));
+        tokio::time::advance(policy.min_fetch_interval).await;
+        assert!(matches!(cache.key("k1").await, Err(KeyError::Fetch(_))));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_successful_refresh_replaces_the_stale_keys_at_once() {
+        let (source, cache) = cache();
+        let policy = CachePolicy::default();
+        assert!(cache.key("k1").await.is_ok());
+        source.failing.store(true, Ordering::SeqCst);
+        tokio::time::advance(policy.ttl + Duration::from_secs(1)).await;
+        assert!(cache.key("k1").await.is_ok());
+        // The issuer is back and has withdrawn k1 for k2: k1 stops working at the next fetch.
+        source.failing.store(false, Ordering::SeqCst);
+        source.rotated.store(true, Ordering::SeqCst);
+        tokio::time::advance(policy.min_fetch_interval).await;
+        assert!(matches!(
+            cache.key("k1").await,
+            Err(KeyError::UnknownKid(_))
+        ));
+        assert!(cache.key("k2").await.is_ok());
+        // And the stale allowance starts again from that fetch.
+        source.failing.store(true, Ordering::SeqCst);
+        tokio::time::advance(policy.ttl + policy.max_stale - Duration::from_secs(1)).await;
+        assert!(cache.key("k2").await.is_ok());
+    }
 
     #[test]
     fn keys_of_other_kinds_are_skipped_not_fatal() {

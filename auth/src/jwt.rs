@@ -17,8 +17,18 @@ pub const MAX_LEEWAY_SECS: u64 = 60;
 /// Tokens longer than this are refused unread. Cognito ID and access tokens are 1 to 2 KB;
 /// 8 KiB leaves room for many custom claims and stays under API Gateway's header limits.
 pub const DEFAULT_MAX_TOKEN_BYTES: usize = 8 * 1024;
-/// The claims a username is read from, in order, when the stage does not name one.
-pub const DEFAULT_USERNAME_CLAIMS: [&str; 3] = ["preferred_username", "cognito:username", "sub"];
+/// The claims a username is read from, in order, when the stage does not name one: only
+/// claims a user cannot set on themselves. `preferred_username` is not one of them: OpenID
+/// Connect defines it as the name the user wishes to be called, which relying parties must not
+/// rely on (https://openid.net/specs/openid-connect-core-1_0.html#StandardClaims), and a Cognito
+/// app client without `WriteAttributes` lets every user change it with their own access token
+/// (https://docs.aws.amazon.com/cognito-user-identity-pools/latest/APIReference/API_UserPoolClientType.html).
+/// `cognito:username` cannot change after the user is created; `sub` is the issuer's own key.
+pub const DEFAULT_USERNAME_CLAIMS: [&str; 2] = ["cognito:username", "sub"];
+/// The claims for the user pool a stage with `create_user_pool` gets: `preferred_username`,
+/// which that pool's app client does not let users write (only an administrator sets it, with
+/// `AdminCreateUser` or `AdminUpdateUserAttributes`), then the immutable `cognito:username`.
+pub const USER_POOL_USERNAME_CLAIMS: [&str; 2] = ["preferred_username", "cognito:username"];
 
 /// What a token must satisfy.
 #[derive(Debug, Clone)]

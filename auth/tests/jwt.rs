@@ -13,9 +13,9 @@ use jsonwebtoken::{Algorithm, Header};
 use serde_json::{Value, json};
 use wsstack_auth::authorizer::AuthorizerRequest;
 use wsstack_auth::http_source::{HttpJwksSource, KeysLocation};
-use wsstack_auth::issuer::{LOCAL_AUDIENCE, LocalIssuer, SigningKey};
+use wsstack_auth::issuer::{LOCAL_AUDIENCE, LOCAL_USERNAME_CLAIM, LocalIssuer, SigningKey};
 use wsstack_auth::jwks::{CachePolicy, KeyCache, KeyError};
-use wsstack_auth::jwt::{TokenVerifier, VerifierConfig};
+use wsstack_auth::jwt::{TokenVerifier, USER_POOL_USERNAME_CLAIMS, VerifierConfig};
 use wsstack_auth::{AuthConfig, Authorizer, TokenError, TokenSource, Verdict};
 
 const METHOD_ARN: &str = "arn:aws:execute-api:eu-west-1:123456789012:abc123/dev/$connect";
@@ -26,12 +26,25 @@ async fn issuer() -> Arc<LocalIssuer> {
         .expect("issuer starts")
 }
 
+/// The authorizer as the local gateway runs it: the name from the local issuer's claim.
 fn authorizer_for(issuer: &LocalIssuer, policy: CachePolicy) -> Authorizer<HttpJwksSource> {
+    authorizer_with_claims(issuer, policy, &[LOCAL_USERNAME_CLAIM])
+}
+
+/// The authorizer reading the username from `claims`; none: the default claims.
+fn authorizer_with_claims(
+    issuer: &LocalIssuer,
+    policy: CachePolicy,
+    claims: &[&str],
+) -> Authorizer<HttpJwksSource> {
     let source = HttpJwksSource::new(KeysLocation::Discovery {
         issuer: issuer.url().to_owned(),
     })
     .expect("source");
-    let config = VerifierConfig::new(issuer.url(), vec![LOCAL_AUDIENCE.to_owned()]);
+    let mut config = VerifierConfig::new(issuer.url(), vec![LOCAL_AUDIENCE.to_owned()]);
+    if !claims.is_empty() {
+        config.username_claims = claims.iter().map(|c| c.to_string()).collect();
+    }
     Authorizer::new(
         TokenSource::default(),
         TokenVerifier::new(config, KeyCache::new(source, policy)),
@@ -317,17 +330,59 @@ async fn within_the_leeway_and_with_a_list_audience_a_token_is_allowed() {
     ));
 }
 
+/// The name others see must be one the user cannot choose (issue 18, item 1): by default the
+/// authorizer ignores `preferred_username`, which OpenID Connect leaves to the user and which a
+/// Cognito app client without `WriteAttributes` lets every user rewrite with their own access
+/// token (https://docs.aws.amazon.com/cognito-user-identity-pools/latest/APIReference/API_UserPoolClientType.html).
 #[tokio::test]
-async fn username_falls_back_to_cognito_username_then_sub() {
+async fn by_default_a_self_chosen_preferred_username_is_not_the_name() {
     let issuer = issuer().await;
-    let auth = authorizer_for(&issuer, CachePolicy::default());
+    let auth = authorizer_with_claims(&issuer, CachePolicy::default(), &[]);
     let key = issuer.current_key();
-    let base = without(claims(&issuer), "preferred_username");
+    // Mallory set preferred_username to "ada" on herself.
+    let forged = with(claims(&issuer), "preferred_username", json!("ada"));
     let cognito = key
-        .sign(&with(base.clone(), "cognito:username", json!("lin")))
+        .sign(&with(forged.clone(), "cognito:username", json!("mallory")))
         .expect("sign");
-    let bare = key.sign(&base).expect("sign");
-    for (token, expected) in [(cognito, "lin"), (bare, "user-1")] {
+    let bare = key.sign(&forged).expect("sign");
+    for (token, expected) in [(cognito, "mallory"), (bare, "user-1")] {
+        match auth.decide(&request(Some(&token))).await {
+            Verdict::Allow(id) => assert_eq!(id.username, expected),
+            other => panic!("{expected}: {other:?}"),
+        }
+    }
+}
+
+/// What synth gives the authorizer of a stage with `create_user_pool`: that pool's app client
+/// lets no user write `preferred_username` (an administrator sets it), so the name comes from
+/// it, then from the immutable `cognito:username`; never from another claim.
+#[tokio::test]
+async fn the_user_pool_setting_reads_preferred_username_then_cognito_username() {
+    let issuer = issuer().await;
+    let vars: HashMap<&str, String> = HashMap::from([
+        (wsstack_auth::config::ENV_ISSUER, issuer.url().to_owned()),
+        (
+            wsstack_auth::config::ENV_AUDIENCE,
+            LOCAL_AUDIENCE.to_owned(),
+        ),
+        (
+            wsstack_auth::config::ENV_USERNAME_CLAIM,
+            USER_POOL_USERNAME_CLAIMS.join(","),
+        ),
+    ]);
+    let config = AuthConfig::from_vars(|v| vars.get(v).cloned()).expect("config");
+    let auth = config.http_authorizer().expect("authorizer");
+    let key = issuer.current_key();
+    let pool = with(claims(&issuer), "cognito:username", json!("3f1c-uuid"));
+    let named = key.sign(&pool).expect("sign");
+    let unnamed = key
+        .sign(&with(
+            without(pool.clone(), "preferred_username"),
+            "name",
+            json!("ada"),
+        ))
+        .expect("sign");
+    for (token, expected) in [(named, "ada"), (unnamed, "3f1c-uuid")] {
         match auth.decide(&request(Some(&token))).await {
             Verdict::Allow(id) => assert_eq!(id.username, expected),
             other => panic!("{expected}: {other:?}"),
@@ -343,6 +398,7 @@ async fn a_rotated_key_is_picked_up_by_one_refetch() {
         CachePolicy {
             ttl: Duration::from_secs(600),
             min_fetch_interval: Duration::ZERO,
+            ..CachePolicy::default()
         },
     );
     let first = issuer
@@ -387,6 +443,7 @@ async fn unknown_kids_cannot_make_the_authorizer_flood_the_issuer() {
         CachePolicy {
             ttl: Duration::from_secs(600),
             min_fetch_interval: interval,
+            ..CachePolicy::default()
         },
     );
     let good = issuer

@@ -55,7 +55,7 @@ async fn main() -> anyhow::Result<()> {
                 audiences: vec![issuer.audience().to_owned()],
                 jwks_url: None,
                 token_source: wsstack_auth::TokenSource::default(),
-                username_claim: None,
+                username_claim: Some(wsstack_auth::issuer::LOCAL_USERNAME_CLAIM.to_owned()),
             };
             options.authorizer = Some(std::sync::Arc::new(config.http_authorizer()?));
             Some(issuer)

@@ -50,6 +50,19 @@ const ASSETS: &[Asset] = &[
         content_type: "text/javascript; charset=utf-8",
         body: include_str!("../../web/wsstack-client.js"),
     },
+    // The page names its icon (`<link rel="icon">`); without one browsers ask for
+    // `/favicon.ico`, and a 404 there is an error in Chromium's console on every load.
+    Asset {
+        path: "/favicon.svg",
+        content_type: "image/svg+xml",
+        body: include_str!("../../web/favicon.svg"),
+    },
+    // For clients that ask for the conventional path anyway: the same icon, typed as what it is.
+    Asset {
+        path: "/favicon.ico",
+        content_type: "image/svg+xml",
+        body: include_str!("../../web/favicon.svg"),
+    },
 ];
 
 /// Why the page could not be served.
@@ -160,7 +173,7 @@ mod tests {
     #[test]
     fn the_page_loads_only_files_that_are_served() {
         let page = ASSETS[0].body;
-        for reference in ["style.css", "app.js"] {
+        for reference in ["style.css", "app.js", "favicon.svg"] {
             assert!(page.contains(reference), "index.html lacks {reference}");
         }
         let app = ASSETS.iter().find(|a| a.path == "/app.js").map(|a| a.body);

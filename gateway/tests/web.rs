@@ -117,6 +117,10 @@ fn the_page_is_served_on_its_own_port_and_names_the_api() {
             "text/javascript; charset=utf-8",
             "export class WsstackClient",
         ),
+        // Issue 18, item 13: the icon the page names, and the path browsers ask for when a
+        // page names none (a 404 there is a console error in Chromium on every load).
+        ("/favicon.svg", "image/svg+xml", "<svg"),
+        ("/favicon.ico", "image/svg+xml", "<svg"),
     ] {
         let (status, headers, body) = get(web, path);
         assert_eq!(status, 200, "{path}");
@@ -125,6 +129,12 @@ fn the_page_is_served_on_its_own_port_and_names_the_api() {
         assert_eq!(header(&headers, "x-content-type-options"), "nosniff");
         assert!(body.contains(needle), "{path} lacks {needle}");
     }
+
+    let (_, _, page) = get(web, "/");
+    assert!(
+        page.contains(r#"<link rel="icon" href="favicon.svg" type="image/svg+xml">"#),
+        "the page names its icon"
+    );
 
     let (status, headers, body) = get(web, "/config.json");
     assert_eq!(status, 200);

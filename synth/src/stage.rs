@@ -94,6 +94,12 @@ pub struct FanoutSettings {
     pub batch_size: u32,
     /// Receives of a job before SQS moves it to the dead-letter queue (`maxReceiveCount`).
     pub max_receive_count: u32,
+    /// The most worker invocations the event source runs at once
+    /// (`ScalingConfig.MaximumConcurrency`); `None`: unset, up to 1,000 (Lambda's limit for an
+    /// SQS event source). At most the worker's reserved concurrency, which SQS event sources
+    /// do not respect on their own
+    /// (<https://docs.aws.amazon.com/lambda/latest/dg/services-sqs-scaling.html>).
+    pub max_concurrency: Option<u32>,
 }
 
 /// `[fanout] mode`.
@@ -332,6 +338,15 @@ ranged!(
     10,
     "jobs per invocation (an SQS event source without a batching window takes at most 10)"
 );
+// An SQS event source's ScalingConfig.MaximumConcurrency takes 2..=1000
+// (https://docs.aws.amazon.com/lambda/latest/dg/services-sqs-scaling.html).
+ranged!(
+    FanoutMaxConcurrency,
+    u32,
+    2,
+    1000,
+    "concurrent worker invocations (an SQS event source's MaximumConcurrency)"
+);
 // SQS's redrive policy accepts 1..=1000 (https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/sqs-dead-letter-queues.html).
 ranged!(
     MaxReceiveCount,
@@ -437,6 +452,7 @@ struct FanoutSection {
     segments: Option<FanoutSegments>,
     batch_size: Option<FanoutBatchSize>,
     max_receive_count: Option<MaxReceiveCount>,
+    max_concurrency: Option<toml::Spanned<FanoutMaxConcurrency>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -603,7 +619,7 @@ pub fn parse(path: &Path, name: &str, text: &str) -> Result<Stage, StageError> {
         (BillingMode::PayPerRequest, None, None) => None,
     };
 
-    let stage = Stage {
+    let mut stage = Stage {
         name: name.to_owned(),
         stack_name: file
             .stack_name
@@ -635,10 +651,13 @@ pub fn parse(path: &Path, name: &str, text: &str) -> Result<Stage, StageError> {
             segments: file.fanout.segments.map_or(8, |v| v.0),
             batch_size: file.fanout.batch_size.map_or(1, |v| v.0),
             max_receive_count: file.fanout.max_receive_count.map_or(5, |v| v.0),
+            max_concurrency: None,
         },
         termination_protection: file.termination_protection.unwrap_or(false),
         auth,
     };
+    stage.fanout.max_concurrency = fanout_max_concurrency(&file.fanout, &stage)
+        .map_err(|(span, field, message)| invalid(Some(span), field, message))?;
     let mut stage = check_names(path, text, &file, stage)?;
     if let Some(d) = &file.domain {
         stage.domain = Some(
@@ -647,6 +666,35 @@ pub fn parse(path: &Path, name: &str, text: &str) -> Result<Stage, StageError> {
         );
     }
     Ok(stage)
+}
+
+/// `[fanout] max_concurrency`, resolved: the stage's value, at most the worker's reserved
+/// concurrency; by default that reservation (where it is at least 2, the least the event source
+/// takes), else unset. An SQS event source does not respect reserved concurrency: past it Lambda
+/// throttles, and the throttled jobs go back to the queue counting toward `maxReceiveCount`
+/// (https://docs.aws.amazon.com/lambda/latest/dg/services-sqs-scaling.html).
+fn fanout_max_concurrency(
+    fanout: &FanoutSection,
+    stage: &Stage,
+) -> Result<Option<u32>, (Range<usize>, String, String)> {
+    let reserved = stage.function(Handler::FanoutWorker).reserved_concurrency;
+    match (&fanout.max_concurrency, reserved) {
+        (Some(v), Some(r)) if v.get_ref().0 > r => Err((
+            v.span(),
+            "fanout.max_concurrency".to_owned(),
+            format!(
+                "{} is more than the fanout-worker's reserved concurrency, {r}: an SQS event source does not respect reserved concurrency, so past it Lambda throttles and the throttled jobs count toward max_receive_count (https://docs.aws.amazon.com/lambda/latest/dg/services-sqs-scaling.html); {}",
+                v.get_ref().0,
+                if r >= 2 {
+                    format!("set at most {r}, or reserve more")
+                } else {
+                    "the event source takes at least 2: reserve at least 2, or leave max_concurrency out".to_owned()
+                }
+            ),
+        )),
+        (Some(v), _) => Ok(Some(v.get_ref().0)),
+        (None, r) => Ok(r.filter(|r| *r >= 2)),
+    }
 }
 
 /// What AWS would refuse of the functions together, as (span, field, message): a route's

@@ -400,6 +400,11 @@ fn bad_auth_values_name_file_line_and_field() {
             "stages/test.toml:4:18: auth.username_claim: `user name` is not a claim name: 1 to 128 letters, digits, `_`, `-`, `.` or `:` (e.g. preferred_username, cognito:username, email)",
         ),
         (
+            // Issue 18, item 1: the pool's users may write locale and zoneinfo themselves.
+            "[auth]\nmode = \"jwt\"\ncreate_user_pool = true\nusername_claim = \"locale\"\n",
+            "stages/test.toml:4:18: auth.username_claim: `locale` cannot be the username with create_user_pool = true: the pool's users may set it on themselves; use preferred_username (set by an administrator), cognito:username, sub or email",
+        ),
+        (
             "[auth]\nmode = \"jwt\"\nissuer = \"https://i.example\"\naudience = \"a\"\njwks_url = \"ftp://i.example/keys\"\n",
             "stages/test.toml:5:12: auth.jwks_url: `ftp://i.example/keys` is not an https URL: a deployed authorizer fetches keys over https only",
         ),
@@ -475,6 +480,27 @@ fn fanout_defaults() {
         ),
         (wsstack_synth::stage::FanoutMode::Inline, 8, 1, 5)
     );
+    // No reservation: the event source's concurrency is left unset.
+    assert_eq!(s.fanout.max_concurrency, None);
+}
+
+#[test]
+fn fanout_max_concurrency_defaults_to_the_workers_reservation() {
+    let parse = |text: &str| stage::parse(Path::new("x.toml"), "x", text).expect("valid");
+    let s = parse("[lambda.fanout-worker]\nreserved_concurrency = 200\n");
+    assert_eq!(s.fanout.max_concurrency, Some(200));
+    let s = parse(
+        "[lambda.fanout-worker]\nreserved_concurrency = 200\n[fanout]\nmax_concurrency = 200\n",
+    );
+    assert_eq!(s.fanout.max_concurrency, Some(200));
+    let s = parse("[fanout]\nmax_concurrency = 1000\n");
+    assert_eq!(s.fanout.max_concurrency, Some(1000));
+    let prod = stage::load(&stages_dir(), "prod").expect("prod");
+    assert_eq!(
+        prod.fanout.max_concurrency,
+        prod.function(Handler::FanoutWorker).reserved_concurrency
+    );
+    assert_eq!(prod.fanout.max_concurrency, Some(200));
 }
 
 #[test]
@@ -484,5 +510,9 @@ fn fanout_bad_values_name_the_line_and_field() {
     insta::assert_snapshot!(err("[fanout]\nsegments = 1001\n"), @"stages/test.toml:2:12: fanout.segments: 1001 is out of range: allowed 1..=1000 segments (more parallel workers than the account's 10,000 @connections requests/s can feed only add 429s)");
     insta::assert_snapshot!(err("[fanout]\nbatch_size = 11\n"), @"stages/test.toml:2:14: fanout.batch_size: 11 is out of range: allowed 1..=10 jobs per invocation (an SQS event source without a batching window takes at most 10)");
     insta::assert_snapshot!(err("[fanout]\nmax_receive_count = 0\n"), @"stages/test.toml:2:21: fanout.max_receive_count: 0 is out of range: allowed 1..=1000 receives before the dead-letter queue");
-    insta::assert_snapshot!(err("[fanout]\nsegment = 4\n"), @"stages/test.toml:2:1: fanout.segment: unknown field `segment`, expected one of `mode`, `segments`, `batch_size`, `max_receive_count`");
+    insta::assert_snapshot!(err("[fanout]\nmax_concurrency = 1\n"), @"stages/test.toml:2:19: fanout.max_concurrency: 1 is out of range: allowed 2..=1000 concurrent worker invocations (an SQS event source's MaximumConcurrency)");
+    insta::assert_snapshot!(err("[fanout]\nmax_concurrency = 1001\n"), @"stages/test.toml:2:19: fanout.max_concurrency: 1001 is out of range: allowed 2..=1000 concurrent worker invocations (an SQS event source's MaximumConcurrency)");
+    insta::assert_snapshot!(err("[lambda.fanout-worker]\nreserved_concurrency = 100\n[fanout]\nmax_concurrency = 101\n"), @"stages/test.toml:4:19: fanout.max_concurrency: 101 is more than the fanout-worker's reserved concurrency, 100: an SQS event source does not respect reserved concurrency, so past it Lambda throttles and the throttled jobs count toward max_receive_count (https://docs.aws.amazon.com/lambda/latest/dg/services-sqs-scaling.html); set at most 100, or reserve more");
+    insta::assert_snapshot!(err("[lambda]\nreserved_concurrency = 1\n[fanout]\nmax_concurrency = 2\n"), @"stages/test.toml:4:19: fanout.max_concurrency: 2 is more than the fanout-worker's reserved concurrency, 1: an SQS event source does not respect reserved concurrency, so past it Lambda throttles and the throttled jobs count toward max_receive_count (https://docs.aws.amazon.com/lambda/latest/dg/services-sqs-scaling.html); the event source takes at least 2: reserve at least 2, or leave max_concurrency out");
+    insta::assert_snapshot!(err("[fanout]\nsegment = 4\n"), @"stages/test.toml:2:1: fanout.segment: unknown field `segment`, expected one of `mode`, `segments`, `batch_size`, `max_receive_count`, `max_concurrency`");
 }

@@ -11,7 +11,7 @@ direct one); an error frame from the API is shown; after the gateway ends a conn
 pages join a room and exchange a room message, a third page not in it does not see it, a leave
 stops delivery, an invalid room name is shown before anything is sent, and the page's room rules
 agree with the API's `invalid_room` answers; a message frame delivered twice (at least once
-delivery) is shown once. The system Chromium is used (Debian's `chromium`); Playwright never
+delivery) is shown once; loading the page logs no console error and no request fails. The system Chromium is used (Debian's `chromium`); Playwright never
 downloads a browser here.
 """
 
@@ -189,6 +189,31 @@ def conversation(browser: Browser, web_url: str) -> tuple[Page, Page, Pages]:
     # The page takes the hint: carol is no longer offered.
     expect(bob.locator("#people")).not_to_contain_text("carol")
     return alice, bob, pages
+
+
+def test_the_page_loads_without_console_errors(browser: Browser, gateway_bin: str) -> None:
+    """Loading the page logs no error in the console and asks for nothing that fails: before it
+    named its icon, Chromium asked for /favicon.ico, got 404 and logged an error on every load."""
+    with Gateway(gateway_bin) as gw:
+        context = browser.new_context(viewport=VIEWPORT)
+        try:
+            page = context.new_page()
+            page.set_default_timeout(TIMEOUT_MS)
+            problems: list[str] = []
+            page.on("console", lambda m: m.type == "error" and problems.append(f"console: {m.text}"))
+            page.on("pageerror", lambda e: problems.append(f"pageerror: {e}"))
+            page.on("requestfailed", lambda r: problems.append(f"request failed: {r.url}"))
+            page.on("response", lambda r: r.status >= 400 and problems.append(f"{r.status}: {r.url}"))
+            page.goto(gw.web_url)
+            expect(page.locator("body")).to_have_attribute("data-ready", "true")
+            page.wait_for_load_state("networkidle")
+            assert not problems, problems
+            icon = page.evaluate(
+                "fetch(document.querySelector('link[rel=icon]').href).then(r => [r.status, r.headers.get('content-type')])"
+            )
+            assert icon == [200, "image/svg+xml"], icon
+        finally:
+            context.close()
 
 
 def test_broadcast_direct_and_error_frame(browser: Browser, gateway_bin: str) -> None:
@@ -473,6 +498,7 @@ def main() -> int:
                 return 0
             failed = 0
             tests = (
+                test_the_page_loads_without_console_errors,
                 test_protocol_module_helpers,
                 test_broadcast_direct_and_error_frame,
                 test_reconnects_after_the_gateway_ends_the_connection,

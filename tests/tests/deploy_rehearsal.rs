@@ -131,6 +131,15 @@ impl Project {
         ]
     }
 
+    /// Every call the double recorded, each as its argument list.
+    fn all_recorded_calls(&self) -> Vec<Vec<String>> {
+        std::fs::read_to_string(self.path("aws-double/calls.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str::<Vec<String>>(l).expect("call json"))
+            .collect()
+    }
+
     /// The calls the double recorded, each as its argument list.
     fn recorded_calls(&self, first_two: [&str; 2]) -> Vec<Vec<String>> {
         std::fs::read_to_string(self.path("aws-double/calls.jsonl"))
@@ -159,6 +168,14 @@ if args[:2] == ["lambda", "get-account-settings"]:
     sys.exit(0)
 if args[:2] == ["cloudformation", "update-termination-protection"]:
     sys.exit(0)
+# AWS_DOUBLE_FOREIGN_BUCKET: a bucket of another account (moto does not check owners). Like S3
+# (bucket-owner-condition.html), a request naming another expected owner is refused with 403.
+foreign = os.environ.get("AWS_DOUBLE_FOREIGN_BUCKET")
+if foreign and args[:1] == ["s3api"] and "--expected-bucket-owner" in args:
+    if args[args.index("--bucket") + 1] == foreign and args[args.index("--expected-bucket-owner") + 1] != "210987654321":
+        operation = {"head-bucket": "HeadBucket", "put-object": "PutObject"}.get(args[1], args[1])
+        print(f"An error occurred (403) when calling the {operation} operation: Forbidden", file=sys.stderr)
+        sys.exit(254)
 real = os.environ["AWS_DOUBLE_REAL"]
 os.execv(real, [real, *args])
 "#;
@@ -824,6 +841,72 @@ fn deploy_refuses_bad_input_before_uploading_anything() {
         out.contains("stage dev (stack wsstack-dev) to account 123456789012, region us-east-1"),
         "{out}"
     );
+}
+
+/// Issue 18, item 5: bucket names are global and the bootstrap bucket's is predictable, so
+/// every S3 call names the account that must own the bucket (`--expected-bucket-owner`; S3
+/// answers 403 otherwise: https://docs.aws.amazon.com/AmazonS3/latest/userguide/bucket-owner-condition.html).
+/// moto does not check owners, so the aws double answers as S3 does for a bucket of another
+/// account; CreateBucket is the one S3 call that takes no owner (a bucket it creates is ours).
+#[test]
+fn uploads_name_the_bucket_owner_and_another_accounts_bucket_is_refused() {
+    let moto = Moto::start();
+    let project = Project::new();
+    project.synth_real();
+
+    // Someone else created a bucket with the bootstrap bucket's name (and lets anyone write).
+    aws(
+        &moto,
+        &["s3api", "create-bucket", "--bucket", BOOTSTRAP_BUCKET],
+    );
+    let err = failed(project.deploy(
+        &moto,
+        "deploy",
+        "dev",
+        &[("AWS_DOUBLE_FOREIGN_BUCKET", BOOTSTRAP_BUCKET)],
+    ));
+    assert!(
+        err.contains(&format!(
+            "bucket {BOOTSTRAP_BUCKET} is not usable as account {MOTO_ACCOUNT}'s"
+        )),
+        "{err}"
+    );
+    assert!(err.contains("ASSETS_BUCKET"), "{err}");
+    assert!(
+        bucket_keys(&moto, BOOTSTRAP_BUCKET).is_empty(),
+        "nothing uploaded to another account's bucket"
+    );
+    assert!(project.recorded_calls(["s3api", "put-object"]).is_empty());
+    assert!(
+        project
+            .recorded_calls(["cloudformation", "deploy"])
+            .is_empty()
+    );
+
+    // A bucket of our own: every S3 call but CreateBucket names the account.
+    ok(project.deploy(&moto, "deploy", "dev", &[("ASSETS_BUCKET", BUCKET)]));
+    let calls = project.all_recorded_calls();
+    let s3: Vec<&Vec<String>> = calls
+        .iter()
+        .filter(|c| c.first().is_some_and(|a| a == "s3" || a == "s3api"))
+        .collect();
+    for op in ["head-bucket", "create-bucket", "put-object"] {
+        assert!(s3.iter().any(|c| c[1] == op), "no {op} among {s3:?}");
+    }
+    for call in s3 {
+        if call[1] == "create-bucket" {
+            continue;
+        }
+        let at = call
+            .iter()
+            .position(|a| a == "--expected-bucket-owner")
+            .unwrap_or_else(|| panic!("{call:?} names no bucket owner"));
+        assert_eq!(
+            call.get(at + 1).map(String::as_str),
+            Some(MOTO_ACCOUNT),
+            "{call:?}"
+        );
+    }
 }
 
 /// Issue 8, items 1 and 2: `deploy.py check` refuses, before anything is built or uploaded,

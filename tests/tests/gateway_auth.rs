@@ -32,7 +32,7 @@ async fn start_authenticated() -> AuthGateway {
         audiences: vec![LOCAL_AUDIENCE.to_owned()],
         jwks_url: None,
         token_source: TokenSource::default(),
-        username_claim: None,
+        username_claim: Some(wsstack_auth::issuer::LOCAL_USERNAME_CLAIM.to_owned()),
     };
     let events = EventLog::new();
     let mut opts = options();

@@ -12,6 +12,7 @@
 use std::collections::BTreeMap;
 
 use wsstack_auth::config as env;
+use wsstack_auth::jwt::USER_POOL_USERNAME_CLAIMS;
 use wsstack_routes::Handler;
 
 use super::ids;
@@ -96,11 +97,17 @@ pub fn environment(stage: &Stage) -> BTreeMap<String, Expr> {
         env::ENV_TOKEN_SOURCE.to_owned(),
         Expr::from(jwt.token_source.to_string()),
     );
-    if let Some(claim) = &jwt.username_claim {
-        v.insert(
-            env::ENV_USERNAME_CLAIM.to_owned(),
-            Expr::from(claim.as_str()),
-        );
+    // The name others see: the stage's claim; for the stack's own user pool,
+    // `preferred_username` (its app client lets only administrators set it, see
+    // `user_pool`), then `cognito:username`; otherwise the authorizer's default, claims no user
+    // can set (`cognito:username`, then `sub`).
+    let claims = match (&jwt.username_claim, &jwt.provider) {
+        (Some(claim), _) => Some(claim.clone()),
+        (None, IdentityProvider::UserPool) => Some(USER_POOL_USERNAME_CLAIMS.join(",")),
+        (None, IdentityProvider::Issuer { .. }) => None,
+    };
+    if let Some(claims) = claims {
+        v.insert(env::ENV_USERNAME_CLAIM.to_owned(), Expr::from(claims));
     }
     v
 }
@@ -151,5 +158,31 @@ mod tests {
         );
         assert_eq!(v["AUTH_AUDIENCE"]["Ref"], "UserPoolClient");
         assert_eq!(v["AUTH_TOKEN_SOURCE"], "query:token");
+    }
+
+    /// Issue 18, item 1: the user pool's name claim is the one its users cannot write.
+    #[test]
+    fn the_user_pool_name_comes_from_preferred_username_then_cognito_username() {
+        let pool = environment(&test_stage(
+            "[auth]\nmode = \"jwt\"\ncreate_user_pool = true\n",
+        ));
+        let v = serde_json::to_value(&pool).expect("json");
+        assert_eq!(
+            v["AUTH_USERNAME_CLAIM"],
+            "preferred_username,cognito:username"
+        );
+        for claim in USER_POOL_USERNAME_CLAIMS {
+            assert!(
+                !super::super::user_pool::USER_WRITABLE_ATTRIBUTES.contains(&claim),
+                "{claim} is user-writable"
+            );
+        }
+        // An issuer of the stage's own: the authorizer's default unless the stage names one.
+        assert!(!environment(&test_stage(JWT)).contains_key("AUTH_USERNAME_CLAIM"));
+        let named = environment(&test_stage(&format!("{JWT}username_claim = \"email\"\n")));
+        assert_eq!(
+            serde_json::to_value(&named).expect("json")["AUTH_USERNAME_CLAIM"],
+            "email"
+        );
     }
 }

@@ -11,7 +11,7 @@ use wsstack_routes::Handler;
 use super::{checks, ids};
 use crate::cfn::policy::{PolicyDocument, Statement};
 use crate::cfn::resources::iam::InlinePolicy;
-use crate::cfn::resources::lambda::{EventSourceMapping, FunctionResponseType};
+use crate::cfn::resources::lambda::{EventSourceMapping, FunctionResponseType, ScalingConfig};
 use crate::cfn::resources::sqs::{Queue, RedrivePolicy};
 use crate::cfn::{Expr, RemovalPolicy, Resource, Template};
 use crate::stage::Stage;
@@ -79,6 +79,13 @@ pub fn add(t: &mut Template, stage: &Stage) {
             batch_size: stage.fanout.batch_size,
             enabled: true,
             function_response_types: vec![FunctionResponseType::ReportBatchItemFailures],
+            // At most the worker's reserved concurrency: the event source does not respect it.
+            scaling_config: stage
+                .fanout
+                .max_concurrency
+                .map(|maximum_concurrency| ScalingConfig {
+                    maximum_concurrency,
+                }),
         }),
     );
 }
@@ -124,6 +131,39 @@ mod tests {
             p["FunctionResponseTypes"],
             serde_json::json!(["ReportBatchItemFailures"])
         );
+    }
+
+    /// Issue 18, item 9a: SQS event sources do not respect reserved concurrency; without
+    /// `ScalingConfig.MaximumConcurrency` Lambda throttles past the reservation and the jobs
+    /// come back counting toward `maxReceiveCount`
+    /// (https://docs.aws.amazon.com/lambda/latest/dg/services-sqs-scaling.html).
+    #[test]
+    fn the_event_source_stays_within_the_workers_reserved_concurrency() {
+        let scaling = |toml: &str| {
+            added(toml)["Resources"]["FanoutWorkerEventSource"]["Properties"]["ScalingConfig"]
+                .clone()
+        };
+        assert_eq!(
+            scaling("[lambda.fanout-worker]\nreserved_concurrency = 200\n"),
+            serde_json::json!({"MaximumConcurrency": 200})
+        );
+        assert_eq!(
+            scaling("[lambda]\nreserved_concurrency = 50\n"),
+            serde_json::json!({"MaximumConcurrency": 50})
+        );
+        assert_eq!(
+            scaling(
+                "[lambda.fanout-worker]\nreserved_concurrency = 200\n[fanout]\nmax_concurrency = 20\n"
+            ),
+            serde_json::json!({"MaximumConcurrency": 20})
+        );
+        assert_eq!(
+            scaling("[fanout]\nmax_concurrency = 5\n"),
+            serde_json::json!({"MaximumConcurrency": 5})
+        );
+        // No reservation, or one under the event source's minimum of 2: unset.
+        assert!(scaling("").is_null());
+        assert!(scaling("[lambda.fanout-worker]\nreserved_concurrency = 1\n").is_null());
     }
 
     #[test]

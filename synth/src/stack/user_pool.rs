@@ -5,6 +5,17 @@
 //! Users are created by an administrator (no self sign-up: a chat that anyone can join needs no
 //! authentication), sign in with their email address, and send the **ID token** (its `aud` is
 //! the app client's id; Cognito access tokens carry `client_id` instead of `aud`).
+//!
+//! The name others see is `preferred_username`, which only an administrator sets
+//! (`AdminCreateUser`, `AdminUpdateUserAttributes`): the app client's `WriteAttributes` leaves
+//! it out, so a user's own access token cannot change it. Without `WriteAttributes` an app
+//! client lets users write every standard attribute
+//! (https://docs.aws.amazon.com/cognito-user-identity-pools/latest/APIReference/API_UserPoolClientType.html).
+//! Self sign-up is off (`AllowAdminCreateUserOnly`), so `SignUp` is no way around it either.
+//! `ReadAttributes` stays unset: every standard attribute is readable, so the ID token carries
+//! `preferred_username` ("The ID token ... only contains claims corresponding to the readable
+//! attributes", https://docs.aws.amazon.com/cognito/latest/developerguide/user-pool-settings-attributes.html)
+//! and the readable set includes the writable one.
 
 use super::{ids, outputs, stateful_removal_policy};
 use crate::cfn::resources::cognito::{
@@ -13,6 +24,11 @@ use crate::cfn::resources::cognito::{
 };
 use crate::cfn::{Expr, Resource, Template};
 use crate::stage::{IdentityProvider, Stage};
+
+/// What a signed-in user may change on themselves: settings that nobody else sees and nothing
+/// trusts. Not `preferred_username` (the name others see), nor `email` (the sign-in name), nor
+/// any other name (`name`, `nickname`, `given_name`, ...).
+pub const USER_WRITABLE_ATTRIBUTES: [&str; 2] = ["locale", "zoneinfo"];
 
 /// Adds the pool, its client and their outputs, where the stage asks for them.
 pub fn add(t: &mut Template, stage: &Stage) {
@@ -81,6 +97,7 @@ pub fn add(t: &mut Template, stage: &Stage) {
                 access_token: "minutes".to_owned(),
                 refresh_token: "days".to_owned(),
             },
+            write_attributes: USER_WRITABLE_ATTRIBUTES.map(String::from).to_vec(),
         },
     );
     for (name, description, value) in [
@@ -101,5 +118,53 @@ pub fn add(t: &mut Template, stage: &Stage) {
         ),
     ] {
         outputs::add_one(t, stage, name, description, value);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stack::test_stage;
+
+    /// Issue 18, item 1: a signed-in user could set `preferred_username`, the name others see,
+    /// on themselves, because the app client had no `WriteAttributes` (then every standard
+    /// attribute is user-writable:
+    /// https://docs.aws.amazon.com/cognito-user-identity-pools/latest/APIReference/API_UserPoolClientType.html).
+    #[test]
+    fn users_cannot_write_their_own_name_or_sign_in_address() {
+        let mut t = Template::new("test");
+        add(
+            &mut t,
+            &test_stage("[auth]\nmode = \"jwt\"\ncreate_user_pool = true\n"),
+        );
+        let v = serde_json::to_value(&t).expect("serializes");
+        let client = &v["Resources"][ids::USER_POOL_CLIENT]["Properties"];
+        let writable: Vec<&str> = client["WriteAttributes"]
+            .as_array()
+            .expect("WriteAttributes is set: unset means every standard attribute")
+            .iter()
+            .map(|a| a.as_str().expect("string"))
+            .collect();
+        assert!(!writable.is_empty(), "an empty list would read as unset");
+        for name in [
+            "preferred_username",
+            "name",
+            "nickname",
+            "given_name",
+            "family_name",
+            "middle_name",
+            "email",
+            "phone_number",
+        ] {
+            assert!(!writable.contains(&name), "{name} is user-writable");
+        }
+        // Unset ReadAttributes: every standard attribute is readable, so the ID token carries
+        // preferred_username and the readable set includes the writable one.
+        assert!(client.get("ReadAttributes").is_none());
+        // No self sign-up: SignUp is no way to pick a name either.
+        assert_eq!(
+            v["Resources"][ids::USER_POOL]["Properties"]["AdminCreateUserConfig"]["AllowAdminCreateUserOnly"],
+            true
+        );
     }
 }

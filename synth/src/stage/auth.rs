@@ -58,7 +58,8 @@ pub enum IdentityProvider {
 pub struct JwtSettings {
     pub provider: IdentityProvider,
     pub token_source: TokenSource,
-    /// `None`: `preferred_username`, then `cognito:username`, then `sub`.
+    /// `None`: with the stack's user pool `preferred_username` (only administrators set it),
+    /// then `cognito:username`; with another issuer `cognito:username`, then `sub`.
     pub username_claim: Option<String>,
 }
 
@@ -179,6 +180,20 @@ pub(super) fn check(a: &AuthSection) -> Result<AuthSettings, AuthError> {
     };
     let username_claim = match &a.username_claim {
         None => None,
+        Some(c)
+            if user_pool
+                && crate::stack::user_pool::USER_WRITABLE_ATTRIBUTES
+                    .contains(&c.get_ref().as_str()) =>
+        {
+            return Err(err(
+                c.span(),
+                "username_claim",
+                format!(
+                    "`{}` cannot be the username with create_user_pool = true: the pool's users may set it on themselves; use preferred_username (set by an administrator), cognito:username, sub or email",
+                    c.get_ref()
+                ),
+            ));
+        }
         Some(c) if is_claim_name(c.get_ref()) => Some(c.get_ref().clone()),
         Some(c) => {
             return Err(err(

@@ -80,4 +80,8 @@ pub struct UserPoolClient {
     pub access_token_validity: u32,
     pub refresh_token_validity: u32,
     pub token_validity_units: TokenValidityUnits,
+    /// The attributes a signed-in user may change on themselves (`UpdateUserAttributes`).
+    /// Unset, that is every standard attribute
+    /// (<https://docs.aws.amazon.com/cognito-user-identity-pools/latest/APIReference/API_UserPoolClientType.html>).
+    pub write_attributes: Vec<String>,
 }

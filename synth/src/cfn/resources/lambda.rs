@@ -147,6 +147,16 @@ pub struct EventSourceMapping {
     pub enabled: bool,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub function_response_types: Vec<FunctionResponseType>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scaling_config: Option<ScalingConfig>,
+}
+
+/// `ScalingConfig` (SQS only): the most concurrent invocations the event source makes, 2..=1000
+/// (<https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/aws-properties-lambda-eventsourcemapping-scalingconfig.html>).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ScalingConfig {
+    pub maximum_concurrency: u32,
 }
 
 /// `FunctionResponseTypes`: what the function's response may report.

@@ -133,6 +133,18 @@ fn ok() -> ApiGatewayProxyResponse {
     response(200, None)
 }
 
+/// The id that ties a client's error frame to the log line with the detail: API Gateway's
+/// `requestId` of the event (every handler's span carries it as `request_id`), else its
+/// `messageId`.
+fn correlation_id(event: &ApiGatewayWebsocketProxyRequest) -> &str {
+    let ctx = &event.request_context;
+    ctx.request_id
+        .as_deref()
+        .filter(|id| !id.is_empty())
+        .or(ctx.message_id.as_deref())
+        .unwrap_or("")
+}
+
 /// Epoch milliseconds from the event, or now when an emulator sent 0.
 fn event_time(epoch_ms: i64) -> DateTime<Utc> {
     if epoch_ms > 0 {
@@ -338,9 +350,18 @@ impl App {
         connection_id: &str,
         event: &ApiGatewayWebsocketProxyRequest,
     ) -> Result<ApiGatewayProxyResponse, HandlerError> {
-        // Memberships first: they are found through the record's list of rooms.
-        let rooms = self.memberships.forget(connection_id).await?;
-        self.store.delete(connection_id).await?;
+        // The record first, in one step that answers with the rooms it listed: once it is gone
+        // no join can add a room (a join needs the record, and checks it again after writing
+        // its membership), so the rooms it listed are all the memberships there are. If
+        // deleting those fails, the memberships' TTL is the backstop.
+        let listed = match self.store.remove(connection_id, None).await? {
+            store::Removal::Removed { rooms } => rooms,
+            store::Removal::Absent | store::Removal::Young => Vec::new(),
+        };
+        let rooms = self
+            .memberships
+            .forget_listed(connection_id, &listed)
+            .await?;
         tracing::info!(
             rooms,
             status_code = event.request_context.disconnect_status_code,
@@ -415,8 +436,9 @@ impl App {
         let frame = Bytes::from(frame_text.clone());
         match msg.recipients() {
             Recipients::Everyone => {
-                let report = fanout::broadcast(
+                let report = fanout::broadcast_to(
                     self.store.as_ref(),
+                    Some(self.memberships.as_ref()),
                     self.api.as_ref(),
                     &endpoint,
                     frame,
@@ -511,8 +533,9 @@ impl App {
                         .reply_error(&endpoint, connection_id, InputError::UnknownRecipient(to))
                         .await;
                 };
-                match fanout::deliver(
+                match fanout::deliver_to(
                     self.store.as_ref(),
+                    Some(self.memberships.as_ref()),
                     self.api.as_ref(),
                     &endpoint,
                     &recipient.connection_id,
@@ -527,9 +550,18 @@ impl App {
                             .await
                     }
                     fanout::Outcome::Failed(e) => {
+                        // The detail (a 403's text names the account and the role) goes to the
+                        // log only, under the reference the client is given.
+                        let reference = correlation_id(event);
+                        tracing::warn!(
+                            to,
+                            reference,
+                            error = %e,
+                            "direct message could not be delivered"
+                        );
                         let err = InputError::DeliveryFailed {
                             to,
-                            reason: e.to_string(),
+                            reference: reference.to_owned(),
                         };
                         self.reply_error(&endpoint, connection_id, err).await
                     }

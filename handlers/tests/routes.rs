@@ -736,17 +736,41 @@ async fn direct_message_to_a_gone_connection_deletes_it_and_tells_the_sender() {
 }
 
 #[tokio::test]
-async fn direct_message_that_cannot_be_delivered_tells_the_sender_why() {
+async fn direct_message_that_cannot_be_delivered_tells_the_sender_with_a_reference() {
     let f = setup(RecordingApi::default().failing("bob", ManagementError::Throttled)).await;
     let ev = message(json!({"action": "sendMessage", "data": "psst", "to": "bob"}));
     f.app.handle(Handler::SendMessage, ev).await.unwrap();
+    // The reference is the event's requestId (fixtures/message.json), which the log line with
+    // the detail carries too.
     assert_eq!(
         f.api.frames_to(SENDER),
         vec![error_frame(
             "delivery_failed",
-            "could not deliver to `bob`: throttled (429)"
+            "could not deliver to `bob`; try again later (reference CqEyBF1ojoEFXEQ=)"
         )]
     );
+}
+
+/// A 403's text names the account and the role the handler runs as: it goes to the log,
+/// never to a client (issue 18, item 3).
+#[tokio::test]
+async fn a_refused_post_does_not_show_the_service_text_to_the_sender() {
+    let service_text = "User: arn:aws:sts::123456789012:assumed-role/wsstack-prod-SendMessageRole/fn \
+                        is not authorized to perform: execute-api:ManageConnections";
+    let f = setup(
+        RecordingApi::default().failing("bob", ManagementError::Forbidden(service_text.into())),
+    )
+    .await;
+    let ev = message(json!({"action": "sendMessage", "data": "psst", "to": "bob"}));
+    f.app.handle(Handler::SendMessage, ev).await.unwrap();
+    let frames = f.api.frames_to(SENDER);
+    assert_eq!(frames.len(), 1, "{frames:?}");
+    assert_eq!(frames[0]["code"], "delivery_failed");
+    let text = frames[0].to_string();
+    for secret in ["123456789012", "arn:aws", "assumed-role", "403", "forbidden"] {
+        assert!(!text.contains(secret), "{secret:?} reached the client: {text}");
+    }
+    assert!(text.contains("CqEyBF1ojoEFXEQ="), "the reference: {text}");
 }
 
 #[tokio::test]

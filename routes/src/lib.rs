@@ -65,6 +65,17 @@ pub mod limits {
     /// into: more parallel workers than the account's 10,000 `@connections` requests/s can
     /// feed (each posts a few thousand per second) only add 429s.
     pub const MAX_FANOUT_SEGMENTS: u32 = 1_000;
+
+    /// Default of the oldest a fan-out job may be before a worker drops it, in seconds
+    /// (`[fanout] max_job_age_seconds`): a chat message more than 15 minutes late is noise.
+    pub const DEFAULT_MAX_JOB_AGE_SECONDS: u32 = 900;
+    /// Lower bound: a job must outlive a few retries of one worker invocation (the worker may
+    /// run 900 s, SQS hides a received job 6x that) without being dropped for its age alone.
+    pub const MIN_MAX_JOB_AGE_SECONDS: u32 = 60;
+    /// Upper bound: API Gateway closes every connection after 2 hours
+    /// (<https://docs.aws.amazon.com/apigateway/latest/developerguide/apigateway-execution-service-websocket-limits-table.html>),
+    /// so past that no connection that was open when the message was sent is still there.
+    pub const MAX_MAX_JOB_AGE_SECONDS: u32 = 7_200;
 }
 
 /// A DynamoDB action a handler performs on a table.
@@ -223,9 +234,9 @@ impl Handler {
         match (self, table) {
             // Stores the new connection's record.
             (Handler::Connect, Table::Connections) => &[PutItem],
-            // Reads the connection's rooms, deletes those memberships, then the record; a
-            // missing one is fine.
-            (Handler::Disconnect, Table::Connections) => &[GetItem, DeleteItem],
+            // Deletes the record, which answers with the rooms it listed, then those
+            // memberships; a missing record is fine.
+            (Handler::Disconnect, Table::Connections) => &[DeleteItem],
             (Handler::Disconnect, Table::Rooms) => &[DeleteItem],
             // Charges the sender's rate limit and reads its record in one conditional update,
             // reads a direct message's target, lists every connection for a broadcast, and
@@ -235,9 +246,11 @@ impl Handler {
             // the memberships of members that turned out to be gone.
             (Handler::SendMessage, Table::Rooms) => &[GetItem, Query, DeleteItem],
             // Reads the sender, adds the room to its record (conditionally: the record must
-            // exist and the room count stay bounded), then stores the membership.
+            // exist and the room count stay bounded), then stores the membership and reads the
+            // record again: a `$disconnect` that ran in between leaves no record, and the
+            // membership is deleted again.
             (Handler::Join, Table::Connections) => &[GetItem, UpdateItem],
-            (Handler::Join, Table::Rooms) => &[PutItem],
+            (Handler::Join, Table::Rooms) => &[PutItem, DeleteItem],
             // Deletes the membership, then removes the room from the record.
             (Handler::Leave, Table::Connections) => &[UpdateItem],
             (Handler::Leave, Table::Rooms) => &[DeleteItem],

@@ -94,6 +94,9 @@ pub struct FanoutSettings {
     pub batch_size: u32,
     /// Receives of a job before SQS moves it to the dead-letter queue (`maxReceiveCount`).
     pub max_receive_count: u32,
+    /// The oldest a fan-out job may be, counted from its message's first enqueue across every
+    /// continuation, before the worker drops it (`FANOUT_MAX_JOB_AGE_SECONDS`).
+    pub max_job_age_seconds: u32,
 }
 
 /// `[fanout] mode`.
@@ -333,6 +336,14 @@ ranged!(
     "jobs per invocation (an SQS event source without a batching window takes at most 10)"
 );
 // SQS's redrive policy accepts 1..=1000 (https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/sqs-dead-letter-queues.html).
+// The bounds and their reasons live with the worker that enforces them.
+ranged!(
+    MaxJobAgeSeconds,
+    u32,
+    wsstack_routes::limits::MIN_MAX_JOB_AGE_SECONDS,
+    wsstack_routes::limits::MAX_MAX_JOB_AGE_SECONDS,
+    "seconds (past 2 h, API Gateway's longest connection, nobody who was connected when the message was sent is left)"
+);
 ranged!(
     MaxReceiveCount,
     u32,
@@ -437,6 +448,7 @@ struct FanoutSection {
     segments: Option<FanoutSegments>,
     batch_size: Option<FanoutBatchSize>,
     max_receive_count: Option<MaxReceiveCount>,
+    max_job_age_seconds: Option<MaxJobAgeSeconds>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -635,6 +647,10 @@ pub fn parse(path: &Path, name: &str, text: &str) -> Result<Stage, StageError> {
             segments: file.fanout.segments.map_or(8, |v| v.0),
             batch_size: file.fanout.batch_size.map_or(1, |v| v.0),
             max_receive_count: file.fanout.max_receive_count.map_or(5, |v| v.0),
+            max_job_age_seconds: file
+                .fanout
+                .max_job_age_seconds
+                .map_or(wsstack_routes::limits::DEFAULT_MAX_JOB_AGE_SECONDS, |v| v.0),
         },
         termination_protection: file.termination_protection.unwrap_or(false),
         auth,

@@ -484,5 +484,16 @@ fn fanout_bad_values_name_the_line_and_field() {
     insta::assert_snapshot!(err("[fanout]\nsegments = 1001\n"), @"stages/test.toml:2:12: fanout.segments: 1001 is out of range: allowed 1..=1000 segments (more parallel workers than the account's 10,000 @connections requests/s can feed only add 429s)");
     insta::assert_snapshot!(err("[fanout]\nbatch_size = 11\n"), @"stages/test.toml:2:14: fanout.batch_size: 11 is out of range: allowed 1..=10 jobs per invocation (an SQS event source without a batching window takes at most 10)");
     insta::assert_snapshot!(err("[fanout]\nmax_receive_count = 0\n"), @"stages/test.toml:2:21: fanout.max_receive_count: 0 is out of range: allowed 1..=1000 receives before the dead-letter queue");
-    insta::assert_snapshot!(err("[fanout]\nsegment = 4\n"), @"stages/test.toml:2:1: fanout.segment: unknown field `segment`, expected one of `mode`, `segments`, `batch_size`, `max_receive_count`");
+    insta::assert_snapshot!(err("[fanout]\nsegment = 4\n"), @"stages/test.toml:2:1: fanout.segment: unknown field `segment`, expected one of `mode`, `segments`, `batch_size`, `max_receive_count`, `max_job_age_seconds`");
+    insta::assert_snapshot!(err("[fanout]\nmax_job_age_seconds = 59\n"), @"stages/test.toml:2:23: fanout.max_job_age_seconds: 59 is out of range: allowed 60..=7200 seconds (past 2 h, API Gateway's longest connection, nobody who was connected when the message was sent is left)");
+    insta::assert_snapshot!(err("[fanout]\nmax_job_age_seconds = 7201\n"), @"stages/test.toml:2:23: fanout.max_job_age_seconds: 7201 is out of range: allowed 60..=7200 seconds (past 2 h, API Gateway's longest connection, nobody who was connected when the message was sent is left)");
+}
+
+#[test]
+fn fanout_max_job_age_defaults_to_15_minutes_and_is_read() {
+    let s = stage::parse(Path::new("x.toml"), "x", "").expect("empty is valid");
+    assert_eq!(s.fanout.max_job_age_seconds, 900);
+    let s = stage::parse(Path::new("x.toml"), "x", "[fanout]\nmax_job_age_seconds = 3600\n")
+        .expect("valid");
+    assert_eq!(s.fanout.max_job_age_seconds, 3600);
 }

@@ -71,6 +71,11 @@ pub fn environment(stage: &Stage, h: Handler) -> Vec<(&'static str, Expr)> {
     let mut vars = vec![
         ("FANOUT_MODE", Expr::from(stage.fanout.mode.as_str())),
         ("FANOUT_QUEUE_URL", Expr::r#ref(ids::FANOUT_QUEUE)),
+        // The worker drops jobs older than this; sendMessage's jobs carry their enqueue time.
+        (
+            "FANOUT_MAX_JOB_AGE_SECONDS",
+            Expr::from(stage.fanout.max_job_age_seconds.to_string()),
+        ),
     ];
     if h == Handler::SendMessage {
         vars.push((
@@ -184,17 +189,37 @@ mod tests {
             |h| -> Vec<&str> { environment(&stage, h).into_iter().map(|(n, _)| n).collect() };
         assert_eq!(
             names(Handler::SendMessage),
-            ["FANOUT_MODE", "FANOUT_QUEUE_URL", "FANOUT_SEGMENTS"]
+            [
+                "FANOUT_MODE",
+                "FANOUT_QUEUE_URL",
+                "FANOUT_MAX_JOB_AGE_SECONDS",
+                "FANOUT_SEGMENTS"
+            ]
         );
         assert_eq!(
             names(Handler::FanoutWorker),
-            ["FANOUT_MODE", "FANOUT_QUEUE_URL"]
+            [
+                "FANOUT_MODE",
+                "FANOUT_QUEUE_URL",
+                "FANOUT_MAX_JOB_AGE_SECONDS"
+            ]
         );
         assert!(names(Handler::Connect).is_empty());
         let vars = environment(&stage, Handler::SendMessage);
         assert_eq!(
-            serde_json::to_value(&vars[2].1).expect("json"),
+            serde_json::to_value(&vars[3].1).expect("json"),
             serde_json::json!("16")
+        );
+        assert_eq!(
+            serde_json::to_value(&vars[2].1).expect("json"),
+            serde_json::json!("900"),
+            "the default maximum job age"
+        );
+        let aged = test_stage("[fanout]\nmax_job_age_seconds = 120\n");
+        let worker_vars = environment(&aged, Handler::FanoutWorker);
+        assert_eq!(
+            serde_json::to_value(&worker_vars[2].1).expect("json"),
+            serde_json::json!("120")
         );
         assert_eq!(
             serde_json::to_value(&vars[0].1).expect("json"),

@@ -317,8 +317,10 @@ impl Worker {
             }
             .to_string()
         })?;
-        // A version 1 job has no `enqueuedAt`: SQS's `SentTimestamp` (epoch ms) is when this
-        // message was sent, the closest there is.
+        // A version 1 job has no `enqueuedAt`: SQS's `SentTimestamp` (epoch milliseconds, "API
+        // Reference, ReceiveMessage",
+        // https://docs.aws.amazon.com/AWSSimpleQueueService/latest/APIReference/API_ReceiveMessage.html)
+        // is when this message was sent, the closest there is.
         if job.enqueued_at.is_none() {
             job.enqueued_at = record
                 .attributes

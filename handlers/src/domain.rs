@@ -256,9 +256,7 @@ pub enum InputError {
     /// The post to the recipient failed. The service's own text (a 403 names the account and
     /// the role) stays in the log; the client gets `reference`, the id the log line carries
     /// (API Gateway's `requestId` of the sender's frame), to quote when it asks why.
-    #[error(
-        "could not deliver to `{to}`; try again later (reference {reference})"
-    )]
+    #[error("could not deliver to `{to}`; try again later (reference {reference})")]
     DeliveryFailed { to: String, reference: String },
     #[error("{}", unknown_action_message(.0.as_deref()))]
     UnknownAction(Option<String>),

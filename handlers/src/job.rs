@@ -264,11 +264,12 @@ mod tests {
         };
         let next = j.continuation(Listing::After("k".into()), Vec::new());
         assert_eq!(next.enqueued_at, Some(10_000));
+        assert_eq!(next.age(70_000), Some(std::time::Duration::from_secs(60)));
         assert_eq!(
-            next.age(70_000),
-            Some(std::time::Duration::from_secs(60))
+            next.age(5_000),
+            Some(std::time::Duration::ZERO),
+            "clock behind"
         );
-        assert_eq!(next.age(5_000), Some(std::time::Duration::ZERO), "clock behind");
         let fresh = FanOutJob::for_room("m", "https://x/dev", "{}", "lobby");
         let age = fresh.age(now_ms()).expect("new jobs carry enqueuedAt");
         assert!(age < std::time::Duration::from_secs(60), "{age:?}");

@@ -80,7 +80,11 @@ pub trait MembershipStore: Send + Sync {
     /// that record listed (what [`crate::store::ConnectionStore::remove`] returned); returns
     /// how many. A store that keeps each connection's rooms itself (the memory store) deletes
     /// those too. A name that is not a valid room is logged and skipped.
-    async fn forget_listed(&self, connection_id: &str, rooms: &[String]) -> Result<usize, StoreError> {
+    async fn forget_listed(
+        &self,
+        connection_id: &str,
+        rooms: &[String],
+    ) -> Result<usize, StoreError> {
         let rooms: Vec<RoomName> = rooms
             .iter()
             .filter_map(|r| match RoomName::parse(r) {
@@ -269,7 +273,10 @@ impl MembershipStore for MemoryMembershipStore {
         all.extend(rooms.iter().cloned());
         let mut count = 0;
         for room in all {
-            if m.members.remove(&(room, connection_id.to_owned())).is_some() {
+            if m.members
+                .remove(&(room, connection_id.to_owned()))
+                .is_some()
+            {
                 count += 1;
             }
         }

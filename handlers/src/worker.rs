@@ -24,6 +24,7 @@
 //!   it). A job older than `FANOUT_MAX_JOB_AGE_SECONDS` is dropped with a log line and counted:
 //!   under sustained 429s each continuation is a new message, so neither the receive count nor
 //!   the queue's retention would ever end it.
+//!
 //! Delivery is at least once: a post cut at the deadline, or a job retried after a failure,
 //! may reach a connection twice; every message frame carries an `id` so clients can drop
 //! duplicates.
@@ -281,8 +282,8 @@ impl Worker {
             let message_id = record.message_id.clone().unwrap_or_default();
             let outcome = self.handle_record(&message_id, &record, deadline).await;
             match outcome {
-                Ok(Handled::Ran(report)) if report.expired => tally.expired += 1,
-                Ok(Handled::Ran(_)) => tally.ran += 1,
+                Ok(Handled::Ran { expired: true }) => tally.expired += 1,
+                Ok(Handled::Ran { expired: false }) => tally.ran += 1,
                 Ok(Handled::Requeued) => tally.requeued += 1,
                 Err(reason) => {
                     tally.failed += 1;
@@ -335,23 +336,27 @@ impl Worker {
                 enqueued_at: Some(job.enqueued_at.unwrap_or_else(crate::job::now_ms)),
                 ..job.clone()
             };
-            self.queue
-                .send(vec![fresh.to_body()])
-                .await
-                .map_err(|e| format!("the deadline came before this job started, and re-enqueueing it failed: {e}"))?;
+            self.queue.send(vec![fresh.to_body()]).await.map_err(|e| {
+                format!(
+                    "the deadline came before this job started, and re-enqueueing it failed: {e}"
+                )
+            })?;
             tracing::info!(message_id, job_message_id = %job.message_id, "deadline came before this job started: re-enqueued as a fresh message");
             return Ok(Handled::Requeued);
         }
         self.run_job(job, deadline)
             .await
-            .map(Handled::Ran)
+            .map(|report| Handled::Ran {
+                expired: report.expired,
+            })
             .map_err(|e| e.to_string())
     }
 }
 
 /// What became of one record of a batch.
 enum Handled {
-    Ran(JobReport),
+    /// Ran; `true` when it was dropped for its age instead.
+    Ran { expired: bool },
     Requeued,
 }
 

@@ -767,8 +767,17 @@ async fn a_refused_post_does_not_show_the_service_text_to_the_sender() {
     assert_eq!(frames.len(), 1, "{frames:?}");
     assert_eq!(frames[0]["code"], "delivery_failed");
     let text = frames[0].to_string();
-    for secret in ["123456789012", "arn:aws", "assumed-role", "403", "forbidden"] {
-        assert!(!text.contains(secret), "{secret:?} reached the client: {text}");
+    for secret in [
+        "123456789012",
+        "arn:aws",
+        "assumed-role",
+        "403",
+        "forbidden",
+    ] {
+        assert!(
+            !text.contains(secret),
+            "{secret:?} reached the client: {text}"
+        );
     }
     assert!(text.contains("CqEyBF1ojoEFXEQ="), "the reference: {text}");
 }

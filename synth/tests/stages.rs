@@ -493,7 +493,11 @@ fn fanout_bad_values_name_the_line_and_field() {
 fn fanout_max_job_age_defaults_to_15_minutes_and_is_read() {
     let s = stage::parse(Path::new("x.toml"), "x", "").expect("empty is valid");
     assert_eq!(s.fanout.max_job_age_seconds, 900);
-    let s = stage::parse(Path::new("x.toml"), "x", "[fanout]\nmax_job_age_seconds = 3600\n")
-        .expect("valid");
+    let s = stage::parse(
+        Path::new("x.toml"),
+        "x",
+        "[fanout]\nmax_job_age_seconds = 3600\n",
+    )
+    .expect("valid");
     assert_eq!(s.fanout.max_job_age_seconds, 3600);
 }

@@ -10,9 +10,7 @@ use wsstack_handlers::membership::{
     DynamoDbMembershipStore, JoinOutcome, MemberPage, MembershipStore, MemoryMembershipStore,
 };
 use wsstack_handlers::rooms::RoomName;
-use wsstack_handlers::store::{
-    Connection, ConnectionStore, DynamoDbStore, MemoryStore, Removal,
-};
+use wsstack_handlers::store::{Connection, ConnectionStore, DynamoDbStore, MemoryStore, Removal};
 use wsstack_tests::{Dynalite, create_connections_table, create_rooms_table};
 
 /// The room that must be listed across pages.
@@ -369,8 +367,14 @@ async fn dynamodb_join_racing_disconnect_leaves_no_membership() {
     );
     let racing = DynamoDbMembershipStore::new(racing_client, "Rooms".into(), "Connections".into());
     let lobby = room("lobby");
-    let outcome = racing.join(&lobby, "racer=", LIVE, MAX_ROOMS).await.unwrap();
-    assert!(done.load(std::sync::atomic::Ordering::SeqCst), "the race was run");
+    let outcome = racing
+        .join(&lobby, "racer=", LIVE, MAX_ROOMS)
+        .await
+        .unwrap();
+    assert!(
+        done.load(std::sync::atomic::Ordering::SeqCst),
+        "the race was run"
+    );
     assert_eq!(outcome, JoinOutcome::UnknownConnection);
     assert_eq!(db.connections.get("racer=").await.unwrap(), None);
     assert!(!db.store.is_member(&lobby, "racer=").await.unwrap());

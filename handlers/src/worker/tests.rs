@@ -277,10 +277,7 @@ async fn a_job_naming_another_endpoint_is_refused_and_nothing_is_posted() {
         .run_body("foreign", &foreign, None)
         .await
         .expect_err("refused");
-    assert!(
-        matches!(err, WorkerError::ForeignEndpoint { .. }),
-        "{err}"
-    );
+    assert!(matches!(err, WorkerError::ForeignEndpoint { .. }), "{err}");
     assert!(err.to_string().contains("169.254.169.254"), "{err}");
     assert!(queue.is_empty(), "no continuation of a refused job");
 }
@@ -313,7 +310,11 @@ async fn jobs_past_the_maximum_age_are_dropped_and_continuations_keep_their_age(
     let report = w.run_job(young, Some(deadline)).await.expect("runs");
     assert!(!report.expired);
     let rest = report.continuation.expect("429s leave a continuation");
-    assert_eq!(rest.enqueued_at, Some(enqueued_at), "the age is carried over");
+    assert_eq!(
+        rest.enqueued_at,
+        Some(enqueued_at),
+        "the age is carried over"
+    );
     assert_eq!(queue.len(), 1);
 
     // The same continuation, past the maximum: dropped without a post or a successor.
@@ -322,7 +323,10 @@ async fn jobs_past_the_maximum_age_are_dropped_and_continuations_keep_their_age(
         ..rest
     };
     let posts_before = api.tally().posts;
-    let report = w.run_job(old.clone(), None).await.expect("dropping is no error");
+    let report = w
+        .run_job(old.clone(), None)
+        .await
+        .expect("dropping is no error");
     assert!(report.expired);
     assert_eq!(report.continuation, None);
     assert_eq!(api.tally().posts, posts_before, "nothing posted");
@@ -408,10 +412,18 @@ async fn a_gone_connection_in_queue_mode_leaves_no_membership_behind() {
     assert_eq!(store.get("c000000").await.expect("get"), None);
     for room in [&lobby, &other] {
         assert!(
-            !memberships.is_member(room, "c000000").await.expect("member"),
+            !memberships
+                .is_member(room, "c000000")
+                .await
+                .expect("member"),
             "{room}: no membership left"
         );
-        assert!(memberships.is_member(room, "c000001").await.expect("member"));
+        assert!(
+            memberships
+                .is_member(room, "c000001")
+                .await
+                .expect("member")
+        );
     }
     assert!(
         store.get("c000002").await.expect("get").is_some(),

@@ -659,11 +659,20 @@ impl App {
                 MAX_ROOMS_PER_CONNECTION,
             )
             .await?;
-        let err = match outcome {
+        let mut err = match outcome {
             JoinOutcome::Joined | JoinOutcome::AlreadyMember => None,
             JoinOutcome::TooManyRooms => Some(InputError::TooManyRooms),
             JoinOutcome::UnknownConnection => Some(InputError::UnknownSender),
         };
+        // A `$disconnect` may have run since the lookup above: it deletes the record, then the
+        // memberships it knew of, possibly before this one was written. Once the record is gone
+        // no later join can pass the lookup, so reading it again after the write closes the
+        // gap: gone now, this membership goes too.
+        if err.is_none() && self.store.get(connection_id).await?.is_none() {
+            self.memberships.remove_member(&room, connection_id).await?;
+            tracing::info!(%room, "the connection left while joining: membership deleted again");
+            err = Some(InputError::UnknownSender);
+        }
         if let Some(e) = err {
             return self.reply_error(&endpoint, connection_id, e).await;
         }

@@ -356,7 +356,9 @@ impl Worker {
 /// What became of one record of a batch.
 enum Handled {
     /// Ran; `true` when it was dropped for its age instead.
-    Ran { expired: bool },
+    Ran {
+        expired: bool,
+    },
     Requeued,
 }
 

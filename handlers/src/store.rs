@@ -732,8 +732,11 @@ impl ConnectionStore for DynamoDbStore {
             .delete_item()
             .table_name(&self.table)
             .set_key(Some(connection_key(connection_id)))
-            // The deleted item comes back whole: its `rooms` are the memberships to delete,
-            // read in the same step that ends any join (a join's update needs the record).
+            // The deleted item comes back whole ("return the item's attribute values in the
+            // same operation, using the ReturnValues parameter", API Reference, DeleteItem,
+            // https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_DeleteItem.html):
+            // its `rooms` are the memberships to delete, read in the same step that ends any
+            // join (a join's update needs the record).
             .return_values(ReturnValue::AllOld);
         if let Some(cutoff) = connected_before_ms {
             // A missing item passes `attribute_not_exists` and the delete is a no-op.

@@ -28,6 +28,8 @@ pub struct QueueMode {
     /// How long one job may run, as the worker function's timeout does on AWS; the queue hides
     /// a received job 6x this, as synth sets the SQS queue's visibility timeout.
     pub job_time: Duration,
+    /// Jobs older than this are dropped (`[fanout] max_job_age_seconds`).
+    pub max_job_age: Duration,
 }
 
 /// The parts the in-process worker runs on.
@@ -36,6 +38,8 @@ pub(crate) struct WorkerParts {
     pub audience: Arc<dyn AudienceSource>,
     pub memberships: Arc<dyn MembershipStore>,
     pub api: Arc<dyn ManagementApi>,
+    /// This gateway's `@connections` endpoint: the only one the worker posts to.
+    pub endpoint: String,
     pub concurrency: usize,
 }
 
@@ -50,10 +54,13 @@ pub(crate) fn start(
         store: parts.store,
         audience: Arc::new(StackAudience {
             connections: parts.audience,
-            memberships: Some(parts.memberships),
+            memberships: Some(Arc::clone(&parts.memberships)),
         }),
         api: parts.api,
         queue: queue.clone(),
+        memberships: Some(parts.memberships),
+        endpoint: parts.endpoint,
+        max_job_age: mode.max_job_age,
         concurrency: parts.concurrency,
         page_size: PAGE_SIZE,
     };

@@ -226,6 +226,7 @@ pub fn queue_mode(dir: &Path, stage: &str) -> Result<Option<QueueMode>, OptionsE
             job_time: Duration::from_secs(u64::from(
                 stage.function(Handler::FanoutWorker).timeout_seconds,
             )),
+            max_job_age: Duration::from_secs(u64::from(stage.fanout.max_job_age_seconds)),
         }),
     )
 }

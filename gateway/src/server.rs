@@ -238,6 +238,7 @@ impl Gateway {
                 queue_url: fanout_queue::LOCAL_QUEUE_URL.to_owned(),
                 segments: mode.segments,
             };
+            config.max_job_age = mode.max_job_age;
             let (q, task) = fanout_queue::start(
                 mode,
                 fanout_queue::WorkerParts {
@@ -245,6 +246,7 @@ impl Gateway {
                     audience,
                     memberships: Arc::clone(&memberships),
                     api: Arc::clone(&api) as Arc<_>,
+                    endpoint: callback_url.clone(),
                     concurrency: config.broadcast_concurrency,
                 },
                 cancel.child_token(),

@@ -121,6 +121,10 @@ fn worker(
         audience: audience.clone(),
         api: api.clone(),
         queue: queue.clone(),
+        memberships: None,
+        // The endpoint `sendMessage` derives from the fixture event (no CALLBACK_URL here).
+        endpoint: "https://abc123def4.execute-api.eu-west-1.amazonaws.com/prod".to_owned(),
+        max_job_age: wsstack_handlers::config::DEFAULT_MAX_JOB_AGE,
         concurrency: CONCURRENCY,
         page_size: PAGE_SIZE,
     }

@@ -38,6 +38,12 @@ pub const DEFAULT_FANOUT_SEGMENTS: u32 = 8;
 /// Upper bound of [`FANOUT_SEGMENTS`]: more parallel workers than the account's 10,000
 /// `@connections` requests/s can feed (each posts a few thousand per second) only adds 429s.
 pub const MAX_FANOUT_SEGMENTS: u32 = wsstack_routes::limits::MAX_FANOUT_SEGMENTS;
+/// The oldest a fan-out job may be, in seconds, before the worker drops it (optional, default
+/// [`DEFAULT_MAX_JOB_AGE`]; synth sets it from `[fanout] max_job_age_seconds`).
+pub const FANOUT_MAX_JOB_AGE_SECONDS: &str = EnvVar::FanoutMaxJobAgeSeconds.name();
+/// Default of [`FANOUT_MAX_JOB_AGE_SECONDS`].
+pub const DEFAULT_MAX_JOB_AGE: Duration =
+    Duration::from_secs(wsstack_routes::limits::DEFAULT_MAX_JOB_AGE_SECONDS as u64);
 /// `jwt` when an authorizer guards `$connect` (the username then comes from the verified
 /// token, never the query string); `none` or unset otherwise.
 pub const AUTH_MODE: &str = EnvVar::AuthMode.name();
@@ -110,6 +116,9 @@ pub struct Config {
     pub authenticated: bool,
     /// Each connection's message rate limit.
     pub message_rate: MessageRate,
+    /// The oldest a fan-out job may be (counted from its message's first enqueue) before the
+    /// worker drops it instead of posting.
+    pub max_job_age: Duration,
 }
 
 impl Config {
@@ -127,6 +136,7 @@ impl Config {
             },
             authenticated: false,
             message_rate: DEFAULT_MESSAGE_RATE,
+            max_job_age: DEFAULT_MAX_JOB_AGE,
         }
     }
 
@@ -175,6 +185,11 @@ impl Config {
                 .unwrap_or(DEFAULT_MESSAGE_RATE.burst),
         };
 
+        let max_job_age = match lookup(FANOUT_MAX_JOB_AGE_SECONDS) {
+            None => DEFAULT_MAX_JOB_AGE,
+            Some(v) => parse_max_job_age(&v)?,
+        };
+
         Ok(Config {
             table_name,
             rooms_table_name,
@@ -184,6 +199,7 @@ impl Config {
             fanout,
             authenticated,
             message_rate,
+            max_job_age,
         })
     }
 }
@@ -239,6 +255,22 @@ fn validate_table_name(name: &'static str, value: &str) -> Result<(), ConfigErro
         ));
     }
     Ok(())
+}
+
+fn parse_max_job_age(value: &str) -> Result<Duration, ConfigError> {
+    use wsstack_routes::limits::{MAX_MAX_JOB_AGE_SECONDS, MIN_MAX_JOB_AGE_SECONDS};
+    match value.trim().parse::<u32>() {
+        Ok(n) if (MIN_MAX_JOB_AGE_SECONDS..=MAX_MAX_JOB_AGE_SECONDS).contains(&n) => {
+            Ok(Duration::from_secs(u64::from(n)))
+        }
+        _ => Err(invalid(
+            FANOUT_MAX_JOB_AGE_SECONDS,
+            value,
+            format!(
+                "must be an integer from {MIN_MAX_JOB_AGE_SECONDS} to {MAX_MAX_JOB_AGE_SECONDS} (seconds)"
+            ),
+        )),
+    }
 }
 
 fn parse_concurrency(value: &str) -> Result<usize, ConfigError> {
@@ -388,6 +420,9 @@ mod tests {
             },
             "inline mode hands off to the queue when it has one"
         );
+        assert_eq!(inline.max_job_age, DEFAULT_MAX_JOB_AGE);
+        let aged = config(&[(TABLE_NAME, "Tbl"), (FANOUT_MAX_JOB_AGE_SECONDS, "120")]).unwrap();
+        assert_eq!(aged.max_job_age, Duration::from_secs(120));
         let missing = config(&[(TABLE_NAME, "Tbl"), (FANOUT_MODE, "queue")]).unwrap_err();
         assert_eq!(
             missing,
@@ -493,6 +528,18 @@ mod tests {
             (
                 vec![(TABLE_NAME, "Tbl"), (CALLBACK_URL, "https:///dev")],
                 CALLBACK_URL,
+            ),
+            (
+                vec![(TABLE_NAME, "Tbl"), (FANOUT_MAX_JOB_AGE_SECONDS, "59")],
+                FANOUT_MAX_JOB_AGE_SECONDS,
+            ),
+            (
+                vec![(TABLE_NAME, "Tbl"), (FANOUT_MAX_JOB_AGE_SECONDS, "7201")],
+                FANOUT_MAX_JOB_AGE_SECONDS,
+            ),
+            (
+                vec![(TABLE_NAME, "Tbl"), (FANOUT_MAX_JOB_AGE_SECONDS, "1h")],
+                FANOUT_MAX_JOB_AGE_SECONDS,
             ),
         ] {
             let err = config(&vars).unwrap_err();

@@ -253,8 +253,11 @@ pub enum InputError {
     UnknownRecipient(String),
     #[error("your connection has no record; reconnect")]
     UnknownSender,
-    #[error("could not deliver to `{to}`: {reason}")]
-    DeliveryFailed { to: String, reason: String },
+    /// The post to the recipient failed. The service's own text (a 403 names the account and
+    /// the role) stays in the log; the client gets `reference`, the id the log line carries
+    /// (API Gateway's `requestId` of the sender's frame), to quote when it asks why.
+    #[error("could not deliver to `{to}`; try again later (reference {reference})")]
+    DeliveryFailed { to: String, reference: String },
     #[error("{}", unknown_action_message(.0.as_deref()))]
     UnknownAction(Option<String>),
     #[error("field `limit` must be an integer from 1 to {MAX_LIST_LIMIT}")]

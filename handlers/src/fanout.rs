@@ -3,7 +3,9 @@
 //! Posts run with bounded concurrency: one at a time, a broadcast to 1,000 connections at
 //! ~20 ms per PostToConnection takes 20 s; unbounded, a large table opens thousands of sockets
 //! and earns 429s. A connection that answers 410 Gone has its own record deleted (never the
-//! sender's) and the fan-out goes on; any other failure is counted and logged, never fatal.
+//! sender's), with its room memberships, and the fan-out goes on; any other failure is counted
+//! and logged, never fatal. A record younger than [`HANDSHAKE_GRACE`] is kept on a 410: its
+//! client may still be inside `$connect`, which API Gateway also answers 410 for.
 //!
 //! Three rules keep a fan-out inside what Lambda and API Gateway allow:
 //!
@@ -29,7 +31,8 @@ use futures::stream::FuturesUnordered;
 use tokio::time::Instant;
 
 use crate::management::{ManagementApi, ManagementError};
-use crate::store::{ConnectionStore, StoreError};
+use crate::membership::MembershipStore;
+use crate::store::{ConnectionStore, Removal, StoreError};
 
 /// Room left between the engine's hard stop and the invocation's deadline: enough to
 /// re-enqueue what is left, log, and return.
@@ -46,6 +49,15 @@ pub const MAX_RETRY_DELAY: Duration = Duration::from_secs(2);
 pub const MAX_ATTEMPTS: u32 = 5;
 /// Ids per batch when a broadcast walks the store's listing.
 pub const BATCH_SIZE: usize = 1_000;
+/// How young a record a 410 leaves alone. `$connect` writes the record before API Gateway
+/// completes the handshake, and a post in between answers 410 like a closed connection ("a
+/// connection that is not yet established",
+/// https://repost.aws/knowledge-center/410-gone-api-gateway). The handshake waits for the
+/// authorizer and then `$connect`, each bounded by the 29 s integration timeout
+/// (https://docs.aws.amazon.com/apigateway/latest/developerguide/apigateway-execution-service-websocket-limits-table.html),
+/// and `connectedAt` is stamped when the request arrives: 60 s covers both. A record that
+/// stays after a real 410 is deleted by a later broadcast, `$disconnect` or the TTL.
+pub const HANDSHAKE_GRACE: Duration = Duration::from_secs(60);
 
 /// What happened to one delivery.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -118,9 +130,22 @@ pub struct FanOutReport {
     pub list_error: Option<StoreError>,
 }
 
-/// Posts `frame` to one connection; on 410 deletes that connection's record.
+/// Posts `frame` to one connection; on 410 deletes that connection's record (see
+/// [`forget_gone`]).
 pub async fn deliver(
     store: &dyn ConnectionStore,
+    api: &dyn ManagementApi,
+    endpoint: &str,
+    connection_id: &str,
+    frame: Bytes,
+) -> Outcome {
+    deliver_to(store, None, api, endpoint, connection_id, frame).await
+}
+
+/// [`deliver`], deleting a gone connection's room memberships too when `memberships` is set.
+pub async fn deliver_to(
+    store: &dyn ConnectionStore,
+    memberships: Option<&dyn MembershipStore>,
     api: &dyn ManagementApi,
     endpoint: &str,
     connection_id: &str,
@@ -129,16 +154,51 @@ pub async fn deliver(
     match api.post_to_connection(endpoint, connection_id, frame).await {
         Ok(()) => Outcome::Delivered,
         Err(ManagementError::Gone) => {
-            if let Err(e) = store.delete(connection_id).await {
-                // The record stays until the TTL removes it; the next broadcast retries.
-                tracing::warn!(connection_id, error = %e, "could not delete a gone connection");
-            } else {
-                tracing::info!(connection_id, "deleted the record of a gone connection");
-            }
+            forget_gone(store, memberships, connection_id).await;
             Outcome::Gone
         }
         Err(e) => Outcome::Failed(e),
     }
+}
+
+/// Cleans up after a connection `@connections` answered 410 for: deletes its record unless it
+/// connected less than [`HANDSHAKE_GRACE`] ago (then its client may still be inside
+/// `$connect`), then the memberships the record listed. Returns whether the connection was
+/// treated as gone (`false`: a young record, kept). Failures are logged, never fatal: a later
+/// broadcast retries and the tables' TTL is the backstop.
+pub async fn forget_gone(
+    store: &dyn ConnectionStore,
+    memberships: Option<&dyn MembershipStore>,
+    connection_id: &str,
+) -> bool {
+    let grace = i64::try_from(HANDSHAKE_GRACE.as_millis()).unwrap_or(i64::MAX);
+    let cutoff = chrono::Utc::now().timestamp_millis().saturating_sub(grace);
+    let rooms = match store.remove(connection_id, Some(cutoff)).await {
+        Ok(Removal::Young) => {
+            tracing::info!(
+                connection_id,
+                grace_seconds = HANDSHAKE_GRACE.as_secs(),
+                "410 for a connection that connected moments ago: record kept (its handshake may not be complete)"
+            );
+            return false;
+        }
+        Ok(Removal::Removed { rooms }) => {
+            tracing::info!(connection_id, "deleted the record of a gone connection");
+            rooms
+        }
+        Ok(Removal::Absent) => Vec::new(),
+        Err(e) => {
+            // The record stays until the TTL removes it; the next broadcast retries.
+            tracing::warn!(connection_id, error = %e, "could not delete a gone connection");
+            return true;
+        }
+    };
+    if let Some(m) = memberships
+        && let Err(e) = m.forget_listed(connection_id, &rooms).await
+    {
+        tracing::warn!(connection_id, error = %e, "could not delete a gone connection's memberships");
+    }
+    true
 }
 
 /// A post waiting to be (re)tried: when, which connection, how many attempts so far.
@@ -148,6 +208,8 @@ type Retry = Reverse<(Instant, String, u32)>;
 /// worker that posts page after page keeps what it learnt about throttling.
 pub struct FanOut<'a> {
     store: &'a dyn ConnectionStore,
+    /// Where a gone connection's memberships are deleted (`None`: nowhere).
+    memberships: Option<&'a dyn MembershipStore>,
     api: &'a dyn ManagementApi,
     endpoint: &'a str,
     frame: Bytes,
@@ -171,6 +233,7 @@ impl<'a> FanOut<'a> {
         let max_concurrency = max_concurrency.max(1);
         FanOut {
             store,
+            memberships: None,
             api,
             endpoint,
             frame,
@@ -180,6 +243,12 @@ impl<'a> FanOut<'a> {
             last_decrease: None,
             report: FanOutReport::default(),
         }
+    }
+
+    /// Deletes the memberships of connections that turn out to be gone from `memberships`.
+    pub fn with_memberships(mut self, memberships: &'a dyn MembershipStore) -> Self {
+        self.memberships = Some(memberships);
+        self
     }
 
     /// Whether no post may start any more.
@@ -228,7 +297,8 @@ impl<'a> FanOut<'a> {
         let mut retries: BinaryHeap<Retry> = BinaryHeap::new();
         let mut in_flight_ids: HashSet<String> = HashSet::new();
         let mut in_flight = FuturesUnordered::new();
-        let (store, api, endpoint) = (self.store, self.api, self.endpoint);
+        let (store, memberships, api, endpoint) =
+            (self.store, self.memberships, self.api, self.endpoint);
         let far_future = Instant::now() + Duration::from_secs(86_400 * 365);
         let hard = self.deadline.map_or(far_future, |d| d.hard);
         let mut cut_at_hard_stop = false;
@@ -254,7 +324,8 @@ impl<'a> FanOut<'a> {
                     in_flight_ids.insert(id.clone());
                     let frame = self.frame.clone();
                     in_flight.push(async move {
-                        let outcome = deliver(store, api, endpoint, &id, frame).await;
+                        let outcome =
+                            deliver_to(store, memberships, api, endpoint, &id, frame).await;
                         (id, attempts + 1, outcome)
                     });
                 }
@@ -381,6 +452,18 @@ pub async fn broadcast(
     frame: Bytes,
     limits: Limits,
 ) -> FanOutReport {
+    broadcast_to(store, None, api, endpoint, frame, limits).await
+}
+
+/// [`broadcast`], deleting gone connections' memberships from `memberships` too.
+pub async fn broadcast_to(
+    store: &dyn ConnectionStore,
+    memberships: Option<&dyn MembershipStore>,
+    api: &dyn ManagementApi,
+    endpoint: &str,
+    frame: Bytes,
+    limits: Limits,
+) -> FanOutReport {
     let mut fanout = FanOut::new(
         store,
         api,
@@ -389,6 +472,9 @@ pub async fn broadcast(
         limits.concurrency,
         limits.deadline,
     );
+    if let Some(m) = memberships {
+        fanout = fanout.with_memberships(m);
+    }
     // Records whose TTL has passed are neither posted to nor counted.
     let mut listing = store
         .list_recipients(chrono::Utc::now().timestamp())

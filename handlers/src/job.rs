@@ -6,11 +6,19 @@
 //! segment) or "room R" (pages of the room's members); the position is an opaque cursor (the
 //! last key listed). The JSON is versioned: a worker refuses a version it does not know rather
 //! than guess.
+//!
+//! Versions: 1 is the original format; 2 adds `enqueuedAt` (when the message's first job was
+//! enqueued, carried over to every continuation), so a job has an age a worker can bound. This
+//! worker reads both (a version 1 job's age starts when a worker first sees it); it writes 2.
+//! The `endpoint` field stays in both: a version 1 worker needs it, but this worker posts only
+//! to its own configured endpoint and refuses a job that names another (see `crate::worker`).
 
 use serde::{Deserialize, Serialize};
 
-/// The job format this code writes and reads.
-pub const JOB_VERSION: u32 = 1;
+/// The job format this code writes.
+pub const JOB_VERSION: u32 = 2;
+/// The oldest job format this code still reads (version 1 has no `enqueuedAt`).
+pub const OLDEST_JOB_VERSION: u32 = 1;
 /// Most segments a Scan may be split in (DynamoDB's `TotalSegments` maximum).
 /// <https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_Scan.html>
 pub const MAX_SEGMENTS: u32 = 1_000_000;
@@ -54,6 +62,10 @@ pub struct FanOutJob {
     /// posted before listing goes on.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub pending: Vec<String>,
+    /// When the message's first job was enqueued, epoch milliseconds; continuations keep it,
+    /// so a job's age spans every continuation. `None` only in a version 1 body.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enqueued_at: Option<i64>,
 }
 
 /// A job body that cannot be run, naming what is wrong.
@@ -61,7 +73,9 @@ pub struct FanOutJob {
 pub enum JobError {
     #[error("fan-out job is not valid JSON of the expected shape: {0}")]
     Malformed(String),
-    #[error("fan-out job has version {found}; this worker reads version {JOB_VERSION}")]
+    #[error(
+        "fan-out job has version {found}; this worker reads versions {OLDEST_JOB_VERSION} to {JOB_VERSION}"
+    )]
     Version { found: u32 },
     #[error("fan-out job field {field}: {reason}")]
     Invalid { field: &'static str, reason: String },
@@ -87,6 +101,7 @@ impl FanOutJob {
                 },
                 listing: Listing::Start,
                 pending: Vec::new(),
+                enqueued_at: Some(now_ms()),
             })
             .collect()
     }
@@ -104,16 +119,27 @@ impl FanOutJob {
             },
             listing: Listing::Start,
             pending: Vec::new(),
+            enqueued_at: Some(now_ms()),
         }
     }
 
-    /// The job that carries on after this one: same message and audience, new position.
+    /// The job that carries on after this one: same message, audience and `enqueuedAt`, new
+    /// position, in this code's version.
     pub fn continuation(&self, listing: Listing, pending: Vec<String>) -> FanOutJob {
         FanOutJob {
+            version: JOB_VERSION,
             listing,
             pending,
             ..self.clone()
         }
+    }
+
+    /// How old the job is at `now_ms` (epoch milliseconds), from `enqueuedAt`; `None` for a
+    /// version 1 body that has none. A clock behind `enqueuedAt` counts as age 0.
+    pub fn age(&self, now_ms: i64) -> Option<std::time::Duration> {
+        let enqueued_at = self.enqueued_at?;
+        let ms = u64::try_from(now_ms.saturating_sub(enqueued_at)).unwrap_or(0);
+        Some(std::time::Duration::from_millis(ms))
     }
 
     /// Whether nothing is left to do.
@@ -130,7 +156,7 @@ impl FanOutJob {
     pub fn from_body(body: &str) -> Result<FanOutJob, JobError> {
         let job: FanOutJob =
             serde_json::from_str(body).map_err(|e| JobError::Malformed(e.to_string()))?;
-        if job.version != JOB_VERSION {
+        if !(OLDEST_JOB_VERSION..=JOB_VERSION).contains(&job.version) {
             return Err(JobError::Version { found: job.version });
         }
         if let Audience::Everyone { segment, segments } = job.audience
@@ -157,6 +183,11 @@ impl FanOutJob {
         }
         Ok(job)
     }
+}
+
+/// Now, epoch milliseconds (wall clock: `enqueuedAt` travels between machines).
+pub(crate) fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
 }
 
 #[cfg(test)]
@@ -191,11 +222,15 @@ mod tests {
 
     #[test]
     fn body_round_trips_and_reads_as_documented() {
-        let j = job().continuation(Listing::After("abc=".into()), vec!["x".into()]);
+        let j = FanOutJob {
+            enqueued_at: Some(1_795_703_229_456),
+            ..job()
+        }
+        .continuation(Listing::After("abc=".into()), vec!["x".into()]);
         let body = j.to_body();
         assert_eq!(
             body,
-            r#"{"version":1,"messageId":"m-1","endpoint":"https://api.example/prod","frame":"{\"type\":\"message\"}","audience":{"kind":"everyone","segment":2,"segments":4},"listing":{"after":"abc="},"pending":["x"]}"#
+            r#"{"version":2,"messageId":"m-1","endpoint":"https://api.example/prod","frame":"{\"type\":\"message\"}","audience":{"kind":"everyone","segment":2,"segments":4},"listing":{"after":"abc="},"pending":["x"],"enqueuedAt":1795703229456}"#
         );
         assert_eq!(FanOutJob::from_body(&body), Ok(j));
         let room = FanOutJob {
@@ -207,15 +242,53 @@ mod tests {
         assert_eq!(FanOutJob::from_body(&room.to_body()), Ok(room));
     }
 
+    /// A job written by the version 1 worker (no `enqueuedAt`) is still read; its continuation
+    /// is written in version 2 (issue 18, item 10).
+    #[test]
+    fn version_1_bodies_are_still_read() {
+        let v1 = r#"{"version":1,"messageId":"m-1","endpoint":"https://api.example/prod","frame":"{\"type\":\"message\"}","audience":{"kind":"everyone","segment":2,"segments":4},"listing":{"after":"abc="},"pending":["x"]}"#;
+        let j = FanOutJob::from_body(v1).expect("a version 1 body");
+        assert_eq!(j.version, 1);
+        assert_eq!(j.enqueued_at, None);
+        assert_eq!(j.age(1_000), None);
+        assert_eq!(j.pending, ["x"]);
+        let next = j.continuation(Listing::Done, Vec::new());
+        assert_eq!(next.version, JOB_VERSION);
+    }
+
+    #[test]
+    fn a_job_is_as_old_as_its_first_enqueue_across_continuations() {
+        let j = FanOutJob {
+            enqueued_at: Some(10_000),
+            ..job()
+        };
+        let next = j.continuation(Listing::After("k".into()), Vec::new());
+        assert_eq!(next.enqueued_at, Some(10_000));
+        assert_eq!(next.age(70_000), Some(std::time::Duration::from_secs(60)));
+        assert_eq!(
+            next.age(5_000),
+            Some(std::time::Duration::ZERO),
+            "clock behind"
+        );
+        let fresh = FanOutJob::for_room("m", "https://x/dev", "{}", "lobby");
+        let age = fresh.age(now_ms()).expect("new jobs carry enqueuedAt");
+        assert!(age < std::time::Duration::from_secs(60), "{age:?}");
+    }
+
     #[test]
     fn bad_bodies_say_what_is_wrong() {
         let err = FanOutJob::from_body("not json").unwrap_err();
         assert!(matches!(err, JobError::Malformed(_)), "{err}");
         let mut j = job();
-        j.version = 2;
+        j.version = 3;
         assert_eq!(
             FanOutJob::from_body(&j.to_body()),
-            Err(JobError::Version { found: 2 })
+            Err(JobError::Version { found: 3 })
+        );
+        j.version = 0;
+        assert_eq!(
+            FanOutJob::from_body(&j.to_body()),
+            Err(JobError::Version { found: 0 })
         );
         let mut j = job();
         j.audience = Audience::Everyone {

@@ -134,6 +134,18 @@ fn ok() -> ApiGatewayProxyResponse {
     response(200, None)
 }
 
+/// The id that ties a client's error frame to the log line with the detail: API Gateway's
+/// `requestId` of the event (every handler's span carries it as `request_id`), else its
+/// `messageId`.
+fn correlation_id(event: &ApiGatewayWebsocketProxyRequest) -> &str {
+    let ctx = &event.request_context;
+    ctx.request_id
+        .as_deref()
+        .filter(|id| !id.is_empty())
+        .or(ctx.message_id.as_deref())
+        .unwrap_or("")
+}
+
 /// Epoch milliseconds from the event, or now when an emulator sent 0.
 fn event_time(epoch_ms: i64) -> DateTime<Utc> {
     if epoch_ms > 0 {
@@ -339,9 +351,18 @@ impl App {
         connection_id: &str,
         event: &ApiGatewayWebsocketProxyRequest,
     ) -> Result<ApiGatewayProxyResponse, HandlerError> {
-        // Memberships first: they are found through the record's list of rooms.
-        let rooms = self.memberships.forget(connection_id).await?;
-        self.store.delete(connection_id).await?;
+        // The record first, in one step that answers with the rooms it listed: once it is gone
+        // no join can add a room (a join needs the record, and checks it again after writing
+        // its membership), so the rooms it listed are all the memberships there are. If
+        // deleting those fails, the memberships' TTL is the backstop.
+        let listed = match self.store.remove(connection_id, None).await? {
+            store::Removal::Removed { rooms } => rooms,
+            store::Removal::Absent | store::Removal::Young => Vec::new(),
+        };
+        let rooms = self
+            .memberships
+            .forget_listed(connection_id, &listed)
+            .await?;
         tracing::info!(
             rooms,
             status_code = event.request_context.disconnect_status_code,
@@ -416,8 +437,9 @@ impl App {
         let frame = Bytes::from(frame_text.clone());
         match msg.recipients() {
             Recipients::Everyone => {
-                let report = fanout::broadcast(
+                let report = fanout::broadcast_to(
                     self.store.as_ref(),
+                    Some(self.memberships.as_ref()),
                     self.api.as_ref(),
                     &endpoint,
                     frame,
@@ -512,8 +534,9 @@ impl App {
                         .reply_error(&endpoint, connection_id, InputError::UnknownRecipient(to))
                         .await;
                 };
-                match fanout::deliver(
+                match fanout::deliver_to(
                     self.store.as_ref(),
+                    Some(self.memberships.as_ref()),
                     self.api.as_ref(),
                     &endpoint,
                     &recipient.connection_id,
@@ -528,9 +551,18 @@ impl App {
                             .await
                     }
                     fanout::Outcome::Failed(e) => {
+                        // The detail (a 403's text names the account and the role) goes to the
+                        // log only, under the reference the client is given.
+                        let reference = correlation_id(event);
+                        tracing::warn!(
+                            to,
+                            reference,
+                            error = %e,
+                            "direct message could not be delivered"
+                        );
                         let err = InputError::DeliveryFailed {
                             to,
-                            reason: e.to_string(),
+                            reference: reference.to_owned(),
                         };
                         self.reply_error(&endpoint, connection_id, err).await
                     }
@@ -628,11 +660,20 @@ impl App {
                 MAX_ROOMS_PER_CONNECTION,
             )
             .await?;
-        let err = match outcome {
+        let mut err = match outcome {
             JoinOutcome::Joined | JoinOutcome::AlreadyMember => None,
             JoinOutcome::TooManyRooms => Some(InputError::TooManyRooms),
             JoinOutcome::UnknownConnection => Some(InputError::UnknownSender),
         };
+        // A `$disconnect` may have run since the lookup above: it deletes the record, then the
+        // memberships it knew of, possibly before this one was written. Once the record is gone
+        // no later join can pass the lookup, so reading it again after the write closes the
+        // gap: gone now, this membership goes too.
+        if err.is_none() && self.store.get(connection_id).await?.is_none() {
+            self.memberships.remove_member(&room, connection_id).await?;
+            tracing::info!(%room, "the connection left while joining: membership deleted again");
+            err = Some(InputError::UnknownSender);
+        }
         if let Some(e) = err {
             return self.reply_error(&endpoint, connection_id, e).await;
         }

@@ -67,7 +67,10 @@ pub trait ManagementApi: Send + Sync {
 ///
 /// The SDK binds a client to one endpoint, and a Lambda may serve several stages or domains, so
 /// it keeps one client per endpoint. Clients are cheap to clone and share their connection pool,
-/// so a warm Lambda reuses TLS connections across invocations.
+/// so a warm Lambda reuses TLS connections across invocations. At most
+/// [`MAX_CACHED_CLIENTS`] are kept: a function posts to its `CALLBACK_URL`, or to the endpoint
+/// its events name, so a few at most; the bound only keeps a stream of distinct endpoints from
+/// growing the map without end.
 #[derive(Debug)]
 pub struct SdkManagementApi {
     base: aws_sdk_apigatewaymanagement::config::Builder,
@@ -84,9 +87,24 @@ impl SdkManagementApi {
         }
     }
 
+    /// How many endpoints have a client now (at most [`MAX_CACHED_CLIENTS`]).
+    pub fn cached_clients(&self) -> usize {
+        self.clients.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
     fn client(&self, endpoint: &str) -> aws_sdk_apigatewaymanagement::Client {
         // The map only caches; a poisoned lock still holds valid clients.
         let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
+        if clients.len() >= MAX_CACHED_CLIENTS && !clients.contains_key(endpoint) {
+            // Past the bound, start over: the endpoints in use come back at their next post
+            // (a client is cheap to build; only its idle connections are lost).
+            tracing::warn!(
+                cached = clients.len(),
+                endpoint,
+                "too many @connections endpoints: dropping the cached clients"
+            );
+            clients.clear();
+        }
         clients
             .entry(endpoint.to_owned())
             .or_insert_with(|| {
@@ -96,6 +114,9 @@ impl SdkManagementApi {
             .clone()
     }
 }
+
+/// Most `@connections` endpoints [`SdkManagementApi`] keeps a client for.
+pub const MAX_CACHED_CLIENTS: usize = 16;
 
 /// Longest wait for one `@connections` attempt. The SDK sets no request timeout by default
 /// (only a 3.1 s connect timeout), so one stalled connection could hold a broadcast slot until
@@ -209,5 +230,26 @@ impl ManagementApi for SdkManagementApi {
             .await
             .map_err(map_sdk_error)?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Whatever endpoints come along, the cache stays bounded (issue 18, item 4).
+    #[tokio::test]
+    async fn the_client_cache_is_bounded() {
+        let sdk = crate::local_sdk_config(None).await;
+        let api = SdkManagementApi::new(&sdk);
+        for i in 0..(MAX_CACHED_CLIENTS * 4) {
+            api.client(&format!("http://127.0.0.1:{}/dev", 10_000 + i));
+            assert!(api.cached_clients() <= MAX_CACHED_CLIENTS, "after {i}");
+        }
+        // The endpoint in use stays cached between posts.
+        api.client("https://api.example/prod");
+        let before = api.cached_clients();
+        api.client("https://api.example/prod");
+        assert_eq!(api.cached_clients(), before);
     }
 }

@@ -76,6 +76,34 @@ pub trait MembershipStore: Send + Sync {
     /// connection whose record is deleted next, or is gone already).
     async fn remove_member(&self, room: &RoomName, connection_id: &str) -> Result<(), StoreError>;
 
+    /// Deletes the memberships of a connection whose record was just deleted, given the rooms
+    /// that record listed (what [`crate::store::ConnectionStore::remove`] returned); returns
+    /// how many. A store that keeps each connection's rooms itself (the memory store) deletes
+    /// those too. A name that is not a valid room is logged and skipped.
+    async fn forget_listed(
+        &self,
+        connection_id: &str,
+        rooms: &[String],
+    ) -> Result<usize, StoreError> {
+        let rooms: Vec<RoomName> = rooms
+            .iter()
+            .filter_map(|r| match RoomName::parse(r) {
+                Ok(room) => Some(room),
+                Err(e) => {
+                    tracing::warn!(connection_id, room = %r, error = %e, "skipping a malformed room in a deleted record");
+                    None
+                }
+            })
+            .collect();
+        let count = rooms.len();
+        futures::stream::iter(rooms)
+            .map(|room| async move { self.remove_member(&room, connection_id).await })
+            .buffer_unordered(crate::rooms::MAX_ROOMS_PER_CONNECTION)
+            .try_collect::<Vec<()>>()
+            .await?;
+        Ok(count)
+    }
+
     /// Deletes every membership of a connection that is going away (`$disconnect`, a 410);
     /// returns how many. The caller deletes the record afterwards, so a failure here leaves
     /// the list of rooms in place for a retry (and the TTL as the backstop).
@@ -233,6 +261,26 @@ impl MembershipStore for MemoryMembershipStore {
                     .collect()
             })
             .unwrap_or_default())
+    }
+
+    async fn forget_listed(
+        &self,
+        connection_id: &str,
+        rooms: &[String],
+    ) -> Result<usize, StoreError> {
+        let mut m = self.lock();
+        let mut all: BTreeSet<String> = m.rooms.remove(connection_id).unwrap_or_default();
+        all.extend(rooms.iter().cloned());
+        let mut count = 0;
+        for room in all {
+            if m.members
+                .remove(&(room, connection_id.to_owned()))
+                .is_some()
+            {
+                count += 1;
+            }
+        }
+        Ok(count)
     }
 
     async fn remove_member(&self, room: &RoomName, connection_id: &str) -> Result<(), StoreError> {
@@ -411,6 +459,20 @@ impl MembershipStore for DynamoDbMembershipStore {
             .send()
             .await
             .map_err(backend_error)?;
+        // A `$disconnect` may have run between the update and the put: it deletes the record
+        // (which lists this room, the update came first) and then the memberships the record
+        // listed, possibly before this one existed. Reading the record again closes the gap:
+        // if it is gone now, `$disconnect`'s delete came before this read, and this membership
+        // is deleted here; if it is still there, `$disconnect` has yet to delete it, and will
+        // find the room in it.
+        let record = self
+            .read_connection_attribute(connection_id, ATTR_CONNECTION_ID)
+            .await?;
+        if record.is_none() {
+            self.remove_member(room, connection_id).await?;
+            tracing::info!(connection_id, %room, "the connection left while joining: membership deleted again");
+            return Ok(JoinOutcome::UnknownConnection);
+        }
         Ok(outcome)
     }
 

@@ -100,21 +100,16 @@ impl RoomDelivery<'_> {
         })
     }
 
-    /// Cleans up after a member that is gone. Each step is logged when it fails and never
-    /// stops the fan-out: the TTL removes whatever stays.
+    /// Cleans up after a member that is gone: its record and the memberships it listed (see
+    /// [`crate::fanout::forget_gone`], which keeps a record younger than the handshake), and
+    /// this membership even when the record, which lists the rooms, is gone already. Each step
+    /// is logged when it fails and never stops the fan-out: the TTL removes whatever stays.
     async fn forget_gone(&self, room: &RoomName, connection_id: &str) {
-        if let Err(e) = self.memberships.forget(connection_id).await {
-            tracing::warn!(connection_id, error = %e, "could not delete a gone member's memberships");
+        if !crate::fanout::forget_gone(self.store, Some(self.memberships), connection_id).await {
+            return;
         }
-        // Its record may be gone already (a broadcast's 410), and with it the list `forget`
-        // reads: this membership at least goes.
         if let Err(e) = self.memberships.remove_member(room, connection_id).await {
             tracing::warn!(connection_id, %room, error = %e, "could not delete a gone member");
-        }
-        if let Err(e) = self.store.delete(connection_id).await {
-            tracing::warn!(connection_id, error = %e, "could not delete a gone connection");
-        } else {
-            tracing::info!(connection_id, %room, "deleted a gone member and its record");
         }
     }
 }

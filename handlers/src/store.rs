@@ -94,6 +94,19 @@ pub fn is_live(expires_at: i64, now: i64) -> bool {
     expires_at > now
 }
 
+/// What [`ConnectionStore::remove`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Removal {
+    /// The record was deleted; `rooms` is the list of rooms it held (the connections table's
+    /// `rooms` attribute, which the DynamoDB membership store keeps; empty where a store keeps
+    /// no such list), so the caller can delete those memberships.
+    Removed { rooms: Vec<String> },
+    /// There was no record.
+    Absent,
+    /// The record is younger than the cut-off: kept.
+    Young,
+}
+
 /// A store operation that failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StoreError {
@@ -117,6 +130,34 @@ pub trait ConnectionStore: Send + Sync {
     async fn get(&self, connection_id: &str) -> Result<Option<Connection>, StoreError>;
     /// Removes the record; removing a missing one succeeds.
     async fn delete(&self, connection_id: &str) -> Result<(), StoreError>;
+
+    /// Removes the record in one step and says what it held; with `connected_before_ms`
+    /// (epoch milliseconds), only a record whose `connectedAt` is before it
+    /// ([`Removal::Young`] otherwise, and the record stays).
+    ///
+    /// The cut-off is for a 410 from `@connections`: API Gateway answers 410 also for a
+    /// connection whose `$connect` has not completed ("a connection that is not yet
+    /// established", https://repost.aws/knowledge-center/410-gone-api-gateway), and `$connect`
+    /// writes the record before it returns, so a young record may belong to a client that is
+    /// about to be connected. `$disconnect` passes `None`.
+    ///
+    /// The default reads, then deletes (not atomic; fine for test doubles); [`MemoryStore`]
+    /// and [`DynamoDbStore`] do it in one step.
+    async fn remove(
+        &self,
+        connection_id: &str,
+        connected_before_ms: Option<i64>,
+    ) -> Result<Removal, StoreError> {
+        if let Some(cutoff) = connected_before_ms {
+            match self.get(connection_id).await? {
+                None => return Ok(Removal::Absent),
+                Some(c) if c.connected_at >= cutoff => return Ok(Removal::Young),
+                Some(_) => {}
+            }
+        }
+        self.delete(connection_id).await?;
+        Ok(Removal::Removed { rooms: Vec::new() })
+    }
     /// Charges one message at `now_ms` to the sender's rate and returns its record: the sender
     /// lookup and the rate limit in one step (one conditional update on DynamoDB in the common
     /// cases; see [`DynamoDbStore`]).
@@ -296,6 +337,23 @@ impl ConnectionStore for MemoryStore {
         self.rate_lock().remove(connection_id);
         records.remove(connection_id);
         Ok(())
+    }
+
+    async fn remove(
+        &self,
+        connection_id: &str,
+        connected_before_ms: Option<i64>,
+    ) -> Result<Removal, StoreError> {
+        let mut records = self.lock();
+        match (records.get(connection_id), connected_before_ms) {
+            (None, _) => return Ok(Removal::Absent),
+            (Some(c), Some(cutoff)) if c.connected_at >= cutoff => return Ok(Removal::Young),
+            _ => {}
+        }
+        self.rate_lock().remove(connection_id);
+        records.remove(connection_id);
+        // This store keeps no list of rooms: the memory membership store keeps its own.
+        Ok(Removal::Removed { rooms: Vec::new() })
     }
 
     async fn admit_message(
@@ -660,6 +718,53 @@ impl ConnectionStore for DynamoDbStore {
             .await
             .map_err(backend_error)?;
         Ok(())
+    }
+
+    async fn remove(
+        &self,
+        connection_id: &str,
+        connected_before_ms: Option<i64>,
+    ) -> Result<Removal, StoreError> {
+        use aws_sdk_dynamodb::operation::delete_item::DeleteItemError;
+        use aws_sdk_dynamodb::types::ReturnValue;
+        let mut request = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(connection_key(connection_id)))
+            // The deleted item comes back whole ("return the item's attribute values in the
+            // same operation, using the ReturnValues parameter", API Reference, DeleteItem,
+            // https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_DeleteItem.html):
+            // its `rooms` are the memberships to delete, read in the same step that ends any
+            // join (a join's update needs the record).
+            .return_values(ReturnValue::AllOld);
+        if let Some(cutoff) = connected_before_ms {
+            // A missing item passes `attribute_not_exists` and the delete is a no-op.
+            request = request
+                .condition_expression("attribute_not_exists(#at) OR #at < :cutoff")
+                .expression_attribute_names("#at", ATTR_CONNECTED_AT)
+                .expression_attribute_values(":cutoff", AttributeValue::N(cutoff.to_string()));
+        }
+        let out = match request.send().await {
+            Ok(out) => out,
+            Err(e)
+                if matches!(
+                    e.as_service_error(),
+                    Some(DeleteItemError::ConditionalCheckFailedException(_))
+                ) =>
+            {
+                return Ok(Removal::Young);
+            }
+            Err(e) => return Err(backend_error(e)),
+        };
+        let Some(old) = out.attributes.filter(|a| !a.is_empty()) else {
+            return Ok(Removal::Absent);
+        };
+        let rooms = match old.get(wsstack_routes::table::ROOMS_ATTRIBUTE) {
+            Some(AttributeValue::Ss(rooms)) => rooms.clone(),
+            _ => Vec::new(),
+        };
+        Ok(Removal::Removed { rooms })
     }
 
     async fn admit_message(

@@ -8,7 +8,23 @@
 //! the gateway runs the same [`Worker`] over a [`crate::queue::MemoryQueue`].
 //!
 //! A job never runs past the invocation's deadline: what is left (ids listed but not posted,
-//! and the cursor) goes back on the queue as a continuation job before the worker returns.
+//! and the cursor) goes back on the queue as a continuation job before the worker returns. A
+//! job of the batch that the deadline left unstarted goes back as a fresh message too (not as
+//! a batch item failure, which would count toward the queue's `maxReceiveCount` and send a job
+//! that never failed to the dead-letter queue).
+//!
+//! Two rules bound what a job can make the worker do:
+//!
+//! - **Endpoint.** The worker posts only to its function's `CALLBACK_URL` (the stage's
+//!   execute-api endpoint, which synth sets; the local gateway passes its own). A job whose
+//!   `endpoint` names anything else is refused unrun, logged with both, and named in
+//!   `batchItemFailures`, so it ends in the dead-letter queue where an operator sees it.
+//! - **Age.** A job carries when its message was first enqueued (`enqueuedAt`, kept by every
+//!   continuation; for a version 1 body, SQS's `SentTimestamp` or the first time a worker saw
+//!   it). A job older than `FANOUT_MAX_JOB_AGE_SECONDS` is dropped with a log line and counted:
+//!   under sustained 429s each continuation is a new message, so neither the receive count nor
+//!   the queue's retention would ever end it.
+//!
 //! Delivery is at least once: a post cut at the deadline, or a job retried after a failure,
 //! may reach a connection twice; every message frame carries an `id` so clients can drop
 //! duplicates.
@@ -22,6 +38,7 @@ use crate::audience::{AudienceError, AudienceSource};
 use crate::fanout::{Deadline, FanOut, FanOutReport};
 use crate::job::{FanOutJob, JobError, Listing};
 use crate::management::ManagementApi;
+use crate::membership::MembershipStore;
 use crate::queue::{Queue, QueueError};
 use crate::store::ConnectionStore;
 
@@ -50,6 +67,15 @@ pub enum WorkerError {
         message_id: String,
         source: QueueError,
     },
+    /// The job names an endpoint other than the one this worker posts to.
+    #[error(
+        "message {message_id}: job endpoint {job_endpoint:?} is not this worker's endpoint {endpoint:?}; refused, nothing posted"
+    )]
+    ForeignEndpoint {
+        message_id: String,
+        job_endpoint: String,
+        endpoint: String,
+    },
 }
 
 /// What one job did.
@@ -60,6 +86,21 @@ pub struct JobReport {
     pub continuation: Option<FanOutJob>,
     /// Audience pages listed.
     pub pages: usize,
+    /// Whether the job was dropped unrun for being older than the worker's maximum job age.
+    pub expired: bool,
+}
+
+/// What a batch of jobs came to ([`Worker::handle_sqs`] logs it).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BatchReport {
+    /// Jobs run (to their end, or to a continuation).
+    pub ran: usize,
+    /// Jobs dropped for their age.
+    pub expired: usize,
+    /// Jobs the deadline left unstarted, sent back to the queue as fresh messages.
+    pub requeued: usize,
+    /// Jobs named in `batchItemFailures`.
+    pub failed: usize,
 }
 
 /// The worker's parts.
@@ -69,25 +110,68 @@ pub struct Worker {
     pub audience: Arc<dyn AudienceSource>,
     pub api: Arc<dyn ManagementApi>,
     pub queue: Arc<dyn Queue>,
+    /// Where a gone connection's memberships are deleted (`None`: rooms are not wired).
+    pub memberships: Option<Arc<dyn MembershipStore>>,
+    /// The only `@connections` endpoint the worker posts to (its function's `CALLBACK_URL`).
+    pub endpoint: String,
+    /// Jobs older than this (since their message's first enqueue) are dropped.
+    pub max_job_age: std::time::Duration,
     pub concurrency: usize,
     pub page_size: usize,
+}
+
+/// Endpoints compare without a trailing slash (`CALLBACK_URL` is stored without one).
+fn same_endpoint(a: &str, b: &str) -> bool {
+    a.trim_end_matches('/') == b.trim_end_matches('/')
 }
 
 impl Worker {
     /// Runs one job until it is done or its deadline comes; enqueues the rest.
     pub async fn run_job(
         &self,
-        job: FanOutJob,
+        mut job: FanOutJob,
         deadline: Option<Deadline>,
     ) -> Result<JobReport, WorkerError> {
+        if !same_endpoint(&job.endpoint, &self.endpoint) {
+            let err = WorkerError::ForeignEndpoint {
+                message_id: job.message_id.clone(),
+                job_endpoint: job.endpoint.clone(),
+                endpoint: self.endpoint.clone(),
+            };
+            tracing::error!(error = %err, "refusing a fan-out job");
+            return Err(err);
+        }
+        let now = crate::job::now_ms();
+        // A version 1 job has no age yet: it starts now, and its continuations carry it.
+        job.enqueued_at.get_or_insert(now);
+        if let Some(age) = job.age(now)
+            && age > self.max_job_age
+        {
+            tracing::warn!(
+                message_id = %job.message_id,
+                age_seconds = age.as_secs(),
+                max_age_seconds = self.max_job_age.as_secs(),
+                audience = ?job.audience,
+                pending = job.pending.len(),
+                listing = ?job.listing,
+                "fan-out job dropped: older than the maximum job age; its pending connections and the rest of its listing are not posted to"
+            );
+            return Ok(JobReport {
+                expired: true,
+                ..JobReport::default()
+            });
+        }
         let mut fanout = FanOut::new(
             self.store.as_ref(),
             self.api.as_ref(),
-            &job.endpoint,
+            &self.endpoint,
             Bytes::from(job.frame.clone()),
             self.concurrency,
             deadline,
         );
+        if let Some(m) = &self.memberships {
+            fanout = fanout.with_memberships(m.as_ref());
+        }
         let mut pending = job.pending.clone();
         let mut listing = job.listing.clone();
         let mut pages = 0;
@@ -164,6 +248,7 @@ impl Worker {
             posts,
             continuation,
             pages,
+            expired: false,
         })
     }
 
@@ -182,34 +267,99 @@ impl Worker {
     }
 
     /// The Lambda entry point for an SQS batch: runs the jobs one after another and names the
-    /// ones that failed, or were not started before the deadline, in `batchItemFailures`.
+    /// ones that failed in `batchItemFailures`. A job the deadline left unstarted is sent back
+    /// to the queue as a fresh message and reported done (a batch item failure would count
+    /// toward `maxReceiveCount` although the job never ran); only if that send fails is it
+    /// named in `batchItemFailures`.
     pub async fn handle_sqs(
         &self,
         event: SqsEvent,
         deadline: Option<Deadline>,
     ) -> SqsBatchResponse {
         let mut response = SqsBatchResponse::default();
+        let mut tally = BatchReport::default();
         for record in event.records {
-            let message_id = record.message_id.unwrap_or_default();
-            let in_time = deadline.is_none_or(|d| tokio::time::Instant::now() < d.stop_starting);
-            let outcome = if in_time {
-                let body = record.body.as_deref().unwrap_or("");
-                self.run_body(&message_id, body, deadline)
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| e.to_string())
-            } else {
-                Err("the deadline came before this job started".to_owned())
-            };
-            if let Err(reason) = outcome {
-                tracing::warn!(message_id, %reason, "job returned to the queue");
-                let mut failure = BatchItemFailure::default();
-                failure.item_identifier = message_id;
-                response.batch_item_failures.push(failure);
+            let message_id = record.message_id.clone().unwrap_or_default();
+            let outcome = self.handle_record(&message_id, &record, deadline).await;
+            match outcome {
+                Ok(Handled::Ran { expired: true }) => tally.expired += 1,
+                Ok(Handled::Ran { expired: false }) => tally.ran += 1,
+                Ok(Handled::Requeued) => tally.requeued += 1,
+                Err(reason) => {
+                    tally.failed += 1;
+                    tracing::warn!(message_id, %reason, "job returned to the queue");
+                    let mut failure = BatchItemFailure::default();
+                    failure.item_identifier = message_id;
+                    response.batch_item_failures.push(failure);
+                }
             }
         }
+        tracing::info!(
+            ran = tally.ran,
+            expired = tally.expired,
+            requeued = tally.requeued,
+            failed = tally.failed,
+            "fan-out batch done"
+        );
         response
     }
+
+    async fn handle_record(
+        &self,
+        message_id: &str,
+        record: &aws_lambda_events::sqs::SqsMessage,
+        deadline: Option<Deadline>,
+    ) -> Result<Handled, String> {
+        let body = record.body.as_deref().unwrap_or("");
+        let mut job = FanOutJob::from_body(body).map_err(|source| {
+            WorkerError::Job {
+                message_id: message_id.to_owned(),
+                source,
+            }
+            .to_string()
+        })?;
+        // A version 1 job has no `enqueuedAt`: SQS's `SentTimestamp` (epoch milliseconds, "API
+        // Reference, ReceiveMessage",
+        // https://docs.aws.amazon.com/AWSSimpleQueueService/latest/APIReference/API_ReceiveMessage.html)
+        // is when this message was sent, the closest there is.
+        if job.enqueued_at.is_none() {
+            job.enqueued_at = record
+                .attributes
+                .get("SentTimestamp")
+                .and_then(|t| t.parse::<i64>().ok());
+        }
+        let in_time = deadline.is_none_or(|d| tokio::time::Instant::now() < d.stop_starting);
+        if !in_time {
+            // Unstarted: the same job as a fresh message (its age travels in `enqueuedAt`).
+            let fresh = FanOutJob {
+                version: crate::job::JOB_VERSION,
+                enqueued_at: Some(job.enqueued_at.unwrap_or_else(crate::job::now_ms)),
+                ..job.clone()
+            };
+            self.queue.send(vec![fresh.to_body()]).await.map_err(|e| {
+                format!(
+                    "the deadline came before this job started, and re-enqueueing it failed: {e}"
+                )
+            })?;
+            tracing::info!(message_id, job_message_id = %job.message_id, "deadline came before this job started: re-enqueued as a fresh message");
+            return Ok(Handled::Requeued);
+        }
+        self.run_job(job, deadline)
+            .await
+            .map(|report| Handled::Ran {
+                expired: report.expired,
+            })
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// What became of one record of a batch.
+enum Handled {
+    /// Ran; `true` when it was dropped for its age instead.
+    Ran {
+        expired: bool,
+    },
+    Requeued,
 }
 
 impl Worker {
@@ -261,14 +411,27 @@ pub(crate) async fn serve_lambda(
         tracing::error!(error = %e, "bad configuration");
         return Err(e.into());
     };
+    // The only endpoint the worker posts to: synth sets it to the stage's execute-api
+    // endpoint; jobs naming another are refused.
+    let Some(endpoint) = config.callback_url.clone() else {
+        let e = crate::config::ConfigError::Missing {
+            name: crate::config::CALLBACK_URL,
+        };
+        tracing::error!(error = %e, "bad configuration");
+        return Err(e.into());
+    };
+    let memberships = memberships.map(|m| m as Arc<dyn MembershipStore>);
     let worker = Worker {
         store: store.clone(),
         audience: Arc::new(crate::audience::StackAudience {
             connections: store,
-            memberships: memberships.map(|m| m as Arc<dyn crate::membership::MembershipStore>),
+            memberships: memberships.clone(),
         }),
         api,
         queue: Arc::new(queue),
+        memberships,
+        endpoint,
+        max_job_age: config.max_job_age,
         concurrency: config.broadcast_concurrency,
         page_size: PAGE_SIZE,
     };

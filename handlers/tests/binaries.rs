@@ -132,6 +132,27 @@ fn the_fanout_worker_without_a_queue_url_fails_init_naming_the_variable() {
     assert!(text.contains(r#""level":"ERROR""#), "{text}");
 }
 
+/// The worker posts only to its own endpoint (issue 18, item 4): without `CALLBACK_URL` it has
+/// none, and says so before the first event.
+#[test]
+fn the_fanout_worker_without_a_callback_url_fails_init_naming_the_variable() {
+    let (ok, text) = run(
+        BOOTSTRAP,
+        &[
+            ("_HANDLER", "fanout-worker"),
+            ("TABLE_NAME", "Connections"),
+            ("ROOMS_TABLE_NAME", "Rooms"),
+            ("FANOUT_QUEUE_URL", "http://127.0.0.1:9/queue"),
+            ("AWS_REGION", "us-east-1"),
+        ],
+    );
+    assert!(!ok);
+    assert!(
+        text.contains("environment variable CALLBACK_URL is required but not set"),
+        "{text}"
+    );
+}
+
 #[test]
 fn a_missing_handler_setting_fails_init() {
     let (ok, text) = run(BOOTSTRAP, &[("TABLE_NAME", "Connections")]);

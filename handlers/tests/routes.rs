@@ -736,17 +736,50 @@ async fn direct_message_to_a_gone_connection_deletes_it_and_tells_the_sender() {
 }
 
 #[tokio::test]
-async fn direct_message_that_cannot_be_delivered_tells_the_sender_why() {
+async fn direct_message_that_cannot_be_delivered_tells_the_sender_with_a_reference() {
     let f = setup(RecordingApi::default().failing("bob", ManagementError::Throttled)).await;
     let ev = message(json!({"action": "sendMessage", "data": "psst", "to": "bob"}));
     f.app.handle(Handler::SendMessage, ev).await.unwrap();
+    // The reference is the event's requestId (fixtures/message.json), which the log line with
+    // the detail carries too.
     assert_eq!(
         f.api.frames_to(SENDER),
         vec![error_frame(
             "delivery_failed",
-            "could not deliver to `bob`: throttled (429)"
+            "could not deliver to `bob`; try again later (reference CqEyBF1ojoEFXEQ=)"
         )]
     );
+}
+
+/// A 403's text names the account and the role the handler runs as: it goes to the log,
+/// never to a client (issue 18, item 3).
+#[tokio::test]
+async fn a_refused_post_does_not_show_the_service_text_to_the_sender() {
+    let service_text = "User: arn:aws:sts::123456789012:assumed-role/wsstack-prod-SendMessageRole/fn \
+                        is not authorized to perform: execute-api:ManageConnections";
+    let f = setup(
+        RecordingApi::default().failing("bob", ManagementError::Forbidden(service_text.into())),
+    )
+    .await;
+    let ev = message(json!({"action": "sendMessage", "data": "psst", "to": "bob"}));
+    f.app.handle(Handler::SendMessage, ev).await.unwrap();
+    let frames = f.api.frames_to(SENDER);
+    assert_eq!(frames.len(), 1, "{frames:?}");
+    assert_eq!(frames[0]["code"], "delivery_failed");
+    let text = frames[0].to_string();
+    for secret in [
+        "123456789012",
+        "arn:aws",
+        "assumed-role",
+        "403",
+        "forbidden",
+    ] {
+        assert!(
+            !text.contains(secret),
+            "{secret:?} reached the client: {text}"
+        );
+    }
+    assert!(text.contains("CqEyBF1ojoEFXEQ="), "the reference: {text}");
 }
 
 #[tokio::test]
@@ -1307,4 +1340,108 @@ async fn the_authorizer_is_not_a_route_handler() {
         .await
         .unwrap_err();
     assert!(matches!(err, HandlerError::NotARoute("authorizer")));
+}
+
+// -------------------------------------------------------------------- rooms and $disconnect
+
+/// Memberships whose `join` lets a whole `$disconnect` of the connection run first (record,
+/// then the memberships it knew of): the interleaving of a join racing `$disconnect` on a
+/// multi-threaded runtime, after the join's record lookup and before its membership write.
+struct DisconnectDuringJoin {
+    inner: wsstack_handlers::membership::MemoryMembershipStore,
+    store: MemoryStore,
+}
+
+#[async_trait]
+impl wsstack_handlers::membership::MembershipStore for DisconnectDuringJoin {
+    async fn join(
+        &self,
+        room: &wsstack_handlers::rooms::RoomName,
+        connection_id: &str,
+        expires_at: i64,
+        max_rooms: usize,
+    ) -> Result<wsstack_handlers::membership::JoinOutcome, StoreError> {
+        self.store.remove(connection_id, None).await?;
+        self.inner.forget_listed(connection_id, &[]).await?;
+        self.inner
+            .join(room, connection_id, expires_at, max_rooms)
+            .await
+    }
+    async fn leave(
+        &self,
+        room: &wsstack_handlers::rooms::RoomName,
+        id: &str,
+    ) -> Result<bool, StoreError> {
+        self.inner.leave(room, id).await
+    }
+    async fn is_member(
+        &self,
+        room: &wsstack_handlers::rooms::RoomName,
+        id: &str,
+    ) -> Result<bool, StoreError> {
+        self.inner.is_member(room, id).await
+    }
+    async fn members_page(
+        &self,
+        room: &wsstack_handlers::rooms::RoomName,
+        after: Option<&str>,
+    ) -> Result<wsstack_handlers::membership::MemberPage, StoreError> {
+        self.inner.members_page(room, after).await
+    }
+    async fn rooms_of(
+        &self,
+        id: &str,
+    ) -> Result<Vec<wsstack_handlers::rooms::RoomName>, StoreError> {
+        self.inner.rooms_of(id).await
+    }
+    async fn remove_member(
+        &self,
+        room: &wsstack_handlers::rooms::RoomName,
+        id: &str,
+    ) -> Result<(), StoreError> {
+        self.inner.remove_member(room, id).await
+    }
+}
+
+/// A join racing `$disconnect` leaves no membership behind, whatever the membership store
+/// (issue 18, item 11): the join reads the record again after writing.
+#[tokio::test]
+async fn a_join_racing_disconnect_leaves_no_membership() {
+    use wsstack_handlers::membership::{MembershipStore, MemoryMembershipStore};
+    let f = setup(RecordingApi::default()).await;
+    let inner = MemoryMembershipStore::new();
+    let app = App::new(
+        Arc::new(f.store.clone()),
+        f.api.clone(),
+        Config::new("Connections"),
+    )
+    .with_memberships(Arc::new(DisconnectDuringJoin {
+        inner: inner.clone(),
+        store: f.store.clone(),
+    }));
+    let ev = event("message", |v| {
+        v["requestContext"]["routeKey"] = json!("join");
+        v["body"] = json!(r#"{"action":"join","room":"lobby"}"#);
+    });
+    app.handle(Handler::Join, ev).await.unwrap();
+    let lobby = wsstack_handlers::rooms::RoomName::parse("lobby").unwrap();
+    assert!(
+        !inner.is_member(&lobby, SENDER).await.unwrap(),
+        "no membership outlives the record"
+    );
+    assert_eq!(
+        inner
+            .members_page(&lobby, None)
+            .await
+            .unwrap()
+            .connection_ids,
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        f.api.frames_to(SENDER),
+        vec![error_frame(
+            "unknown_sender",
+            "your connection has no record; reconnect"
+        )]
+    );
 }

@@ -21,6 +21,8 @@ pub enum EnvVar {
     FanoutQueueUrl,
     /// Scan segments (= jobs) a broadcast to everyone is split into in queue mode.
     FanoutSegments,
+    /// The oldest a fan-out job may be before a worker drops it, in seconds.
+    FanoutMaxJobAgeSeconds,
     /// `jwt` when an authorizer guards `$connect`; unset otherwise.
     AuthMode,
     /// A connection's sustained message rate, messages per second.
@@ -41,7 +43,7 @@ pub enum EnvVar {
 
 impl EnvVar {
     /// Every variable, in declaration order.
-    pub const ALL: [EnvVar; 15] = [
+    pub const ALL: [EnvVar; 16] = [
         EnvVar::TableName,
         EnvVar::RoomsTableName,
         EnvVar::BroadcastConcurrency,
@@ -49,6 +51,7 @@ impl EnvVar {
         EnvVar::FanoutMode,
         EnvVar::FanoutQueueUrl,
         EnvVar::FanoutSegments,
+        EnvVar::FanoutMaxJobAgeSeconds,
         EnvVar::AuthMode,
         EnvVar::MessageRate,
         EnvVar::MessageBurst,
@@ -69,6 +72,7 @@ impl EnvVar {
             EnvVar::FanoutMode => "FANOUT_MODE",
             EnvVar::FanoutQueueUrl => "FANOUT_QUEUE_URL",
             EnvVar::FanoutSegments => "FANOUT_SEGMENTS",
+            EnvVar::FanoutMaxJobAgeSeconds => "FANOUT_MAX_JOB_AGE_SECONDS",
             EnvVar::AuthMode => "AUTH_MODE",
             EnvVar::MessageRate => "MESSAGE_RATE",
             EnvVar::MessageBurst => "MESSAGE_BURST",

@@ -100,12 +100,12 @@ pub const SPECS: [HandlerSpec; 9] = [
         name: "disconnect",
         logical_id_stem: "Disconnect",
         invocation: Invocation::Route,
-        // Reads the connection's rooms, deletes those memberships, then the record; a missing
-        // one is fine.
+        // Deletes the record, which answers with the rooms it listed, then those memberships;
+        // a missing record is fine.
         tables: &[
             TableGrant {
                 table: Table::Connections,
-                actions: &[GetItem, DeleteItem],
+                actions: &[DeleteItem],
             },
             TableGrant {
                 table: Table::Rooms,
@@ -151,6 +151,7 @@ pub const SPECS: [HandlerSpec; 9] = [
             FanoutMode,
             FanoutQueueUrl,
             FanoutSegments,
+            FanoutMaxJobAgeSeconds,
         ],
         rate_limited: true,
     },
@@ -189,7 +190,9 @@ pub const SPECS: [HandlerSpec; 9] = [
         logical_id_stem: "Join",
         invocation: Invocation::Route,
         // Reads the sender, adds the room to its record (conditionally: the record must exist
-        // and the room count stay bounded), then stores the membership.
+        // and the room count stay bounded), then stores the membership and reads the record
+        // again: a `$disconnect` that ran in between leaves no record, and the membership is
+        // deleted again.
         tables: &[
             TableGrant {
                 table: Table::Connections,
@@ -197,7 +200,7 @@ pub const SPECS: [HandlerSpec; 9] = [
             },
             TableGrant {
                 table: Table::Rooms,
-                actions: &[PutItem],
+                actions: &[PutItem, DeleteItem],
             },
         ],
         // Confirms to the sender, or answers with an error frame.
@@ -283,6 +286,7 @@ pub const SPECS: [HandlerSpec; 9] = [
             CallbackUrl,
             FanoutMode,
             FanoutQueueUrl,
+            FanoutMaxJobAgeSeconds,
         ],
         rate_limited: false,
     },
@@ -433,6 +437,7 @@ mod tests {
             let queue = !s.queue.is_empty();
             assert_eq!(reads(FanoutQueueUrl), queue, "{h:?} FANOUT_QUEUE_URL");
             assert_eq!(reads(FanoutMode), queue, "{h:?} FANOUT_MODE");
+            assert_eq!(reads(FanoutMaxJobAgeSeconds), queue, "{h:?} FANOUT_MAX_JOB_AGE_SECONDS");
             assert_eq!(reads(MessageRate), s.rate_limited, "{h:?} MESSAGE_RATE");
             assert_eq!(reads(MessageBurst), s.rate_limited, "{h:?} MESSAGE_BURST");
             assert_eq!(reads(AuthIssuer), authorizer, "{h:?} AUTH_ISSUER");

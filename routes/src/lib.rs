@@ -62,6 +62,17 @@ pub mod limits {
     /// into: more parallel workers than the account's 10,000 `@connections` requests/s can
     /// feed (each posts a few thousand per second) only add 429s.
     pub const MAX_FANOUT_SEGMENTS: u32 = 1_000;
+
+    /// Default of the oldest a fan-out job may be before a worker drops it, in seconds
+    /// (`[fanout] max_job_age_seconds`): a chat message more than 15 minutes late is noise.
+    pub const DEFAULT_MAX_JOB_AGE_SECONDS: u32 = 900;
+    /// Lower bound: a job must outlive a few retries of one worker invocation (the worker may
+    /// run 900 s, SQS hides a received job 6x that) without being dropped for its age alone.
+    pub const MIN_MAX_JOB_AGE_SECONDS: u32 = 60;
+    /// Upper bound: API Gateway closes every connection after 2 hours
+    /// (<https://docs.aws.amazon.com/apigateway/latest/developerguide/apigateway-execution-service-websocket-limits-table.html>),
+    /// so past that no connection that was open when the message was sent is still there.
+    pub const MAX_MAX_JOB_AGE_SECONDS: u32 = 7_200;
 }
 
 /// A route of the WebSocket API: a route key and the handler behind it.

@@ -100,6 +100,9 @@ pub struct FanoutSettings {
     /// do not respect on their own
     /// (<https://docs.aws.amazon.com/lambda/latest/dg/services-sqs-scaling.html>).
     pub max_concurrency: Option<u32>,
+    /// The oldest a fan-out job may be, counted from its message's first enqueue across every
+    /// continuation, before the worker drops it (`FANOUT_MAX_JOB_AGE_SECONDS`).
+    pub max_job_age_seconds: u32,
 }
 
 /// `[fanout] mode`.
@@ -348,6 +351,14 @@ ranged!(
     "concurrent worker invocations (an SQS event source's MaximumConcurrency)"
 );
 // SQS's redrive policy accepts 1..=1000 (https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/sqs-dead-letter-queues.html).
+// The bounds and their reasons live with the worker that enforces them.
+ranged!(
+    MaxJobAgeSeconds,
+    u32,
+    wsstack_routes::limits::MIN_MAX_JOB_AGE_SECONDS,
+    wsstack_routes::limits::MAX_MAX_JOB_AGE_SECONDS,
+    "seconds (past 2 h, API Gateway's longest connection, nobody who was connected when the message was sent is left)"
+);
 ranged!(
     MaxReceiveCount,
     u32,
@@ -453,6 +464,7 @@ struct FanoutSection {
     batch_size: Option<FanoutBatchSize>,
     max_receive_count: Option<MaxReceiveCount>,
     max_concurrency: Option<toml::Spanned<FanoutMaxConcurrency>>,
+    max_job_age_seconds: Option<MaxJobAgeSeconds>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -652,6 +664,10 @@ pub fn parse(path: &Path, name: &str, text: &str) -> Result<Stage, StageError> {
             batch_size: file.fanout.batch_size.map_or(1, |v| v.0),
             max_receive_count: file.fanout.max_receive_count.map_or(5, |v| v.0),
             max_concurrency: None,
+            max_job_age_seconds: file
+                .fanout
+                .max_job_age_seconds
+                .map_or(wsstack_routes::limits::DEFAULT_MAX_JOB_AGE_SECONDS, |v| v.0),
         },
         termination_protection: file.termination_protection.unwrap_or(false),
         auth,

@@ -514,5 +514,20 @@ fn fanout_bad_values_name_the_line_and_field() {
     insta::assert_snapshot!(err("[fanout]\nmax_concurrency = 1001\n"), @"stages/test.toml:2:19: fanout.max_concurrency: 1001 is out of range: allowed 2..=1000 concurrent worker invocations (an SQS event source's MaximumConcurrency)");
     insta::assert_snapshot!(err("[lambda.fanout-worker]\nreserved_concurrency = 100\n[fanout]\nmax_concurrency = 101\n"), @"stages/test.toml:4:19: fanout.max_concurrency: 101 is more than the fanout-worker's reserved concurrency, 100: an SQS event source does not respect reserved concurrency, so past it Lambda throttles and the throttled jobs count toward max_receive_count (https://docs.aws.amazon.com/lambda/latest/dg/services-sqs-scaling.html); set at most 100, or reserve more");
     insta::assert_snapshot!(err("[lambda]\nreserved_concurrency = 1\n[fanout]\nmax_concurrency = 2\n"), @"stages/test.toml:4:19: fanout.max_concurrency: 2 is more than the fanout-worker's reserved concurrency, 1: an SQS event source does not respect reserved concurrency, so past it Lambda throttles and the throttled jobs count toward max_receive_count (https://docs.aws.amazon.com/lambda/latest/dg/services-sqs-scaling.html); the event source takes at least 2: reserve at least 2, or leave max_concurrency out");
-    insta::assert_snapshot!(err("[fanout]\nsegment = 4\n"), @"stages/test.toml:2:1: fanout.segment: unknown field `segment`, expected one of `mode`, `segments`, `batch_size`, `max_receive_count`, `max_concurrency`");
+    insta::assert_snapshot!(err("[fanout]\nsegment = 4\n"), @"stages/test.toml:2:1: fanout.segment: unknown field `segment`, expected one of `mode`, `segments`, `batch_size`, `max_receive_count`, `max_concurrency`, `max_job_age_seconds`");
+    insta::assert_snapshot!(err("[fanout]\nmax_job_age_seconds = 59\n"), @"stages/test.toml:2:23: fanout.max_job_age_seconds: 59 is out of range: allowed 60..=7200 seconds (past 2 h, API Gateway's longest connection, nobody who was connected when the message was sent is left)");
+    insta::assert_snapshot!(err("[fanout]\nmax_job_age_seconds = 7201\n"), @"stages/test.toml:2:23: fanout.max_job_age_seconds: 7201 is out of range: allowed 60..=7200 seconds (past 2 h, API Gateway's longest connection, nobody who was connected when the message was sent is left)");
+}
+
+#[test]
+fn fanout_max_job_age_defaults_to_15_minutes_and_is_read() {
+    let s = stage::parse(Path::new("x.toml"), "x", "").expect("empty is valid");
+    assert_eq!(s.fanout.max_job_age_seconds, 900);
+    let s = stage::parse(
+        Path::new("x.toml"),
+        "x",
+        "[fanout]\nmax_job_age_seconds = 3600\n",
+    )
+    .expect("valid");
+    assert_eq!(s.fanout.max_job_age_seconds, 3600);
 }

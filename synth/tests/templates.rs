@@ -274,8 +274,9 @@ fn every_role_is_least_privilege() {
             assert_eq!(queue_actions, want_queue, "{}: {h:?}", stage.name);
         }
     }
-    // The handlers' promises, spelled out: connect only writes, disconnect reads the rooms
-    // and deletes, leave never reads, default touches nothing.
+    // The handlers' promises, spelled out: connect only writes, disconnect only deletes (the
+    // record's delete answers with its rooms), join may delete the membership it just wrote
+    // (its connection left meanwhile), leave never reads, default touches nothing.
     let t = template(&stage_named("dev"));
     let actions = |h, table: &str| {
         statements(&t, h)
@@ -291,7 +292,11 @@ fn every_role_is_least_privilege() {
     assert!(actions(Handler::Connect, "RoomsTable").is_empty());
     assert_eq!(
         actions(Handler::Disconnect, "ConnectionsTable"),
-        ["dynamodb:GetItem", "dynamodb:DeleteItem"]
+        ["dynamodb:DeleteItem"]
+    );
+    assert_eq!(
+        actions(Handler::Join, "RoomsTable"),
+        ["dynamodb:PutItem", "dynamodb:DeleteItem"]
     );
     assert_eq!(
         actions(Handler::Disconnect, "RoomsTable"),

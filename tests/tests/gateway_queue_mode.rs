@@ -74,6 +74,7 @@ async fn queue_mode_without_an_audience_source_is_a_clear_error() {
         queue_mode: Some(QueueMode {
             segments: 2,
             job_time: Duration::from_secs(10),
+            max_job_age: Duration::from_secs(900),
         }),
         ..options()
     };
@@ -117,6 +118,7 @@ async fn a_broadcast_in_queue_mode_reaches_each_of_2000_clients_exactly_once() {
         queue_mode: Some(QueueMode {
             segments: SEGMENTS,
             job_time: Duration::from_secs(10),
+            max_job_age: Duration::from_secs(900),
         }),
         ..options()
     };

@@ -10,7 +10,7 @@ use wsstack_handlers::membership::{
     DynamoDbMembershipStore, JoinOutcome, MemberPage, MembershipStore, MemoryMembershipStore,
 };
 use wsstack_handlers::rooms::RoomName;
-use wsstack_handlers::store::{Connection, ConnectionStore, DynamoDbStore, MemoryStore};
+use wsstack_handlers::store::{Connection, ConnectionStore, DynamoDbStore, MemoryStore, Removal};
 use wsstack_tests::{Dynalite, create_connections_table, create_rooms_table};
 
 /// The room that must be listed across pages.
@@ -287,4 +287,130 @@ async fn dynamodb_malformed_rooms_attribute_names_the_connection() {
     let err = db.store.rooms_of("odd=").await.unwrap_err();
     assert!(err.to_string().contains("odd="), "{err}");
     assert!(err.to_string().contains("rooms"), "{err}");
+}
+
+/// `$disconnect` as the handlers now run it: the record first (its delete answers with the
+/// rooms it listed), then those memberships.
+async fn disconnect(
+    connections: &DynamoDbStore,
+    memberships: &DynamoDbMembershipStore,
+    id: &str,
+) -> usize {
+    let rooms = match connections.remove(id, None).await.unwrap() {
+        Removal::Removed { rooms } => rooms,
+        _ => Vec::new(),
+    };
+    memberships.forget_listed(id, &rooms).await.unwrap()
+}
+
+/// Runs a `$disconnect` of `id` right before the first PutItem on the rooms table goes out:
+/// the moment between a join's update of the record and its membership write.
+#[derive(Debug, Clone)]
+struct DisconnectBeforeMembershipPut {
+    id: String,
+    connections: DynamoDbStore,
+    memberships: DynamoDbMembershipStore,
+    done: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl aws_sdk_dynamodb::config::Intercept for DisconnectBeforeMembershipPut {
+    fn name(&self) -> &'static str {
+        "DisconnectBeforeMembershipPut"
+    }
+
+    fn read_before_transmit(
+        &self,
+        context: &aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextRef<'_>,
+        _: &aws_sdk_dynamodb::config::RuntimeComponents,
+        _: &mut aws_sdk_dynamodb::config::ConfigBag,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        let request = context.request();
+        let target = request.headers().get("x-amz-target").unwrap_or_default();
+        let body = request
+            .body()
+            .bytes()
+            .map(String::from_utf8_lossy)
+            .unwrap_or_default();
+        if target.ends_with(".PutItem")
+            && body.contains(r#""TableName":"Rooms""#)
+            && !self.done.swap(true, std::sync::atomic::Ordering::SeqCst)
+        {
+            let this = self.clone();
+            tokio::task::block_in_place(|| {
+                tokio::runtime::Handle::current().block_on(async {
+                    disconnect(&this.connections, &this.memberships, &this.id).await
+                })
+            });
+        }
+        Ok(())
+    }
+}
+
+/// A join racing `$disconnect` (the join adds the room to the record, `$disconnect` deletes the
+/// record and the memberships it lists, then the join writes its membership) ends with no
+/// membership left, and the join says the connection is unknown (issue 18, item 11).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dynamodb_join_racing_disconnect_leaves_no_membership() {
+    let db = dynamodb().await;
+    db.connections.put(&conn("racer=")).await.unwrap();
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sdk = wsstack_tests::local_sdk_config(Some(&db._dynalite.endpoint())).await;
+    let racing_client = aws_sdk_dynamodb::Client::from_conf(
+        aws_sdk_dynamodb::config::Builder::from(&sdk)
+            .interceptor(DisconnectBeforeMembershipPut {
+                id: "racer=".into(),
+                connections: db.connections.clone(),
+                memberships: db.store.clone(),
+                done: done.clone(),
+            })
+            .build(),
+    );
+    let racing = DynamoDbMembershipStore::new(racing_client, "Rooms".into(), "Connections".into());
+    let lobby = room("lobby");
+    let outcome = racing
+        .join(&lobby, "racer=", LIVE, MAX_ROOMS)
+        .await
+        .unwrap();
+    assert!(
+        done.load(std::sync::atomic::Ordering::SeqCst),
+        "the race was run"
+    );
+    assert_eq!(outcome, JoinOutcome::UnknownConnection);
+    assert_eq!(db.connections.get("racer=").await.unwrap(), None);
+    assert!(!db.store.is_member(&lobby, "racer=").await.unwrap());
+    let scan = db.client.scan().table_name("Rooms").send().await.unwrap();
+    assert_eq!(scan.count(), 0, "no membership left: {:?}", scan.items());
+}
+
+/// `$disconnect` and a 410 delete the record first and then the memberships its delete
+/// answered with: every room, nobody else's (both stores).
+async fn forget_listed_contract(store: &dyn MembershipStore, connections: &dyn ConnectionStore) {
+    let lobby = room("lobby");
+    for id in ["a=", "b="] {
+        connections.put(&conn(id)).await.unwrap();
+        for r in [&lobby, &room("r1")] {
+            store.join(r, id, LIVE, MAX_ROOMS).await.unwrap();
+        }
+    }
+    let rooms = match connections.remove("a=", None).await.unwrap() {
+        Removal::Removed { rooms } => rooms,
+        other => panic!("a='s record was there: {other:?}"),
+    };
+    store.forget_listed("a=", &rooms).await.unwrap();
+    for r in [&lobby, &room("r1")] {
+        assert!(!store.is_member(r, "a=").await.unwrap(), "{r}");
+        assert!(store.is_member(r, "b=").await.unwrap(), "{r}");
+    }
+    assert_eq!(members(store, &lobby).await, ["b="]);
+}
+
+#[tokio::test]
+async fn memory_membership_store_forgets_what_a_deleted_record_listed() {
+    forget_listed_contract(&MemoryMembershipStore::new(), &MemoryStore::new()).await;
+}
+
+#[tokio::test]
+async fn dynamodb_membership_store_forgets_what_a_deleted_record_listed() {
+    let db = dynamodb().await;
+    forget_listed_contract(&db.store, &db.connections).await;
 }

@@ -11,7 +11,7 @@ use futures::{StreamExt, TryStreamExt};
 use serde_json::Value;
 use wsstack_handlers::store::{
     ATTR_CONNECTION_ID, ATTR_EXPIRES_AT, Admission, Connection, ConnectionStore, DynamoDbStore,
-    MemoryStore, MessageRate, Recipient, StoreError,
+    MemoryStore, MessageRate, Recipient, Removal, StoreError,
 };
 use wsstack_tests::{Dynalite, create_connections_table};
 
@@ -564,4 +564,82 @@ async fn dynalite_is_stopped_when_its_guard_drops() {
         std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
         "port {port} still answers"
     );
+}
+
+/// What a 410 and `$disconnect` do to a record: `remove` with a cut-off keeps a record that
+/// connected at or after it (its client may still be inside `$connect`, which API Gateway
+/// answers 410 for: https://repost.aws/knowledge-center/410-gone-api-gateway) and deletes an
+/// older one in one step; without a cut-off it deletes whatever is there (issue 18, item 8).
+async fn removal_contract(store: &dyn ConnectionStore) {
+    let young = Connection {
+        connection_id: "young=".into(),
+        connected_at: NOW * 1000,
+        ..conn(1)
+    };
+    let old = Connection {
+        connection_id: "old=".into(),
+        connected_at: NOW * 1000 - 60_001,
+        ..conn(2)
+    };
+    store.put(&young).await.unwrap();
+    store.put(&old).await.unwrap();
+    let cutoff = Some(NOW * 1000 - 60_000);
+    assert_eq!(
+        store.remove("young=", cutoff).await.unwrap(),
+        Removal::Young
+    );
+    assert_eq!(store.get("young=").await.unwrap(), Some(young.clone()));
+    // Exactly at the cut-off is still young.
+    assert_eq!(
+        store.remove("young=", Some(NOW * 1000)).await.unwrap(),
+        Removal::Young
+    );
+    assert!(matches!(
+        store.remove("old=", cutoff).await.unwrap(),
+        Removal::Removed { .. }
+    ));
+    assert_eq!(store.get("old=").await.unwrap(), None);
+    assert_eq!(store.remove("old=", cutoff).await.unwrap(), Removal::Absent);
+    assert_eq!(store.remove("never=", None).await.unwrap(), Removal::Absent);
+    // `$disconnect`: no cut-off, the young record goes too.
+    assert!(matches!(
+        store.remove("young=", None).await.unwrap(),
+        Removal::Removed { .. }
+    ));
+    assert_eq!(store.get("young=").await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn memory_store_keeps_a_young_record_on_a_410() {
+    removal_contract(&MemoryStore::new()).await;
+}
+
+#[tokio::test]
+async fn dynamodb_store_keeps_a_young_record_on_a_410() {
+    let (_dynalite, client, _) = dynalite_table().await;
+    let store = DynamoDbStore::new(client.clone(), "Connections".into());
+    removal_contract(&store).await;
+
+    // The delete answers with the rooms the record listed (the membership store's `rooms`
+    // set), so the memberships can be deleted after the record that lists them.
+    store.put(&conn(3)).await.unwrap();
+    client
+        .update_item()
+        .table_name("Connections")
+        .key(ATTR_CONNECTION_ID, AttributeValue::S(conn(3).connection_id))
+        .update_expression("ADD #rooms :rooms")
+        .expression_attribute_names("#rooms", "rooms")
+        .expression_attribute_values(
+            ":rooms",
+            AttributeValue::Ss(vec!["lobby".into(), "r1".into()]),
+        )
+        .send()
+        .await
+        .unwrap();
+    let Removal::Removed { mut rooms } = store.remove(&conn(3).connection_id, None).await.unwrap()
+    else {
+        panic!("the record was there");
+    };
+    rooms.sort();
+    assert_eq!(rooms, ["lobby", "r1"]);
 }

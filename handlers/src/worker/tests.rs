@@ -39,6 +39,9 @@ fn worker(store: &MemoryStore, api: &Arc<SimulatedApi>, queue: &MemoryQueue) -> 
         audience: Arc::new(store.clone()),
         api: api.clone(),
         queue: Arc::new(queue.clone()),
+        memberships: None,
+        endpoint: ENDPOINT.to_owned(),
+        max_job_age: crate::config::DEFAULT_MAX_JOB_AGE,
         concurrency: 32,
         page_size: 100,
     }
@@ -169,12 +172,65 @@ async fn bad_jobs_are_reported_as_batch_item_failures() {
     assert_eq!(api.tally().deliveries.len(), 10, "the good job ran");
 }
 
+/// A job the deadline left unstarted is not a failed receive: it goes back to the queue as a
+/// fresh message (its age with it) and the batch reports it done (issue 18, item 9b).
 #[tokio::test(start_paused = true)]
-async fn jobs_not_started_before_the_deadline_go_back() {
+async fn jobs_not_started_before_the_deadline_are_requeued_not_failed() {
     let store = store_of(10).await;
     let api = Arc::new(SimulatedApi::new(Behaviour::default(), None));
     let queue = MemoryQueue::new(VISIBILITY);
     let w = worker(&store, &api, &queue);
+    let job = FanOutJob::for_everyone("m1", ENDPOINT, "{}", 1).remove(0);
+    let deadline = Deadline::at(tokio::time::Instant::now(), Duration::from_secs(1));
+    let response = w
+        .handle_sqs(sqs_event(&[("late", job.to_body())]), Some(deadline))
+        .await;
+    assert!(
+        response.batch_item_failures.is_empty(),
+        "an unstarted job must not count toward maxReceiveCount: {:?}",
+        response.batch_item_failures
+    );
+    assert_eq!(api.tally().posts, 0);
+    let requeued = queue
+        .receive(10, Duration::ZERO)
+        .await
+        .expect("memory queue");
+    assert_eq!(requeued.len(), 1, "the job is back on the queue");
+    assert_eq!(
+        FanOutJob::from_body(&requeued[0].body),
+        Ok(job),
+        "the same job, its enqueuedAt included"
+    );
+}
+
+/// A queue that refuses every send.
+struct RefusingQueue;
+
+#[async_trait::async_trait]
+impl Queue for RefusingQueue {
+    async fn send(&self, _: Vec<String>) -> Result<(), QueueError> {
+        Err(QueueError::Backend("AccessDenied".into()))
+    }
+    async fn receive(
+        &self,
+        _: usize,
+        _: Duration,
+    ) -> Result<Vec<crate::queue::Received>, QueueError> {
+        Ok(Vec::new())
+    }
+    async fn delete(&self, _: &str) -> Result<(), QueueError> {
+        Ok(())
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_unstarted_job_that_cannot_be_requeued_is_a_batch_item_failure() {
+    let store = store_of(10).await;
+    let api = Arc::new(SimulatedApi::new(Behaviour::default(), None));
+    let w = Worker {
+        queue: Arc::new(RefusingQueue),
+        ..worker(&store, &api, &MemoryQueue::new(VISIBILITY))
+    };
     let body = FanOutJob::for_everyone("m1", ENDPOINT, "{}", 1)
         .remove(0)
         .to_body();
@@ -185,6 +241,194 @@ async fn jobs_not_started_before_the_deadline_go_back() {
     assert_eq!(response.batch_item_failures.len(), 1);
     assert_eq!(response.batch_item_failures[0].item_identifier, "late");
     assert_eq!(api.tally().posts, 0);
+}
+
+/// The worker posts only to its configured endpoint: a job naming another one (plain http, a
+/// host of anyone's choosing) is refused unrun and goes the way of a bad job (issue 18, item
+/// 4).
+#[tokio::test(start_paused = true)]
+async fn a_job_naming_another_endpoint_is_refused_and_nothing_is_posted() {
+    let store = store_of(10).await;
+    let api = Arc::new(SimulatedApi::new(Behaviour::default(), None));
+    let queue = MemoryQueue::new(VISIBILITY);
+    let w = worker(&store, &api, &queue);
+    let foreign = FanOutJob::for_everyone("m1", "http://169.254.169.254/latest", "{}", 1)
+        .remove(0)
+        .to_body();
+    let same_with_slash = FanOutJob::for_everyone("m2", &format!("{ENDPOINT}/"), "{}", 1)
+        .remove(0)
+        .to_body();
+    let response = w
+        .handle_sqs(
+            sqs_event(&[("foreign", foreign.clone()), ("ours", same_with_slash)]),
+            None,
+        )
+        .await;
+    let failed: Vec<String> = response
+        .batch_item_failures
+        .into_iter()
+        .map(|f| f.item_identifier)
+        .collect();
+    assert_eq!(failed, ["foreign"]);
+    let tally = api.tally();
+    assert_eq!(tally.deliveries.len(), 10, "only our own job posted");
+    assert!(tally.deliveries.values().all(|&n| n == 1));
+    let err = w
+        .run_body("foreign", &foreign, None)
+        .await
+        .expect_err("refused");
+    assert!(matches!(err, WorkerError::ForeignEndpoint { .. }), "{err}");
+    assert!(err.to_string().contains("169.254.169.254"), "{err}");
+    assert!(queue.is_empty(), "no continuation of a refused job");
+}
+
+/// A job older than the maximum age is dropped, counted, and not continued; a younger one's
+/// continuation keeps the first enqueue time, so sustained 429s cannot keep a message alive
+/// forever (issue 18, item 10).
+#[tokio::test(start_paused = true)]
+async fn jobs_past_the_maximum_age_are_dropped_and_continuations_keep_their_age() {
+    let store = store_of(50).await;
+    // An empty bucket that never refills: every post answers 429.
+    let api = Arc::new(SimulatedApi::new(
+        Behaviour::default(),
+        Some(TokenBucket::new(0.0, 0.0)),
+    ));
+    let queue = MemoryQueue::new(VISIBILITY);
+    let w = Worker {
+        max_job_age: Duration::from_secs(600),
+        ..worker(&store, &api, &queue)
+    };
+    let enqueued_at = crate::job::now_ms() - 300_000;
+    let young = FanOutJob {
+        enqueued_at: Some(enqueued_at),
+        ..FanOutJob::for_everyone("m1", ENDPOINT, "{}", 1).remove(0)
+    };
+    let deadline = Deadline::at(
+        tokio::time::Instant::now() + Duration::from_secs(3),
+        Duration::from_secs(1),
+    );
+    let report = w.run_job(young, Some(deadline)).await.expect("runs");
+    assert!(!report.expired);
+    let rest = report.continuation.expect("429s leave a continuation");
+    assert_eq!(
+        rest.enqueued_at,
+        Some(enqueued_at),
+        "the age is carried over"
+    );
+    assert_eq!(queue.len(), 1);
+
+    // The same continuation, past the maximum: dropped without a post or a successor.
+    let old = FanOutJob {
+        enqueued_at: Some(crate::job::now_ms() - 601_000),
+        ..rest
+    };
+    let posts_before = api.tally().posts;
+    let report = w
+        .run_job(old.clone(), None)
+        .await
+        .expect("dropping is no error");
+    assert!(report.expired);
+    assert_eq!(report.continuation, None);
+    assert_eq!(api.tally().posts, posts_before, "nothing posted");
+    assert_eq!(queue.len(), 1, "no new continuation");
+
+    // In a batch: done (not a failure), and counted.
+    let response = w
+        .handle_sqs(sqs_event(&[("old", old.to_body())]), None)
+        .await;
+    assert!(response.batch_item_failures.is_empty());
+    assert_eq!(queue.len(), 1);
+}
+
+/// A version 1 job (no `enqueuedAt`) takes its age from SQS's `SentTimestamp`.
+#[tokio::test(start_paused = true)]
+async fn a_version_1_job_is_as_old_as_its_sqs_sent_timestamp() {
+    let store = store_of(5).await;
+    let api = Arc::new(SimulatedApi::new(Behaviour::default(), None));
+    let queue = MemoryQueue::new(VISIBILITY);
+    let w = worker(&store, &api, &queue);
+    let v1 = format!(
+        r#"{{"version":1,"messageId":"m1","endpoint":"{ENDPOINT}","frame":"{{}}","audience":{{"kind":"everyone","segment":0,"segments":1}},"listing":"start"}}"#
+    );
+    let mut event = sqs_event(&[("v1-old", v1.clone()), ("v1-new", v1)]);
+    let old_ms = crate::job::now_ms() - 3_600_000;
+    event.records[0]
+        .attributes
+        .insert("SentTimestamp".into(), old_ms.to_string());
+    let response = w.handle_sqs(event, None).await;
+    assert!(response.batch_item_failures.is_empty());
+    // Only the recent one ran (the old one is past the default 15 minutes).
+    assert_eq!(api.tally().posts, 5);
+}
+
+/// Queue mode: a member that answers 410 loses its record *and* its memberships (issue 18,
+/// item 11); a connection that connected moments ago keeps its record (item 8).
+#[tokio::test(start_paused = true)]
+async fn a_gone_connection_in_queue_mode_leaves_no_membership_behind() {
+    use crate::membership::{MembershipStore, MemoryMembershipStore};
+    use crate::rooms::RoomName;
+    let store = store_of(3).await;
+    let memberships = Arc::new(MemoryMembershipStore::new());
+    let lobby = RoomName::parse("lobby").expect("name");
+    let other = RoomName::parse("other").expect("name");
+    for id in ["c000000", "c000001"] {
+        for room in [&lobby, &other] {
+            memberships
+                .join(room, id, i64::MAX, 10)
+                .await
+                .expect("join");
+        }
+    }
+    // c000002 connected a moment ago (its handshake may still be going on).
+    store
+        .put(&Connection {
+            connection_id: "c000002".into(),
+            username: "u".into(),
+            connected_at: chrono::Utc::now().timestamp_millis(),
+            expires_at: i64::MAX,
+            sub: None,
+        })
+        .await
+        .expect("put");
+    let api = Arc::new(SimulatedApi::new(
+        Behaviour {
+            gone: ["c000000".to_owned(), "c000002".to_owned()].into(),
+            ..Behaviour::default()
+        },
+        None,
+    ));
+    let queue = MemoryQueue::new(VISIBILITY);
+    let w = Worker {
+        memberships: Some(memberships.clone()),
+        audience: Arc::new(crate::audience::StackAudience {
+            connections: Arc::new(store.clone()),
+            memberships: Some(memberships.clone()),
+        }),
+        ..worker(&store, &api, &queue)
+    };
+    let job = FanOutJob::for_everyone("m1", ENDPOINT, "{}", 1).remove(0);
+    let report = w.run_job(job, None).await.expect("runs");
+    assert_eq!(report.posts.gone, 2);
+    assert_eq!(store.get("c000000").await.expect("get"), None);
+    for room in [&lobby, &other] {
+        assert!(
+            !memberships
+                .is_member(room, "c000000")
+                .await
+                .expect("member"),
+            "{room}: no membership left"
+        );
+        assert!(
+            memberships
+                .is_member(room, "c000001")
+                .await
+                .expect("member")
+        );
+    }
+    assert!(
+        store.get("c000002").await.expect("get").is_some(),
+        "a record younger than the handshake grace stays"
+    );
 }
 
 #[tokio::test(start_paused = true)]

@@ -35,6 +35,8 @@ fn value(stage: &Stage, h: Handler, var: EnvVar) -> Option<Expr> {
         // `Ref` of a queue is its URL.
         FanoutQueueUrl => Expr::r#ref(ids::FANOUT_QUEUE),
         FanoutSegments => Expr::from(stage.fanout.segments.to_string()),
+        // The worker drops jobs older than this; sendMessage's jobs carry their enqueue time.
+        FanoutMaxJobAgeSeconds => Expr::from(stage.fanout.max_job_age_seconds.to_string()),
         // The username then comes from the authorizer's context, never the query string.
         AuthMode => {
             stage.auth.jwt()?;
@@ -89,6 +91,13 @@ mod tests {
         assert!(worker.contains(&"FANOUT_QUEUE_URL".to_owned()));
         assert!(!worker.contains(&"FANOUT_SEGMENTS".to_owned()));
         assert_eq!(names(&stage, Handler::Connect), ["TABLE_NAME"]);
+        assert_eq!(json("FANOUT_MAX_JOB_AGE_SECONDS"), serde_json::json!("900"), "the default");
+        let aged = test_stage("[fanout]\nmax_job_age_seconds = 120\n");
+        assert_eq!(
+            serde_json::to_value(&environment(&aged, Handler::FanoutWorker)["FANOUT_MAX_JOB_AGE_SECONDS"])
+                .expect("json"),
+            serde_json::json!("120")
+        );
     }
 
     #[test]

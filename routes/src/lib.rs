@@ -216,6 +216,20 @@ impl Handler {
         }
     }
 
+    /// Whether every request to the handler is charged against the rate limits (the
+    /// connection's bucket, in authenticated stages the user's): the routes a client sends
+    /// frames to. `$connect` and `$disconnect` are API Gateway's own events.
+    pub const fn is_rate_limited(self) -> bool {
+        matches!(
+            self,
+            Handler::SendMessage
+                | Handler::Default
+                | Handler::ListConnections
+                | Handler::Join
+                | Handler::Leave
+        )
+    }
+
     /// The DynamoDB actions the handler performs on `table`; synth grants exactly these, on
     /// that table only.
     pub const fn table_actions(self, table: Table) -> &'static [TableAction] {
@@ -238,20 +252,25 @@ impl Handler {
             // exist and the room count stay bounded), then stores the membership.
             (Handler::Join, Table::Connections) => &[GetItem, UpdateItem],
             (Handler::Join, Table::Rooms) => &[PutItem],
-            // Deletes the membership, then removes the room from the record.
-            (Handler::Leave, Table::Connections) => &[UpdateItem],
+            // Charges the rate limits (see `is_rate_limited`), deletes the membership, then
+            // removes the room from the record.
+            (Handler::Leave, Table::Connections) => &[GetItem, UpdateItem],
             (Handler::Leave, Table::Rooms) => &[DeleteItem],
-            // Reads one page of connections, where the client's cursor says.
-            (Handler::ListConnections, Table::Connections) => &[Scan],
+            // Charges the rate limits, then reads one page of connections, where the client's
+            // cursor says.
+            (Handler::ListConnections, Table::Connections) => &[GetItem, UpdateItem, Scan],
+            // Charges the rate limits (a conditional update of the connection's record and, in
+            // authenticated stages, of the user's `limit#` item; a GetItem where the update's
+            // failure carries no item), then answers the sender.
+            (Handler::Default, Table::Connections) => &[GetItem, UpdateItem],
             // Lists its Scan segment of the connections (an "everyone" job) and deletes the
             // records of connections that turned out to be gone.
             (Handler::FanoutWorker, Table::Connections) => &[Scan, DeleteItem],
             // Lists a room's members page by page (a room job) and deletes the memberships of
             // members that turned out to be gone.
             (Handler::FanoutWorker, Table::Rooms) => &[Query, DeleteItem],
-            // Only answers the sender; never touches a table. The authorizer verifies a token
-            // against the issuer's keys: no state of ours.
-            (Handler::Default, _)
+            // The authorizer verifies a token against the issuer's keys: no state of ours.
+            (Handler::Default, Table::Rooms)
             | (Handler::Authorizer, _)
             | (Handler::Connect, Table::Rooms)
             | (Handler::ListConnections, Table::Rooms) => &[],

@@ -165,7 +165,9 @@ fn route_environment(stage: &Stage, h: Handler) -> BTreeMap<String, Expr> {
         // The username then comes from the authorizer's context, never the query string.
         variables.insert("AUTH_MODE".to_owned(), Expr::from("jwt"));
     }
-    if h == Handler::SendMessage {
+    if h.is_rate_limited() {
+        // Every client route charges the connection's bucket (and, in authenticated stages,
+        // the user's) before its work.
         variables.insert(
             "MESSAGE_RATE".to_owned(),
             Expr::from(stage.api.message_rate.to_string()),
@@ -173,6 +175,22 @@ fn route_environment(stage: &Stage, h: Handler) -> BTreeMap<String, Expr> {
         variables.insert(
             "MESSAGE_BURST".to_owned(),
             Expr::from(stage.api.message_burst.to_string()),
+        );
+        if stage.auth.jwt().is_some() {
+            variables.insert(
+                "USER_MESSAGE_RATE".to_owned(),
+                Expr::from(stage.api.user_message_rate.to_string()),
+            );
+            variables.insert(
+                "USER_MESSAGE_BURST".to_owned(),
+                Expr::from(stage.api.user_message_burst.to_string()),
+            );
+        }
+    }
+    if h == Handler::SendMessage {
+        variables.insert(
+            "BROADCAST_BUDGET".to_owned(),
+            Expr::from(stage.api.broadcast_budget.to_string()),
         );
     }
     variables

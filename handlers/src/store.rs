@@ -24,7 +24,7 @@ pub const ATTR_SUB: &str = "sub";
 pub const ATTR_RATE_TAT: &str = "rateTatUs";
 /// The key prefix of the rate-limit items ([`Bucket`]) kept in the connections table. API
 /// Gateway's connection ids are base64 and never contain `#`, so no connection id starts with
-/// it; these items carry no `connectedAt`, which every Scan of connections filters on.
+/// it; every Scan of connections filters the prefix out.
 pub const LIMIT_KEY_PREFIX: &str = "limit#";
 
 /// How long a rate-limit item outlives the moment its bucket is full again (its TTL): after
@@ -509,8 +509,8 @@ impl ConnectionStore for MemoryStore {
 ///
 /// The other buckets ([`Bucket`]: per user, the stage's broadcasts) are items of the same table
 /// keyed `limit#...` ([`LIMIT_KEY_PREFIX`]) with the same attribute and the same two steps,
-/// plus a TTL. They have no `connectedAt`: every Scan here filters on it, so neither a
-/// broadcast, nor `listConnections`, nor the fan-out worker's segments ever see them, and
+/// plus a TTL. Every Scan here filters their key prefix out, so neither a broadcast, nor
+/// `listConnections`, nor the fan-out worker's segments ever see them, and
 /// [`ConnectionStore::get`] answers `None` for their keys.
 #[derive(Debug, Clone)]
 pub struct DynamoDbStore {
@@ -776,9 +776,18 @@ fn only(
 
 type ScanCursor = Option<HashMap<String, AttributeValue>>;
 
-/// The Scan filter that keeps connection records and leaves out the rate-limit items: only
-/// records have `connectedAt` (`#connectedAt` in the expression's names).
-const CONNECTIONS_ONLY: &str = "attribute_exists(#connectedAt)";
+/// The Scan filter that keeps connection records and leaves out the rate-limit items, by their
+/// key prefix (a filter on an attribute only records have would also drop records written
+/// before that attribute, which a broadcast still reaches). [`connections_only`] adds it.
+const CONNECTIONS_ONLY: &str = "NOT begins_with(#id, :limitPrefix)";
+
+/// `scan` with [`CONNECTIONS_ONLY`]'s names and values (`filter`, which must contain it, as its
+/// filter expression).
+fn connections_only(scan: ScanFluentBuilder, filter: &str) -> ScanFluentBuilder {
+    scan.filter_expression(filter)
+        .expression_attribute_names("#id", ATTR_CONNECTION_ID)
+        .expression_attribute_values(":limitPrefix", AttributeValue::S(LIMIT_KEY_PREFIX.into()))
+}
 
 fn recipient_from_item(item: &HashMap<String, AttributeValue>) -> Result<Recipient, StoreError> {
     match item.get(ATTR_CONNECTION_ID) {
@@ -822,18 +831,19 @@ impl DynamoDbStore {
     }
 
     fn scan(&self) -> ScanFluentBuilder {
-        self.client
+        let scan = self
+            .client
             .scan()
             .table_name(&self.table)
-            .set_limit(self.page_size)
-            .filter_expression(CONNECTIONS_ONLY)
-            .expression_attribute_names("#connectedAt", ATTR_CONNECTED_AT)
+            .set_limit(self.page_size);
+        connections_only(scan, CONNECTIONS_ONLY)
     }
 
     /// A Scan for the recipients of a broadcast at `now` (epoch seconds): the ids of the
     /// records that are still live, read strongly consistent. Callers add the paging.
     pub(crate) fn recipient_scan(&self, now: i64) -> ScanFluentBuilder {
-        self.client
+        let scan = self
+            .client
             .scan()
             .table_name(&self.table)
             // A Scan is eventually consistent by default and could miss a record written a
@@ -845,15 +855,13 @@ impl DynamoDbStore {
             // Expired records (TTL at or before now) still sit in the table until DynamoDB's
             // TTL process deletes them; the filter keeps them out of the broadcast. A record
             // without the attribute predates TTL: still reached.
-            // Rate-limit items (`limit#...`) are not connections: only records have
-            // `connectedAt`.
-            .filter_expression(format!(
-                "(attribute_not_exists(#ttl) OR #ttl > :now) AND {CONNECTIONS_ONLY}"
-            ))
-            .expression_attribute_names("#connectedAt", ATTR_CONNECTED_AT)
-            .expression_attribute_names("#id", ATTR_CONNECTION_ID)
             .expression_attribute_names("#ttl", ATTR_EXPIRES_AT)
-            .expression_attribute_values(":now", AttributeValue::N(now.to_string()))
+            .expression_attribute_values(":now", AttributeValue::N(now.to_string()));
+        // Rate-limit items (`limit#...`) are not connections.
+        connections_only(
+            scan,
+            &format!("(attribute_not_exists(#ttl) OR #ttl > :now) AND {CONNECTIONS_ONLY}"),
+        )
     }
 }
 
@@ -1067,18 +1075,17 @@ impl ConnectionStore for DynamoDbStore {
         // LastEvaluatedKey whose next page is empty (API Reference, Scan,
         // https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_Scan.html).
         let start = after.map(connection_key);
-        let out = self
+        let scan = self
             .client
             .scan()
             .table_name(&self.table)
             .limit(i32::try_from(limit.max(1)).unwrap_or(i32::MAX))
             // As for a broadcast: a person who connected a moment ago is listed.
             .consistent_read(true)
-            // Not the rate-limit items. (The filter applies after `Limit`, so a page may hold
-            // fewer records; a client pages on with `next`, as after expired ones.)
-            .filter_expression(CONNECTIONS_ONLY)
-            .expression_attribute_names("#connectedAt", ATTR_CONNECTED_AT)
-            .set_exclusive_start_key(start)
+            .set_exclusive_start_key(start);
+        // Not the rate-limit items. (The filter applies after `Limit`, so a page may hold
+        // fewer records; a client pages on with `next`, as after expired ones.)
+        let out = connections_only(scan, CONNECTIONS_ONLY)
             .send()
             .await
             .map_err(backend_error)?;

@@ -35,7 +35,7 @@ async fn list_connections_and_default_are_rate_limited_per_connection() {
     let limited = count(&answers, "rate_limited");
     assert_eq!(listed + limited, 60, "{answers:?}");
     assert!(listed >= 20, "the burst passes: {listed} listed");
-    assert!(limited > 0, "nothing refused: {answers:?}");
+    assert!(limited > 0, "nothing refused: {listed} listed");
 
     // $default, on a connection of its own (its own bucket).
     let mut stray = connect(&gw, "stray").await;
@@ -43,7 +43,7 @@ async fn list_connections_and_default_are_rate_limited_per_connection() {
     let unknown = count(&answers, "unknown_action");
     let limited = count(&answers, "rate_limited");
     assert_eq!(unknown + limited, 60, "{answers:?}");
-    assert!(limited > 0, "nothing refused: {answers:?}");
+    assert!(limited > 0, "nothing refused: {unknown} unknown_action");
     let refusal = answers
         .iter()
         .find(|a| a["code"] == "rate_limited")

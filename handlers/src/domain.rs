@@ -296,7 +296,10 @@ pub enum InputError {
     #[error(
         "the stage's broadcast budget of {per_second} deliveries per second is used up; this message was not sent; retry in {retry_after_ms} ms (direct messages still go through)"
     )]
-    BroadcastBudgetExceeded { per_second: u32, retry_after_ms: u64 },
+    BroadcastBudgetExceeded {
+        per_second: u32,
+        retry_after_ms: u64,
+    },
 }
 
 /// The error codes a client can receive through API Gateway, as README.md lists them.

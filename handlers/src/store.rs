@@ -129,7 +129,9 @@ impl Bucket {
 pub enum Charge {
     Admitted,
     /// Over the limit; nothing was taken. The bucket holds a unit again after this long.
-    Limited { retry_after_ms: u64 },
+    Limited {
+        retry_after_ms: u64,
+    },
 }
 
 impl Charge {
@@ -760,7 +762,10 @@ fn bucket_values(now_us: i64, rate: MessageRate, cost: u32) -> HashMap<String, A
         (":now".to_owned(), n(now_us)),
         (":next".to_owned(), n(now_us.saturating_add(cost_us))),
         (":cost".to_owned(), n(cost_us)),
-        (":limit".to_owned(), n(now_us.saturating_add(rate.tolerance_us()))),
+        (
+            ":limit".to_owned(),
+            n(now_us.saturating_add(rate.tolerance_us())),
+        ),
         (":exp".to_owned(), n(expires_at)),
     ])
 }
@@ -1173,7 +1178,9 @@ mod rate_tests {
         };
         let now: i64 = 1_700_000_000_000_000;
         // A broadcast to 20,000 when the bucket is full: admitted, 4 s of deliveries taken.
-        let tat = budget.admit_cost(None, now, 20_000).expect("a full bucket admits");
+        let tat = budget
+            .admit_cost(None, now, 20_000)
+            .expect("a full bucket admits");
         assert_eq!(tat - now, 4_000_000);
         // The next waits until the debt is back within the burst (4,999 intervals ahead):
         // 4 s - 999.8 ms from now.

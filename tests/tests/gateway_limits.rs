@@ -31,7 +31,10 @@ async fn list_connections_and_default_are_rate_limited_per_connection() {
     let (gw, _store) = start(options()).await;
     let mut lister = connect(&gw, "lister").await;
     let answers = flood(&mut lister, json!({"action": "listConnections"}), 60).await;
-    let listed = answers.iter().filter(|a| a["type"] == "connections").count();
+    let listed = answers
+        .iter()
+        .filter(|a| a["type"] == "connections")
+        .count();
     let limited = count(&answers, "rate_limited");
     assert_eq!(listed + limited, 60, "{answers:?}");
     assert!(listed >= 20, "the burst passes: {listed} listed");

@@ -778,6 +778,9 @@ async fn dynamodb_store_listings_never_see_the_buckets() {
                 .is_some_and(|f| f.contains("NOT begins_with(#id, :limitPrefix)")),
             "{scan}"
         );
-        assert_eq!(scan["ExpressionAttributeValues"][":limitPrefix"]["S"], "limit#");
+        assert_eq!(
+            scan["ExpressionAttributeValues"][":limitPrefix"]["S"],
+            "limit#"
+        );
     }
 }

@@ -21,6 +21,11 @@
 //! | `$default` | nothing | `{"type":"error","code":"unknown_action","message","supportedActions":[…]}` to the sender |
 //! | `listConnections` | `{"action":"listConnections","cursor"?,"limit"?}`: one page (1..=100, default 100) of the open connections, the sender included | `{"type":"connections","items":[{"connectionId","username","connectedAt"}],"next":<cursor or null>,"you":<sender's id>}` to the sender |
 //!
+//! Every client route (`sendMessage`, `listConnections`, `join`, `leave`, `$default`) first
+//! charges one request to the connection's rate limit and, for an authenticated connection,
+//! its user's ([`App`]'s `admit`); a broadcast also spends the stage's delivery budget. Over a
+//! limit the sender gets `rate_limited`, `user_rate_limited` or `broadcast_budget_exceeded`.
+//!
 //! A handler returns `Err` only for what the client cannot fix (a broken event, the store
 //! failing, the sender unreachable by anything but 410); API Gateway then sends the client its
 //! `Internal server error` frame.

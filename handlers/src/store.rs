@@ -116,13 +116,29 @@ pub enum Bucket {
 
 impl Bucket {
     /// The bucket's item key in the connections table: `limit#user#{sub}`, `limit#broadcasts`.
+    ///
+    /// A partition key value is at most 2,048 bytes ("Partition key length",
+    /// https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/Constraints.html) and
+    /// nothing but the issuer bounds a `sub` (OpenID Connect says 255 ASCII characters): only
+    /// its first [`MAX_SUB_KEY_BYTES`] bytes are used, so no token can make every request of
+    /// its user fail. Two subjects that share that prefix would share a bucket: stricter,
+    /// never looser.
     pub fn key(&self) -> String {
         match self {
-            Bucket::User(sub) => format!("{LIMIT_KEY_PREFIX}user#{sub}"),
+            Bucket::User(sub) => {
+                let mut end = sub.len().min(MAX_SUB_KEY_BYTES);
+                while !sub.is_char_boundary(end) {
+                    end -= 1;
+                }
+                format!("{LIMIT_KEY_PREFIX}user#{}", &sub[..end])
+            }
             Bucket::Broadcasts => format!("{LIMIT_KEY_PREFIX}broadcasts"),
         }
     }
 }
+
+/// The most bytes of a `sub` a user bucket's key holds (see [`Bucket::key`]).
+pub const MAX_SUB_KEY_BYTES: usize = 1024;
 
 /// What a [`Bucket`] says about a charge.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -1114,7 +1130,18 @@ impl ConnectionStore for DynamoDbStore {
 
 #[cfg(test)]
 mod rate_tests {
-    use super::MessageRate;
+    use super::{Bucket, MAX_SUB_KEY_BYTES, MessageRate};
+
+    #[test]
+    fn a_user_buckets_key_fits_a_partition_key_whatever_the_sub() {
+        assert_eq!(Bucket::User("abc".into()).key(), "limit#user#abc");
+        assert_eq!(Bucket::Broadcasts.key(), "limit#broadcasts");
+        // 3-byte characters: the cut lands on a character boundary, under DynamoDB's 2,048.
+        let huge = Bucket::User("€".repeat(5_000)).key();
+        assert!(huge.len() <= "limit#user#".len() + MAX_SUB_KEY_BYTES);
+        assert!(huge.len() < 2048);
+        assert!(huge.ends_with('€'));
+    }
 
     const RATE: MessageRate = MessageRate {
         per_second: 10,

@@ -113,7 +113,10 @@ async fn a_users_connections_share_the_users_rate() {
             answers.push(tab.next_json().await);
         }
     }
-    let listed = answers.iter().filter(|a| a["type"] == "connections").count();
+    let listed = answers
+        .iter()
+        .filter(|a| a["type"] == "connections")
+        .count();
     let user_limited = count(&answers, "user_rate_limited");
     let connection_limited = count(&answers, "rate_limited");
     assert_eq!(listed + user_limited + connection_limited, 60);

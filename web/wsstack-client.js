@@ -27,7 +27,8 @@
 //                next, you}
 //   joined       you are in a room {type: "joined", room} (also when you already were)
 //   left         you left a room   {type: "left", room}
-//   errorframe   the API refused what you sent {type: "error", code, message}
+//   errorframe   the API refused what you sent {type: "error", code, message}; the rate
+//                limits (`user_rate_limited`, `broadcast_budget_exceeded`) add retryAfterMs
 //   gatewayerror API Gateway's own frames, e.g. {message: "Internal server error",
 //                connectionId, requestId} (no `type`)
 //   frame        every frame, parsed, before the specific event

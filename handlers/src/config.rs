@@ -47,18 +47,40 @@ pub const DEFAULT_MAX_JOB_AGE: Duration =
 /// `jwt` when an authorizer guards `$connect` (the username then comes from the verified
 /// token, never the query string); `none` or unset otherwise.
 pub const AUTH_MODE: &str = EnvVar::AuthMode.name();
-/// A connection's sustained message rate, messages per second (optional).
+/// A connection's sustained request rate on every client route, requests per second
+/// (optional).
 pub const MESSAGE_RATE: &str = EnvVar::MessageRate.name();
-/// How many messages a connection may send at once after being quiet (optional).
+/// How many requests a connection may send at once after being quiet (optional).
 pub const MESSAGE_BURST: &str = EnvVar::MessageBurst.name();
+/// A user's (verified `sub`) sustained request rate across all of their connections
+/// (optional; applies to connections whose record carries a `sub`, i.e. authenticated stages).
+pub const USER_MESSAGE_RATE: &str = EnvVar::UserMessageRate.name();
+/// How many requests a user may send at once across their connections (optional).
+pub const USER_MESSAGE_BURST: &str = EnvVar::UserMessageBurst.name();
+/// The stage's budget of broadcast deliveries (posts to `@connections`) per second, shared by
+/// every sender (optional).
+pub const BROADCAST_BUDGET: &str = EnvVar::BroadcastBudget.name();
 
 /// Default of [`MESSAGE_RATE`] and [`MESSAGE_BURST`].
 pub const DEFAULT_MESSAGE_RATE: MessageRate = MessageRate {
     per_second: 10,
     burst: 20,
 };
-/// Upper bound of [`MESSAGE_RATE`] and [`MESSAGE_BURST`]: the GCRA works in milliseconds.
+/// Default of [`USER_MESSAGE_RATE`] and [`USER_MESSAGE_BURST`]: two connections' worth, so a
+/// second tab is not starved and fifty tabs do not get fifty times the rate.
+pub const DEFAULT_USER_MESSAGE_RATE: MessageRate = MessageRate {
+    per_second: 20,
+    burst: 40,
+};
+/// Upper bound of the request rates and bursts.
 pub const MAX_MESSAGE_RATE: u32 = 1000;
+/// Default of [`BROADCAST_BUDGET`]: half the account's 10,000 `@connections` requests per
+/// second, which every REST, HTTP and WebSocket API of the account and region shares
+/// (https://docs.aws.amazon.com/apigateway/latest/developerguide/limits.html, "API Gateway
+/// quotas for configuring and running a REST API": throttle quota per account per Region).
+pub const DEFAULT_BROADCAST_BUDGET: u32 = 5_000;
+/// Upper bound of [`BROADCAST_BUDGET`]: the account's whole quota.
+pub const MAX_BROADCAST_BUDGET: u32 = 10_000;
 
 /// Default of [`BROADCAST_CONCURRENCY`].
 pub const DEFAULT_BROADCAST_CONCURRENCY: usize = 64;
@@ -114,11 +136,15 @@ pub struct Config {
     pub fanout: FanOutMode,
     /// Whether `$connect` sits behind the JWT authorizer ([`AUTH_MODE`]` = jwt`).
     pub authenticated: bool,
-    /// Each connection's message rate limit.
+    /// Each connection's request rate limit, on every client route.
     pub message_rate: MessageRate,
     /// The oldest a fan-out job may be (counted from its message's first enqueue) before the
     /// worker drops it instead of posting.
     pub max_job_age: Duration,
+    /// Each user's request rate limit across their connections (connections with a `sub`).
+    pub user_rate: MessageRate,
+    /// The stage's broadcast deliveries per second (a bucket of one second's worth).
+    pub broadcast_budget: MessageRate,
 }
 
 impl Config {
@@ -137,6 +163,8 @@ impl Config {
             authenticated: false,
             message_rate: DEFAULT_MESSAGE_RATE,
             max_job_age: DEFAULT_MAX_JOB_AGE,
+            user_rate: DEFAULT_USER_MESSAGE_RATE,
+            broadcast_budget: budget(DEFAULT_BROADCAST_BUDGET),
         }
     }
 
@@ -184,6 +212,27 @@ impl Config {
             burst: parse_rate(MESSAGE_BURST, lookup(MESSAGE_BURST))?
                 .unwrap_or(DEFAULT_MESSAGE_RATE.burst),
         };
+        let user_rate = MessageRate {
+            per_second: parse_rate(USER_MESSAGE_RATE, lookup(USER_MESSAGE_RATE))?
+                .unwrap_or(DEFAULT_USER_MESSAGE_RATE.per_second),
+            burst: parse_rate(USER_MESSAGE_BURST, lookup(USER_MESSAGE_BURST))?
+                .unwrap_or(DEFAULT_USER_MESSAGE_RATE.burst),
+        };
+        let broadcast_budget = match lookup(BROADCAST_BUDGET) {
+            None => DEFAULT_BROADCAST_BUDGET,
+            Some(v) => match v.trim().parse::<u32>() {
+                Ok(n) if (1..=MAX_BROADCAST_BUDGET).contains(&n) => n,
+                _ => {
+                    return Err(invalid(
+                        BROADCAST_BUDGET,
+                        &v,
+                        format!(
+                            "must be an integer from 1 to {MAX_BROADCAST_BUDGET} (deliveries per second)"
+                        ),
+                    ));
+                }
+            },
+        };
 
         let max_job_age = match lookup(FANOUT_MAX_JOB_AGE_SECONDS) {
             None => DEFAULT_MAX_JOB_AGE,
@@ -200,7 +249,17 @@ impl Config {
             authenticated,
             message_rate,
             max_job_age,
+            user_rate,
+            broadcast_budget: budget(broadcast_budget),
         })
+    }
+}
+
+/// The broadcast budget's bucket: `per_second` deliveries a second, one second's worth at once.
+pub fn budget(per_second: u32) -> MessageRate {
+    MessageRate {
+        per_second,
+        burst: per_second,
     }
 }
 
@@ -380,8 +439,19 @@ mod tests {
             (AUTH_MODE, "jwt"),
             (MESSAGE_RATE, "5"),
             (MESSAGE_BURST, "7"),
+            (USER_MESSAGE_RATE, "750"),
+            (USER_MESSAGE_BURST, "9"),
+            (BROADCAST_BUDGET, "2500"),
         ])
         .unwrap();
+        assert_eq!(
+            c.user_rate,
+            MessageRate {
+                per_second: 750,
+                burst: 9
+            }
+        );
+        assert_eq!(c.broadcast_budget, budget(2500));
         assert!(c.authenticated);
         assert_eq!(
             c.message_rate,
@@ -499,6 +569,22 @@ mod tests {
             (
                 vec![(TABLE_NAME, "Tbl"), (MESSAGE_BURST, "lots")],
                 MESSAGE_BURST,
+            ),
+            (
+                vec![(TABLE_NAME, "Tbl"), (USER_MESSAGE_RATE, "0")],
+                USER_MESSAGE_RATE,
+            ),
+            (
+                vec![(TABLE_NAME, "Tbl"), (USER_MESSAGE_BURST, "1001")],
+                USER_MESSAGE_BURST,
+            ),
+            (
+                vec![(TABLE_NAME, "Tbl"), (BROADCAST_BUDGET, "10001")],
+                BROADCAST_BUDGET,
+            ),
+            (
+                vec![(TABLE_NAME, "Tbl"), (BROADCAST_BUDGET, "0")],
+                BROADCAST_BUDGET,
             ),
             (
                 vec![(TABLE_NAME, "Tbl"), (CALLBACK_URL, "ftp://x/dev")],

@@ -283,9 +283,26 @@ pub enum InputError {
     TooManyRooms,
     #[error("you are not a member of room `{0}`; join it first")]
     NotAMember(String),
-    /// Over the connection's rate: (messages per second, burst).
+    /// Over the connection's rate: (messages per second, burst). Every client route counts.
     #[error("too many messages: at most {0} per second and {1} at once; this one was not sent")]
     RateLimited(u32, u32),
+    /// Over the user's rate across all of their connections (authenticated stages).
+    #[error(
+        "too many messages from your account across its connections: at most {per_second} per second and {burst} at once; this one was not sent; retry in {retry_after_ms} ms"
+    )]
+    UserRateLimited {
+        per_second: u32,
+        burst: u32,
+        retry_after_ms: u64,
+    },
+    /// A broadcast (to everyone or to a room) past the stage's budget of deliveries per second.
+    #[error(
+        "the stage's broadcast budget of {per_second} deliveries per second is used up; this message was not sent; retry in {retry_after_ms} ms (direct messages still go through)"
+    )]
+    BroadcastBudgetExceeded {
+        per_second: u32,
+        retry_after_ms: u64,
+    },
 }
 
 /// The error codes a client can receive through API Gateway, as README.md lists them.
@@ -307,6 +324,8 @@ pub const CLIENT_ERROR_CODES: &[&str] = &[
     "unknown_sender",
     "delivery_failed",
     "rate_limited",
+    "user_rate_limited",
+    "broadcast_budget_exceeded",
     "unknown_action",
     "invalid_limit",
     "invalid_cursor",
@@ -347,6 +366,8 @@ impl InputError {
             InputError::UnknownSender => "unknown_sender",
             InputError::DeliveryFailed { .. } => "delivery_failed",
             InputError::RateLimited(..) => "rate_limited",
+            InputError::UserRateLimited { .. } => "user_rate_limited",
+            InputError::BroadcastBudgetExceeded { .. } => "broadcast_budget_exceeded",
             InputError::UnknownAction(_) => "unknown_action",
             InputError::InvalidLimit => "invalid_limit",
             InputError::InvalidCursor => "invalid_cursor",
@@ -356,6 +377,16 @@ impl InputError {
             InputError::RoomWithTo => "room_with_to",
             InputError::TooManyRooms => "too_many_rooms",
             InputError::NotAMember(_) => "not_a_member",
+        }
+    }
+
+    /// When a refused request may be sent again with success, milliseconds from now: the
+    /// error frame's `retryAfterMs`, for the limits that know it.
+    pub fn retry_after_ms(&self) -> Option<u64> {
+        match self {
+            InputError::UserRateLimited { retry_after_ms, .. }
+            | InputError::BroadcastBudgetExceeded { retry_after_ms, .. } => Some(*retry_after_ms),
+            _ => None,
         }
     }
 }
@@ -539,6 +570,9 @@ pub enum Frame {
         message: String,
         #[serde(skip_serializing_if = "Option::is_none")]
         supported_actions: Option<Vec<String>>,
+        /// For the limits that know it: when a retry will pass, milliseconds from now.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        retry_after_ms: Option<u64>,
     },
 }
 
@@ -591,6 +625,7 @@ impl Frame {
             code: err.code().to_owned(),
             message: err.to_string(),
             supported_actions,
+            retry_after_ms: err.retry_after_ms(),
         }
     }
 

@@ -21,6 +21,11 @@
 //! | `$default` | nothing | `{"type":"error","code":"unknown_action","message","supportedActions":[…]}` to the sender |
 //! | `listConnections` | `{"action":"listConnections","cursor"?,"limit"?}`: one page (1..=100, default 100) of the open connections, the sender included | `{"type":"connections","items":[{"connectionId","username","connectedAt"}],"next":<cursor or null>,"you":<sender's id>}` to the sender |
 //!
+//! Every client route (`sendMessage`, `listConnections`, `join`, `leave`, `$default`) first
+//! charges one request to the connection's rate limit and, for an authenticated connection,
+//! its user's ([`App`]'s `admit`); a broadcast also spends the stage's delivery budget. Over a
+//! limit the sender gets `rate_limited`, `user_rate_limited` or `broadcast_budget_exceeded`.
+//!
 //! A handler returns `Err` only for what the client cannot fix (a broken event, the store
 //! failing, the sender unreachable by anything but 410); API Gateway then sends the client its
 //! `Internal server error` frame.
@@ -54,7 +59,7 @@ use crate::domain::{ConnectionSummary, Frame, InputError, Recipients};
 use crate::management::{ManagementApi, ManagementError};
 use crate::membership::{JoinOutcome, MembershipStore, MemoryMembershipStore};
 use crate::rooms::MAX_ROOMS_PER_CONNECTION;
-use crate::store::{Admission, Connection, ConnectionStore, StoreError};
+use crate::store::{Admission, Bucket, Charge, Connection, ConnectionStore, StoreError};
 
 /// A failure the handler cannot turn into an answer to the client. Lambda reports it as a
 /// function error; API Gateway then refuses a `$connect` or sends the client its
@@ -388,29 +393,15 @@ impl App {
             Err(e) => return self.reply_error(&endpoint, connection_id, e).await,
         };
         let sent_at = event_time(event.request_context.request_time_epoch);
-        // The sender's record and its rate limit in one store call.
-        let sender = match self
-            .store
-            .admit_message(
-                connection_id,
-                Utc::now().timestamp_millis(),
-                self.config.message_rate,
-            )
-            .await?
-        {
-            Admission::Admitted(sender) => sender,
-            Admission::RateLimited => {
-                let err = InputError::RateLimited(
-                    self.config.message_rate.per_second,
-                    self.config.message_rate.burst,
-                );
-                return self.reply_error(&endpoint, connection_id, err).await;
-            }
-            Admission::UnknownSender => {
+        // The sender's record and its rate limits.
+        let sender = match self.admit(connection_id).await? {
+            Ok(Some(sender)) => sender,
+            Ok(None) => {
                 return self
                     .reply_error(&endpoint, connection_id, InputError::UnknownSender)
                     .await;
             }
+            Err(e) => return self.reply_error(&endpoint, connection_id, e).await,
         };
         let ctx = &event.request_context;
         let message_id = ctx
@@ -423,6 +414,13 @@ impl App {
                 Ok(f) => f,
                 Err(e) => return self.reply_error(&endpoint, connection_id, e).await,
             };
+        // A broadcast (everyone, a room) spends the stage's delivery budget: one unit to pass
+        // now, the rest when it knows how many it listed.
+        if !matches!(msg.recipients(), Recipients::One(_))
+            && let Err(e) = self.admit_broadcast().await?
+        {
+            return self.reply_error(&endpoint, connection_id, e).await;
+        }
         if let (Recipients::Everyone, config::FanOutMode::Queue { segments, .. }) =
             (msg.recipients(), &self.config.fanout)
         {
@@ -457,6 +455,12 @@ impl App {
                     undelivered = report.undelivered,
                     "broadcast done"
                 );
+                // Everyone listed costs a delivery, posted or handed off (the one unit taken
+                // at admission included).
+                self.charge_broadcast(
+                    report.delivered + report.gone + report.failed + report.undelivered,
+                )
+                .await;
                 if report.deadline_reached
                     && let Some(queue) = &self.queue
                 {
@@ -523,6 +527,8 @@ impl App {
                     failed = report.failed,
                     "room message done"
                 );
+                self.charge_broadcast(report.delivered + report.gone + report.failed)
+                    .await;
                 if let Some(e) = report.list_error {
                     return Err(e.into());
                 }
@@ -577,6 +583,10 @@ impl App {
         event: &ApiGatewayWebsocketProxyRequest,
     ) -> Result<ApiGatewayProxyResponse, HandlerError> {
         let endpoint = self.callback_endpoint(event)?;
+        // A flood of unroutable frames costs an invocation and a post each: it counts.
+        if let Err(e) = self.admit(connection_id).await? {
+            return self.reply_error(&endpoint, connection_id, e).await;
+        }
         let action = if event.is_base64_encoded {
             None
         } else {
@@ -600,6 +610,10 @@ impl App {
                 Ok(r) => r,
                 Err(e) => return self.reply_error(&endpoint, connection_id, e).await,
             };
+        // Before the Scan: a page is the most expensive read a client can ask for.
+        if let Err(e) = self.admit(connection_id).await? {
+            return self.reply_error(&endpoint, connection_id, e).await;
+        }
         let page = self
             .store
             .page(request.cursor.as_deref(), request.limit)
@@ -645,10 +659,15 @@ impl App {
             Ok(r) => r,
             Err(e) => return self.reply_error(&endpoint, connection_id, e).await,
         };
-        let Some(sender) = self.store.get(connection_id).await? else {
-            return self
-                .reply_error(&endpoint, connection_id, InputError::UnknownSender)
-                .await;
+        // The sender's record and its rate limits in one step (as for sendMessage).
+        let sender = match self.admit(connection_id).await? {
+            Ok(Some(sender)) => sender,
+            Ok(None) => {
+                return self
+                    .reply_error(&endpoint, connection_id, InputError::UnknownSender)
+                    .await;
+            }
+            Err(e) => return self.reply_error(&endpoint, connection_id, e).await,
         };
         // The membership lives as long as the connection's record may.
         let outcome = self
@@ -695,6 +714,9 @@ impl App {
             Ok(r) => r,
             Err(e) => return self.reply_error(&endpoint, connection_id, e).await,
         };
+        if let Err(e) = self.admit(connection_id).await? {
+            return self.reply_error(&endpoint, connection_id, e).await;
+        }
         if !self.memberships.leave(&room, connection_id).await? {
             let err = InputError::NotAMember(room.to_string());
             return self.reply_error(&endpoint, connection_id, err).await;
@@ -705,6 +727,93 @@ impl App {
         };
         self.reply(&endpoint, connection_id, Bytes::from(frame.to_json()))
             .await
+    }
+
+    /// Charges one request of a client route (every route [`Handler::is_rate_limited`]) to the
+    /// connection's bucket and, when the record carries a verified `sub` (authenticated
+    /// stages), to that user's bucket across all of their connections.
+    ///
+    /// `Ok(Ok(Some(record)))` when admitted; `Ok(Ok(None))` when the connection has no record
+    /// (nothing to charge: the routes that need the record answer `unknown_sender`, the others
+    /// go on); `Ok(Err(error frame))` when over a limit. One request is one unit whatever the
+    /// route: one bucket for all, so no route is a way around another's limit; the expensive
+    /// part of a broadcast is charged to the stage's budget ([`App::admit_broadcast`]).
+    async fn admit(
+        &self,
+        connection_id: &str,
+    ) -> Result<Result<Option<Connection>, InputError>, HandlerError> {
+        let now_ms = Utc::now().timestamp_millis();
+        let rate = self.config.message_rate;
+        let record = match self
+            .store
+            .admit_message(connection_id, now_ms, rate)
+            .await?
+        {
+            Admission::Admitted(record) => record,
+            Admission::RateLimited => {
+                return Ok(Err(InputError::RateLimited(rate.per_second, rate.burst)));
+            }
+            Admission::UnknownSender => return Ok(Ok(None)),
+        };
+        if let Some(sub) = &record.sub {
+            let user = self.config.user_rate;
+            let charge = self
+                .store
+                .charge(&Bucket::User(sub.clone()), now_ms, user, 1)
+                .await?;
+            if let Charge::Limited { retry_after_ms } = charge {
+                return Ok(Err(InputError::UserRateLimited {
+                    per_second: user.per_second,
+                    burst: user.burst,
+                    retry_after_ms,
+                }));
+            }
+        }
+        Ok(Ok(Some(record)))
+    }
+
+    /// Lets a broadcast start when the stage's delivery budget holds at least one unit
+    /// (taking it); its audience is charged once listed ([`App::charge_broadcast`]).
+    async fn admit_broadcast(&self) -> Result<Result<(), InputError>, HandlerError> {
+        let budget = self.config.broadcast_budget;
+        let charge = self
+            .store
+            .charge(
+                &Bucket::Broadcasts,
+                Utc::now().timestamp_millis(),
+                budget,
+                1,
+            )
+            .await?;
+        Ok(match charge {
+            Charge::Admitted => Ok(()),
+            Charge::Limited { retry_after_ms } => Err(InputError::BroadcastBudgetExceeded {
+                per_second: budget.per_second,
+                retry_after_ms,
+            }),
+        })
+    }
+
+    /// Charges a broadcast's `listed` recipients to the stage's budget, less the unit
+    /// [`App::admit_broadcast`] took. The budget may go into debt: later broadcasts wait it
+    /// out. A failure is logged, not reported: the message went out.
+    async fn charge_broadcast(&self, listed: usize) {
+        let rest = u32::try_from(listed.saturating_sub(1)).unwrap_or(u32::MAX);
+        if rest == 0 {
+            return;
+        }
+        if let Err(e) = self
+            .store
+            .debit(
+                &Bucket::Broadcasts,
+                Utc::now().timestamp_millis(),
+                self.config.broadcast_budget,
+                rest,
+            )
+            .await
+        {
+            tracing::warn!(error = %e, listed, "could not charge the broadcast budget");
+        }
     }
 
     /// Sends the sender an error frame. A sender that already left is no failure.

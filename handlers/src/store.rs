@@ -17,8 +17,19 @@ pub const ATTR_CONNECTED_AT: &str = "connectedAt";
 pub const ATTR_EXPIRES_AT: &str = wsstack_routes::table::TTL_ATTRIBUTE;
 /// The verified subject (`sub` claim) of an authenticated connection.
 pub const ATTR_SUB: &str = "sub";
-/// The sender's rate limit state: the GCRA "theoretical arrival time", epoch milliseconds.
-pub const ATTR_RATE_TAT: &str = "rateTat";
+/// The sender's rate limit state: the GCRA "theoretical arrival time", epoch **microseconds**.
+/// (Until issue 18 it was `rateTat` in milliseconds, which rounded every rate from 501 to 999
+/// per second up to 1,000; a record still carrying the old attribute just starts with a full
+/// bucket.) Rate-limit items ([`Bucket`]) keep their state in the same attribute.
+pub const ATTR_RATE_TAT: &str = "rateTatUs";
+/// The key prefix of the rate-limit items ([`Bucket`]) kept in the connections table. API
+/// Gateway's connection ids are base64 and never contain `#`, so no connection id starts with
+/// it; every Scan of connections filters the prefix out.
+pub const LIMIT_KEY_PREFIX: &str = "limit#";
+
+/// How long a rate-limit item outlives the moment its bucket is full again (its TTL): after
+/// that it says nothing a missing item would not, and DynamoDB's TTL may delete it.
+pub const LIMIT_ITEM_GRACE_SECONDS: i64 = 3600;
 
 /// Records per page of [`ConnectionStore::list`] unless configured otherwise. DynamoDB caps a
 /// Scan page at 1 MB whatever the limit; our records are ~100 bytes, so this caps it first and
@@ -38,31 +49,114 @@ pub struct Connection {
     pub sub: Option<String>,
 }
 
-/// A per-connection message rate: `per_second` on average, up to `burst` at once.
+/// A rate limit: `per_second` on average, up to `burst` at once (a per-connection or per-user
+/// request rate, or the stage's broadcast deliveries).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MessageRate {
     pub per_second: u32,
     pub burst: u32,
 }
 
+/// Microseconds per millisecond: the rate arithmetic works in microseconds, the callers'
+/// clocks in milliseconds.
+pub const US_PER_MS: i64 = 1_000;
+const US_PER_SECOND: i64 = 1_000_000;
+
 impl MessageRate {
-    /// The emission interval of the generic cell rate algorithm (GCRA), in milliseconds: the
-    /// time one message "costs".
-    pub fn interval_ms(self) -> i64 {
-        1000 / i64::from(self.per_second.max(1))
+    /// The emission interval of the generic cell rate algorithm (GCRA), in microseconds: the
+    /// time one message "costs". Rounded up, so the limit is never looser than configured: at
+    /// 750/s it is 1,334 µs (749.6/s). In milliseconds, as until issue 18, every rate from 501
+    /// to 999 became an interval of 1 ms, i.e. 1,000/s.
+    pub fn interval_us(self) -> i64 {
+        let per_second = i64::from(self.per_second.max(1));
+        (US_PER_SECOND + per_second - 1) / per_second
     }
 
     /// How far ahead of now the theoretical arrival time may be for a message to pass: room for
     /// `burst - 1` messages beyond the one being sent.
-    pub fn tolerance_ms(self) -> i64 {
-        self.interval_ms() * i64::from(self.burst.max(1) - 1)
+    pub fn tolerance_us(self) -> i64 {
+        self.interval_us() * i64::from(self.burst.max(1) - 1)
     }
 
-    /// The GCRA step: the new theoretical arrival time if a message at `now_ms` passes, given
-    /// the stored one (`None`: never sent, a full bucket).
-    pub fn admit(self, tat_ms: Option<i64>, now_ms: i64) -> Option<i64> {
-        let tat = tat_ms.unwrap_or(now_ms).max(now_ms);
-        (tat - now_ms <= self.tolerance_ms()).then_some(tat + self.interval_ms())
+    /// The GCRA step for one message: the new theoretical arrival time if a message at
+    /// `now_us` passes, given the stored one (`None`: never sent, a full bucket).
+    pub fn admit(self, tat_us: Option<i64>, now_us: i64) -> Option<i64> {
+        self.admit_cost(tat_us, now_us, 1).ok()
+    }
+
+    /// The GCRA step for `cost` units at once: passes when the bucket holds at least one unit
+    /// (the theoretical arrival time is within the tolerance), then takes all `cost`, going
+    /// into debt if need be (a broadcast's deliveries are known only after it listed them).
+    /// `Ok(new tat)`, or `Err(microseconds until one unit is back)`.
+    pub fn admit_cost(self, tat_us: Option<i64>, now_us: i64, cost: u32) -> Result<i64, i64> {
+        let tat = tat_us.unwrap_or(now_us).max(now_us);
+        let over = tat - now_us - self.tolerance_us();
+        if over > 0 {
+            return Err(over);
+        }
+        Ok(tat.saturating_add(self.cost_us(cost)))
+    }
+
+    /// What `cost` units take from the bucket, in microseconds.
+    pub fn cost_us(self, cost: u32) -> i64 {
+        self.interval_us().saturating_mul(i64::from(cost))
+    }
+}
+
+/// A rate-limit bucket that is not a connection's own (that one lives on the connection's
+/// record, [`ConnectionStore::admit_message`]).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Bucket {
+    /// One user's requests across all of their connections: the verified `sub` of an
+    /// authenticated stage.
+    User(String),
+    /// The stage's broadcast deliveries (posts to `@connections`), shared by every sender.
+    Broadcasts,
+}
+
+impl Bucket {
+    /// The bucket's item key in the connections table: `limit#user#{sub}`, `limit#broadcasts`.
+    ///
+    /// A partition key value is at most 2,048 bytes ("Partition key length",
+    /// https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/Constraints.html) and
+    /// nothing but the issuer bounds a `sub` (OpenID Connect says 255 ASCII characters): only
+    /// its first [`MAX_SUB_KEY_BYTES`] bytes are used, so no token can make every request of
+    /// its user fail. Two subjects that share that prefix would share a bucket: stricter,
+    /// never looser.
+    pub fn key(&self) -> String {
+        match self {
+            Bucket::User(sub) => {
+                let mut end = sub.len().min(MAX_SUB_KEY_BYTES);
+                while !sub.is_char_boundary(end) {
+                    end -= 1;
+                }
+                format!("{LIMIT_KEY_PREFIX}user#{}", &sub[..end])
+            }
+            Bucket::Broadcasts => format!("{LIMIT_KEY_PREFIX}broadcasts"),
+        }
+    }
+}
+
+/// The most bytes of a `sub` a user bucket's key holds (see [`Bucket::key`]).
+pub const MAX_SUB_KEY_BYTES: usize = 1024;
+
+/// What a [`Bucket`] says about a charge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Charge {
+    Admitted,
+    /// Over the limit; nothing was taken. The bucket holds a unit again after this long.
+    Limited {
+        retry_after_ms: u64,
+    },
+}
+
+impl Charge {
+    fn from_retry_us(retry_us: i64) -> Charge {
+        // Rounded up: retrying after the stated time passes.
+        let ms = (retry_us.max(1) + US_PER_MS - 1) / US_PER_MS;
+        Charge::Limited {
+            retry_after_ms: u64::try_from(ms).unwrap_or(u64::MAX),
+        }
     }
 }
 
@@ -167,6 +261,36 @@ pub trait ConnectionStore: Send + Sync {
         now_ms: i64,
         rate: MessageRate,
     ) -> Result<Admission, StoreError>;
+    /// Charges `cost` units at `now_ms` to `bucket` (created full on first use): admitted when
+    /// the bucket holds at least one unit, and then all of `cost` is taken
+    /// ([`MessageRate::admit_cost`]); refused with the time until a unit is back otherwise.
+    ///
+    /// The default keeps no buckets and admits everything (stores that wrap another for a
+    /// test); [`MemoryStore`] and [`DynamoDbStore`] keep them.
+    async fn charge(
+        &self,
+        bucket: &Bucket,
+        now_ms: i64,
+        rate: MessageRate,
+        cost: u32,
+    ) -> Result<Charge, StoreError> {
+        let _ = (bucket, now_ms, rate, cost);
+        Ok(Charge::Admitted)
+    }
+
+    /// Takes `cost` units from `bucket` at `now_ms` whatever it holds (into debt, which later
+    /// charges wait out): what a broadcast costs once it knows how many it listed.
+    async fn debit(
+        &self,
+        bucket: &Bucket,
+        now_ms: i64,
+        rate: MessageRate,
+        cost: u32,
+    ) -> Result<(), StoreError> {
+        let _ = (bucket, now_ms, rate, cost);
+        Ok(())
+    }
+
     /// Every record, fetched a page at a time as the stream is polled. Records deleted or added
     /// while listing may or may not appear (as with a DynamoDB Scan); none appears twice.
     fn list(&self) -> BoxStream<'_, Result<Connection, StoreError>>;
@@ -232,8 +356,11 @@ fn flatten_pages<'a, T: Send + 'a>(
 #[derive(Debug, Clone)]
 pub struct MemoryStore {
     records: Arc<Mutex<BTreeMap<String, Connection>>>,
-    /// The rate limit state per connection (the `rateTat` attribute of the DynamoDB record).
+    /// The rate limit state per connection (the `rateTatUs` attribute of the DynamoDB record).
     rate_tat: Arc<Mutex<HashMap<String, i64>>>,
+    /// The other buckets' state ([`Bucket`], the `limit#` items of the DynamoDB table): kept
+    /// apart from the records, so no listing can see them.
+    buckets: Arc<Mutex<HashMap<Bucket, i64>>>,
     page_size: usize,
 }
 
@@ -248,6 +375,7 @@ impl MemoryStore {
         MemoryStore {
             records: Arc::default(),
             rate_tat: Arc::default(),
+            buckets: Arc::default(),
             page_size: DEFAULT_PAGE_SIZE,
         }
     }
@@ -368,13 +496,44 @@ impl ConnectionStore for MemoryStore {
             return Ok(Admission::UnknownSender);
         };
         let mut tats = self.rate_lock();
-        match rate.admit(tats.get(connection_id).copied(), now_ms) {
+        match rate.admit(tats.get(connection_id).copied(), now_ms * US_PER_MS) {
             Some(tat) => {
                 tats.insert(connection_id.to_owned(), tat);
                 Ok(Admission::Admitted(record.clone()))
             }
             None => Ok(Admission::RateLimited),
         }
+    }
+
+    async fn charge(
+        &self,
+        bucket: &Bucket,
+        now_ms: i64,
+        rate: MessageRate,
+        cost: u32,
+    ) -> Result<Charge, StoreError> {
+        let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        match rate.admit_cost(buckets.get(bucket).copied(), now_ms * US_PER_MS, cost) {
+            Ok(tat) => {
+                buckets.insert(bucket.clone(), tat);
+                Ok(Charge::Admitted)
+            }
+            Err(retry_us) => Ok(Charge::from_retry_us(retry_us)),
+        }
+    }
+
+    async fn debit(
+        &self,
+        bucket: &Bucket,
+        now_ms: i64,
+        rate: MessageRate,
+        cost: u32,
+    ) -> Result<(), StoreError> {
+        let now_us = now_ms * US_PER_MS;
+        let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        let tat = buckets.get(bucket).copied().unwrap_or(now_us).max(now_us);
+        buckets.insert(bucket.clone(), tat.saturating_add(rate.cost_us(cost)));
+        Ok(())
     }
 
     fn list(&self) -> BoxStream<'_, Result<Connection, StoreError>> {
@@ -415,14 +574,20 @@ impl ConnectionStore for MemoryStore {
 /// The connections table in DynamoDB. Uses only PutItem, GetItem, UpdateItem, DeleteItem and
 /// Scan (the actions `wsstack_routes::Handler::table_actions` grants).
 ///
-/// The rate limit is the generic cell rate algorithm on one attribute, `rateTat`. DynamoDB's
+/// The rate limit is the generic cell rate algorithm on one attribute, `rateTatUs`. DynamoDB's
 /// update expressions have no `max`, so [`ConnectionStore::admit_message`] tries the common
-/// case first: a sender whose bucket is full (`rateTat` absent or not after now) gets
-/// `rateTat = now + interval` in one conditional UpdateItem, which also returns the record. A
+/// case first: a sender whose bucket is full (`rateTatUs` absent or not after now) gets
+/// `rateTatUs = now + interval` in one conditional UpdateItem, which also returns the record. A
 /// message over the rate fails that condition and is refused from the same answer (the old item
 /// comes back with the failure), still one call. Only a message that passes *inside* a burst
 /// (the previous one less than an interval ago) needs a second conditional update,
-/// `rateTat = rateTat + interval`.
+/// `rateTatUs = rateTatUs + interval`.
+///
+/// The other buckets ([`Bucket`]: per user, the stage's broadcasts) are items of the same table
+/// keyed `limit#...` ([`LIMIT_KEY_PREFIX`]) with the same attribute and the same two steps,
+/// plus a TTL. Every Scan here filters their key prefix out, so neither a broadcast, nor
+/// `listConnections`, nor the fan-out worker's segments ever see them, and
+/// [`ConnectionStore::get`] answers `None` for their keys.
 #[derive(Debug, Clone)]
 pub struct DynamoDbStore {
     client: aws_sdk_dynamodb::Client,
@@ -612,7 +777,96 @@ impl DynamoDbStore {
     }
 }
 
+impl DynamoDbStore {
+    /// One conditional UpdateItem of a rate-limit item (created when missing): `set` when
+    /// `condition` holds. `Ok(true)` when it did; `Ok(false)` with the old `rateTatUs` (if the
+    /// answer carried one) when the condition failed.
+    async fn bucket_update(
+        &self,
+        key: &str,
+        set: &str,
+        condition: &str,
+        values: HashMap<String, AttributeValue>,
+    ) -> Result<Result<(), Option<i64>>, StoreError> {
+        use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+        use aws_sdk_dynamodb::types::ReturnValuesOnConditionCheckFailure;
+        let out = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(connection_key(key)))
+            .update_expression(set)
+            .condition_expression(condition)
+            .expression_attribute_names("#tat", ATTR_RATE_TAT)
+            .expression_attribute_names("#ttl", ATTR_EXPIRES_AT)
+            .set_expression_attribute_values(Some(values))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        match out {
+            Ok(_) => Ok(Ok(())),
+            Err(e) => match e.as_service_error() {
+                Some(UpdateItemError::ConditionalCheckFailedException(c)) => {
+                    Ok(Err(c.item.as_ref().and_then(rate_tat)))
+                }
+                _ => Err(backend_error(e)),
+            },
+        }
+    }
+
+    /// The `rateTatUs` of a rate-limit item, read strongly consistent (`None`: no item or no
+    /// state yet).
+    async fn bucket_tat(&self, key: &str) -> Result<Option<i64>, StoreError> {
+        Ok(self.raw_get(key).await?.as_ref().and_then(rate_tat))
+    }
+}
+
+/// The expression values of a bucket update at `now_us` for `cost` units: now, the state of a
+/// full bucket after the charge, the charge, the most the state may be ahead of now for a
+/// charge to pass, and the item's TTL (epoch seconds: when the bucket is full again at the
+/// latest, plus [`LIMIT_ITEM_GRACE_SECONDS`]).
+fn bucket_values(now_us: i64, rate: MessageRate, cost: u32) -> HashMap<String, AttributeValue> {
+    let n = |v: i64| AttributeValue::N(v.to_string());
+    let cost_us = rate.cost_us(cost);
+    let full_by_us = now_us
+        .saturating_add(rate.tolerance_us())
+        .saturating_add(cost_us);
+    let expires_at = full_by_us / 1_000_000 + 1 + LIMIT_ITEM_GRACE_SECONDS;
+    HashMap::from([
+        (":now".to_owned(), n(now_us)),
+        (":next".to_owned(), n(now_us.saturating_add(cost_us))),
+        (":cost".to_owned(), n(cost_us)),
+        (
+            ":limit".to_owned(),
+            n(now_us.saturating_add(rate.tolerance_us())),
+        ),
+        (":exp".to_owned(), n(expires_at)),
+    ])
+}
+
+/// Keeps only the values an expression names: DynamoDB refuses unused ones.
+fn only(
+    mut values: HashMap<String, AttributeValue>,
+    names: &[&str],
+) -> HashMap<String, AttributeValue> {
+    values.retain(|k, _| names.contains(&k.as_str()));
+    values
+}
+
 type ScanCursor = Option<HashMap<String, AttributeValue>>;
+
+/// The Scan filter that keeps connection records and leaves out the rate-limit items, by their
+/// key prefix (a filter on an attribute only records have would also drop records written
+/// before that attribute, which a broadcast still reaches). [`connections_only`] adds it.
+const CONNECTIONS_ONLY: &str = "NOT begins_with(#id, :limitPrefix)";
+
+/// `scan` with [`CONNECTIONS_ONLY`]'s names and values (`filter`, which must contain it, as its
+/// filter expression).
+fn connections_only(scan: ScanFluentBuilder, filter: &str) -> ScanFluentBuilder {
+    scan.filter_expression(filter)
+        .expression_attribute_names("#id", ATTR_CONNECTION_ID)
+        .expression_attribute_values(":limitPrefix", AttributeValue::S(LIMIT_KEY_PREFIX.into()))
+}
 
 fn recipient_from_item(item: &HashMap<String, AttributeValue>) -> Result<Recipient, StoreError> {
     match item.get(ATTR_CONNECTION_ID) {
@@ -656,16 +910,19 @@ impl DynamoDbStore {
     }
 
     fn scan(&self) -> ScanFluentBuilder {
-        self.client
+        let scan = self
+            .client
             .scan()
             .table_name(&self.table)
-            .set_limit(self.page_size)
+            .set_limit(self.page_size);
+        connections_only(scan, CONNECTIONS_ONLY)
     }
 
     /// A Scan for the recipients of a broadcast at `now` (epoch seconds): the ids of the
     /// records that are still live, read strongly consistent. Callers add the paging.
     pub(crate) fn recipient_scan(&self, now: i64) -> ScanFluentBuilder {
-        self.client
+        let scan = self
+            .client
             .scan()
             .table_name(&self.table)
             // A Scan is eventually consistent by default and could miss a record written a
@@ -677,10 +934,13 @@ impl DynamoDbStore {
             // Expired records (TTL at or before now) still sit in the table until DynamoDB's
             // TTL process deletes them; the filter keeps them out of the broadcast. A record
             // without the attribute predates TTL: still reached.
-            .filter_expression("attribute_not_exists(#ttl) OR #ttl > :now")
-            .expression_attribute_names("#id", ATTR_CONNECTION_ID)
             .expression_attribute_names("#ttl", ATTR_EXPIRES_AT)
-            .expression_attribute_values(":now", AttributeValue::N(now.to_string()))
+            .expression_attribute_values(":now", AttributeValue::N(now.to_string()));
+        // Rate-limit items (`limit#...`) are not connections.
+        connections_only(
+            scan,
+            &format!("(attribute_not_exists(#ttl) OR #ttl > :now) AND {CONNECTIONS_ONLY}"),
+        )
     }
 }
 
@@ -698,6 +958,10 @@ impl ConnectionStore for DynamoDbStore {
     }
 
     async fn get(&self, connection_id: &str) -> Result<Option<Connection>, StoreError> {
+        if connection_id.starts_with(LIMIT_KEY_PREFIX) {
+            // A rate-limit item, not a connection (a `to` naming one is an unknown recipient).
+            return Ok(None);
+        }
         self.raw_get(connection_id)
             .await?
             .as_ref()
@@ -774,15 +1038,16 @@ impl ConnectionStore for DynamoDbStore {
         rate: MessageRate,
     ) -> Result<Admission, StoreError> {
         let n = |v: i64| AttributeValue::N(v.to_string());
-        // The common case: a full bucket. rateTat = now + interval.
+        let now_us = now_ms * US_PER_MS;
+        // The common case: a full bucket. rateTatUs = now + interval.
         let full = self
             .conditional_update(
                 connection_id,
                 "SET #tat = :next",
                 "attribute_not_exists(#tat) OR #tat <= :now",
                 HashMap::from([
-                    (":now".to_owned(), n(now_ms)),
-                    (":next".to_owned(), n(now_ms + rate.interval_ms())),
+                    (":now".to_owned(), n(now_us)),
+                    (":next".to_owned(), n(now_us + rate.interval_us())),
                 ]),
             )
             .await?;
@@ -797,10 +1062,10 @@ impl ConnectionStore for DynamoDbStore {
                 None => return Ok(Admission::UnknownSender),
             },
         };
-        if rate.admit(rate_tat(&old), now_ms).is_none() {
+        if rate.admit(rate_tat(&old), now_us).is_none() {
             return Ok(Admission::RateLimited);
         }
-        // Inside a burst: rateTat += interval, as long as it stays within the tolerance (a
+        // Inside a burst: rateTatUs += interval, as long as it stays within the tolerance (a
         // concurrent message may have used the room since).
         let burst = self
             .conditional_update(
@@ -808,8 +1073,8 @@ impl ConnectionStore for DynamoDbStore {
                 "SET #tat = #tat + :interval",
                 "#tat <= :limit",
                 HashMap::from([
-                    (":interval".to_owned(), n(rate.interval_ms())),
-                    (":limit".to_owned(), n(now_ms + rate.tolerance_ms())),
+                    (":interval".to_owned(), n(rate.interval_us())),
+                    (":limit".to_owned(), n(now_us + rate.tolerance_us())),
                 ]),
             )
             .await?;
@@ -821,6 +1086,102 @@ impl ConnectionStore for DynamoDbStore {
                 None => Ok(Admission::UnknownSender),
             },
         }
+    }
+
+    /// Two conditional updates at most, as for a connection's own bucket: a full bucket (no
+    /// state, or state not after now) takes the charge at once; otherwise, when the state
+    /// leaves room, `rateTatUs += cost` on condition that it still does.
+    async fn charge(
+        &self,
+        bucket: &Bucket,
+        now_ms: i64,
+        rate: MessageRate,
+        cost: u32,
+    ) -> Result<Charge, StoreError> {
+        let key = bucket.key();
+        let now_us = now_ms * US_PER_MS;
+        let values = bucket_values(now_us, rate, cost);
+        let full = self
+            .bucket_update(
+                &key,
+                "SET #tat = :next, #ttl = :exp",
+                "attribute_not_exists(#tat) OR #tat <= :now",
+                only(values.clone(), &[":next", ":exp", ":now"]),
+            )
+            .await?;
+        let tat = match full {
+            Ok(()) => return Ok(Charge::Admitted),
+            Err(Some(tat)) => Some(tat),
+            // dynalite does not return the old item with the failure (mhart/dynalite#182).
+            Err(None) => self.bucket_tat(&key).await?,
+        };
+        if let Err(retry_us) = rate.admit_cost(tat, now_us, cost) {
+            return Ok(Charge::from_retry_us(retry_us));
+        }
+        let burst = self
+            .bucket_update(
+                &key,
+                "SET #tat = #tat + :cost, #ttl = :exp",
+                "#tat <= :limit",
+                only(values, &[":cost", ":exp", ":limit"]),
+            )
+            .await?;
+        match burst {
+            Ok(()) => Ok(Charge::Admitted),
+            // A concurrent charge took the room meanwhile.
+            Err(tat) => {
+                let tat = match tat {
+                    Some(t) => Some(t),
+                    None => self.bucket_tat(&key).await?,
+                };
+                Ok(Charge::from_retry_us(
+                    rate.admit_cost(tat, now_us, cost)
+                        .err()
+                        .unwrap_or(rate.interval_us()),
+                ))
+            }
+        }
+    }
+
+    async fn debit(
+        &self,
+        bucket: &Bucket,
+        now_ms: i64,
+        rate: MessageRate,
+        cost: u32,
+    ) -> Result<(), StoreError> {
+        let key = bucket.key();
+        let now_us = now_ms * US_PER_MS;
+        let values = bucket_values(now_us, rate, cost);
+        // The state only grows, so once it is after now the second update's condition holds;
+        // the loop only guards against an item deleted in between.
+        for _ in 0..3 {
+            let full = self
+                .bucket_update(
+                    &key,
+                    "SET #tat = :next, #ttl = :exp",
+                    "attribute_not_exists(#tat) OR #tat <= :now",
+                    only(values.clone(), &[":next", ":exp", ":now"]),
+                )
+                .await?;
+            if full.is_ok() {
+                return Ok(());
+            }
+            let ahead = self
+                .bucket_update(
+                    &key,
+                    "SET #tat = #tat + :cost, #ttl = :exp",
+                    "#tat > :now",
+                    only(values.clone(), &[":cost", ":exp", ":now"]),
+                )
+                .await?;
+            if ahead.is_ok() {
+                return Ok(());
+            }
+        }
+        Err(StoreError::Backend(format!(
+            "could not charge {cost} to rate-limit item {key}: its state kept changing"
+        )))
     }
 
     fn list(&self) -> BoxStream<'_, Result<Connection, StoreError>> {
@@ -840,14 +1201,17 @@ impl ConnectionStore for DynamoDbStore {
         // LastEvaluatedKey whose next page is empty (API Reference, Scan,
         // https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_Scan.html).
         let start = after.map(connection_key);
-        let out = self
+        let scan = self
             .client
             .scan()
             .table_name(&self.table)
             .limit(i32::try_from(limit.max(1)).unwrap_or(i32::MAX))
             // As for a broadcast: a person who connected a moment ago is listed.
             .consistent_read(true)
-            .set_exclusive_start_key(start)
+            .set_exclusive_start_key(start);
+        // Not the rate-limit items. (The filter applies after `Limit`, so a page may hold
+        // fewer records; a client pages on with `next`, as after expired ones.)
+        let out = connections_only(scan, CONNECTIONS_ONLY)
             .send()
             .await
             .map_err(backend_error)?;
@@ -871,7 +1235,18 @@ impl ConnectionStore for DynamoDbStore {
 
 #[cfg(test)]
 mod rate_tests {
-    use super::MessageRate;
+    use super::{Bucket, MAX_SUB_KEY_BYTES, MessageRate};
+
+    #[test]
+    fn a_user_buckets_key_fits_a_partition_key_whatever_the_sub() {
+        assert_eq!(Bucket::User("abc".into()).key(), "limit#user#abc");
+        assert_eq!(Bucket::Broadcasts.key(), "limit#broadcasts");
+        // 3-byte characters: the cut lands on a character boundary, under DynamoDB's 2,048.
+        let huge = Bucket::User("€".repeat(5_000)).key();
+        assert!(huge.len() <= "limit#user#".len() + MAX_SUB_KEY_BYTES);
+        assert!(huge.len() < 2048);
+        assert!(huge.ends_with('€'));
+    }
 
     const RATE: MessageRate = MessageRate {
         per_second: 10,
@@ -880,7 +1255,7 @@ mod rate_tests {
 
     #[test]
     fn a_full_bucket_passes_burst_messages_at_once_then_one_per_interval() {
-        let now = 1_000_000;
+        let now = 1_000_000_000;
         let mut tat = None;
         for i in 0..20 {
             tat = Some(
@@ -893,17 +1268,63 @@ mod rate_tests {
             None,
             "the 21st at once is over the burst"
         );
-        assert_eq!(RATE.admit(tat, now + 99), None);
+        assert_eq!(RATE.admit(tat, now + 99_999), None);
         assert!(
-            RATE.admit(tat, now + 100).is_some(),
-            "one interval later, one more"
+            RATE.admit(tat, now + 100_000).is_some(),
+            "one interval (100 ms, in microseconds) later, one more"
         );
+    }
+
+    /// Issue 18: in milliseconds, 1000 / 750 rounded the interval down to 1 ms, a limit of
+    /// 1,000 a second. Over ten seconds of steady sending, 750/s must let about 7,500 through.
+    #[test]
+    fn a_rate_of_750_admits_750_a_second_not_1000() {
+        let rate = MessageRate {
+            per_second: 750,
+            burst: 1,
+        };
+        let start: i64 = 1_700_000_000_000_000;
+        let mut tat = None;
+        let mut admitted = 0;
+        // One attempt every microsecond for ten seconds: far more than the rate.
+        for step in 0..10_000_000 {
+            let now = start + step;
+            if let Some(t) = rate.admit(tat, now) {
+                tat = Some(t);
+                admitted += 1;
+            }
+        }
+        assert!(
+            (7_490..=7_500).contains(&admitted),
+            "admitted {admitted} in 10 s at 750/s"
+        );
+        // Never looser than configured: the interval is rounded up.
+        assert_eq!(rate.interval_us(), 1_334);
+    }
+
+    #[test]
+    fn a_charge_of_many_passes_on_one_unit_then_leaves_a_debt_to_wait_out() {
+        let budget = MessageRate {
+            per_second: 5_000,
+            burst: 5_000,
+        };
+        let now: i64 = 1_700_000_000_000_000;
+        // A broadcast to 20,000 when the bucket is full: admitted, 4 s of deliveries taken.
+        let tat = budget
+            .admit_cost(None, now, 20_000)
+            .expect("a full bucket admits");
+        assert_eq!(tat - now, 4_000_000);
+        // The next waits until the debt is back within the burst (4,999 intervals ahead):
+        // 4 s - 999.8 ms from now.
+        assert_eq!(budget.admit_cost(Some(tat), now, 1), Err(3_000_200));
+        assert!(budget.admit_cost(Some(tat), now + 3_000_199, 1).is_err());
+        assert!(budget.admit_cost(Some(tat), now + 3_000_200, 1).is_ok());
     }
 
     #[test]
     fn idle_time_refills_the_bucket_but_never_beyond_the_burst() {
-        let now = 1_000_000;
-        let mut tat = Some(now - 3_600_000);
+        let now = 1_000_000_000_000;
+        let mut tat = Some(now - 3_600_000_000);
         for _ in 0..20 {
             tat = RATE.admit(tat, now);
             assert!(tat.is_some());

@@ -645,6 +645,8 @@ async fn bad_input_gets_an_exact_error_frame_and_nothing_is_sent() {
         if ![
             "delivery_failed",
             "rate_limited",
+            "user_rate_limited",
+            "broadcast_budget_exceeded",
             "unknown_action",
             "invalid_limit",
             "invalid_cursor",
@@ -1017,9 +1019,17 @@ async fn list_connections_pages_through_everyone_exactly_once() {
     for i in 0..247 {
         f.store.put(&conn(&format!("c{i:03}"), "x")).await.unwrap();
     }
+    // Hundreds of pages in a moment: far past the default rate limit, which this test is not
+    // about (every listConnections is charged since issue 18).
+    let mut config = Config::new("Connections");
+    config.message_rate = MessageRate {
+        per_second: 1000,
+        burst: 1000,
+    };
+    let app = App::new(Arc::new(f.store.clone()), f.api.clone(), config);
     for limit in [1, 7, MAX_LIST_LIMIT] {
         let before = f.api.posts().len();
-        let (mut ids, requests) = list_all(&f.app, &f.api, limit).await;
+        let (mut ids, requests) = list_all(&app, &f.api, limit).await;
         assert_eq!(requests, f.api.posts().len() - before);
         assert!(
             requests >= 250_usize.div_ceil(limit),
@@ -1329,6 +1339,199 @@ async fn a_sender_over_its_rate_gets_rate_limited_and_nothing_is_sent() {
         to_sender[3]["message"],
         "too many messages: at most 1 per second and 3 at once; this one was not sent"
     );
+}
+
+/// The request of each client route the fixture's sender can repeat, and its route.
+fn client_requests() -> Vec<(Handler, ApiGatewayWebsocketProxyRequest)> {
+    let on = |route: &str, body: Value| {
+        let body = body.to_string();
+        let route = route.to_owned();
+        event("message", move |v| {
+            v["body"] = json!(body);
+            v["requestContext"]["routeKey"] = json!(route);
+        })
+    };
+    vec![
+        (
+            Handler::SendMessage,
+            on(
+                "sendMessage",
+                json!({"action": "sendMessage", "data": "hi", "to": "bob"}),
+            ),
+        ),
+        (
+            Handler::ListConnections,
+            on("listConnections", json!({"action": "listConnections"})),
+        ),
+        (
+            Handler::Join,
+            on("join", json!({"action": "join", "room": "lobby"})),
+        ),
+        (
+            Handler::Leave,
+            on("leave", json!({"action": "leave", "room": "lobby"})),
+        ),
+        (Handler::Default, on("$default", json!({"action": "nope"}))),
+    ]
+}
+
+/// Issue 18: only sendMessage was limited; a Scan per listConnections, joins, leaves and
+/// unroutable frames were free. Every client route now charges the connection's one bucket.
+#[tokio::test]
+async fn every_client_route_is_charged_against_the_connections_rate() {
+    for (handler, request) in client_requests() {
+        let f = setup(RecordingApi::default()).await;
+        let mut config = Config::new("Connections");
+        config.message_rate = MessageRate {
+            per_second: 1,
+            burst: 2,
+        };
+        let app = App::new(Arc::new(f.store.clone()), f.api.clone(), config);
+        for _ in 0..3 {
+            app.handle(handler, request.clone()).await.unwrap();
+        }
+        let to_sender = f.api.frames_to(SENDER);
+        let last = to_sender.last().expect("an answer");
+        assert_eq!(last["code"], "rate_limited", "{handler:?}: {to_sender:?}");
+        assert_eq!(
+            to_sender
+                .iter()
+                .filter(|f| f["code"] == "rate_limited")
+                .count(),
+            1,
+            "{handler:?}: the first two pass"
+        );
+    }
+    // One bucket for all routes: two listings use up a burst of two, then a message is refused.
+    let f = setup(RecordingApi::default()).await;
+    let mut config = Config::new("Connections");
+    config.message_rate = MessageRate {
+        per_second: 1,
+        burst: 2,
+    };
+    let app = App::new(Arc::new(f.store.clone()), f.api.clone(), config);
+    let requests = client_requests();
+    for _ in 0..2 {
+        app.handle(Handler::ListConnections, requests[1].1.clone())
+            .await
+            .unwrap();
+    }
+    app.handle(Handler::SendMessage, requests[0].1.clone())
+        .await
+        .unwrap();
+    assert!(f.api.frames_to("bob").is_empty(), "the message was refused");
+    assert_eq!(
+        f.api.frames_to(SENDER).last().expect("an answer")["code"],
+        "rate_limited"
+    );
+}
+
+/// Issue 18: limits were per connection, so a user with N connections had N times the rate.
+/// In authenticated stages a second bucket, keyed by the verified `sub`, spans them all.
+#[tokio::test]
+async fn a_user_over_their_rate_across_connections_gets_user_rate_limited() {
+    let f = setup(RecordingApi::default()).await;
+    let tab = |id: &str| Connection {
+        sub: Some("user-1".into()),
+        ..conn(id, "alice")
+    };
+    f.store.put(&tab(SENDER)).await.unwrap();
+    f.store.put(&tab("second-tab")).await.unwrap();
+    let mut config = authenticated();
+    config.message_rate = MessageRate {
+        per_second: 1,
+        burst: 3,
+    };
+    config.user_rate = MessageRate {
+        per_second: 1,
+        burst: 4,
+    };
+    let app = App::new(Arc::new(f.store.clone()), f.api.clone(), config);
+    let list_from = |id: &str| {
+        let id = id.to_owned();
+        event("message", move |v| {
+            v["body"] = json!(json!({"action": "listConnections"}).to_string());
+            v["requestContext"]["routeKey"] = json!("listConnections");
+            v["requestContext"]["connectionId"] = json!(id);
+        })
+    };
+    // Three from the first tab (its own burst), then the second tab: one more passes (the
+    // user's fourth), the next is over the user's burst although this tab's bucket is full.
+    for _ in 0..3 {
+        app.handle(Handler::ListConnections, list_from(SENDER))
+            .await
+            .unwrap();
+    }
+    for _ in 0..2 {
+        app.handle(Handler::ListConnections, list_from("second-tab"))
+            .await
+            .unwrap();
+    }
+    assert!(
+        f.api
+            .frames_to(SENDER)
+            .iter()
+            .all(|f| f["type"] == "connections")
+    );
+    let second = f.api.frames_to("second-tab");
+    assert_eq!(second[0]["type"], "connections");
+    assert_eq!(second[1]["code"], "user_rate_limited", "{second:?}");
+    let retry = second[1]["retryAfterMs"].as_u64().expect("retryAfterMs");
+    assert!((1..=1000).contains(&retry), "retry in {retry} ms");
+    assert!(
+        second[1]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("too many messages from your account across its connections: at most 1 per second and 4 at once"),
+        "{}",
+        second[1]
+    );
+    // Someone else (no sub, as bob's record) is not held back by alice's account.
+    let bob = list_from("bob");
+    app.handle(Handler::ListConnections, bob).await.unwrap();
+    assert_eq!(f.api.frames_to("bob")[0]["type"], "connections");
+}
+
+/// Issue 18: a message to everyone counted once although it costs a post per connection of
+/// the account's shared @connections quota. The stage budget charges broadcasts their audience.
+#[tokio::test]
+async fn a_broadcast_past_the_stage_budget_gets_broadcast_budget_exceeded() {
+    let f = setup(RecordingApi::default()).await;
+    let mut config = Config::new("Connections");
+    // Two deliveries a second, two at once: the first broadcast (three recipients) passes on
+    // a full bucket and leaves it 1.5 s behind; the second must wait a second.
+    config.broadcast_budget = wsstack_handlers::config::budget(2);
+    let app = App::new(Arc::new(f.store.clone()), f.api.clone(), config);
+    for _ in 0..2 {
+        app.handle(
+            Handler::SendMessage,
+            message(json!({"action": "sendMessage", "data": "to all"})),
+        )
+        .await
+        .unwrap();
+    }
+    assert_eq!(f.api.frames_to("bob").len(), 1, "only the first went out");
+    let to_sender = f.api.frames_to(SENDER);
+    assert_eq!(to_sender.len(), 2);
+    assert_eq!(to_sender[1]["code"], "broadcast_budget_exceeded");
+    let retry = to_sender[1]["retryAfterMs"].as_u64().expect("retryAfterMs");
+    assert!((900..=1000).contains(&retry), "retry in {retry} ms");
+    assert!(
+        to_sender[1]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("the stage's broadcast budget of 2 deliveries per second is used up"),
+        "{}",
+        to_sender[1]
+    );
+    // A direct message costs one post and is not a broadcast: it still goes through.
+    app.handle(
+        Handler::SendMessage,
+        message(json!({"action": "sendMessage", "data": "psst", "to": "bob"})),
+    )
+    .await
+    .unwrap();
+    assert_eq!(f.api.frames_to("bob").len(), 2);
 }
 
 #[tokio::test]

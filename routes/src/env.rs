@@ -29,6 +29,12 @@ pub enum EnvVar {
     MessageRate,
     /// How many messages a connection may send at once after being quiet.
     MessageBurst,
+    /// A user's (verified `sub`) sustained request rate across all of their connections.
+    UserMessageRate,
+    /// How many requests a user may send at once across their connections.
+    UserMessageBurst,
+    /// The stage's budget of broadcast deliveries (`@connections` posts) per second.
+    BroadcastBudget,
     /// The authorizer: the token issuer (`iss`) it accepts.
     AuthIssuer,
     /// The authorizer: the audiences (`aud`) it accepts, comma-separated.
@@ -43,7 +49,7 @@ pub enum EnvVar {
 
 impl EnvVar {
     /// Every variable, in declaration order.
-    pub const ALL: [EnvVar; 16] = [
+    pub const ALL: [EnvVar; 19] = [
         EnvVar::TableName,
         EnvVar::RoomsTableName,
         EnvVar::BroadcastConcurrency,
@@ -55,6 +61,9 @@ impl EnvVar {
         EnvVar::AuthMode,
         EnvVar::MessageRate,
         EnvVar::MessageBurst,
+        EnvVar::UserMessageRate,
+        EnvVar::UserMessageBurst,
+        EnvVar::BroadcastBudget,
         EnvVar::AuthIssuer,
         EnvVar::AuthAudience,
         EnvVar::AuthJwksUrl,
@@ -76,6 +85,9 @@ impl EnvVar {
             EnvVar::AuthMode => "AUTH_MODE",
             EnvVar::MessageRate => "MESSAGE_RATE",
             EnvVar::MessageBurst => "MESSAGE_BURST",
+            EnvVar::UserMessageRate => "USER_MESSAGE_RATE",
+            EnvVar::UserMessageBurst => "USER_MESSAGE_BURST",
+            EnvVar::BroadcastBudget => "BROADCAST_BUDGET",
             EnvVar::AuthIssuer => "AUTH_ISSUER",
             EnvVar::AuthAudience => "AUTH_AUDIENCE",
             EnvVar::AuthJwksUrl => "AUTH_JWKS_URL",

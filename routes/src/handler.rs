@@ -67,16 +67,15 @@ pub struct HandlerSpec {
     pub queue: &'static [QueueAction],
     /// The variables synth sets on its function (each only when the stage gives it a value).
     pub environment: &'static [EnvVar],
-    /// Whether each message it handles is charged to the sender's rate limit (it then reads
-    /// [`EnvVar::MessageRate`] and [`EnvVar::MessageBurst`]).
+    /// Whether every request it handles is charged against the rate limits (the connection's
+    /// bucket and, in authenticated stages, the user's) before its work: the routes a client
+    /// sends frames to. It then reads [`EnvVar::MessageRate`], [`EnvVar::MessageBurst`],
+    /// [`EnvVar::UserMessageRate`] and [`EnvVar::UserMessageBurst`].
     pub rate_limited: bool,
 }
 
 use EnvVar::*;
 use TableAction::*;
-
-/// What every handler that answers its sender (or posts to others) reads.
-const POSTING: [EnvVar; 3] = [TableName, BroadcastConcurrency, CallbackUrl];
 
 /// The handlers, in the order of [`Handler::ALL`].
 pub const SPECS: [HandlerSpec; 9] = [
@@ -148,6 +147,9 @@ pub const SPECS: [HandlerSpec; 9] = [
             CallbackUrl,
             MessageRate,
             MessageBurst,
+            UserMessageRate,
+            UserMessageBurst,
+            BroadcastBudget,
             FanoutMode,
             FanoutQueueUrl,
             FanoutSegments,
@@ -160,29 +162,51 @@ pub const SPECS: [HandlerSpec; 9] = [
         name: "default",
         logical_id_stem: "Default",
         invocation: Invocation::Route,
-        // Only answers the sender; never touches a table.
-        tables: &[],
+        // Charges the rate limits (a conditional update of the connection's record and, in
+        // authenticated stages, of the user's `limit#` item; a GetItem where the update's
+        // failure carries no item), then answers the sender.
+        tables: &[TableGrant {
+            table: Table::Connections,
+            actions: &[GetItem, UpdateItem],
+        }],
         // Answers the sender with an error frame.
         management: &[ManagementOperation::Post],
         queue: &[],
-        environment: &POSTING,
-        rate_limited: false,
+        environment: &[
+            TableName,
+            BroadcastConcurrency,
+            CallbackUrl,
+            MessageRate,
+            MessageBurst,
+            UserMessageRate,
+            UserMessageBurst,
+        ],
+        rate_limited: true,
     },
     HandlerSpec {
         handler: Handler::ListConnections,
         name: "list-connections",
         logical_id_stem: "ListConnections",
         invocation: Invocation::Route,
-        // Reads one page of connections, where the client's cursor says.
+        // Charges the rate limits, then reads one page of connections, where the client's
+        // cursor says.
         tables: &[TableGrant {
             table: Table::Connections,
-            actions: &[Scan],
+            actions: &[GetItem, UpdateItem, Scan],
         }],
         // Answers the sender with a page of connections (or an error frame).
         management: &[ManagementOperation::Post],
         queue: &[],
-        environment: &POSTING,
-        rate_limited: false,
+        environment: &[
+            TableName,
+            BroadcastConcurrency,
+            CallbackUrl,
+            MessageRate,
+            MessageBurst,
+            UserMessageRate,
+            UserMessageBurst,
+        ],
+        rate_limited: true,
     },
     HandlerSpec {
         handler: Handler::Join,
@@ -206,19 +230,29 @@ pub const SPECS: [HandlerSpec; 9] = [
         // Confirms to the sender, or answers with an error frame.
         management: &[ManagementOperation::Post],
         queue: &[],
-        environment: &[TableName, RoomsTableName, BroadcastConcurrency, CallbackUrl],
-        rate_limited: false,
+        environment: &[
+            TableName,
+            RoomsTableName,
+            BroadcastConcurrency,
+            CallbackUrl,
+            MessageRate,
+            MessageBurst,
+            UserMessageRate,
+            UserMessageBurst,
+        ],
+        rate_limited: true,
     },
     HandlerSpec {
         handler: Handler::Leave,
         name: "leave",
         logical_id_stem: "Leave",
         invocation: Invocation::Route,
-        // Deletes the membership, then removes the room from the record.
+        // Charges the rate limits, deletes the membership, then removes the room from the
+        // record.
         tables: &[
             TableGrant {
                 table: Table::Connections,
-                actions: &[UpdateItem],
+                actions: &[GetItem, UpdateItem],
             },
             TableGrant {
                 table: Table::Rooms,
@@ -228,8 +262,17 @@ pub const SPECS: [HandlerSpec; 9] = [
         // Confirms to the sender, or answers with an error frame.
         management: &[ManagementOperation::Post],
         queue: &[],
-        environment: &[TableName, RoomsTableName, BroadcastConcurrency, CallbackUrl],
-        rate_limited: false,
+        environment: &[
+            TableName,
+            RoomsTableName,
+            BroadcastConcurrency,
+            CallbackUrl,
+            MessageRate,
+            MessageBurst,
+            UserMessageRate,
+            UserMessageBurst,
+        ],
+        rate_limited: true,
     },
     HandlerSpec {
         handler: Handler::Authorizer,
@@ -369,6 +412,12 @@ impl Handler {
         self.spec().queue
     }
 
+    /// Whether every request to the handler is charged against the rate limits
+    /// ([`HandlerSpec::rate_limited`]).
+    pub const fn is_rate_limited(self) -> bool {
+        self.spec().rate_limited
+    }
+
     /// Whether the handler's function gets `var` (when the stage gives it a value).
     pub fn reads(self, var: EnvVar) -> bool {
         self.spec().environment.contains(&var)
@@ -378,6 +427,9 @@ impl Handler {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What a client route reads to charge its sender's rate limits.
+    const RATE_LIMITS: [EnvVar; 4] = [MessageRate, MessageBurst, UserMessageRate, UserMessageBurst];
 
     #[test]
     fn specs_line_up_with_handlers() {
@@ -437,9 +489,18 @@ mod tests {
             let queue = !s.queue.is_empty();
             assert_eq!(reads(FanoutQueueUrl), queue, "{h:?} FANOUT_QUEUE_URL");
             assert_eq!(reads(FanoutMode), queue, "{h:?} FANOUT_MODE");
-            assert_eq!(reads(FanoutMaxJobAgeSeconds), queue, "{h:?} FANOUT_MAX_JOB_AGE_SECONDS");
-            assert_eq!(reads(MessageRate), s.rate_limited, "{h:?} MESSAGE_RATE");
-            assert_eq!(reads(MessageBurst), s.rate_limited, "{h:?} MESSAGE_BURST");
+            assert_eq!(
+                reads(FanoutMaxJobAgeSeconds),
+                queue,
+                "{h:?} FANOUT_MAX_JOB_AGE_SECONDS"
+            );
+            for v in RATE_LIMITS {
+                assert_eq!(reads(v), s.rate_limited, "{h:?} {}", v.name());
+            }
+            assert!(
+                !reads(BroadcastBudget) || s.rate_limited,
+                "{h:?} BROADCAST_BUDGET"
+            );
             assert_eq!(reads(AuthIssuer), authorizer, "{h:?} AUTH_ISSUER");
             for v in s.environment {
                 let n = s.environment.iter().filter(|w| *w == v).count();

@@ -241,10 +241,17 @@ pub struct ApiSettings {
     pub access_logs: bool,
     /// Retention of the access log group: the stage's `[lambda] log_retention_days`.
     pub access_log_retention_days: u32,
-    /// Each connection's sustained message rate, per second (`sendMessage`).
+    /// Each connection's sustained request rate, per second, on every client route.
     pub message_rate: u32,
-    /// How many messages a connection may send at once after being quiet.
+    /// How many requests a connection may send at once after being quiet.
     pub message_burst: u32,
+    /// Each user's (verified `sub`) request rate across their connections, per second; applies
+    /// in stages with `[auth] mode = "jwt"`.
+    pub user_message_rate: u32,
+    /// How many requests a user may send at once across their connections.
+    pub user_message_burst: u32,
+    /// The stage's broadcast deliveries (posts to `@connections`) per second.
+    pub broadcast_budget: u32,
 }
 
 /// The most a route's function may run: API Gateway stops waiting for a WebSocket integration
@@ -323,6 +330,22 @@ ranged!(
     1,
     1000,
     "messages (per second for message_rate, at once for message_burst)"
+);
+ranged!(
+    UserMessageRate,
+    u32,
+    1,
+    1000,
+    "requests (per second for user_message_rate, at once for user_message_burst)"
+);
+// The account's whole @connections quota (10,000 requests/s per account and Region, shared by
+// every API: https://docs.aws.amazon.com/apigateway/latest/developerguide/limits.html).
+ranged!(
+    BroadcastBudget,
+    u32,
+    1,
+    10000,
+    "deliveries per second (the account's 10,000 requests/s, shared by every API of the account and Region)"
 );
 ranged!(CapacityUnits, u32, 1, 40000, "capacity units");
 ranged!(
@@ -454,6 +477,9 @@ struct ApiSection {
     access_logs: Option<bool>,
     message_rate: Option<MessageRate>,
     message_burst: Option<MessageRate>,
+    user_message_rate: Option<UserMessageRate>,
+    user_message_burst: Option<UserMessageRate>,
+    broadcast_budget: Option<BroadcastBudget>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -655,6 +681,9 @@ pub fn parse(path: &Path, name: &str, text: &str) -> Result<Stage, StageError> {
             access_log_retention_days: defaults.log_retention_days,
             message_rate: file.api.message_rate.map_or(10, |v| v.0),
             message_burst: file.api.message_burst.map_or(20, |v| v.0),
+            user_message_rate: file.api.user_message_rate.map_or(20, |v| v.0),
+            user_message_burst: file.api.user_message_burst.map_or(40, |v| v.0),
+            broadcast_budget: file.api.broadcast_budget.map_or(5000, |v| v.0),
         },
         export_outputs: file.outputs.export.unwrap_or(false),
         domain: None,

@@ -348,6 +348,15 @@ fn an_explicit_issuer_with_every_setting() {
     );
     assert_eq!(jwt.username_claim.as_deref(), Some("email"));
     assert_eq!((s.api.message_rate, s.api.message_burst), (5, 8));
+    // Issue 18's limits: their defaults here, read in `the_limits_of_issue_18_are_read`.
+    assert_eq!(
+        (
+            s.api.user_message_rate,
+            s.api.user_message_burst,
+            s.api.broadcast_budget
+        ),
+        (20, 40, 5000)
+    );
     let one = stage::parse(
         Path::new("stages/test.toml"),
         "test",
@@ -427,6 +436,30 @@ fn bad_auth_values_name_file_line_and_field() {
         (
             "[api]\nmessage_burst = 5000\n",
             "stages/test.toml:2:17: api.message_burst: 5000 is out of range: allowed 1..=1000 messages (per second for message_rate, at once for message_burst)",
+        ),
+        (
+            "[api]
+user_message_rate = 0
+",
+            "stages/test.toml:2:21: api.user_message_rate: 0 is out of range: allowed 1..=1000 requests (per second for user_message_rate, at once for user_message_burst)",
+        ),
+        (
+            "[api]
+user_message_burst = 1001
+",
+            "stages/test.toml:2:22: api.user_message_burst: 1001 is out of range: allowed 1..=1000 requests (per second for user_message_rate, at once for user_message_burst)",
+        ),
+        (
+            "[api]
+broadcast_budget = 20000
+",
+            "stages/test.toml:2:20: api.broadcast_budget: 20000 is out of range: allowed 1..=10000 deliveries per second (the account's 10,000 requests/s, shared by every API of the account and Region)",
+        ),
+        (
+            "[api]
+broadcast_budget = \"lots\"
+",
+            "stages/test.toml:2:20: api.broadcast_budget: invalid type: string \"lots\", expected i64",
         ),
     ];
     for (text, expected) in cases {
@@ -530,4 +563,22 @@ fn fanout_max_job_age_defaults_to_15_minutes_and_is_read() {
     )
     .expect("valid");
     assert_eq!(s.fanout.max_job_age_seconds, 3600);
+}
+
+#[test]
+fn the_limits_of_issue_18_are_read() {
+    let s = stage::parse(
+        Path::new("stages/test.toml"),
+        "test",
+        "[api]\nuser_message_rate = 750\nuser_message_burst = 9\nbroadcast_budget = 2500\n",
+    )
+    .expect("valid");
+    assert_eq!(
+        (
+            s.api.user_message_rate,
+            s.api.user_message_burst,
+            s.api.broadcast_budget
+        ),
+        (750, 9, 2500)
+    );
 }

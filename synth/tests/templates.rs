@@ -276,7 +276,9 @@ fn every_role_is_least_privilege() {
     }
     // The handlers' promises, spelled out: connect only writes, disconnect only deletes (the
     // record's delete answers with its rooms), join may delete the membership it just wrote
-    // (its connection left meanwhile), leave never reads, default touches nothing.
+    // (its connection left meanwhile); every client route charges its rate limits (issue 18:
+    // a conditional UpdateItem, a GetItem where the failure carries no item), so leave and
+    // default read and update the connections table and nothing else.
     let t = template(&stage_named("dev"));
     let actions = |h, table: &str| {
         statements(&t, h)
@@ -304,7 +306,7 @@ fn every_role_is_least_privilege() {
     );
     assert_eq!(
         actions(Handler::Leave, "ConnectionsTable"),
-        ["dynamodb:UpdateItem"]
+        ["dynamodb:GetItem", "dynamodb:UpdateItem"]
     );
     assert_eq!(
         actions(Handler::Leave, "RoomsTable"),
@@ -314,8 +316,15 @@ fn every_role_is_least_privilege() {
         actions(Handler::SendMessage, "RoomsTable"),
         ["dynamodb:GetItem", "dynamodb:Query", "dynamodb:DeleteItem"]
     );
-    assert!(actions(Handler::Default, "ConnectionsTable").is_empty());
+    assert_eq!(
+        actions(Handler::Default, "ConnectionsTable"),
+        ["dynamodb:GetItem", "dynamodb:UpdateItem"]
+    );
     assert!(actions(Handler::Default, "RoomsTable").is_empty());
+    assert_eq!(
+        actions(Handler::ListConnections, "ConnectionsTable"),
+        ["dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:Scan"]
+    );
 }
 
 #[test]

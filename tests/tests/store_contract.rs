@@ -9,9 +9,11 @@ use aws_sdk_dynamodb::config::{ConfigBag, Intercept, RuntimeComponents};
 use aws_sdk_dynamodb::types::AttributeValue;
 use futures::{StreamExt, TryStreamExt};
 use serde_json::Value;
+use wsstack_handlers::audience::AudienceSource;
+use wsstack_handlers::job::{Audience, Listing};
 use wsstack_handlers::store::{
-    ATTR_CONNECTION_ID, ATTR_EXPIRES_AT, Admission, Connection, ConnectionStore, DynamoDbStore,
-    MemoryStore, MessageRate, Recipient, Removal, StoreError,
+    ATTR_CONNECTION_ID, ATTR_EXPIRES_AT, ATTR_RATE_TAT, Admission, Bucket, Charge, Connection,
+    ConnectionStore, DynamoDbStore, MemoryStore, MessageRate, Recipient, Removal, StoreError,
 };
 use wsstack_tests::{Dynalite, create_connections_table};
 
@@ -642,4 +644,221 @@ async fn dynamodb_store_keeps_a_young_record_on_a_410() {
     };
     rooms.sort();
     assert_eq!(rooms, ["lobby", "r1"]);
+}
+
+// ------------------------------------------------------------------- issue 18: other buckets
+
+/// The per-user and stage buckets' part of the contract. `store` must start empty.
+async fn bucket_contract(store: &dyn ConnectionStore) {
+    let now = NOW * 1000;
+    let user = MessageRate {
+        per_second: 1,
+        burst: 3,
+    };
+    let alice = Bucket::User("sub-alice".into());
+    let bob = Bucket::User("sub-bob".into());
+    for i in 0..3 {
+        assert_eq!(
+            store.charge(&alice, now, user, 1).await.unwrap(),
+            Charge::Admitted,
+            "request {i}"
+        );
+    }
+    // Over the burst: refused, with the time until a unit is back (one interval, 1 s).
+    assert_eq!(
+        store.charge(&alice, now, user, 1).await.unwrap(),
+        Charge::Limited {
+            retry_after_ms: 1000
+        }
+    );
+    assert_eq!(
+        store.charge(&alice, now + 400, user, 1).await.unwrap(),
+        Charge::Limited {
+            retry_after_ms: 600
+        }
+    );
+    // Another user has a bucket of their own.
+    assert_eq!(
+        store.charge(&bob, now, user, 1).await.unwrap(),
+        Charge::Admitted
+    );
+    assert_eq!(
+        store.charge(&alice, now + 1000, user, 1).await.unwrap(),
+        Charge::Admitted
+    );
+
+    // The stage budget: a broadcast passes on one unit, its audience is debited after; the
+    // next waits the debt out.
+    let budget = MessageRate {
+        per_second: 2,
+        burst: 2,
+    };
+    let b = Bucket::Broadcasts;
+    assert_eq!(
+        store.charge(&b, now, budget, 1).await.unwrap(),
+        Charge::Admitted
+    );
+    store.debit(&b, now, budget, 2).await.unwrap();
+    assert_eq!(
+        store.charge(&b, now, budget, 1).await.unwrap(),
+        Charge::Limited {
+            retry_after_ms: 1000
+        }
+    );
+    // A debit always lands, even past the limit.
+    store.debit(&b, now, budget, 2).await.unwrap();
+    assert_eq!(
+        store.charge(&b, now, budget, 1).await.unwrap(),
+        Charge::Limited {
+            retry_after_ms: 2000
+        }
+    );
+    assert_eq!(
+        store.charge(&b, now + 2000, budget, 1).await.unwrap(),
+        Charge::Admitted
+    );
+
+    // Concurrent charges cannot overdraw: of 12 at once, exactly the burst passes.
+    let carol = Bucket::User("sub-carol".into());
+    let rate = MessageRate {
+        per_second: 10,
+        burst: 5,
+    };
+    let results =
+        futures::future::join_all((0..12).map(|_| store.charge(&carol, now, rate, 1))).await;
+    let passed = results
+        .iter()
+        .filter(|r| *r.as_ref().expect("no store error") == Charge::Admitted)
+        .count();
+    assert_eq!(passed, 5);
+}
+
+/// Whatever buckets exist, no listing of connections sees them: not a full listing, not a
+/// broadcast's recipients, not a `listConnections` page, not a fan-out segment; and `get` of
+/// a bucket's key (a `to` naming it) finds no connection.
+async fn buckets_are_invisible(store: &(impl ConnectionStore + AudienceSource)) {
+    let now = NOW * 1000;
+    let rate = MessageRate {
+        per_second: 1,
+        burst: 1,
+    };
+    // Live whenever the test runs: the fan-out segments read the real clock.
+    for i in 0..3 {
+        let record = Connection {
+            expires_at: 4_102_444_800,
+            ..conn(i)
+        };
+        store.put(&record).await.unwrap();
+    }
+    for bucket in [Bucket::User("sub-1".into()), Bucket::Broadcasts] {
+        assert_eq!(
+            store.charge(&bucket, now, rate, 1).await.unwrap(),
+            Charge::Admitted
+        );
+        assert_eq!(store.get(&bucket.key()).await.unwrap(), None);
+    }
+    let ids = |v: Vec<String>| {
+        let mut v = v;
+        v.sort();
+        v
+    };
+    let want: Vec<String> = (0..3).map(|i| conn(i).connection_id).collect();
+    let listed: Vec<String> = list_all(store)
+        .await
+        .into_iter()
+        .map(|c| c.connection_id)
+        .collect();
+    assert_eq!(ids(listed), want, "list");
+    let recipients: Vec<String> = store
+        .list_recipients(NOW)
+        .map_ok(|r| r.connection_id)
+        .try_collect()
+        .await
+        .unwrap();
+    assert_eq!(ids(recipients), want, "broadcast recipients");
+    let page = store.page(None, 100).await.unwrap();
+    let paged: Vec<String> = page
+        .records
+        .into_iter()
+        .map(|r| r.expect("no malformed record").connection_id)
+        .collect();
+    assert_eq!(ids(paged), want, "listConnections page");
+    let segment = store
+        .audience_page(
+            &Audience::Everyone {
+                segment: 0,
+                segments: 1,
+            },
+            None,
+            100,
+        )
+        .await
+        .unwrap();
+    assert_eq!(segment.next, Listing::Done);
+    assert_eq!(ids(segment.ids), want, "fan-out segment");
+}
+
+#[tokio::test]
+async fn memory_store_meets_the_bucket_contract() {
+    bucket_contract(&MemoryStore::new()).await;
+}
+
+#[tokio::test]
+async fn dynamodb_store_meets_the_bucket_contract() {
+    let (_dynalite, client, _) = dynalite_table().await;
+    let store = DynamoDbStore::new(client.clone(), "Connections".into());
+    bucket_contract(&store).await;
+    // The items carry a TTL, so DynamoDB removes them once they say nothing: the bucket is
+    // full again by then (plus the grace hour).
+    let item = client
+        .get_item()
+        .table_name("Connections")
+        .key(
+            ATTR_CONNECTION_ID,
+            AttributeValue::S(Bucket::Broadcasts.key()),
+        )
+        .consistent_read(true)
+        .send()
+        .await
+        .unwrap()
+        .item
+        .expect("the stage budget's item");
+    let number = |name: &str| match item.get(name) {
+        Some(AttributeValue::N(n)) => n.parse::<i64>().unwrap(),
+        other => panic!("{name}: {other:?}"),
+    };
+    let tat_s = number(ATTR_RATE_TAT) / 1_000_000;
+    let expires_at = number(ATTR_EXPIRES_AT);
+    assert!(
+        expires_at > tat_s && expires_at <= tat_s + 3600 + 10,
+        "expiresAt {expires_at}, bucket full at {tat_s}"
+    );
+}
+
+#[tokio::test]
+async fn memory_store_listings_never_see_the_buckets() {
+    // Pages of one, so the listings cross pages.
+    buckets_are_invisible(&MemoryStore::new().with_page_size(1)).await;
+}
+
+#[tokio::test]
+async fn dynamodb_store_listings_never_see_the_buckets() {
+    let (_dynalite, client, recorder) = dynalite_table().await;
+    let store = DynamoDbStore::new(client, "Connections".into()).with_page_size(1);
+    buckets_are_invisible(&store).await;
+    // Every Scan filters the buckets' key prefix out.
+    let scans = recorder.take();
+    assert!(!scans.is_empty());
+    for scan in scans {
+        assert!(
+            scan["FilterExpression"]
+                .as_str()
+                .is_some_and(|f| f.contains("NOT begins_with(#id, :limitPrefix)")),
+            "{scan}"
+        );
+        assert_eq!(
+            scan["ExpressionAttributeValues"][":limitPrefix"]["S"],
+            "limit#"
+        );
+    }
 }

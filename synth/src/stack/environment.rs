@@ -44,6 +44,16 @@ fn value(stage: &Stage, h: Handler, var: EnvVar) -> Option<Expr> {
         }
         MessageRate => Expr::from(stage.api.message_rate.to_string()),
         MessageBurst => Expr::from(stage.api.message_burst.to_string()),
+        // The user's bucket, only where connections carry a verified `sub`.
+        UserMessageRate => {
+            stage.auth.jwt()?;
+            Expr::from(stage.api.user_message_rate.to_string())
+        }
+        UserMessageBurst => {
+            stage.auth.jwt()?;
+            Expr::from(stage.api.user_message_burst.to_string())
+        }
+        BroadcastBudget => Expr::from(stage.api.broadcast_budget.to_string()),
         AuthIssuer | AuthAudience | AuthJwksUrl | AuthTokenSource | AuthUsernameClaim => {
             return authorizer::environment(stage).remove(var.name());
         }
@@ -91,11 +101,17 @@ mod tests {
         assert!(worker.contains(&"FANOUT_QUEUE_URL".to_owned()));
         assert!(!worker.contains(&"FANOUT_SEGMENTS".to_owned()));
         assert_eq!(names(&stage, Handler::Connect), ["TABLE_NAME"]);
-        assert_eq!(json("FANOUT_MAX_JOB_AGE_SECONDS"), serde_json::json!("900"), "the default");
+        assert_eq!(
+            json("FANOUT_MAX_JOB_AGE_SECONDS"),
+            serde_json::json!("900"),
+            "the default"
+        );
         let aged = test_stage("[fanout]\nmax_job_age_seconds = 120\n");
         assert_eq!(
-            serde_json::to_value(&environment(&aged, Handler::FanoutWorker)["FANOUT_MAX_JOB_AGE_SECONDS"])
-                .expect("json"),
+            serde_json::to_value(
+                &environment(&aged, Handler::FanoutWorker)["FANOUT_MAX_JOB_AGE_SECONDS"]
+            )
+            .expect("json"),
             serde_json::json!("120")
         );
     }

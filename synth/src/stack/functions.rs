@@ -357,6 +357,33 @@ mod tests {
         }
     }
 
+    /// Issue 18: every client route charges the rate limits, so each needs them; the user's
+    /// only where connections carry a verified `sub`; the broadcast budget only where
+    /// broadcasts start.
+    #[test]
+    fn every_client_route_gets_its_rate_limits() {
+        const JWT: &str = "[auth]\nmode = \"jwt\"\nissuer = \"https://issuer.example\"\naudience = \"a\"\n[api]\nmessage_rate = 7\nuser_message_rate = 750\nuser_message_burst = 9\nbroadcast_budget = 2500\n";
+        for h in Handler::ALL {
+            for (toml, jwt) in [("[api]\nmessage_rate = 7\n", false), (JWT, true)] {
+                let t = with_function(toml, h);
+                let env =
+                    &t["Resources"][ids::function(h)]["Properties"]["Environment"]["Variables"];
+                let var = |name: &str| env.get(name).and_then(|v| v.as_str()).map(str::to_owned);
+                if h.is_rate_limited() {
+                    assert_eq!(var("MESSAGE_RATE").as_deref(), Some("7"), "{h:?}");
+                    assert_eq!(var("MESSAGE_BURST").as_deref(), Some("20"), "{h:?}");
+                } else {
+                    assert_eq!(var("MESSAGE_RATE"), None, "{h:?}");
+                }
+                let user = (h.is_rate_limited() && jwt).then(|| "750".to_owned());
+                assert_eq!(var("USER_MESSAGE_RATE"), user, "{h:?} jwt={jwt}");
+                let budget =
+                    (h == Handler::SendMessage).then_some(if jwt { "2500" } else { "5000" });
+                assert_eq!(var("BROADCAST_BUDGET").as_deref(), budget, "{h:?}");
+            }
+        }
+    }
+
     #[test]
     fn callback_url_is_the_execute_api_endpoint_of_this_stage() {
         for h in wsstack_routes::ROUTES.iter().map(|r| r.handler) {

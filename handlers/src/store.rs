@@ -17,6 +17,9 @@ pub const ATTR_CONNECTED_AT: &str = "connectedAt";
 pub const ATTR_EXPIRES_AT: &str = wsstack_routes::table::TTL_ATTRIBUTE;
 /// The verified subject (`sub` claim) of an authenticated connection.
 pub const ATTR_SUB: &str = "sub";
+/// When the token the connection was authenticated with expires, epoch seconds (the JWT's
+/// `exp`): the token sweep closes the connection after it.
+pub const ATTR_TOKEN_EXPIRES_AT: &str = "tokenExpiresAt";
 /// The sender's rate limit state: the GCRA "theoretical arrival time", epoch milliseconds.
 pub const ATTR_RATE_TAT: &str = "rateTat";
 
@@ -36,6 +39,9 @@ pub struct Connection {
     pub expires_at: i64,
     /// The token's subject when the stage authenticates connections; `None` otherwise.
     pub sub: Option<String>,
+    /// When the connection's token expires, epoch seconds, when the stage authenticates
+    /// connections; `None` otherwise. The token sweep closes the connection after it.
+    pub token_expires_at: Option<i64>,
 }
 
 /// A per-connection message rate: `per_second` on average, up to `burst` at once.
@@ -143,6 +149,44 @@ pub trait ConnectionStore: Send + Sync {
                     Ok(c) => Some(Ok(Recipient {
                         connection_id: c.connection_id,
                     })),
+                    Err(e) => Some(Err(e)),
+                })
+            })
+            .boxed()
+    }
+
+    /// The connections whose token expired at or before `now` (epoch seconds), read strongly
+    /// consistent, paged like [`ConnectionStore::list`]: what the token sweep closes. Records
+    /// without a token expiry (stages without authentication) are never listed.
+    ///
+    /// The default filters [`ConnectionStore::list`]; [`DynamoDbStore`] has the table do it.
+    fn list_token_expired(&self, now: i64) -> BoxStream<'_, Result<Recipient, StoreError>> {
+        self.list()
+            .filter_map(move |item| {
+                futures::future::ready(match item {
+                    Ok(c) if c.token_expires_at.is_some_and(|t| t <= now) => Some(Ok(Recipient {
+                        connection_id: c.connection_id,
+                    })),
+                    Ok(_) => None,
+                    Err(e) => Some(Err(e)),
+                })
+            })
+            .boxed()
+    }
+
+    /// The connections of the user whose verified subject is `sub`, read strongly consistent,
+    /// paged like [`ConnectionStore::list`]: what `push disconnect --user` closes.
+    ///
+    /// The default filters [`ConnectionStore::list`]; [`DynamoDbStore`] has the table do it.
+    fn list_by_sub(&self, sub: &str) -> BoxStream<'_, Result<Recipient, StoreError>> {
+        let sub = sub.to_owned();
+        self.list()
+            .filter_map(move |item| {
+                futures::future::ready(match item {
+                    Ok(c) if c.sub.as_deref() == Some(sub.as_str()) => Some(Ok(Recipient {
+                        connection_id: c.connection_id,
+                    })),
+                    Ok(_) => None,
                     Err(e) => Some(Err(e)),
                 })
             })
@@ -441,6 +485,12 @@ fn to_item(c: &Connection) -> HashMap<String, AttributeValue> {
     if let Some(sub) = &c.sub {
         item.insert(ATTR_SUB.to_owned(), AttributeValue::S(sub.clone()));
     }
+    if let Some(t) = c.token_expires_at {
+        item.insert(
+            ATTR_TOKEN_EXPIRES_AT.to_owned(),
+            AttributeValue::N(t.to_string()),
+        );
+    }
     item
 }
 
@@ -473,11 +523,16 @@ fn from_item(item: &HashMap<String, AttributeValue>) -> Result<Connection, Store
         Some(AttributeValue::S(s)) => Some(s.clone()),
         Some(_) => return Err(malformed(format!("attribute {ATTR_SUB} is not a string"))),
     };
+    let token_expires_at = match item.get(ATTR_TOKEN_EXPIRES_AT) {
+        None => None,
+        Some(_) => Some(number(ATTR_TOKEN_EXPIRES_AT)?),
+    };
     Ok(Connection {
         username: string(ATTR_USERNAME)?,
         connected_at: number(ATTR_CONNECTED_AT)?,
         expires_at: number(ATTR_EXPIRES_AT)?,
         sub,
+        token_expires_at,
         connection_id,
     })
 }
@@ -624,6 +679,24 @@ impl DynamoDbStore {
             .expression_attribute_names("#ttl", ATTR_EXPIRES_AT)
             .expression_attribute_values(":now", AttributeValue::N(now.to_string()))
     }
+
+    /// A Scan for the ids of the records whose attribute `name` satisfies `filter` (`#a` is
+    /// the attribute, `:v` the value), read strongly consistent so that a record written a
+    /// moment ago is seen.
+    fn filtered_id_scan(
+        &self,
+        name: &str,
+        filter: &str,
+        value: AttributeValue,
+    ) -> ScanFluentBuilder {
+        self.scan()
+            .consistent_read(true)
+            .projection_expression("#id")
+            .filter_expression(filter)
+            .expression_attribute_names("#id", ATTR_CONNECTION_ID)
+            .expression_attribute_names("#a", name)
+            .expression_attribute_values(":v", value)
+    }
 }
 
 #[async_trait]
@@ -727,6 +800,23 @@ impl ConnectionStore for DynamoDbStore {
             self.recipient_scan(now).set_limit(self.page_size),
             recipient_from_item,
         )
+    }
+
+    fn list_token_expired(&self, now: i64) -> BoxStream<'_, Result<Recipient, StoreError>> {
+        // A comparison with a missing attribute is false, so records without a token expiry
+        // are never returned (DynamoDB developer guide, "Comparison operator and function
+        // reference", https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/Expressions.OperatorsAndFunctions.html).
+        let scan = self.filtered_id_scan(
+            ATTR_TOKEN_EXPIRES_AT,
+            "#a <= :v",
+            AttributeValue::N(now.to_string()),
+        );
+        self.scan_pages(scan, recipient_from_item)
+    }
+
+    fn list_by_sub(&self, sub: &str) -> BoxStream<'_, Result<Recipient, StoreError>> {
+        let scan = self.filtered_id_scan(ATTR_SUB, "#a = :v", AttributeValue::S(sub.to_owned()));
+        self.scan_pages(scan, recipient_from_item)
     }
 
     async fn page(&self, after: Option<&str>, limit: usize) -> Result<ConnectionPage, StoreError> {

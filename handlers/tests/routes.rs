@@ -187,6 +187,7 @@ fn conn(id: &str, username: &str) -> Connection {
         connected_at: 1_795_703_226_123,
         expires_at: LIVE_UNTIL,
         sub: None,
+        token_expires_at: None,
     }
 }
 
@@ -244,6 +245,7 @@ async fn connect_stores_the_record_from_a_real_event() {
             connected_at: 1_795_703_226_123,
             expires_at: 1_795_703_226 + 2 * 3600,
             sub: None,
+            token_expires_at: None,
         })
     );
     assert!(f.api.posts().is_empty(), "$connect must not post");

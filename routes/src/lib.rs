@@ -116,6 +116,9 @@ pub enum Handler {
     Authorizer,
     /// Not a route: runs queued fan-out jobs from the SQS event source (queue mode).
     FanoutWorker,
+    /// Not a route: closes the connections whose token has expired, on an EventBridge schedule
+    /// (stages with `[auth] mode = "jwt"`).
+    TokenSweeper,
 }
 
 /// How a handler is invoked.
@@ -128,12 +131,15 @@ pub enum Invocation {
     ConnectAuthorizer,
     /// By Lambda's SQS event source, with batches of queued fan-out jobs.
     FanoutQueue,
+    /// By an EventBridge schedule, every few minutes; only in stages that turn authentication
+    /// on.
+    Schedule,
 }
 
 impl Handler {
     /// Every handler, in the order the stack declares them. New handlers go at the end, so
     /// the resources of the existing ones keep their place in the template.
-    pub const ALL: [Handler; 9] = [
+    pub const ALL: [Handler; 10] = [
         Handler::Connect,
         Handler::Disconnect,
         Handler::SendMessage,
@@ -143,6 +149,7 @@ impl Handler {
         Handler::Leave,
         Handler::Authorizer,
         Handler::FanoutWorker,
+        Handler::TokenSweeper,
     ];
 
     /// How the handler is invoked: behind a route, as the `$connect` authorizer, or from the
@@ -151,6 +158,7 @@ impl Handler {
         match self {
             Handler::Authorizer => Invocation::ConnectAuthorizer,
             Handler::FanoutWorker => Invocation::FanoutQueue,
+            Handler::TokenSweeper => Invocation::Schedule,
             Handler::Connect
             | Handler::Disconnect
             | Handler::SendMessage
@@ -186,6 +194,7 @@ impl Handler {
             Handler::Leave => "leave",
             Handler::Authorizer => "authorizer",
             Handler::FanoutWorker => "fanout-worker",
+            Handler::TokenSweeper => "token-sweeper",
         }
     }
 
@@ -213,6 +222,7 @@ impl Handler {
             Handler::Leave => "Leave",
             Handler::Authorizer => "Authorizer",
             Handler::FanoutWorker => "FanoutWorker",
+            Handler::TokenSweeper => "TokenSweeper",
         }
     }
 
@@ -249,11 +259,16 @@ impl Handler {
             // Lists a room's members page by page (a room job) and deletes the memberships of
             // members that turned out to be gone.
             (Handler::FanoutWorker, Table::Rooms) => &[Query, DeleteItem],
+            // Lists the connections whose token has expired (a filtered Scan) and deletes the
+            // records of those that turned out to be gone already; closing the others makes
+            // API Gateway run `$disconnect`, which removes their records and memberships.
+            (Handler::TokenSweeper, Table::Connections) => &[Scan, DeleteItem],
             // Only answers the sender; never touches a table. The authorizer verifies a token
             // against the issuer's keys: no state of ours.
             (Handler::Default, _)
             | (Handler::Authorizer, _)
             | (Handler::Connect, Table::Rooms)
+            | (Handler::TokenSweeper, Table::Rooms)
             | (Handler::ListConnections, Table::Rooms) => &[],
         }
     }
@@ -273,6 +288,8 @@ impl Handler {
             Handler::Join | Handler::Leave => &[ManagementOperation::Post],
             // Posts the job's frame to every connection of its segment.
             Handler::FanoutWorker => &[ManagementOperation::Post],
+            // Closes the connections whose token has expired (DeleteConnection).
+            Handler::TokenSweeper => &[ManagementOperation::Delete],
         }
     }
 }
@@ -420,9 +437,25 @@ mod tests {
                 "join",
                 "leave",
                 "authorizer",
-                "fanout-worker"
+                "fanout-worker",
+                "token-sweeper"
             ]
         );
+    }
+
+    #[test]
+    fn the_token_sweeper_is_a_scheduled_handler_that_only_closes_connections() {
+        let h = Handler::TokenSweeper;
+        assert_eq!(Handler::from_name("token-sweeper"), Some(h));
+        assert!(!h.is_route());
+        assert_eq!(h.invocation(), Invocation::Schedule);
+        assert_eq!(Handler::ALL.last(), Some(&h), "new handlers go at the end");
+        assert_eq!(h.management_operations(), [ManagementOperation::Delete]);
+        assert_eq!(
+            h.table_actions(Table::Connections),
+            [TableAction::Scan, TableAction::DeleteItem]
+        );
+        assert!(h.table_actions(Table::Rooms).is_empty());
     }
 
     #[test]

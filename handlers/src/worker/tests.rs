@@ -26,6 +26,7 @@ async fn store_of(n: usize) -> MemoryStore {
                 connected_at: 0,
                 expires_at: i64::MAX,
                 sub: None,
+                token_expires_at: None,
             })
             .await
             .expect("put");
@@ -224,6 +225,7 @@ async fn an_inline_broadcast_hands_off_to_the_queue_at_its_deadline() {
             connected_at: 0,
             expires_at: i64::MAX,
             sub: None,
+            token_expires_at: None,
         })
         .await
         .expect("put");
@@ -287,6 +289,7 @@ async fn a_room_message_in_queue_mode_is_one_job_that_reaches_each_member_once()
             connected_at: 0,
             expires_at: i64::MAX,
             sub: None,
+            token_expires_at: None,
         })
         .await
         .expect("put");

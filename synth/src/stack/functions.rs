@@ -70,7 +70,9 @@ pub fn add(t: &mut Template, stage: &Stage, h: Handler, asset: &Asset, bucket: &
     );
 
     let mut variables = match h.invocation() {
-        Invocation::Route | Invocation::FanoutQueue => route_environment(stage, h),
+        Invocation::Route | Invocation::FanoutQueue | Invocation::Schedule => {
+            route_environment(stage, h)
+        }
         Invocation::ConnectAuthorizer => authorizer::environment(stage),
     };
     for (name, value) in fanout_queue::environment(stage, h) {
@@ -79,6 +81,9 @@ pub fn add(t: &mut Template, stage: &Stage, h: Handler, asset: &Asset, bucket: &
     let what = match (h.invocation(), h.route()) {
         (Invocation::Route, Some(route)) => format!("handler for the {} route", route.key),
         (Invocation::ConnectAuthorizer, _) => "Lambda REQUEST authorizer of $connect".to_owned(),
+        (Invocation::Schedule, _) => {
+            "handler, not a route: closes connections whose token expired, on a schedule".to_owned()
+        }
         _ => "handler, not a route: runs the fan-out queue's jobs".to_owned(),
     };
 
@@ -112,10 +117,10 @@ pub fn add(t: &mut Template, stage: &Stage, h: Handler, asset: &Asset, bucket: &
     };
 
     // The same keys the CDK writes, so tools that read them (SAM CLI, cdk) find the code.
-    let mut skips = if h.is_route() {
-        checks::FUNCTION.to_vec()
-    } else {
-        checks::QUEUE_WORKER_FUNCTION.to_vec()
+    let mut skips = match h.invocation() {
+        Invocation::Schedule => checks::SCHEDULED_FUNCTION.to_vec(),
+        _ if h.is_route() => checks::FUNCTION.to_vec(),
+        _ => checks::QUEUE_WORKER_FUNCTION.to_vec(),
     };
     if settings.reserved_concurrency.is_none() {
         let stage_reserves = stage

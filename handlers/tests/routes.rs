@@ -1300,6 +1300,44 @@ async fn a_sender_over_its_rate_gets_rate_limited_and_nothing_is_sent() {
     );
 }
 
+/// Issue 18: `$connect` keeps the token's expiry on the record, for the token sweep. API
+/// Gateway passes context values as strings ("Output from an API Gateway Lambda authorizer":
+/// `"numberKey": "1"`), the local gateway as numbers: both are read. Without authentication
+/// there is no token and nothing to sweep.
+#[tokio::test]
+async fn connect_stores_the_tokens_expiry_for_the_sweep() {
+    let store = MemoryStore::new();
+    let app = App::new(
+        Arc::new(store.clone()),
+        Arc::new(RecordingApi::default()),
+        authenticated(),
+    );
+    for (id, expiry) in [
+        ("as-string", json!("1795706826")),
+        ("as-number", json!(1_795_706_826_i64)),
+    ] {
+        let context = json!({"sub": "sub-ada", "username": "ada", "tokenExpiresAt": expiry});
+        let resp = app
+            .handle(Handler::Connect, connect_as(id, Some(context)))
+            .await
+            .unwrap();
+        assert_eq!(resp.status_code, 200, "{id}");
+        let record = store.get(id).await.unwrap().expect("stored");
+        assert_eq!(record.token_expires_at, Some(1_795_706_826), "{id}");
+    }
+    let anonymous = App::new(
+        Arc::new(store.clone()),
+        Arc::new(RecordingApi::default()),
+        Config::new("Connections"),
+    );
+    anonymous
+        .handle(Handler::Connect, connect_as("anon", None))
+        .await
+        .unwrap();
+    let record = store.get("anon").await.unwrap().expect("stored");
+    assert_eq!(record.token_expires_at, None);
+}
+
 #[tokio::test]
 async fn the_authorizer_is_not_a_route_handler() {
     let f = setup(RecordingApi::default()).await;
@@ -1309,4 +1347,10 @@ async fn the_authorizer_is_not_a_route_handler() {
         .await
         .unwrap_err();
     assert!(matches!(err, HandlerError::NotARoute("authorizer")));
+    let err = f
+        .app
+        .handle(Handler::TokenSweeper, event("connect", |_| {}))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, HandlerError::NotARoute("token-sweeper")));
 }

@@ -568,6 +568,14 @@ async fn dynalite_is_stopped_when_its_guard_drops() {
     );
 }
 
+async fn sorted_ids(
+    s: futures::stream::BoxStream<'_, Result<Recipient, StoreError>>,
+) -> Vec<String> {
+    let mut ids: Vec<String> = s.map_ok(|r| r.connection_id).try_collect().await.unwrap();
+    ids.sort();
+    ids
+}
+
 /// What the token sweep and `push disconnect --user` close (issue 18): the records whose token
 /// expired at or before now, and the records of one `sub`, across pages; records without a
 /// token expiry or a `sub` (stages without authentication) never. The token's expiry
@@ -600,11 +608,7 @@ async fn sweep_contract(store: &dyn ConnectionStore) {
         store.get(&sample.connection_id).await.unwrap(),
         Some(sample)
     );
-    let ids = |s: futures::stream::BoxStream<'_, Result<Recipient, StoreError>>| async move {
-        let mut ids: Vec<String> = s.map_ok(|r| r.connection_id).try_collect().await.unwrap();
-        ids.sort();
-        ids
-    };
+    let ids = sorted_ids;
     assert!(!expired.is_empty() && !adas.is_empty());
     assert_eq!(ids(store.list_token_expired(NOW)).await, expired);
     assert_eq!(ids(store.list_by_sub("ada")).await, adas);

@@ -52,7 +52,7 @@ pub struct SweepReport {
 }
 
 /// How one connection's close went.
-enum Closed {
+enum CloseOutcome {
     Closed,
     Gone,
     Failed,
@@ -151,16 +151,16 @@ impl Closer {
                 },
             };
             match next {
-                Some(Closed::Closed) => report.closed += 1,
-                Some(Closed::Gone) => report.gone += 1,
-                Some(Closed::Failed) => report.failed += 1,
+                Some(CloseOutcome::Closed) => report.closed += 1,
+                Some(CloseOutcome::Gone) => report.gone += 1,
+                Some(CloseOutcome::Failed) => report.failed += 1,
                 None => break,
             }
         }
         report
     }
 
-    async fn close(&self, connection_id: String) -> Closed {
+    async fn close(&self, connection_id: String) -> CloseOutcome {
         match self
             .api
             .delete_connection(&self.endpoint, &connection_id)
@@ -168,7 +168,7 @@ impl Closer {
         {
             Ok(()) => {
                 tracing::info!(connection_id, "closed a connection");
-                Closed::Closed
+                CloseOutcome::Closed
             }
             Err(ManagementError::Gone) => {
                 // Closed already and its `$disconnect` never removed the record (it is best
@@ -181,11 +181,11 @@ impl Closer {
                         tracing::warn!(connection_id, error = %e, "could not delete a gone connection's record");
                     }
                 }
-                Closed::Gone
+                CloseOutcome::Gone
             }
             Err(e) => {
                 tracing::warn!(connection_id, error = %e, "could not close a connection");
-                Closed::Failed
+                CloseOutcome::Failed
             }
         }
     }

@@ -39,6 +39,7 @@ mod session;
 pub mod shutdown;
 mod state;
 pub mod store;
+pub mod token_sweep;
 pub mod web;
 
 pub use integration::{EventLog, Integration, Timeouts};

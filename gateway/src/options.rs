@@ -128,6 +128,12 @@ pub struct Cli {
     #[arg(long, value_enum, default_value_t = AuthKind::None)]
     pub auth: AuthKind,
 
+    /// With --auth dev, how often the connections whose token has expired are closed (through
+    /// @connections DELETE, so $disconnect runs), as the token-sweeper function does on its
+    /// schedule in AWS. Seconds or units: 30s, 5m.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    pub token_sweep_interval: Duration,
+
     /// Port of the local issuer for --auth dev (0 picks a free one).
     #[arg(long, value_name = "PORT", default_value_t = DEFAULT_ISSUER_PORT)]
     pub issuer_port: u16,
@@ -284,6 +290,9 @@ impl Cli {
         if self.max_connection_duration.is_zero() {
             return Err(OptionsError::ZeroDuration("--max-connection-duration"));
         }
+        if self.token_sweep_interval.is_zero() {
+            return Err(OptionsError::ZeroDuration("--token-sweep-interval"));
+        }
         let store = match (self.store, self.dynamodb_endpoint) {
             (StoreKind::Memory, Some(_)) => return Err(OptionsError::EndpointWithoutDynamoDb),
             (StoreKind::Memory, None) => StoreOptions::Memory,
@@ -319,6 +328,7 @@ impl Cli {
                 functions,
             },
             queue_mode,
+            token_sweep_interval: Some(self.token_sweep_interval),
             ..GatewayOptions::default()
         };
         Ok((gateway, store))
@@ -378,6 +388,8 @@ mod tests {
             "250ms",
             "--stages-dir",
             "/nonexistent",
+            "--token-sweep-interval",
+            "5s",
         ])
         .unwrap();
         assert_eq!(g.host.to_string(), "0.0.0.0");
@@ -389,6 +401,7 @@ mod tests {
         assert_eq!(g.timeouts.integration, Duration::from_millis(250));
         assert!(g.timeouts.functions.is_empty());
         assert_eq!(g.table_name, "Conns");
+        assert_eq!(g.token_sweep_interval, Some(Duration::from_secs(5)));
         assert_eq!(
             s,
             StoreOptions::DynamoDb {
@@ -467,6 +480,10 @@ mod tests {
                 "--dynamodb-endpoint",
             ),
             (vec!["--idle-timeout", "0"], "--idle-timeout"),
+            (
+                vec!["--token-sweep-interval", "0"],
+                "--token-sweep-interval",
+            ),
             (vec!["--idle-timeout", "soon"], "invalid duration"),
             (vec!["--store", "redis"], "redis"),
             (vec!["--broadcast-concurrency", "0"], "1 to 480"),

@@ -55,6 +55,9 @@ pub struct GatewayOptions {
     pub authorizer: Option<Arc<crate::auth::ConnectAuthorizer>>,
     /// Queue-mode fan-out (the stage file's `[fanout] mode = "queue"`): `None` posts inline.
     pub queue_mode: Option<QueueMode>,
+    /// With an authorizer, how often the connections whose token has expired are closed
+    /// (`--token-sweep-interval`); `None`: never.
+    pub token_sweep_interval: Option<Duration>,
 }
 
 impl std::fmt::Debug for GatewayOptions {
@@ -72,6 +75,7 @@ impl std::fmt::Debug for GatewayOptions {
             .field("integration", &self.integration.as_ref().map(|_| "custom"))
             .field("event_log", &self.event_log.is_some())
             .field("queue_mode", &self.queue_mode)
+            .field("token_sweep_interval", &self.token_sweep_interval)
             .finish()
     }
 }
@@ -103,6 +107,7 @@ impl Default for GatewayOptions {
             event_log: None,
             authorizer: None,
             queue_mode: None,
+            token_sweep_interval: Some(crate::token_sweep::DEFAULT_INTERVAL),
         }
     }
 }
@@ -253,6 +258,17 @@ impl Gateway {
             );
             queue = Some(q);
             worker_task = Some(task);
+        }
+        if let (Some(_), Some(every)) = (&options.authorizer, options.token_sweep_interval) {
+            // Ends with `cancel`, like the fan-out worker.
+            crate::token_sweep::start(
+                every,
+                Arc::clone(&store),
+                Arc::clone(&api) as Arc<_>,
+                callback_url.clone(),
+                config.broadcast_concurrency,
+                cancel.child_token(),
+            );
         }
         let integration = match options.integration {
             Some(custom) => custom,

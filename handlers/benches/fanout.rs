@@ -64,6 +64,7 @@ async fn run(connections: usize, concurrency: usize) {
                 // Live: a broadcast skips records whose TTL has passed.
                 expires_at: i64::MAX,
                 sub: None,
+                token_expires_at: None,
             })
             .await
             .expect("memory store put");

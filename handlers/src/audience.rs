@@ -199,6 +199,7 @@ mod tests {
                     connected_at: 0,
                     expires_at: i64::MAX,
                     sub: None,
+                    token_expires_at: None,
                 })
                 .await
                 .expect("put");
@@ -234,6 +235,7 @@ mod tests {
                     connected_at: 0,
                     expires_at: i64::MAX,
                     sub: None,
+                    token_expires_at: None,
                 })
                 .await
                 .expect("put");

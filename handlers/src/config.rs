@@ -530,7 +530,7 @@ mod tests {
             err.to_string(),
             "environment variable _HANDLER=\"bootstrap\" names no handler: valid names are \
              connect, disconnect, send-message, default, list-connections, join, leave, authorizer, \
-             fanout-worker"
+             fanout-worker, token-sweeper"
         );
         assert_eq!(
             handler_from_lookup(lookup("authorizer")),

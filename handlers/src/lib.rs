@@ -43,6 +43,7 @@ pub mod room_fanout;
 pub mod rooms;
 pub mod simulated;
 pub mod store;
+pub mod token_sweep;
 pub mod worker;
 
 use std::sync::Arc;
@@ -127,6 +128,22 @@ pub const USERNAME_PARAMETER: &str = "username";
 /// `wsstack_auth::Verdict::response` puts there).
 pub const AUTHORIZER_USERNAME: &str = "username";
 pub const AUTHORIZER_SUB: &str = "sub";
+/// The authorizer context key of the token's expiry (epoch seconds), which `$connect` stores
+/// on the record for the token sweep ([`token_sweep`]).
+pub const AUTHORIZER_TOKEN_EXPIRES_AT: &str = "tokenExpiresAt";
+
+/// The token's expiry from the authorizer's context. API Gateway hands the integration the
+/// context's values as strings (a number `1` arrives as `"1"`: "Output from an API Gateway
+/// Lambda authorizer",
+/// https://docs.aws.amazon.com/apigateway/latest/developerguide/api-gateway-lambda-authorizer-output.html),
+/// the local gateway as JSON numbers: both are read.
+pub fn token_expiry(fields: &std::collections::HashMap<String, serde_json::Value>) -> Option<i64> {
+    match fields.get(AUTHORIZER_TOKEN_EXPIRES_AT)? {
+        serde_json::Value::Number(n) => n.as_i64(),
+        serde_json::Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
 
 fn response(status: i64, body: Option<String>) -> ApiGatewayProxyResponse {
     let mut r = ApiGatewayProxyResponse::default();
@@ -233,7 +250,7 @@ impl App {
                 Handler::Join => self.join(connection_id, &event).await,
                 Handler::Leave => self.leave(connection_id, &event).await,
                 Handler::ListConnections => self.list_connections(connection_id, &event).await,
-                Handler::Authorizer | Handler::FanoutWorker => {
+                Handler::Authorizer | Handler::FanoutWorker | Handler::TokenSweeper => {
                     Err(HandlerError::NotARoute(handler.name()))
                 }
             }
@@ -257,6 +274,23 @@ impl App {
             domain::validate_username(event.query_string_parameters.first(USERNAME_PARAMETER))
                 .map(domain::Identity::anonymous_choice)
         }
+    }
+
+    /// With authentication on, when the connection's token expires (the token sweep closes it
+    /// then); `None` without authentication. An authorizer that gave no readable expiry is
+    /// logged: that connection is never swept.
+    fn connect_token_expiry(&self, event: &ApiGatewayWebsocketProxyRequest) -> Option<i64> {
+        if !self.config.authenticated {
+            return None;
+        }
+        let expiry = token_expiry(&event.request_context.authorizer.fields);
+        if expiry.is_none() {
+            tracing::warn!(
+                key = AUTHORIZER_TOKEN_EXPIRES_AT,
+                "the authorizer's context has no readable token expiry; the token sweep will not close this connection"
+            );
+        }
+        expiry
     }
 
     /// The `@connections` endpoint: the configured one, else `https://{domainName}/{stage}`.
@@ -329,6 +363,7 @@ impl App {
             connected_at: connected_at.timestamp_millis(),
             expires_at: connected_at.timestamp().saturating_add(ttl),
             sub: identity.sub,
+            token_expires_at: self.connect_token_expiry(event),
         };
         if let Err(e) = self.store.put(&record).await {
             // Never accept a client that has no record: it could neither be reached by a
@@ -891,6 +926,10 @@ pub async fn run_lambda() -> Result<(), RunError> {
             config.table_name.clone(),
         )))
     };
+    if handler == Handler::TokenSweeper {
+        // Not a route: EventBridge scheduled events, not WebSocket ones.
+        return token_sweep::serve_lambda(Arc::new(store), Arc::new(api), &config).await;
+    }
     if handler == Handler::FanoutWorker {
         // Not a route: SQS events, not WebSocket ones.
         return worker::serve_lambda(Arc::new(store), memberships, Arc::new(api), queue, &config)

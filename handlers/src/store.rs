@@ -30,6 +30,9 @@ pub const LIMIT_KEY_PREFIX: &str = "limit#";
 /// How long a rate-limit item outlives the moment its bucket is full again (its TTL): after
 /// that it says nothing a missing item would not, and DynamoDB's TTL may delete it.
 pub const LIMIT_ITEM_GRACE_SECONDS: i64 = 3600;
+/// When the token the connection was authenticated with expires, epoch seconds (the JWT's
+/// `exp`): the token sweep closes the connection after it.
+pub const ATTR_TOKEN_EXPIRES_AT: &str = "tokenExpiresAt";
 
 /// Records per page of [`ConnectionStore::list`] unless configured otherwise. DynamoDB caps a
 /// Scan page at 1 MB whatever the limit; our records are ~100 bytes, so this caps it first and
@@ -47,6 +50,9 @@ pub struct Connection {
     pub expires_at: i64,
     /// The token's subject when the stage authenticates connections; `None` otherwise.
     pub sub: Option<String>,
+    /// When the connection's token expires, epoch seconds, when the stage authenticates
+    /// connections; `None` otherwise. The token sweep closes the connection after it.
+    pub token_expires_at: Option<i64>,
 }
 
 /// A rate limit: `per_second` on average, up to `burst` at once (a per-connection or per-user
@@ -308,6 +314,44 @@ pub trait ConnectionStore: Send + Sync {
                     Ok(c) => Some(Ok(Recipient {
                         connection_id: c.connection_id,
                     })),
+                    Err(e) => Some(Err(e)),
+                })
+            })
+            .boxed()
+    }
+
+    /// The connections whose token expired at or before `now` (epoch seconds), read strongly
+    /// consistent, paged like [`ConnectionStore::list`]: what the token sweep closes. Records
+    /// without a token expiry (stages without authentication) are never listed.
+    ///
+    /// The default filters [`ConnectionStore::list`]; [`DynamoDbStore`] has the table do it.
+    fn list_token_expired(&self, now: i64) -> BoxStream<'_, Result<Recipient, StoreError>> {
+        self.list()
+            .filter_map(move |item| {
+                futures::future::ready(match item {
+                    Ok(c) if c.token_expires_at.is_some_and(|t| t <= now) => Some(Ok(Recipient {
+                        connection_id: c.connection_id,
+                    })),
+                    Ok(_) => None,
+                    Err(e) => Some(Err(e)),
+                })
+            })
+            .boxed()
+    }
+
+    /// The connections of the user whose verified subject is `sub`, read strongly consistent,
+    /// paged like [`ConnectionStore::list`]: what `push disconnect --user` closes.
+    ///
+    /// The default filters [`ConnectionStore::list`]; [`DynamoDbStore`] has the table do it.
+    fn list_by_sub(&self, sub: &str) -> BoxStream<'_, Result<Recipient, StoreError>> {
+        let sub = sub.to_owned();
+        self.list()
+            .filter_map(move |item| {
+                futures::future::ready(match item {
+                    Ok(c) if c.sub.as_deref() == Some(sub.as_str()) => Some(Ok(Recipient {
+                        connection_id: c.connection_id,
+                    })),
+                    Ok(_) => None,
                     Err(e) => Some(Err(e)),
                 })
             })
@@ -664,6 +708,12 @@ fn to_item(c: &Connection) -> HashMap<String, AttributeValue> {
     if let Some(sub) = &c.sub {
         item.insert(ATTR_SUB.to_owned(), AttributeValue::S(sub.clone()));
     }
+    if let Some(t) = c.token_expires_at {
+        item.insert(
+            ATTR_TOKEN_EXPIRES_AT.to_owned(),
+            AttributeValue::N(t.to_string()),
+        );
+    }
     item
 }
 
@@ -696,11 +746,16 @@ fn from_item(item: &HashMap<String, AttributeValue>) -> Result<Connection, Store
         Some(AttributeValue::S(s)) => Some(s.clone()),
         Some(_) => return Err(malformed(format!("attribute {ATTR_SUB} is not a string"))),
     };
+    let token_expires_at = match item.get(ATTR_TOKEN_EXPIRES_AT) {
+        None => None,
+        Some(_) => Some(number(ATTR_TOKEN_EXPIRES_AT)?),
+    };
     Ok(Connection {
         username: string(ATTR_USERNAME)?,
         connected_at: number(ATTR_CONNECTED_AT)?,
         expires_at: number(ATTR_EXPIRES_AT)?,
         sub,
+        token_expires_at,
         connection_id,
     })
 }
@@ -941,6 +996,24 @@ impl DynamoDbStore {
             scan,
             &format!("(attribute_not_exists(#ttl) OR #ttl > :now) AND {CONNECTIONS_ONLY}"),
         )
+    }
+
+    /// A Scan for the ids of the records whose attribute `name` satisfies `filter` (`#a` is
+    /// the attribute, `:v` the value), read strongly consistent so that a record written a
+    /// moment ago is seen.
+    fn filtered_id_scan(
+        &self,
+        name: &str,
+        filter: &str,
+        value: AttributeValue,
+    ) -> ScanFluentBuilder {
+        self.scan()
+            .consistent_read(true)
+            .projection_expression("#id")
+            .filter_expression(filter)
+            .expression_attribute_names("#id", ATTR_CONNECTION_ID)
+            .expression_attribute_names("#a", name)
+            .expression_attribute_values(":v", value)
     }
 }
 
@@ -1193,6 +1266,23 @@ impl ConnectionStore for DynamoDbStore {
             self.recipient_scan(now).set_limit(self.page_size),
             recipient_from_item,
         )
+    }
+
+    fn list_token_expired(&self, now: i64) -> BoxStream<'_, Result<Recipient, StoreError>> {
+        // A comparison with a missing attribute is false, so records without a token expiry
+        // are never returned (DynamoDB developer guide, "Comparison operator and function
+        // reference", https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/Expressions.OperatorsAndFunctions.html).
+        let scan = self.filtered_id_scan(
+            ATTR_TOKEN_EXPIRES_AT,
+            "#a <= :v",
+            AttributeValue::N(now.to_string()),
+        );
+        self.scan_pages(scan, recipient_from_item)
+    }
+
+    fn list_by_sub(&self, sub: &str) -> BoxStream<'_, Result<Recipient, StoreError>> {
+        let scan = self.filtered_id_scan(ATTR_SUB, "#a = :v", AttributeValue::S(sub.to_owned()));
+        self.scan_pages(scan, recipient_from_item)
     }
 
     async fn page(&self, after: Option<&str>, limit: usize) -> Result<ConnectionPage, StoreError> {

@@ -153,6 +153,22 @@ fn the_fanout_worker_without_a_callback_url_fails_init_naming_the_variable() {
     );
 }
 
+/// The token sweeper (not a route) is dispatched by the same binary to its own loop; a
+/// scheduled event names no API, so it needs the `@connections` endpoint before the first one.
+#[test]
+fn the_token_sweeper_without_a_callback_url_fails_init_naming_the_variable() {
+    let (ok, text) = run(
+        BOOTSTRAP,
+        &[("_HANDLER", "token-sweeper"), ("TABLE_NAME", "Connections")],
+    );
+    assert!(!ok);
+    assert!(
+        text.contains("environment variable CALLBACK_URL is required but not set"),
+        "{text}"
+    );
+    assert!(text.contains(r#""level":"ERROR""#), "{text}");
+}
+
 #[test]
 fn a_missing_handler_setting_fails_init() {
     let (ok, text) = run(BOOTSTRAP, &[("TABLE_NAME", "Connections")]);

@@ -187,6 +187,7 @@ fn conn(id: &str, username: &str) -> Connection {
         connected_at: 1_795_703_226_123,
         expires_at: LIVE_UNTIL,
         sub: None,
+        token_expires_at: None,
     }
 }
 
@@ -244,6 +245,7 @@ async fn connect_stores_the_record_from_a_real_event() {
             connected_at: 1_795_703_226_123,
             expires_at: 1_795_703_226 + 2 * 3600,
             sub: None,
+            token_expires_at: None,
         })
     );
     assert!(f.api.posts().is_empty(), "$connect must not post");
@@ -1534,6 +1536,44 @@ async fn a_broadcast_past_the_stage_budget_gets_broadcast_budget_exceeded() {
     assert_eq!(f.api.frames_to("bob").len(), 2);
 }
 
+/// Issue 18: `$connect` keeps the token's expiry on the record, for the token sweep. API
+/// Gateway passes context values as strings ("Output from an API Gateway Lambda authorizer":
+/// `"numberKey": "1"`), the local gateway as numbers: both are read. Without authentication
+/// there is no token and nothing to sweep.
+#[tokio::test]
+async fn connect_stores_the_tokens_expiry_for_the_sweep() {
+    let store = MemoryStore::new();
+    let app = App::new(
+        Arc::new(store.clone()),
+        Arc::new(RecordingApi::default()),
+        authenticated(),
+    );
+    for (id, expiry) in [
+        ("as-string", json!("1795706826")),
+        ("as-number", json!(1_795_706_826_i64)),
+    ] {
+        let context = json!({"sub": "sub-ada", "username": "ada", "tokenExpiresAt": expiry});
+        let resp = app
+            .handle(Handler::Connect, connect_as(id, Some(context)))
+            .await
+            .unwrap();
+        assert_eq!(resp.status_code, 200, "{id}");
+        let record = store.get(id).await.unwrap().expect("stored");
+        assert_eq!(record.token_expires_at, Some(1_795_706_826), "{id}");
+    }
+    let anonymous = App::new(
+        Arc::new(store.clone()),
+        Arc::new(RecordingApi::default()),
+        Config::new("Connections"),
+    );
+    anonymous
+        .handle(Handler::Connect, connect_as("anon", None))
+        .await
+        .unwrap();
+    let record = store.get("anon").await.unwrap().expect("stored");
+    assert_eq!(record.token_expires_at, None);
+}
+
 #[tokio::test]
 async fn the_authorizer_is_not_a_route_handler() {
     let f = setup(RecordingApi::default()).await;
@@ -1543,6 +1583,12 @@ async fn the_authorizer_is_not_a_route_handler() {
         .await
         .unwrap_err();
     assert!(matches!(err, HandlerError::NotARoute("authorizer")));
+    let err = f
+        .app
+        .handle(Handler::TokenSweeper, event("connect", |_| {}))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, HandlerError::NotARoute("token-sweeper")));
 }
 
 // -------------------------------------------------------------------- rooms and $disconnect

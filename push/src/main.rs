@@ -10,7 +10,8 @@ use clap::Parser;
 use wsstack_handlers::domain::{Frame, iso8601};
 use wsstack_handlers::fanout;
 use wsstack_handlers::management::{ManagementApi, SdkManagementApi};
-use wsstack_handlers::store::DynamoDbStore;
+use wsstack_handlers::store::{ConnectionStore, DynamoDbStore};
+use wsstack_handlers::token_sweep::Closer;
 
 const EXAMPLES: &str = "\
 Examples:
@@ -21,6 +22,11 @@ Examples:
   # every client of the local gateway, listing connections from a local DynamoDB
   push --endpoint http://127.0.0.1:3001 --stage dev --all \\
        --table Connections --dynamodb-endpoint http://127.0.0.1:8000 --data hello
+
+  # cut a user off: disable them at the issuer (Cognito: admin-disable-user), then close
+  # every connection of theirs (by the token's `sub`)
+  push disconnect --user 1a2b3c4d-sub --endpoint https://abc123.execute-api.eu-west-1.amazonaws.com \\
+       --stage prod --table wsstack-prod-ConnectionsTable-XYZ
 
 Against AWS, the region is --region, else the one in an
 https://{api-id}.execute-api.{region}.amazonaws.com endpoint, else AWS_REGION or the profile's.
@@ -37,16 +43,25 @@ credentials in us-east-1, so no AWS credentials are needed there.";
 /// posted to with bounded concurrency, and the records of connections that answer 410 Gone are
 /// deleted, exactly as a broadcast from the sendMessage route does.
 #[derive(Debug, Parser)]
-#[command(name = "push", version, after_help = EXAMPLES)]
+#[command(
+    name = "push",
+    version,
+    after_help = EXAMPLES,
+    subcommand_negates_reqs = true,
+    args_conflicts_with_subcommands = true
+)]
 struct Args {
+    #[command(subcommand)]
+    command: Option<Command>,
+
     /// Callback endpoint without the stage: https://{api-id}.execute-api.{region}.amazonaws.com
     /// (or a custom domain), or http://127.0.0.1:{port} for the local gateway.
-    #[arg(long, env = "WSSTACK_ENDPOINT", value_name = "URL")]
-    endpoint: String,
+    #[arg(long, env = "WSSTACK_ENDPOINT", value_name = "URL", required = true)]
+    endpoint: Option<String>,
 
     /// The API stage, appended to the endpoint as `{endpoint}/{stage}`.
-    #[arg(long, env = "WSSTACK_STAGE")]
-    stage: String,
+    #[arg(long, env = "WSSTACK_STAGE", required = true)]
+    stage: Option<String>,
 
     /// The AWS region of the API (and of the table, with --all). Default: the region in an
     /// execute-api endpoint, else AWS_REGION or the profile's region.
@@ -76,8 +91,8 @@ struct Args {
     dynamodb_endpoint: Option<String>,
 
     /// The message.
-    #[arg(long)]
-    data: String,
+    #[arg(long, required = true)]
+    data: Option<String>,
 
     /// Post --data as is instead of wrapping it in a push frame.
     #[arg(long)]
@@ -86,6 +101,59 @@ struct Args {
     /// Posts in flight at once (with --all).
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..=1024))]
     concurrency: u16,
+}
+
+/// What to do instead of pushing a message.
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Close every connection of one user (by the verified `sub` the connection was
+    /// authenticated with), through @connections DELETE: API Gateway then runs $disconnect.
+    /// Disable the user at the issuer first, or they simply reconnect.
+    Disconnect(DisconnectArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct DisconnectArgs {
+    /// The user's `sub` (Cognito: the user's `sub` attribute, not the username).
+    #[arg(long, value_name = "SUB")]
+    user: String,
+
+    /// Callback endpoint without the stage, as for a push.
+    #[arg(long, env = "WSSTACK_ENDPOINT", value_name = "URL")]
+    endpoint: String,
+
+    /// The API stage.
+    #[arg(long, env = "WSSTACK_STAGE")]
+    stage: String,
+
+    /// The AWS region of the API and the table (default: as for a push).
+    #[arg(long, value_name = "REGION")]
+    region: Option<String>,
+
+    /// The connections table, scanned for the user's connections.
+    #[arg(long, env = "TABLE_NAME", value_name = "NAME")]
+    table: String,
+
+    /// DynamoDB endpoint to list connections from, e.g. http://127.0.0.1:8000 for dynalite.
+    #[arg(long, value_name = "URL")]
+    dynamodb_endpoint: Option<String>,
+
+    /// DeleteConnection calls in flight at once.
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    concurrency: u16,
+}
+
+/// `{base}/{stage}`, after checking both.
+fn stage_endpoint(base: &str, stage: &str) -> anyhow::Result<String> {
+    let base = base.trim_end_matches('/');
+    if !(base.starts_with("https://") || base.starts_with("http://")) {
+        bail!("--endpoint must start with https:// or http://, got {base:?}");
+    }
+    let stage = stage.trim_matches('/');
+    if stage.is_empty() {
+        bail!("--stage must not be empty");
+    }
+    Ok(format!("{base}/{stage}"))
 }
 
 fn is_local(url: &str) -> bool {
@@ -136,22 +204,22 @@ async fn sdk_config_for(
 #[tokio::main]
 async fn main() -> anyhow::Result<ExitCode> {
     let args = Args::parse();
-    let base = args.endpoint.trim_end_matches('/');
-    if !(base.starts_with("https://") || base.starts_with("http://")) {
-        bail!("--endpoint must start with https:// or http://, got {base:?}");
+    if let Some(Command::Disconnect(d)) = args.command {
+        return disconnect(d).await;
     }
-    let stage = args.stage.trim_matches('/');
-    if stage.is_empty() {
-        bail!("--stage must not be empty");
-    }
-    let endpoint = format!("{base}/{stage}");
+    // Clap requires these without a subcommand.
+    let (Some(base), Some(stage), Some(data)) = (&args.endpoint, &args.stage, &args.data) else {
+        bail!("--endpoint, --stage and --data are required");
+    };
+    let endpoint = stage_endpoint(base, stage)?;
+    let base = base.trim_end_matches('/');
     let region = args.region.as_deref().or_else(|| region_of_endpoint(base));
 
     let payload = if args.raw {
-        args.data.clone()
+        data.clone()
     } else {
         Frame::Push {
-            data: args.data.clone(),
+            data: data.clone(),
             sent_at: iso8601(chrono::Utc::now()),
         }
         .to_json()
@@ -192,6 +260,42 @@ async fn main() -> anyhow::Result<ExitCode> {
     );
     if let Some(e) = report.list_error {
         bail!("listing connections stopped early: {e}");
+    }
+    Ok(if report.failed > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// `push disconnect`: every connection of the user, closed.
+async fn disconnect(args: DisconnectArgs) -> anyhow::Result<ExitCode> {
+    let endpoint = stage_endpoint(&args.endpoint, &args.stage)?;
+    let base = args.endpoint.trim_end_matches('/');
+    let region = args.region.as_deref().or_else(|| region_of_endpoint(base));
+    if args.user.is_empty() {
+        bail!("--user must not be empty");
+    }
+    let api = SdkManagementApi::new(
+        &sdk_config_for(is_local(&endpoint).then_some(&*endpoint), region).await?,
+    );
+    let dynamodb = aws_sdk_dynamodb::Client::new(
+        &sdk_config_for(args.dynamodb_endpoint.as_deref(), region).await?,
+    );
+    let store: Arc<dyn ConnectionStore> = Arc::new(DynamoDbStore::new(dynamodb, args.table));
+    let closer = Closer {
+        store,
+        api: Arc::new(api),
+        endpoint,
+        concurrency: usize::from(args.concurrency),
+    };
+    let report = closer.close_user(&args.user, None).await;
+    println!(
+        "closed {}, gone (records deleted) {}, failed {}",
+        report.closed, report.gone, report.failed
+    );
+    if let Some(e) = report.list_error {
+        bail!("listing the user's connections failed: {e}");
     }
     Ok(if report.failed > 0 {
         ExitCode::FAILURE

@@ -64,3 +64,39 @@ fn push_without_a_region_says_where_one_comes_from() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("no AWS region: pass --region"), "{err}");
 }
+
+/// `push disconnect --user SUB` closes a user's connections (issue 18); it names what it needs.
+#[test]
+fn push_disconnect_explains_itself_and_needs_a_user() {
+    let out = Command::new(env!("CARGO_BIN_EXE_push"))
+        .args(["disconnect", "--help"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    for flag in [
+        "--user",
+        "--endpoint",
+        "--stage",
+        "--table",
+        "--dynamodb-endpoint",
+    ] {
+        assert!(help.contains(flag), "{flag} missing from:\n{help}");
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_push"))
+        .args([
+            "disconnect",
+            "--endpoint",
+            "http://127.0.0.1:1",
+            "--stage",
+            "dev",
+            "--table",
+            "Connections",
+        ])
+        .env_remove("TABLE_NAME")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--user"), "{err}");
+}

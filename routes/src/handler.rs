@@ -32,6 +32,9 @@ pub enum Handler {
     Authorizer,
     /// Not a route: runs queued fan-out jobs from the SQS event source (queue mode).
     FanoutWorker,
+    /// Not a route: closes the connections whose token has expired, on an EventBridge schedule
+    /// (stages with `[auth] mode = "jwt"`).
+    TokenSweeper,
 }
 
 /// How a handler is invoked.
@@ -44,6 +47,9 @@ pub enum Invocation {
     ConnectAuthorizer,
     /// By Lambda's SQS event source, with batches of queued fan-out jobs.
     FanoutQueue,
+    /// By an EventBridge schedule, every few minutes; only in stages that turn authentication
+    /// on.
+    Schedule,
 }
 
 /// Everything the stack and the runtime need to know about one handler.
@@ -78,7 +84,7 @@ use EnvVar::*;
 use TableAction::*;
 
 /// The handlers, in the order of [`Handler::ALL`].
-pub const SPECS: [HandlerSpec; 9] = [
+pub const SPECS: [HandlerSpec; 10] = [
     HandlerSpec {
         handler: Handler::Connect,
         name: "connect",
@@ -333,12 +339,30 @@ pub const SPECS: [HandlerSpec; 9] = [
         ],
         rate_limited: false,
     },
+    HandlerSpec {
+        handler: Handler::TokenSweeper,
+        name: "token-sweeper",
+        logical_id_stem: "TokenSweeper",
+        invocation: Invocation::Schedule,
+        // Lists the connections whose token has expired (a filtered Scan) and deletes the
+        // records of those that turned out to be gone already; closing the others makes API
+        // Gateway run `$disconnect`, which removes their records and memberships.
+        tables: &[TableGrant {
+            table: Table::Connections,
+            actions: &[Scan, DeleteItem],
+        }],
+        // Closes the connections whose token has expired (DeleteConnection).
+        management: &[ManagementOperation::Delete],
+        queue: &[],
+        environment: &[TableName, BroadcastConcurrency, CallbackUrl],
+        rate_limited: false,
+    },
 ];
 
 impl Handler {
     /// Every handler, in the order the stack declares them. New handlers go at the end, so
     /// the resources of the existing ones keep their place in the template.
-    pub const ALL: [Handler; 9] = [
+    pub const ALL: [Handler; 10] = [
         Handler::Connect,
         Handler::Disconnect,
         Handler::SendMessage,
@@ -348,6 +372,7 @@ impl Handler {
         Handler::Leave,
         Handler::Authorizer,
         Handler::FanoutWorker,
+        Handler::TokenSweeper,
     ];
 
     /// The handler's description.

@@ -186,6 +186,21 @@ mod tests {
     }
 
     #[test]
+    fn the_token_sweeper_is_a_scheduled_handler_that_only_closes_connections() {
+        let h = Handler::TokenSweeper;
+        assert_eq!(Handler::from_name("token-sweeper"), Some(h));
+        assert!(!h.is_route());
+        assert_eq!(h.invocation(), Invocation::Schedule);
+        assert_eq!(Handler::ALL.last(), Some(&h), "new handlers go at the end");
+        assert_eq!(h.management_operations(), [ManagementOperation::Delete]);
+        assert_eq!(
+            h.table_actions(Table::Connections),
+            [TableAction::Scan, TableAction::DeleteItem]
+        );
+        assert!(h.table_actions(Table::Rooms).is_empty());
+    }
+
+    #[test]
     fn route_lookup_is_case_sensitive() {
         assert_eq!(
             route("sendMessage").map(|r| r.handler),

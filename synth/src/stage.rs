@@ -612,13 +612,13 @@ pub fn parse(path: &Path, name: &str, text: &str) -> Result<Stage, StageError> {
         }
     };
     let defaults = apply(&DEFAULT_FUNCTION, &file.lambda.defaults);
-    // A function per route handler and the fan-out worker, and the authorizer's where the
-    // stage authenticates.
+    // A function per route handler and the fan-out worker, and the authorizer's and the token
+    // sweeper's where the stage authenticates.
     let functions: Vec<(Handler, FunctionSettings)> = Handler::ALL
         .iter()
         .filter(|h| match h.invocation() {
             Invocation::Route | Invocation::FanoutQueue => true,
-            Invocation::ConnectAuthorizer => auth.jwt().is_some(),
+            Invocation::ConnectAuthorizer | Invocation::Schedule => auth.jwt().is_some(),
         })
         .map(|&h| (h, apply(&DEFAULT_FUNCTION, &file.lambda.fields(h))))
         .collect();

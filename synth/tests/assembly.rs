@@ -64,8 +64,8 @@ fn writes_one_stack_per_stage_with_its_assets() {
     let manifest = read_json(&out.join("manifest.json"));
     assert_eq!(manifest["version"], "55.0.0");
     let artifacts = manifest["artifacts"].as_object().expect("artifacts");
-    // Functions: one per route, the fan-out worker, and the authorizer where the stage
-    // authenticates (jwt in staging and prod).
+    // Functions: one per route, the fan-out worker, and the authorizer and the token sweeper
+    // where the stage authenticates (jwt in staging and prod).
     for (id, stack, protected, functions) in [
         (
             "WsstackDev",
@@ -77,13 +77,13 @@ fn writes_one_stack_per_stage_with_its_assets() {
             "WsstackStaging",
             "wsstack-staging",
             false,
-            wsstack_routes::ROUTES.len() + 2,
+            wsstack_routes::ROUTES.len() + 3,
         ),
         (
             "WsstackProd",
             "wsstack-prod",
             true,
-            wsstack_routes::ROUTES.len() + 2,
+            wsstack_routes::ROUTES.len() + 3,
         ),
     ] {
         let a = &artifacts[id];

@@ -165,12 +165,12 @@ fn unknown_top_level_key() {
 
 #[test]
 fn unknown_key_in_a_section() {
-    insta::assert_snapshot!(err("[lambda]\nmemory = 512\n"), @"stages/test.toml:2:1: lambda.memory: unknown key `memory`: [lambda] takes the settings memory_mb, timeout_seconds, architecture, log_level, log_retention_days, reserved_concurrency, broadcast_concurrency and a [lambda.<handler>] table per handler, one of connect, disconnect, send-message, default, list-connections, join, leave, authorizer, fanout-worker");
+    insta::assert_snapshot!(err("[lambda]\nmemory = 512\n"), @"stages/test.toml:2:1: lambda.memory: unknown key `memory`: [lambda] takes the settings memory_mb, timeout_seconds, architecture, log_level, log_retention_days, reserved_concurrency, broadcast_concurrency and a [lambda.<handler>] table per handler, one of connect, disconnect, send-message, default, list-connections, join, leave, authorizer, fanout-worker, token-sweeper");
 }
 
 #[test]
 fn unknown_handler_override() {
-    insta::assert_snapshot!(err("[lambda.sendMessage]\nmemory_mb = 512\n"), @"stages/test.toml:1:9: lambda.sendMessage: unknown key `sendMessage`: [lambda] takes the settings memory_mb, timeout_seconds, architecture, log_level, log_retention_days, reserved_concurrency, broadcast_concurrency and a [lambda.<handler>] table per handler, one of connect, disconnect, send-message, default, list-connections, join, leave, authorizer, fanout-worker");
+    insta::assert_snapshot!(err("[lambda.sendMessage]\nmemory_mb = 512\n"), @"stages/test.toml:1:9: lambda.sendMessage: unknown key `sendMessage`: [lambda] takes the settings memory_mb, timeout_seconds, architecture, log_level, log_retention_days, reserved_concurrency, broadcast_concurrency and a [lambda.<handler>] table per handler, one of connect, disconnect, send-message, default, list-connections, join, leave, authorizer, fanout-worker, token-sweeper");
 }
 
 /// The handler tables follow from the route table: every handler's name is accepted and
@@ -370,6 +370,26 @@ fn an_explicit_issuer_with_every_setting() {
 }
 
 #[test]
+fn the_token_sweep_interval_defaults_to_five_minutes_and_is_read() {
+    let parse = |text: &str| {
+        stage::parse(Path::new("stages/test.toml"), "test", text)
+            .expect("valid")
+            .auth
+            .jwt()
+            .expect("jwt")
+            .sweep_interval_minutes
+    };
+    assert_eq!(
+        parse("[auth]\nmode = \"jwt\"\ncreate_user_pool = true\n"),
+        5
+    );
+    assert_eq!(
+        parse("[auth]\nmode = \"jwt\"\ncreate_user_pool = true\nsweep_interval_minutes = 1\n"),
+        1
+    );
+}
+
+#[test]
 fn bad_auth_values_name_file_line_and_field() {
     let cases: &[(&str, &str)] = &[
         (
@@ -423,7 +443,23 @@ fn bad_auth_values_name_file_line_and_field() {
         ),
         (
             "[auth]\nmode = \"jwt\"\ncreate_user_pool = true\nissuer_url = \"https://i.example\"\n",
-            "stages/test.toml:4:1: auth.issuer_url: unknown field `issuer_url`, expected one of `mode`, `issuer`, `audience`, `jwks_url`, `token_source`, `username_claim`, `create_user_pool`",
+            "stages/test.toml:4:1: auth.issuer_url: unknown field `issuer_url`, expected one of `mode`, `issuer`, `audience`, `jwks_url`, `token_source`, `username_claim`, `create_user_pool`, `sweep_interval_minutes`",
+        ),
+        (
+            "[auth]\nmode = \"jwt\"\ncreate_user_pool = true\nsweep_interval_minutes = 0\n",
+            "stages/test.toml:4:26: auth.sweep_interval_minutes: 0 is out of range: the token sweep runs every 1 to 60 minutes (an EventBridge rate in whole minutes)",
+        ),
+        (
+            "[auth]\nmode = \"jwt\"\ncreate_user_pool = true\nsweep_interval_minutes = 61\n",
+            "stages/test.toml:4:26: auth.sweep_interval_minutes: 61 is out of range: the token sweep runs every 1 to 60 minutes (an EventBridge rate in whole minutes)",
+        ),
+        (
+            "[auth]\nmode = \"jwt\"\ncreate_user_pool = true\nsweep_interval_minutes = \"5m\"\n",
+            "stages/test.toml:4:26: auth.sweep_interval_minutes: invalid type: string \"5m\", expected i64",
+        ),
+        (
+            "[auth]\nmode = \"none\"\nsweep_interval_minutes = 5\n",
+            "stages/test.toml:3:26: auth.sweep_interval_minutes: `sweep_interval_minutes` only applies with mode = \"jwt\"; with mode = \"none\" nobody is authenticated",
         ),
         (
             "[auth]\nissuer = \"https://i.example\"\n",

@@ -525,3 +525,71 @@ fn every_checkov_suppression_is_documented() {
         );
     }
 }
+
+/// Stages with `[auth] mode = "jwt"` close connections whose token has expired: the
+/// `token-sweeper` function on an EventBridge schedule, invocable by that rule only, allowed to
+/// Scan and DeleteItem the connections table and to DELETE `@connections` of its stage only.
+/// Stages without authentication have none of it.
+#[test]
+fn the_token_sweep_runs_where_the_stage_authenticates() {
+    for stage in stages() {
+        let t = template(&stage);
+        let r = resources(&t);
+        let h = Handler::TokenSweeper;
+        let Some(jwt) = stage.auth.jwt() else {
+            assert!(!r.contains_key(&ids::function(h)), "{}", stage.name);
+            assert!(!r.contains_key(ids::TOKEN_SWEEP_SCHEDULE), "{}", stage.name);
+            continue;
+        };
+        let rule = &r[ids::TOKEN_SWEEP_SCHEDULE];
+        assert_eq!(rule["Type"], "AWS::Events::Rule");
+        assert_eq!(
+            rule["Properties"]["ScheduleExpression"],
+            format!("rate({} minutes)", jwt.sweep_interval_minutes)
+        );
+        assert_eq!(
+            rule["Properties"]["Targets"][0]["Arn"],
+            serde_json::json!({"Fn::GetAtt": ["TokenSweeperFunction", "Arn"]})
+        );
+        let permission = &r[&ids::permission(h)]["Properties"];
+        assert_eq!(permission["Principal"], "events.amazonaws.com");
+        assert_eq!(
+            permission["SourceArn"],
+            serde_json::json!({"Fn::GetAtt": [ids::TOKEN_SWEEP_SCHEDULE, "Arn"]})
+        );
+        let f = &r[&ids::function(h)]["Properties"];
+        assert_eq!(f["Handler"], "token-sweeper");
+        assert_eq!(
+            f["Environment"]["Variables"]["CALLBACK_URL"]["Fn::Sub"],
+            format!(
+                "https://${{WebSocketApi}}.execute-api.${{AWS::Region}}.${{AWS::URLSuffix}}/{}",
+                stage.name
+            )
+        );
+        let grants: Vec<(String, Vec<Value>, Vec<Value>)> = statements(&t, h)
+            .into_iter()
+            .map(|(p, a, r)| (p, as_list(&a), as_list(&r)))
+            .collect();
+        let names: Vec<&str> = grants.iter().map(|(p, ..)| p.as_str()).collect();
+        assert_eq!(
+            names,
+            ["WriteOwnLogs", "ConnectionsTable", "ManageConnections"],
+            "{}",
+            stage.name
+        );
+        assert_eq!(
+            grants[1].1,
+            [
+                serde_json::json!("dynamodb:Scan"),
+                serde_json::json!("dynamodb:DeleteItem")
+            ]
+        );
+        assert_eq!(
+            grants[2].2,
+            [serde_json::json!({"Fn::Sub": format!(
+                "arn:${{AWS::Partition}}:execute-api:${{AWS::Region}}:${{AWS::AccountId}}:${{WebSocketApi}}/{}/DELETE/@connections/*",
+                stage.name
+            )})]
+        );
+    }
+}

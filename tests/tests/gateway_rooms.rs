@@ -197,6 +197,7 @@ async fn a_gone_member_is_cleaned_by_its_410() {
             connected_at: 0,
             expires_at,
             sub: None,
+            token_expires_at: None,
         })
         .await
         .unwrap();

@@ -241,6 +241,7 @@ async fn list_connections_pages_through_the_table() {
             connected_at: 0,
             expires_at: 1,
             sub: None,
+            token_expires_at: None,
         })
         .await
         .unwrap();

@@ -244,3 +244,97 @@ async fn an_unknown_handler_never_serves_an_event() {
         "{log}"
     );
 }
+
+/// Issue 18: the `token-sweeper` function as Lambda runs it, on an EventBridge scheduled event
+/// ("Scheduled Event", whose content does not matter): it Scans dynalite for records whose
+/// token has expired and closes each through `@connections` DELETE at `CALLBACK_URL`; a 410
+/// deletes the stale record; a connection whose token is valid, or that has no token, is left
+/// alone.
+#[tokio::test]
+async fn the_token_sweeper_closes_expired_tokens_through_the_lambda_runtime_api() {
+    use wsstack_handlers::store::Connection;
+    use wsstack_tests::{Answer, FakeConnectionsApi};
+
+    let dynalite = Dynalite::start().await;
+    let client = dynalite.client().await;
+    create_connections_table(&client, TABLE)
+        .await
+        .expect("table");
+    let store = DynamoDbStore::new(client, TABLE.into());
+    let now = chrono::Utc::now().timestamp();
+    for (id, token_expires_at) in [
+        ("expired=", Some(now - 60)),
+        ("gone-expired=", Some(now - 60)),
+        ("valid=", Some(now + 600)),
+        ("anonymous=", None),
+    ] {
+        store
+            .put(&Connection {
+                connection_id: id.to_owned(),
+                username: "u".to_owned(),
+                connected_at: now * 1000,
+                expires_at: now + 7200,
+                sub: token_expires_at.map(|_| "s".to_owned()),
+                token_expires_at,
+            })
+            .await
+            .expect("put");
+    }
+    let api = FakeConnectionsApi::start(|req| {
+        if req.connection_id.starts_with("gone-") {
+            Answer::gone()
+        } else {
+            Answer::success(&req.method)
+        }
+    })
+    .await;
+    let runtime = LambdaRuntimeApi::start().await.expect("runtime API");
+    let function = spawn(
+        &runtime,
+        "token-sweeper",
+        &[
+            ("TABLE_NAME", TABLE.to_owned()),
+            ("CALLBACK_URL", format!("{}/dev", api.base_url())),
+            ("AWS_ENDPOINT_URL_DYNAMODB", dynalite.endpoint()),
+        ],
+    );
+    // https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-run-lambda-schedule.html
+    let scheduled = json!({
+        "version": "0",
+        "id": "53dc4d37-cffa-4f76-80c9-8b7d4a4d2eaa",
+        "detail-type": "Scheduled Event",
+        "source": "aws.events",
+        "account": "123456789012",
+        "time": "2026-12-06T03:00:00Z",
+        "region": "us-east-1",
+        "resources": ["arn:aws:events:us-east-1:123456789012:rule/TokenSweepSchedule"],
+        "detail": {}
+    });
+    let outcome = runtime
+        .invoke(&scheduled, ANSWER_WITHIN)
+        .await
+        .expect("an answer");
+    let report = outcome.json().expect("a report, not a function error");
+    assert_eq!(report["listed"], 2, "{report}");
+    assert_eq!(report["closed"], 1, "{report}");
+    assert_eq!(report["gone"], 1, "{report}");
+    let mut deletes: Vec<(String, String)> = api
+        .requests()
+        .into_iter()
+        .map(|r| (r.method, r.connection_id))
+        .collect();
+    deletes.sort();
+    assert_eq!(
+        deletes,
+        [
+            ("DELETE".to_owned(), "expired=".to_owned()),
+            ("DELETE".to_owned(), "gone-expired=".to_owned())
+        ]
+    );
+    assert_eq!(store.get("gone-expired=").await.expect("dynalite"), None);
+    // The closed one's record is `$disconnect`'s to remove; the others stay.
+    for id in ["expired=", "valid=", "anonymous="] {
+        assert!(store.get(id).await.expect("dynalite").is_some(), "{id}");
+    }
+    drop(function);
+}

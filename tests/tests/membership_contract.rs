@@ -31,6 +31,7 @@ fn conn(id: &str) -> Connection {
         connected_at: 1_795_703_226_123,
         expires_at: LIVE,
         sub: None,
+        token_expires_at: None,
     }
 }
 

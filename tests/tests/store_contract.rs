@@ -30,6 +30,7 @@ fn conn(i: usize) -> Connection {
         connected_at: NOW * 1000 + i as i64,
         expires_at: NOW + 7200 + i as i64,
         sub: None,
+        token_expires_at: None,
     }
 }
 
@@ -124,6 +125,7 @@ async fn contract(store: &dyn ConnectionStore) {
         connected_at: i64::MAX,
         expires_at: 0,
         sub: Some("sub/ü".into()),
+        token_expires_at: None,
     };
     store.put(&odd).await.unwrap();
     assert_eq!(
@@ -860,5 +862,75 @@ async fn dynamodb_store_listings_never_see_the_buckets() {
             scan["ExpressionAttributeValues"][":limitPrefix"]["S"],
             "limit#"
         );
+    }
+}
+
+async fn sorted_ids(
+    s: futures::stream::BoxStream<'_, Result<Recipient, StoreError>>,
+) -> Vec<String> {
+    let mut ids: Vec<String> = s.map_ok(|r| r.connection_id).try_collect().await.unwrap();
+    ids.sort();
+    ids
+}
+
+/// What the token sweep and `push disconnect --user` close (issue 18): the records whose token
+/// expired at or before now, and the records of one `sub`, across pages; records without a
+/// token expiry or a `sub` (stages without authentication) never. The token's expiry
+/// round-trips.
+async fn sweep_contract(store: &dyn ConnectionStore) {
+    let authenticated = |i: usize, sub: &str, token_expires_at: i64| Connection {
+        sub: Some(sub.to_owned()),
+        token_expires_at: Some(token_expires_at),
+        ..conn(i)
+    };
+    put_many(store, 0..(2 * PAGE_SIZE)).await;
+    let mut expired = Vec::new();
+    let mut adas = Vec::new();
+    for i in (0..(2 * PAGE_SIZE)).step_by(7) {
+        let c = match i % 3 {
+            0 => authenticated(i, "ada", NOW - 3600),
+            1 => authenticated(i, "bo", NOW),
+            _ => authenticated(i, "ada", NOW + 1),
+        };
+        if c.token_expires_at <= Some(NOW) {
+            expired.push(c.connection_id.clone());
+        }
+        if c.sub.as_deref() == Some("ada") {
+            adas.push(c.connection_id.clone());
+        }
+        store.put(&c).await.unwrap();
+    }
+    let sample = authenticated(7, "bo", NOW);
+    assert_eq!(
+        store.get(&sample.connection_id).await.unwrap(),
+        Some(sample)
+    );
+    let ids = sorted_ids;
+    assert!(!expired.is_empty() && !adas.is_empty());
+    assert_eq!(ids(store.list_token_expired(NOW)).await, expired);
+    assert_eq!(ids(store.list_by_sub("ada")).await, adas);
+    assert!(ids(store.list_by_sub("nobody")).await.is_empty());
+    assert!(ids(store.list_token_expired(NOW - 7200)).await.is_empty());
+}
+
+#[tokio::test]
+async fn memory_store_lists_expired_tokens_and_a_users_connections() {
+    sweep_contract(&MemoryStore::new().with_page_size(PAGE_SIZE)).await;
+}
+
+#[tokio::test]
+async fn dynamodb_store_lists_expired_tokens_and_a_users_connections_consistently() {
+    let (_dynalite, client, recorder) = dynalite_table().await;
+    let store = DynamoDbStore::new(client, "Connections".into()).with_page_size(PAGE_SIZE);
+    sweep_contract(&store).await;
+    recorder.take();
+    let _: Vec<Recipient> = store.list_token_expired(NOW).try_collect().await.unwrap();
+    let scans = recorder.take();
+    assert!(scans.len() >= 2, "{scans:?}");
+    for scan in &scans {
+        assert_eq!(scan["ConsistentRead"], true, "{scan}");
+        assert_eq!(scan["ProjectionExpression"], "#id", "{scan}");
+        assert_eq!(scan["ExpressionAttributeNames"]["#a"], "tokenExpiresAt");
+        assert_eq!(scan["Limit"], PAGE_SIZE, "{scan}");
     }
 }

@@ -26,6 +26,7 @@ async fn store_with(ids: &[String]) -> MemoryStore {
                 connected_at: 0,
                 expires_at: i64::MAX,
                 sub: None,
+                token_expires_at: None,
             })
             .await
             .expect("memory put");

@@ -26,6 +26,7 @@ async fn store_of(n: usize) -> MemoryStore {
                 connected_at: 0,
                 expires_at: i64::MAX,
                 sub: None,
+                token_expires_at: None,
             })
             .await
             .expect("put");
@@ -387,6 +388,7 @@ async fn a_gone_connection_in_queue_mode_leaves_no_membership_behind() {
             connected_at: chrono::Utc::now().timestamp_millis(),
             expires_at: i64::MAX,
             sub: None,
+            token_expires_at: None,
         })
         .await
         .expect("put");
@@ -468,6 +470,7 @@ async fn an_inline_broadcast_hands_off_to_the_queue_at_its_deadline() {
             connected_at: 0,
             expires_at: i64::MAX,
             sub: None,
+            token_expires_at: None,
         })
         .await
         .expect("put");
@@ -531,6 +534,7 @@ async fn a_room_message_in_queue_mode_is_one_job_that_reaches_each_member_once()
             connected_at: 0,
             expires_at: i64::MAX,
             sub: None,
+            token_expires_at: None,
         })
         .await
         .expect("put");

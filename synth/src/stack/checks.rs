@@ -53,6 +53,15 @@ pub const QUEUE_WORKER_FUNCTION: &[Skip] = &[
     FUNCTION[1],
     FUNCTION[2],
 ];
+/// The token sweeper: what does not apply to it.
+pub const SCHEDULED_FUNCTION: &[Skip] = &[
+    (
+        "CKV_AWS_116",
+        "Invoked asynchronously by its EventBridge schedule, whose events carry nothing: a failed sweep is redone in full by the next scheduled run minutes later, so a dead-letter queue would only collect empty schedule events",
+    ),
+    FUNCTION[1],
+    FUNCTION[2],
+];
 pub const FUNCTION_NO_RESERVED_CONCURRENCY: Skip = (
     "CKV_AWS_115",
     "No reserved concurrency in this stage by its stage file: a new account's concurrency quota is often 10, where any reservation fails the deploy (Lambda keeps 100 unreserved)",

@@ -116,6 +116,9 @@ fn description(stage: &Stage, h: Handler) -> String {
     let what = match (h.invocation(), h.route()) {
         (Invocation::Route, Some(route)) => format!("handler for the {} route", route.key),
         (Invocation::ConnectAuthorizer, _) => "Lambda REQUEST authorizer of $connect".to_owned(),
+        (Invocation::Schedule, _) => {
+            "handler, not a route: closes connections whose token expired, on a schedule".to_owned()
+        }
         _ => "handler, not a route: runs the fan-out queue's jobs".to_owned(),
     };
     format!("wsstack {} {what} ({})", h.name(), stage.name)
@@ -123,10 +126,10 @@ fn description(stage: &Stage, h: Handler) -> String {
 
 /// The checkov checks the function skips, each with its reason (`checks`).
 fn checkov_skips(stage: &Stage, h: Handler) -> Vec<checks::Skip> {
-    let mut skips = if h.is_route() {
-        checks::FUNCTION.to_vec()
-    } else {
-        checks::QUEUE_WORKER_FUNCTION.to_vec()
+    let mut skips = match h.invocation() {
+        Invocation::Schedule => checks::SCHEDULED_FUNCTION.to_vec(),
+        _ if h.is_route() => checks::FUNCTION.to_vec(),
+        _ => checks::QUEUE_WORKER_FUNCTION.to_vec(),
     };
     if stage.function(h).reserved_concurrency.is_none() {
         let stage_reserves = stage

@@ -29,6 +29,10 @@ pub const USER_POOL_CLIENT: &str = "UserPoolClient";
 pub const FANOUT_QUEUE: &str = "FanoutQueue";
 pub const FANOUT_DEAD_LETTER_QUEUE: &str = "FanoutDeadLetterQueue";
 pub const FANOUT_EVENT_SOURCE: &str = "FanoutWorkerEventSource";
+/// The EventBridge schedule that runs the token sweep, where the stage file has `[auth] mode =
+/// "jwt"`. (The sweeper's function, role, log group and invoke permission follow from its
+/// handler's stem, `TokenSweeper`.)
+pub const TOKEN_SWEEP_SCHEDULE: &str = "TokenSweepSchedule";
 
 /// The logical ID of a table of the route table's model.
 pub const fn table(table: Table) -> &'static str {

@@ -25,6 +25,7 @@ pub mod outputs;
 pub mod rooms_table;
 pub mod routes;
 pub mod table;
+pub mod token_sweep;
 pub mod user_pool;
 
 use wsstack_routes::Handler;
@@ -60,8 +61,8 @@ pub fn build(stage: &Stage, asset: &Asset) -> Result<Template, StackError> {
     api::add_api(&mut t, stage);
     user_pool::add(&mut t, stage);
     for h in Handler::ALL {
-        // The authorizer exists only where the stage authenticates.
-        if h == Handler::Authorizer && stage.auth.jwt().is_none() {
+        // The authorizer and the token sweeper exist only where the stage authenticates.
+        if matches!(h, Handler::Authorizer | Handler::TokenSweeper) && stage.auth.jwt().is_none() {
             continue;
         }
         functions::add(&mut t, stage, h, asset, &code_bucket);
@@ -75,6 +76,7 @@ pub fn build(stage: &Stage, asset: &Asset) -> Result<Template, StackError> {
         authorizer::add(&mut t, stage);
     }
     fanout_queue::add(&mut t, stage);
+    token_sweep::add(&mut t, stage);
     api::add_stage(&mut t, stage);
     outputs::add(&mut t, stage);
     domain::add(&mut t, stage);

@@ -36,7 +36,14 @@ pub(super) struct AuthSection {
     token_source: Option<Spanned<String>>,
     username_claim: Option<Spanned<String>>,
     create_user_pool: Option<Spanned<bool>>,
+    sweep_interval_minutes: Option<Spanned<i64>>,
 }
+
+/// Default of `[auth] sweep_interval_minutes`.
+pub const DEFAULT_SWEEP_INTERVAL_MINUTES: u32 = 5;
+/// Bounds of `[auth] sweep_interval_minutes`: EventBridge rates are whole minutes; a token
+/// should not outlive its `exp` by more than an hour.
+pub const SWEEP_INTERVAL_MINUTES: std::ops::RangeInclusive<u32> = 1..=60;
 
 /// Where tokens come from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,6 +68,8 @@ pub struct JwtSettings {
     /// `None`: with the stack's user pool `preferred_username` (only administrators set it),
     /// then `cognito:username`; with another issuer `cognito:username`, then `sub`.
     pub username_claim: Option<String>,
+    /// How often the token sweep closes the connections whose token has expired, in minutes.
+    pub sweep_interval_minutes: u32,
 }
 
 /// `[auth]`, resolved: no authentication, or a JWT authorizer.
@@ -99,6 +108,10 @@ pub(super) fn check(a: &AuthSection) -> Result<AuthSettings, AuthError> {
             (
                 "create_user_pool",
                 a.create_user_pool.as_ref().map(Spanned::span),
+            ),
+            (
+                "sweep_interval_minutes",
+                a.sweep_interval_minutes.as_ref().map(Spanned::span),
             ),
         ];
         if let Some((field, Some(span))) = extra.into_iter().find(|(_, s)| s.is_some()) {
@@ -206,10 +219,29 @@ pub(super) fn check(a: &AuthSection) -> Result<AuthSettings, AuthError> {
             ));
         }
     };
+    let sweep_interval_minutes = match &a.sweep_interval_minutes {
+        None => DEFAULT_SWEEP_INTERVAL_MINUTES,
+        Some(m) => match u32::try_from(*m.get_ref()) {
+            Ok(v) if SWEEP_INTERVAL_MINUTES.contains(&v) => v,
+            _ => {
+                return Err(err(
+                    m.span(),
+                    "sweep_interval_minutes",
+                    format!(
+                        "{} is out of range: the token sweep runs every {} to {} minutes (an EventBridge rate in whole minutes)",
+                        m.get_ref(),
+                        SWEEP_INTERVAL_MINUTES.start(),
+                        SWEEP_INTERVAL_MINUTES.end()
+                    ),
+                ));
+            }
+        },
+    };
     Ok(AuthSettings::Jwt(JwtSettings {
         provider,
         token_source,
         username_claim,
+        sweep_interval_minutes,
     }))
 }
 

@@ -4,6 +4,7 @@ pub mod apigateway;
 pub mod apigatewayv2;
 pub mod cognito;
 pub mod dynamodb;
+pub mod events;
 pub mod iam;
 pub mod lambda;
 pub mod logs;
@@ -90,6 +91,7 @@ resource_types! {
     Table(dynamodb::Table) = "AWS::DynamoDB::Table", attributes ["Arn", "StreamArn"];
     LogGroup(logs::LogGroup) = "AWS::Logs::LogGroup", attributes ["Arn"];
     Queue(sqs::Queue) = "AWS::SQS::Queue", attributes ["Arn", "QueueName", "QueueUrl"];
+    EventsRule(events::Rule) = "AWS::Events::Rule", attributes ["Arn"];
     UserPool(cognito::UserPool) = "AWS::Cognito::UserPool", attributes ["Arn", "ProviderName", "ProviderURL", "UserPoolId"];
     UserPoolClient(cognito::UserPoolClient) = "AWS::Cognito::UserPoolClient", attributes ["ClientId", "ClientSecret", "Name"];
 }

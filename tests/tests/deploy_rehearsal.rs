@@ -517,7 +517,7 @@ fn deploy_rehearsal_against_moto() {
         if !h.management_operations().is_empty() {
             want.push("ManageConnections");
         }
-        if !fanout_queue::queue_actions(h).is_empty() {
+        if !h.queue_actions().is_empty() {
             want.push(fanout_queue::QUEUE_POLICY);
         }
         want.sort();

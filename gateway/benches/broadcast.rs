@@ -9,10 +9,16 @@
 //! 3. A gateway in-process (its own 2-thread runtime): 100 clients sending 1,000 direct
 //!    messages per second to themselves for 10 s, round-trip percentiles.
 //!
-//! Environment: BENCH_CONNECTIONS (default 10000), BENCH_STEADY_SECS (default 10),
-//! BENCH_GATEWAY_BIN (another gateway build to measure), BENCH_BROADCAST_CONCURRENCY (the
+//! Environment: BENCH_CONNECTIONS (default 10000), BENCH_STEADY_SECS (default 10, 0 skips
+//! phase 3), BENCH_BROADCASTS (broadcasts per server, default 3), BENCH_GATEWAY_BIN (another
+//! gateway binary to measure, e.g. one with symbols for perf), BENCH_BROADCAST_CONCURRENCY (the
 //! gateway's --broadcast-concurrency, default the handlers' 64), BENCH_CONNECT_IN_FLIGHT
 //! (handshakes in flight while connecting, default 512).
+//!
+//! `cargo bench` builds everything with the bench profile (release: LTO, one codegen unit).
+//! `cargo bench --profile local -p wsstack-gateway --bench broadcast` measures the build `make
+//! dev` runs (no LTO); the bare server and the load generator are then that build too, and the
+//! ratio printed at the end compares the gateway with the bare server of the same run.
 //! The fd limit is raised here (setrlimit), never in the gateway.
 
 use std::io::{BufRead, BufReader};
@@ -282,6 +288,22 @@ struct Figures {
     broadcasts: Vec<Duration>,
 }
 
+impl Figures {
+    fn best(&self) -> Duration {
+        self.broadcasts.iter().min().copied().unwrap_or_default()
+    }
+
+    fn median(&self) -> Duration {
+        let mut sorted = self.broadcasts.clone();
+        sorted.sort();
+        percentile(&sorted, 0.5)
+    }
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.1} ms", d.as_secs_f64() * 1e3)
+}
+
 async fn run_clients(
     url: &str,
     n: usize,
@@ -317,7 +339,7 @@ async fn run_clients(
     }
     let mut clients = sockets(clients);
     let mut broadcasts = Vec::new();
-    for round in 0..3 {
+    for round in 0..env_usize("BENCH_BROADCASTS", 3).max(1) {
         let cpu = CpuMeter::start(pid);
         let (back, t) = broadcast_once(clients, &format!("round-{round}-{label}")).await?;
         clients = back;
@@ -457,6 +479,13 @@ async fn steady_load(url: String, store: MemoryStore, secs: u64) -> anyhow::Resu
     Ok(all)
 }
 
+/// The gateway to measure: BENCH_GATEWAY_BIN, else this bench's own build of it.
+fn gateway_binary() -> std::path::PathBuf {
+    std::env::var_os("BENCH_GATEWAY_BIN")
+        .map(Into::into)
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_wsstack-local").into())
+}
+
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     if args.iter().any(|a| a == "--bare-server") {
@@ -475,9 +504,8 @@ fn main() -> anyhow::Result<()> {
     let clients_rt = tokio::runtime::Runtime::new()?;
 
     // 1. The gateway binary.
-    // BENCH_GATEWAY_BIN runs another build of the gateway (e.g. one with symbols, for perf).
-    let gateway_bin = std::env::var("BENCH_GATEWAY_BIN")
-        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_wsstack-local").to_owned());
+    let gateway_bin = gateway_binary();
+    println!("gateway binary: {}", gateway_bin.display());
     let mut command = Command::new(gateway_bin);
     command.args(["--port", "0", "--log-level", "warn"]);
     if let Ok(c) = std::env::var("BENCH_BROADCAST_CONCURRENCY") {
@@ -497,18 +525,24 @@ fn main() -> anyhow::Result<()> {
     let bare_figures = clients_rt.block_on(run_clients(&bare_url, n, Some(bare.pid()), "bare"))?;
     drop(bare);
 
-    let best = |f: &Figures| f.broadcasts.iter().min().copied().unwrap_or_default();
+    let ratio = |a: Duration, b: Duration| a.as_secs_f64() / b.as_secs_f64().max(1e-9);
     println!(
-        "broadcast to {n}: gateway best {:.1} ms, bare tokio-tungstenite best {:.1} ms, ratio {:.1}x",
-        best(&gw).as_secs_f64() * 1e3,
-        best(&bare_figures).as_secs_f64() * 1e3,
-        best(&gw).as_secs_f64() / best(&bare_figures).as_secs_f64().max(1e-9)
+        "broadcast to {n}: gateway best {}, median {}; bare tokio-tungstenite best {}, median {}; ratio {:.1}x (best), {:.1}x (median)",
+        ms(gw.best()),
+        ms(gw.median()),
+        ms(bare_figures.best()),
+        ms(bare_figures.median()),
+        ratio(gw.best(), bare_figures.best()),
+        ratio(gw.median(), bare_figures.median()),
     );
     println!(
         "connect rate: gateway {:.0}/s, bare {:.0}/s",
         gw.connect_rate, bare_figures.connect_rate
     );
 
+    if steady_secs == 0 {
+        return Ok(());
+    }
     // 3. Steady load on an in-process gateway with its own runtime.
     let gateway_rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -6,7 +6,6 @@
 //! so a client cannot have a frame routed early, and an id is not in the registry (so
 //! `@connections` answers 410 for it) until the verdict accepted it.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -26,6 +25,7 @@ use crate::id::ConnectionId;
 use crate::integration::Outcome;
 use crate::registry::{ClientInfo, CloseReason, Connection};
 use crate::session;
+use crate::socket::Peer;
 use crate::state::Shared;
 
 /// WebSocket clients connect at `/{stage}`.
@@ -61,7 +61,7 @@ fn header_has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) 
 /// `GET /{stage}`: a WebSocket handshake.
 async fn handshake(
     State(shared): State<Arc<Shared>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ConnectInfo(Peer { addr: peer, reset }): ConnectInfo<Peer>,
     Path(stage): Path<String>,
     mut request: Request,
 ) -> Response {
@@ -190,7 +190,7 @@ async fn handshake(
     tracing::debug!(connection_id = %id, %peer, "connected");
     shared
         .tracker
-        .spawn(session::run(Arc::clone(&shared), conn, on_upgrade));
+        .spawn(session::run(Arc::clone(&shared), conn, on_upgrade, reset));
 
     let mut response = Response::new(Body::empty());
     *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;

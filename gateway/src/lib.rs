@@ -15,6 +15,7 @@
 //! - [`event`]: the Lambda events API Gateway sends.
 //! - `connections_api`: `@connections` (POST, GET, DELETE).
 //! - `http_error`: API Gateway-shaped HTTP errors.
+//! - `socket`: accepted sockets, which a session resets when a client ignores the close.
 //! - `registry`: open connections and their outboxes.
 //! - [`limits`]: frame, message and payload sizes, timeouts.
 //! - [`store`]: memory or DynamoDB.
@@ -37,6 +38,7 @@ pub mod routing;
 pub mod server;
 mod session;
 pub mod shutdown;
+mod socket;
 mod state;
 pub mod store;
 pub mod token_sweep;

@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use aws_config::stalled_stream_protection::StalledStreamProtectionConfig;
 use axum::Router;
-use axum::serve::ListenerExt;
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -26,6 +25,7 @@ use crate::integration::{EventLog, Integration, Invoker, Timeouts};
 use crate::limits::Limits;
 use crate::registry::{CloseReason, Registry};
 use crate::routing::RouteTable;
+use crate::socket::{GatewayListener, Peer};
 use crate::state::Shared;
 use crate::{connections_api, handshake, http_error};
 
@@ -309,16 +309,10 @@ impl Gateway {
             .fallback(http_error::fallback)
             .with_state(Arc::clone(&shared));
 
-        let listener = listener.tap_io(|tcp| {
-            // Small frames must leave at once; Nagle would hold them for the peer's ACK.
-            if let Err(e) = tcp.set_nodelay(true) {
-                tracing::debug!(error = %e, "could not set TCP_NODELAY");
-            }
-        });
         let server = tokio::spawn(
             axum::serve(
-                listener,
-                router.into_make_service_with_connect_info::<SocketAddr>(),
+                GatewayListener(listener),
+                router.into_make_service_with_connect_info::<Peer>(),
             )
             .with_graceful_shutdown(cancel.clone().cancelled_owned())
             .into_future(),

@@ -33,6 +33,7 @@ use crate::event;
 use crate::integration::Outcome;
 use crate::registry::{CloseReason, Connection, Out};
 use crate::routing;
+use crate::socket::ResetOnDrop;
 use crate::state::Shared;
 
 type Ws = WebSocketStream<TokioIo<Upgraded>>;
@@ -108,8 +109,15 @@ impl Activity {
     }
 }
 
-/// Runs the connection until it closes, then unregisters it and runs `$disconnect`.
-pub async fn run(shared: Arc<Shared>, conn: Arc<Connection>, on_upgrade: OnUpgrade) {
+/// Runs the connection until it closes, then unregisters it and runs `$disconnect`. `reset` is
+/// the socket's: armed when the client does not complete the close in time, so that the socket
+/// is gone, not only forgotten, by the time `$disconnect` runs.
+pub(crate) async fn run(
+    shared: Arc<Shared>,
+    conn: Arc<Connection>,
+    on_upgrade: OnUpgrade,
+    reset: ResetOnDrop,
+) {
     let end = match on_upgrade.await {
         Ok(upgraded) => {
             let ws = WebSocketStream::from_raw_socket(
@@ -118,7 +126,7 @@ pub async fn run(shared: Arc<Shared>, conn: Arc<Connection>, on_upgrade: OnUpgra
                 Some(shared.ws_config),
             )
             .await;
-            serve(&shared, &conn, ws).await
+            serve(&shared, &conn, ws, &reset).await
         }
         Err(e) => {
             tracing::debug!(connection_id = %conn.info.id, error = %e, "upgrade failed");
@@ -135,13 +143,17 @@ pub async fn run(shared: Arc<Shared>, conn: Arc<Connection>, on_upgrade: OnUpgra
 
 /// How the read side ended the session.
 enum Ending {
-    /// The socket is done with (closed, or dropped after the close timeout).
-    Done(End),
+    /// The closing handshake completed: the socket closes gracefully.
+    Closed(End),
+    /// The client did not complete the close within the close timeout, or the socket failed:
+    /// it is reset. A graceful close would leave the kernel holding the socket and its unsent
+    /// frames for a client that does not read (see `socket`).
+    Abandoned(End),
     /// A frame broke a limit or the protocol: the socket may hold the rest of it.
     AfterReadError(CloseReason),
 }
 
-async fn serve(shared: &Arc<Shared>, conn: &Arc<Connection>, ws: Ws) -> End {
+async fn serve(shared: &Arc<Shared>, conn: &Arc<Connection>, ws: Ws, reset: &ResetOnDrop) -> End {
     let activity = Activity::new();
     let (mut sink, mut stream) = ws.split();
     let ending = {
@@ -150,10 +162,24 @@ async fn serve(shared: &Arc<Shared>, conn: &Arc<Connection>, ws: Ws) -> End {
         read_loop(shared, conn, &mut stream, writer.as_mut(), &activity).await
     };
     match ending {
-        Ending::Done(end) => end,
+        Ending::Closed(end) => end,
+        Ending::Abandoned(end) => {
+            // The socket drops as this returns.
+            reset.arm();
+            end
+        }
         Ending::AfterReadError(reason) => {
-            if let Ok(ws) = stream.reunite(sink) {
-                Box::pin(close_after_error(ws, reason, shared.limits.close_timeout)).await;
+            match stream.reunite(sink) {
+                Ok(ws) => {
+                    Box::pin(close_after_error(
+                        ws,
+                        reason,
+                        shared.limits.close_timeout,
+                        reset,
+                    ))
+                    .await
+                }
+                Err(_) => reset.arm(),
             }
             reason.into()
         }
@@ -272,7 +298,7 @@ async fn read_loop(
                             deadline.as_mut().reset(Instant::now() + limits.close_timeout);
                         }
                     }
-                    WriterEnd::Failed => return Ending::Done(closing.unwrap_or_else(End::abnormal)),
+                    WriterEnd::Failed => return Ending::Abandoned(closing.unwrap_or_else(End::abnormal)),
                 }
             }
             // DELETE or shutdown: queued frames go first, then the close, within the timeout.
@@ -283,7 +309,7 @@ async fn read_loop(
             () = &mut deadline => {
                 if let Some(end) = closing {
                     // The client did not complete the close in time (or does not read).
-                    return Ending::Done(end);
+                    return Ending::Abandoned(end);
                 }
                 let now = Instant::now();
                 let idle_at = activity.last() + limits.idle_timeout;
@@ -299,15 +325,15 @@ async fn read_loop(
                 let message = match incoming {
                     Some(Ok(m)) => m,
                     // The closing handshake completed (or the stream ended after it).
-                    None => return Ending::Done(closing.unwrap_or_else(End::abnormal)),
+                    None => return Ending::Closed(closing.unwrap_or_else(End::abnormal)),
                     Some(Err(e)) => {
                         if let Some(end) = closing {
-                            return Ending::Done(end);
+                            return Ending::Abandoned(end);
                         }
                         conn.mark_closing();
                         return match read_error_close(conn, &e) {
                             Some(reason) => Ending::AfterReadError(reason),
-                            None => Ending::Done(End::abnormal()),
+                            None => Ending::Abandoned(End::abnormal()),
                         };
                     }
                 };
@@ -367,22 +393,35 @@ fn read_error_close(conn: &Connection, error: &WsError) -> Option<CloseReason> {
 /// After a read error the socket may hold the rest of a refused frame, which tungstenite can no
 /// longer parse: send the close frame, then discard raw bytes until the client closes. Dropping
 /// a socket with unread bytes would reset it, and the client would lose the close frame. All of
-/// it within `timeout`, as a client that does not read would block the close frame.
-async fn close_after_error(mut ws: Ws, reason: CloseReason, timeout: Duration) {
-    let _ = tokio::time::timeout(timeout, async {
+/// it within `timeout`, as a client that does not read would block the close frame; past it
+/// (or if the socket fails) the socket is reset.
+async fn close_after_error(
+    mut ws: Ws,
+    reason: CloseReason,
+    timeout: Duration,
+    reset: &ResetOnDrop,
+) {
+    let closed = tokio::time::timeout(timeout, async {
         if ws.close(Some(close_frame(reason))).await.is_err() {
-            return;
+            return false;
         }
         let raw = ws.get_mut();
-        let _ = raw.shutdown().await;
+        if raw.shutdown().await.is_err() {
+            return false;
+        }
         let mut sink = vec![0u8; 8 * 1024];
-        while let Ok(n) = raw.read(&mut sink).await {
-            if n == 0 {
-                break;
+        loop {
+            match raw.read(&mut sink).await {
+                Ok(0) => return true,
+                Ok(_) => {}
+                Err(_) => return false,
             }
         }
     })
     .await;
+    if closed != Ok(true) {
+        reset.arm();
+    }
 }
 
 /// Routes one client text message and starts its handler.

@@ -222,6 +222,93 @@ async fn delete_closes_a_client_that_never_reads() {
     assert_eq!(gw.connection_count(), 0);
 }
 
+/// How a client that never reads ends: at its deadline, by DELETE, or at shutdown.
+#[derive(Debug, Clone, Copy)]
+enum StalledEnd {
+    Deadline,
+    Delete,
+    Shutdown,
+}
+
+/// A client that never reads (its receive window full, the gateway's send buffer full behind
+/// it) must lose its TCP socket, not only its registration, when the gateway ends the
+/// connection: `$disconnect` follows the close timeout, so by then the server's side is gone
+/// and the client, once it reads, sees the end of the stream (or a reset). Before issue 18
+/// (item 12) the session ran `$disconnect` but the socket stayed ESTABLISHED until the process
+/// exited.
+async fn stalled_client_loses_its_socket(how: StalledEnd) {
+    let (options, log) = logged(GatewayOptions {
+        limits: short_limits(Duration::from_secs(1), Duration::from_secs(3600)),
+        ..options()
+    });
+    // Only the deadline test lets the idle timeout end the connection.
+    let options = match how {
+        StalledEnd::Deadline => options,
+        _ => GatewayOptions {
+            limits: short_limits(Duration::from_secs(3600), Duration::from_secs(3600)),
+            ..options
+        },
+    };
+    let (gw, _store) = start(options).await;
+    let mut raw = RawClient::connect(&gw, "username=stalled").await;
+    let id = gw.connection_ids().pop().expect("one connection");
+    let api = management_client(gw.callback_url()).await;
+    post_until_throttled(&api, &id, 200).await;
+    let mut running = Some(gw);
+    match how {
+        StalledEnd::Deadline => {}
+        StalledEnd::Delete => {
+            api.delete_connection()
+                .connection_id(&id)
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("delete failed: {e:?}"));
+        }
+        StalledEnd::Shutdown => {
+            let gw = running.take().expect("gateway");
+            let report = gw.shutdown(WAIT).await;
+            assert_eq!(report.closed, 1, "{report:?}");
+            assert!(report.drained, "{report:?}");
+        }
+    }
+    let event = wait_for_event(&log, "DISCONNECT", Some(&id), WAIT).await;
+    let expected = match how {
+        StalledEnd::Delete => 1000,
+        _ => 1001,
+    };
+    assert_eq!(disconnect_code(&event).0, Some(expected));
+    // While the client still does not read, the gateway's end must be gone: a graceful close
+    // would leave it in FIN_WAIT1 behind the unsent frames (the FIN waits for a window the
+    // client never opens), holding its buffers for as long as the client keeps acknowledging
+    // zero-window probes.
+    eventually("the gateway let go of the socket", WAIT, || {
+        let state = raw.server_side_tcp_state();
+        async move { state.is_none() }
+    })
+    .await;
+    // The client sees the end too, once it reads.
+    match raw.read_until_closed(WAIT).await {
+        Ok(_) => {}
+        Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e}"),
+    }
+    drop(running);
+}
+
+#[tokio::test]
+async fn the_socket_of_a_client_that_never_reads_is_closed_at_its_deadline() {
+    stalled_client_loses_its_socket(StalledEnd::Deadline).await;
+}
+
+#[tokio::test]
+async fn the_socket_of_a_client_that_never_reads_is_closed_on_delete() {
+    stalled_client_loses_its_socket(StalledEnd::Delete).await;
+}
+
+#[tokio::test]
+async fn the_socket_of_a_client_that_never_reads_is_closed_at_shutdown() {
+    stalled_client_loses_its_socket(StalledEnd::Shutdown).await;
+}
+
 /// Messages posted to a client count as activity for the idle timeout (see `Activity::touch`
 /// in the gateway's session for the sources).
 #[tokio::test]

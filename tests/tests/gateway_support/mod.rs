@@ -260,6 +260,8 @@ impl Client {
 /// and writes only when the test says so, e.g. never reads, as a stalled client would.
 pub struct RawClient {
     pub tcp: TcpStream,
+    /// (gateway, client) addresses of the connection, kept for after a reset.
+    addrs: (std::net::SocketAddr, std::net::SocketAddr),
 }
 
 impl RawClient {
@@ -299,7 +301,11 @@ impl RawClient {
             head.starts_with("HTTP/1.1 101"),
             "handshake refused: {head}"
         );
-        RawClient { tcp }
+        let addrs = (
+            tcp.peer_addr().expect("peer address"),
+            tcp.local_addr().expect("local address"),
+        );
+        RawClient { tcp, addrs }
     }
 
     /// Sends one masked client frame (as RFC 6455 requires of clients).
@@ -314,6 +320,49 @@ impl RawClient {
         let mut bytes = Vec::new();
         frame.format(&mut bytes).expect("format frame");
         self.tcp.write_all(&bytes).await.expect("write frame");
+    }
+
+    /// Starts reading at last and reads (and discards) until the server's side of the TCP
+    /// connection is gone: `Ok(bytes read)` at end of stream (FIN), `Err` on a reset. Panics if
+    /// the socket is still open `within` after the call: the server kept it.
+    pub async fn read_until_closed(&mut self, within: Duration) -> std::io::Result<usize> {
+        use tokio::io::AsyncReadExt;
+        let drain = async {
+            let mut total = 0;
+            let mut buf = vec![0u8; 64 * 1024];
+            loop {
+                match self.tcp.read(&mut buf).await? {
+                    0 => return Ok(total),
+                    n => total += n,
+                }
+            }
+        };
+        match tokio::time::timeout(within, drain).await {
+            Ok(result) => result,
+            Err(_) => panic!("the server's socket was still open {within:?} later"),
+        }
+    }
+
+    /// The state of the gateway's end of this TCP connection as the kernel lists it in
+    /// `/proc/net/tcp` (`"01"` ESTABLISHED, `"04"` FIN_WAIT1, ...), `None` once the kernel has
+    /// let go of it. Linux only, as the rest of the test environment.
+    pub fn server_side_tcp_state(&self) -> Option<String> {
+        let hex = |addr: std::net::SocketAddr| match addr {
+            std::net::SocketAddr::V4(a) => format!(
+                "{:08X}:{:04X}",
+                u32::from_ne_bytes(a.ip().octets()),
+                a.port()
+            ),
+            std::net::SocketAddr::V6(_) => panic!("test gateways listen on 127.0.0.1"),
+        };
+        let (local, remote) = (hex(self.addrs.0), hex(self.addrs.1));
+        let table = std::fs::read_to_string("/proc/net/tcp").expect("read /proc/net/tcp");
+        table.lines().skip(1).find_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            (fields.get(1) == Some(&local.as_str()) && fields.get(2) == Some(&remote.as_str()))
+                .then(|| fields.get(3).map(|s| (*s).to_owned()))
+                .flatten()
+        })
     }
 
     /// Reads one server frame: (opcode byte, FIN, payload).

@@ -1007,13 +1007,17 @@ impl DynamoDbStore {
         filter: &str,
         value: AttributeValue,
     ) -> ScanFluentBuilder {
-        self.scan()
+        let scan = self
+            .client
+            .scan()
+            .table_name(&self.table)
+            .set_limit(self.page_size)
             .consistent_read(true)
             .projection_expression("#id")
-            .filter_expression(filter)
-            .expression_attribute_names("#id", ATTR_CONNECTION_ID)
             .expression_attribute_names("#a", name)
-            .expression_attribute_values(":v", value)
+            .expression_attribute_values(":v", value);
+        // Rate-limit items (`limit#...`) are not connections, whatever their attributes.
+        connections_only(scan, &format!("({filter}) AND {CONNECTIONS_ONLY}"))
     }
 }
 

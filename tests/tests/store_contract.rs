@@ -798,6 +798,24 @@ async fn buckets_are_invisible(store: &(impl ConnectionStore + AudienceSource)) 
         .unwrap();
     assert_eq!(segment.next, Listing::Done);
     assert_eq!(ids(segment.ids), want, "fan-out segment");
+    // The token sweep's and `push disconnect`'s listings neither fail on nor list them.
+    let expired: Vec<String> = store
+        .list_token_expired(i64::MAX)
+        .map_ok(|r| r.connection_id)
+        .try_collect()
+        .await
+        .expect("the token sweep's listing");
+    assert!(
+        expired.iter().all(|id| !id.starts_with("limit#")),
+        "{expired:?}"
+    );
+    let by_sub: Vec<String> = store
+        .list_by_sub("sub-1")
+        .map_ok(|r| r.connection_id)
+        .try_collect()
+        .await
+        .expect("a user's listing");
+    assert!(by_sub.is_empty(), "{by_sub:?}");
 }
 
 #[tokio::test]

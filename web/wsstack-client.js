@@ -1,5 +1,5 @@
 // wsstack-client.js: the wsstack WebSocket protocol for browsers, in one module with no
-// dependencies. Copy it into any frontend; the protocol is the README's "Handlers" table.
+// dependencies. Copy it into any frontend; the protocol is docs/protocol.md (and docs/asyncapi.yaml).
 //
 //   import { WsstackClient } from "./wsstack-client.js";
 //   const chat = new WsstackClient("ws://127.0.0.1:3001/dev", { username: "ada" });
@@ -94,7 +94,7 @@ export function usernameProblem(username) {
 export const MAX_ROOM_NAME_CHARS = 64;
 
 /**
- * The room name rules of `join`, `leave` and `sendMessage` (README, "Rooms"; the server's are
+ * The room name rules of `join`, `leave` and `sendMessage` (docs/protocol.md, "Rooms"; the server's are
  * the ones that count): 1 to 64 ASCII letters, digits, `-`, `_`, `.` or `:`, case-sensitive.
  * Null when fine, else what is wrong; a position counts characters from 0, as the API's
  * `invalid_room` message does.

@@ -305,7 +305,7 @@ pub enum InputError {
     },
 }
 
-/// The error codes a client can receive through API Gateway, as README.md lists them.
+/// The error codes a client can receive through API Gateway, as docs/protocol.md lists them.
 ///
 /// [`InputError`] has four more, which guard a direct invocation only: API Gateway routes a
 /// body that is not a JSON object carrying `"action": "sendMessage"` to `$default` (so

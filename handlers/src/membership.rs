@@ -1,7 +1,7 @@
 //! Who is in which room: DynamoDB in AWS, memory in the local gateway and unit tests. Both pass
 //! one contract suite (`tests/tests/membership_contract.rs`).
 //!
-//! The DynamoDB layout (README, "Rooms"): the rooms table holds one item per membership, keyed
+//! The DynamoDB layout (docs/protocol.md, "Rooms"): the rooms table holds one item per membership, keyed
 //! by `room` (partition) and `connectionId` (sort), so a room's members are one Query, read page
 //! by page with the last connection ID as the cursor; each item carries the member's
 //! `expiresAt` (the table's TTL, the backstop when nothing else cleans up). The rooms a

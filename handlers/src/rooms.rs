@@ -1,7 +1,7 @@
 //! Rooms: what a room name may be, how `join` and `leave` read theirs, and the bounds a
 //! connection keeps to.
 //!
-//! Decisions (README, "Rooms"):
+//! Decisions (docs/protocol.md, "Rooms"):
 //! - A room name is 1 to [`MAX_ROOM_NAME_CHARS`] ASCII letters, digits, `-`, `_`, `.` or `:`.
 //!   ASCII only: the name is a DynamoDB key and shows in logs, where look-alike Unicode
 //!   characters would make two rooms seem one. Names are case-sensitive, like route keys.

@@ -1,5 +1,5 @@
 //! checkov findings this stack does not fix, each with the reason, written into the resource's
-//! `Metadata` the way checkov reads suppressions. README.md lists them. Everything else checkov
+//! `Metadata` the way checkov reads suppressions. docs/security-gates.md lists them. Everything else checkov
 //! checks (reserved concurrency, retention, encryption at rest, no wildcard IAM, ...) is met.
 
 use serde_json::json;

@@ -423,12 +423,8 @@ impl App {
         deadline: Option<fanout::Deadline>,
     ) -> Result<ApiGatewayProxyResponse, HandlerError> {
         let endpoint = self.callback_endpoint(event)?;
-        let msg = match domain::parse_send_message(event.body.as_deref(), event.is_base64_encoded) {
-            Ok(m) => m,
-            Err(e) => return self.reply_error(&endpoint, connection_id, e).await,
-        };
-        let sent_at = event_time(event.request_context.request_time_epoch);
-        // The sender's record and its rate limits.
+        // The sender's record and its rate limits, before anything else: a flood of malformed
+        // messages costs an invocation and an error frame each, and counts as well.
         let sender = match self.admit(connection_id).await? {
             Ok(Some(sender)) => sender,
             Ok(None) => {
@@ -438,6 +434,11 @@ impl App {
             }
             Err(e) => return self.reply_error(&endpoint, connection_id, e).await,
         };
+        let msg = match domain::parse_send_message(event.body.as_deref(), event.is_base64_encoded) {
+            Ok(m) => m,
+            Err(e) => return self.reply_error(&endpoint, connection_id, e).await,
+        };
+        let sent_at = event_time(event.request_context.request_time_epoch);
         let ctx = &event.request_context;
         let message_id = ctx
             .message_id
@@ -640,15 +641,15 @@ impl App {
         event: &ApiGatewayWebsocketProxyRequest,
     ) -> Result<ApiGatewayProxyResponse, HandlerError> {
         let endpoint = self.callback_endpoint(event)?;
+        // First: a page is the most expensive read a client can ask for.
+        if let Err(e) = self.admit(connection_id).await? {
+            return self.reply_error(&endpoint, connection_id, e).await;
+        }
         let request =
             match domain::parse_list_connections(event.body.as_deref(), event.is_base64_encoded) {
                 Ok(r) => r,
                 Err(e) => return self.reply_error(&endpoint, connection_id, e).await,
             };
-        // Before the Scan: a page is the most expensive read a client can ask for.
-        if let Err(e) = self.admit(connection_id).await? {
-            return self.reply_error(&endpoint, connection_id, e).await;
-        }
         let page = self
             .store
             .page(request.cursor.as_deref(), request.limit)
@@ -690,10 +691,6 @@ impl App {
         event: &ApiGatewayWebsocketProxyRequest,
     ) -> Result<ApiGatewayProxyResponse, HandlerError> {
         let endpoint = self.callback_endpoint(event)?;
-        let room = match rooms::parse_room_request(event.body.as_deref(), event.is_base64_encoded) {
-            Ok(r) => r,
-            Err(e) => return self.reply_error(&endpoint, connection_id, e).await,
-        };
         // The sender's record and its rate limits in one step (as for sendMessage).
         let sender = match self.admit(connection_id).await? {
             Ok(Some(sender)) => sender,
@@ -702,6 +699,10 @@ impl App {
                     .reply_error(&endpoint, connection_id, InputError::UnknownSender)
                     .await;
             }
+            Err(e) => return self.reply_error(&endpoint, connection_id, e).await,
+        };
+        let room = match rooms::parse_room_request(event.body.as_deref(), event.is_base64_encoded) {
+            Ok(r) => r,
             Err(e) => return self.reply_error(&endpoint, connection_id, e).await,
         };
         // The membership lives as long as the connection's record may.
@@ -745,13 +746,13 @@ impl App {
         event: &ApiGatewayWebsocketProxyRequest,
     ) -> Result<ApiGatewayProxyResponse, HandlerError> {
         let endpoint = self.callback_endpoint(event)?;
+        if let Err(e) = self.admit(connection_id).await? {
+            return self.reply_error(&endpoint, connection_id, e).await;
+        }
         let room = match rooms::parse_room_request(event.body.as_deref(), event.is_base64_encoded) {
             Ok(r) => r,
             Err(e) => return self.reply_error(&endpoint, connection_id, e).await,
         };
-        if let Err(e) = self.admit(connection_id).await? {
-            return self.reply_error(&endpoint, connection_id, e).await;
-        }
         if !self.memberships.leave(&room, connection_id).await? {
             let err = InputError::NotAMember(room.to_string());
             return self.reply_error(&endpoint, connection_id, err).await;

@@ -41,6 +41,8 @@ pub(crate) struct WorkerParts {
     /// This gateway's `@connections` endpoint: the only one the worker posts to.
     pub endpoint: String,
     pub concurrency: usize,
+    /// The stage's broadcast budget, which the worker charges with what it lists.
+    pub broadcast_budget: wsstack_handlers::store::MessageRate,
 }
 
 /// The queue `sendMessage` enqueues to, and its worker loop; stopped by `cancel`.
@@ -63,6 +65,7 @@ pub(crate) fn start(
         max_job_age: mode.max_job_age,
         concurrency: parts.concurrency,
         page_size: PAGE_SIZE,
+        broadcast_budget: Some(parts.broadcast_budget),
     };
     let polled = queue.clone();
     let task = tokio::spawn(async move {

@@ -253,6 +253,7 @@ impl Gateway {
                     api: Arc::clone(&api) as Arc<_>,
                     endpoint: callback_url.clone(),
                     concurrency: config.broadcast_concurrency,
+                    broadcast_budget: config.broadcast_budget,
                 },
                 cancel.child_token(),
             );

@@ -127,6 +127,7 @@ fn worker(
         max_job_age: wsstack_handlers::config::DEFAULT_MAX_JOB_AGE,
         concurrency: CONCURRENCY,
         page_size: PAGE_SIZE,
+        broadcast_budget: None,
     }
 }
 

@@ -116,6 +116,10 @@ pub struct Worker {
     pub endpoint: String,
     /// Jobs older than this (since their message's first enqueue) are dropped.
     pub max_job_age: std::time::Duration,
+    /// The stage's budget of broadcast deliveries per second: every page the worker lists is
+    /// charged to it (queue mode's broadcasts are admitted by `sendMessage` on one unit and
+    /// charged here, as the inline path charges what it listed). `None`: not charged.
+    pub broadcast_budget: Option<crate::store::MessageRate>,
     pub concurrency: usize,
     pub page_size: usize,
 }
@@ -126,6 +130,23 @@ fn same_endpoint(a: &str, b: &str) -> bool {
 }
 
 impl Worker {
+    /// Charges `listed` deliveries to the stage's broadcast budget, into debt if need be (later
+    /// broadcasts wait it out). A failure is logged, not fatal: the posts go out.
+    async fn charge_budget(&self, listed: usize) {
+        let Some(budget) = self.broadcast_budget else {
+            return;
+        };
+        let cost = u32::try_from(listed).unwrap_or(u32::MAX);
+        if cost == 0 {
+            return;
+        }
+        let now = chrono::Utc::now().timestamp_millis();
+        let bucket = crate::store::Bucket::Broadcasts;
+        if let Err(e) = self.store.debit(&bucket, now, budget, cost).await {
+            tracing::warn!(error = %e, listed, "could not charge the broadcast budget");
+        }
+    }
+
     /// Runs one job until it is done or its deadline comes; enqueues the rest.
     pub async fn run_job(
         &self,
@@ -211,6 +232,7 @@ impl Worker {
                 }
             };
             pages += 1;
+            self.charge_budget(page.ids.len()).await;
             pending = page.ids;
             listing = page.next;
         }
@@ -434,6 +456,7 @@ pub(crate) async fn serve_lambda(
         max_job_age: config.max_job_age,
         concurrency: config.broadcast_concurrency,
         page_size: PAGE_SIZE,
+        broadcast_budget: Some(config.broadcast_budget),
     };
     tracing::debug!(handler = HANDLER_NAME, "ready");
     lambda_runtime::run(lambda_runtime::service_fn(

@@ -94,7 +94,10 @@ fn every_frame_type_is_documented() {
 
 #[test]
 fn the_grants_table_is_each_handlers_spec() {
-    let rows = table_after(&page(), "Each role gets exactly the actions its handler calls");
+    let rows = table_after(
+        &page(),
+        "Each role gets exactly the actions its handler calls",
+    );
     let documented: BTreeSet<String> = rows.iter().map(|r| unquote(&r[0]).to_owned()).collect();
     let with_tables: BTreeSet<String> = Handler::ALL
         .into_iter()

@@ -1218,8 +1218,9 @@ async fn a_missing_domain_name_is_an_error_when_no_callback_url_is_configured() 
 /// docs/protocol.md lists exactly the error codes a client can receive through API Gateway.
 #[test]
 fn the_protocol_doc_lists_the_error_codes_clients_can_receive() {
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/protocol.md"))
-        .expect("docs/protocol.md");
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/protocol.md"))
+            .expect("docs/protocol.md");
     let start = readme
         .find("The codes a client can receive:")
         .expect("docs/protocol.md names the codes a client can receive");

@@ -304,11 +304,12 @@ pub const SPECS: [HandlerSpec; 10] = [
         logical_id_stem: "FanoutWorker",
         invocation: Invocation::FanoutQueue,
         tables: &[
-            // Lists its Scan segment of the connections (an "everyone" job) and deletes the
-            // records of connections that turned out to be gone.
+            // Lists its Scan segment of the connections (an "everyone" job), deletes the
+            // records of connections that turned out to be gone, and charges what it listed to
+            // the stage's broadcast budget (an update of its `limit#` item).
             TableGrant {
                 table: Table::Connections,
-                actions: &[Scan, DeleteItem],
+                actions: &[UpdateItem, Scan, DeleteItem],
             },
             // Lists a room's members page by page (a room job) and deletes the memberships of
             // members that turned out to be gone.
@@ -333,6 +334,7 @@ pub const SPECS: [HandlerSpec; 10] = [
             RoomsTableName,
             BroadcastConcurrency,
             CallbackUrl,
+            BroadcastBudget,
             FanoutMode,
             FanoutQueueUrl,
             FanoutMaxJobAgeSeconds,
@@ -522,10 +524,10 @@ mod tests {
             for v in RATE_LIMITS {
                 assert_eq!(reads(v), s.rate_limited, "{h:?} {}", v.name());
             }
-            assert!(
-                !reads(BroadcastBudget) || s.rate_limited,
-                "{h:?} BROADCAST_BUDGET"
-            );
+            // The budget is charged by what starts a broadcast (sendMessage) and by what lists
+            // its audience in queue mode (the worker): the handlers that enqueue fan-out jobs.
+            let fans_out = s.queue.contains(&QueueAction::SendMessage);
+            assert_eq!(reads(BroadcastBudget), fans_out, "{h:?} BROADCAST_BUDGET");
             assert_eq!(reads(AuthIssuer), authorizer, "{h:?} AUTH_ISSUER");
             for v in s.environment {
                 let n = s.environment.iter().filter(|w| *w == v).count();

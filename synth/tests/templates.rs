@@ -497,9 +497,10 @@ fn building_twice_gives_the_same_template() {
 /// reader sees what the security gate lets through and why.
 #[test]
 fn every_checkov_suppression_is_documented() {
-    let readme =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/security-gates.md"))
-            .expect("docs/security-gates.md");
+    let readme = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/security-gates.md"),
+    )
+    .expect("docs/security-gates.md");
     let mut seen = std::collections::BTreeSet::new();
     for stage in stages() {
         let t = template(&stage);
@@ -518,7 +519,10 @@ fn every_checkov_suppression_is_documented() {
     }
     assert!(!seen.is_empty());
     for (check, comment) in &seen {
-        assert!(readme.contains(check), "docs/security-gates.md does not list {check}");
+        assert!(
+            readme.contains(check),
+            "docs/security-gates.md does not list {check}"
+        );
         assert!(
             readme.contains(comment.as_str()),
             "docs/security-gates.md does not give the reason for {check}: {comment}"

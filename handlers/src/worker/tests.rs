@@ -45,6 +45,7 @@ fn worker(store: &MemoryStore, api: &Arc<SimulatedApi>, queue: &MemoryQueue) -> 
         max_job_age: crate::config::DEFAULT_MAX_JOB_AGE,
         concurrency: 32,
         page_size: 100,
+        broadcast_budget: None,
     }
 }
 
@@ -578,4 +579,51 @@ async fn a_room_message_in_queue_mode_is_one_job_that_reaches_each_member_once()
     let reached: HashSet<String> = tally.deliveries.keys().cloned().collect();
     assert_eq!(reached, members, "the members, no one else");
     assert!(tally.deliveries.values().all(|&n| n == 1), "nobody twice");
+}
+
+/// Issue 18, item 7 in queue mode: `sendMessage` admits a queued broadcast on one unit of the
+/// stage's budget; the worker charges every connection it lists, so the next broadcast waits
+/// the debt out as it would after an inline one.
+#[tokio::test]
+async fn the_worker_charges_what_it_lists_to_the_broadcast_budget() {
+    use crate::store::{Bucket, Charge, MessageRate};
+    let store = store_of(250).await;
+    let api = Arc::new(SimulatedApi::new(Behaviour::default(), None));
+    let queue = MemoryQueue::new(VISIBILITY);
+    let budget = MessageRate {
+        per_second: 100,
+        burst: 100,
+    };
+    let w = Worker {
+        broadcast_budget: Some(budget),
+        ..worker(&store, &api, &queue)
+    };
+    let job = FanOutJob::for_everyone("m1", ENDPOINT, "{}", 1).remove(0);
+    let report = w.run_job(job, None).await.expect("runs");
+    assert_eq!(report.posts.delivered, 250);
+    // 250 deliveries against 100 a second: the budget is in debt for about 1.5 s.
+    let now = chrono::Utc::now().timestamp_millis();
+    let Charge::Limited { retry_after_ms } = store
+        .charge(&Bucket::Broadcasts, now, budget, 1)
+        .await
+        .expect("charge")
+    else {
+        panic!("the listed deliveries were not charged");
+    };
+    assert!(
+        (1_000..=1_600).contains(&retry_after_ms),
+        "retry after {retry_after_ms} ms"
+    );
+    // Without a budget nothing is charged.
+    let store = store_of(250).await;
+    let w = worker(&store, &api, &queue);
+    let job = FanOutJob::for_everyone("m2", ENDPOINT, "{}", 1).remove(0);
+    w.run_job(job, None).await.expect("runs");
+    assert_eq!(
+        store
+            .charge(&Bucket::Broadcasts, now, budget, 1)
+            .await
+            .expect("charge"),
+        Charge::Admitted
+    );
 }

@@ -380,8 +380,9 @@ mod tests {
                 }
                 let user = (h.is_rate_limited() && jwt).then(|| "750".to_owned());
                 assert_eq!(var("USER_MESSAGE_RATE"), user, "{h:?} jwt={jwt}");
-                let budget =
-                    (h == Handler::SendMessage).then_some(if jwt { "2500" } else { "5000" });
+                // Charged by what starts a broadcast and by the worker that lists its audience.
+                let budget = matches!(h, Handler::SendMessage | Handler::FanoutWorker)
+                    .then_some(if jwt { "2500" } else { "5000" });
                 assert_eq!(var("BROADCAST_BUDGET").as_deref(), budget, "{h:?}");
             }
         }

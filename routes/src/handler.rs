@@ -83,6 +83,30 @@ pub struct HandlerSpec {
 use EnvVar::*;
 use TableAction::*;
 
+/// What a client route that answers its sender reads: the table its rate limit lives in, how
+/// to post, and the rate limits (`rate_limited`).
+const ANSWERING_ROUTE: [EnvVar; 7] = [
+    TableName,
+    BroadcastConcurrency,
+    CallbackUrl,
+    MessageRate,
+    MessageBurst,
+    UserMessageRate,
+    UserMessageBurst,
+];
+
+/// [`ANSWERING_ROUTE`] and the rooms table: `join` and `leave`.
+const ROOM_ROUTE: [EnvVar; 8] = [
+    TableName,
+    RoomsTableName,
+    BroadcastConcurrency,
+    CallbackUrl,
+    MessageRate,
+    MessageBurst,
+    UserMessageRate,
+    UserMessageBurst,
+];
+
 /// The handlers, in the order of [`Handler::ALL`].
 pub const SPECS: [HandlerSpec; 10] = [
     HandlerSpec {
@@ -178,15 +202,7 @@ pub const SPECS: [HandlerSpec; 10] = [
         // Answers the sender with an error frame.
         management: &[ManagementOperation::Post],
         queue: &[],
-        environment: &[
-            TableName,
-            BroadcastConcurrency,
-            CallbackUrl,
-            MessageRate,
-            MessageBurst,
-            UserMessageRate,
-            UserMessageBurst,
-        ],
+        environment: &ANSWERING_ROUTE,
         rate_limited: true,
     },
     HandlerSpec {
@@ -203,15 +219,7 @@ pub const SPECS: [HandlerSpec; 10] = [
         // Answers the sender with a page of connections (or an error frame).
         management: &[ManagementOperation::Post],
         queue: &[],
-        environment: &[
-            TableName,
-            BroadcastConcurrency,
-            CallbackUrl,
-            MessageRate,
-            MessageBurst,
-            UserMessageRate,
-            UserMessageBurst,
-        ],
+        environment: &ANSWERING_ROUTE,
         rate_limited: true,
     },
     HandlerSpec {
@@ -236,16 +244,7 @@ pub const SPECS: [HandlerSpec; 10] = [
         // Confirms to the sender, or answers with an error frame.
         management: &[ManagementOperation::Post],
         queue: &[],
-        environment: &[
-            TableName,
-            RoomsTableName,
-            BroadcastConcurrency,
-            CallbackUrl,
-            MessageRate,
-            MessageBurst,
-            UserMessageRate,
-            UserMessageBurst,
-        ],
+        environment: &ROOM_ROUTE,
         rate_limited: true,
     },
     HandlerSpec {
@@ -268,16 +267,7 @@ pub const SPECS: [HandlerSpec; 10] = [
         // Confirms to the sender, or answers with an error frame.
         management: &[ManagementOperation::Post],
         queue: &[],
-        environment: &[
-            TableName,
-            RoomsTableName,
-            BroadcastConcurrency,
-            CallbackUrl,
-            MessageRate,
-            MessageBurst,
-            UserMessageRate,
-            UserMessageBurst,
-        ],
+        environment: &ROOM_ROUTE,
         rate_limited: true,
     },
     HandlerSpec {

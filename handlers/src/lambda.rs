@@ -1,0 +1,144 @@
+//! The Lambda side of the `bootstrap` binary: logging, the handler picked by `_HANDLER`, the
+//! configuration checked before the first event, SDK clients built once, and each handler's
+//! event loop.
+
+use std::sync::Arc;
+
+use aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest;
+use wsstack_routes::Handler;
+
+use crate::config::{self, Config};
+use crate::{
+    App, HandlerError, aws_sdk_config, fanout, management, membership, queue, store, token_sweep,
+    worker,
+};
+
+impl From<HandlerError> for lambda_runtime::Diagnostic {
+    fn from(err: HandlerError) -> Self {
+        let kind = match &err {
+            HandlerError::MissingField(_) => "MissingField",
+            HandlerError::Store(_) => "StoreError",
+            HandlerError::Management(_) => "ManagementError",
+            HandlerError::NoQueue | HandlerError::Queue(_) => "QueueError",
+            HandlerError::NothingDelivered { .. } => "NothingDelivered",
+            HandlerError::NotARoute(_) => "NotARoute",
+        };
+        lambda_runtime::Diagnostic {
+            error_type: format!("HandlerError::{kind}"),
+            error_message: err.to_string(),
+        }
+    }
+}
+
+/// The `main` of the `bootstrap` binary every function runs: logging as Lambda's logging config
+/// says, the handler picked by the function's `Handler` setting (`_HANDLER`) and the
+/// configuration validated before the first event, SDK clients built once and reused by every
+/// invocation.
+pub async fn run_lambda() -> Result<(), RunError> {
+    // Honours AWS_LAMBDA_LOG_FORMAT=JSON and AWS_LAMBDA_LOG_LEVEL (falls back to RUST_LOG).
+    lambda_runtime::tracing::init_default_subscriber();
+    let env = |name: &str| std::env::var(name).ok();
+    let handler = config::handler_from_lookup(env)
+        .inspect_err(|e| tracing::error!(error = %e, "bad handler setting"))?;
+    if handler == Handler::Authorizer {
+        return run_authorizer().await;
+    }
+    let config = Config::from_lookup(env)
+        .inspect_err(|e| tracing::error!(error = %e, "bad configuration"))?;
+    let sdk = aws_sdk_config().await;
+    let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
+    let store = store::DynamoDbStore::new(dynamodb.clone(), config.table_name.clone());
+    let api = management::SdkManagementApi::new(&sdk);
+    let queue_url = match &config.fanout {
+        config::FanOutMode::Queue { queue_url, .. } => Some(queue_url),
+        config::FanOutMode::Inline { handoff_queue_url } => handoff_queue_url.as_ref(),
+    };
+    let queue =
+        queue_url.map(|url| queue::SqsQueue::new(aws_sdk_sqs::Client::new(&sdk), url.clone()));
+    let memberships = if handler
+        .table_actions(wsstack_routes::Table::Rooms)
+        .is_empty()
+    {
+        None
+    } else {
+        // Synth sets the rooms table on exactly the handlers the route table lets use it.
+        let Some(rooms_table) = config.rooms_table_name.clone() else {
+            let e = config::ConfigError::Missing {
+                name: config::ROOMS_TABLE_NAME,
+            };
+            tracing::error!(error = %e, "bad configuration");
+            return Err(e.into());
+        };
+        Some(Arc::new(membership::DynamoDbMembershipStore::new(
+            dynamodb,
+            rooms_table,
+            config.table_name.clone(),
+        )))
+    };
+    if handler == Handler::TokenSweeper {
+        // Not a route: EventBridge scheduled events, not WebSocket ones.
+        return token_sweep::serve_lambda(Arc::new(store), Arc::new(api), &config).await;
+    }
+    if handler == Handler::FanoutWorker {
+        // Not a route: SQS events, not WebSocket ones.
+        return worker::serve_lambda(Arc::new(store), memberships, Arc::new(api), queue, &config)
+            .await;
+    }
+    let mut app = App::new(Arc::new(store), Arc::new(api), config.clone());
+    if let Some(m) = memberships {
+        app = app.with_memberships(m);
+    }
+    if let Some(q) = queue {
+        app = app.with_queue(Arc::new(q));
+    }
+    tracing::debug!(handler = handler.name(), "ready");
+    lambda_runtime::run(lambda_runtime::service_fn(
+        move |event: lambda_runtime::LambdaEvent<ApiGatewayWebsocketProxyRequest>| {
+            let app = app.clone();
+            async move {
+                let deadline = fanout::Deadline::from_lambda_deadline(
+                    event.context.deadline,
+                    management::ATTEMPT_TIMEOUT,
+                );
+                app.handle_until(handler, event.payload, Some(deadline))
+                    .await
+            }
+        },
+    ))
+    .await
+    .map_err(|e| RunError::Runtime(e.to_string()))
+}
+
+/// The `$connect` authorizer's Lambda loop: settings from the `AUTH_*` variables synth sets,
+/// one JWKS cache for the life of the process.
+async fn run_authorizer() -> Result<(), RunError> {
+    let settings = wsstack_auth::AuthConfig::from_env()
+        .inspect_err(|e| tracing::error!(error = %e, "bad configuration"))?;
+    let authorizer = Arc::new(settings.http_authorizer().map_err(|e| {
+        tracing::error!(error = %e, "bad configuration");
+        RunError::AuthSource(e.to_string())
+    })?);
+    lambda_runtime::run(lambda_runtime::service_fn(
+        move |event: lambda_runtime::LambdaEvent<wsstack_auth::AuthorizerRequest>| {
+            let authorizer = Arc::clone(&authorizer);
+            // Never an error: every failure is a Deny policy (a function error would be a 500,
+            // and must not be mistaken for anything but a refusal).
+            async move { Ok::<_, std::convert::Infallible>(authorizer.authorize(&event.payload).await) }
+        },
+    ))
+    .await
+    .map_err(|e| RunError::Runtime(e.to_string()))
+}
+
+/// Why a Lambda binary stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    #[error(transparent)]
+    AuthConfig(#[from] wsstack_auth::config::ConfigError),
+    #[error("the authorizer's key source: {0}")]
+    AuthSource(String),
+    #[error("lambda runtime failed: {0}")]
+    Runtime(String),
+}

@@ -206,8 +206,7 @@ pub fn function_timeouts(
     if !dir.join(format!("{stage}.toml")).is_file() {
         return Ok(BTreeMap::new());
     }
-    let stage =
-        wsstack_synth::stage::load(dir, stage).map_err(|e| OptionsError::Stage(e.to_string()))?;
+    let stage = wsstack_stage::load(dir, stage).map_err(|e| OptionsError::Stage(e.to_string()))?;
     Ok(Handler::ALL
         .iter()
         .map(|&h| {
@@ -224,10 +223,9 @@ pub fn queue_mode(dir: &Path, stage: &str) -> Result<Option<QueueMode>, OptionsE
     if !dir.join(format!("{stage}.toml")).is_file() {
         return Ok(None);
     }
-    let stage =
-        wsstack_synth::stage::load(dir, stage).map_err(|e| OptionsError::Stage(e.to_string()))?;
+    let stage = wsstack_stage::load(dir, stage).map_err(|e| OptionsError::Stage(e.to_string()))?;
     Ok(
-        (stage.fanout.mode == wsstack_synth::stage::FanoutMode::Queue).then(|| QueueMode {
+        (stage.fanout.mode == wsstack_stage::FanoutMode::Queue).then(|| QueueMode {
             segments: stage.fanout.segments,
             job_time: Duration::from_secs(u64::from(
                 stage.function(Handler::FanoutWorker).timeout_seconds,

@@ -2,7 +2,8 @@
 //!
 //! - [`cfn`]: a model of CloudFormation (templates, resource types, intrinsics, validation),
 //!   independent of this project.
-//! - [`stage`]: the per-environment settings read from `stages/*.toml`.
+//! - [`stage`]: the per-environment settings read from `stages/*.toml` (the `wsstack-stage`
+//!   crate, which the local gateway reads too).
 //! - [`stack`]: the WebSocket API stack, described with the model from a stage and the route
 //!   table in `wsstack-routes`.
 //! - [`assets`]: the handlers' zips (or labelled stand-ins), hashed by content.
@@ -14,4 +15,4 @@ pub mod assembly;
 pub mod assets;
 pub mod cfn;
 pub mod stack;
-pub mod stage;
+pub use wsstack_stage as stage;

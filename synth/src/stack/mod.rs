@@ -15,7 +15,7 @@
 pub mod api;
 pub mod authorizer;
 pub mod checks;
-pub mod domain;
+pub mod custom_domain;
 pub mod environment;
 pub mod fanout_queue;
 pub mod functions;
@@ -79,7 +79,7 @@ pub fn build(stage: &Stage, asset: &Asset) -> Result<Template, StackError> {
     token_sweep::add(&mut t, stage);
     api::add_stage(&mut t, stage);
     outputs::add(&mut t, stage);
-    domain::add(&mut t, stage);
+    custom_domain::add(&mut t, stage);
 
     validate(&t).map_err(|source| StackError::Invalid {
         stage: stage.name.clone(),

@@ -25,10 +25,7 @@ use crate::cfn::resources::cognito::{
 use crate::cfn::{Expr, Resource, Template};
 use crate::stage::{IdentityProvider, Stage};
 
-/// What a signed-in user may change on themselves: settings that nobody else sees and nothing
-/// trusts. Not `preferred_username` (the name others see), nor `email` (the sign-in name), nor
-/// any other name (`name`, `nickname`, `given_name`, ...).
-pub const USER_WRITABLE_ATTRIBUTES: [&str; 2] = ["locale", "zoneinfo"];
+pub use crate::stage::USER_WRITABLE_ATTRIBUTES;
 
 /// Adds the pool, its client and their outputs, where the stage asks for them.
 pub fn add(t: &mut Template, stage: &Stage) {

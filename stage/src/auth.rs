@@ -193,11 +193,7 @@ pub(super) fn check(a: &AuthSection) -> Result<AuthSettings, AuthError> {
     };
     let username_claim = match &a.username_claim {
         None => None,
-        Some(c)
-            if user_pool
-                && crate::stack::user_pool::USER_WRITABLE_ATTRIBUTES
-                    .contains(&c.get_ref().as_str()) =>
-        {
+        Some(c) if user_pool && crate::USER_WRITABLE_ATTRIBUTES.contains(&c.get_ref().as_str()) => {
             return Err(err(
                 c.span(),
                 "username_claim",

@@ -16,8 +16,14 @@ use lambda::{FunctionFields, LambdaSection};
 pub use auth::{AuthSettings, IdentityProvider, JwtSettings};
 
 mod auth;
-mod domain;
+mod custom_domain;
 mod lambda;
+
+/// What a signed-in user may change on themselves: settings that nobody else sees and nothing
+/// trusts. Not `preferred_username` (the name others see), nor `email` (the sign-in name), nor
+/// any other name (`name`, `nickname`, `given_name`, ...). The app client's `WriteAttributes` in
+/// stages that create the user pool; a stage may not take the username from one of them.
+pub const USER_WRITABLE_ATTRIBUTES: [&str; 2] = ["locale", "zoneinfo"];
 
 /// Where the stage files live, relative to the workspace root.
 pub const DEFAULT_STAGES_DIR: &str = "stages";
@@ -706,7 +712,7 @@ pub fn parse(path: &Path, name: &str, text: &str) -> Result<Stage, StageError> {
     let mut stage = check_names(path, text, &file, stage)?;
     if let Some(d) = &file.domain {
         stage.domain = Some(
-            domain::check(d, stage.region.as_deref())
+            custom_domain::check(d, stage.region.as_deref())
                 .map_err(|(span, field, message)| invalid(Some(span), field, message))?,
         );
     }

@@ -450,7 +450,7 @@ pub fn parse_send_message(body: Option<&str>, is_base64: bool) -> Result<SendMes
     };
     let room = match fields.remove("room") {
         None | Some(Value::Null) => None,
-        Some(v) => Some(crate::rooms::room_field(v)?),
+        Some(v) => Some(room_field(v)?),
     };
     if room.is_some() && to.is_some() {
         return Err(InputError::RoomWithTo);
@@ -642,6 +642,23 @@ impl Frame {
             return Err(InputError::FrameTooLarge(json.len()));
         }
         Ok(json)
+    }
+}
+
+/// The `room` field's value as a room name.
+pub(crate) fn room_field(value: Value) -> Result<RoomName, InputError> {
+    match value {
+        Value::String(s) => RoomName::parse(&s).map_err(InputError::InvalidRoom),
+        other => Err(InputError::RoomNotString(json_type(&other))),
+    }
+}
+
+/// The room of a `join` or `leave` message: `{"action": "join", "room": "lobby"}`.
+pub fn parse_room_request(body: Option<&str>, is_base64: bool) -> Result<RoomName, InputError> {
+    let mut fields = parse_object(body, is_base64)?;
+    match fields.remove("room") {
+        None | Some(Value::Null) => Err(InputError::MissingRoom),
+        Some(v) => room_field(v),
     }
 }
 
@@ -927,5 +944,39 @@ mod tests {
         );
         assert_eq!(requested_action(Some("nope")), None);
         assert_eq!(requested_action(None), None);
+    }
+
+    #[test]
+    fn join_and_leave_read_their_room() {
+        let room = parse_room_request(Some(r#"{"action":"join","room":"lobby"}"#), false);
+        assert_eq!(room.unwrap().as_str(), "lobby");
+        assert_eq!(
+            parse_room_request(Some(r#"{"action":"join"}"#), false),
+            Err(InputError::MissingRoom)
+        );
+        assert_eq!(
+            parse_room_request(Some(r#"{"action":"join","room":null}"#), false),
+            Err(InputError::MissingRoom)
+        );
+        assert_eq!(
+            parse_room_request(Some(r#"{"action":"join","room":["x"]}"#), false),
+            Err(InputError::RoomNotString("array"))
+        );
+        assert_eq!(
+            parse_room_request(Some(r#"{"action":"join","room":""}"#), false),
+            Err(InputError::InvalidRoom(crate::rooms::RoomNameError::Empty))
+        );
+        assert_eq!(
+            parse_room_request(Some("nope"), false),
+            Err(InputError::NotJson)
+        );
+        assert_eq!(
+            parse_room_request(Some("x"), true),
+            Err(InputError::BinaryFrame)
+        );
+        assert_eq!(
+            InputError::InvalidRoom(crate::rooms::RoomNameError::TooLong(65)).to_string(),
+            "field `room` must be at most 64 characters, got 65"
+        );
     }
 }

@@ -278,8 +278,8 @@ fn upper_first(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::parse_room_request;
     use crate::domain::{parse_list_connections, parse_send_message};
-    use crate::rooms::parse_room_request;
 
     #[test]
     fn every_client_action_has_a_message_type_and_nothing_else_does() {

@@ -1,5 +1,5 @@
-//! Rooms: what a room name may be, how `join` and `leave` read theirs, and the bounds a
-//! connection keeps to.
+//! Rooms: what a room name may be, and the bounds a connection keeps to (`domain` reads
+//! the `room` field of `join`, `leave` and `sendMessage` with these rules).
 //!
 //! Decisions (docs/protocol.md, "Rooms"):
 //! - A room name is 1 to [`MAX_ROOM_NAME_CHARS`] ASCII letters, digits, `-`, `_`, `.` or `:`.
@@ -11,10 +11,6 @@
 //!   is `not_a_member`.
 
 use std::fmt;
-
-use serde_json::Value;
-
-use crate::domain::{InputError, json_type, parse_object};
 
 /// Longest room name, in characters.
 pub const MAX_ROOM_NAME_CHARS: usize = 64;
@@ -72,23 +68,6 @@ impl fmt::Display for RoomName {
     }
 }
 
-/// The `room` field's value as a room name.
-pub(crate) fn room_field(value: Value) -> Result<RoomName, InputError> {
-    match value {
-        Value::String(s) => RoomName::parse(&s).map_err(InputError::InvalidRoom),
-        other => Err(InputError::RoomNotString(json_type(&other))),
-    }
-}
-
-/// The room of a `join` or `leave` message: `{"action": "join", "room": "lobby"}`.
-pub fn parse_room_request(body: Option<&str>, is_base64: bool) -> Result<RoomName, InputError> {
-    let mut fields = parse_object(body, is_base64)?;
-    match fields.remove("room") {
-        None | Some(Value::Null) => Err(InputError::MissingRoom),
-        Some(v) => room_field(v),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -116,40 +95,6 @@ mod tests {
                 character: 'é',
                 position: 3
             })
-        );
-    }
-
-    #[test]
-    fn join_and_leave_read_their_room() {
-        let room = parse_room_request(Some(r#"{"action":"join","room":"lobby"}"#), false);
-        assert_eq!(room.unwrap().as_str(), "lobby");
-        assert_eq!(
-            parse_room_request(Some(r#"{"action":"join"}"#), false),
-            Err(InputError::MissingRoom)
-        );
-        assert_eq!(
-            parse_room_request(Some(r#"{"action":"join","room":null}"#), false),
-            Err(InputError::MissingRoom)
-        );
-        assert_eq!(
-            parse_room_request(Some(r#"{"action":"join","room":["x"]}"#), false),
-            Err(InputError::RoomNotString("array"))
-        );
-        assert_eq!(
-            parse_room_request(Some(r#"{"action":"join","room":""}"#), false),
-            Err(InputError::InvalidRoom(RoomNameError::Empty))
-        );
-        assert_eq!(
-            parse_room_request(Some("nope"), false),
-            Err(InputError::NotJson)
-        );
-        assert_eq!(
-            parse_room_request(Some("x"), true),
-            Err(InputError::BinaryFrame)
-        );
-        assert_eq!(
-            InputError::InvalidRoom(RoomNameError::TooLong(65)).to_string(),
-            "field `room` must be at most 64 characters, got 65"
         );
     }
 }

@@ -19,7 +19,8 @@ impl App {
             }
             Err(e) => return self.reply_error(&endpoint, connection_id, e).await,
         };
-        let room = match rooms::parse_room_request(event.body.as_deref(), event.is_base64_encoded) {
+        let room = match domain::parse_room_request(event.body.as_deref(), event.is_base64_encoded)
+        {
             Ok(r) => r,
             Err(e) => return self.reply_error(&endpoint, connection_id, e).await,
         };

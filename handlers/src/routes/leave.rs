@@ -12,7 +12,8 @@ impl App {
         if let Err(e) = self.admit(connection_id).await? {
             return self.reply_error(&endpoint, connection_id, e).await;
         }
-        let room = match rooms::parse_room_request(event.body.as_deref(), event.is_base64_encoded) {
+        let room = match domain::parse_room_request(event.body.as_deref(), event.is_base64_encoded)
+        {
             Ok(r) => r,
             Err(e) => return self.reply_error(&endpoint, connection_id, e).await,
         };

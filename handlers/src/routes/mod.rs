@@ -24,6 +24,6 @@ mod prelude {
     pub(crate) use crate::{
         AUTHORIZER_SUB, AUTHORIZER_TOKEN_EXPIRES_AT, AUTHORIZER_USERNAME, App, HandlerError,
         SEC_WEBSOCKET_PROTOCOL, USERNAME_PARAMETER, config, correlation_id, domain, event_time,
-        fanout, job, ok, response, room_fanout, rooms, store, token_expiry,
+        fanout, job, ok, response, room_fanout, store, token_expiry,
     };
 }

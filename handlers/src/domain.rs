@@ -802,9 +802,19 @@ mod tests {
             Frame::for_message(&direct, "m1", "alice", at).to_json(),
             r#"{"type":"direct","id":"m1","from":"alice","to":"bob1","data":"hi","sentAt":"2025-11-26T14:27:06.123Z"}"#
         );
+        // The supported actions are the route table's client actions, in its order.
+        let actions: Vec<&str> = wsstack_routes::client_actions().collect();
+        assert_eq!(
+            actions[..4],
+            ["sendMessage", "listConnections", "join", "leave"]
+        );
         assert_eq!(
             Frame::error(&InputError::UnknownAction(Some("x".into()))).to_json(),
-            r#"{"type":"error","code":"unknown_action","message":"unknown action `x`; supported actions: sendMessage, listConnections, join, leave","supportedActions":["sendMessage","listConnections","join","leave"]}"#
+            format!(
+                r#"{{"type":"error","code":"unknown_action","message":"unknown action `x`; supported actions: {}","supportedActions":{}}}"#,
+                actions.join(", "),
+                serde_json::to_string(&actions).expect("json")
+            )
         );
         let in_room = SendMessage {
             data: "hi".into(),

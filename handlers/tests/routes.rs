@@ -1157,13 +1157,19 @@ async fn default_lists_the_supported_actions() {
         .await
         .unwrap();
     assert_eq!(resp.status_code, 200);
+    // The route table's client actions, in its order.
+    let actions: Vec<&str> = wsstack_routes::client_actions().collect();
+    assert_eq!(
+        actions[..4],
+        ["sendMessage", "listConnections", "join", "leave"]
+    );
     assert_eq!(
         f.api.frames_to(SENDER),
         vec![json!({
             "type": "error",
             "code": "unknown_action",
-            "message": "unknown action `subscribe`; supported actions: sendMessage, listConnections, join, leave",
-            "supportedActions": ["sendMessage", "listConnections", "join", "leave"],
+            "message": format!("unknown action `subscribe`; supported actions: {}", actions.join(", ")),
+            "supportedActions": actions,
         })]
     );
     assert_eq!(f.store.len(), 3);
@@ -1174,9 +1180,13 @@ async fn default_explains_a_message_without_action() {
     let f = setup(RecordingApi::default()).await;
     let ev = event("default", |v| v["body"] = json!("hello?"));
     f.app.handle(Handler::Default, ev).await.unwrap();
+    let actions: Vec<&str> = wsstack_routes::client_actions().collect();
     assert_eq!(
         f.api.frames_to(SENDER)[0]["message"],
-        "the message has no `action`; supported actions: sendMessage, listConnections, join, leave"
+        format!(
+            "the message has no `action`; supported actions: {}",
+            actions.join(", ")
+        )
     );
 }
 

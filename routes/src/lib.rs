@@ -191,7 +191,12 @@ mod tests {
         assert_eq!(Handler::from_name("token-sweeper"), Some(h));
         assert!(!h.is_route());
         assert_eq!(h.invocation(), Invocation::Schedule);
-        assert_eq!(Handler::ALL.last(), Some(&h), "new handlers go at the end");
+        // Handlers are appended: the sweeper comes after every handler that existed before it.
+        let at = |h| Handler::ALL.iter().position(|x| *x == h);
+        assert!(
+            at(h) > at(Handler::FanoutWorker),
+            "new handlers go at the end"
+        );
         assert_eq!(h.management_operations(), [ManagementOperation::Delete]);
         assert_eq!(
             h.table_actions(Table::Connections),

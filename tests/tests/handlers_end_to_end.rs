@@ -218,7 +218,7 @@ async fn direct_message_and_default_route() {
     assert_eq!(frame["code"], "unknown_action");
     assert_eq!(
         frame["supportedActions"],
-        json!(["sendMessage", "listConnections", "join", "leave"])
+        json!(wsstack_routes::client_actions().collect::<Vec<_>>())
     );
 }
 

@@ -833,6 +833,23 @@ impl DynamoDbStore {
 }
 
 impl DynamoDbStore {
+    /// The first step of a charge or a debit: when the bucket is full (no state yet, or its
+    /// state at or before now), set it to `now + cost` in one conditional update; when it is
+    /// not, the old state (see [`DynamoDbStore::bucket_update`]).
+    async fn bucket_refill(
+        &self,
+        key: &str,
+        values: &HashMap<String, AttributeValue>,
+    ) -> Result<Result<(), Option<i64>>, StoreError> {
+        self.bucket_update(
+            key,
+            "SET #tat = :next, #ttl = :exp",
+            "attribute_not_exists(#tat) OR #tat <= :now",
+            only(values.clone(), &[":next", ":exp", ":now"]),
+        )
+        .await
+    }
+
     /// One conditional UpdateItem of a rate-limit item (created when missing): `set` when
     /// `condition` holds. `Ok(true)` when it did; `Ok(false)` with the old `rateTatUs` (if the
     /// answer carried one) when the condition failed.
@@ -1178,14 +1195,7 @@ impl ConnectionStore for DynamoDbStore {
         let key = bucket.key();
         let now_us = now_ms * US_PER_MS;
         let values = bucket_values(now_us, rate, cost);
-        let full = self
-            .bucket_update(
-                &key,
-                "SET #tat = :next, #ttl = :exp",
-                "attribute_not_exists(#tat) OR #tat <= :now",
-                only(values.clone(), &[":next", ":exp", ":now"]),
-            )
-            .await?;
+        let full = self.bucket_refill(&key, &values).await?;
         let tat = match full {
             Ok(()) => return Ok(Charge::Admitted),
             Err(Some(tat)) => Some(tat),
@@ -1233,14 +1243,7 @@ impl ConnectionStore for DynamoDbStore {
         // The state only grows, so once it is after now the second update's condition holds;
         // the loop only guards against an item deleted in between.
         for _ in 0..3 {
-            let full = self
-                .bucket_update(
-                    &key,
-                    "SET #tat = :next, #ttl = :exp",
-                    "attribute_not_exists(#tat) OR #tat <= :now",
-                    only(values.clone(), &[":next", ":exp", ":now"]),
-                )
-                .await?;
+            let full = self.bucket_refill(&key, &values).await?;
             if full.is_ok() {
                 return Ok(());
             }

@@ -382,7 +382,7 @@ impl App {
 
 /// An error's text with its causes: the top-level text of an SDK error is only
 /// "service error", which tells an operator nothing.
-pub(crate) fn error_chain(err: &dyn std::error::Error) -> String {
+pub fn error_chain(err: &dyn std::error::Error) -> String {
     let mut text = err.to_string();
     let mut source = err.source();
     while let Some(s) = source {

@@ -240,16 +240,7 @@ async fn create_table(
     table: &str,
     keys: &[(&str, KeyType)],
 ) -> Result<(), HarnessError> {
-    let err = |e: &dyn std::error::Error| {
-        let mut text = e.to_string();
-        let mut source = e.source();
-        while let Some(s) = source {
-            text.push_str(": ");
-            text.push_str(&s.to_string());
-            source = s.source();
-        }
-        HarnessError::DynamoDb(text)
-    };
+    let err = |e: &dyn std::error::Error| HarnessError::DynamoDb(wsstack_handlers::error_chain(e));
     let mut attrs = Vec::new();
     let mut schema = Vec::new();
     for (name, key_type) in keys {

@@ -153,46 +153,10 @@ impl Worker {
         mut job: FanOutJob,
         deadline: Option<Deadline>,
     ) -> Result<JobReport, WorkerError> {
-        if !same_endpoint(&job.endpoint, &self.endpoint) {
-            let err = WorkerError::ForeignEndpoint {
-                message_id: job.message_id.clone(),
-                job_endpoint: job.endpoint.clone(),
-                endpoint: self.endpoint.clone(),
-            };
-            tracing::error!(error = %err, "refusing a fan-out job");
-            return Err(err);
+        if let Some(dropped) = self.check_job(&mut job)? {
+            return Ok(dropped);
         }
-        let now = crate::job::now_ms();
-        // A version 1 job has no age yet: it starts now, and its continuations carry it.
-        job.enqueued_at.get_or_insert(now);
-        if let Some(age) = job.age(now)
-            && age > self.max_job_age
-        {
-            tracing::warn!(
-                message_id = %job.message_id,
-                age_seconds = age.as_secs(),
-                max_age_seconds = self.max_job_age.as_secs(),
-                audience = ?job.audience,
-                pending = job.pending.len(),
-                listing = ?job.listing,
-                "fan-out job dropped: older than the maximum job age; its pending connections and the rest of its listing are not posted to"
-            );
-            return Ok(JobReport {
-                expired: true,
-                ..JobReport::default()
-            });
-        }
-        let mut fanout = FanOut::new(
-            self.store.as_ref(),
-            self.api.as_ref(),
-            &self.endpoint,
-            Bytes::from(job.frame.clone()),
-            self.concurrency,
-            deadline,
-        );
-        if let Some(m) = &self.memberships {
-            fanout = fanout.with_memberships(m.as_ref());
-        }
+        let mut fanout = self.fan_out(&job, deadline);
         let mut pending = job.pending.clone();
         let mut listing = job.listing.clone();
         let mut pages = 0;
@@ -237,25 +201,7 @@ impl Worker {
             listing = page.next;
         }
         let posts = fanout.into_report();
-        let rest = job.continuation(listing, pending);
-        let continuation = if rest.is_finished() {
-            None
-        } else {
-            self.queue
-                .send(vec![rest.to_body()])
-                .await
-                .map_err(|source| WorkerError::Continuation {
-                    message_id: job.message_id.clone(),
-                    source,
-                })?;
-            tracing::info!(
-                message_id = %job.message_id,
-                pending = rest.pending.len(),
-                listing = ?rest.listing,
-                "deadline reached: continuation enqueued"
-            );
-            Some(rest)
-        };
+        let continuation = self.continue_later(&job, listing, pending).await?;
         tracing::info!(
             message_id = %job.message_id,
             audience = ?job.audience,
@@ -272,6 +218,84 @@ impl Worker {
             pages,
             expired: false,
         })
+    }
+
+    /// The fan-out engine for `job`'s frame, posting to the worker's endpoint; a 410 also
+    /// deletes the gone connection's memberships where rooms are wired.
+    fn fan_out(&self, job: &FanOutJob, deadline: Option<Deadline>) -> FanOut<'_> {
+        let fanout = FanOut::new(
+            self.store.as_ref(),
+            self.api.as_ref(),
+            &self.endpoint,
+            Bytes::from(job.frame.clone()),
+            self.concurrency,
+            deadline,
+        );
+        match &self.memberships {
+            Some(m) => fanout.with_memberships(m.as_ref()),
+            None => fanout,
+        }
+    }
+
+    /// Refuses a job naming another endpoint than the worker's, gives a version 1 job its age
+    /// (it starts now; its continuations carry it), and drops a job older than the maximum:
+    /// `Ok(Some(report))` when it is dropped, `Ok(None)` when it may run.
+    fn check_job(&self, job: &mut FanOutJob) -> Result<Option<JobReport>, WorkerError> {
+        if !same_endpoint(&job.endpoint, &self.endpoint) {
+            let err = WorkerError::ForeignEndpoint {
+                message_id: job.message_id.clone(),
+                job_endpoint: job.endpoint.clone(),
+                endpoint: self.endpoint.clone(),
+            };
+            tracing::error!(error = %err, "refusing a fan-out job");
+            return Err(err);
+        }
+        let now = crate::job::now_ms();
+        job.enqueued_at.get_or_insert(now);
+        let Some(age) = job.age(now).filter(|age| *age > self.max_job_age) else {
+            return Ok(None);
+        };
+        tracing::warn!(
+            message_id = %job.message_id,
+            age_seconds = age.as_secs(),
+            max_age_seconds = self.max_job_age.as_secs(),
+            audience = ?job.audience,
+            pending = job.pending.len(),
+            listing = ?job.listing,
+            "fan-out job dropped: older than the maximum job age; its pending connections and the rest of its listing are not posted to"
+        );
+        Ok(Some(JobReport {
+            expired: true,
+            ..JobReport::default()
+        }))
+    }
+
+    /// Enqueues what `job` left (`listing` not yet read, `pending` listed but not posted) as its
+    /// continuation; `None` when nothing is left.
+    async fn continue_later(
+        &self,
+        job: &FanOutJob,
+        listing: Listing,
+        pending: Vec<String>,
+    ) -> Result<Option<FanOutJob>, WorkerError> {
+        let rest = job.continuation(listing, pending);
+        if rest.is_finished() {
+            return Ok(None);
+        }
+        self.queue
+            .send(vec![rest.to_body()])
+            .await
+            .map_err(|source| WorkerError::Continuation {
+                message_id: job.message_id.clone(),
+                source,
+            })?;
+        tracing::info!(
+            message_id = %job.message_id,
+            pending = rest.pending.len(),
+            listing = ?rest.listing,
+            "deadline reached: continuation enqueued"
+        );
+        Ok(Some(rest))
     }
 
     /// Runs a queue message body; an unreadable body is an error naming why.

@@ -10,8 +10,7 @@ use std::time::Duration;
 use gateway_support::*;
 use serde_json::json;
 use tokio_tungstenite::tungstenite;
-use wsstack_auth::issuer::{LOCAL_AUDIENCE, LocalIssuer, SigningKey};
-use wsstack_auth::{AuthConfig, TokenSource};
+use wsstack_auth::issuer::{LocalIssuer, SigningKey};
 use wsstack_gateway::RunningGateway;
 use wsstack_gateway::integration::EventLog;
 use wsstack_handlers::store::{ConnectionStore, MemoryStore};
@@ -30,19 +29,10 @@ async fn start_authenticated() -> AuthGateway {
 async fn start_authenticated_with(
     tweak: impl FnOnce(&mut wsstack_gateway::GatewayOptions),
 ) -> AuthGateway {
-    let issuer = LocalIssuer::start("127.0.0.1:0".parse().expect("addr"), LOCAL_AUDIENCE)
-        .await
-        .expect("issuer");
-    let config = AuthConfig {
-        issuer: issuer.url().to_owned(),
-        audiences: vec![LOCAL_AUDIENCE.to_owned()],
-        jwks_url: None,
-        token_source: TokenSource::default(),
-        username_claim: Some(wsstack_auth::issuer::LOCAL_USERNAME_CLAIM.to_owned()),
-    };
+    let (issuer, authorizer) = local_auth(Some(wsstack_auth::issuer::LOCAL_USERNAME_CLAIM)).await;
     let events = EventLog::new();
     let mut opts = options();
-    opts.authorizer = Some(Arc::new(config.http_authorizer().expect("authorizer")));
+    opts.authorizer = Some(authorizer);
     opts.event_log = Some(events.clone());
     tweak(&mut opts);
     let (gw, store) = start(opts).await;
@@ -235,19 +225,10 @@ async fn push_disconnect_closes_every_connection_of_one_user() {
     })
     .await
     .unwrap_or_else(|e| panic!("store: {e}"));
-    let issuer = LocalIssuer::start("127.0.0.1:0".parse().expect("addr"), LOCAL_AUDIENCE)
-        .await
-        .expect("issuer");
-    let config = AuthConfig {
-        issuer: issuer.url().to_owned(),
-        audiences: vec![LOCAL_AUDIENCE.to_owned()],
-        jwks_url: None,
-        token_source: TokenSource::default(),
-        username_claim: None,
-    };
+    let (issuer, authorizer) = local_auth(None).await;
     let mut opts = options();
     opts.table_name = table.to_owned();
-    opts.authorizer = Some(Arc::new(config.http_authorizer().expect("authorizer")));
+    opts.authorizer = Some(authorizer);
     let gw = start_with(opts, store.clone()).await;
 
     let connect = |sub: &str, name: &str| {

@@ -4,13 +4,10 @@
 
 mod gateway_support;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use gateway_support::*;
 use serde_json::{Value, json};
-use wsstack_auth::issuer::{LOCAL_AUDIENCE, LocalIssuer};
-use wsstack_auth::{AuthConfig, TokenSource};
 
 /// Sends `n` copies of `request` without waiting, then reads the `n` answers, in order.
 async fn flood(client: &mut Client, request: Value, n: usize) -> Vec<Value> {
@@ -79,18 +76,9 @@ async fn list_connections_and_default_are_rate_limited_per_connection() {
 /// over its connection's limit) get refusals from the user's.
 #[tokio::test]
 async fn a_users_connections_share_the_users_rate() {
-    let issuer = LocalIssuer::start("127.0.0.1:0".parse().expect("addr"), LOCAL_AUDIENCE)
-        .await
-        .expect("issuer");
-    let config = AuthConfig {
-        issuer: issuer.url().to_owned(),
-        audiences: vec![LOCAL_AUDIENCE.to_owned()],
-        jwks_url: None,
-        token_source: TokenSource::default(),
-        username_claim: None,
-    };
+    let (issuer, authorizer) = local_auth(None).await;
     let mut opts = options();
-    opts.authorizer = Some(Arc::new(config.http_authorizer().expect("authorizer")));
+    opts.authorizer = Some(authorizer);
     let (gw, _store) = start(opts).await;
     let token = issuer
         .mint("user-ann", "ann", Duration::from_secs(600))

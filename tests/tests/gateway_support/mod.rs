@@ -484,3 +484,27 @@ pub async fn management_client(endpoint: &str) -> aws_sdk_apigatewaymanagement::
         .build();
     aws_sdk_apigatewaymanagement::Client::from_conf(config)
 }
+
+/// A local OpenID issuer on a free port and an authorizer that trusts it (its keys fetched
+/// through discovery, as in AWS): for gateways that authenticate `$connect`. `username_claim`
+/// as the stage's `[auth] username_claim`. Keep the issuer alive as long as the gateway.
+pub async fn local_auth(
+    username_claim: Option<&str>,
+) -> (
+    Arc<wsstack_auth::issuer::LocalIssuer>,
+    Arc<wsstack_auth::Authorizer<wsstack_auth::http_source::HttpJwksSource>>,
+) {
+    use wsstack_auth::issuer::{LOCAL_AUDIENCE, LocalIssuer};
+    let issuer = LocalIssuer::start("127.0.0.1:0".parse().expect("addr"), LOCAL_AUDIENCE)
+        .await
+        .expect("issuer");
+    let config = wsstack_auth::AuthConfig {
+        issuer: issuer.url().to_owned(),
+        audiences: vec![LOCAL_AUDIENCE.to_owned()],
+        jwks_url: None,
+        token_source: wsstack_auth::TokenSource::default(),
+        username_claim: username_claim.map(str::to_owned),
+    };
+    let authorizer = Arc::new(config.http_authorizer().expect("authorizer"));
+    (issuer, authorizer)
+}

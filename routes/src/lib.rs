@@ -6,13 +6,17 @@
 //! - [`access`]: what a handler may do, as IAM names it (table, `@connections`, queue).
 //! - [`env`]: the environment variables synth sets and the handlers read.
 //! - [`ROUTES`]: route key to handler, as API Gateway matches it.
+//! - [`push_api`]: the HTTP push API a backend calls, its routes and bodies.
+//! - [`bridge`]: forwarded actions and replies as events on the stage's EventBridge bus.
 //!
 //! Adding a route is a [`Route`] entry here, a [`Handler`] variant with its [`HandlerSpec`], and
 //! the handler's code in `wsstack_handlers`.
 
 pub mod access;
+pub mod bridge;
 pub mod env;
 pub mod handler;
+pub mod push_api;
 
 pub use access::{ManagementOperation, QueueAction, Table, TableAction, TableGrant};
 pub use env::EnvVar;
@@ -33,6 +37,13 @@ pub mod table {
     /// A string set: the rooms the connection is in, so `$disconnect` and a 410 know which
     /// memberships to delete. An added attribute, not a key: the live table is not replaced.
     pub const ROOMS_ATTRIBUTE: &str = "rooms";
+    /// The user a connection belongs to (type S): the verified `sub` in stages with
+    /// `[auth] mode = "jwt"`, the username elsewhere. The key of [`USER_INDEX`].
+    pub const USER_ID_ATTRIBUTE: &str = "userId";
+    /// A global secondary index on [`USER_ID_ATTRIBUTE`] (projection: keys only plus
+    /// `connectedAt`): every open connection of one user in one Query. Adding a GSI to a live
+    /// table is an in-place update.
+    pub const USER_INDEX: &str = "byUser";
 }
 
 /// The rooms table's schema: one item per membership, queried by room page by page.

@@ -233,9 +233,11 @@ impl App {
                 Handler::Join => self.join(connection_id, &event).await,
                 Handler::Leave => self.leave(connection_id, &event).await,
                 Handler::ListConnections => self.list_connections(connection_id, &event).await,
-                Handler::Authorizer | Handler::FanoutWorker | Handler::TokenSweeper => {
-                    Err(HandlerError::NotARoute(handler.name()))
-                }
+                Handler::Authorizer
+                | Handler::FanoutWorker
+                | Handler::TokenSweeper
+                | Handler::Forward
+                | Handler::PushApi => Err(HandlerError::NotARoute(handler.name())),
             }
         };
         work.instrument(span).await

@@ -16,6 +16,45 @@ impl Table {
     pub const ALL: [Table; 2] = [Table::Connections, Table::Rooms];
 }
 
+/// A global secondary index of a table of the stack; the only action on it is `dynamodb:Query`,
+/// granted on the index's ARN (`{table ARN}/index/{name}`) alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Index {
+    /// The connections by user ([`crate::table::USER_INDEX`]).
+    ConnectionsByUser,
+}
+
+impl Index {
+    /// The table the index belongs to.
+    pub const fn table(self) -> Table {
+        match self {
+            Index::ConnectionsByUser => Table::Connections,
+        }
+    }
+
+    /// The index's name.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Index::ConnectionsByUser => crate::table::USER_INDEX,
+        }
+    }
+}
+
+/// An action on the stage's EventBridge bus; synth grants exactly these, on that bus only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum BusAction {
+    PutEvents,
+}
+
+impl BusAction {
+    /// The IAM action name, e.g. `events:PutEvents`.
+    pub const fn iam_action(self) -> &'static str {
+        match self {
+            BusAction::PutEvents => "events:PutEvents",
+        }
+    }
+}
+
 /// A DynamoDB action a handler performs on a table.
 ///
 /// Synth grants exactly these actions to the handler's role, so a handler that starts calling a

@@ -19,6 +19,31 @@ pub fn event_source(stage: &str) -> String {
     format!("wsstack.{stage}")
 }
 
+/// Default of an action's `max_data_bytes`: the largest `data` (as JSON text) it forwards.
+pub const DEFAULT_MAX_DATA_BYTES: u32 = 32 * 1024;
+/// Upper bound of `max_data_bytes`: a WebSocket frame carries at most 128 KB
+/// (<https://docs.aws.amazon.com/apigateway/latest/developerguide/apigateway-execution-service-websocket-limits-table.html>),
+/// and the event with its envelope must stay within one `PutEvents` entry.
+pub const MAX_MAX_DATA_BYTES: u32 = 128 * 1024;
+
+/// A forwarded action as the app manifest (`wsstack.toml`) declares it. Synth hands the list to
+/// the `forward` handler as JSON (its `FORWARDED_ACTIONS` variable); the local gateway reads the
+/// manifest itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ForwardedAction {
+    /// The `action` a client names; the route key and the event's `detail-type`.
+    pub name: String,
+    /// The largest `data` forwarded, in bytes of JSON text; larger is refused with an error
+    /// frame. Default [`DEFAULT_MAX_DATA_BYTES`].
+    #[serde(default = "default_max_data_bytes")]
+    pub max_data_bytes: u32,
+}
+
+fn default_max_data_bytes() -> u32 {
+    DEFAULT_MAX_DATA_BYTES
+}
+
 /// The `detail` of a forwarded client action, as a backend receives it (the `detail` of the
 /// EventBridge event its rule delivers).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

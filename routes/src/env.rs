@@ -45,11 +45,17 @@ pub enum EnvVar {
     AuthTokenSource,
     /// The authorizer: the claim a user's name comes from (optional).
     AuthUsernameClaim,
+    /// The stage's EventBridge bus, which forwarded actions are put on.
+    EventBusName,
+    /// The `source` of the events of forwarded actions ([`crate::bridge::event_source`]).
+    EventSource,
+    /// The app manifest's forwarded actions, as JSON ([`crate::bridge::ForwardedAction`]).
+    ForwardedActions,
 }
 
 impl EnvVar {
     /// Every variable, in declaration order.
-    pub const ALL: [EnvVar; 19] = [
+    pub const ALL: [EnvVar; 22] = [
         EnvVar::TableName,
         EnvVar::RoomsTableName,
         EnvVar::BroadcastConcurrency,
@@ -69,6 +75,9 @@ impl EnvVar {
         EnvVar::AuthJwksUrl,
         EnvVar::AuthTokenSource,
         EnvVar::AuthUsernameClaim,
+        EnvVar::EventBusName,
+        EnvVar::EventSource,
+        EnvVar::ForwardedActions,
     ];
 
     /// The variable's name in the function's environment.
@@ -93,6 +102,9 @@ impl EnvVar {
             EnvVar::AuthJwksUrl => "AUTH_JWKS_URL",
             EnvVar::AuthTokenSource => "AUTH_TOKEN_SOURCE",
             EnvVar::AuthUsernameClaim => "AUTH_USERNAME_CLAIM",
+            EnvVar::EventBusName => "EVENT_BUS_NAME",
+            EnvVar::EventSource => "EVENT_SOURCE",
+            EnvVar::ForwardedActions => "FORWARDED_ACTIONS",
         }
     }
 }

@@ -8,7 +8,9 @@
 //! end of [`SPECS`] (a test checks they line up), plus its route in [`crate::ROUTES`] if it is
 //! one.
 
-use crate::access::{ManagementOperation, QueueAction, Table, TableAction, TableGrant};
+use crate::access::{
+    BusAction, Index, ManagementOperation, QueueAction, Table, TableAction, TableGrant,
+};
 use crate::env::EnvVar;
 
 /// The Lambda handlers of the API. Each is one function in the synthesized stack; all of them
@@ -35,6 +37,12 @@ pub enum Handler {
     /// Not a route: closes the connections whose token has expired, on an EventBridge schedule
     /// (stages with `[auth] mode = "jwt"`).
     TokenSweeper,
+    /// The integration of every forwarded action's route (the app manifest's actions): checks
+    /// the message, puts it on the stage's EventBridge bus, answers the sender in the route's
+    /// response.
+    Forward,
+    /// Not a WebSocket route: serves the HTTP push API a backend calls (IAM-signed).
+    PushApi,
 }
 
 /// How a handler is invoked.
@@ -50,6 +58,12 @@ pub enum Invocation {
     /// By an EventBridge schedule, every few minutes; only in stages that turn authentication
     /// on.
     Schedule,
+    /// By API Gateway, as the integration of every route of the app manifest's forwarded
+    /// actions: two-way routes, whose response is the handler's answer to the sender.
+    ForwardedActions,
+    /// By the stage's HTTP push API (payload format 2.0), on every route of
+    /// [`crate::push_api::PUSH_ROUTES`].
+    PushApi,
 }
 
 /// Everything the stack and the runtime need to know about one handler.
@@ -71,6 +85,10 @@ pub struct HandlerSpec {
     pub management: &'static [ManagementOperation],
     /// The SQS actions it calls on the fan-out queue; synth grants exactly these.
     pub queue: &'static [QueueAction],
+    /// The indexes it queries; synth grants `dynamodb:Query` on exactly these indexes' ARNs.
+    pub indexes: &'static [Index],
+    /// The actions it calls on the stage's EventBridge bus; synth grants exactly these.
+    pub bus: &'static [BusAction],
     /// The variables synth sets on its function (each only when the stage gives it a value).
     pub environment: &'static [EnvVar],
     /// Whether every request it handles is charged against the rate limits (the connection's
@@ -108,7 +126,7 @@ const ROOM_ROUTE: [EnvVar; 8] = [
 ];
 
 /// The handlers, in the order of [`Handler::ALL`].
-pub const SPECS: [HandlerSpec; 10] = [
+pub const SPECS: [HandlerSpec; 12] = [
     HandlerSpec {
         handler: Handler::Connect,
         name: "connect",
@@ -121,6 +139,8 @@ pub const SPECS: [HandlerSpec; 10] = [
         }],
         management: &[],
         queue: &[],
+        indexes: &[],
+        bus: &[],
         environment: &[TableName, AuthMode],
         rate_limited: false,
     },
@@ -143,6 +163,8 @@ pub const SPECS: [HandlerSpec; 10] = [
         ],
         management: &[],
         queue: &[],
+        indexes: &[],
+        bus: &[],
         environment: &[TableName, RoomsTableName],
         rate_limited: false,
     },
@@ -170,6 +192,8 @@ pub const SPECS: [HandlerSpec; 10] = [
         management: &[ManagementOperation::Post],
         // Enqueues the jobs of a broadcast (queue mode) or what its deadline left (inline).
         queue: &[QueueAction::SendMessage],
+        indexes: &[],
+        bus: &[],
         environment: &[
             TableName,
             RoomsTableName,
@@ -202,6 +226,8 @@ pub const SPECS: [HandlerSpec; 10] = [
         // Answers the sender with an error frame.
         management: &[ManagementOperation::Post],
         queue: &[],
+        indexes: &[],
+        bus: &[],
         environment: &ANSWERING_ROUTE,
         rate_limited: true,
     },
@@ -219,6 +245,8 @@ pub const SPECS: [HandlerSpec; 10] = [
         // Answers the sender with a page of connections (or an error frame).
         management: &[ManagementOperation::Post],
         queue: &[],
+        indexes: &[],
+        bus: &[],
         environment: &ANSWERING_ROUTE,
         rate_limited: true,
     },
@@ -244,6 +272,8 @@ pub const SPECS: [HandlerSpec; 10] = [
         // Confirms to the sender, or answers with an error frame.
         management: &[ManagementOperation::Post],
         queue: &[],
+        indexes: &[],
+        bus: &[],
         environment: &ROOM_ROUTE,
         rate_limited: true,
     },
@@ -267,6 +297,8 @@ pub const SPECS: [HandlerSpec; 10] = [
         // Confirms to the sender, or answers with an error frame.
         management: &[ManagementOperation::Post],
         queue: &[],
+        indexes: &[],
+        bus: &[],
         environment: &ROOM_ROUTE,
         rate_limited: true,
     },
@@ -279,6 +311,8 @@ pub const SPECS: [HandlerSpec; 10] = [
         tables: &[],
         management: &[],
         queue: &[],
+        indexes: &[],
+        bus: &[],
         environment: &[
             AuthIssuer,
             AuthAudience,
@@ -319,6 +353,9 @@ pub const SPECS: [HandlerSpec; 10] = [
             QueueAction::GetQueueAttributes,
             QueueAction::SendMessage,
         ],
+        // A reply through the bus to a user lists that user's connections.
+        indexes: &[Index::ConnectionsByUser],
+        bus: &[],
         environment: &[
             TableName,
             RoomsTableName,
@@ -346,7 +383,76 @@ pub const SPECS: [HandlerSpec; 10] = [
         // Closes the connections whose token has expired (DeleteConnection).
         management: &[ManagementOperation::Delete],
         queue: &[],
+        indexes: &[],
+        bus: &[],
         environment: &[TableName, BroadcastConcurrency, CallbackUrl],
+        rate_limited: false,
+    },
+    HandlerSpec {
+        handler: Handler::Forward,
+        name: "forward",
+        logical_id_stem: "Forward",
+        invocation: Invocation::ForwardedActions,
+        // Charges the rate limits and reads the sender's record (its user and name) in one
+        // conditional update.
+        tables: &[TableGrant {
+            table: Table::Connections,
+            actions: &[GetItem, UpdateItem],
+        }],
+        // Answers in the route's response, never through `@connections`.
+        management: &[],
+        queue: &[],
+        indexes: &[],
+        // One event per accepted message.
+        bus: &[BusAction::PutEvents],
+        environment: &[
+            TableName,
+            MessageRate,
+            MessageBurst,
+            UserMessageRate,
+            UserMessageBurst,
+            EventBusName,
+            EventSource,
+            ForwardedActions,
+        ],
+        rate_limited: true,
+    },
+    HandlerSpec {
+        handler: Handler::PushApi,
+        name: "push-api",
+        logical_id_stem: "PushApi",
+        invocation: Invocation::PushApi,
+        tables: &[
+            // Reads a connection's record, lists everyone for a push to everyone, deletes the
+            // records of connections that turned out to be gone, charges the broadcast budget.
+            TableGrant {
+                table: Table::Connections,
+                actions: &[GetItem, UpdateItem, Scan, DeleteItem],
+            },
+            // Lists a room's members; deletes the memberships of gone members.
+            TableGrant {
+                table: Table::Rooms,
+                actions: &[Query, DeleteItem],
+            },
+        ],
+        // Posts to connections; closes one on `DELETE /connections/{id}`.
+        management: &[ManagementOperation::Post, ManagementOperation::Delete],
+        // Enqueues a push to everyone in queue mode, or what an inline push's deadline left.
+        queue: &[QueueAction::SendMessage],
+        // A user's connections (a push to a user, presence).
+        indexes: &[Index::ConnectionsByUser],
+        bus: &[],
+        environment: &[
+            TableName,
+            RoomsTableName,
+            BroadcastConcurrency,
+            CallbackUrl,
+            BroadcastBudget,
+            FanoutMode,
+            FanoutQueueUrl,
+            FanoutSegments,
+            FanoutMaxJobAgeSeconds,
+        ],
         rate_limited: false,
     },
 ];
@@ -354,7 +460,7 @@ pub const SPECS: [HandlerSpec; 10] = [
 impl Handler {
     /// Every handler, in the order the stack declares them. New handlers go at the end, so
     /// the resources of the existing ones keep their place in the template.
-    pub const ALL: [Handler; 10] = [
+    pub const ALL: [Handler; 12] = [
         Handler::Connect,
         Handler::Disconnect,
         Handler::SendMessage,
@@ -365,6 +471,8 @@ impl Handler {
         Handler::Authorizer,
         Handler::FanoutWorker,
         Handler::TokenSweeper,
+        Handler::Forward,
+        Handler::PushApi,
     ];
 
     /// The handler's description.
@@ -427,6 +535,16 @@ impl Handler {
     /// The SQS actions the handler calls on the fan-out queue.
     pub const fn queue_actions(self) -> &'static [QueueAction] {
         self.spec().queue
+    }
+
+    /// The indexes the handler queries.
+    pub const fn index_queries(self) -> &'static [Index] {
+        self.spec().indexes
+    }
+
+    /// The actions the handler calls on the stage's EventBridge bus.
+    pub const fn bus_actions(self) -> &'static [BusAction] {
+        self.spec().bus
     }
 
     /// Whether every request to the handler is charged against the rate limits
@@ -519,6 +637,15 @@ mod tests {
             let fans_out = s.queue.contains(&QueueAction::SendMessage);
             assert_eq!(reads(BroadcastBudget), fans_out, "{h:?} BROADCAST_BUDGET");
             assert_eq!(reads(AuthIssuer), authorizer, "{h:?} AUTH_ISSUER");
+            let puts_events = !s.bus.is_empty();
+            assert_eq!(reads(EventBusName), puts_events, "{h:?} EVENT_BUS_NAME");
+            assert_eq!(reads(EventSource), puts_events, "{h:?} EVENT_SOURCE");
+            for index in s.indexes {
+                assert!(
+                    reads(TableName),
+                    "{h:?} queries {index:?} of a table it cannot name"
+                );
+            }
             for v in s.environment {
                 let n = s.environment.iter().filter(|w| *w == v).count();
                 assert_eq!(n, 1, "{h:?} lists {v:?} {n} times");

@@ -18,7 +18,9 @@ pub mod env;
 pub mod handler;
 pub mod push_api;
 
-pub use access::{ManagementOperation, QueueAction, Table, TableAction, TableGrant};
+pub use access::{
+    BusAction, Index, ManagementOperation, QueueAction, Table, TableAction, TableGrant,
+};
 pub use env::EnvVar;
 pub use handler::{Handler, HandlerSpec, Invocation, SPECS};
 

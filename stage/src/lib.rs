@@ -618,12 +618,15 @@ pub fn parse(path: &Path, name: &str, text: &str) -> Result<Stage, StageError> {
         }
     };
     let defaults = apply(&DEFAULT_FUNCTION, &file.lambda.defaults);
-    // A function per route handler and the fan-out worker, and the authorizer's and the token
-    // sweeper's where the stage authenticates.
+    // A function per route handler, the fan-out worker, the forwarded actions and the push API,
+    // and the authorizer's and the token sweeper's where the stage authenticates.
     let functions: Vec<(Handler, FunctionSettings)> = Handler::ALL
         .iter()
         .filter(|h| match h.invocation() {
-            Invocation::Route | Invocation::FanoutQueue => true,
+            Invocation::Route
+            | Invocation::FanoutQueue
+            | Invocation::ForwardedActions
+            | Invocation::PushApi => true,
             Invocation::ConnectAuthorizer | Invocation::Schedule => auth.jwt().is_some(),
         })
         .map(|&h| (h, apply(&DEFAULT_FUNCTION, &file.lambda.fields(h))))

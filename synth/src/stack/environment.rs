@@ -57,6 +57,8 @@ fn value(stage: &Stage, h: Handler, var: EnvVar) -> Option<Expr> {
         AuthIssuer | AuthAudience | AuthJwksUrl | AuthTokenSource | AuthUsernameClaim => {
             return authorizer::environment(stage).remove(var.name());
         }
+        // The bridge (issue 17): synth's bus and the manifest's actions are not wired yet.
+        EventBusName | EventSource | ForwardedActions => return None,
     })
 }
 

@@ -17,6 +17,8 @@ pub const ATTR_CONNECTED_AT: &str = "connectedAt";
 pub const ATTR_EXPIRES_AT: &str = wsstack_routes::table::TTL_ATTRIBUTE;
 /// The verified subject (`sub` claim) of an authenticated connection.
 pub const ATTR_SUB: &str = "sub";
+/// Whose connection it is: the key of the user index ([`Connection::user_id`]).
+pub const ATTR_USER_ID: &str = wsstack_routes::table::USER_ID_ATTRIBUTE;
 /// The sender's rate limit state: the GCRA "theoretical arrival time", epoch **microseconds**.
 /// (Until issue 18 it was `rateTat` in milliseconds, which rounded every rate from 501 to 999
 /// per second up to 1,000; a record still carrying the old attribute just starts with a full
@@ -53,6 +55,24 @@ pub struct Connection {
     /// When the connection's token expires, epoch seconds, when the stage authenticates
     /// connections; `None` otherwise. The token sweep closes the connection after it.
     pub token_expires_at: Option<i64>,
+}
+
+impl Connection {
+    /// The user the connection belongs to: the verified `sub` where the stage authenticates
+    /// connections, the username the client chose elsewhere (not verified). Stored as
+    /// [`ATTR_USER_ID`], the key of the table's user index: a push to a user reaches every
+    /// connection with this value.
+    pub fn user_id(&self) -> &str {
+        self.sub.as_deref().unwrap_or(&self.username)
+    }
+}
+
+/// One open connection of a user, as the user index lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserConnection {
+    pub connection_id: String,
+    /// When it connected, epoch milliseconds.
+    pub connected_at: i64,
 }
 
 /// A rate limit: `per_second` on average, up to `burst` at once (a per-connection or per-user
@@ -351,6 +371,33 @@ pub trait ConnectionStore: Send + Sync {
                     Ok(c) if c.sub.as_deref() == Some(sub.as_str()) => Some(Ok(Recipient {
                         connection_id: c.connection_id,
                     })),
+                    Ok(_) => None,
+                    Err(e) => Some(Err(e)),
+                })
+            })
+            .boxed()
+    }
+
+    /// The live connections (at `now`, epoch seconds) of the user `user_id`
+    /// ([`Connection::user_id`]): what a push to a user posts to and presence lists.
+    ///
+    /// The default filters [`ConnectionStore::list`]; [`DynamoDbStore`] queries the user index,
+    /// which is eventually consistent (a connection made a moment ago may be missing).
+    fn list_by_user(
+        &self,
+        user_id: &str,
+        now: i64,
+    ) -> BoxStream<'_, Result<UserConnection, StoreError>> {
+        let user_id = user_id.to_owned();
+        self.list()
+            .filter_map(move |item| {
+                futures::future::ready(match item {
+                    Ok(c) if c.user_id() == user_id && is_live(c.expires_at, now) => {
+                        Some(Ok(UserConnection {
+                            connection_id: c.connection_id,
+                            connected_at: c.connected_at,
+                        }))
+                    }
                     Ok(_) => None,
                     Err(e) => Some(Err(e)),
                 })
@@ -708,6 +755,10 @@ fn to_item(c: &Connection) -> HashMap<String, AttributeValue> {
     if let Some(sub) = &c.sub {
         item.insert(ATTR_SUB.to_owned(), AttributeValue::S(sub.clone()));
     }
+    item.insert(
+        ATTR_USER_ID.to_owned(),
+        AttributeValue::S(c.user_id().to_owned()),
+    );
     if let Some(t) = c.token_expires_at {
         item.insert(
             ATTR_TOKEN_EXPIRES_AT.to_owned(),
@@ -950,6 +1001,24 @@ fn recipient_from_item(item: &HashMap<String, AttributeValue>) -> Result<Recipie
             reason: format!("no string attribute {ATTR_CONNECTION_ID}"),
         }),
     }
+}
+
+fn user_connection_from_item(
+    item: &HashMap<String, AttributeValue>,
+) -> Result<UserConnection, StoreError> {
+    let Recipient { connection_id } = recipient_from_item(item)?;
+    let connected_at = match item.get(ATTR_CONNECTED_AT) {
+        Some(AttributeValue::N(n)) => n.parse::<i64>().ok(),
+        _ => None,
+    };
+    let connected_at = connected_at.ok_or_else(|| StoreError::Malformed {
+        connection_id: connection_id.clone(),
+        reason: format!("no number attribute {ATTR_CONNECTED_AT}"),
+    })?;
+    Ok(UserConnection {
+        connection_id,
+        connected_at,
+    })
 }
 
 impl DynamoDbStore {
@@ -1290,6 +1359,46 @@ impl ConnectionStore for DynamoDbStore {
     fn list_by_sub(&self, sub: &str) -> BoxStream<'_, Result<Recipient, StoreError>> {
         let scan = self.filtered_id_scan(ATTR_SUB, "#a = :v", AttributeValue::S(sub.to_owned()));
         self.scan_pages(scan, recipient_from_item)
+    }
+
+    fn list_by_user(
+        &self,
+        user_id: &str,
+        now: i64,
+    ) -> BoxStream<'_, Result<UserConnection, StoreError>> {
+        // A Query of the user index: a GSI is read eventually consistent only (developer guide,
+        // "Using Global Secondary Indexes in DynamoDB",
+        // https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/GSI.html#GSI.Reading).
+        let query = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(wsstack_routes::table::USER_INDEX)
+            .key_condition_expression("#u = :u")
+            .expression_attribute_names("#u", ATTR_USER_ID)
+            .expression_attribute_values(":u", AttributeValue::S(user_id.to_owned()))
+            // Expired records wait for the TTL process: not connections any more.
+            .filter_expression("attribute_not_exists(#ttl) OR #ttl > :now")
+            .expression_attribute_names("#ttl", ATTR_EXPIRES_AT)
+            .expression_attribute_values(":now", AttributeValue::N(now.to_string()))
+            .set_limit(self.page_size);
+        let pages = stream::try_unfold(Some(None), move |state: Option<ScanCursor>| {
+            let query = query.clone();
+            async move {
+                let Some(start) = state else {
+                    return Ok(None);
+                };
+                let out = query
+                    .set_exclusive_start_key(start)
+                    .send()
+                    .await
+                    .map_err(backend_error)?;
+                let page: Vec<_> = out.items().iter().map(user_connection_from_item).collect();
+                let next = out.last_evaluated_key().map(|k| Some(k.clone()));
+                Ok::<_, StoreError>(Some((page, next)))
+            }
+        });
+        flatten_pages(pages)
     }
 
     async fn page(&self, after: Option<&str>, limit: usize) -> Result<ConnectionPage, StoreError> {

@@ -208,15 +208,44 @@ impl Drop for Dynalite {
     }
 }
 
-/// Creates the connections table (partition key `connectionId`, type S, on-demand billing, as
-/// synth declares it) and waits until it is ACTIVE: dynalite, like DynamoDB, answers
-/// `ResourceNotFoundException` to item calls while a table is still CREATING.
+/// Creates the connections table (partition key `connectionId`, type S, on-demand billing, and
+/// the user index on `userId` projecting `connectedAt` and `expiresAt`, as synth declares it)
+/// and waits until it is ACTIVE: dynalite, like DynamoDB, answers `ResourceNotFoundException`
+/// to item calls while a table is still CREATING.
 pub async fn create_connections_table(
     client: &aws_sdk_dynamodb::Client,
     table: &str,
 ) -> Result<(), HarnessError> {
+    use aws_sdk_dynamodb::types::{GlobalSecondaryIndex, Projection, ProjectionType};
+    use wsstack_routes::table::{TTL_ATTRIBUTE, USER_ID_ATTRIBUTE, USER_INDEX};
+    let err = |e: &dyn std::error::Error| HarnessError::DynamoDb(wsstack_handlers::error_chain(e));
+    let index = GlobalSecondaryIndex::builder()
+        .index_name(USER_INDEX)
+        .key_schema(
+            KeySchemaElement::builder()
+                .attribute_name(USER_ID_ATTRIBUTE)
+                .key_type(KeyType::Hash)
+                .build()
+                .map_err(|e| err(&e))?,
+        )
+        .projection(
+            Projection::builder()
+                .projection_type(ProjectionType::Include)
+                .non_key_attributes(wsstack_handlers::store::ATTR_CONNECTED_AT)
+                .non_key_attributes(TTL_ATTRIBUTE)
+                .build(),
+        )
+        .build()
+        .map_err(|e| err(&e))?;
     let key = wsstack_handlers::store::ATTR_CONNECTION_ID;
-    create_table(client, table, &[(key, KeyType::Hash)]).await
+    create_table_with(
+        client,
+        table,
+        &[(key, KeyType::Hash)],
+        &[USER_ID_ATTRIBUTE],
+        Some(index),
+    )
+    .await
 }
 
 /// Creates the rooms table (partition key `room`, sort key `connectionId`, both S, on-demand,
@@ -240,9 +269,29 @@ async fn create_table(
     table: &str,
     keys: &[(&str, KeyType)],
 ) -> Result<(), HarnessError> {
+    create_table_with(client, table, keys, &[], None).await
+}
+
+/// [`create_table`] with one global secondary index, keyed by `index_keys` (string attributes).
+async fn create_table_with(
+    client: &aws_sdk_dynamodb::Client,
+    table: &str,
+    keys: &[(&str, KeyType)],
+    index_keys: &[&str],
+    index: Option<aws_sdk_dynamodb::types::GlobalSecondaryIndex>,
+) -> Result<(), HarnessError> {
     let err = |e: &dyn std::error::Error| HarnessError::DynamoDb(wsstack_handlers::error_chain(e));
     let mut attrs = Vec::new();
     let mut schema = Vec::new();
+    for name in index_keys {
+        attrs.push(
+            AttributeDefinition::builder()
+                .attribute_name(*name)
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .map_err(|e| err(&e))?,
+        );
+    }
     for (name, key_type) in keys {
         attrs.push(
             AttributeDefinition::builder()
@@ -264,6 +313,7 @@ async fn create_table(
         .table_name(table)
         .set_attribute_definitions(Some(attrs))
         .set_key_schema(Some(schema))
+        .set_global_secondary_indexes(index.map(|i| vec![i]))
         .billing_mode(BillingMode::PayPerRequest)
         .send()
         .await

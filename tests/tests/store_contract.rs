@@ -952,3 +952,68 @@ async fn dynamodb_store_lists_expired_tokens_and_a_users_connections_consistentl
         assert_eq!(scan["Limit"], PAGE_SIZE, "{scan}");
     }
 }
+
+/// A push to a user and presence (issue 17): every live connection of one user, across pages,
+/// with when it connected; the user is the verified `sub` where there is one, the username
+/// elsewhere; expired records and other users' are not listed. On DynamoDB this reads the
+/// table's user index (`byUser`), which is eventually consistent: dynalite applies index
+/// writes before it answers, so the contract reads them at once.
+async fn user_contract(store: &dyn ConnectionStore) {
+    put_many(store, 0..(8 * PAGE_SIZE)).await;
+    let mut adas = Vec::new();
+    for i in (0..(8 * PAGE_SIZE)).step_by(3) {
+        let c = match i % 4 {
+            // Authenticated: the user is the `sub`, whatever the name shown.
+            0 => Connection {
+                sub: Some("ada".into()),
+                username: "Ada L.".into(),
+                ..conn(i)
+            },
+            // Unauthenticated stage: the user is the username.
+            1 => Connection {
+                username: "ada".into(),
+                ..conn(i)
+            },
+            // Ada's, but expired: not a connection any more.
+            2 => Connection {
+                sub: Some("ada".into()),
+                expires_at: NOW - 1,
+                ..conn(i)
+            },
+            _ => Connection {
+                sub: Some("bo".into()),
+                username: "ada".into(),
+                ..conn(i)
+            },
+        };
+        if i % 4 < 2 {
+            adas.push((c.connection_id.clone(), c.connected_at));
+        }
+        store.put(&c).await.unwrap();
+    }
+    adas.sort();
+    let mut listed: Vec<(String, i64)> = store
+        .list_by_user("ada", NOW)
+        .map_ok(|c| (c.connection_id, c.connected_at))
+        .try_collect()
+        .await
+        .unwrap();
+    listed.sort();
+    // More than a page of Ada's: the listing pages.
+    assert!(adas.len() > PAGE_SIZE, "{}", adas.len());
+    assert_eq!(listed, adas);
+    let nobody: Vec<_> = store.list_by_user("nobody", NOW).try_collect().await.unwrap();
+    assert!(nobody.is_empty());
+}
+
+#[tokio::test]
+async fn memory_store_lists_a_users_live_connections() {
+    user_contract(&MemoryStore::new().with_page_size(PAGE_SIZE)).await;
+}
+
+#[tokio::test]
+async fn dynamodb_store_lists_a_users_live_connections_from_the_user_index() {
+    let (_dynalite, client, _recorder) = dynalite_table().await;
+    let store = DynamoDbStore::new(client, "Connections".into()).with_page_size(PAGE_SIZE);
+    user_contract(&store).await;
+}

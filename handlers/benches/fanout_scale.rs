@@ -20,7 +20,7 @@ use wsstack_handlers::App;
 use wsstack_handlers::audience::{AudienceError, AudiencePage, AudienceSource};
 use wsstack_handlers::config::{Config, FanOutMode};
 use wsstack_handlers::fanout::Deadline;
-use wsstack_handlers::job::Audience;
+use wsstack_handlers::job::JobAudience;
 use wsstack_handlers::management::ATTEMPT_TIMEOUT;
 use wsstack_handlers::queue::{MemoryQueue, Queue, QueueError, Received};
 use wsstack_handlers::simulated::{Behaviour, SimulatedApi, TokenBucket};
@@ -50,7 +50,7 @@ struct CountingAudience {
 impl AudienceSource for CountingAudience {
     async fn audience_page(
         &self,
-        audience: &Audience,
+        audience: &JobAudience,
         after: Option<&str>,
         limit: usize,
     ) -> Result<AudiencePage, AudienceError> {

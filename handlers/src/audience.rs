@@ -12,10 +12,12 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::AttributeValue;
 
-use crate::job::{Audience, Listing};
+use crate::job::{JobAudience, Listing};
 use crate::membership::MembershipStore;
 use crate::rooms::RoomName;
-use crate::store::{ATTR_CONNECTION_ID, DynamoDbStore, MemoryStore, connection_key, is_live};
+use crate::store::{
+    ATTR_CONNECTION_ID, ConnectionStore, DynamoDbStore, MemoryStore, connection_key, is_live,
+};
 
 /// One page of an audience.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,7 +30,7 @@ pub struct AudiencePage {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AudienceError {
     #[error("audience {0:?} cannot be listed by this store")]
-    Unsupported(Audience),
+    Unsupported(JobAudience),
     #[error("listing the audience failed: {0}")]
     Backend(String),
 }
@@ -38,7 +40,7 @@ pub trait AudienceSource: Send + Sync {
     /// The page of `audience` after `after` (`None`: the first page), at most `limit` ids.
     async fn audience_page(
         &self,
-        audience: &Audience,
+        audience: &JobAudience,
         after: Option<&str>,
         limit: usize,
     ) -> Result<AudiencePage, AudienceError>;
@@ -56,11 +58,11 @@ pub struct StackAudience {
 impl AudienceSource for StackAudience {
     async fn audience_page(
         &self,
-        audience: &Audience,
+        audience: &JobAudience,
         after: Option<&str>,
         limit: usize,
     ) -> Result<AudiencePage, AudienceError> {
-        let Audience::Room { room } = audience else {
+        let JobAudience::Room { room } = audience else {
             return self.connections.audience_page(audience, after, limit).await;
         };
         let Some(memberships) = &self.memberships else {
@@ -82,6 +84,72 @@ impl AudienceSource for StackAudience {
     }
 }
 
+/// Any [`ConnectionStore`] as an audience source, for deliveries made now (inline): everyone
+/// as a single segment (the store's pages, live records only), a user from the user listing.
+/// A multi-segment or room audience is refused: queue mode's segments and rooms are listed by
+/// the stack's own sources ([`StackAudience`] over the store's [`AudienceSource`]).
+pub struct StoreAudience(pub Arc<dyn ConnectionStore>);
+
+#[async_trait]
+impl AudienceSource for StoreAudience {
+    async fn audience_page(
+        &self,
+        audience: &JobAudience,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<AudiencePage, AudienceError> {
+        match audience {
+            JobAudience::Everyone {
+                segment: 0,
+                segments: 1,
+            } => {}
+            JobAudience::User { user_id } => return user_page(self.0.as_ref(), user_id).await,
+            _ => return Err(AudienceError::Unsupported(audience.clone())),
+        }
+        let page = self
+            .0
+            .page(after, limit)
+            .await
+            .map_err(|e| AudienceError::Backend(e.to_string()))?;
+        let now = chrono::Utc::now().timestamp();
+        let ids = page
+            .records
+            .into_iter()
+            .filter_map(|record| match record {
+                Ok(c) if is_live(c.expires_at, now) => Some(c.connection_id),
+                Ok(_) => None,
+                Err(e) => {
+                    tracing::warn!(error = %e, "skipping a malformed record");
+                    None
+                }
+            })
+            .collect();
+        Ok(AudiencePage {
+            ids,
+            next: page.next.map_or(Listing::Done, Listing::After),
+        })
+    }
+}
+
+/// Every live connection of one user, in one page: a user has a handful of connections, and
+/// the listing reads the user index (see [`ConnectionStore::list_by_user`]).
+async fn user_page(
+    store: &dyn ConnectionStore,
+    user_id: &str,
+) -> Result<AudiencePage, AudienceError> {
+    use futures::TryStreamExt;
+    let ids = store
+        .list_by_user(user_id, chrono::Utc::now().timestamp())
+        .map_ok(|c| c.connection_id)
+        .try_collect()
+        .await
+        .map_err(|e| AudienceError::Backend(format!("user {user_id:?}: {e}")))?;
+    Ok(AudiencePage {
+        ids,
+        next: Listing::Done,
+    })
+}
+
 /// Which of `segments` Scan segments an id falls in, for the in-memory store (DynamoDB hashes
 /// the partition key itself). FNV-1a: stable across runs and platforms.
 pub fn memory_segment(id: &str, segments: u32) -> u32 {
@@ -97,12 +165,14 @@ pub fn memory_segment(id: &str, segments: u32) -> u32 {
 impl AudienceSource for MemoryStore {
     async fn audience_page(
         &self,
-        audience: &Audience,
+        audience: &JobAudience,
         after: Option<&str>,
         limit: usize,
     ) -> Result<AudiencePage, AudienceError> {
-        let Audience::Everyone { segment, segments } = *audience else {
-            return Err(AudienceError::Unsupported(audience.clone()));
+        let (segment, segments) = match audience {
+            JobAudience::Everyone { segment, segments } => (*segment, *segments),
+            JobAudience::User { user_id } => return user_page(self, user_id).await,
+            JobAudience::Room { .. } => return Err(AudienceError::Unsupported(audience.clone())),
         };
         let now = chrono::Utc::now().timestamp();
         // Expired records are left out, as `ConnectionStore::list_recipients` does.
@@ -120,12 +190,14 @@ impl AudienceSource for MemoryStore {
 impl AudienceSource for DynamoDbStore {
     async fn audience_page(
         &self,
-        audience: &Audience,
+        audience: &JobAudience,
         after: Option<&str>,
         limit: usize,
     ) -> Result<AudiencePage, AudienceError> {
-        let Audience::Everyone { segment, segments } = *audience else {
-            return Err(AudienceError::Unsupported(audience.clone()));
+        let (segment, segments) = match audience {
+            JobAudience::Everyone { segment, segments } => (*segment, *segments),
+            JobAudience::User { user_id } => return user_page(self, user_id).await,
+            JobAudience::Room { .. } => return Err(AudienceError::Unsupported(audience.clone())),
         };
         let too_big = |what: &str| AudienceError::Backend(format!("{what} out of range"));
         let start = after.map(connection_key);
@@ -169,7 +241,7 @@ mod tests {
     /// Every id of `audience`, page after page, and how many pages it took.
     async fn every_page(
         source: &dyn AudienceSource,
-        audience: &Audience,
+        audience: &JobAudience,
         limit: usize,
     ) -> (Vec<String>, usize) {
         let (mut ids, mut after, mut pages) = (Vec::new(), None::<String>, 0);
@@ -206,7 +278,7 @@ mod tests {
         }
         let mut seen = Vec::new();
         for segment in 0..7 {
-            let audience = Audience::Everyone {
+            let audience = JobAudience::Everyone {
                 segment,
                 segments: 7,
             };
@@ -249,7 +321,7 @@ mod tests {
             connections,
             memberships: Some(memberships),
         };
-        let audience = Audience::Room {
+        let audience = JobAudience::Room {
             room: "lobby".into(),
         };
         let (seen, pages) = every_page(&source, &audience, 1_000).await;
@@ -267,7 +339,7 @@ mod tests {
             connections: Arc::new(MemoryStore::new()),
             memberships: None,
         };
-        let lobby = Audience::Room {
+        let lobby = JobAudience::Room {
             room: "lobby".into(),
         };
         assert_eq!(
@@ -278,7 +350,7 @@ mod tests {
             connections: Arc::new(MemoryStore::new()),
             memberships: Some(Arc::new(crate::membership::MemoryMembershipStore::new())),
         };
-        let bad = Audience::Room {
+        let bad = JobAudience::Room {
             room: "no spaces".into(),
         };
         let err = with_rooms.audience_page(&bad, None, 10).await.unwrap_err();
@@ -287,7 +359,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_store_alone_refuses_rooms() {
-        let audience = Audience::Room {
+        let audience = JobAudience::Room {
             room: "lobby".into(),
         };
         let err = MemoryStore::new()

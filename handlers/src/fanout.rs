@@ -32,6 +32,7 @@ use tokio::time::Instant;
 
 use crate::management::{ManagementApi, ManagementError};
 use crate::membership::MembershipStore;
+use crate::rooms::RoomName;
 use crate::store::{ConnectionStore, Removal, StoreError};
 
 /// Room left between the engine's hard stop and the invocation's deadline: enough to
@@ -151,10 +152,40 @@ pub async fn deliver_to(
     connection_id: &str,
     frame: Bytes,
 ) -> Outcome {
+    deliver_in(
+        store,
+        memberships,
+        None,
+        api,
+        endpoint,
+        connection_id,
+        frame,
+    )
+    .await
+}
+
+/// [`deliver_to`] for a member of `room`: a gone member's membership of `room` is deleted too,
+/// even when its record (which lists its rooms) is gone already.
+pub async fn deliver_in(
+    store: &dyn ConnectionStore,
+    memberships: Option<&dyn MembershipStore>,
+    room: Option<&RoomName>,
+    api: &dyn ManagementApi,
+    endpoint: &str,
+    connection_id: &str,
+    frame: Bytes,
+) -> Outcome {
     match api.post_to_connection(endpoint, connection_id, frame).await {
         Ok(()) => Outcome::Delivered,
         Err(ManagementError::Gone) => {
-            forget_gone(store, memberships, connection_id).await;
+            let forgotten = forget_gone(store, memberships, connection_id).await;
+            if forgotten
+                && let (Some(m), Some(room)) = (memberships, room)
+                && let Err(e) = m.remove_member(room, connection_id).await
+            {
+                // The membership's TTL removes it; the next message to the room retries.
+                tracing::warn!(connection_id, %room, error = %e, "could not delete a gone member");
+            }
             Outcome::Gone
         }
         Err(e) => Outcome::Failed(e),
@@ -210,6 +241,9 @@ pub struct FanOut<'a> {
     store: &'a dyn ConnectionStore,
     /// Where a gone connection's memberships are deleted (`None`: nowhere).
     memberships: Option<&'a dyn MembershipStore>,
+    /// The room whose members this fan-out posts to, if it does: a gone member's membership
+    /// of it is deleted even when the record listing its rooms is gone already.
+    room: Option<RoomName>,
     api: &'a dyn ManagementApi,
     endpoint: &'a str,
     frame: Bytes,
@@ -234,6 +268,7 @@ impl<'a> FanOut<'a> {
         FanOut {
             store,
             memberships: None,
+            room: None,
             api,
             endpoint,
             frame,
@@ -248,6 +283,12 @@ impl<'a> FanOut<'a> {
     /// Deletes the memberships of connections that turn out to be gone from `memberships`.
     pub fn with_memberships(mut self, memberships: &'a dyn MembershipStore) -> Self {
         self.memberships = Some(memberships);
+        self
+    }
+
+    /// Posts to the members of `room` (see [`deliver_in`]).
+    pub fn in_room(mut self, room: RoomName) -> Self {
+        self.room = Some(room);
         self
     }
 
@@ -293,12 +334,16 @@ impl<'a> FanOut<'a> {
     /// started, waiting for a retry after a 429, or still in flight at the hard stop (those may
     /// have arrived: a retry can duplicate them).
     pub async fn post_batch(&mut self, ids: Vec<String>) -> Vec<String> {
+        // Declared before the posts in flight, which borrow it, so it outlives them.
+        let room = self.room.clone();
+        let room = room.as_ref();
         let mut pending: VecDeque<(String, u32)> = ids.into_iter().map(|id| (id, 0)).collect();
         let mut retries: BinaryHeap<Retry> = BinaryHeap::new();
         let mut in_flight_ids: HashSet<String> = HashSet::new();
         let mut in_flight = FuturesUnordered::new();
         let (store, memberships, api, endpoint) =
             (self.store, self.memberships, self.api, self.endpoint);
+
         let far_future = Instant::now() + Duration::from_secs(86_400 * 365);
         let hard = self.deadline.map_or(far_future, |d| d.hard);
         let mut cut_at_hard_stop = false;
@@ -325,7 +370,7 @@ impl<'a> FanOut<'a> {
                     let frame = self.frame.clone();
                     in_flight.push(async move {
                         let outcome =
-                            deliver_to(store, memberships, api, endpoint, &id, frame).await;
+                            deliver_in(store, memberships, room, api, endpoint, &id, frame).await;
                         (id, attempts + 1, outcome)
                     });
                 }
@@ -394,6 +439,15 @@ impl<'a> FanOut<'a> {
                 }
                 // Additive increase: +1 per window's worth of successes, i.e. per round trip.
                 self.window = (self.window + 1.0 / self.window).min(self.max_concurrency as f64);
+            }
+            // Without a deadline (the `push` CLI, tests) nothing would ever end a run of
+            // 429s: they count as attempts like any transient failure.
+            Outcome::Failed(e @ ManagementError::Throttled)
+                if self.deadline.is_none() && attempts >= MAX_ATTEMPTS =>
+            {
+                self.report.throttled += 1;
+                tracing::warn!(connection_id = %id, attempts, error = %e, "delivery failed");
+                self.report.failed += 1;
             }
             Outcome::Failed(ManagementError::Throttled) => {
                 self.report.throttled += 1;

@@ -26,11 +26,18 @@ pub const MAX_SEGMENTS: u32 = 1_000_000;
 /// Whom a job posts to.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "camelCase", deny_unknown_fields)]
-pub enum Audience {
+pub enum JobAudience {
     /// Every connection in segment `segment` of a `segments`-way parallel Scan.
     Everyone { segment: u32, segments: u32 },
     /// The members of a room.
     Room { room: String },
+    /// The open connections of one user (the connections table's user index): a push to a
+    /// user, or what its deadline left. Listed in one page. (Added with the push API: a worker
+    /// older than it refuses such a job, which then ends in the dead-letter queue.)
+    User {
+        #[serde(rename = "userId")]
+        user_id: String,
+    },
 }
 
 /// How far listing the audience has come.
@@ -56,7 +63,7 @@ pub struct FanOutJob {
     pub endpoint: String,
     /// The frame to post, as JSON text.
     pub frame: String,
-    pub audience: Audience,
+    pub audience: JobAudience,
     pub listing: Listing,
     /// Connections already listed but not posted to (a previous worker's deadline came first):
     /// posted before listing goes on.
@@ -95,7 +102,7 @@ impl FanOutJob {
                 message_id: message_id.to_owned(),
                 endpoint: endpoint.to_owned(),
                 frame: frame.to_owned(),
-                audience: Audience::Everyone {
+                audience: JobAudience::Everyone {
                     segment,
                     segments: segments.max(1),
                 },
@@ -114,12 +121,22 @@ impl FanOutJob {
             message_id: message_id.to_owned(),
             endpoint: endpoint.to_owned(),
             frame: frame.to_owned(),
-            audience: Audience::Room {
+            audience: JobAudience::Room {
                 room: room.to_owned(),
             },
             listing: Listing::Start,
             pending: Vec::new(),
             enqueued_at: Some(now_ms()),
+        }
+    }
+
+    /// The one job of a push to a user, listed from the user index.
+    pub fn for_user(message_id: &str, endpoint: &str, frame: &str, user_id: &str) -> FanOutJob {
+        FanOutJob {
+            audience: JobAudience::User {
+                user_id: user_id.to_owned(),
+            },
+            ..FanOutJob::for_room(message_id, endpoint, frame, "")
         }
     }
 
@@ -159,7 +176,7 @@ impl FanOutJob {
         if !(OLDEST_JOB_VERSION..=JOB_VERSION).contains(&job.version) {
             return Err(JobError::Version { found: job.version });
         }
-        if let Audience::Everyone { segment, segments } = job.audience
+        if let JobAudience::Everyone { segment, segments } = job.audience
             && (segments == 0 || segments > MAX_SEGMENTS || segment >= segments)
         {
             return Err(JobError::Invalid {
@@ -211,7 +228,7 @@ mod tests {
         assert_eq!(
             segments,
             (0..3)
-                .map(|segment| Audience::Everyone {
+                .map(|segment| JobAudience::Everyone {
                     segment,
                     segments: 3
                 })
@@ -234,7 +251,7 @@ mod tests {
         );
         assert_eq!(FanOutJob::from_body(&body), Ok(j));
         let room = FanOutJob {
-            audience: Audience::Room {
+            audience: JobAudience::Room {
                 room: "lobby".into(),
             },
             ..job()
@@ -291,7 +308,7 @@ mod tests {
             Err(JobError::Version { found: 0 })
         );
         let mut j = job();
-        j.audience = Audience::Everyone {
+        j.audience = JobAudience::Everyone {
             segment: 4,
             segments: 4,
         };

@@ -19,7 +19,7 @@ impl From<HandlerError> for lambda_runtime::Diagnostic {
             HandlerError::MissingField(_) => "MissingField",
             HandlerError::Store(_) => "StoreError",
             HandlerError::Management(_) => "ManagementError",
-            HandlerError::NoQueue | HandlerError::Queue(_) => "QueueError",
+            HandlerError::Delivery(_) => "DeliveryError",
             HandlerError::NothingDelivered { .. } => "NothingDelivered",
             HandlerError::NotARoute(_) => "NotARoute",
         };

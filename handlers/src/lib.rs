@@ -11,10 +11,11 @@
 //!   [`store::MemoryStore`]).
 //! - [`management`]: the `@connections` API ([`management::SdkManagementApi`]).
 //! - [`config`]: environment configuration, validated once.
-//! - [`fanout`]: delivery of one frame to many connections with bounded concurrency; queue mode
-//!   is [`job`], [`queue`], [`audience`] and [`worker`].
-//! - [`rooms`], [`membership`], [`room_fanout`]: room names, who is in which room, and delivery
-//!   to a room's members page by page.
+//! - [`delivery`]: the one delivery service, a frame to an audience (a connection, a user, a
+//!   room, everyone), inline or through the fan-out queue; [`fanout`] is its engine (bounded
+//!   concurrency, the deadline, 429 back-off); queue mode is [`job`], [`queue`], [`audience`]
+//!   and [`worker`].
+//! - [`rooms`], [`membership`]: room names, who is in which room.
 //! - [`token_sweep`]: closing the connections whose token has expired.
 //! - `lambda` ([`run_lambda`]): the `bootstrap` binary's Lambda loops; `sdk`
 //!   ([`aws_sdk_config`], [`local_sdk_config`]): the SDK's configuration.
@@ -27,6 +28,7 @@
 
 pub mod audience;
 pub mod config;
+pub mod delivery;
 pub mod domain;
 pub mod fanout;
 pub mod job;
@@ -35,7 +37,6 @@ pub mod management;
 pub mod membership;
 pub mod protocol;
 pub mod queue;
-pub mod room_fanout;
 pub mod rooms;
 mod routes;
 mod sdk;
@@ -74,11 +75,8 @@ pub enum HandlerError {
     Store(#[from] StoreError),
     #[error("could not answer the sender: {0}")]
     Management(#[from] ManagementError),
-    /// Queue mode without a queue to send to (a wiring mistake of the embedder).
-    #[error("fan-out mode is queue but no queue is configured")]
-    NoQueue,
-    #[error("could not enqueue the fan-out jobs: {0}")]
-    Queue(#[from] queue::QueueError),
+    #[error(transparent)]
+    Delivery(#[from] delivery::DeliveryError),
     /// A broadcast had recipients and reached none of them: every post failed (each failure
     /// is logged with its reason). Gone connections are not recipients: they left.
     #[error("the broadcast reached none of its {failed} recipients; every post failed")]
@@ -330,25 +328,26 @@ impl App {
         })
     }
 
-    /// Charges a broadcast's `listed` recipients to the stage's budget, less the unit
-    /// [`App::admit_broadcast`] took. The budget may go into debt: later broadcasts wait it
-    /// out. A failure is logged, not reported: the message went out.
-    async fn charge_broadcast(&self, listed: usize) {
-        let rest = u32::try_from(listed.saturating_sub(1)).unwrap_or(u32::MAX);
-        if rest == 0 {
-            return;
-        }
-        if let Err(e) = self
-            .store
-            .debit(
-                &Bucket::Broadcasts,
-                Utc::now().timestamp_millis(),
-                self.config.broadcast_budget,
-                rest,
-            )
-            .await
-        {
-            tracing::warn!(error = %e, listed, "could not charge the broadcast budget");
+    /// The delivery service over the app's stores, API and queue, in the stage's fan-out mode.
+    pub fn delivery(&self) -> delivery::Delivery {
+        let queue_segments = match &self.config.fanout {
+            config::FanOutMode::Queue { segments, .. } => Some(*segments),
+            config::FanOutMode::Inline { .. } => None,
+        };
+        delivery::Delivery {
+            store: self.store.clone(),
+            audience: Arc::new(audience::StackAudience {
+                connections: Arc::new(audience::StoreAudience(self.store.clone())),
+                memberships: Some(self.memberships.clone()),
+            }),
+            memberships: Some(self.memberships.clone()),
+            api: self.api.clone(),
+            queue: self.queue.clone(),
+            queue_segments,
+            concurrency: self.config.broadcast_concurrency,
+            page_size: worker::PAGE_SIZE,
+            broadcast_budget: Some(self.config.broadcast_budget),
+            prepaid: 0,
         }
     }
 

@@ -32,11 +32,12 @@
 use std::sync::Arc;
 
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
-use bytes::Bytes;
 
 use crate::audience::{AudienceError, AudienceSource};
-use crate::fanout::{Deadline, FanOut, FanOutReport};
-use crate::job::{FanOutJob, JobError, Listing};
+pub use crate::delivery::JobReport;
+use crate::delivery::{Delivery, DeliveryError};
+use crate::fanout::Deadline;
+use crate::job::{FanOutJob, JobError};
 use crate::management::ManagementApi;
 use crate::membership::MembershipStore;
 use crate::queue::{Queue, QueueError};
@@ -78,16 +79,23 @@ pub enum WorkerError {
     },
 }
 
-/// What one job did.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct JobReport {
-    pub posts: FanOutReport,
-    /// The continuation enqueued, if the deadline came first.
-    pub continuation: Option<FanOutJob>,
-    /// Audience pages listed.
-    pub pages: usize,
-    /// Whether the job was dropped unrun for being older than the worker's maximum job age.
-    pub expired: bool,
+impl From<DeliveryError> for WorkerError {
+    fn from(e: DeliveryError) -> Self {
+        match e {
+            DeliveryError::Audience { message_id, source } => {
+                WorkerError::Audience { message_id, source }
+            }
+            DeliveryError::Continuation { message_id, source }
+            | DeliveryError::Enqueue { message_id, source } => {
+                WorkerError::Continuation { message_id, source }
+            }
+            // The worker's delivery always has its queue.
+            DeliveryError::NoQueue => WorkerError::Continuation {
+                message_id: String::new(),
+                source: QueueError::Backend("no queue configured".into()),
+            },
+        }
+    }
 }
 
 /// What a batch of jobs came to ([`Worker::handle_sqs`] logs it).
@@ -130,24 +138,8 @@ fn same_endpoint(a: &str, b: &str) -> bool {
 }
 
 impl Worker {
-    /// Charges `listed` deliveries to the stage's broadcast budget, into debt if need be (later
-    /// broadcasts wait it out). A failure is logged, not fatal: the posts go out.
-    async fn charge_budget(&self, listed: usize) {
-        let Some(budget) = self.broadcast_budget else {
-            return;
-        };
-        let cost = u32::try_from(listed).unwrap_or(u32::MAX);
-        if cost == 0 {
-            return;
-        }
-        let now = chrono::Utc::now().timestamp_millis();
-        let bucket = crate::store::Bucket::Broadcasts;
-        if let Err(e) = self.store.debit(&bucket, now, budget, cost).await {
-            tracing::warn!(error = %e, listed, "could not charge the broadcast budget");
-        }
-    }
-
-    /// Runs one job until it is done or its deadline comes; enqueues the rest.
+    /// Runs one job until it is done or its deadline comes; enqueues the rest (the delivery
+    /// service's [`Delivery::run_job`], after the worker's own checks).
     pub async fn run_job(
         &self,
         mut job: FanOutJob,
@@ -156,84 +148,26 @@ impl Worker {
         if let Some(dropped) = self.check_job(&mut job)? {
             return Ok(dropped);
         }
-        let mut fanout = self.fan_out(&job, deadline);
-        let mut pending = job.pending.clone();
-        let mut listing = job.listing.clone();
-        let mut pages = 0;
-        loop {
-            if !pending.is_empty() {
-                pending = fanout.post_batch(std::mem::take(&mut pending)).await;
-                if !pending.is_empty() {
-                    break;
-                }
-            }
-            if fanout.expired() {
-                break;
-            }
-            let after = match &listing {
-                Listing::Done => break,
-                Listing::Start => None,
-                Listing::After(c) => Some(c.as_str()),
-            };
-            let page = match self
-                .audience
-                .audience_page(&job.audience, after, self.page_size)
-                .await
-            {
-                Ok(p) => p,
-                Err(source) if pages == 0 && pending.is_empty() && job_untouched(&fanout) => {
-                    // Nothing done yet: let the queue retry the whole job (then dead-letter it).
-                    return Err(WorkerError::Audience {
-                        message_id: job.message_id.clone(),
-                        source,
-                    });
-                }
-                Err(e) => {
-                    // Posts were made: hand the rest to a continuation rather than have the
-                    // queue redo them all.
-                    tracing::warn!(error = %e, "listing failed mid-job; continuing later");
-                    break;
-                }
-            };
-            pages += 1;
-            self.charge_budget(page.ids.len()).await;
-            pending = page.ids;
-            listing = page.next;
-        }
-        let posts = fanout.into_report();
-        let continuation = self.continue_later(&job, listing, pending).await?;
-        tracing::info!(
-            message_id = %job.message_id,
-            audience = ?job.audience,
-            delivered = posts.delivered,
-            gone = posts.gone,
-            failed = posts.failed,
-            throttled = posts.throttled,
-            pages,
-            "fan-out job done"
-        );
-        Ok(JobReport {
-            posts,
-            continuation,
-            pages,
-            expired: false,
-        })
+        self.delivery()
+            .run_job(job, deadline)
+            .await
+            .map_err(WorkerError::from)
     }
 
-    /// The fan-out engine for `job`'s frame, posting to the worker's endpoint; a 410 also
-    /// deletes the gone connection's memberships where rooms are wired.
-    fn fan_out(&self, job: &FanOutJob, deadline: Option<Deadline>) -> FanOut<'_> {
-        let fanout = FanOut::new(
-            self.store.as_ref(),
-            self.api.as_ref(),
-            &self.endpoint,
-            Bytes::from(job.frame.clone()),
-            self.concurrency,
-            deadline,
-        );
-        match &self.memberships {
-            Some(m) => fanout.with_memberships(m.as_ref()),
-            None => fanout,
+    /// The delivery service over the worker's parts, posting through its queue.
+    pub fn delivery(&self) -> Delivery {
+        Delivery {
+            store: self.store.clone(),
+            audience: self.audience.clone(),
+            memberships: self.memberships.clone(),
+            api: self.api.clone(),
+            queue: Some(self.queue.clone()),
+            // The worker posts what it is given: jobs are already the queue's.
+            queue_segments: None,
+            concurrency: self.concurrency,
+            page_size: self.page_size,
+            broadcast_budget: self.broadcast_budget,
+            prepaid: 0,
         }
     }
 
@@ -268,34 +202,6 @@ impl Worker {
             expired: true,
             ..JobReport::default()
         }))
-    }
-
-    /// Enqueues what `job` left (`listing` not yet read, `pending` listed but not posted) as its
-    /// continuation; `None` when nothing is left.
-    async fn continue_later(
-        &self,
-        job: &FanOutJob,
-        listing: Listing,
-        pending: Vec<String>,
-    ) -> Result<Option<FanOutJob>, WorkerError> {
-        let rest = job.continuation(listing, pending);
-        if rest.is_finished() {
-            return Ok(None);
-        }
-        self.queue
-            .send(vec![rest.to_body()])
-            .await
-            .map_err(|source| WorkerError::Continuation {
-                message_id: job.message_id.clone(),
-                source,
-            })?;
-        tracing::info!(
-            message_id = %job.message_id,
-            pending = rest.pending.len(),
-            listing = ?rest.listing,
-            "deadline reached: continuation enqueued"
-        );
-        Ok(Some(rest))
     }
 
     /// Runs a queue message body; an unreadable body is an error naming why.
@@ -432,11 +338,6 @@ impl Worker {
         }
         Ok(received.len())
     }
-}
-
-fn job_untouched(fanout: &FanOut<'_>) -> bool {
-    let r = fanout.report();
-    r.delivered + r.gone + r.failed + r.undelivered == 0
 }
 
 /// Serves the fan-out worker's Lambda function (the `fanout-worker` handler, which `run_lambda`

@@ -11,7 +11,9 @@ use aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest;
 use bytes::Bytes;
 use futures::stream::BoxStream;
 use serde_json::{Value, json};
+use wsstack_handlers::audience::AudienceError;
 use wsstack_handlers::config::Config;
+use wsstack_handlers::delivery::DeliveryError;
 use wsstack_handlers::domain::{CLIENT_ERROR_CODES, MAX_DATA_BYTES, MAX_LIST_LIMIT};
 use wsstack_handlers::management::{ConnectionInfo, ManagementApi, ManagementError};
 use wsstack_handlers::store::{
@@ -912,8 +914,20 @@ async fn a_listing_failure_is_a_function_error() {
         .handle(Handler::SendMessage, event("message", |_| {}))
         .await
         .unwrap_err();
+    // The listing is the delivery service's now (issue 16): its error names the message and
+    // carries the store's.
     assert!(
-        matches!(err, HandlerError::Store(StoreError::Backend(_))),
+        matches!(
+            err,
+            HandlerError::Delivery(DeliveryError::Audience {
+                source: AudienceError::Backend(_),
+                ..
+            })
+        ),
+        "{err}"
+    );
+    assert!(
+        err.to_string().contains(&unavailable().to_string()),
         "{err}"
     );
     assert!(api.posts().is_empty());

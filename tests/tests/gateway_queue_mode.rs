@@ -16,7 +16,7 @@ use tokio_tungstenite::tungstenite::Message;
 use wsstack_gateway::fanout_queue::QueueMode;
 use wsstack_gateway::{Gateway, GatewayOptions};
 use wsstack_handlers::audience::{AudienceError, AudiencePage, AudienceSource};
-use wsstack_handlers::job::Audience;
+use wsstack_handlers::job::JobAudience;
 use wsstack_handlers::membership::MemoryMembershipStore;
 use wsstack_handlers::store::MemoryStore;
 
@@ -35,11 +35,11 @@ struct RecordingAudience {
 impl AudienceSource for RecordingAudience {
     async fn audience_page(
         &self,
-        audience: &Audience,
+        audience: &JobAudience,
         after: Option<&str>,
         limit: usize,
     ) -> Result<AudiencePage, AudienceError> {
-        if let Audience::Everyone { segment, .. } = audience {
+        if let JobAudience::Everyone { segment, .. } = audience {
             self.segments.lock().expect("lock").insert(*segment);
         }
         self.store.audience_page(audience, after, limit).await

@@ -10,7 +10,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use futures::{StreamExt, TryStreamExt};
 use serde_json::Value;
 use wsstack_handlers::audience::AudienceSource;
-use wsstack_handlers::job::{Audience, Listing};
+use wsstack_handlers::job::{JobAudience, Listing};
 use wsstack_handlers::store::{
     ATTR_CONNECTION_ID, ATTR_EXPIRES_AT, ATTR_RATE_TAT, Admission, Bucket, Charge, Connection,
     ConnectionStore, DynamoDbStore, MemoryStore, MessageRate, Recipient, Removal, StoreError,
@@ -787,7 +787,7 @@ async fn buckets_are_invisible(store: &(impl ConnectionStore + AudienceSource)) 
     assert_eq!(ids(paged), want, "listConnections page");
     let segment = store
         .audience_page(
-            &Audience::Everyone {
+            &JobAudience::Everyone {
                 segment: 0,
                 segments: 1,
             },
@@ -1002,7 +1002,11 @@ async fn user_contract(store: &dyn ConnectionStore) {
     // More than a page of Ada's: the listing pages.
     assert!(adas.len() > PAGE_SIZE, "{}", adas.len());
     assert_eq!(listed, adas);
-    let nobody: Vec<_> = store.list_by_user("nobody", NOW).try_collect().await.unwrap();
+    let nobody: Vec<_> = store
+        .list_by_user("nobody", NOW)
+        .try_collect()
+        .await
+        .unwrap();
     assert!(nobody.is_empty());
 }
 

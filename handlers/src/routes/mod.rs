@@ -23,7 +23,7 @@ mod prelude {
     pub(crate) use crate::store::Connection;
     pub(crate) use crate::{
         AUTHORIZER_SUB, AUTHORIZER_TOKEN_EXPIRES_AT, AUTHORIZER_USERNAME, App, HandlerError,
-        SEC_WEBSOCKET_PROTOCOL, USERNAME_PARAMETER, config, correlation_id, domain, event_time,
-        fanout, job, ok, response, room_fanout, store, token_expiry,
+        SEC_WEBSOCKET_PROTOCOL, USERNAME_PARAMETER, correlation_id, domain, event_time, fanout, ok,
+        response, store, token_expiry,
     };
 }

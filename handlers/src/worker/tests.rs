@@ -8,7 +8,7 @@ use std::time::Duration;
 use aws_lambda_events::sqs::{SqsEvent, SqsMessage};
 
 use super::*;
-use crate::job::Audience;
+use crate::job::{JobAudience, Listing};
 use crate::queue::MemoryQueue;
 use crate::simulated::{Behaviour, SimulatedApi, TokenBucket};
 use crate::store::{Connection, MemoryStore};
@@ -119,7 +119,7 @@ async fn a_job_hands_back_its_rest_with_a_cursor() {
     );
     assert_eq!(
         rest.audience,
-        Audience::Everyone {
+        JobAudience::Everyone {
             segment: 0,
             segments: 1
         }
@@ -153,7 +153,7 @@ async fn bad_jobs_are_reported_as_batch_item_failures() {
         .remove(0)
         .to_body();
     let room = FanOutJob {
-        audience: Audience::Room {
+        audience: JobAudience::Room {
             room: "lobby".into(),
         },
         ..FanOutJob::from_body(&good).expect("good")

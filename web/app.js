@@ -213,8 +213,10 @@ function onDirect({ from, data, sentAt }) {
   refreshIfNew(from);
 }
 
-function onPush({ data, sentAt }) {
-  addEntry("push", [el("span", "meta", `${clock(sentAt)} from the backend`), String(data)]);
+function onPush({ data, sentAt, replyTo }) {
+  const text = typeof data === "string" ? data : JSON.stringify(data);
+  const meta = replyTo ? `${clock(sentAt)} from the backend, re ${replyTo}` : `${clock(sentAt)} from the backend`;
+  addEntry("push", [el("span", "meta", meta), text]);
 }
 
 function onErrorFrame({ code, message }) {

@@ -22,7 +22,8 @@
 //                Delivery is at least once: a message may arrive twice (a fan-out retried
 //                after a deadline or a failure). A frame whose `id` was seen among the last
 //                RECENT_IDS is dropped before any event.
-//   push         from the backend {type: "push", data, sentAt}
+//   push         from the backend {type: "push", id, data, replyTo?, sentAt}; data is any
+//                JSON value, replyTo the requestId it answers
 //   connections  a page of who is connected {items: [{connectionId, username, connectedAt}],
 //                next, you}
 //   joined       you are in a room {type: "joined", room} (also when you already were)
@@ -257,7 +258,8 @@ export class WsstackClient extends EventTarget {
       frame = { type: "push", data: String(text) };
     }
     if (frame === null || typeof frame !== "object") frame = { type: "push", data: String(text) };
-    if ((frame.type === "message" || frame.type === "direct") && this.#seenBefore(frame.id)) {
+    const deduplicated = frame.type === "message" || frame.type === "direct" || frame.type === "push";
+    if (deduplicated && this.#seenBefore(frame.id)) {
       return;
     }
     if (frame.type === "joined" && typeof frame.room === "string") this.rooms.add(frame.room);

@@ -547,9 +547,20 @@ pub enum Frame {
         data: String,
         sent_at: String,
     },
-    /// A message from the backend (the `push` tool).
+    /// A message from a backend service: the push API, a reply through the bus, or the `push`
+    /// tool. The same shape as [`wsstack_routes::push_api::PushFrame`], which backends use.
     #[serde(rename_all = "camelCase")]
-    Push { data: String, sent_at: String },
+    Push {
+        /// Unique per push: a client drops a frame whose id it has seen (delivery is at least
+        /// once).
+        id: String,
+        /// Any JSON value the backend sent.
+        data: Value,
+        /// The `requestId` of the client message this answers, when it answers one.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        reply_to: Option<String>,
+        sent_at: String,
+    },
     /// A page of the open connections, the answer to `listConnections`. `next` is `null` on
     /// the last page; `you` is the asking connection's own id, so a client can tell itself
     /// apart in `items`.
@@ -610,6 +621,16 @@ impl Frame {
                 data: msg.data.clone(),
                 sent_at,
             },
+        }
+    }
+
+    /// A push from a backend service, with a new id.
+    pub fn push(data: Value, reply_to: Option<String>, sent_at: DateTime<Utc>) -> Frame {
+        Frame::Push {
+            id: uuid::Uuid::new_v4().simple().to_string(),
+            data,
+            reply_to,
+            sent_at: iso8601(sent_at),
         }
     }
 

@@ -92,6 +92,13 @@ pub async fn run_lambda() -> Result<(), RunError> {
         app = app.with_queue(Arc::new(q));
     }
     tracing::debug!(handler = handler.name(), "ready");
+    if handler == Handler::PushApi {
+        // Not a WebSocket route: HTTP API events (payload format 2.0).
+        let push_api = app
+            .push_api()
+            .inspect_err(|e| tracing::error!(error = %e, "bad configuration"))?;
+        return crate::push_api::serve_lambda(push_api).await;
+    }
     lambda_runtime::run(lambda_runtime::service_fn(
         move |event: lambda_runtime::LambdaEvent<ApiGatewayWebsocketProxyRequest>| {
             let app = app.clone();

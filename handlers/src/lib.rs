@@ -36,6 +36,7 @@ mod lambda;
 pub mod management;
 pub mod membership;
 pub mod protocol;
+pub mod push_api;
 pub mod queue;
 pub mod rooms;
 mod routes;
@@ -325,6 +326,23 @@ impl App {
                 per_second: budget.per_second,
                 retry_after_ms,
             }),
+        })
+    }
+
+    /// The push API over the app's delivery service, posting to the function's `CALLBACK_URL`.
+    pub fn push_api(&self) -> Result<push_api::PushApi, config::ConfigError> {
+        let endpoint = self
+            .config
+            .callback_url
+            .clone()
+            .ok_or(config::ConfigError::Missing {
+                name: config::CALLBACK_URL,
+            })?;
+        Ok(push_api::PushApi {
+            delivery: self.delivery(),
+            store: self.store.clone(),
+            api: self.api.clone(),
+            endpoint,
         })
     }
 

@@ -7,7 +7,9 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 use bytes::Bytes;
 use clap::Parser;
-use wsstack_handlers::domain::{Frame, iso8601};
+use wsstack_handlers::audience::StoreAudience;
+use wsstack_handlers::delivery::{Audience, Delivery, Parcel};
+use wsstack_handlers::domain::Frame;
 use wsstack_handlers::fanout;
 use wsstack_handlers::management::{ManagementApi, SdkManagementApi};
 use wsstack_handlers::store::{ConnectionStore, DynamoDbStore};
@@ -38,7 +40,7 @@ credentials in us-east-1, so no AWS credentials are needed there.";
 
 /// Push a message to WebSocket clients through the API Gateway Management API.
 ///
-/// The message is posted as a frame `{"type":"push","data":...,"sentAt":...}` unless --raw is
+/// The message is posted as a frame `{"type":"push","id":...,"data":...,"sentAt":...}` unless --raw is
 /// given. With --all, connections are listed from the connections table (a paginated Scan),
 /// posted to with bounded concurrency, and the records of connections that answer 410 Gone are
 /// deleted, exactly as a broadcast from the sendMessage route does.
@@ -215,16 +217,16 @@ async fn main() -> anyhow::Result<ExitCode> {
     let base = base.trim_end_matches('/');
     let region = args.region.as_deref().or_else(|| region_of_endpoint(base));
 
-    let payload = if args.raw {
+    let frame = if args.raw {
         data.clone()
     } else {
-        Frame::Push {
-            data: data.clone(),
-            sent_at: iso8601(chrono::Utc::now()),
-        }
+        Frame::push(
+            serde_json::Value::String(data.clone()),
+            None,
+            chrono::Utc::now(),
+        )
         .to_json()
     };
-    let payload = Bytes::from(payload);
 
     // The management client is always pointed at `endpoint` per call; the SDK config only
     // supplies credentials and region.
@@ -233,7 +235,7 @@ async fn main() -> anyhow::Result<ExitCode> {
     );
 
     if let Some(id) = &args.connection_id {
-        api.post_to_connection(&endpoint, id, payload)
+        api.post_to_connection(&endpoint, id, Bytes::from(frame))
             .await
             .with_context(|| format!("push to {id} via {endpoint}"))?;
         println!("delivered to {id}");
@@ -244,23 +246,36 @@ async fn main() -> anyhow::Result<ExitCode> {
     let dynamodb = aws_sdk_dynamodb::Client::new(
         &sdk_config_for(args.dynamodb_endpoint.as_deref(), region).await?,
     );
-    let store = DynamoDbStore::new(dynamodb, table);
-    let api: Arc<dyn ManagementApi> = Arc::new(api);
-    let report = fanout::broadcast(
-        &store,
-        api.as_ref(),
-        &endpoint,
-        payload,
-        fanout::Limits::without_deadline(usize::from(args.concurrency)),
-    )
-    .await;
+    let store: Arc<dyn ConnectionStore> = Arc::new(DynamoDbStore::new(dynamodb, table));
+    // The delivery service, as sendMessage's broadcast uses it: bounded concurrency, 429s
+    // backed off and retried, the records of gone connections deleted. No queue and no
+    // deadline: everything is posted from here.
+    let delivery = Delivery {
+        store: store.clone(),
+        audience: Arc::new(StoreAudience(store.clone())),
+        memberships: None,
+        api: Arc::new(api),
+        queue: None,
+        queue_segments: None,
+        concurrency: usize::from(args.concurrency),
+        page_size: fanout::BATCH_SIZE,
+        broadcast_budget: None,
+        prepaid: 0,
+    };
+    let parcel = Parcel {
+        endpoint,
+        message_id: format!("push-{}", chrono::Utc::now().timestamp_millis()),
+        frame,
+    };
+    let report = delivery
+        .deliver(&Audience::Everyone, &parcel, None)
+        .await
+        .context("listing connections failed")?
+        .posts;
     println!(
         "delivered {}, gone (records deleted) {}, failed {}",
         report.delivered, report.gone, report.failed
     );
-    if let Some(e) = report.list_error {
-        bail!("listing connections stopped early: {e}");
-    }
     Ok(if report.failed > 0 {
         ExitCode::FAILURE
     } else {

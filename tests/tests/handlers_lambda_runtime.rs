@@ -10,6 +10,7 @@ use wsstack_tests::lambda_runtime_api::{LambdaRuntimeApi, Outcome, function_env}
 use wsstack_tests::{Dynalite, create_connections_table, handlers_binary};
 
 const TABLE: &str = "wsstack-Connections";
+const ROOMS: &str = "wsstack-Rooms";
 /// Init (SDK config, tracing) plus one DynamoDB round trip; generous for a debug build on a
 /// busy machine. Not a speed check: the cold-start bench measures that.
 const ANSWER_WITHIN: Duration = Duration::from_secs(30);
@@ -336,5 +337,179 @@ async fn the_token_sweeper_closes_expired_tokens_through_the_lambda_runtime_api(
     for id in ["expired=", "valid=", "anonymous="] {
         assert!(store.get(id).await.expect("dynalite").is_some(), "{id}");
     }
+    drop(function);
+}
+
+/// An HTTP API request with payload format 2.0, as the push API's routes deliver it
+/// (https://docs.aws.amazon.com/apigateway/latest/developerguide/http-api-develop-integrations-lambda.html):
+/// the `$default` stage, so `rawPath` carries no stage.
+fn http_api_event(method: &str, path: &str, route_key: &str, body: Option<&str>) -> Value {
+    json!({
+        "version": "2.0",
+        "routeKey": route_key,
+        "rawPath": path,
+        "rawQueryString": "",
+        "headers": {"content-type": "application/json", "host": "abc123.execute-api.us-east-1.amazonaws.com"},
+        "requestContext": {
+            "accountId": "123456789012",
+            "apiId": "abc123",
+            "domainName": "abc123.execute-api.us-east-1.amazonaws.com",
+            "domainPrefix": "abc123",
+            "http": {"method": method, "path": path, "protocol": "HTTP/1.1",
+                     "sourceIp": "192.0.2.1", "userAgent": "backend/1.0"},
+            "requestId": "JKJaXmPLvHcESHA=",
+            "routeKey": route_key,
+            "stage": "$default",
+            "time": "06/Dec/2026:20:00:00 +0000",
+            "timeEpoch": 1_796_500_800_000_i64
+        },
+        "body": body,
+        "isBase64Encoded": false
+    })
+}
+
+/// Issue 17: the `push-api` function as Lambda runs it (`lambda_http`, payload format 2.0): a
+/// push to a user reaches each of their connections in dynalite through `@connections`, and
+/// the answers (200, 410, 400, 404) are HTTP API proxy results with JSON bodies.
+#[tokio::test]
+async fn the_push_api_answers_http_api_requests_through_the_lambda_runtime_api() {
+    use wsstack_handlers::store::Connection;
+    use wsstack_tests::{Answer, FakeConnectionsApi};
+
+    let dynalite = Dynalite::start().await;
+    let client = dynalite.client().await;
+    create_connections_table(&client, TABLE)
+        .await
+        .expect("table");
+    wsstack_tests::create_rooms_table(&client, ROOMS)
+        .await
+        .expect("rooms table");
+    let store = DynamoDbStore::new(client, TABLE.into());
+    let now = chrono::Utc::now().timestamp();
+    for (id, sub) in [
+        ("ada-1=", "sub-ada"),
+        ("ada-2=", "sub-ada"),
+        ("bob=", "sub-bob"),
+    ] {
+        store
+            .put(&Connection {
+                connection_id: id.to_owned(),
+                username: "u".to_owned(),
+                connected_at: (now - 3600) * 1000,
+                expires_at: now + 7200,
+                sub: Some(sub.to_owned()),
+                token_expires_at: None,
+            })
+            .await
+            .expect("put");
+    }
+    let api = FakeConnectionsApi::start(|req| {
+        if req.connection_id.starts_with("gone") {
+            Answer::gone()
+        } else {
+            Answer::success(&req.method)
+        }
+    })
+    .await;
+    let runtime = LambdaRuntimeApi::start().await.expect("runtime API");
+    let function = spawn(
+        &runtime,
+        "push-api",
+        &[
+            ("TABLE_NAME", TABLE.to_owned()),
+            ("ROOMS_TABLE_NAME", ROOMS.to_owned()),
+            ("CALLBACK_URL", format!("{}/dev", api.base_url())),
+            ("AWS_ENDPOINT_URL_DYNAMODB", dynalite.endpoint()),
+        ],
+    );
+    let invoke = |event: Value| {
+        let runtime = &runtime;
+        async move {
+            let outcome = runtime
+                .invoke(&event, ANSWER_WITHIN)
+                .await
+                .expect("an answer");
+            let result = outcome
+                .json()
+                .expect("a proxy result, not a function error");
+            let status = result["statusCode"].as_u64().expect("statusCode");
+            let body: Value = result["body"].as_str().map_or(Value::Null, |b| {
+                serde_json::from_str(b).expect("a JSON body")
+            });
+            (status, body)
+        }
+    };
+
+    let (status, body) = invoke(http_api_event(
+        "POST",
+        "/users/sub-ada/messages",
+        "POST /users/{userId}/messages",
+        Some(r#"{"data": {"job": 7, "state": "done"}, "replyTo": "r-1"}"#),
+    ))
+    .await;
+    assert_eq!(
+        (status, body["delivered"].clone()),
+        (200, json!(2)),
+        "{body}"
+    );
+    let mut posted: Vec<String> = api
+        .requests()
+        .into_iter()
+        .map(|r| {
+            let frame: Value = serde_json::from_slice(&r.body).expect("a frame");
+            assert_eq!(frame["type"], "push");
+            assert_eq!(frame["replyTo"], "r-1");
+            assert_eq!(frame["data"], json!({"job": 7, "state": "done"}));
+            r.connection_id
+        })
+        .collect();
+    posted.sort();
+    assert_eq!(posted, ["ada-1=", "ada-2="]);
+
+    let (status, body) = invoke(http_api_event(
+        "POST",
+        "/connections/gone%3D/messages",
+        "POST /connections/{connectionId}/messages",
+        Some(r#"{"data": 1}"#),
+    ))
+    .await;
+    assert_eq!(
+        (status, body["error"].clone()),
+        (410, json!("gone")),
+        "{body}"
+    );
+
+    let (status, body) = invoke(http_api_event(
+        "POST",
+        "/messages",
+        "POST /messages",
+        Some(r#"{"replyTo": "x"}"#),
+    ))
+    .await;
+    assert_eq!(
+        (status, body["error"].clone()),
+        (400, json!("bad_request")),
+        "{body}"
+    );
+    assert!(
+        body["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("data")),
+        "{body}"
+    );
+
+    let (status, body) = invoke(http_api_event(
+        "GET",
+        "/users/sub-ada/connections",
+        "GET /users/{userId}/connections",
+        None,
+    ))
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["connections"].as_array().map(Vec::len),
+        Some(2),
+        "{body}"
+    );
     drop(function);
 }

@@ -27,6 +27,7 @@
 //! client its `Internal server error` frame.
 
 pub mod audience;
+pub mod bus_push;
 pub mod config;
 pub mod delivery;
 pub mod domain;

@@ -25,6 +25,10 @@
 //!   under sustained 429s each continuation is a new message, so neither the receive count nor
 //!   the queue's retention would ever end it.
 //!
+//! A message can also be a backend's push through the bus (an EventBridge `Push` event the
+//! stage's rule sends to the queue): the worker delivers it to its audience with the same
+//! delivery service ([`crate::bus_push`]).
+//!
 //! Delivery is at least once: a post cut at the deadline, or a job retried after a failure,
 //! may reach a connection twice; every message frame carries an `id` so clients can drop
 //! duplicates.
@@ -34,8 +38,9 @@ use std::sync::Arc;
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 
 use crate::audience::{AudienceError, AudienceSource};
+use crate::bus_push::{self, BusPushError};
 pub use crate::delivery::JobReport;
-use crate::delivery::{Delivery, DeliveryError};
+use crate::delivery::{Delivery, DeliveryError, Parcel};
 use crate::fanout::Deadline;
 use crate::job::{FanOutJob, JobError};
 use crate::management::ManagementApi;
@@ -67,6 +72,12 @@ pub enum WorkerError {
     Continuation {
         message_id: String,
         source: QueueError,
+    },
+    /// A message from the bus that is not a push the worker can deliver.
+    #[error("message {message_id}: {source}")]
+    Event {
+        message_id: String,
+        source: BusPushError,
     },
     /// The job names an endpoint other than the one this worker posts to.
     #[error(
@@ -204,18 +215,63 @@ impl Worker {
         }))
     }
 
-    /// Runs a queue message body; an unreadable body is an error naming why.
+    /// Runs a queue message body (a fan-out job, or a backend's push through the bus); an
+    /// unreadable body is an error naming why.
     pub async fn run_body(
         &self,
         message_id: &str,
         body: &str,
         deadline: Option<Deadline>,
     ) -> Result<JobReport, WorkerError> {
+        if bus_push::is_event(body) {
+            return self.run_event(message_id, body, deadline).await;
+        }
         let job = FanOutJob::from_body(body).map_err(|source| WorkerError::Job {
             message_id: message_id.to_owned(),
             source,
         })?;
         self.run_job(job, deadline).await
+    }
+
+    /// Delivers a backend's push that came through the bus ([`crate::bus_push`]) to its
+    /// audience, as the push API would: a room or everyone from here, page by page, with the
+    /// rest handed back to the queue at the deadline.
+    async fn run_event(
+        &self,
+        message_id: &str,
+        body: &str,
+        deadline: Option<Deadline>,
+    ) -> Result<JobReport, WorkerError> {
+        let push = bus_push::read(body, chrono::Utc::now()).map_err(|source| {
+            let err = WorkerError::Event {
+                message_id: message_id.to_owned(),
+                source,
+            };
+            tracing::error!(error = %err, "refusing an event from the bus");
+            err
+        })?;
+        let parcel = Parcel {
+            endpoint: self.endpoint.clone(),
+            message_id: push.event_id,
+            frame: push.frame,
+        };
+        let report = self
+            .delivery()
+            .deliver(&push.audience, &parcel, deadline)
+            .await?;
+        tracing::info!(
+            event_id = %parcel.message_id,
+            audience = ?push.audience,
+            delivered = report.posts.delivered,
+            gone = report.posts.gone,
+            failed = report.posts.failed,
+            queued_jobs = report.queued_jobs,
+            "push from the bus delivered"
+        );
+        Ok(JobReport {
+            posts: report.posts,
+            ..JobReport::default()
+        })
     }
 
     /// The Lambda entry point for an SQS batch: runs the jobs one after another and names the
@@ -263,6 +319,9 @@ impl Worker {
         deadline: Option<Deadline>,
     ) -> Result<Handled, String> {
         let body = record.body.as_deref().unwrap_or("");
+        if bus_push::is_event(body) {
+            return self.handle_event(message_id, body, deadline).await;
+        }
         let mut job = FanOutJob::from_body(body).map_err(|source| {
             WorkerError::Job {
                 message_id: message_id.to_owned(),
@@ -301,6 +360,31 @@ impl Worker {
             .map(|report| Handled::Ran {
                 expired: report.expired,
             })
+            .map_err(|e| e.to_string())
+    }
+}
+
+impl Worker {
+    /// One record that is an event from the bus: run, or, when the deadline came before it
+    /// started, sent back as it is (a fresh message, not a failed receive).
+    async fn handle_event(
+        &self,
+        message_id: &str,
+        body: &str,
+        deadline: Option<Deadline>,
+    ) -> Result<Handled, String> {
+        let in_time = deadline.is_none_or(|d| tokio::time::Instant::now() < d.stop_starting);
+        if !in_time {
+            self.queue.send(vec![body.to_owned()]).await.map_err(|e| {
+                format!(
+                    "the deadline came before this event started, and re-enqueueing it failed: {e}"
+                )
+            })?;
+            return Ok(Handled::Requeued);
+        }
+        self.run_event(message_id, body, deadline)
+            .await
+            .map(|_| Handled::Ran { expired: false })
             .map_err(|e| e.to_string())
     }
 }

@@ -627,3 +627,64 @@ async fn the_worker_charges_what_it_lists_to_the_broadcast_budget() {
         Charge::Admitted
     );
 }
+
+/// An EventBridge `Push` event as the stage's rule puts it on the queue.
+fn push_event(audience: serde_json::Value) -> String {
+    serde_json::json!({
+        "version": "0",
+        "id": "0f4e6a2c-0000-4000-8000-000000000001",
+        "detail-type": "Push",
+        "source": "jobs.backend",
+        "account": "123456789012",
+        "time": "2026-12-06T20:00:00Z",
+        "region": "eu-west-1",
+        "resources": [],
+        "detail": {"audience": audience, "data": {"done": true}}
+    })
+    .to_string()
+}
+
+/// Issue 17 item 4: in a batch, a push from the bus is delivered to its audience, one it
+/// cannot deliver is a batch item failure (then the dead-letter queue), and one the deadline
+/// left unstarted goes back to the queue as it was.
+#[tokio::test(start_paused = true)]
+async fn pushes_from_the_bus_are_delivered_refused_or_requeued() {
+    let store = store_of(10).await;
+    let api = Arc::new(SimulatedApi::new(Behaviour::default(), None));
+    let queue = MemoryQueue::new(VISIBILITY);
+    let w = worker(&store, &api, &queue);
+    let event = sqs_event(&[
+        (
+            "everyone",
+            push_event(serde_json::json!({"kind": "everyone"})),
+        ),
+        (
+            "one",
+            push_event(serde_json::json!({"kind": "connection", "connectionId": "c000003"})),
+        ),
+        ("planet", push_event(serde_json::json!({"kind": "planet"}))),
+    ]);
+    let response = w.handle_sqs(event, None).await;
+    let failed: Vec<String> = response
+        .batch_item_failures
+        .into_iter()
+        .map(|f| f.item_identifier)
+        .collect();
+    assert_eq!(failed, ["planet"]);
+    let tally = api.tally();
+    assert_eq!(tally.deliveries.len(), 10, "everyone");
+    assert_eq!(tally.deliveries["c000003"], 2, "everyone, then the one");
+
+    let late = push_event(serde_json::json!({"kind": "everyone"}));
+    let deadline = Deadline::at(tokio::time::Instant::now(), Duration::from_secs(1));
+    let response = w
+        .handle_sqs(sqs_event(&[("late", late.clone())]), Some(deadline))
+        .await;
+    assert!(response.batch_item_failures.is_empty());
+    let requeued = queue
+        .receive(10, Duration::ZERO)
+        .await
+        .expect("memory queue");
+    assert_eq!(requeued.len(), 1);
+    assert_eq!(requeued[0].body, late, "the same event");
+}

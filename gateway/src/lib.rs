@@ -21,6 +21,8 @@
 //! - [`store`]: memory or DynamoDB.
 //! - [`shutdown`]: Ctrl-C and SIGTERM.
 //! - [`web`]: the browser client (`web/`), on a port of its own.
+//! - [`push_server`]: the push API a backend calls (the `push-api` function's code), on a port
+//!   of its own.
 //! - [`fanout_queue`]: queue-mode fan-out in-process (the handlers' worker over a memory queue).
 
 pub mod auth;
@@ -33,6 +35,7 @@ pub mod id;
 pub mod integration;
 pub mod limits;
 pub mod options;
+pub mod push_server;
 mod registry;
 pub mod routing;
 pub mod server;

@@ -7,7 +7,8 @@ use anyhow::Context;
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 use wsstack_auth::issuer::LocalIssuer;
-use wsstack_gateway::options::{AuthKind, Cli, Command, WebPlan};
+use wsstack_gateway::options::{AuthKind, Cli, Command, PortPlan};
+use wsstack_gateway::push_server::{PushServer, PushServerError};
 use wsstack_gateway::web::{WebError, WebServer};
 use wsstack_gateway::{Gateway, StoreOptions, open_memberships, open_store_and_audience};
 
@@ -39,6 +40,7 @@ async fn main() -> anyhow::Result<()> {
     }
 
     let web_plan = cli.web_plan();
+    let push_plan = cli.push_plan();
     let (auth, issuer_port, host) = (cli.auth, cli.issuer_port, cli.host);
     let (mut options, store_options) = cli.into_options()?;
     // --auth dev: a local issuer, and the authorizer that trusts it. Kept alive until exit.
@@ -86,6 +88,11 @@ async fn main() -> anyhow::Result<()> {
         Some(server) => server.url(),
         None => "not served".to_owned(),
     };
+    let push = start_push_api(push_plan, gateway.local_addr().ip(), gateway.push_api()).await?;
+    let push_url = match &push {
+        Some(server) => format!("{} (unsigned locally; IAM-signed in AWS)", server.url()),
+        None => "not served".to_owned(),
+    };
     let auth_line = match &issuer {
         Some(i) => format!(
             "  Issuer        {} (JWT on $connect: connect with ?token=$(wsstack-local token --sub NAME))\n",
@@ -94,7 +101,7 @@ async fn main() -> anyhow::Result<()> {
         None => String::new(),
     };
     let banner = format!(
-        "wsstack-local: stage {}, store {store_name}, fan-out {fanout}\n  WebSocket     {}\n  @connections  {}\n  Browser       {browser}\n{auth_line}Ctrl-C to stop.\n",
+        "wsstack-local: stage {}, store {store_name}, fan-out {fanout}\n  WebSocket     {}\n  @connections  {}\n  Browser       {browser}\n  Push API      {push_url}\n{auth_line}Ctrl-C to stop.\n",
         gateway.stage(),
         gateway.ws_url(),
         gateway.connections_url()
@@ -110,6 +117,7 @@ async fn main() -> anyhow::Result<()> {
     let signal = wsstack_gateway::shutdown::signal().await;
     tracing::info!(signal, "stopping: closing every connection");
     drop(web);
+    drop(push);
     let report = gateway.shutdown(SHUTDOWN_GRACE).await;
     tracing::info!(closed = report.closed, drained = report.drained, "stopped");
     Ok(())
@@ -118,17 +126,36 @@ async fn main() -> anyhow::Result<()> {
 /// Serves the browser client as planned. A default port that is taken is no reason to refuse
 /// the API: the page is an extra, so that only gets a warning.
 async fn start_web(
-    plan: WebPlan,
+    plan: PortPlan,
     host: std::net::IpAddr,
     api_url: &str,
 ) -> anyhow::Result<Option<WebServer>> {
-    let WebPlan::On { port, required } = plan else {
+    let PortPlan::On { port, required } = plan else {
         return Ok(None);
     };
     match WebServer::bind(std::net::SocketAddr::new(host, port), api_url).await {
         Ok(server) => Ok(Some(server)),
         Err(e @ WebError::AddrInUse { .. }) if !required => {
             tracing::warn!(error = %e, "the browser client is not served");
+            Ok(None)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Serves the push API as planned; like the page, a default port that is taken only warns.
+async fn start_push_api(
+    plan: PortPlan,
+    host: std::net::IpAddr,
+    push_api: Option<wsstack_handlers::push_api::PushApi>,
+) -> anyhow::Result<Option<PushServer>> {
+    let (PortPlan::On { port, required }, Some(push_api)) = (plan, push_api) else {
+        return Ok(None);
+    };
+    match PushServer::bind(std::net::SocketAddr::new(host, port), push_api).await {
+        Ok(server) => Ok(Some(server)),
+        Err(e @ PushServerError::AddrInUse { .. }) if !required => {
+            tracing::warn!(error = %e, "the push API is not served");
             Ok(None)
         }
         Err(e) => Err(e.into()),

@@ -116,6 +116,16 @@ pub struct Cli {
     #[arg(long, conflicts_with = "web_port")]
     pub no_web: bool,
 
+    /// Port for the push API a backend calls (POST /users/{userId}/messages, ...; in AWS the
+    /// stage's PushApiUrl, IAM-signed), at http://HOST:PUSH_PORT [default: 3003, or 0 (a free
+    /// port) when --port is 0]. No signature is checked locally.
+    #[arg(long, value_name = "PORT")]
+    pub push_port: Option<u16>,
+
+    /// Do not serve the push API.
+    #[arg(long, conflicts_with = "push_port")]
+    pub no_push_api: bool,
+
     /// Log filter: error, warn, info, debug, trace, or directives such as
     /// `wsstack_gateway=debug,info`.
     #[arg(long, value_name = "FILTER", default_value = "info")]
@@ -248,9 +258,9 @@ pub enum OptionsError {
     Stage(String),
 }
 
-/// Where to serve the browser client.
+/// Where to serve a server of its own: the browser client, the push API.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WebPlan {
+pub enum PortPlan {
     Off,
     /// On this port; `required` when the user named it, so a taken port is an error.
     On {
@@ -262,18 +272,38 @@ pub enum WebPlan {
 impl Cli {
     /// Where the browser client goes: `--web-port`, else [`crate::web::DEFAULT_WEB_PORT`] (a
     /// free port when the API's port is 0 too, so test runs never contend for it).
-    pub fn web_plan(&self) -> WebPlan {
+    pub fn web_plan(&self) -> PortPlan {
         match (self.no_web, self.web_port) {
-            (true, _) => WebPlan::Off,
-            (false, Some(port)) => WebPlan::On {
+            (true, _) => PortPlan::Off,
+            (false, Some(port)) => PortPlan::On {
                 port,
                 required: true,
             },
-            (false, None) => WebPlan::On {
+            (false, None) => PortPlan::On {
                 port: if self.port == 0 {
                     0
                 } else {
                     crate::web::DEFAULT_WEB_PORT
+                },
+                required: false,
+            },
+        }
+    }
+
+    /// Where the push API goes: `--push-port`, else
+    /// [`crate::push_server::DEFAULT_PUSH_PORT`] (a free port when the API's port is 0).
+    pub fn push_plan(&self) -> PortPlan {
+        match (self.no_push_api, self.push_port) {
+            (true, _) => PortPlan::Off,
+            (false, Some(port)) => PortPlan::On {
+                port,
+                required: true,
+            },
+            (false, None) => PortPlan::On {
+                port: if self.port == 0 {
+                    0
+                } else {
+                    crate::push_server::DEFAULT_PUSH_PORT
                 },
                 required: false,
             },
@@ -410,7 +440,7 @@ mod tests {
         );
     }
 
-    fn web_plan(args: &[&str]) -> Result<WebPlan, String> {
+    fn web_plan(args: &[&str]) -> Result<PortPlan, String> {
         Cli::try_parse_from(std::iter::once("wsstack-local").chain(args.iter().copied()))
             .map(|cli| cli.web_plan())
             .map_err(|e| e.to_string())
@@ -418,26 +448,26 @@ mod tests {
 
     #[test]
     fn the_browser_client_port() {
-        let default = WebPlan::On {
+        let default = PortPlan::On {
             port: 3000,
             required: false,
         };
         assert_eq!(web_plan(&[]), Ok(default));
         assert_eq!(
             web_plan(&["--port", "0"]),
-            Ok(WebPlan::On {
+            Ok(PortPlan::On {
                 port: 0,
                 required: false
             })
         );
         assert_eq!(
             web_plan(&["--web-port", "8080"]),
-            Ok(WebPlan::On {
+            Ok(PortPlan::On {
                 port: 8080,
                 required: true
             })
         );
-        assert_eq!(web_plan(&["--no-web"]), Ok(WebPlan::Off));
+        assert_eq!(web_plan(&["--no-web"]), Ok(PortPlan::Off));
         let err = web_plan(&["--no-web", "--web-port", "1"]).unwrap_err();
         assert!(err.contains("--web-port"), "{err}");
         let err = web_plan(&["--web-port", "70000"]).unwrap_err();

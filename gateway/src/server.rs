@@ -17,6 +17,7 @@ use wsstack_handlers::audience::AudienceSource;
 use wsstack_handlers::config::{Config, DEFAULT_BROADCAST_CONCURRENCY, FanOutMode};
 use wsstack_handlers::management::SdkManagementApi;
 use wsstack_handlers::membership::{MembershipStore, MemoryMembershipStore};
+use wsstack_handlers::push_api::PushApi;
 use wsstack_handlers::store::ConnectionStore;
 
 use crate::event::ApiContext;
@@ -271,6 +272,7 @@ impl Gateway {
                 cancel.child_token(),
             );
         }
+        let mut push_api = None;
         let integration = match options.integration {
             Some(custom) => custom,
             None => {
@@ -279,6 +281,8 @@ impl Gateway {
                 if let Some(q) = queue {
                     app = app.with_queue(q);
                 }
+                // The callback URL is set above: the push API always has its endpoint.
+                push_api = app.push_api().ok();
                 Arc::new(app)
             }
         };
@@ -330,6 +334,7 @@ impl Gateway {
             server: Some(server),
             worker: worker_task,
             callback_url,
+            push_api,
         })
     }
 }
@@ -353,6 +358,9 @@ pub struct RunningGateway {
     /// The in-process fan-out worker (queue mode); stops with `cancel`.
     worker: Option<JoinHandle<()>>,
     callback_url: String,
+    /// The push API over the handlers' store and this gateway's `@connections` (`None` with a
+    /// custom integration).
+    push_api: Option<PushApi>,
 }
 
 impl RunningGateway {
@@ -372,6 +380,13 @@ impl RunningGateway {
     /// The `@connections` endpoint as SDK clients take it: `http://{addr}/{stage}`.
     pub fn callback_url(&self) -> &str {
         &self.callback_url
+    }
+
+    /// The push API the `push-api` function serves in AWS, over this gateway's store and
+    /// `@connections`: for [`crate::push_server::PushServer`]. `None` with a custom
+    /// integration (there are no handlers to share a store with).
+    pub fn push_api(&self) -> Option<PushApi> {
+        self.push_api.clone()
     }
 
     /// `http://{addr}/{stage}/@connections`.

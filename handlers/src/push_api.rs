@@ -58,7 +58,8 @@ impl PushResponse {
         }
     }
 
-    fn error(status: u16, code: &str, message: impl Into<String>) -> PushResponse {
+    /// An error answer: `{"error": code, "message": message}`.
+    pub fn error(status: u16, code: &str, message: impl Into<String>) -> PushResponse {
         let error = PushError {
             error: code.to_owned(),
             message: message.into(),
@@ -80,6 +81,14 @@ pub struct PushApi {
     pub api: Arc<dyn ManagementApi>,
     /// The `@connections` endpoint pushes go to (the function's `CALLBACK_URL`).
     pub endpoint: String,
+}
+
+impl std::fmt::Debug for PushApi {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PushApi")
+            .field("endpoint", &self.endpoint)
+            .finish_non_exhaustive()
+    }
 }
 
 impl PushApi {

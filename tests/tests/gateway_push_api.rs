@@ -1,0 +1,192 @@
+//! Issue 17 item 2, locally: the push API a backend calls, served by the gateway's push server
+//! with the `push-api` function's code, reaching real WebSocket clients: a user on all of
+//! their devices, a room, presence, a disconnect, and the refusals. Requests are plain HTTP/1.1
+//! over a socket, as `curl` would send them.
+
+mod gateway_support;
+
+use std::net::SocketAddr;
+
+use gateway_support::{Client, WAIT, connect, id_of, options, start};
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use wsstack_gateway::RunningGateway;
+use wsstack_gateway::push_server::PushServer;
+use wsstack_handlers::store::ConnectionStore;
+
+/// One request, `Connection: close`; the status and the JSON body (`Null` when empty).
+async fn http(addr: SocketAddr, method: &str, path: &str, body: &str) -> (u16, Value) {
+    let mut stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .expect("connect to the push API");
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .expect("send the request");
+    let mut raw = Vec::new();
+    tokio::time::timeout(WAIT, stream.read_to_end(&mut raw))
+        .await
+        .expect("an answer in time")
+        .expect("read the answer");
+    let text = String::from_utf8_lossy(&raw);
+    let status: u16 = text
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP answer: {text}"));
+    let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    let json = if body.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"))
+    };
+    (status, json)
+}
+
+async fn push_server(gw: &RunningGateway) -> PushServer {
+    let push_api = gw.push_api().expect("the handlers' push API");
+    PushServer::bind("127.0.0.1:0".parse().expect("addr"), push_api)
+        .await
+        .expect("push server")
+}
+
+async fn expect_push(client: &mut Client, data: &Value) -> Value {
+    let frame = client.next_json().await;
+    assert_eq!(frame["type"], "push", "{}: {frame}", client.name);
+    assert_eq!(&frame["data"], data, "{}: {frame}", client.name);
+    frame
+}
+
+#[tokio::test]
+async fn a_backend_reaches_a_user_on_every_device_a_room_and_one_connection() {
+    let (gw, store) = start(options()).await;
+    let push = push_server(&gw).await;
+    let addr = push.local_addr();
+    let mut ada_phone = connect(&gw, "ada").await;
+    let mut ada_laptop = connect(&gw, "ada").await;
+    let mut bob = connect(&gw, "bob").await;
+
+    // Without authentication a connection's user is its username (unverified).
+    let data = json!({"job": 7, "state": "done"});
+    let (status, answer) = http(
+        addr,
+        "POST",
+        "/users/ada/messages",
+        &json!({"data": data, "replyTo": "r-1"}).to_string(),
+    )
+    .await;
+    assert_eq!(
+        (status, answer["delivered"].clone()),
+        (200, json!(2)),
+        "{answer}"
+    );
+    for client in [&mut ada_phone, &mut ada_laptop] {
+        let frame = expect_push(client, &data).await;
+        assert_eq!(frame["replyTo"], "r-1");
+        assert_eq!(frame["id"], answer["id"]);
+    }
+
+    let (status, presence) = http(addr, "GET", "/users/ada/connections", "").await;
+    assert_eq!(status, 200, "{presence}");
+    let listed = presence["connections"].as_array().map_or(0, Vec::len);
+    assert_eq!(listed, 2, "{presence}");
+
+    bob.send_json(json!({"action": "join", "room": "lobby"}))
+        .await;
+    assert_eq!(bob.next_json().await["type"], "joined");
+    let (status, answer) = http(addr, "POST", "/rooms/lobby/messages", r#"{"data": "room"}"#).await;
+    assert_eq!(
+        (status, answer["delivered"].clone()),
+        (200, json!(1)),
+        "{answer}"
+    );
+    expect_push(&mut bob, &json!("room")).await;
+
+    let bob_id = id_of(&store, "bob").await;
+    let (status, answer) = http(
+        addr,
+        "POST",
+        &format!("/connections/{bob_id}/messages"),
+        r#"{"data": null}"#,
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    expect_push(&mut bob, &Value::Null).await;
+
+    // Everyone: all three.
+    let (status, answer) = http(addr, "POST", "/messages", r#"{"data": "all"}"#).await;
+    assert_eq!(
+        (status, answer["delivered"].clone()),
+        (200, json!(3)),
+        "{answer}"
+    );
+    for client in [&mut ada_phone, &mut ada_laptop, &mut bob] {
+        expect_push(client, &json!("all")).await;
+    }
+}
+
+#[tokio::test]
+async fn a_backend_disconnects_a_client_and_then_gets_410_for_it() {
+    let (gw, store) = start(options()).await;
+    let push = push_server(&gw).await;
+    let mut bob = connect(&gw, "bob").await;
+    let bob_id = id_of(&store, "bob").await;
+    let (status, body) = http(
+        push.local_addr(),
+        "DELETE",
+        &format!("/connections/{bob_id}"),
+        "",
+    )
+    .await;
+    assert_eq!((status, body), (204, Value::Null));
+    bob.expect_close().await;
+    gateway_support::eventually("bob's record is deleted", WAIT, || {
+        let store = store.clone();
+        let bob_id = bob_id.clone();
+        async move { store.get(&bob_id).await.ok().flatten().is_none() }
+    })
+    .await;
+    let (status, body) = http(
+        push.local_addr(),
+        "POST",
+        &format!("/connections/{bob_id}/messages"),
+        r#"{"data": 1}"#,
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"].clone()),
+        (410, json!("gone")),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn the_push_api_refuses_what_it_cannot_deliver_naming_why() {
+    let (gw, _store) = start(options()).await;
+    let push = push_server(&gw).await;
+    let addr = push.local_addr();
+    let big = json!({"data": "x".repeat(200 * 1024)}).to_string();
+    for (method, path, body, status, code) in [
+        ("POST", "/messages", "{", 400, "bad_request"),
+        ("POST", "/messages", r#"{"dat": 1}"#, 400, "bad_request"),
+        (
+            "POST",
+            "/rooms/a%20b/messages",
+            r#"{"data": 1}"#,
+            400,
+            "bad_request",
+        ),
+        ("POST", "/messages", big.as_str(), 413, "too_large"),
+        ("POST", "/nowhere", r#"{"data": 1}"#, 404, "not_found"),
+        ("GET", "/messages", "", 405, "method_not_allowed"),
+    ] {
+        let (got, answer) = http(addr, method, path, body).await;
+        assert_eq!(got, status, "{method} {path}: {answer}");
+        assert_eq!(answer["error"], code, "{method} {path}: {answer}");
+        assert!(answer["message"].as_str().is_some_and(|m| !m.is_empty()));
+    }
+}

@@ -15,8 +15,17 @@ use wsstack_handlers::management::{ManagementApi, SdkManagementApi};
 use wsstack_handlers::store::{ConnectionStore, DynamoDbStore};
 use wsstack_handlers::token_sweep::Closer;
 
+mod api;
+
 const EXAMPLES: &str = "\
 Examples:
+  # a user on all of their devices, through the stage's push API (PushApiUrl, IAM-signed)
+  push api --url https://abc123.execute-api.eu-west-1.amazonaws.com \\
+       user 1a2b3c4d-sub --data '{\"job\": 7, \"state\": \"done\"}' --reply-to r-1
+
+  # the local gateway's push API (make dev), not signed
+  push api --url http://127.0.0.1:3003 room lobby --data 'hello, room'
+
   # one client, in AWS (credentials and region from the usual AWS sources)
   push --endpoint https://abc123.execute-api.eu-west-1.amazonaws.com --stage prod \\
        --connection-id 'L0SM9cOFvHcCIhw=' --data 'maintenance in 5 minutes'
@@ -112,6 +121,9 @@ enum Command {
     /// authenticated with), through @connections DELETE: API Gateway then runs $disconnect.
     /// Disable the user at the issuer first, or they simply reconnect.
     Disconnect(DisconnectArgs),
+    /// Call the stage's push API (its PushApiUrl output), signed with SigV4: a user on all of
+    /// their devices, a room, a connection, everyone; presence; close a connection.
+    Api(api::ApiArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -206,6 +218,10 @@ async fn sdk_config_for(
 #[tokio::main]
 async fn main() -> anyhow::Result<ExitCode> {
     let args = Args::parse();
+    if let Some(Command::Api(a)) = args.command {
+        api::run(a).await?;
+        return Ok(ExitCode::SUCCESS);
+    }
     if let Some(Command::Disconnect(d)) = args.command {
         return disconnect(d).await;
     }

@@ -190,3 +190,44 @@ async fn the_push_api_refuses_what_it_cannot_deliver_naming_why() {
         assert!(answer["message"].as_str().is_some_and(|m| !m.is_empty()));
     }
 }
+
+/// `push api` (the CLI over `wsstack-client`) against the local push API: a user's tabs get the
+/// message, the answer is printed as JSON; a refusal exits non-zero naming it.
+#[tokio::test]
+async fn the_push_cli_calls_the_push_api() {
+    let (gw, _store) = start(options()).await;
+    let push = push_server(&gw).await;
+    let mut tab = connect(&gw, "ada").await;
+    let url = push.url();
+    let (ok, stdout, stderr) = gateway_support::run_tool(
+        &gateway_support::push_binary(),
+        &[
+            "api",
+            "--url",
+            &url,
+            "user",
+            "ada",
+            "--data",
+            r#"{"n": 1}"#,
+            "--reply-to",
+            "r-1",
+        ],
+    )
+    .await;
+    assert!(ok, "stdout: {stdout}\nstderr: {stderr}");
+    let answer: Value = serde_json::from_str(stdout.trim()).expect("JSON on stdout");
+    assert_eq!(answer["delivered"], 1, "{answer}");
+    let frame = expect_push(&mut tab, &json!({"n": 1})).await;
+    assert_eq!(frame["replyTo"], "r-1");
+
+    let (ok, _, stderr) = gateway_support::run_tool(
+        &gateway_support::push_binary(),
+        &["api", "--url", &url, "room", "no spaces", "--data", "x"],
+    )
+    .await;
+    assert!(!ok);
+    assert!(
+        stderr.contains("400") && stderr.contains("room"),
+        "{stderr}"
+    );
+}

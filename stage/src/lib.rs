@@ -18,6 +18,7 @@ pub use auth::{AuthSettings, IdentityProvider, JwtSettings};
 mod auth;
 mod custom_domain;
 mod lambda;
+pub mod manifest;
 
 /// What a signed-in user may change on themselves: settings that nobody else sees and nothing
 /// trusts. Not `preferred_username` (the name others see), nor `email` (the sign-in name), nor

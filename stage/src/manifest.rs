@@ -200,8 +200,8 @@ mod tests {
                 max_data_bytes: DEFAULT_MAX_DATA_BYTES,
             }]
         );
-        let from_disk = load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../wsstack.toml"))
-            .expect("the file");
+        let from_disk =
+            load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../wsstack.toml")).expect("the file");
         assert_eq!(from_disk, m);
     }
 
@@ -254,7 +254,14 @@ mod tests {
 
     #[test]
     fn names_are_camel_case_route_keys() {
-        for bad in ["", "Job", "submit-job", "submit_job", "job!", &"a".repeat(65)] {
+        for bad in [
+            "",
+            "Job",
+            "submit-job",
+            "submit_job",
+            "job!",
+            &"a".repeat(65),
+        ] {
             let e = err(&format!("[[forward]]\nname = \"{bad}\"\n"));
             assert!(e.contains("is not an action name"), "{bad}: {e}");
             assert!(e.starts_with("wsstack.toml:2:8:"), "{e}");

@@ -64,26 +64,28 @@ fn writes_one_stack_per_stage_with_its_assets() {
     let manifest = read_json(&out.join("manifest.json"));
     assert_eq!(manifest["version"], "55.0.0");
     let artifacts = manifest["artifacts"].as_object().expect("artifacts");
-    // Functions: one per route, the fan-out worker, and the authorizer and the token sweeper
-    // where the stage authenticates (jwt in staging and prod).
+    // Functions: one per route, the fan-out worker, the push API, the forward handler (synth
+    // runs where there is no wsstack.toml, so with the built-in manifest, which forwards
+    // submitJob), and the authorizer and the token sweeper where the stage authenticates (jwt
+    // in staging and prod).
     for (id, stack, protected, functions) in [
         (
             "WsstackDev",
             "wsstack-dev",
             false,
-            wsstack_routes::ROUTES.len() + 1,
+            wsstack_routes::ROUTES.len() + 3,
         ),
         (
             "WsstackStaging",
             "wsstack-staging",
             false,
-            wsstack_routes::ROUTES.len() + 3,
+            wsstack_routes::ROUTES.len() + 5,
         ),
         (
             "WsstackProd",
             "wsstack-prod",
             true,
-            wsstack_routes::ROUTES.len() + 3,
+            wsstack_routes::ROUTES.len() + 5,
         ),
     ] {
         let a = &artifacts[id];

@@ -7,10 +7,17 @@ use serde_json::Value;
 use wsstack_routes::{Handler, ROUTES, Table};
 use wsstack_synth::assets::{self, AssetSource};
 use wsstack_synth::stack::{self, ids};
+use wsstack_synth::stage::manifest::{self, Manifest};
 use wsstack_synth::stage::{self, Stage};
 
 fn stages() -> Vec<Stage> {
     stage::load_all(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../stages")).expect("stage files")
+}
+
+/// The shipped app manifest (`wsstack.toml`).
+fn manifest() -> Manifest {
+    manifest::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../wsstack.toml"))
+        .expect("the app manifest")
 }
 
 fn stage_named(name: &str) -> Stage {
@@ -22,7 +29,7 @@ fn stage_named(name: &str) -> Stage {
 
 fn template(stage: &Stage) -> Value {
     let asset = assets::resolve(&AssetSource::StandIn).expect("stand-in");
-    let t = stack::build(stage, &asset).expect("valid stack");
+    let t = stack::build(stage, &manifest(), &asset).expect("valid stack");
     serde_json::to_value(&t).expect("serializes")
 }
 
@@ -100,9 +107,38 @@ fn logical_ids_are_pinned() {
             "FanoutWorkerLogGroup",
             "FanoutWorkerRole",
             "FanoutWorkerFunction",
+            // Issue 17: the forward handler (the manifest forwards actions) and the push API's
+            // handler, functions but not routes of the route table.
+            "ForwardLogGroup",
+            "ForwardRole",
+            "ForwardFunction",
+            "PushApiLogGroup",
+            "PushApiRole",
+            "PushApiFunction",
             "FanoutDeadLetterQueue",
             "FanoutQueue",
             "FanoutWorkerEventSource",
+            // The forwarded actions' two-way routes (the manifest's submitJob), one integration.
+            "ForwardIntegration",
+            "ForwardSubmitJobRoute",
+            "ForwardSubmitJobRouteResponse",
+            "ForwardSubmitJobPermission",
+            // The bus, the rule that sends replies to the fan-out queue, the queue's policy.
+            "EventBus",
+            "PushReplyRule",
+            "FanoutQueuePolicy",
+            // The push API.
+            "PushApi",
+            "PushApiIntegration",
+            "PushApiPostToConnectionRoute",
+            "PushApiPostToUserRoute",
+            "PushApiPostToRoomRoute",
+            "PushApiPostToEveryoneRoute",
+            "PushApiListUserConnectionsRoute",
+            "PushApiDeleteConnectionRoute",
+            "PushApiStage",
+            "PushApiPermission",
+            "PushPolicy",
             "WebSocketStage",
         ]
     );
@@ -119,7 +155,11 @@ fn logical_ids_are_pinned() {
             "CallbackUrl",
             "ConnectionsTableName",
             "RoomsTableName",
-            "WebSocketApiId"
+            "WebSocketApiId",
+            "PushApiUrl",
+            "PushPolicyArn",
+            "EventBusName",
+            "EventBusArn"
         ]
     );
 }
@@ -163,6 +203,8 @@ fn every_role_is_least_privilege() {
             let mut rooms_table_actions = Vec::new();
             let mut manage = false;
             let mut queue_actions = Vec::new();
+            let mut index_resources = Vec::new();
+            let mut bus_actions = Vec::new();
             for (policy, action, resource) in statements(&t, h) {
                 let actions = as_list(&action);
                 let resources = as_list(&resource);
@@ -232,6 +274,23 @@ fn every_role_is_least_privilege() {
                                 .map(|a| a.as_str().unwrap_or_default().to_owned()),
                         );
                     }
+                    // Issue 17: Query on the indexes the spec lists, on their ARNs only.
+                    "ConnectionsTableIndexes" => {
+                        assert_eq!(actions, ["dynamodb:Query"]);
+                        index_resources.extend(resources);
+                    }
+                    // Issue 17: the bus actions the spec lists, on the stage's bus only.
+                    "EventBus" => {
+                        assert_eq!(
+                            resources,
+                            [serde_json::json!({"Fn::GetAtt": [ids::EVENT_BUS, "Arn"]})]
+                        );
+                        bus_actions.extend(
+                            actions
+                                .iter()
+                                .map(|a| a.as_str().unwrap_or_default().to_owned()),
+                        );
+                    }
                     other => panic!("unexpected policy {other} on {h:?}"),
                 }
             }
@@ -259,19 +318,24 @@ fn every_role_is_least_privilege() {
                 "{}: {h:?}",
                 stage.name
             );
-            // sqs:SendMessage for send-message (and the worker, which re-enqueues); receive
-            // and delete for the worker only.
-            let want_queue: Vec<&str> = match h {
-                Handler::SendMessage => vec!["sqs:SendMessage"],
-                Handler::FanoutWorker => vec![
-                    "sqs:ReceiveMessage",
-                    "sqs:DeleteMessage",
-                    "sqs:GetQueueAttributes",
-                    "sqs:SendMessage",
-                ],
-                _ => vec![],
-            };
+            // Exactly the spec's queue actions (receive and delete for the worker only: checked
+            // in `fanout_queue`'s unit tests).
+            let want_queue: Vec<&str> = h.queue_actions().iter().map(|a| a.iam_action()).collect();
             assert_eq!(queue_actions, want_queue, "{}: {h:?}", stage.name);
+            let want_indexes: Vec<Value> = h
+                .index_queries()
+                .iter()
+                .map(|i| {
+                    serde_json::json!({"Fn::Sub": format!(
+                        "${{{}.Arn}}/index/{}",
+                        ids::table(i.table()),
+                        i.name()
+                    )})
+                })
+                .collect();
+            assert_eq!(index_resources, want_indexes, "{}: {h:?}", stage.name);
+            let want_bus: Vec<&str> = h.bus_actions().iter().map(|a| a.iam_action()).collect();
+            assert_eq!(bus_actions, want_bus, "{}: {h:?}", stage.name);
         }
     }
     // The handlers' promises, spelled out: connect only writes, disconnect only deletes (the

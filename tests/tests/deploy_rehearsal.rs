@@ -70,8 +70,9 @@ impl Project {
     /// Synthesizes every stage into `cdk.out`, as `make synth` does.
     fn synth(&self, source: AssetSource) {
         let stages = stage::load_all(&self.path("stages")).expect("stages");
-        let stacks =
-            assembly::synthesize(&stages, &source, &Environment::default()).expect("synth");
+        let manifest = stage::manifest::embedded().expect("manifest");
+        let stacks = assembly::synthesize(&stages, &manifest, &source, &Environment::default())
+            .expect("synth");
         let files = assembly::render(&stacks).expect("render");
         assembly::write(&files, &self.path("cdk.out")).expect("write");
     }

@@ -121,7 +121,9 @@ pub fn add(t: &mut Template, stage: &Stage) {
             action: "lambda:InvokeFunction".to_owned(),
             function_name: Expr::get_att(&function, "Arn"),
             principal: "apigateway.amazonaws.com".to_owned(),
-            // Only this API (any of its routes: the function serves them all).
+            // Only this API (any stage and route: the function serves them all). Without it the
+            // API answers 500 "does not have permissions to call the integration"
+            // (https://repost.aws/knowledge-center/api-gateway-http-lambda-integrations).
             source_arn: Some(Expr::sub(format!(
                 "arn:${{AWS::Partition}}:execute-api:${{AWS::Region}}:${{AWS::AccountId}}:${{{api}}}/*/*"
             ))),

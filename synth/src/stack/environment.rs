@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use wsstack_routes::bridge::event_source;
 use wsstack_routes::{EnvVar, Handler};
 
-use super::{authorizer, ids, outputs};
+use super::{authorizer, event_bus, ids, outputs};
 use crate::cfn::Expr;
 use crate::stage::Stage;
 use crate::stage::manifest::Manifest;
@@ -60,10 +60,10 @@ fn value(stage: &Stage, manifest: &Manifest, h: Handler, var: EnvVar) -> Option<
             return authorizer::environment(stage).remove(var.name());
         }
         // The bridge (issue 17): only where the manifest forwards actions, which is where the
-        // stage has a bus. `Ref` of a bus is its name.
+        // stage has a bus.
         EventBusName => {
             manifest.has_forwarded_actions().then_some(())?;
-            Expr::r#ref(ids::EVENT_BUS)
+            event_bus::name()
         }
         EventSource => {
             manifest.has_forwarded_actions().then_some(())?;
@@ -146,7 +146,7 @@ mod tests {
         let json = |name: &str| serde_json::to_value(&env[name]).expect("json");
         assert_eq!(
             json(EnvVar::EventBusName.name()),
-            serde_json::json!({"Ref": "EventBus"})
+            serde_json::json!({"Fn::GetAtt": ["EventBus", "Name"]})
         );
         assert_eq!(json(EnvVar::EventSource.name()), "wsstack.dev");
         let actions: Vec<wsstack_routes::bridge::ForwardedAction> = serde_json::from_str(

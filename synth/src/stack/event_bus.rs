@@ -31,6 +31,12 @@ pub fn bus_name(stage: &Stage) -> String {
     format!("{}-bus", stage.stack_name)
 }
 
+/// The bus's name, as the template reads it: its `Name` attribute (the same as its `Ref`, but
+/// moto, which the deploy rehearsal runs on, resolves only the attribute to the name).
+pub fn name() -> Expr {
+    Expr::get_att(ids::EVENT_BUS, "Name")
+}
+
 /// The pattern of the replies a backend puts on the bus. Forwarded actions never match it:
 /// their `detail-type` is an action's name, which starts with a lowercase letter.
 pub fn reply_pattern() -> serde_json::Value {
@@ -56,7 +62,7 @@ pub fn add(t: &mut Template, stage: &Stage, manifest: &Manifest) {
                 "wsstack ({}): replies a backend puts on the bus go to the fan-out queue",
                 stage.name
             )),
-            event_bus_name: Some(Expr::r#ref(&bus)),
+            event_bus_name: Some(Expr::get_att(&bus, "Name")),
             event_pattern: Some(reply_pattern()),
             schedule_expression: None,
             state: RuleState::Enabled,
@@ -98,7 +104,7 @@ pub fn add_outputs(t: &mut Template, stage: &Stage, manifest: &Manifest) {
         stage,
         "EventBusName",
         "The stage's EventBridge bus: forwarded actions arrive on it, replies (detail-type Push) go on it",
-        Expr::r#ref(ids::EVENT_BUS),
+        name(),
     );
     outputs::add_one(
         t,
@@ -128,7 +134,10 @@ mod tests {
         let bus = &v["Resources"][ids::EVENT_BUS];
         assert_eq!(bus["Type"], "AWS::Events::EventBus");
         assert_eq!(bus["Properties"]["Name"], "wsstack-dev-bus");
-        assert_eq!(v["Outputs"]["EventBusName"]["Value"]["Ref"], ids::EVENT_BUS);
+        assert_eq!(
+            v["Outputs"]["EventBusName"]["Value"]["Fn::GetAtt"],
+            serde_json::json!([ids::EVENT_BUS, "Name"])
+        );
         assert_eq!(
             v["Outputs"]["EventBusArn"]["Value"]["Fn::GetAtt"],
             serde_json::json!([ids::EVENT_BUS, "Arn"])
@@ -145,7 +154,10 @@ mod tests {
         let rule = &v["Resources"][ids::PUSH_REPLY_RULE];
         assert_eq!(rule["Type"], "AWS::Events::Rule");
         let p = &rule["Properties"];
-        assert_eq!(p["EventBusName"]["Ref"], ids::EVENT_BUS);
+        assert_eq!(
+            p["EventBusName"]["Fn::GetAtt"],
+            serde_json::json!([ids::EVENT_BUS, "Name"])
+        );
         assert_eq!(
             p["EventPattern"],
             serde_json::json!({"detail-type": [PUSH_DETAIL_TYPE]})

@@ -146,6 +146,16 @@ pub fn add(t: &mut Template, stage: &Stage) {
     );
 }
 
+/// The push API's URL: its `$default` stage is served at the root of its execute-api domain
+/// (what its `ApiEndpoint` attribute says, spelled like the WebSocket API's URLs, as a `Sub`
+/// that tools reading outputs without ApiGatewayV2 support, such as moto, can resolve).
+pub fn push_api_url() -> Expr {
+    Expr::sub(format!(
+        "https://${{{api}}}.execute-api.${{AWS::Region}}.${{AWS::URLSuffix}}",
+        api = ids::PUSH_API
+    ))
+}
+
 /// Adds the outputs `PushApiUrl` and `PushPolicyArn`.
 pub fn add_outputs(t: &mut Template, stage: &Stage) {
     outputs::add_one(
@@ -153,7 +163,7 @@ pub fn add_outputs(t: &mut Template, stage: &Stage) {
         stage,
         "PushApiUrl",
         "The push API's URL (HTTP, IAM-signed with SigV4, service execute-api)",
-        Expr::get_att(ids::PUSH_API, "ApiEndpoint"),
+        push_api_url(),
     );
     outputs::add_one(
         t,
@@ -263,8 +273,8 @@ mod tests {
             ids::PUSH_POLICY
         );
         assert_eq!(
-            v["Outputs"]["PushApiUrl"]["Value"]["Fn::GetAtt"],
-            serde_json::json!([ids::PUSH_API, "ApiEndpoint"])
+            v["Outputs"]["PushApiUrl"]["Value"]["Fn::Sub"],
+            "https://${PushApi}.execute-api.${AWS::Region}.${AWS::URLSuffix}"
         );
     }
 

@@ -661,3 +661,82 @@ fn the_token_sweep_runs_where_the_stage_authenticates() {
         );
     }
 }
+
+/// Issue 17, in every shipped stage and derived from the declarations (the manifest, the push
+/// routes, the specs): each forwarded action is a two-way route to the forward function; each
+/// push route is IAM-authorized and the managed policy grants exactly those routes; replies on
+/// the bus reach the fan-out queue, which only that rule may send to.
+#[test]
+fn the_bridge_is_wired_in_every_stage() {
+    use wsstack_routes::push_api::PUSH_ROUTES;
+    let manifest = manifest();
+    assert!(manifest.has_forwarded_actions(), "the shipped manifest");
+    for stage in stages() {
+        let t = template(&stage);
+        let r = resources(&t);
+        let name = &stage.name;
+        for action in &manifest.forward {
+            let route = &r[&ids::forward_route(&action.name)]["Properties"];
+            assert_eq!(route["RouteKey"], action.name.as_str(), "{name}");
+            assert_eq!(route["RouteResponseSelectionExpression"], "$default");
+            let response = &r[&ids::forward_route_response(&action.name)]["Properties"];
+            assert_eq!(response["RouteResponseKey"], "$default", "{name}");
+            assert_eq!(
+                response["RouteId"]["Ref"],
+                ids::forward_route(&action.name).as_str()
+            );
+            let stage_deps = r[ids::STAGE]["DependsOn"].as_array().expect("DependsOn");
+            assert!(
+                stage_deps.contains(&Value::from(ids::forward_route(&action.name))),
+                "{name}: the stage deploys before {}",
+                action.name
+            );
+        }
+        let forward_env =
+            &r[&ids::function(Handler::Forward)]["Properties"]["Environment"]["Variables"];
+        let actions: Vec<wsstack_routes::bridge::ForwardedAction> =
+            serde_json::from_str(forward_env["FORWARDED_ACTIONS"].as_str().expect("a string"))
+                .expect("json");
+        assert_eq!(actions, manifest.forward, "{name}");
+        assert_eq!(
+            forward_env["EVENT_SOURCE"],
+            wsstack_routes::bridge::event_source(name)
+        );
+
+        let mut invoke = Vec::new();
+        for route in &PUSH_ROUTES {
+            let p = &r[&ids::push_route(route)]["Properties"];
+            assert_eq!(p["AuthorizationType"], "AWS_IAM", "{name}: {route:?}");
+            assert_eq!(p["RouteKey"], route.route_key());
+            invoke.push(serde_json::json!({"Fn::Sub": format!(
+                "arn:${{AWS::Partition}}:execute-api:${{AWS::Region}}:${{AWS::AccountId}}:${{PushApi}}/*/{}{}",
+                route.method,
+                route.iam_path()
+            )}));
+        }
+        let policy = &r[ids::PUSH_POLICY]["Properties"]["PolicyDocument"]["Statement"];
+        assert_eq!(policy.as_array().map(Vec::len), Some(1), "{name}");
+        assert_eq!(policy[0]["Action"], "execute-api:Invoke");
+        assert_eq!(as_list(&policy[0]["Resource"]), invoke, "{name}");
+
+        let rule = &r[ids::PUSH_REPLY_RULE]["Properties"];
+        assert_eq!(
+            rule["Targets"][0]["Arn"],
+            serde_json::json!({"Fn::GetAtt": [ids::FANOUT_QUEUE, "Arn"]})
+        );
+        let statement = &r[ids::FANOUT_QUEUE_POLICY]["Properties"]["PolicyDocument"]["Statement"];
+        assert_eq!(statement.as_array().map(Vec::len), Some(1), "{name}");
+        assert_eq!(
+            statement[0]["Condition"]["ArnEquals"]["aws:SourceArn"],
+            serde_json::json!({"Fn::GetAtt": [ids::PUSH_REPLY_RULE, "Arn"]}),
+            "{name}"
+        );
+        // The GSI a user's connections are queried by.
+        let gsi = &r[ids::TABLE]["Properties"]["GlobalSecondaryIndexes"][0];
+        assert_eq!(gsi["IndexName"], wsstack_routes::table::USER_INDEX);
+        assert_eq!(
+            gsi["KeySchema"][0]["AttributeName"],
+            wsstack_routes::table::USER_ID_ATTRIBUTE
+        );
+    }
+}

@@ -42,10 +42,16 @@ pub mod table {
     /// The user a connection belongs to (type S): the verified `sub` in stages with
     /// `[auth] mode = "jwt"`, the username elsewhere. The key of [`USER_INDEX`].
     pub const USER_ID_ATTRIBUTE: &str = "userId";
-    /// A global secondary index on [`USER_ID_ATTRIBUTE`] (projection: keys only plus
-    /// `connectedAt`): every open connection of one user in one Query. Adding a GSI to a live
-    /// table is an in-place update.
+    /// A global secondary index on [`USER_ID_ATTRIBUTE`] (projection: the keys plus
+    /// [`USER_INDEX_ATTRIBUTES`]): every open connection of one user in one Query. Adding a GSI
+    /// to a live table is an in-place update.
     pub const USER_INDEX: &str = "byUser";
+    /// When the connection was made (type N, epoch milliseconds).
+    pub const CONNECTED_AT_ATTRIBUTE: &str = "connectedAt";
+    /// The non-key attributes [`USER_INDEX`] carries: what a query of it reads
+    /// (`connectedAt`) and filters on (`expiresAt`: a filter on an attribute the index does
+    /// not hold would see none, and pass expired records).
+    pub const USER_INDEX_ATTRIBUTES: [&str; 2] = [CONNECTED_AT_ATTRIBUTE, TTL_ATTRIBUTE];
 }
 
 /// The rooms table's schema: one item per membership, queried by room page by page.

@@ -18,6 +18,7 @@ pub use auth::{AuthSettings, IdentityProvider, JwtSettings};
 mod auth;
 mod custom_domain;
 mod lambda;
+pub mod manifest;
 
 /// What a signed-in user may change on themselves: settings that nobody else sees and nothing
 /// trusts. Not `preferred_username` (the name others see), nor `email` (the sign-in name), nor
@@ -266,6 +267,13 @@ pub struct ApiSettings {
 pub const ROUTE_TIMEOUT_MAX_SECONDS: u32 = 29;
 /// The page that states the integration timeout quota.
 pub const WEBSOCKET_QUOTAS_PAGE: &str = "https://docs.aws.amazon.com/apigateway/latest/developerguide/apigateway-execution-service-websocket-limits-table.html";
+
+/// The most the push API's function may run: an HTTP API's integration timeout is at most 30 s,
+/// a quota that cannot be raised.
+pub const HTTP_API_TIMEOUT_MAX_SECONDS: u32 = 30;
+/// The page that states the HTTP API quotas.
+pub const HTTP_API_QUOTAS_PAGE: &str =
+    "https://docs.aws.amazon.com/apigateway/latest/developerguide/http-api-quotas.html";
 
 /// The most a stage's functions may reserve together: Lambda keeps 100 of an account's
 /// concurrency unreserved, and the default quota is 1,000. Accounts with a lower quota (new
@@ -759,8 +767,31 @@ fn check_functions(
     functions: &[(Handler, FunctionSettings)],
 ) -> Result<(), (Option<Range<usize>>, String, String)> {
     for (h, settings) in functions {
-        let is_route = ROUTES.iter().any(|r| r.handler == *h);
-        if is_route && settings.timeout_seconds > ROUTE_TIMEOUT_MAX_SECONDS {
+        // API Gateway gives up on an integration after its timeout quota, which cannot be
+        // raised: a WebSocket route's (the route table's and the forwarded actions') or the
+        // push API's (an HTTP API). A function that runs longer runs on for nobody.
+        let is_route = ROUTES.iter().any(|r| r.handler == *h)
+            || h.invocation() == Invocation::ForwardedActions;
+        let (max, what, quota) = if is_route {
+            (
+                ROUTE_TIMEOUT_MAX_SECONDS,
+                "a route integration",
+                format!(
+                    "API Gateway's WebSocket integration timeout quota is 50 ms to {ROUTE_TIMEOUT_MAX_SECONDS} s and cannot be raised ({WEBSOCKET_QUOTAS_PAGE})"
+                ),
+            )
+        } else if h.invocation() == Invocation::PushApi {
+            (
+                HTTP_API_TIMEOUT_MAX_SECONDS,
+                "the push API's integration",
+                format!(
+                    "API Gateway's HTTP API integration timeout quota is at most {HTTP_API_TIMEOUT_MAX_SECONDS} s and cannot be raised ({HTTP_API_QUOTAS_PAGE})"
+                ),
+            )
+        } else {
+            continue;
+        };
+        if settings.timeout_seconds > max {
             let (field, span) = lambda
                 .origin(*h, "timeout_seconds", |f| f.timeout_seconds.as_ref())
                 .map_or(
@@ -771,7 +802,7 @@ fn check_functions(
                 span,
                 field,
                 format!(
-                    "{} s is too long for the {} function, a route integration: API Gateway's WebSocket integration timeout quota is 50 ms to {ROUTE_TIMEOUT_MAX_SECONDS} s and cannot be raised ({WEBSOCKET_QUOTAS_PAGE}); set at most {ROUTE_TIMEOUT_MAX_SECONDS}",
+                    "{} s is too long for the {} function, {what}: {quota}; set at most {max}",
                     settings.timeout_seconds,
                     h.name()
                 ),

@@ -107,8 +107,14 @@ fn main() {
         let result = stage::load_all(&stages_dir)
             .map_err(|e| e.to_string())
             .and_then(|stages| {
-                assembly::synthesize(&stages, &AssetSource::StandIn, &Environment::default())
-                    .map_err(|e| e.to_string())
+                let manifest = stage::manifest::embedded().map_err(|e| e.to_string())?;
+                assembly::synthesize(
+                    &stages,
+                    &manifest,
+                    &AssetSource::StandIn,
+                    &Environment::default(),
+                )
+                .map_err(|e| e.to_string())
             })
             .and_then(|stacks| assembly::render(&stacks).map_err(|e| e.to_string()))
             .and_then(|files| assembly::write(&files, &out).map_err(|e| e.to_string()));

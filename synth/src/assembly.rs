@@ -15,6 +15,7 @@ use crate::assets::{Asset, AssetContent, AssetSource};
 use crate::cfn::Template;
 use crate::stack::{self, StackError};
 use crate::stage::Stage;
+use crate::stage::manifest::Manifest;
 
 /// The cloud assembly schema version written; what `aws-cdk` CLI 2.1148 reads
 /// (`@aws-cdk/cloud-assembly-schema` 55).
@@ -80,6 +81,7 @@ pub struct StackArtifact {
 /// Builds every stage's stack. `pin` overrides the stage files' account and region.
 pub fn synthesize(
     stages: &[Stage],
+    manifest: &Manifest,
     source: &AssetSource,
     pin: &Environment,
 ) -> Result<Vec<StackArtifact>, AssemblyError> {
@@ -92,7 +94,7 @@ pub fn synthesize(
     stages
         .iter()
         .map(|stage| {
-            let template = stack::build(stage, &asset)?;
+            let template = stack::build(stage, manifest, &asset)?;
             Ok(StackArtifact {
                 id: artifact_id(&stage.stack_name),
                 stage: stage.clone(),

@@ -64,26 +64,28 @@ fn writes_one_stack_per_stage_with_its_assets() {
     let manifest = read_json(&out.join("manifest.json"));
     assert_eq!(manifest["version"], "55.0.0");
     let artifacts = manifest["artifacts"].as_object().expect("artifacts");
-    // Functions: one per route, the fan-out worker, and the authorizer and the token sweeper
-    // where the stage authenticates (jwt in staging and prod).
+    // Functions: one per route, the fan-out worker, the push API, the forward handler (synth
+    // runs where there is no wsstack.toml, so with the built-in manifest, which forwards
+    // submitJob), and the authorizer and the token sweeper where the stage authenticates (jwt
+    // in staging and prod).
     for (id, stack, protected, functions) in [
         (
             "WsstackDev",
             "wsstack-dev",
             false,
-            wsstack_routes::ROUTES.len() + 1,
+            wsstack_routes::ROUTES.len() + 3,
         ),
         (
             "WsstackStaging",
             "wsstack-staging",
             false,
-            wsstack_routes::ROUTES.len() + 3,
+            wsstack_routes::ROUTES.len() + 5,
         ),
         (
             "WsstackProd",
             "wsstack-prod",
             true,
-            wsstack_routes::ROUTES.len() + 3,
+            wsstack_routes::ROUTES.len() + 5,
         ),
     ] {
         let a = &artifacts[id];
@@ -379,6 +381,7 @@ fn help_explains_every_flag() {
         "--account",
         "--region",
         "--quiet",
+        "--manifest",
     ] {
         assert!(help.contains(flag), "--help lacks {flag}:\n{help}");
     }
@@ -501,4 +504,60 @@ fn flags_before_a_subcommand_are_refused_with_a_message() {
     let res = synth_raw(&["account-setup"]);
     assert!(!res.status.success());
     assert!(stderr(&res).contains("<DIR>"), "{}", stderr(&res));
+}
+
+/// Issue 17: `--manifest` names the app manifest; a manifest without forwarded actions gives
+/// stacks without the bus and the forward handler, the workspace's gives them; a bad one fails
+/// with its file and line before anything is written.
+#[test]
+fn the_manifest_flag_picks_the_forwarded_actions() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let template = |manifest: &Path, out: &str| {
+        let out = dir.path().join(out);
+        ok(synth(&[
+            "--stand-in-assets",
+            "--quiet",
+            "--stage",
+            "dev",
+            "--manifest",
+            manifest.to_str().expect("utf8"),
+            "--out",
+            out.to_str().expect("utf8"),
+        ]));
+        read_json(&out.join("WsstackDev.template.json"))
+    };
+    let empty = dir.path().join("empty.toml");
+    std::fs::write(&empty, "# no forwarded actions\n").expect("write");
+    let t = template(&empty, "empty.out");
+    assert!(t["Resources"].get("EventBus").is_none());
+    assert!(t["Resources"].get("ForwardFunction").is_none());
+    assert!(t["Resources"].get("PushApi").is_some());
+
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("../wsstack.toml");
+    let t = template(&shipped, "shipped.out");
+    assert_eq!(
+        t["Resources"]["ForwardSubmitJobRoute"]["Properties"]["RouteKey"],
+        "submitJob"
+    );
+
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "[[forward]]\nname = \"sendMessage\"\n").expect("write");
+    let out = dir.path().join("bad.out");
+    let res = synth(&[
+        "--stand-in-assets",
+        "--manifest",
+        bad.to_str().expect("utf8"),
+        "--out",
+        out.to_str().expect("utf8"),
+    ]);
+    assert!(!res.status.success());
+    let e = stderr(&res);
+    assert!(
+        e.contains(&format!(
+            "{}:2:8: forward[0].name: `sendMessage` is a built-in route",
+            bad.display()
+        )),
+        "{e}"
+    );
+    assert!(!out.exists());
 }

@@ -91,6 +91,16 @@ fn a_route_function_times_out_within_api_gateways_29_seconds() {
     insta::assert_snapshot!(err("[lambda.send-message]\ntimeout_seconds = 30\n"), @"stages/test.toml:2:19: lambda.send-message.timeout_seconds: 30 s is too long for the send-message function, a route integration: API Gateway's WebSocket integration timeout quota is 50 ms to 29 s and cannot be raised (https://docs.aws.amazon.com/apigateway/latest/developerguide/apigateway-execution-service-websocket-limits-table.html); set at most 29");
     // From [lambda], the error names the default's line.
     insta::assert_snapshot!(err("[lambda]\nmemory_mb = 256\ntimeout_seconds = 60\n"), @"stages/test.toml:3:19: lambda.timeout_seconds: 60 s is too long for the connect function, a route integration: API Gateway's WebSocket integration timeout quota is 50 ms to 29 s and cannot be raised (https://docs.aws.amazon.com/apigateway/latest/developerguide/apigateway-execution-service-websocket-limits-table.html); set at most 29");
+    // Issue 17: the forwarded actions' function is behind WebSocket routes too; the push API's
+    // behind an HTTP API, whose quota is 30 s.
+    insta::assert_snapshot!(err("[lambda.forward]\ntimeout_seconds = 30\n"), @"stages/test.toml:2:19: lambda.forward.timeout_seconds: 30 s is too long for the forward function, a route integration: API Gateway's WebSocket integration timeout quota is 50 ms to 29 s and cannot be raised (https://docs.aws.amazon.com/apigateway/latest/developerguide/apigateway-execution-service-websocket-limits-table.html); set at most 29");
+    insta::assert_snapshot!(err("[lambda.push-api]\ntimeout_seconds = 31\n"), @"stages/test.toml:2:19: lambda.push-api.timeout_seconds: 31 s is too long for the push-api function, the push API's integration: API Gateway's HTTP API integration timeout quota is at most 30 s and cannot be raised (https://docs.aws.amazon.com/apigateway/latest/developerguide/http-api-quotas.html); set at most 30");
+    stage::parse(
+        Path::new("stages/test.toml"),
+        "test",
+        "[lambda.push-api]\ntimeout_seconds = 30\n",
+    )
+    .expect("30 s is the HTTP API's quota");
     let ok = stage::parse(
         Path::new("stages/test.toml"),
         "test",

@@ -7,10 +7,17 @@ use serde_json::Value;
 use wsstack_routes::{Handler, ROUTES, Table};
 use wsstack_synth::assets::{self, AssetSource};
 use wsstack_synth::stack::{self, ids};
+use wsstack_synth::stage::manifest::{self, Manifest};
 use wsstack_synth::stage::{self, Stage};
 
 fn stages() -> Vec<Stage> {
     stage::load_all(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../stages")).expect("stage files")
+}
+
+/// The shipped app manifest (`wsstack.toml`).
+fn manifest() -> Manifest {
+    manifest::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../wsstack.toml"))
+        .expect("the app manifest")
 }
 
 fn stage_named(name: &str) -> Stage {
@@ -22,7 +29,7 @@ fn stage_named(name: &str) -> Stage {
 
 fn template(stage: &Stage) -> Value {
     let asset = assets::resolve(&AssetSource::StandIn).expect("stand-in");
-    let t = stack::build(stage, &asset).expect("valid stack");
+    let t = stack::build(stage, &manifest(), &asset).expect("valid stack");
     serde_json::to_value(&t).expect("serializes")
 }
 
@@ -100,9 +107,38 @@ fn logical_ids_are_pinned() {
             "FanoutWorkerLogGroup",
             "FanoutWorkerRole",
             "FanoutWorkerFunction",
+            // Issue 17: the forward handler (the manifest forwards actions) and the push API's
+            // handler, functions but not routes of the route table.
+            "ForwardLogGroup",
+            "ForwardRole",
+            "ForwardFunction",
+            "PushApiLogGroup",
+            "PushApiRole",
+            "PushApiFunction",
             "FanoutDeadLetterQueue",
             "FanoutQueue",
             "FanoutWorkerEventSource",
+            // The forwarded actions' two-way routes (the manifest's submitJob), one integration.
+            "ForwardIntegration",
+            "ForwardSubmitJobRoute",
+            "ForwardSubmitJobRouteResponse",
+            "ForwardSubmitJobPermission",
+            // The bus, the rule that sends replies to the fan-out queue, the queue's policy.
+            "EventBus",
+            "PushReplyRule",
+            "FanoutQueuePolicy",
+            // The push API.
+            "PushApi",
+            "PushApiIntegration",
+            "PushApiPostToConnectionRoute",
+            "PushApiPostToUserRoute",
+            "PushApiPostToRoomRoute",
+            "PushApiPostToEveryoneRoute",
+            "PushApiListUserConnectionsRoute",
+            "PushApiDeleteConnectionRoute",
+            "PushApiStage",
+            "PushApiPermission",
+            "PushPolicy",
             "WebSocketStage",
         ]
     );
@@ -119,7 +155,11 @@ fn logical_ids_are_pinned() {
             "CallbackUrl",
             "ConnectionsTableName",
             "RoomsTableName",
-            "WebSocketApiId"
+            "WebSocketApiId",
+            "PushApiUrl",
+            "PushPolicyArn",
+            "EventBusName",
+            "EventBusArn"
         ]
     );
 }
@@ -163,6 +203,8 @@ fn every_role_is_least_privilege() {
             let mut rooms_table_actions = Vec::new();
             let mut manage = false;
             let mut queue_actions = Vec::new();
+            let mut index_resources = Vec::new();
+            let mut bus_actions = Vec::new();
             for (policy, action, resource) in statements(&t, h) {
                 let actions = as_list(&action);
                 let resources = as_list(&resource);
@@ -232,6 +274,23 @@ fn every_role_is_least_privilege() {
                                 .map(|a| a.as_str().unwrap_or_default().to_owned()),
                         );
                     }
+                    // Issue 17: Query on the indexes the spec lists, on their ARNs only.
+                    "ConnectionsTableIndexes" => {
+                        assert_eq!(actions, ["dynamodb:Query"]);
+                        index_resources.extend(resources);
+                    }
+                    // Issue 17: the bus actions the spec lists, on the stage's bus only.
+                    "EventBus" => {
+                        assert_eq!(
+                            resources,
+                            [serde_json::json!({"Fn::GetAtt": [ids::EVENT_BUS, "Arn"]})]
+                        );
+                        bus_actions.extend(
+                            actions
+                                .iter()
+                                .map(|a| a.as_str().unwrap_or_default().to_owned()),
+                        );
+                    }
                     other => panic!("unexpected policy {other} on {h:?}"),
                 }
             }
@@ -259,19 +318,24 @@ fn every_role_is_least_privilege() {
                 "{}: {h:?}",
                 stage.name
             );
-            // sqs:SendMessage for send-message (and the worker, which re-enqueues); receive
-            // and delete for the worker only.
-            let want_queue: Vec<&str> = match h {
-                Handler::SendMessage => vec!["sqs:SendMessage"],
-                Handler::FanoutWorker => vec![
-                    "sqs:ReceiveMessage",
-                    "sqs:DeleteMessage",
-                    "sqs:GetQueueAttributes",
-                    "sqs:SendMessage",
-                ],
-                _ => vec![],
-            };
+            // Exactly the spec's queue actions (receive and delete for the worker only: checked
+            // in `fanout_queue`'s unit tests).
+            let want_queue: Vec<&str> = h.queue_actions().iter().map(|a| a.iam_action()).collect();
             assert_eq!(queue_actions, want_queue, "{}: {h:?}", stage.name);
+            let want_indexes: Vec<Value> = h
+                .index_queries()
+                .iter()
+                .map(|i| {
+                    serde_json::json!({"Fn::Sub": format!(
+                        "${{{}.Arn}}/index/{}",
+                        ids::table(i.table()),
+                        i.name()
+                    )})
+                })
+                .collect();
+            assert_eq!(index_resources, want_indexes, "{}: {h:?}", stage.name);
+            let want_bus: Vec<&str> = h.bus_actions().iter().map(|a| a.iam_action()).collect();
+            assert_eq!(bus_actions, want_bus, "{}: {h:?}", stage.name);
         }
     }
     // The handlers' promises, spelled out: connect only writes, disconnect only deletes (the
@@ -594,6 +658,85 @@ fn the_token_sweep_runs_where_the_stage_authenticates() {
                 "arn:${{AWS::Partition}}:execute-api:${{AWS::Region}}:${{AWS::AccountId}}:${{WebSocketApi}}/{}/DELETE/@connections/*",
                 stage.name
             )})]
+        );
+    }
+}
+
+/// Issue 17, in every shipped stage and derived from the declarations (the manifest, the push
+/// routes, the specs): each forwarded action is a two-way route to the forward function; each
+/// push route is IAM-authorized and the managed policy grants exactly those routes; replies on
+/// the bus reach the fan-out queue, which only that rule may send to.
+#[test]
+fn the_bridge_is_wired_in_every_stage() {
+    use wsstack_routes::push_api::PUSH_ROUTES;
+    let manifest = manifest();
+    assert!(manifest.has_forwarded_actions(), "the shipped manifest");
+    for stage in stages() {
+        let t = template(&stage);
+        let r = resources(&t);
+        let name = &stage.name;
+        for action in &manifest.forward {
+            let route = &r[&ids::forward_route(&action.name)]["Properties"];
+            assert_eq!(route["RouteKey"], action.name.as_str(), "{name}");
+            assert_eq!(route["RouteResponseSelectionExpression"], "$default");
+            let response = &r[&ids::forward_route_response(&action.name)]["Properties"];
+            assert_eq!(response["RouteResponseKey"], "$default", "{name}");
+            assert_eq!(
+                response["RouteId"]["Ref"],
+                ids::forward_route(&action.name).as_str()
+            );
+            let stage_deps = r[ids::STAGE]["DependsOn"].as_array().expect("DependsOn");
+            assert!(
+                stage_deps.contains(&Value::from(ids::forward_route(&action.name))),
+                "{name}: the stage deploys before {}",
+                action.name
+            );
+        }
+        let forward_env =
+            &r[&ids::function(Handler::Forward)]["Properties"]["Environment"]["Variables"];
+        let actions: Vec<wsstack_routes::bridge::ForwardedAction> =
+            serde_json::from_str(forward_env["FORWARDED_ACTIONS"].as_str().expect("a string"))
+                .expect("json");
+        assert_eq!(actions, manifest.forward, "{name}");
+        assert_eq!(
+            forward_env["EVENT_SOURCE"],
+            wsstack_routes::bridge::event_source(name)
+        );
+
+        let mut invoke = Vec::new();
+        for route in &PUSH_ROUTES {
+            let p = &r[&ids::push_route(route)]["Properties"];
+            assert_eq!(p["AuthorizationType"], "AWS_IAM", "{name}: {route:?}");
+            assert_eq!(p["RouteKey"], route.route_key());
+            invoke.push(serde_json::json!({"Fn::Sub": format!(
+                "arn:${{AWS::Partition}}:execute-api:${{AWS::Region}}:${{AWS::AccountId}}:${{PushApi}}/*/{}{}",
+                route.method,
+                route.iam_path()
+            )}));
+        }
+        let policy = &r[ids::PUSH_POLICY]["Properties"]["PolicyDocument"]["Statement"];
+        assert_eq!(policy.as_array().map(Vec::len), Some(1), "{name}");
+        assert_eq!(policy[0]["Action"], "execute-api:Invoke");
+        assert_eq!(as_list(&policy[0]["Resource"]), invoke, "{name}");
+
+        let rule = &r[ids::PUSH_REPLY_RULE]["Properties"];
+        assert_eq!(
+            rule["Targets"][0]["Arn"],
+            serde_json::json!({"Fn::GetAtt": [ids::FANOUT_QUEUE, "Arn"]})
+        );
+        let statement = &r[ids::FANOUT_QUEUE_POLICY]["Properties"]["PolicyDocument"]["Statement"];
+        assert_eq!(statement.as_array().map(Vec::len), Some(1), "{name}");
+        assert_eq!(
+            statement[0]["Condition"]["ArnEquals"]["aws:SourceArn"],
+            serde_json::json!({"Fn::GetAtt": [ids::PUSH_REPLY_RULE, "Arn"]}),
+            "{name}"
+        );
+        // The GSI a user's connections are queried by.
+        let gsi = &r[ids::TABLE]["Properties"]["GlobalSecondaryIndexes"][0];
+        assert_eq!(gsi["IndexName"], wsstack_routes::table::USER_INDEX);
+        assert_eq!(
+            gsi["KeySchema"][0]["AttributeName"],
+            wsstack_routes::table::USER_ID_ATTRIBUTE
         );
     }
 }

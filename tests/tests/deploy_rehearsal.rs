@@ -70,8 +70,9 @@ impl Project {
     /// Synthesizes every stage into `cdk.out`, as `make synth` does.
     fn synth(&self, source: AssetSource) {
         let stages = stage::load_all(&self.path("stages")).expect("stages");
-        let stacks =
-            assembly::synthesize(&stages, &source, &Environment::default()).expect("synth");
+        let manifest = stage::manifest::embedded().expect("manifest");
+        let stacks = assembly::synthesize(&stages, &manifest, &source, &Environment::default())
+            .expect("synth");
         let files = assembly::render(&stacks).expect("render");
         assembly::write(&files, &self.path("cdk.out")).expect("write");
     }
@@ -444,6 +445,44 @@ fn deploy_rehearsal_against_moto() {
         serde_json::json!({"AttributeName": "expiresAt", "Enabled": true})
     );
     let table_arn = table["TableArn"].clone();
+    // Issue 17: the user index, keyed by userId.
+    let gsis = table["GlobalSecondaryIndexes"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(gsis.len(), 1, "{table}");
+    assert_eq!(gsis[0]["IndexName"], "byUser");
+    assert_eq!(
+        gsis[0]["KeySchema"],
+        serde_json::json!([{"AttributeName": "userId", "KeyType": "HASH"}])
+    );
+
+    // Issue 17: the bridge's bus (the shipped manifest forwards submitJob), and the rule
+    // that sends replies on it to the fan-out queue.
+    let bus = aws(
+        &moto,
+        &["events", "describe-event-bus", "--name", "wsstack-dev-bus"],
+    );
+    assert_eq!(bus["Name"], "wsstack-dev-bus");
+    let rule = ids.get("PushReplyRule").expect("reply rule created");
+    let rule_name = rule.rsplit('|').next().unwrap_or(rule);
+    let targets = aws(
+        &moto,
+        &[
+            "events",
+            "list-targets-by-rule",
+            "--rule",
+            rule_name,
+            "--event-bus-name",
+            "wsstack-dev-bus",
+        ],
+    );
+    assert!(
+        targets["Targets"][0]["Arn"]
+            .as_str()
+            .is_some_and(|a| a.starts_with("arn:aws:sqs:")),
+        "{targets}"
+    );
 
     // The rooms table: keyed by room, then connection.
     let rooms_table_name = ids.get("RoomsTable").expect("rooms table created");

@@ -26,8 +26,8 @@ pub fn add_api(t: &mut Template, stage: &Stage) {
 }
 
 /// Adds the API's stage (auto-deployed, throttled, with access logs where the stage says so),
-/// once every route exists.
-pub fn add_stage(t: &mut Template, stage: &Stage) {
+/// once every route exists: those of the route table and `more` (the forwarded actions').
+pub fn add_stage(t: &mut Template, stage: &Stage, more: &[String]) {
     let access_log_settings = stage.api.access_logs.then(|| {
         let group = t.add(
             ids::ACCESS_LOG_GROUP,
@@ -59,6 +59,9 @@ pub fn add_stage(t: &mut Template, stage: &Stage) {
     for route in ROUTES {
         resource = resource.depends_on(ids::route(route.handler));
     }
+    for id in more {
+        resource = resource.depends_on(id);
+    }
     t.add(ids::STAGE, resource);
 }
 
@@ -69,7 +72,11 @@ mod tests {
 
     fn stage_json(stage_toml: &str) -> serde_json::Value {
         let mut t = Template::new("test");
-        add_stage(&mut t, &test_stage(stage_toml));
+        add_stage(
+            &mut t,
+            &test_stage(stage_toml),
+            &["ForwardSubmitJobRoute".to_owned()],
+        );
         serde_json::to_value(&t).expect("serializes")["Resources"].clone()
     }
 
@@ -77,7 +84,8 @@ mod tests {
     fn the_stage_waits_for_every_route() {
         let r = stage_json("");
         let deps = r[ids::STAGE]["DependsOn"].as_array().expect("DependsOn");
-        assert_eq!(deps.len(), ROUTES.len());
+        assert_eq!(deps.len(), ROUTES.len() + 1);
+        assert_eq!(deps[ROUTES.len()], "ForwardSubmitJobRoute");
         assert!(r.get(ids::ACCESS_LOG_GROUP).is_none());
     }
 

@@ -36,11 +36,11 @@ pub const FUNCTION: &[Skip] = &[
     ),
     (
         "CKV_AWS_117",
-        "Reaches only DynamoDB, SQS and the API Gateway management API over AWS endpoints with IAM auth (the authorizer: the issuer's public JWKS over HTTPS); a VPC would add NAT or endpoints and cold-start time without protecting anything",
+        "Reaches only DynamoDB, SQS, EventBridge and the API Gateway management API over AWS endpoints with IAM auth (the authorizer: the issuer's public JWKS over HTTPS); a VPC would add NAT or endpoints and cold-start time without protecting anything",
     ),
     (
         "CKV_AWS_173",
-        "The environment holds only names, limits and URLs (tables, concurrency, rate, the fan-out queue, the callback URL, the authorizer's issuer and audience), no secrets; Lambda encrypts it at rest with its AWS managed key",
+        "The environment holds only names, limits and URLs (tables, concurrency, rate, the fan-out queue, the callback URL, the authorizer's issuer and audience, the event bus and the forwarded actions), no secrets; Lambda encrypts it at rest with its AWS managed key",
     ),
 ];
 /// The fan-out worker: what does not apply to it. Its failed jobs go to the fan-out queue's own
@@ -77,6 +77,11 @@ pub const QUEUE_SQS_MANAGED_SSE: Skip = (
 pub const STAGE_ACCESS_LOGS_OFF: Skip = (
     "CKV_AWS_95",
     "Access logs are off in this stage by its stage file (api.access_logs = false): WebSocket access logs need API Gateway's account-level CloudWatch role, which a dev account may lack",
+);
+
+pub const PUSH_STAGE_ACCESS_LOGS_OFF: Skip = (
+    "CKV_AWS_95",
+    "Access logs are off in this stage by its stage file (api.access_logs = false), for the push API as for the WebSocket API; the push-api function logs every request it serves",
 );
 
 /// Adds checkov suppressions to a resource's metadata.

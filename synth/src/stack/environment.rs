@@ -5,23 +5,25 @@
 
 use std::collections::BTreeMap;
 
+use wsstack_routes::bridge::event_source;
 use wsstack_routes::{EnvVar, Handler};
 
-use super::{authorizer, ids, outputs};
+use super::{authorizer, event_bus, ids, outputs};
 use crate::cfn::Expr;
 use crate::stage::Stage;
+use crate::stage::manifest::Manifest;
 
 /// The variables of `h`'s function in `stage`, by name.
-pub fn environment(stage: &Stage, h: Handler) -> BTreeMap<String, Expr> {
+pub fn environment(stage: &Stage, manifest: &Manifest, h: Handler) -> BTreeMap<String, Expr> {
     h.spec()
         .environment
         .iter()
-        .filter_map(|&var| value(stage, h, var).map(|v| (var.name().to_owned(), v)))
+        .filter_map(|&var| value(stage, manifest, h, var).map(|v| (var.name().to_owned(), v)))
         .collect()
 }
 
 /// The value of `var` on `h`'s function in `stage`, if the stage gives it one.
-fn value(stage: &Stage, h: Handler, var: EnvVar) -> Option<Expr> {
+fn value(stage: &Stage, manifest: &Manifest, h: Handler, var: EnvVar) -> Option<Expr> {
     use EnvVar::*;
     let settings = stage.function(h);
     Some(match var {
@@ -57,8 +59,21 @@ fn value(stage: &Stage, h: Handler, var: EnvVar) -> Option<Expr> {
         AuthIssuer | AuthAudience | AuthJwksUrl | AuthTokenSource | AuthUsernameClaim => {
             return authorizer::environment(stage).remove(var.name());
         }
-        // The bridge (issue 17): synth's bus and the manifest's actions are not wired yet.
-        EventBusName | EventSource | ForwardedActions => return None,
+        // The bridge (issue 17): only where the manifest forwards actions, which is where the
+        // stage has a bus.
+        EventBusName => {
+            manifest.has_forwarded_actions().then_some(())?;
+            event_bus::name()
+        }
+        EventSource => {
+            manifest.has_forwarded_actions().then_some(())?;
+            Expr::from(event_source(&stage.name))
+        }
+        // The manifest's order, as JSON: the same text for the same manifest.
+        ForwardedActions => {
+            manifest.has_forwarded_actions().then_some(())?;
+            Expr::from(serde_json::to_string(&manifest.forward).ok()?)
+        }
     })
 }
 
@@ -68,7 +83,9 @@ mod tests {
     use crate::stack::test_stage;
 
     fn names(stage: &Stage, h: Handler) -> Vec<String> {
-        environment(stage, h).into_keys().collect()
+        environment(stage, &crate::stack::test_manifest(), h)
+            .into_keys()
+            .collect()
     }
 
     #[test]
@@ -90,7 +107,7 @@ mod tests {
     fn send_message_learns_the_mode_the_queue_the_segments_and_its_rate() {
         let stage =
             test_stage("[fanout]\nmode = \"queue\"\nsegments = 16\n[api]\nmessage_rate = 7\n");
-        let env = environment(&stage, Handler::SendMessage);
+        let env = environment(&stage, &crate::stack::test_manifest(), Handler::SendMessage);
         let json = |name: &str| serde_json::to_value(&env[name]).expect("json");
         assert_eq!(json("FANOUT_SEGMENTS"), serde_json::json!("16"));
         assert_eq!(json("FANOUT_MODE"), serde_json::json!("queue"));
@@ -111,11 +128,42 @@ mod tests {
         let aged = test_stage("[fanout]\nmax_job_age_seconds = 120\n");
         assert_eq!(
             serde_json::to_value(
-                &environment(&aged, Handler::FanoutWorker)["FANOUT_MAX_JOB_AGE_SECONDS"]
+                &environment(&aged, &crate::stack::test_manifest(), Handler::FanoutWorker)
+                    ["FANOUT_MAX_JOB_AGE_SECONDS"]
             )
             .expect("json"),
             serde_json::json!("120")
         );
+    }
+
+    /// Issue 17: the forward handler learns the bus, the stage's source and the manifest's
+    /// actions; without forwarded actions there is no bus, and no variable names one.
+    #[test]
+    fn the_forward_handler_learns_the_bus_the_source_and_the_actions() {
+        let stage = test_stage("");
+        let manifest = crate::stack::test_manifest();
+        let env = environment(&stage, &manifest, Handler::Forward);
+        let json = |name: &str| serde_json::to_value(&env[name]).expect("json");
+        assert_eq!(
+            json(EnvVar::EventBusName.name()),
+            serde_json::json!({"Fn::GetAtt": ["EventBus", "Name"]})
+        );
+        assert_eq!(json(EnvVar::EventSource.name()), "wsstack.dev");
+        let actions: Vec<wsstack_routes::bridge::ForwardedAction> = serde_json::from_str(
+            json(EnvVar::ForwardedActions.name())
+                .as_str()
+                .expect("a string"),
+        )
+        .expect("the actions as JSON");
+        assert_eq!(actions, manifest.forward);
+        let none = environment(&stage, &Manifest::default(), Handler::Forward);
+        for var in [
+            EnvVar::EventBusName,
+            EnvVar::EventSource,
+            EnvVar::ForwardedActions,
+        ] {
+            assert!(!none.contains_key(var.name()), "{var:?}");
+        }
     }
 
     #[test]

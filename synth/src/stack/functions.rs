@@ -2,7 +2,7 @@
 //! bucket the functions' code is read from.
 
 use serde_json::json;
-use wsstack_routes::{Handler, Invocation, Table};
+use wsstack_routes::{Handler, Invocation, Table, TableAction};
 
 use super::{checks, environment, fanout_queue, ids, logs};
 use crate::assets::Asset;
@@ -13,6 +13,7 @@ use crate::cfn::resources::lambda::{
     LoggingConfig, Runtime, SystemLogLevel,
 };
 use crate::cfn::{Condition, Expr, Parameter, Resource, Template};
+use crate::stage::manifest::Manifest;
 use crate::stage::{Architecture, LogLevel, Stage};
 
 /// The Lambda runtime for Rust binaries named `bootstrap`.
@@ -43,7 +44,14 @@ pub fn code_bucket(t: &mut Template) -> Expr {
 }
 
 /// Adds a handler's log group, role and function, its code read from `asset` in `bucket`.
-pub fn add(t: &mut Template, stage: &Stage, h: Handler, asset: &Asset, bucket: &Expr) {
+pub fn add(
+    t: &mut Template,
+    stage: &Stage,
+    manifest: &Manifest,
+    h: Handler,
+    asset: &Asset,
+    bucket: &Expr,
+) {
     let settings = stage.function(h);
 
     let log_group = t.add(
@@ -67,7 +75,7 @@ pub fn add(t: &mut Template, stage: &Stage, h: Handler, asset: &Asset, bucket: &
         },
     );
 
-    let variables = environment::environment(stage, h);
+    let variables = environment::environment(stage, manifest, h);
     let function = Function {
         description: Some(description(stage, h)),
         runtime: RUNTIME,
@@ -119,6 +127,11 @@ fn description(stage: &Stage, h: Handler) -> String {
         (Invocation::Schedule, _) => {
             "handler, not a route: closes connections whose token expired, on a schedule".to_owned()
         }
+        (Invocation::ForwardedActions, _) => {
+            "handler of the forwarded actions' routes: puts them on the stage's event bus"
+                .to_owned()
+        }
+        (Invocation::PushApi, _) => "handler of the HTTP push API".to_owned(),
         _ => "handler, not a route: runs the fan-out queue's jobs".to_owned(),
     };
     format!("wsstack {} {what} ({})", h.name(), stage.name)
@@ -128,6 +141,8 @@ fn description(stage: &Stage, h: Handler) -> String {
 fn checkov_skips(stage: &Stage, h: Handler) -> Vec<checks::Skip> {
     let mut skips = match h.invocation() {
         Invocation::Schedule => checks::SCHEDULED_FUNCTION.to_vec(),
+        // Invoked synchronously by API Gateway, like a route's function.
+        Invocation::ForwardedActions | Invocation::PushApi => checks::FUNCTION.to_vec(),
         _ if h.is_route() => checks::FUNCTION.to_vec(),
         _ => checks::QUEUE_WORKER_FUNCTION.to_vec(),
     };
@@ -159,6 +174,24 @@ fn application_log_level(level: LogLevel) -> ApplicationLogLevel {
 
 /// The inline policy that grants a handler its `@connections` operations.
 pub const MANAGE_CONNECTIONS_POLICY: &str = "ManageConnections";
+/// The inline policy that grants a handler its actions on the stage's event bus.
+pub const EVENT_BUS_POLICY: &str = "EventBus";
+
+/// The inline policy that grants a handler `dynamodb:Query` on the indexes of `table` it reads:
+/// `{table's logical ID}Indexes`.
+pub fn index_policy_name(table: Table) -> String {
+    format!("{}Indexes", ids::table(table))
+}
+
+/// The ARN of an index of a table: `{table ARN}/index/{name}`, what IAM names a query of it by
+/// (<https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/iam-policy-specific-table-indexes.html>).
+pub fn index_arn(index: wsstack_routes::Index) -> Expr {
+    Expr::sub(format!(
+        "${{{table}.Arn}}/index/{name}",
+        table = ids::table(index.table()),
+        name = index.name()
+    ))
+}
 
 /// Exactly what the handler does: write its own logs, the table actions it calls, and the
 /// `@connections` operations it calls on this API's stage.
@@ -185,7 +218,38 @@ fn role_policies(stage: &Stage, h: Handler, log_group: &str) -> Vec<InlinePolicy
             )]),
         });
     }
+    // Queries of the indexes it reads, one policy per table, on those indexes' ARNs only (a
+    // grant on the table's ARN does not cover its indexes).
+    for table in Table::ALL {
+        let indexes: Vec<Expr> = h
+            .index_queries()
+            .iter()
+            .filter(|i| i.table() == table)
+            .map(|&i| index_arn(i))
+            .collect();
+        if indexes.is_empty() {
+            continue;
+        }
+        policies.push(InlinePolicy {
+            policy_name: index_policy_name(table),
+            policy_document: PolicyDocument::new(vec![Statement::allow(
+                [TableAction::Query.iam_action()],
+                indexes,
+            )]),
+        });
+    }
     policies.extend(fanout_queue::queue_policy(h));
+    // Its actions on the stage's bus, on that bus only.
+    let bus = h.bus_actions();
+    if !bus.is_empty() {
+        policies.push(InlinePolicy {
+            policy_name: EVENT_BUS_POLICY.to_owned(),
+            policy_document: PolicyDocument::new(vec![Statement::allow(
+                bus.iter().map(|a| a.iam_action()),
+                vec![Expr::get_att(ids::EVENT_BUS, "Arn")],
+            )]),
+        });
+    }
     let operations = h.management_operations();
     if !operations.is_empty() {
         // One resource per method the handler calls: the ARN names the HTTP method
@@ -224,7 +288,14 @@ mod tests {
         let asset = assets::resolve(&AssetSource::StandIn).expect("stand-in");
         let mut t = Template::new("test");
         let bucket = code_bucket(&mut t);
-        add(&mut t, &stage, handler, &asset, &bucket);
+        add(
+            &mut t,
+            &stage,
+            &crate::stack::test_manifest(),
+            handler,
+            &asset,
+            &bucket,
+        );
         serde_json::to_value(&t).expect("serializes")
     }
 
@@ -380,11 +451,86 @@ mod tests {
                 }
                 let user = (h.is_rate_limited() && jwt).then(|| "750".to_owned());
                 assert_eq!(var("USER_MESSAGE_RATE"), user, "{h:?} jwt={jwt}");
-                // Charged by what starts a broadcast and by the worker that lists its audience.
-                let budget = matches!(h, Handler::SendMessage | Handler::FanoutWorker)
-                    .then_some(if jwt { "2500" } else { "5000" });
+                // Charged by what starts a broadcast (sendMessage, the push API) and by the
+                // worker that lists its audience: the handlers that enqueue fan-out jobs.
+                let budget =
+                    h.reads(EnvVar::BroadcastBudget)
+                        .then_some(if jwt { "2500" } else { "5000" });
                 assert_eq!(var("BROADCAST_BUDGET").as_deref(), budget, "{h:?}");
             }
+        }
+    }
+
+    /// Issue 17: `dynamodb:Query` on exactly the indexes a handler's spec lists, on the
+    /// indexes' ARNs; nobody else gets an index policy.
+    #[test]
+    fn index_queries_are_granted_on_the_index_arns_only() {
+        for h in Handler::ALL {
+            let t = with_function("", h);
+            let policies = t["Resources"][ids::role(h)]["Properties"]["Policies"]
+                .as_array()
+                .expect("policies")
+                .clone();
+            for table in Table::ALL {
+                let want: Vec<serde_json::Value> = h
+                    .index_queries()
+                    .iter()
+                    .filter(|i| i.table() == table)
+                    .map(|&i| serde_json::to_value(index_arn(i)).expect("json"))
+                    .collect();
+                let policy = policies
+                    .iter()
+                    .find(|p| p["PolicyName"] == index_policy_name(table).as_str());
+                let Some(policy) = policy else {
+                    assert!(want.is_empty(), "{h:?} {table:?}: no index policy");
+                    continue;
+                };
+                let statement = &policy["PolicyDocument"]["Statement"][0];
+                assert_eq!(statement["Action"], "dynamodb:Query", "{h:?}");
+                let resource = &statement["Resource"];
+                let got = match resource.as_array() {
+                    Some(list) => list.clone(),
+                    None => vec![resource.clone()],
+                };
+                assert_eq!(got, want, "{h:?} {table:?}");
+            }
+        }
+        assert_eq!(
+            serde_json::to_value(index_arn(wsstack_routes::Index::ConnectionsByUser))
+                .expect("json"),
+            serde_json::json!({"Fn::Sub": "${ConnectionsTable.Arn}/index/byUser"})
+        );
+    }
+
+    /// Issue 17: the bus actions a spec lists, on the stage's bus only.
+    #[test]
+    fn bus_actions_are_granted_on_the_bus_only() {
+        for h in Handler::ALL {
+            let t = with_function("", h);
+            let policies = t["Resources"][ids::role(h)]["Properties"]["Policies"]
+                .as_array()
+                .expect("policies")
+                .clone();
+            let policy = policies
+                .iter()
+                .find(|p| p["PolicyName"] == EVENT_BUS_POLICY);
+            let want: Vec<&str> = h.bus_actions().iter().map(|a| a.iam_action()).collect();
+            let Some(policy) = policy else {
+                assert!(want.is_empty(), "{h:?}");
+                continue;
+            };
+            let statement = &policy["PolicyDocument"]["Statement"][0];
+            let action = &statement["Action"];
+            let got: Vec<&str> = match action.as_array() {
+                Some(list) => list.iter().filter_map(|a| a.as_str()).collect(),
+                None => action.as_str().into_iter().collect(),
+            };
+            assert_eq!(got, want, "{h:?}");
+            assert_eq!(
+                statement["Resource"],
+                serde_json::json!({"Fn::GetAtt": [ids::EVENT_BUS, "Arn"]}),
+                "{h:?}"
+            );
         }
     }
 

@@ -3,6 +3,7 @@
 //! Logical IDs are an API: renaming one makes CloudFormation replace the live resource (a new
 //! table, with none of the old data). `synth/tests/templates.rs` pins them.
 
+use wsstack_routes::push_api::PushRoute;
 use wsstack_routes::{Handler, Table};
 
 pub const TABLE: &str = "ConnectionsTable";
@@ -33,6 +34,47 @@ pub const FANOUT_EVENT_SOURCE: &str = "FanoutWorkerEventSource";
 /// "jwt"`. (The sweeper's function, role, log group and invoke permission follow from its
 /// handler's stem, `TokenSweeper`.)
 pub const TOKEN_SWEEP_SCHEDULE: &str = "TokenSweepSchedule";
+
+/// The bridge (issue 17), where the app manifest forwards actions: the stage's EventBridge bus,
+/// the rule that sends replies put on it (`detail-type` `Push`) to the fan-out queue, and the
+/// queue's policy that lets exactly that rule send. (The `forward` handler's function, role, log
+/// group and integration follow from its stem, `Forward`; its routes from [`forward_route`].)
+pub const EVENT_BUS: &str = "EventBus";
+pub const PUSH_REPLY_RULE: &str = "PushReplyRule";
+pub const FANOUT_QUEUE_POLICY: &str = "FanoutQueuePolicy";
+/// The HTTP push API, its `$default` stage, its access log group (where the stage has access
+/// logs) and the managed policy a backend's role attaches to call it. (The `push-api`
+/// handler's function, role, log group, integration and permission follow from its stem,
+/// `PushApi`; its routes from [`push_route`].)
+pub const PUSH_API: &str = "PushApi";
+pub const PUSH_API_STAGE: &str = "PushApiStage";
+pub const PUSH_API_ACCESS_LOG_GROUP: &str = "PushApiAccessLogGroup";
+pub const PUSH_POLICY: &str = "PushPolicy";
+
+/// The stem of a forwarded action's logical IDs: its name with the first letter upper-cased
+/// (`submitJob` -> `SubmitJob`; names are ASCII letters and digits starting with a lowercase
+/// letter, so two names never share a stem).
+pub fn action_stem(action: &str) -> String {
+    let mut chars = action.chars();
+    chars
+        .next()
+        .map(|c| c.to_ascii_uppercase().to_string() + chars.as_str())
+        .unwrap_or_default()
+}
+/// A forwarded action's route, route response and invoke permission.
+pub fn forward_route(action: &str) -> String {
+    format!("Forward{}Route", action_stem(action))
+}
+pub fn forward_route_response(action: &str) -> String {
+    format!("Forward{}RouteResponse", action_stem(action))
+}
+pub fn forward_permission(action: &str) -> String {
+    format!("Forward{}Permission", action_stem(action))
+}
+/// A push API route: `PushApi{stem}Route`.
+pub fn push_route(route: &PushRoute) -> String {
+    format!("PushApi{}Route", route.logical_id_stem)
+}
 
 /// The logical ID of a table of the route table's model.
 pub const fn table(table: Table) -> &'static str {
@@ -74,5 +116,19 @@ mod tests {
         assert_eq!(integration(h), "SendMessageIntegration");
         assert_eq!(route(h), "SendMessageRoute");
         assert_eq!(permission(h), "SendMessagePermission");
+    }
+
+    #[test]
+    fn forwarded_actions_and_push_routes_take_their_stems() {
+        assert_eq!(forward_route("submitJob"), "ForwardSubmitJobRoute");
+        assert_eq!(
+            forward_route_response("submitJob"),
+            "ForwardSubmitJobRouteResponse"
+        );
+        assert_eq!(forward_permission("a1"), "ForwardA1Permission");
+        assert_eq!(
+            push_route(&wsstack_routes::push_api::PUSH_ROUTES[0]),
+            "PushApiPostToConnectionRoute"
+        );
     }
 }

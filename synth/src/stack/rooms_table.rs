@@ -17,6 +17,7 @@ pub fn add(t: &mut Template, stage: &Stage) {
         stage,
         &[(PARTITION_KEY, KeyType::Hash), (SORT_KEY, KeyType::Range)],
         TTL_ATTRIBUTE,
+        &[],
         &[checks::ROOMS_TABLE_CMK, checks::ROOMS_TABLE_PITR_OFF],
     );
     t.add(ids::ROOMS_TABLE, resource);

@@ -11,6 +11,14 @@ use crate::cfn::resources::lambda::Permission;
 use crate::cfn::{Expr, Template};
 use crate::stage::Stage;
 
+/// The `IntegrationUri` of an `AWS_PROXY` integration with the function `function` (a logical
+/// ID), as the CDK writes it.
+pub fn lambda_integration_uri(function: &str) -> Expr {
+    Expr::sub(format!(
+        "arn:${{AWS::Partition}}:apigateway:${{AWS::Region}}:lambda:path/2015-03-31/functions/${{{function}.Arn}}/invocations"
+    ))
+}
+
 /// Adds the integration, route and invoke permission that connect a route key to its function.
 pub fn add(t: &mut Template, stage: &Stage, route: &Route) {
     let h = route.handler;
@@ -20,11 +28,10 @@ pub fn add(t: &mut Template, stage: &Stage, route: &Route) {
         Integration {
             api_id: Expr::r#ref(ids::API),
             integration_type: IntegrationType::AwsProxy,
-            integration_uri: Expr::sub(format!(
-                "arn:${{AWS::Partition}}:apigateway:${{AWS::Region}}:lambda:path/2015-03-31/functions/${{{function}.Arn}}/invocations"
-            )),
+            integration_uri: lambda_integration_uri(&function),
             description: None,
             timeout_in_millis: None,
+            payload_format_version: None,
         },
     );
     // Only `$connect` can have an authorizer on a WebSocket API; it has one where the stage
@@ -42,6 +49,7 @@ pub fn add(t: &mut Template, stage: &Stage, route: &Route) {
             },
             authorizer_id: authorized.then(|| Expr::r#ref(ids::CONNECT_AUTHORIZER)),
             operation_name: None,
+            route_response_selection_expression: None,
             target: Some(Expr::join(
                 "/",
                 vec!["integrations".into(), Expr::r#ref(integration)],

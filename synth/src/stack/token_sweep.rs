@@ -32,7 +32,9 @@ pub fn add(t: &mut Template, stage: &Stage) {
                 "wsstack ({}): closes the connections whose token has expired",
                 stage.name
             )),
-            schedule_expression: rate_minutes(jwt.sweep_interval_minutes),
+            event_bus_name: None,
+            event_pattern: None,
+            schedule_expression: Some(rate_minutes(jwt.sweep_interval_minutes)),
             state: RuleState::Enabled,
             targets: vec![Target {
                 arn: Expr::get_att(&function, "Arn"),

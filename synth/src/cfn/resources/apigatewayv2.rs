@@ -1,4 +1,5 @@
-//! `AWS::ApiGatewayV2::*`: the WebSocket API, its routes, integrations, stage and authorizer.
+//! `AWS::ApiGatewayV2::*`: the WebSocket API, its routes, integrations, stage and authorizer;
+//! the HTTP push API.
 
 use serde::Serialize;
 
@@ -46,6 +47,20 @@ pub struct Route {
     /// `integrations/{IntegrationId}`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub target: Option<Expr>,
+    /// WebSocket: `$default` makes the route two-way (its integration's answer goes back to the
+    /// client), with an [`RouteResponse`] keyed `$default`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub route_response_selection_expression: Option<String>,
+}
+
+/// `AWS::ApiGatewayV2::RouteResponse`: makes a WebSocket route two-way; `$default` is the only
+/// key (<https://docs.aws.amazon.com/apigateway/latest/developerguide/apigateway-websocket-api-route-response.html>).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct RouteResponse {
+    pub api_id: Expr,
+    pub route_id: Expr,
+    pub route_response_key: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -65,6 +80,9 @@ pub struct Integration {
     /// 50..=29000 ms.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub timeout_in_millis: Option<u32>,
+    /// HTTP APIs: the Lambda event format, set explicitly (`2.0`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub payload_format_version: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -1,5 +1,7 @@
-//! `AWS::Events::Rule`: an EventBridge rule, here a schedule that invokes a function
-//! (<https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/aws-resource-events-rule.html>).
+//! `AWS::Events::Rule`: an EventBridge rule, a schedule or an event pattern on a bus
+//! (<https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/aws-resource-events-rule.html>);
+//! `AWS::Events::EventBus`: a custom bus
+//! (<https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/aws-resource-events-eventbus.html>).
 
 use serde::Serialize;
 
@@ -10,10 +12,26 @@ use crate::cfn::Expr;
 pub struct Rule {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
+    /// The bus the rule watches (name or ARN); none: the account's default bus.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub event_bus_name: Option<Expr>,
+    /// The events the rule matches, e.g. `{"detail-type": ["Push"]}`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub event_pattern: Option<serde_json::Value>,
     /// `rate(N minutes)` or `cron(...)`; see [`rate_minutes`].
-    pub schedule_expression: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub schedule_expression: Option<String>,
     pub state: RuleState,
     pub targets: Vec<Target>,
+}
+
+/// `AWS::Events::EventBus`: a custom event bus; `Ref` is its name.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct EventBus {
+    pub name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
 }
 
 /// `State`: whether the rule runs.
@@ -60,7 +78,9 @@ mod tests {
     fn a_rule_serializes_as_cloudformation_spells_it() {
         let r = Rule {
             description: None,
-            schedule_expression: rate_minutes(5),
+            event_bus_name: None,
+            event_pattern: None,
+            schedule_expression: Some(rate_minutes(5)),
             state: RuleState::Enabled,
             targets: vec![Target {
                 arn: Expr::get_att("F", "Arn"),

@@ -1,4 +1,4 @@
-//! `AWS::IAM::Role`, with inline policies.
+//! `AWS::IAM::Role`, with inline policies; `AWS::IAM::ManagedPolicy`.
 
 use serde::Serialize;
 
@@ -24,4 +24,14 @@ pub struct Role {
     /// everything else is an inline policy naming its resources.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub managed_policy_arns: Vec<Expr>,
+}
+
+/// `AWS::IAM::ManagedPolicy`: a customer managed policy others attach to their roles; `Ref` is
+/// its ARN.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ManagedPolicy {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    pub policy_document: PolicyDocument,
 }

@@ -92,6 +92,10 @@ resource_types! {
     LogGroup(logs::LogGroup) = "AWS::Logs::LogGroup", attributes ["Arn"];
     Queue(sqs::Queue) = "AWS::SQS::Queue", attributes ["Arn", "QueueName", "QueueUrl"];
     EventsRule(events::Rule) = "AWS::Events::Rule", attributes ["Arn"];
+    EventBus(events::EventBus) = "AWS::Events::EventBus", attributes ["Arn", "Name", "Policy"];
+    RouteResponse(apigatewayv2::RouteResponse) = "AWS::ApiGatewayV2::RouteResponse", attributes ["RouteResponseId"];
+    ManagedPolicy(iam::ManagedPolicy) = "AWS::IAM::ManagedPolicy", attributes ["PolicyArn"];
+    QueuePolicy(sqs::QueuePolicy) = "AWS::SQS::QueuePolicy", attributes ["Id"];
     UserPool(cognito::UserPool) = "AWS::Cognito::UserPool", attributes ["Arn", "ProviderName", "ProviderURL", "UserPoolId"];
     UserPoolClient(cognito::UserPoolClient) = "AWS::Cognito::UserPoolClient", attributes ["ClientId", "ClientSecret", "Name"];
 }

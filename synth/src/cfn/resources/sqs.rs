@@ -3,6 +3,7 @@
 use serde::Serialize;
 
 use crate::cfn::Expr;
+use crate::cfn::policy::PolicyDocument;
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(rename_all = "PascalCase")]
@@ -26,4 +27,13 @@ pub struct Queue {
 pub struct RedrivePolicy {
     pub dead_letter_target_arn: Expr,
     pub max_receive_count: u32,
+}
+
+/// `AWS::SQS::QueuePolicy`: the resource policy of queues (by URL: `Ref` of a queue); it
+/// replaces any policy the queues had.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct QueuePolicy {
+    pub policy_document: PolicyDocument,
+    pub queues: Vec<Expr>,
 }

@@ -67,6 +67,26 @@ impl Moto {
         format!("http://127.0.0.1:{}", self.port)
     }
 
+    /// Runs the aws CLI against this server and parses its JSON answer (`Null` for none);
+    /// panics with the CLI's error when it fails.
+    pub fn aws(&self, args: &[&str]) -> serde_json::Value {
+        let out = std::process::Command::new("aws")
+            .args(args)
+            .args(["--output", "json"])
+            .envs(self.aws_env())
+            .output()
+            .expect("the aws CLI runs (pip install awscli)");
+        assert!(
+            out.status.success(),
+            "aws {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        if out.stdout.iter().all(u8::is_ascii_whitespace) {
+            return serde_json::Value::Null;
+        }
+        serde_json::from_slice(&out.stdout).expect("aws answers JSON")
+    }
+
     /// The environment for an AWS CLI (or script) talking to this server: dummy credentials,
     /// the region, the endpoint, and no user configuration files.
     pub fn aws_env(&self) -> Vec<(&'static str, String)> {

@@ -214,21 +214,7 @@ fn failed(out: Output) -> String {
 
 /// Runs the aws CLI against moto and parses its JSON answer.
 fn aws(moto: &Moto, args: &[&str]) -> Value {
-    let out = Command::new("aws")
-        .args(args)
-        .args(["--output", "json"])
-        .envs(moto.aws_env())
-        .output()
-        .expect("the aws CLI runs (pip install awscli)");
-    assert!(
-        out.status.success(),
-        "aws {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    if out.stdout.iter().all(u8::is_ascii_whitespace) {
-        return Value::Null;
-    }
-    serde_json::from_slice(&out.stdout).expect("aws answers JSON")
+    moto.aws(args)
 }
 
 /// An IAM policy document as moto returns it: a JSON object, or a string holding JSON or (a

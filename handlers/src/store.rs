@@ -13,7 +13,7 @@ use futures::stream::{self, BoxStream, StreamExt};
 /// attribute come from `wsstack_routes::table`, which synth declares the table from.
 pub const ATTR_CONNECTION_ID: &str = wsstack_routes::table::PARTITION_KEY;
 pub const ATTR_USERNAME: &str = "username";
-pub const ATTR_CONNECTED_AT: &str = "connectedAt";
+pub const ATTR_CONNECTED_AT: &str = wsstack_routes::table::CONNECTED_AT_ATTRIBUTE;
 pub const ATTR_EXPIRES_AT: &str = wsstack_routes::table::TTL_ATTRIBUTE;
 /// The verified subject (`sub` claim) of an authenticated connection.
 pub const ATTR_SUB: &str = "sub";

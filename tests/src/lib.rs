@@ -217,7 +217,7 @@ pub async fn create_connections_table(
     table: &str,
 ) -> Result<(), HarnessError> {
     use aws_sdk_dynamodb::types::{GlobalSecondaryIndex, Projection, ProjectionType};
-    use wsstack_routes::table::{TTL_ATTRIBUTE, USER_ID_ATTRIBUTE, USER_INDEX};
+    use wsstack_routes::table::{USER_ID_ATTRIBUTE, USER_INDEX, USER_INDEX_ATTRIBUTES};
     let err = |e: &dyn std::error::Error| HarnessError::DynamoDb(wsstack_handlers::error_chain(e));
     let index = GlobalSecondaryIndex::builder()
         .index_name(USER_INDEX)
@@ -231,8 +231,7 @@ pub async fn create_connections_table(
         .projection(
             Projection::builder()
                 .projection_type(ProjectionType::Include)
-                .non_key_attributes(wsstack_handlers::store::ATTR_CONNECTED_AT)
-                .non_key_attributes(TTL_ATTRIBUTE)
+                .set_non_key_attributes(Some(USER_INDEX_ATTRIBUTES.map(str::to_owned).to_vec()))
                 .build(),
         )
         .build()

@@ -258,22 +258,33 @@ async fn main() -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
 
-    let table = args.table.context("--all needs --table")?;
+    let table = args.table.clone().context("--all needs --table")?;
     let dynamodb = aws_sdk_dynamodb::Client::new(
         &sdk_config_for(args.dynamodb_endpoint.as_deref(), region).await?,
     );
     let store: Arc<dyn ConnectionStore> = Arc::new(DynamoDbStore::new(dynamodb, table));
-    // The delivery service, as sendMessage's broadcast uses it: bounded concurrency, 429s
-    // backed off and retried, the records of gone connections deleted. No queue and no
-    // deadline: everything is posted from here.
+    broadcast(store, Arc::new(api), endpoint, frame, args.concurrency).await
+}
+
+/// `push --all`: `frame` to every connection in `store`, with the delivery service as
+/// sendMessage's broadcast uses it (bounded concurrency, 429s backed off and retried, the
+/// records of gone connections deleted). No queue and no deadline: everything is posted from
+/// here.
+async fn broadcast(
+    store: Arc<dyn ConnectionStore>,
+    api: Arc<dyn ManagementApi>,
+    endpoint: String,
+    frame: String,
+    concurrency: u16,
+) -> anyhow::Result<ExitCode> {
     let delivery = Delivery {
         store: store.clone(),
         audience: Arc::new(StoreAudience(store.clone())),
         memberships: None,
-        api: Arc::new(api),
+        api,
         queue: None,
         queue_segments: None,
-        concurrency: usize::from(args.concurrency),
+        concurrency: usize::from(concurrency),
         page_size: fanout::BATCH_SIZE,
         broadcast_budget: None,
         prepaid: 0,

@@ -69,68 +69,9 @@ pub fn add(t: &mut Template, stage: &Stage) {
             payload_format_version: Some(PAYLOAD_FORMAT_VERSION.to_owned()),
         },
     );
-    let mut route_ids = Vec::with_capacity(PUSH_ROUTES.len());
-    for route in &PUSH_ROUTES {
-        route_ids.push(t.add(
-            ids::push_route(route),
-            ApiRoute {
-                api_id: Expr::r#ref(&api),
-                route_key: route.route_key(),
-                authorization_type: AuthorizationType::AwsIam,
-                authorizer_id: None,
-                operation_name: None,
-                target: Some(Expr::join(
-                    "/",
-                    vec!["integrations".into(), Expr::r#ref(&integration)],
-                )),
-                route_response_selection_expression: None,
-            },
-        ));
-    }
-
-    let access_log_settings = stage.api.access_logs.then(|| {
-        let group = t.add(
-            ids::PUSH_API_ACCESS_LOG_GROUP,
-            logs::log_group(stage, stage.api.access_log_retention_days),
-        );
-        AccessLogSettings {
-            destination_arn: Expr::get_att(group, "Arn"),
-            format: ACCESS_LOG_FORMAT.to_owned(),
-        }
-    });
-    let mut resource = Resource::new(ApiStage {
-        api_id: Expr::r#ref(&api),
-        stage_name: DEFAULT_STAGE.to_owned(),
-        auto_deploy: Some(true),
-        description: Some(format!("wsstack push API, stage {}", stage.name)),
-        default_route_settings: None,
-        access_log_settings,
-    });
-    if !stage.api.access_logs {
-        resource = checks::skip(resource, &[checks::PUSH_STAGE_ACCESS_LOGS_OFF]);
-    }
-    // The first auto-deployment carries every route.
-    for id in &route_ids {
-        resource = resource.depends_on(id);
-    }
-    t.add(ids::PUSH_API_STAGE, resource);
-
-    t.add(
-        ids::permission(h),
-        Permission {
-            action: "lambda:InvokeFunction".to_owned(),
-            function_name: Expr::get_att(&function, "Arn"),
-            principal: "apigateway.amazonaws.com".to_owned(),
-            // Only this API (any stage and route: the function serves them all). Without it the
-            // API answers 500 "does not have permissions to call the integration"
-            // (https://repost.aws/knowledge-center/api-gateway-http-lambda-integrations).
-            source_arn: Some(Expr::sub(format!(
-                "arn:${{AWS::Partition}}:execute-api:${{AWS::Region}}:${{AWS::AccountId}}:${{{api}}}/*/*"
-            ))),
-            source_account: None,
-        },
-    );
-
+    let route_ids = add_routes(t, &api, &integration);
+    add_stage(t, stage, &api, &route_ids);
+    add_permission(t, &function, &api);
     t.add(
         ids::PUSH_POLICY,
         ManagedPolicy {
@@ -142,6 +83,79 @@ pub fn add(t: &mut Template, stage: &Stage) {
                 ["execute-api:Invoke"],
                 PUSH_ROUTES.iter().map(invoke_arn).collect(),
             )]),
+        },
+    );
+}
+
+/// One route per [`PUSH_ROUTES`] entry, each IAM-authorized, all to the one integration; their
+/// logical IDs.
+fn add_routes(t: &mut Template, api: &str, integration: &str) -> Vec<String> {
+    let mut route_ids = Vec::with_capacity(PUSH_ROUTES.len());
+    for route in &PUSH_ROUTES {
+        route_ids.push(t.add(
+            ids::push_route(route),
+            ApiRoute {
+                api_id: Expr::r#ref(api),
+                route_key: route.route_key(),
+                authorization_type: AuthorizationType::AwsIam,
+                authorizer_id: None,
+                operation_name: None,
+                target: Some(Expr::join(
+                    "/",
+                    vec!["integrations".into(), Expr::r#ref(integration)],
+                )),
+                route_response_selection_expression: None,
+            },
+        ));
+    }
+    route_ids
+}
+
+/// The `$default` stage, auto-deployed once every route exists, with access logs where the
+/// stage file turns them on.
+fn add_stage(t: &mut Template, stage: &Stage, api: &str, route_ids: &[String]) {
+    let access_log_settings = stage.api.access_logs.then(|| {
+        let group = t.add(
+            ids::PUSH_API_ACCESS_LOG_GROUP,
+            logs::log_group(stage, stage.api.access_log_retention_days),
+        );
+        AccessLogSettings {
+            destination_arn: Expr::get_att(group, "Arn"),
+            format: ACCESS_LOG_FORMAT.to_owned(),
+        }
+    });
+    let mut resource = Resource::new(ApiStage {
+        api_id: Expr::r#ref(api),
+        stage_name: DEFAULT_STAGE.to_owned(),
+        auto_deploy: Some(true),
+        description: Some(format!("wsstack push API, stage {}", stage.name)),
+        default_route_settings: None,
+        access_log_settings,
+    });
+    if !stage.api.access_logs {
+        resource = checks::skip(resource, &[checks::PUSH_STAGE_ACCESS_LOGS_OFF]);
+    }
+    // The first auto-deployment carries every route.
+    for id in route_ids {
+        resource = resource.depends_on(id);
+    }
+    t.add(ids::PUSH_API_STAGE, resource);
+}
+
+/// API Gateway may invoke the function for this API only (any stage and route: the function
+/// serves them all). Without it the API answers 500 "does not have permissions to call the
+/// integration" (https://repost.aws/knowledge-center/api-gateway-http-lambda-integrations).
+fn add_permission(t: &mut Template, function: &str, api: &str) {
+    t.add(
+        ids::permission(Handler::PushApi),
+        Permission {
+            action: "lambda:InvokeFunction".to_owned(),
+            function_name: Expr::get_att(function, "Arn"),
+            principal: "apigateway.amazonaws.com".to_owned(),
+            source_arn: Some(Expr::sub(format!(
+                "arn:${{AWS::Partition}}:execute-api:${{AWS::Region}}:${{AWS::AccountId}}:${{{api}}}/*/*"
+            ))),
+            source_account: None,
         },
     );
 }

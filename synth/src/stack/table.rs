@@ -63,21 +63,8 @@ pub(super) fn stateful_table(
             read_capacity_units: read,
             write_capacity_units: write,
         });
-    // Every key attribute, of the table and of its indexes, once, as a string.
-    let mut key_attributes: Vec<&str> = keys.iter().map(|(name, _)| *name).collect();
-    for index in indexes {
-        if !key_attributes.contains(&index.partition_key) {
-            key_attributes.push(index.partition_key);
-        }
-    }
     let table = Table {
-        attribute_definitions: key_attributes
-            .iter()
-            .map(|name| AttributeDefinition {
-                attribute_name: (*name).to_owned(),
-                attribute_type: AttributeType::S,
-            })
-            .collect(),
+        attribute_definitions: attribute_definitions(keys, indexes),
         key_schema: keys
             .iter()
             .map(|(name, key_type)| KeySchema {
@@ -105,23 +92,7 @@ pub(super) fn stateful_table(
         deletion_protection_enabled: settings.deletion_protection.then_some(true),
         global_secondary_indexes: indexes
             .iter()
-            .map(|index| GlobalSecondaryIndex {
-                index_name: index.name.to_owned(),
-                key_schema: vec![KeySchema {
-                    attribute_name: index.partition_key.to_owned(),
-                    key_type: KeyType::Hash,
-                }],
-                projection: Projection {
-                    projection_type: if index.attributes.is_empty() {
-                        ProjectionType::KeysOnly
-                    } else {
-                        ProjectionType::Include
-                    },
-                    non_key_attributes: index.attributes.iter().map(|a| (*a).to_owned()).collect(),
-                },
-                // A provisioned table's index needs capacity of its own: the table's.
-                provisioned_throughput: capacity.clone(),
-            })
+            .map(|index| global_secondary_index(index, capacity.clone()))
             .collect(),
     };
     let [cmk, pitr_off] = *skips;
@@ -131,6 +102,50 @@ pub(super) fn stateful_table(
     }
     let resource = Resource::new(table).removal_policy(stateful_removal_policy(stage));
     checks::skip(resource, &applied)
+}
+
+/// Every key attribute, of the table and of its indexes, once, as a string.
+fn attribute_definitions(
+    keys: &[(&str, KeyType)],
+    indexes: &[Index<'_>],
+) -> Vec<AttributeDefinition> {
+    let mut key_attributes: Vec<&str> = keys.iter().map(|(name, _)| *name).collect();
+    for index in indexes {
+        if !key_attributes.contains(&index.partition_key) {
+            key_attributes.push(index.partition_key);
+        }
+    }
+    key_attributes
+        .iter()
+        .map(|name| AttributeDefinition {
+            attribute_name: (*name).to_owned(),
+            attribute_type: AttributeType::S,
+        })
+        .collect()
+}
+
+/// An index on one partition key, projecting the keys and `index.attributes`. A provisioned
+/// table's index needs capacity of its own: the table's (`capacity`).
+fn global_secondary_index(
+    index: &Index<'_>,
+    capacity: Option<ProvisionedThroughput>,
+) -> GlobalSecondaryIndex {
+    GlobalSecondaryIndex {
+        index_name: index.name.to_owned(),
+        key_schema: vec![KeySchema {
+            attribute_name: index.partition_key.to_owned(),
+            key_type: KeyType::Hash,
+        }],
+        projection: Projection {
+            projection_type: if index.attributes.is_empty() {
+                ProjectionType::KeysOnly
+            } else {
+                ProjectionType::Include
+            },
+            non_key_attributes: index.attributes.iter().map(|a| (*a).to_owned()).collect(),
+        },
+        provisioned_throughput: capacity,
+    }
 }
 
 #[cfg(test)]

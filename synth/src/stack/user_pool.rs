@@ -36,7 +36,18 @@ pub fn add(t: &mut Template, stage: &Stage) {
     if !wants_pool {
         return;
     }
-    let pool = UserPool {
+    t.add(
+        ids::USER_POOL,
+        Resource::new(user_pool(stage)).removal_policy(stateful_removal_policy(stage)),
+    );
+    t.add(ids::USER_POOL_CLIENT, app_client());
+    add_outputs(t, stage);
+}
+
+/// The pool: sign-in by e-mail, accounts made by administrators only, strong passwords,
+/// optional TOTP.
+fn user_pool(stage: &Stage) -> UserPool {
+    UserPool {
         user_pool_name: Expr::sub("${AWS::StackName}-users"),
         username_attributes: vec!["email".to_owned()],
         auto_verified_attributes: vec!["email".to_owned()],
@@ -68,35 +79,37 @@ pub fn add(t: &mut Template, stage: &Stage) {
             "INACTIVE"
         }
         .to_owned(),
-    };
-    t.add(
-        ids::USER_POOL,
-        Resource::new(pool).removal_policy(stateful_removal_policy(stage)),
-    );
-    t.add(
-        ids::USER_POOL_CLIENT,
-        UserPoolClient {
-            user_pool_id: Expr::r#ref(ids::USER_POOL),
-            client_name: Expr::sub("${AWS::StackName}-clients"),
-            // A public client (browsers, apps): a secret could not be kept.
-            generate_secret: false,
-            explicit_auth_flows: vec![
-                "ALLOW_USER_SRP_AUTH".to_owned(),
-                "ALLOW_REFRESH_TOKEN_AUTH".to_owned(),
-            ],
-            prevent_user_existence_errors: "ENABLED".to_owned(),
-            enable_token_revocation: true,
-            id_token_validity: 60,
-            access_token_validity: 60,
-            refresh_token_validity: 30,
-            token_validity_units: TokenValidityUnits {
-                id_token: "minutes".to_owned(),
-                access_token: "minutes".to_owned(),
-                refresh_token: "days".to_owned(),
-            },
-            write_attributes: USER_WRITABLE_ATTRIBUTES.map(String::from).to_vec(),
+    }
+}
+
+/// The app client browsers and apps sign in with: public (no secret), SRP, short-lived tokens,
+/// and only the attributes a user may write themselves.
+fn app_client() -> UserPoolClient {
+    UserPoolClient {
+        user_pool_id: Expr::r#ref(ids::USER_POOL),
+        client_name: Expr::sub("${AWS::StackName}-clients"),
+        // A public client (browsers, apps): a secret could not be kept.
+        generate_secret: false,
+        explicit_auth_flows: vec![
+            "ALLOW_USER_SRP_AUTH".to_owned(),
+            "ALLOW_REFRESH_TOKEN_AUTH".to_owned(),
+        ],
+        prevent_user_existence_errors: "ENABLED".to_owned(),
+        enable_token_revocation: true,
+        id_token_validity: 60,
+        access_token_validity: 60,
+        refresh_token_validity: 30,
+        token_validity_units: TokenValidityUnits {
+            id_token: "minutes".to_owned(),
+            access_token: "minutes".to_owned(),
+            refresh_token: "days".to_owned(),
         },
-    );
+        write_attributes: USER_WRITABLE_ATTRIBUTES.map(String::from).to_vec(),
+    }
+}
+
+/// What clients need to sign in and the authorizer to trust: the pool, the client, the issuer.
+fn add_outputs(t: &mut Template, stage: &Stage) {
     for (name, description, value) in [
         (
             "UserPoolId",

@@ -354,13 +354,7 @@ impl<'a> FanOut<'a> {
 
         loop {
             let now = Instant::now();
-            while let Some(Reverse((at, _, _))) = retries.peek()
-                && *at <= now
-            {
-                if let Some(Reverse((_, id, attempts))) = retries.pop() {
-                    pending.push_front((id, attempts));
-                }
-            }
+            promote_due_retries(&mut retries, &mut pending, now);
             let may_start = self.deadline.is_none_or(|d| d.may_start(now));
             if may_start {
                 while in_flight.len() < self.concurrency()
@@ -402,12 +396,26 @@ impl<'a> FanOut<'a> {
             }
         }
 
-        let mut left: Vec<String> = Vec::new();
-        if cut_at_hard_stop {
+        let cut_in_flight = if cut_at_hard_stop {
             // Dropping the futures cancels the requests; whether they arrived is unknown.
             drop(in_flight);
-            left.extend(in_flight_ids);
-        }
+            in_flight_ids
+        } else {
+            HashSet::new()
+        };
+        self.hand_back(cut_in_flight, pending, retries)
+    }
+
+    /// What a batch did not deliver (cut in flight at the hard stop, not started, waiting for
+    /// a retry): counted as undelivered and handed back to the caller.
+    fn hand_back(
+        &mut self,
+        cut_in_flight: HashSet<String>,
+        pending: VecDeque<(String, u32)>,
+        retries: BinaryHeap<Retry>,
+    ) -> Vec<String> {
+        let cut_at_hard_stop = !cut_in_flight.is_empty();
+        let mut left: Vec<String> = cut_in_flight.into_iter().collect();
         left.extend(pending.into_iter().map(|(id, _)| id));
         left.extend(retries.into_iter().map(|Reverse((_, id, _))| id));
         if !left.is_empty() {
@@ -469,6 +477,21 @@ impl<'a> FanOut<'a> {
                 tracing::warn!(connection_id = %id, attempts, error = %e, "delivery failed");
                 self.report.failed += 1;
             }
+        }
+    }
+}
+
+/// Moves the retries due at `now` to the front of `pending`.
+fn promote_due_retries(
+    retries: &mut BinaryHeap<Retry>,
+    pending: &mut VecDeque<(String, u32)>,
+    now: Instant,
+) {
+    while let Some(Reverse((at, _, _))) = retries.peek()
+        && *at <= now
+    {
+        if let Some(Reverse((_, id, attempts))) = retries.pop() {
+            pending.push_front((id, attempts));
         }
     }
 }

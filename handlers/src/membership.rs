@@ -387,21 +387,18 @@ fn condition_failed(err: &SdkError<UpdateItemError>) -> bool {
     )
 }
 
-#[async_trait]
-impl MembershipStore for DynamoDbMembershipStore {
-    async fn join(
+impl DynamoDbMembershipStore {
+    /// Adds `room` to the record's list of rooms, conditionally: the record must exist (an
+    /// UpdateItem on a missing key creates the item,
+    /// https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_UpdateItem.html)
+    /// and the list stay within `max_rooms`. `Ok(Ok(Joined | AlreadyMember))` when listed,
+    /// `Ok(Err(TooManyRooms | UnknownConnection))` when the condition refused it.
+    async fn list_room_on_record(
         &self,
         room: &RoomName,
         connection_id: &str,
-        expires_at: i64,
         max_rooms: usize,
-    ) -> Result<JoinOutcome, StoreError> {
-        // First the record's list of rooms (conditionally: the record must exist, since an
-        // UpdateItem on a missing key creates the item,
-        // https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_UpdateItem.html,
-        // and the list stay bounded), then the
-        // membership. In this order a failure in between leaves a listed room without a
-        // membership, which `$disconnect` deletes harmlessly, never a membership nobody lists.
+    ) -> Result<Result<JoinOutcome, JoinOutcome>, StoreError> {
         let update = self
             .client
             .update_item()
@@ -422,30 +419,52 @@ impl MembershipStore for DynamoDbMembershipStore {
             .return_values(ReturnValue::UpdatedOld)
             .send()
             .await;
-        let outcome = match update {
+        match update {
             Ok(out) => {
                 let was_in = match out.attributes().and_then(|a| a.get(ATTR_ROOMS)) {
                     Some(AttributeValue::Ss(rooms)) => rooms.iter().any(|r| r == room.as_str()),
                     _ => false,
                 };
-                if was_in {
+                Ok(Ok(if was_in {
                     JoinOutcome::AlreadyMember
                 } else {
                     JoinOutcome::Joined
-                }
+                }))
             }
             Err(e) if condition_failed(&e) => {
                 // Which half of the condition failed: the record, or the bound.
                 let record = self
                     .read_connection_attribute(connection_id, ATTR_CONNECTION_ID)
                     .await?;
-                return Ok(if record.is_some() {
+                Ok(Err(if record.is_some() {
                     JoinOutcome::TooManyRooms
                 } else {
                     JoinOutcome::UnknownConnection
-                });
+                }))
             }
-            Err(e) => return Err(backend_error(e)),
+            Err(e) => Err(backend_error(e)),
+        }
+    }
+}
+
+#[async_trait]
+impl MembershipStore for DynamoDbMembershipStore {
+    async fn join(
+        &self,
+        room: &RoomName,
+        connection_id: &str,
+        expires_at: i64,
+        max_rooms: usize,
+    ) -> Result<JoinOutcome, StoreError> {
+        // First the record's list of rooms, then the membership. In this order a failure in
+        // between leaves a listed room without a membership, which `$disconnect` deletes
+        // harmlessly, never a membership nobody lists.
+        let outcome = match self
+            .list_room_on_record(room, connection_id, max_rooms)
+            .await?
+        {
+            Ok(outcome) => outcome,
+            Err(refused) => return Ok(refused),
         };
         let mut item = Self::member_key(room, connection_id);
         item.insert(

@@ -15,6 +15,8 @@
 //!   is [`job`], [`queue`], [`audience`] and [`worker`].
 //! - [`rooms`], [`membership`], [`room_fanout`]: room names, who is in which room, and delivery
 //!   to a room's members page by page.
+//! - [`forwarded`], [`bus`]: forwarded actions (a client message put on the stage's
+//!   EventBridge bus, answered in the route's response) and the bus they go to.
 //! - [`token_sweep`]: closing the connections whose token has expired.
 //! - `lambda` ([`run_lambda`]): the `bootstrap` binary's Lambda loops; `sdk`
 //!   ([`aws_sdk_config`], [`local_sdk_config`]): the SDK's configuration.
@@ -26,9 +28,11 @@
 //! client its `Internal server error` frame.
 
 pub mod audience;
+pub mod bus;
 pub mod config;
 pub mod domain;
 pub mod fanout;
+pub mod forwarded;
 pub mod job;
 mod lambda;
 pub mod management;
@@ -88,6 +92,20 @@ pub enum HandlerError {
     /// the embedder.
     #[error("handler {0} is not a route and takes no WebSocket events")]
     NotARoute(&'static str),
+    /// The `forward` handler without a bus to put on (a wiring mistake of the embedder:
+    /// [`App::with_forwarding`] was not called, `EVENT_BUS_NAME` unset).
+    #[error("the forward handler has no event bus: EVENT_BUS_NAME is not set")]
+    NoBus,
+    /// A forwarded action's detail could not be written as JSON.
+    #[error("could not encode the event's detail: {0}")]
+    Encode(#[from] serde_json::Error),
+}
+
+/// Where forwarded actions go, and which ones.
+#[derive(Clone)]
+struct Forwarding {
+    bus: Arc<dyn bus::EventBus>,
+    config: config::ForwardConfig,
 }
 
 /// The handlers, wired to a store, a management API and a configuration.
@@ -99,6 +117,8 @@ pub struct App {
     config: Config,
     /// Where queue-mode broadcasts go (`None` in inline mode).
     queue: Option<Arc<dyn queue::Queue>>,
+    /// The bus and the actions of the `forward` handler (`None` elsewhere).
+    forwarding: Option<Forwarding>,
 }
 
 /// The handshake header a client offers subprotocols in, and `$connect` answers with the chosen
@@ -172,6 +192,7 @@ impl App {
             api,
             config,
             queue: None,
+            forwarding: None,
         }
     }
 
@@ -186,6 +207,16 @@ impl App {
     /// The queue of fan-out jobs, for queue mode.
     pub fn with_queue(mut self, queue: Arc<dyn queue::Queue>) -> Self {
         self.queue = Some(queue);
+        self
+    }
+
+    /// The bus the `forward` handler puts forwarded actions on, and which actions it takes.
+    pub fn with_forwarding(
+        mut self,
+        bus: Arc<dyn bus::EventBus>,
+        config: config::ForwardConfig,
+    ) -> Self {
+        self.forwarding = Some(Forwarding { bus, config });
         self
     }
 
@@ -233,10 +264,10 @@ impl App {
                 Handler::Join => self.join(connection_id, &event).await,
                 Handler::Leave => self.leave(connection_id, &event).await,
                 Handler::ListConnections => self.list_connections(connection_id, &event).await,
+                Handler::Forward => self.forward(connection_id, &event, deadline).await,
                 Handler::Authorizer
                 | Handler::FanoutWorker
                 | Handler::TokenSweeper
-                | Handler::Forward
                 | Handler::PushApi => Err(HandlerError::NotARoute(handler.name())),
             }
         };

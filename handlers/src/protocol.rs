@@ -354,6 +354,7 @@ mod tests {
             "connections",
             "joined",
             "left",
+            "accepted",
             "error",
         ] {
             let op = format!("send{}Frame", upper_first(kind));

@@ -1002,7 +1002,11 @@ async fn user_contract(store: &dyn ConnectionStore) {
     // More than a page of Ada's: the listing pages.
     assert!(adas.len() > PAGE_SIZE, "{}", adas.len());
     assert_eq!(listed, adas);
-    let nobody: Vec<_> = store.list_by_user("nobody", NOW).try_collect().await.unwrap();
+    let nobody: Vec<_> = store
+        .list_by_user("nobody", NOW)
+        .try_collect()
+        .await
+        .unwrap();
     assert!(nobody.is_empty());
 }
 

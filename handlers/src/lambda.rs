@@ -47,6 +47,7 @@ pub async fn run_lambda() -> Result<(), RunError> {
     }
     let config = Config::from_lookup(env)
         .inspect_err(|e| tracing::error!(error = %e, "bad configuration"))?;
+    let forwarding = forward_config(handler, env)?;
     let sdk = aws_sdk_config().await;
     let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
     let store = store::DynamoDbStore::new(dynamodb.clone(), config.table_name.clone());
@@ -93,8 +94,8 @@ pub async fn run_lambda() -> Result<(), RunError> {
     if let Some(q) = queue {
         app = app.with_queue(Arc::new(q));
     }
-    if let Some(forwarding) = forward_config(handler, env)? {
-        app = app.with_forwarding(Arc::new(bus::SdkEventBus::new(&sdk)), forwarding);
+    if let Some(f) = forwarding {
+        app = app.with_forwarding(Arc::new(bus::SdkEventBus::new(&sdk)), f);
     }
     tracing::debug!(handler = handler.name(), "ready");
     lambda_runtime::run(lambda_runtime::service_fn(

@@ -10,6 +10,7 @@ use wsstack_handlers::config::MAX_BROADCAST_CONCURRENCY;
 use wsstack_routes::Handler;
 
 use crate::fanout_queue::QueueMode;
+use crate::forwarding::{BackendUrl, LocalForwarding, parse_actions};
 use crate::integration::{MAX_INTEGRATION_TIMEOUT, MIN_INTEGRATION_TIMEOUT, Timeouts};
 use crate::limits::{Limits, parse_duration};
 use crate::server::{DEFAULT_API_ID, DEFAULT_ROOMS_TABLE, DEFAULT_TABLE, GatewayOptions};
@@ -134,6 +135,17 @@ pub struct Cli {
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
     pub token_sweep_interval: Duration,
 
+    /// A forwarded action, `NAME` or `NAME=MAX_DATA_BYTES` (repeatable): a two-way route whose
+    /// messages the `forward` handler puts on a local bus, answering `accepted`. For now: the
+    /// actions are to come from the app manifest (wsstack.toml) once its parser lands.
+    #[arg(long = "forward-action", value_name = "NAME[=MAX_DATA_BYTES]")]
+    pub forward_actions: Vec<String>,
+
+    /// Where the local bus POSTs each forwarded action's event (the EventBridge envelope, as
+    /// JSON); without it the events are logged.
+    #[arg(long, value_name = "URL")]
+    pub backend_url: Option<String>,
+
     /// Port of the local issuer for --auth dev (0 picks a free one).
     #[arg(long, value_name = "PORT", default_value_t = DEFAULT_ISSUER_PORT)]
     pub issuer_port: u16,
@@ -235,6 +247,30 @@ pub fn queue_mode(dir: &Path, stage: &str) -> Result<Option<QueueMode>, OptionsE
     )
 }
 
+/// The forwarded actions of `--forward-action`, and `--backend-url` (which needs at least one).
+fn forwarding(
+    actions: &[String],
+    backend_url: Option<&str>,
+) -> Result<Option<LocalForwarding>, OptionsError> {
+    let backend_url = backend_url
+        .map(BackendUrl::parse)
+        .transpose()
+        .map_err(OptionsError::Forwarding)?;
+    if actions.is_empty() {
+        return match backend_url {
+            Some(_) => Err(OptionsError::Forwarding(
+                "--backend-url needs at least one --forward-action".to_owned(),
+            )),
+            None => Ok(None),
+        };
+    }
+    let actions = parse_actions(actions).map_err(OptionsError::Forwarding)?;
+    Ok(Some(LocalForwarding {
+        actions,
+        backend_url,
+    }))
+}
+
 /// A command line that parses but cannot run.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum OptionsError {
@@ -246,6 +282,9 @@ pub enum OptionsError {
     ZeroDuration(&'static str),
     #[error("{0}")]
     Stage(String),
+    /// A bad `--forward-action` or `--backend-url` (the text names which).
+    #[error("{0}")]
+    Forwarding(String),
 }
 
 /// Where to serve the browser client.
@@ -307,6 +346,7 @@ impl Cli {
                 }
             }
         };
+        let forwarding = forwarding(&self.forward_actions, self.backend_url.as_deref())?;
         let functions = function_timeouts(&self.stages_dir, &self.stage)?;
         let queue_mode = queue_mode(&self.stages_dir, &self.stage)?;
         let gateway = GatewayOptions {
@@ -327,6 +367,7 @@ impl Cli {
             },
             queue_mode,
             token_sweep_interval: Some(self.token_sweep_interval),
+            forwarding,
             ..GatewayOptions::default()
         };
         Ok((gateway, store))
@@ -347,6 +388,45 @@ mod tests {
     #[test]
     fn cli_is_well_formed() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn forwarded_actions_and_their_backend_are_read() {
+        let (g, _) = parse(&[
+            "--forward-action",
+            "doThing=4096",
+            "--forward-action",
+            "ping",
+            "--backend-url",
+            "http://127.0.0.1:9000/events",
+        ])
+        .unwrap();
+        let f = g.forwarding.expect("forwarding");
+        let names: Vec<(&str, u32)> = f
+            .actions
+            .iter()
+            .map(|a| (a.name.as_str(), a.max_data_bytes))
+            .collect();
+        assert_eq!(names, [("doThing", 4096), ("ping", 32 * 1024)]);
+        assert_eq!(
+            f.backend_url.map(|u| u.as_str()).as_deref(),
+            Some("http://127.0.0.1:9000/events")
+        );
+        assert!(parse(&[]).unwrap().0.forwarding.is_none());
+        for (args, says) in [
+            (
+                vec!["--backend-url", "http://127.0.0.1:9/e"],
+                "--forward-action",
+            ),
+            (
+                vec!["--forward-action", "x", "--backend-url", "https://b/e"],
+                "--backend-url",
+            ),
+            (vec!["--forward-action", "join"], "built-in"),
+        ] {
+            let err = parse(&args).unwrap_err();
+            assert!(err.contains(says), "{args:?}: {err}");
+        }
     }
 
     #[test]

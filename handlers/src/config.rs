@@ -467,9 +467,7 @@ impl ForwardConfig {
     }
 }
 
-/// [`FORWARDED_ACTIONS`]' JSON: names unique, not a built-in route, 1 to
-/// [`MAX_ACTION_NAME_CHARS`] printable ASCII characters; `maxDataBytes` from 1 to
-/// [`MAX_MAX_DATA_BYTES`].
+/// [`FORWARDED_ACTIONS`]' JSON, checked by [`check_forwarded_actions`].
 fn parse_forwarded_actions(raw: &str) -> Result<Vec<ForwardedAction>, ConfigError> {
     let actions: Vec<ForwardedAction> = serde_json::from_str(raw).map_err(|e| {
         invalid(
@@ -478,30 +476,38 @@ fn parse_forwarded_actions(raw: &str) -> Result<Vec<ForwardedAction>, ConfigErro
             format!("must be a JSON array of {{\"name\", \"maxDataBytes\"?}}: {e}"),
         )
     })?;
+    check_forwarded_actions(&actions).map_err(|reason| invalid(FORWARDED_ACTIONS, raw, reason))?;
+    Ok(actions)
+}
+
+/// The rules of a list of forwarded actions (the Lambda's [`FORWARDED_ACTIONS`], the local
+/// gateway's options): names unique, not a built-in route, 1 to [`MAX_ACTION_NAME_CHARS`]
+/// printable ASCII characters without spaces; `maxDataBytes` from 1 to
+/// [`MAX_MAX_DATA_BYTES`]. `Err` says which action breaks which rule.
+pub fn check_forwarded_actions(actions: &[ForwardedAction]) -> Result<(), String> {
     let mut seen = std::collections::BTreeSet::new();
-    for a in &actions {
-        let bad = |reason: String| invalid(FORWARDED_ACTIONS, raw, reason);
+    for a in actions {
         let printable = a.name.bytes().all(|b| b.is_ascii_graphic());
         if !(1..=MAX_ACTION_NAME_CHARS).contains(&a.name.len()) || !printable {
-            return Err(bad(format!(
+            return Err(format!(
                 "action {:?}: a name is 1 to {MAX_ACTION_NAME_CHARS} printable ASCII characters without spaces",
                 a.name
-            )));
+            ));
         }
         if wsstack_routes::route(&a.name).is_some() {
-            return Err(bad(format!("action {:?} is a built-in route", a.name)));
+            return Err(format!("action {:?} is a built-in route", a.name));
         }
         if !seen.insert(a.name.as_str()) {
-            return Err(bad(format!("action {:?} is listed twice", a.name)));
+            return Err(format!("action {:?} is listed twice", a.name));
         }
         if !(1..=MAX_MAX_DATA_BYTES).contains(&a.max_data_bytes) {
-            return Err(bad(format!(
+            return Err(format!(
                 "action {:?}: maxDataBytes must be from 1 to {MAX_MAX_DATA_BYTES}",
                 a.name
-            )));
+            ));
         }
     }
-    Ok(actions)
+    Ok(())
 }
 
 #[cfg(test)]

@@ -3,9 +3,12 @@
 //! must arrive in the queue as the EventBridge envelope a backend's rule delivers
 //! ("Amazon EventBridge events",
 //! <https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-events-structure.html>), and
-//! what the bus refuses must never be acknowledged.
+//! what the bus refuses must never be acknowledged. The last test runs the `bootstrap` binary
+//! as Lambda does (the local Runtime API), so the Lambda wiring (the bus built once from the
+//! environment) is what is tested there.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
 use aws_lambda_events::encodings::Body;
@@ -18,7 +21,9 @@ use wsstack_handlers::management::SdkManagementApi;
 use wsstack_handlers::store::{Connection, ConnectionStore, MemoryStore};
 use wsstack_routes::Handler;
 use wsstack_routes::bridge::{ForwardedAction, ForwardedDetail, event_source};
+use wsstack_tests::lambda_runtime_api::{LambdaRuntimeApi, function_env};
 use wsstack_tests::moto::Moto;
+use wsstack_tests::{Dynalite, create_connections_table, handlers_binary};
 
 const BUS: &str = "wsstack-test";
 const ACTION: &str = "doThing";
@@ -277,4 +282,66 @@ async fn a_missing_bus_is_a_call_error_that_is_not_retried() {
         .expect_err("no such bus");
     assert!(!err.retryable(), "{err}");
     assert!(err.to_string().contains("ResourceNotFound"), "{err}");
+}
+
+/// The `forward` function as Lambda runs it: records in dynalite, the bus on moto, the answer
+/// the Lambda proxy result API Gateway sends back on the two-way route.
+#[tokio::test]
+async fn the_bootstrap_binary_forwards_through_the_lambda_runtime_api() {
+    let moto = Moto::start();
+    let sdk = wsstack_handlers::local_sdk_config(Some(&moto.endpoint())).await;
+    let queue_url = bus_to_queue(&sdk).await;
+    let dynalite = Dynalite::start().await;
+    let dynamodb = dynalite.client().await;
+    create_connections_table(&dynamodb, "wsstack-Connections")
+        .await
+        .expect("table");
+    let store = wsstack_handlers::store::DynamoDbStore::new(dynamodb, "wsstack-Connections".into());
+    store
+        .put(&Connection {
+            connection_id: SENDER.into(),
+            username: "ada".into(),
+            connected_at: chrono::Utc::now().timestamp_millis(),
+            expires_at: 4_102_444_800,
+            sub: Some("sub-ada".into()),
+            token_expires_at: None,
+        })
+        .await
+        .expect("put sender");
+    let runtime = LambdaRuntimeApi::start().await.expect("runtime API");
+    let actions = json!([{"name": ACTION, "maxDataBytes": 1024}]).to_string();
+    let _function = tokio::process::Command::new(handlers_binary("bootstrap"))
+        .env_clear()
+        .envs(function_env(&runtime.address(), "forward"))
+        .envs([
+            ("TABLE_NAME", "wsstack-Connections".to_owned()),
+            ("AWS_ENDPOINT_URL_DYNAMODB", dynalite.endpoint()),
+            ("AWS_ENDPOINT_URL_EVENTBRIDGE", moto.endpoint()),
+            ("EVENT_BUS_NAME", BUS.to_owned()),
+            ("EVENT_SOURCE", event_source("test")),
+            ("FORWARDED_ACTIONS", actions),
+        ])
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start bootstrap");
+    let event = serde_json::to_value(message(
+        json!({"action": ACTION, "data": [1], "requestId": "req-3"}),
+    ))
+    .expect("event JSON");
+    let outcome = runtime
+        .invoke(&event, Duration::from_secs(30))
+        .await
+        .expect("an answer");
+    let response = outcome.json().expect("a response");
+    assert_eq!(response["statusCode"], 200, "{response}");
+    let frame: Value =
+        serde_json::from_str(response["body"].as_str().expect("a text body")).expect("a frame");
+    assert_eq!(frame["type"], "accepted", "{frame}");
+    assert_eq!(frame["requestId"], "req-3");
+    let got = receive(&sdk, &queue_url, 1).await;
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0]["id"], frame["eventId"]);
+    assert_eq!(got[0]["detail"]["userId"], "sub-ada", "the verified sub");
+    assert_eq!(got[0]["detail"]["data"], json!([1]));
+    assert!(runtime.init_error().is_none());
 }

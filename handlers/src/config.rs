@@ -70,8 +70,9 @@ pub const EVENT_SOURCE: &str = EnvVar::EventSource.name();
 /// The app manifest's forwarded actions, a JSON array of
 /// [`wsstack_routes::bridge::ForwardedAction`] (`[{"name": "doThing", "maxDataBytes": 4096}]`).
 pub const FORWARDED_ACTIONS: &str = EnvVar::ForwardedActions.name();
-/// Longest forwarded action name (it is the event's `detail-type`, at most 128 characters in
-/// a rule's pattern match and the console; kept short on purpose).
+/// Longest forwarded action name: it is the event's `DetailType`, 1 to 128 characters
+/// ("PutEventsRequestEntry",
+/// <https://docs.aws.amazon.com/eventbridge/latest/APIReference/API_PutEventsRequestEntry.html>).
 pub const MAX_ACTION_NAME_CHARS: usize = 128;
 
 /// Default of [`MESSAGE_RATE`] and [`MESSAGE_BURST`].
@@ -497,6 +498,12 @@ pub fn check_forwarded_actions(actions: &[ForwardedAction]) -> Result<(), String
         if wsstack_routes::route(&a.name).is_some() {
             return Err(format!("action {:?} is a built-in route", a.name));
         }
+        if a.name.starts_with('$') {
+            return Err(format!(
+                "action {:?}: API Gateway reserves route keys starting with `$`",
+                a.name
+            ));
+        }
         if !seen.insert(a.name.as_str()) {
             return Err(format!("action {:?} is listed twice", a.name));
         }
@@ -548,6 +555,10 @@ mod tests {
 
     #[test]
     fn bad_forwarding_values_name_the_variable() {
+        let long_name = format!(
+            r#"[{{"name": "{}"}}]"#,
+            "a".repeat(MAX_ACTION_NAME_CHARS + 1)
+        );
         let bus = (EVENT_BUS_NAME, "bus");
         let source = (EVENT_SOURCE, "wsstack.dev");
         assert_eq!(
@@ -586,6 +597,16 @@ mod tests {
                 vec![bus, source, (FORWARDED_ACTIONS, r#"[{"name": "join"}]"#)],
                 FORWARDED_ACTIONS,
                 "built-in",
+            ),
+            (
+                vec![bus, source, (FORWARDED_ACTIONS, r#"[{"name": "$ping"}]"#)],
+                FORWARDED_ACTIONS,
+                "reserves",
+            ),
+            (
+                vec![bus, source, (FORWARDED_ACTIONS, &long_name)],
+                FORWARDED_ACTIONS,
+                "printable",
             ),
             (
                 vec![

@@ -233,8 +233,8 @@ impl App {
         self.handle_until(handler, event, None).await
     }
 
-    /// Handles one event of `handler`'s route; a broadcast stops at `deadline` (in Lambda, the
-    /// invocation's deadline less a margin).
+    /// Handles one event of `handler`'s route; a broadcast, or a forwarded action's retries,
+    /// stop at `deadline` (in Lambda, the invocation's deadline less a margin).
     pub async fn handle_until(
         &self,
         handler: Handler,

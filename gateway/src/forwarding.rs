@@ -50,6 +50,16 @@ impl LocalForwarding {
     }
 }
 
+/// The start banner's line: the forwarded actions and where their events go.
+pub fn banner_line(forwarding: &LocalForwarding) -> String {
+    let names: Vec<&str> = forwarding.actions.iter().map(|a| a.name.as_str()).collect();
+    let to = match &forwarding.backend_url {
+        Some(url) => format!("POSTed to {}", url.as_str()),
+        None => "logged (no --backend-url)".to_owned(),
+    };
+    format!("  Forwarded     {} -> {to}\n", names.join(", "))
+}
+
 /// Parses `--forward-action` values, `NAME` or `NAME=MAX_DATA_BYTES`, with the handler's
 /// rules for a list of actions.
 pub fn parse_actions(values: &[String]) -> Result<Vec<ForwardedAction>, String> {
@@ -247,6 +257,23 @@ mod tests {
                 "{err}"
             );
         }
+    }
+
+    #[test]
+    fn the_banner_names_the_actions_and_their_destination() {
+        let mut f = LocalForwarding {
+            actions: parse_actions(&["doThing".into(), "ping".into()]).unwrap(),
+            backend_url: None,
+        };
+        assert_eq!(
+            banner_line(&f),
+            "  Forwarded     doThing, ping -> logged (no --backend-url)\n"
+        );
+        f.backend_url = BackendUrl::parse("http://127.0.0.1:9000/e").ok();
+        assert_eq!(
+            banner_line(&f),
+            "  Forwarded     doThing, ping -> POSTed to http://127.0.0.1:9000/e\n"
+        );
     }
 
     #[test]

@@ -12,6 +12,9 @@
 //   chat.join("lobby");                      // answered by a "joined" event
 //   chat.send("hi all", { room: "lobby" });  // to the room's members, yourself included
 //   chat.leave("lobby");                     // answered by a "left" event
+//   chat.forward("placeOrder", { sku: "A-1" }, { requestId: "o-1" });
+//                                            // a forwarded action (the app manifest's), put on
+//                                            // the stage's bus: answered by an "accepted" event
 //
 // Events (CustomEvent, payload in `detail`):
 //   state        {state, attempt, delayMs, code, reason, wasOpen}: "connecting", "open",
@@ -28,8 +31,11 @@
 //                next, you}
 //   joined       you are in a room {type: "joined", room} (also when you already were)
 //   left         you left a room   {type: "left", room}
+//   accepted     a forwarded action is on the stage's bus for the backend
+//                {type: "accepted", action, requestId, eventId} (requestId if you sent one)
 //   errorframe   the API refused what you sent {type: "error", code, message}; the rate
-//                limits (`user_rate_limited`, `broadcast_budget_exceeded`) add retryAfterMs
+//                limits (`user_rate_limited`, `broadcast_budget_exceeded`) add retryAfterMs;
+//                a refused forwarded action's names its requestId
 //   gatewayerror API Gateway's own frames, e.g. {message: "Internal server error",
 //                connectionId, requestId} (no `type`)
 //   frame        every frame, parsed, before the specific event
@@ -197,6 +203,20 @@ export class WsstackClient extends EventTarget {
     this.#send({ action: "leave", room });
   }
 
+  /**
+   * Sends a forwarded action: `action` is one of the stage's forwarded actions (the app
+   * manifest's), `data` any JSON value (or undefined), `requestId` 1 to 64 printable ASCII
+   * characters naming the request in the answer. Answered by an "accepted" event once the
+   * backend's bus has it, or an "errorframe" (`backend_unavailable`: nothing was forwarded, send
+   * it again later).
+   */
+  forward(action, data, { requestId } = {}) {
+    const message = { action };
+    if (data !== undefined) message.data = data;
+    if (requestId !== undefined && requestId !== null) message.requestId = requestId;
+    this.#send(message);
+  }
+
   #send(message) {
     if (!this.socket || this.socket.readyState !== WebSocket.OPEN) {
       throw new Error(`not connected (${this.state})`);
@@ -272,6 +292,7 @@ export class WsstackClient extends EventTarget {
       connections: "connections",
       joined: "joined",
       left: "left",
+      accepted: "accepted",
       error: "errorframe",
     }[frame.type];
     if (kind) {

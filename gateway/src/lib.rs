@@ -24,11 +24,14 @@
 //! - [`push_server`]: the push API a backend calls (the `push-api` function's code), on a port
 //!   of its own.
 //! - [`fanout_queue`]: queue-mode fan-out in-process (the handlers' worker over a memory queue).
+//! - [`forwarding`]: forwarded actions (two-way routes of the `forward` handler) and the local
+//!   bus that posts their events to a backend.
 
 pub mod auth;
 mod connections_api;
 pub mod event;
 pub mod fanout_queue;
+pub mod forwarding;
 mod handshake;
 mod http_error;
 pub mod id;

@@ -43,6 +43,11 @@ async fn main() -> anyhow::Result<()> {
     let push_plan = cli.push_plan();
     let (auth, issuer_port, host) = (cli.auth, cli.issuer_port, cli.host);
     let (mut options, store_options) = cli.into_options()?;
+    let forward_line = options
+        .forwarding
+        .as_ref()
+        .map(wsstack_gateway::forwarding::banner_line)
+        .unwrap_or_default();
     // --auth dev: a local issuer, and the authorizer that trusts it. Kept alive until exit.
     let issuer = match auth {
         AuthKind::None => None,
@@ -101,7 +106,7 @@ async fn main() -> anyhow::Result<()> {
         None => String::new(),
     };
     let banner = format!(
-        "wsstack-local: stage {}, store {store_name}, fan-out {fanout}\n  WebSocket     {}\n  @connections  {}\n  Browser       {browser}\n  Push API      {push_url}\n{auth_line}Ctrl-C to stop.\n",
+        "wsstack-local: stage {}, store {store_name}, fan-out {fanout}\n  WebSocket     {}\n  @connections  {}\n  Browser       {browser}\n  Push API      {push_url}\n{auth_line}{forward_line}Ctrl-C to stop.\n",
         gateway.stage(),
         gateway.ws_url(),
         gateway.connections_url()

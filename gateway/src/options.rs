@@ -10,10 +10,12 @@ use wsstack_handlers::config::MAX_BROADCAST_CONCURRENCY;
 use wsstack_routes::Handler;
 
 use crate::fanout_queue::QueueMode;
+use crate::forwarding::{BackendUrl, LocalForwarding, parse_actions};
 use crate::integration::{MAX_INTEGRATION_TIMEOUT, MIN_INTEGRATION_TIMEOUT, Timeouts};
 use crate::limits::{Limits, parse_duration};
 use crate::server::{DEFAULT_API_ID, DEFAULT_ROOMS_TABLE, DEFAULT_TABLE, GatewayOptions};
 use crate::store::StoreOptions;
+use wsstack_handlers::config::check_forwarded_actions;
 
 const EXAMPLES: &str = "\
 Examples:
@@ -144,6 +146,23 @@ pub struct Cli {
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
     pub token_sweep_interval: Duration,
 
+    /// The app manifest whose forwarded actions the gateway serves (docs/manifest.md), as synth
+    /// deploys them: each a two-way route whose messages the `forward` handler puts on a local
+    /// bus, answering `accepted`. Default: wsstack.toml in the current folder, or the shipped
+    /// manifest (submitJob) where there is none.
+    #[arg(long, value_name = "PATH")]
+    pub manifest: Option<PathBuf>,
+
+    /// One more forwarded action besides the manifest's, `NAME` or `NAME=MAX_DATA_BYTES`
+    /// (repeatable): to try an action out before adding it to the manifest.
+    #[arg(long = "forward-action", value_name = "NAME[=MAX_DATA_BYTES]")]
+    pub forward_actions: Vec<String>,
+
+    /// Where the local bus POSTs each forwarded action's event (the EventBridge envelope, as
+    /// JSON); without it the events are logged.
+    #[arg(long, value_name = "URL")]
+    pub backend_url: Option<String>,
+
     /// Port of the local issuer for --auth dev (0 picks a free one).
     #[arg(long, value_name = "PORT", default_value_t = DEFAULT_ISSUER_PORT)]
     pub issuer_port: u16,
@@ -245,6 +264,40 @@ pub fn queue_mode(dir: &Path, stage: &str) -> Result<Option<QueueMode>, OptionsE
     )
 }
 
+/// The forwarded actions: the manifest's and those of `--forward-action`; and `--backend-url`
+/// (which needs at least one).
+fn forwarding(
+    manifest: Option<&Path>,
+    extra: &[String],
+    backend_url: Option<&str>,
+) -> Result<Option<LocalForwarding>, OptionsError> {
+    let backend_url = backend_url
+        .map(BackendUrl::parse)
+        .transpose()
+        .map_err(OptionsError::Forwarding)?;
+    let mut actions = wsstack_stage::manifest::load_or_default(manifest)
+        .map_err(|e| OptionsError::Manifest(e.to_string()))?
+        .forward;
+    if !extra.is_empty() {
+        actions.extend(parse_actions(extra).map_err(OptionsError::Forwarding)?);
+        // Once more over the whole list: an extra action may repeat one of the manifest's.
+        check_forwarded_actions(&actions)
+            .map_err(|e| OptionsError::Forwarding(format!("--forward-action: {e}")))?;
+    }
+    if actions.is_empty() {
+        return match backend_url {
+            Some(_) => Err(OptionsError::Forwarding(
+                "--backend-url needs a forwarded action (the manifest has none; add one, or --forward-action)".to_owned(),
+            )),
+            None => Ok(None),
+        };
+    }
+    Ok(Some(LocalForwarding {
+        actions,
+        backend_url,
+    }))
+}
+
 /// A command line that parses but cannot run.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum OptionsError {
@@ -256,6 +309,12 @@ pub enum OptionsError {
     ZeroDuration(&'static str),
     #[error("{0}")]
     Stage(String),
+    /// A bad `--forward-action` or `--backend-url` (the text names which).
+    #[error("{0}")]
+    Forwarding(String),
+    /// The app manifest could not be read (the text names the file, line and field).
+    #[error("{0}")]
+    Manifest(String),
 }
 
 /// Where to serve a server of its own: the browser client, the push API.
@@ -337,6 +396,11 @@ impl Cli {
                 }
             }
         };
+        let forwarding = forwarding(
+            self.manifest.as_deref(),
+            &self.forward_actions,
+            self.backend_url.as_deref(),
+        )?;
         let functions = function_timeouts(&self.stages_dir, &self.stage)?;
         let queue_mode = queue_mode(&self.stages_dir, &self.stage)?;
         let gateway = GatewayOptions {
@@ -357,6 +421,7 @@ impl Cli {
             },
             queue_mode,
             token_sweep_interval: Some(self.token_sweep_interval),
+            forwarding,
             ..GatewayOptions::default()
         };
         Ok((gateway, store))
@@ -377,6 +442,60 @@ mod tests {
     #[test]
     fn cli_is_well_formed() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn forwarded_actions_and_their_backend_are_read() {
+        // Without --manifest and without a wsstack.toml here (tests run in gateway/): the
+        // shipped manifest's actions, plus --forward-action's.
+        let (g, _) = parse(&[
+            "--forward-action",
+            "doThing=4096",
+            "--forward-action",
+            "ping",
+            "--backend-url",
+            "http://127.0.0.1:9000/events",
+        ])
+        .unwrap();
+        let f = g.forwarding.expect("forwarding");
+        let names: Vec<(&str, u32)> = f
+            .actions
+            .iter()
+            .map(|a| (a.name.as_str(), a.max_data_bytes))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                ("submitJob", 32 * 1024),
+                ("doThing", 4096),
+                ("ping", 32 * 1024)
+            ]
+        );
+        assert_eq!(
+            f.backend_url.map(|u| u.as_str()).as_deref(),
+            Some("http://127.0.0.1:9000/events")
+        );
+        let shipped = parse(&[])
+            .unwrap()
+            .0
+            .forwarding
+            .expect("the shipped manifest");
+        assert_eq!(shipped.actions.len(), 1);
+        for (args, says) in [
+            (
+                vec!["--forward-action", "x", "--backend-url", "https://b/e"],
+                "--backend-url",
+            ),
+            (vec!["--forward-action", "join"], "built-in"),
+            (vec!["--forward-action", "submitJob"], "submitJob"),
+            (
+                vec!["--manifest", "/nonexistent/wsstack.toml"],
+                "/nonexistent/wsstack.toml",
+            ),
+        ] {
+            let err = parse(&args).unwrap_err();
+            assert!(err.contains(says), "{args:?}: {err}");
+        }
     }
 
     #[test]

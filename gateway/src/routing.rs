@@ -8,13 +8,34 @@
 
 use serde::Deserialize;
 use serde_json::Value;
-use wsstack_routes::{CONNECT, DEFAULT, DISCONNECT, ROUTE_SELECTION_FIELD, Route};
+use wsstack_routes::{CONNECT, DEFAULT, DISCONNECT, Handler, ROUTE_SELECTION_FIELD, Route};
 
 /// The routes a gateway serves: the API's own table ([`wsstack_routes::ROUTES`]) or, in tests,
-/// another one (e.g. without `$default`).
+/// another one (e.g. without `$default`), plus the app's forwarded actions: two-way routes of
+/// the `forward` handler, whose response the client receives as a frame.
 #[derive(Debug, Clone)]
 pub struct RouteTable {
     routes: Vec<Route>,
+    forwarded: Vec<String>,
+}
+
+/// The route a message was routed to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Selected<'a> {
+    pub key: &'a str,
+    pub handler: Handler,
+    /// A route with a route response: the handler's response `body` goes to the client.
+    pub two_way: bool,
+}
+
+impl<'a> From<&'a Route> for Selected<'a> {
+    fn from(route: &'a Route) -> Self {
+        Selected {
+            key: route.key,
+            handler: route.handler,
+            two_way: false,
+        }
+    }
 }
 
 impl Default for RouteTable {
@@ -25,7 +46,17 @@ impl Default for RouteTable {
 
 impl RouteTable {
     pub fn new(routes: Vec<Route>) -> Self {
-        RouteTable { routes }
+        RouteTable {
+            routes,
+            forwarded: Vec::new(),
+        }
+    }
+
+    /// Adds a two-way route per forwarded action, each behind the `forward` handler (the
+    /// handler refuses built-in names; a built-in route keeps its key).
+    pub fn with_forwarded(mut self, actions: impl IntoIterator<Item = String>) -> Self {
+        self.forwarded.extend(actions);
+        self
     }
 
     fn find(&self, key: &str) -> Option<&Route> {
@@ -42,16 +73,23 @@ impl RouteTable {
     }
 
     /// The route of a text message.
-    pub fn select(&self, text: &str) -> Option<&Route> {
+    pub fn select(&self, text: &str) -> Option<Selected<'_>> {
         let matched = selection_value(text).and_then(|key| {
             // A client cannot name the handshake routes; they belong to the gateway.
             if key == CONNECT || key == DISCONNECT {
                 None
             } else {
-                self.find(&key)
+                self.find(&key).map(Selected::from).or_else(|| {
+                    let forwarded = self.forwarded.iter().find(|a| **a == key)?;
+                    Some(Selected {
+                        key: forwarded,
+                        handler: Handler::Forward,
+                        two_way: true,
+                    })
+                })
             }
         });
-        matched.or_else(|| self.find(DEFAULT))
+        matched.or_else(|| self.find(DEFAULT).map(Selected::from))
     }
 }
 
@@ -126,7 +164,7 @@ mod tests {
 
     use wsstack_routes::Handler;
 
-    fn key(table: &RouteTable, text: &str) -> Option<&'static str> {
+    fn key<'a>(table: &'a RouteTable, text: &str) -> Option<&'a str> {
         table.select(text).map(|r| r.key)
     }
 
@@ -176,6 +214,23 @@ mod tests {
         // No $default in this table: no route at all.
         assert_eq!(key(&t, r#"{"action":"x"}"#), None);
         assert!(t.connect().is_none());
+    }
+
+    #[test]
+    fn forwarded_actions_are_two_way_routes_of_the_forward_handler() {
+        let t = RouteTable::default().with_forwarded(["doThing".to_owned()]);
+        let selected = t.select(r#"{"action":"doThing","data":1}"#).unwrap();
+        assert_eq!(
+            selected,
+            Selected {
+                key: "doThing",
+                handler: Handler::Forward,
+                two_way: true
+            }
+        );
+        let built_in = t.select(r#"{"action":"join"}"#).unwrap();
+        assert!(!built_in.two_way);
+        assert_eq!(key(&t, r#"{"action":"dothing"}"#), Some("$default"));
     }
 
     #[test]

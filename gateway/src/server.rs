@@ -59,6 +59,8 @@ pub struct GatewayOptions {
     /// With an authorizer, how often the connections whose token has expired are closed
     /// (`--token-sweep-interval`); `None`: never.
     pub token_sweep_interval: Option<Duration>,
+    /// The app's forwarded actions and where their events go; `None`: no forwarded actions.
+    pub forwarding: Option<crate::forwarding::LocalForwarding>,
 }
 
 impl std::fmt::Debug for GatewayOptions {
@@ -77,6 +79,7 @@ impl std::fmt::Debug for GatewayOptions {
             .field("event_log", &self.event_log.is_some())
             .field("queue_mode", &self.queue_mode)
             .field("token_sweep_interval", &self.token_sweep_interval)
+            .field("forwarding", &self.forwarding)
             .finish()
     }
 }
@@ -109,6 +112,7 @@ impl Default for GatewayOptions {
             authorizer: None,
             queue_mode: None,
             token_sweep_interval: Some(crate::token_sweep::DEFAULT_INTERVAL),
+            forwarding: None,
         }
     }
 }
@@ -281,6 +285,10 @@ impl Gateway {
                 if let Some(q) = queue {
                     app = app.with_queue(q);
                 }
+                if let Some(f) = &options.forwarding {
+                    let bus = crate::forwarding::LocalBus::new(f.backend_url.clone());
+                    app = app.with_forwarding(Arc::new(bus), f.config(&options.stage));
+                }
                 // The callback URL is set above: the push API always has its endpoint.
                 push_api = app.push_api().ok();
                 Arc::new(app)
@@ -293,7 +301,10 @@ impl Gateway {
                 timeouts: options.timeouts.clone(),
                 log: options.event_log.clone(),
             },
-            routes: options.routes.clone(),
+            routes: match &options.forwarding {
+                Some(f) => options.routes.clone().with_forwarded(f.route_keys()),
+                None => options.routes.clone(),
+            },
             registry: Registry::default(),
             ws_config: options.limits.websocket_config(),
             limits: options.limits.clone(),

@@ -15,6 +15,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use aws_lambda_events::apigw::ApiGatewayProxyResponse;
+use aws_lambda_events::encodings::Body;
 use bytes::Bytes;
 use futures::stream::{SplitSink, SplitStream};
 use futures::{SinkExt, StreamExt};
@@ -439,14 +441,19 @@ fn on_message(shared: &Arc<Shared>, conn: &Arc<Connection>, text: Utf8Bytes) {
         text.as_str().to_owned(),
         chrono::Utc::now(),
     );
-    let handler = route.handler;
+    let (handler, two_way) = (route.handler, route.two_way);
     let shared2 = Arc::clone(shared);
     let conn = Arc::clone(conn);
     shared.tracker.spawn(async move {
         let request_id = event.request_context.request_id.clone().unwrap_or_default();
         // A route without a route response sends the client nothing of the handler's answer:
-        // handlers talk back through @connections.
+        // handlers talk back through @connections. A two-way route (a forwarded action) sends
+        // the response's body as a frame, as API Gateway does with a route response.
         let frame = match shared2.invoker.invoke(handler, event).await {
+            Outcome::Response(r) if two_way => match response_text(*r) {
+                Some(text) => text,
+                None => return,
+            },
             Outcome::Response(_) => return,
             Outcome::Failed(e) => {
                 tracing::error!(connection_id = %conn.info.id, request_id, error = %e, "integration failed");
@@ -459,6 +466,15 @@ fn on_message(shared: &Arc<Shared>, conn: &Arc<Connection>, text: Utf8Bytes) {
         };
         post_status_frame(&shared2, &conn, frame);
     });
+}
+
+/// The body of a two-way route's response, as a text frame; none when the body is empty.
+fn response_text(response: ApiGatewayProxyResponse) -> Option<String> {
+    match response.body? {
+        Body::Text(t) if !t.is_empty() => Some(t),
+        Body::Binary(b) if !b.is_empty() => Some(String::from_utf8_lossy(&b).into_owned()),
+        _ => None,
+    }
 }
 
 /// Queues a frame of the gateway's own (`Forbidden`, `Internal server error`, ...) under the

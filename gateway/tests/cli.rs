@@ -33,6 +33,8 @@ fn help_explains_every_option() {
         "--log-level",
         "--auth",
         "--issuer-port",
+        "--forward-action",
+        "--backend-url",
         "token",
         "@connections",
     ] {

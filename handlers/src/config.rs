@@ -6,6 +6,7 @@
 
 use std::time::Duration;
 
+use wsstack_routes::bridge::{ForwardedAction, MAX_MAX_DATA_BYTES};
 use wsstack_routes::{EnvVar, Handler};
 
 use crate::store::MessageRate;
@@ -60,6 +61,19 @@ pub const USER_MESSAGE_BURST: &str = EnvVar::UserMessageBurst.name();
 /// The stage's budget of broadcast deliveries (posts to `@connections`) per second, shared by
 /// every sender (optional).
 pub const BROADCAST_BUDGET: &str = EnvVar::BroadcastBudget.name();
+
+/// The stage's EventBridge bus, which forwarded actions go to (the `forward` handler; when
+/// set, [`EVENT_SOURCE`] and [`FORWARDED_ACTIONS`] are required).
+pub const EVENT_BUS_NAME: &str = EnvVar::EventBusName.name();
+/// The `source` of the forwarded actions' events ([`wsstack_routes::bridge::event_source`]).
+pub const EVENT_SOURCE: &str = EnvVar::EventSource.name();
+/// The app manifest's forwarded actions, a JSON array of
+/// [`wsstack_routes::bridge::ForwardedAction`] (`[{"name": "doThing", "maxDataBytes": 4096}]`).
+pub const FORWARDED_ACTIONS: &str = EnvVar::ForwardedActions.name();
+/// Longest forwarded action name: it is the event's `DetailType`, 1 to 128 characters
+/// ("PutEventsRequestEntry",
+/// <https://docs.aws.amazon.com/eventbridge/latest/APIReference/API_PutEventsRequestEntry.html>).
+pub const MAX_ACTION_NAME_CHARS: usize = 128;
 
 /// Default of [`MESSAGE_RATE`] and [`MESSAGE_BURST`].
 pub const DEFAULT_MESSAGE_RATE: MessageRate = MessageRate {
@@ -402,10 +416,203 @@ fn validate_callback_url(value: String) -> Result<String, ConfigError> {
     }
 }
 
+/// Where and what the `forward` handler puts on the stage's bus.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ForwardConfig {
+    pub event_bus_name: String,
+    /// Every event's `source`.
+    pub event_source: String,
+    /// The actions forwarded, each with its `data` limit.
+    pub actions: Vec<ForwardedAction>,
+}
+
+impl ForwardConfig {
+    /// Reads [`EVENT_BUS_NAME`], [`EVENT_SOURCE`] and [`FORWARDED_ACTIONS`]: `Ok(None)` when no
+    /// bus is set (every handler but `forward`).
+    pub fn from_lookup(
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<Option<ForwardConfig>, ConfigError> {
+        let Some(event_bus_name) = lookup(EVENT_BUS_NAME).filter(|v| !v.is_empty()) else {
+            return Ok(None);
+        };
+        if event_bus_name.len() > 1600 || event_bus_name.chars().any(char::is_whitespace) {
+            return Err(invalid(
+                EVENT_BUS_NAME,
+                &event_bus_name,
+                "must be a bus name or ARN without white space",
+            ));
+        }
+        let event_source =
+            lookup(EVENT_SOURCE).ok_or(ConfigError::Missing { name: EVENT_SOURCE })?;
+        if !(1..=256).contains(&event_source.len()) || event_source.starts_with("aws.") {
+            return Err(invalid(
+                EVENT_SOURCE,
+                &event_source,
+                "must be 1 to 256 characters, not starting with `aws.` (EventBridge reserves it)",
+            ));
+        }
+        let raw = lookup(FORWARDED_ACTIONS).ok_or(ConfigError::Missing {
+            name: FORWARDED_ACTIONS,
+        })?;
+        let actions = parse_forwarded_actions(&raw)?;
+        Ok(Some(ForwardConfig {
+            event_bus_name,
+            event_source,
+            actions,
+        }))
+    }
+
+    /// The configured action `name`.
+    pub fn action(&self, name: &str) -> Option<&ForwardedAction> {
+        self.actions.iter().find(|a| a.name == name)
+    }
+}
+
+/// [`FORWARDED_ACTIONS`]' JSON, checked by [`check_forwarded_actions`].
+fn parse_forwarded_actions(raw: &str) -> Result<Vec<ForwardedAction>, ConfigError> {
+    let actions: Vec<ForwardedAction> = serde_json::from_str(raw).map_err(|e| {
+        invalid(
+            FORWARDED_ACTIONS,
+            raw,
+            format!("must be a JSON array of {{\"name\", \"maxDataBytes\"?}}: {e}"),
+        )
+    })?;
+    check_forwarded_actions(&actions).map_err(|reason| invalid(FORWARDED_ACTIONS, raw, reason))?;
+    Ok(actions)
+}
+
+/// The rules of a list of forwarded actions (the Lambda's [`FORWARDED_ACTIONS`], the local
+/// gateway's options): names unique, not a built-in route, 1 to [`MAX_ACTION_NAME_CHARS`]
+/// printable ASCII characters without spaces; `maxDataBytes` from 1 to
+/// [`MAX_MAX_DATA_BYTES`]. `Err` says which action breaks which rule.
+pub fn check_forwarded_actions(actions: &[ForwardedAction]) -> Result<(), String> {
+    let mut seen = std::collections::BTreeSet::new();
+    for a in actions {
+        let printable = a.name.bytes().all(|b| b.is_ascii_graphic());
+        if !(1..=MAX_ACTION_NAME_CHARS).contains(&a.name.len()) || !printable {
+            return Err(format!(
+                "action {:?}: a name is 1 to {MAX_ACTION_NAME_CHARS} printable ASCII characters without spaces",
+                a.name
+            ));
+        }
+        if wsstack_routes::route(&a.name).is_some() {
+            return Err(format!("action {:?} is a built-in route", a.name));
+        }
+        if a.name.starts_with('$') {
+            return Err(format!(
+                "action {:?}: API Gateway reserves route keys starting with `$`",
+                a.name
+            ));
+        }
+        if !seen.insert(a.name.as_str()) {
+            return Err(format!("action {:?} is listed twice", a.name));
+        }
+        if !(1..=MAX_MAX_DATA_BYTES).contains(&a.max_data_bytes) {
+            return Err(format!(
+                "action {:?}: maxDataBytes must be from 1 to {MAX_MAX_DATA_BYTES}",
+                a.name
+            ));
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::collections::HashMap;
+
+    fn forward_config(vars: &[(&str, &str)]) -> Result<Option<ForwardConfig>, ConfigError> {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        ForwardConfig::from_lookup(|name| map.get(name).cloned())
+    }
+
+    #[test]
+    fn forwarding_is_read_when_a_bus_is_set() {
+        assert_eq!(forward_config(&[(FORWARDED_ACTIONS, "[]")]), Ok(None));
+        let c = forward_config(&[
+            (EVENT_BUS_NAME, "wsstack-dev"),
+            (EVENT_SOURCE, "wsstack.dev"),
+            (
+                FORWARDED_ACTIONS,
+                r#"[{"name": "doThing", "maxDataBytes": 4096}, {"name": "ping"}]"#,
+            ),
+        ])
+        .unwrap()
+        .unwrap();
+        assert_eq!(c.event_bus_name, "wsstack-dev");
+        assert_eq!(c.event_source, "wsstack.dev");
+        assert_eq!(c.action("doThing").map(|a| a.max_data_bytes), Some(4096));
+        assert_eq!(
+            c.action("ping").map(|a| a.max_data_bytes),
+            Some(wsstack_routes::bridge::DEFAULT_MAX_DATA_BYTES)
+        );
+        assert_eq!(c.action("sendMessage"), None);
+    }
+
+    #[test]
+    fn bad_forwarding_values_name_the_variable() {
+        let long_name = format!(
+            r#"[{{"name": "{}"}}]"#,
+            "a".repeat(MAX_ACTION_NAME_CHARS + 1)
+        );
+        let bus = (EVENT_BUS_NAME, "bus");
+        let source = (EVENT_SOURCE, "wsstack.dev");
+        assert_eq!(
+            forward_config(&[bus, (FORWARDED_ACTIONS, "[]")]),
+            Err(ConfigError::Missing { name: EVENT_SOURCE })
+        );
+        assert_eq!(
+            forward_config(&[bus, source]),
+            Err(ConfigError::Missing {
+                name: FORWARDED_ACTIONS
+            })
+        );
+        let source_err = forward_config(&[bus, (EVENT_SOURCE, "aws.x")]).unwrap_err();
+        assert!(
+            matches!(
+                &source_err,
+                ConfigError::Invalid {
+                    name: EVENT_SOURCE,
+                    ..
+                }
+            ),
+            "{source_err}"
+        );
+        assert!(source_err.to_string().contains("aws."), "{source_err}");
+        for (actions, says) in [
+            ("[{", "line 1 column 2"),
+            (r#"[{"nom": "x"}]"#, "name"),
+            (r#"[{"name": ""}]"#, "printable"),
+            (r#"[{"name": "a b"}]"#, "printable"),
+            (long_name.as_str(), "printable"),
+            (r#"[{"name": "join"}]"#, "built-in"),
+            (r#"[{"name": "$ping"}]"#, "reserves"),
+            (r#"[{"name": "x"}, {"name": "x"}]"#, "twice"),
+            (r#"[{"name": "x", "maxDataBytes": 0}]"#, "maxDataBytes"),
+            (r#"[{"name": "x", "maxDataBytes": 131073}]"#, "maxDataBytes"),
+        ] {
+            let err = forward_config(&[bus, source, (FORWARDED_ACTIONS, actions)]).unwrap_err();
+            assert!(
+                matches!(
+                    &err,
+                    ConfigError::Invalid {
+                        name: FORWARDED_ACTIONS,
+                        ..
+                    }
+                ),
+                "{actions}: {err}"
+            );
+            let text = err.to_string();
+            assert!(
+                text.contains(FORWARDED_ACTIONS) && text.contains(says),
+                "{text}"
+            );
+        }
+    }
 
     fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
         let map: HashMap<String, String> = vars

@@ -35,6 +35,9 @@ pub const MAX_CONNECTION_ID_CHARS: usize = 128;
 /// characters of username each, a full page stays far below the 128 KB a post may carry.
 pub const MAX_LIST_LIMIT: usize = 100;
 
+/// Longest `requestId` a forwarded action takes (in characters, printable ASCII).
+pub const MAX_REQUEST_ID_CHARS: usize = 64;
+
 /// The WebSocket subprotocol this API speaks: the frames and actions this module defines, in
 /// their first version. A client may offer it in `Sec-WebSocket-Protocol`; a later, incompatible
 /// protocol gets a new name, so old and new clients can be told apart at the handshake.
@@ -239,8 +242,10 @@ pub enum InputError {
     DataNotString(&'static str),
     #[error("field `data` must not be empty")]
     EmptyData,
-    #[error("field `data` is {0} bytes; the limit is {MAX_DATA_BYTES}")]
-    DataTooLarge(usize),
+    /// `data` over its limit: [`MAX_DATA_BYTES`] of text for `sendMessage`, a forwarded
+    /// action's `max_data_bytes` of JSON text.
+    #[error("field `data` is {bytes} bytes; the limit is {limit}")]
+    DataTooLarge { bytes: usize, limit: usize },
     #[error("the message would be {0} bytes on the wire; the limit is {MAX_FRAME_BYTES}")]
     FrameTooLarge(usize),
     #[error("field `to` must be a string, got {0}")]
@@ -303,6 +308,17 @@ pub enum InputError {
         per_second: u32,
         retry_after_ms: u64,
     },
+    /// A forwarded action's `requestId` that is not 1 to [`MAX_REQUEST_ID_CHARS`] printable
+    /// ASCII characters.
+    #[error(
+        "field `requestId` must be a string of 1 to {MAX_REQUEST_ID_CHARS} printable ASCII characters"
+    )]
+    InvalidRequestId,
+    /// A forwarded action could not be put on the stage's bus. The service's own text stays in
+    /// the log, under `reference` (API Gateway's `requestId` of the client's frame), as for
+    /// [`InputError::DeliveryFailed`]. Nothing was forwarded: the client may send it again.
+    #[error("could not forward `{action}`; try again later (reference {reference})")]
+    BackendUnavailable { action: String, reference: String },
 }
 
 /// The error codes a client can receive through API Gateway, as docs/protocol.md lists them.
@@ -335,6 +351,8 @@ pub const CLIENT_ERROR_CODES: &[&str] = &[
     "room_with_to",
     "too_many_rooms",
     "not_a_member",
+    "invalid_request_id",
+    "backend_unavailable",
 ];
 
 fn unknown_action_message(action: Option<&str>) -> String {
@@ -358,7 +376,7 @@ impl InputError {
             InputError::MissingData => "missing_data",
             InputError::DataNotString(_) => "data_not_string",
             InputError::EmptyData => "empty_data",
-            InputError::DataTooLarge(_) => "data_too_large",
+            InputError::DataTooLarge { .. } => "data_too_large",
             InputError::FrameTooLarge(_) => "frame_too_large",
             InputError::ToNotString(_) => "to_not_string",
             InputError::InvalidTo => "invalid_to",
@@ -377,6 +395,8 @@ impl InputError {
             InputError::RoomWithTo => "room_with_to",
             InputError::TooManyRooms => "too_many_rooms",
             InputError::NotAMember(_) => "not_a_member",
+            InputError::InvalidRequestId => "invalid_request_id",
+            InputError::BackendUnavailable { .. } => "backend_unavailable",
         }
     }
 
@@ -440,7 +460,10 @@ pub fn parse_send_message(body: Option<&str>, is_base64: bool) -> Result<SendMes
         return Err(InputError::EmptyData);
     }
     if data.len() > MAX_DATA_BYTES {
-        return Err(InputError::DataTooLarge(data.len()));
+        return Err(InputError::DataTooLarge {
+            bytes: data.len(),
+            limit: MAX_DATA_BYTES,
+        });
     }
     let to = match fields.remove("to") {
         None | Some(Value::Null) => None,
@@ -574,11 +597,23 @@ pub enum Frame {
     Joined { room: String },
     /// The sender left `room`.
     Left { room: String },
+    /// A forwarded action is on the stage's bus (the answer of its two-way route): `eventId`
+    /// is EventBridge's id of the event; `requestId` the client's, when it sent one.
+    #[serde(rename_all = "camelCase")]
+    Accepted {
+        action: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        request_id: Option<String>,
+        event_id: String,
+    },
     /// The sender's message was refused.
     #[serde(rename_all = "camelCase")]
     Error {
         code: String,
         message: String,
+        /// The refused forwarded action's `requestId`, when it had a valid one.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        request_id: Option<String>,
         #[serde(skip_serializing_if = "Option::is_none")]
         supported_actions: Option<Vec<String>>,
         /// For the limits that know it: when a retry will pass, milliseconds from now.
@@ -645,9 +680,19 @@ impl Frame {
         Frame::Error {
             code: err.code().to_owned(),
             message: err.to_string(),
+            request_id: None,
             supported_actions,
             retry_after_ms: err.retry_after_ms(),
         }
+    }
+
+    /// The error frame answering a forwarded action, which names the client's `requestId`.
+    pub fn error_answering(err: &InputError, request_id: Option<&str>) -> Frame {
+        let mut frame = Frame::error(err);
+        if let Frame::Error { request_id: id, .. } = &mut frame {
+            *id = request_id.map(str::to_owned);
+        }
+        frame
     }
 
     /// The JSON text of the frame.
@@ -798,7 +843,10 @@ mod tests {
         let big = format!(r#"{{"data":"{}"}}"#, "x".repeat(MAX_DATA_BYTES + 1));
         assert_eq!(
             parse_send_message(Some(&big), false),
-            Err(InputError::DataTooLarge(MAX_DATA_BYTES + 1))
+            Err(InputError::DataTooLarge {
+                bytes: MAX_DATA_BYTES + 1,
+                limit: MAX_DATA_BYTES
+            })
         );
     }
 

@@ -9,8 +9,8 @@ use wsstack_routes::Handler;
 
 use crate::config::{self, Config};
 use crate::{
-    App, HandlerError, aws_sdk_config, fanout, management, membership, queue, store, token_sweep,
-    worker,
+    App, HandlerError, aws_sdk_config, bus, fanout, management, membership, queue, store,
+    token_sweep, worker,
 };
 
 impl From<HandlerError> for lambda_runtime::Diagnostic {
@@ -22,6 +22,8 @@ impl From<HandlerError> for lambda_runtime::Diagnostic {
             HandlerError::Delivery(_) => "DeliveryError",
             HandlerError::NothingDelivered { .. } => "NothingDelivered",
             HandlerError::NotARoute(_) => "NotARoute",
+            HandlerError::NoBus => "NoBus",
+            HandlerError::Encode(_) => "Encode",
         };
         lambda_runtime::Diagnostic {
             error_type: format!("HandlerError::{kind}"),
@@ -45,6 +47,7 @@ pub async fn run_lambda() -> Result<(), RunError> {
     }
     let config = Config::from_lookup(env)
         .inspect_err(|e| tracing::error!(error = %e, "bad configuration"))?;
+    let forwarding = forward_config(handler, env)?;
     let sdk = aws_sdk_config().await;
     let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
     let store = store::DynamoDbStore::new(dynamodb.clone(), config.table_name.clone());
@@ -91,6 +94,9 @@ pub async fn run_lambda() -> Result<(), RunError> {
     if let Some(q) = queue {
         app = app.with_queue(Arc::new(q));
     }
+    if let Some(f) = forwarding {
+        app = app.with_forwarding(Arc::new(bus::SdkEventBus::new(&sdk)), f);
+    }
     tracing::debug!(handler = handler.name(), "ready");
     if handler == Handler::PushApi {
         // Not a WebSocket route: HTTP API events (payload format 2.0).
@@ -114,6 +120,24 @@ pub async fn run_lambda() -> Result<(), RunError> {
     ))
     .await
     .map_err(|e| RunError::Runtime(e.to_string()))
+}
+
+/// The bus settings when `EVENT_BUS_NAME` is set; required by the `forward` handler, which
+/// fails its init without them instead of every request.
+fn forward_config(
+    handler: Handler,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<Option<config::ForwardConfig>, config::ConfigError> {
+    let forwarding = config::ForwardConfig::from_lookup(env)
+        .inspect_err(|e| tracing::error!(error = %e, "bad configuration"))?;
+    if forwarding.is_none() && handler == Handler::Forward {
+        let e = config::ConfigError::Missing {
+            name: config::EVENT_BUS_NAME,
+        };
+        tracing::error!(error = %e, "bad configuration");
+        return Err(e);
+    }
+    Ok(forwarding)
 }
 
 /// The `$connect` authorizer's Lambda loop: settings from the `AUTH_*` variables synth sets,

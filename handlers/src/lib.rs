@@ -16,6 +16,9 @@
 //!   concurrency, the deadline, 429 back-off); queue mode is [`job`], [`queue`], [`audience`]
 //!   and [`worker`].
 //! - [`rooms`], [`membership`]: room names, who is in which room.
+//! - [`forwarded`], [`bus`]: forwarded actions (a client message put on the stage's
+//!   EventBridge bus, answered in the route's response) and the bus they go to; [`bus_push`]:
+//!   a backend's reply through the bus, which the worker delivers.
 //! - [`token_sweep`]: closing the connections whose token has expired.
 //! - `lambda` ([`run_lambda`]): the `bootstrap` binary's Lambda loops; `sdk`
 //!   ([`aws_sdk_config`], [`local_sdk_config`]): the SDK's configuration.
@@ -27,11 +30,13 @@
 //! client its `Internal server error` frame.
 
 pub mod audience;
+pub mod bus;
 pub mod bus_push;
 pub mod config;
 pub mod delivery;
 pub mod domain;
 pub mod fanout;
+pub mod forwarded;
 pub mod job;
 mod lambda;
 pub mod management;
@@ -88,6 +93,20 @@ pub enum HandlerError {
     /// the embedder.
     #[error("handler {0} is not a route and takes no WebSocket events")]
     NotARoute(&'static str),
+    /// The `forward` handler without a bus to put on (a wiring mistake of the embedder:
+    /// [`App::with_forwarding`] was not called, `EVENT_BUS_NAME` unset).
+    #[error("the forward handler has no event bus: EVENT_BUS_NAME is not set")]
+    NoBus,
+    /// A forwarded action's detail could not be written as JSON.
+    #[error("could not encode the event's detail: {0}")]
+    Encode(#[from] serde_json::Error),
+}
+
+/// Where forwarded actions go, and which ones.
+#[derive(Clone)]
+struct Forwarding {
+    bus: Arc<dyn bus::EventBus>,
+    config: config::ForwardConfig,
 }
 
 /// The handlers, wired to a store, a management API and a configuration.
@@ -99,6 +118,8 @@ pub struct App {
     config: Config,
     /// Where queue-mode broadcasts go (`None` in inline mode).
     queue: Option<Arc<dyn queue::Queue>>,
+    /// The bus and the actions of the `forward` handler (`None` elsewhere).
+    forwarding: Option<Forwarding>,
 }
 
 /// The handshake header a client offers subprotocols in, and `$connect` answers with the chosen
@@ -172,6 +193,7 @@ impl App {
             api,
             config,
             queue: None,
+            forwarding: None,
         }
     }
 
@@ -189,6 +211,16 @@ impl App {
         self
     }
 
+    /// The bus the `forward` handler puts forwarded actions on, and which actions it takes.
+    pub fn with_forwarding(
+        mut self,
+        bus: Arc<dyn bus::EventBus>,
+        config: config::ForwardConfig,
+    ) -> Self {
+        self.forwarding = Some(Forwarding { bus, config });
+        self
+    }
+
     pub fn config(&self) -> &Config {
         &self.config
     }
@@ -202,8 +234,8 @@ impl App {
         self.handle_until(handler, event, None).await
     }
 
-    /// Handles one event of `handler`'s route; a broadcast stops at `deadline` (in Lambda, the
-    /// invocation's deadline less a margin).
+    /// Handles one event of `handler`'s route; a broadcast, or a forwarded action's retries,
+    /// stop at `deadline` (in Lambda, the invocation's deadline less a margin).
     pub async fn handle_until(
         &self,
         handler: Handler,
@@ -233,10 +265,10 @@ impl App {
                 Handler::Join => self.join(connection_id, &event).await,
                 Handler::Leave => self.leave(connection_id, &event).await,
                 Handler::ListConnections => self.list_connections(connection_id, &event).await,
+                Handler::Forward => self.forward(connection_id, &event, deadline).await,
                 Handler::Authorizer
                 | Handler::FanoutWorker
                 | Handler::TokenSweeper
-                | Handler::Forward
                 | Handler::PushApi => Err(HandlerError::NotARoute(handler.name())),
             }
         };

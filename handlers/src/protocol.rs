@@ -23,6 +23,39 @@ use crate::rooms::MAX_ROOM_NAME_CHARS;
 
 /// A room name: 1 to 64 ASCII letters, digits, `-`, `_`, `.` or `:` (case-sensitive).
 const ROOM_PATTERN: &str = "^[A-Za-z0-9._:-]{1,64}$";
+/// A forwarded action's `requestId`: 1 to 64 printable ASCII characters (space to `~`).
+const REQUEST_ID_PATTERN: &str = "^[ -~]{1,64}$";
+
+// Issue 17: its `action` is whatever name the app manifest gives, so it is a message of its
+// own rather than a `ClientMessage` variant (whose tags are the route table's actions).
+/// A forwarded action: one of the stage's actions from the app manifest (not a built-in one),
+/// put on the stage's EventBridge bus for the backend and answered with an `accepted` frame
+/// once it is there, or an error frame (naming its `requestId`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ForwardedActionMessage {
+    /// One of the stage's forwarded actions (the app manifest's names).
+    pub action: String,
+    /// Any JSON value, at most the action's `maxDataBytes` as compact JSON text (default
+    /// 32,768); absent is `null`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<Value>,
+    /// Names the request in the answer and in the event's detail.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = REQUEST_ID_PATTERN))]
+    pub request_id: Option<String>,
+}
+
+impl ForwardedActionMessage {
+    /// An example, as the AsyncAPI document and the tests use it.
+    pub fn example() -> Self {
+        ForwardedActionMessage {
+            action: "placeOrder".to_owned(),
+            data: Some(json!({"sku": "A-1", "quantity": 2})),
+            request_id: Some("order-17".to_owned()),
+        }
+    }
+}
 
 /// A message a client sends, as JSON text in one text frame.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -137,6 +170,26 @@ fn variant_schemas<T: JsonSchema>(contract: Contract, tag: &str) -> Vec<(String,
         .collect()
 }
 
+/// The name of the forwarded action message in the document (any of the manifest's actions).
+pub const FORWARDED_ACTION: &str = "forwardedAction";
+
+/// The JSON Schema of a struct, as a message payload.
+fn struct_schema<T: JsonSchema>() -> Value {
+    let mut settings = SchemaSettings::draft07();
+    settings.inline_subschemas = true;
+    settings.contract = Contract::Deserialize;
+    let mut schema = settings
+        .into_generator()
+        .root_schema_for::<T>()
+        .as_value()
+        .clone();
+    if let Some(map) = schema.as_object_mut() {
+        map.remove("$schema");
+        map.remove("title");
+    }
+    schema
+}
+
 /// The messages, channel messages and operations of the document, built one kind at a time.
 #[derive(Default)]
 struct Parts {
@@ -196,6 +249,13 @@ pub fn asyncapi_document() -> Value {
         let title = format!("{action} (client to server)");
         parts.add(&action, title, payload, action.clone(), "receive");
     }
+    parts.add(
+        FORWARDED_ACTION,
+        format!("{FORWARDED_ACTION} (client to server)"),
+        struct_schema::<ForwardedActionMessage>(),
+        FORWARDED_ACTION.to_owned(),
+        "receive",
+    );
     for (kind, mut payload) in variant_schemas::<Frame>(Contract::Serialize, "type") {
         if kind == "error"
             && let Some(code) = payload.pointer_mut("/properties/code")
@@ -313,6 +373,45 @@ mod tests {
     }
 
     #[test]
+    fn the_forwarded_action_parser_accepts_what_the_type_describes() {
+        let m = ForwardedActionMessage::example();
+        let body = serde_json::to_string(&m).expect("json");
+        let actions = [wsstack_routes::bridge::ForwardedAction {
+            name: m.action.clone(),
+            max_data_bytes: wsstack_routes::bridge::DEFAULT_MAX_DATA_BYTES,
+        }];
+        let parsed =
+            crate::forwarded::parse_forwarded(Some(&body), false, &actions).expect("valid");
+        assert_eq!(parsed.request_id, m.request_id);
+        assert_eq!(Some(parsed.data), m.data);
+        // The pattern is the parser's rule.
+        for id in [
+            "a",
+            "~ !",
+            &"r".repeat(64),
+            "",
+            &"r".repeat(65),
+            "é",
+            "a\tb",
+        ] {
+            let by_pattern =
+                id.len() <= 64 && !id.is_empty() && id.bytes().all(|b| (b' '..=b'~').contains(&b));
+            assert_eq!(crate::forwarded::valid_request_id(id), by_pattern, "{id:?}");
+        }
+        assert_eq!(
+            REQUEST_ID_PATTERN,
+            format!("^[ -~]{{1,{}}}$", crate::domain::MAX_REQUEST_ID_CHARS)
+        );
+        let doc = asyncapi_document();
+        let payload = &doc["components"]["messages"][FORWARDED_ACTION]["payload"];
+        assert_eq!(
+            payload["properties"]["requestId"]["pattern"],
+            REQUEST_ID_PATTERN
+        );
+        assert_eq!(doc["operations"][FORWARDED_ACTION]["action"], "receive");
+    }
+
+    #[test]
     fn the_room_pattern_is_the_room_rule() {
         let re = |s: &str| {
             s.len() <= MAX_ROOM_NAME_CHARS
@@ -354,6 +453,7 @@ mod tests {
             "connections",
             "joined",
             "left",
+            "accepted",
             "error",
         ] {
             let op = format!("send{}Frame", upper_first(kind));

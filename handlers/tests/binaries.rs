@@ -17,6 +17,9 @@ fn run(bin: &str, env: &[(&str, &str)]) -> (bool, String) {
         "AUTH_JWKS_URL",
         "AUTH_TOKEN_SOURCE",
         "AUTH_USERNAME_CLAIM",
+        "EVENT_BUS_NAME",
+        "EVENT_SOURCE",
+        "FORWARDED_ACTIONS",
     ] {
         cmd.env_remove(var);
     }
@@ -197,4 +200,33 @@ fn a_bad_concurrency_fails_init() {
         text.contains(r#"Error: environment variable BROADCAST_CONCURRENCY="0" is invalid"#),
         "{text}"
     );
+}
+
+/// The `forward` handler puts every accepted action on the stage's bus: without the bus, or
+/// with a list of actions it cannot read, it fails its init naming the variable.
+#[test]
+fn the_forward_handler_without_its_bus_or_with_bad_actions_fails_init_naming_the_variable() {
+    let base = [("_HANDLER", "forward"), ("TABLE_NAME", "Connections")];
+    let (ok, text) = run(BOOTSTRAP, &base);
+    assert!(!ok);
+    assert!(
+        text.contains("environment variable EVENT_BUS_NAME is required but not set"),
+        "{text}"
+    );
+    let mut bad = base.to_vec();
+    bad.extend([
+        ("EVENT_BUS_NAME", "wsstack-dev"),
+        ("EVENT_SOURCE", "wsstack.dev"),
+        (
+            "FORWARDED_ACTIONS",
+            r#"[{"name": "doThing", "maxDataBytes": "big"}]"#,
+        ),
+    ]);
+    let (ok, text) = run(BOOTSTRAP, &bad);
+    assert!(!ok);
+    assert!(
+        text.contains("environment variable FORWARDED_ACTIONS=") && text.contains("line 1 column"),
+        "{text}"
+    );
+    assert!(text.contains(r#""level":"ERROR""#), "{text}");
 }

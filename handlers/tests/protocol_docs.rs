@@ -71,7 +71,7 @@ fn every_frame_type_is_documented() {
         .values()
         .filter(|op| op["action"] == "send")
         .count();
-    assert!(frames >= 7);
+    assert!(frames >= 8);
     for kind in [
         "message",
         "direct",
@@ -79,6 +79,7 @@ fn every_frame_type_is_documented() {
         "connections",
         "joined",
         "left",
+        "accepted",
         "error",
     ] {
         assert!(

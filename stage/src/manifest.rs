@@ -87,6 +87,22 @@ pub fn embedded() -> Result<Manifest, ManifestError> {
     parse(EMBEDDED, Path::new(DEFAULT_MANIFEST_PATH))
 }
 
+/// The manifest at `path`; without one, `wsstack.toml` in the current folder, or the shipped
+/// one ([`embedded`]) where there is none: what synth and the local gateway read.
+pub fn load_or_default(path: Option<&Path>) -> Result<Manifest, ManifestError> {
+    match path {
+        Some(path) => load(path),
+        None => {
+            let default = Path::new(DEFAULT_MANIFEST_PATH);
+            if default.exists() {
+                load(default)
+            } else {
+                embedded()
+            }
+        }
+    }
+}
+
 /// Whether `name` is usable as a forwarded action's name: 1 to 64 ASCII letters and digits,
 /// starting with a lowercase letter, like the built-in actions (`sendMessage`). It is a route
 /// key, matched exactly; its first letter upper-cased is the stem of its logical IDs, so two

@@ -4,7 +4,7 @@
 //! Subcommands: `build` (the default: `synth` with no subcommand builds), `needs` (what a
 //! stage asks of the account) and `account-setup` (the one-time account template).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -12,7 +12,7 @@ use clap::{Args, Parser, Subcommand};
 use wsstack_synth::account_setup;
 use wsstack_synth::assembly::{self, Environment};
 use wsstack_synth::assets::{AssetSource, DEFAULT_LAMBDA_DIR};
-use wsstack_synth::stage::manifest::{self, DEFAULT_MANIFEST_PATH, Manifest};
+use wsstack_synth::stage::manifest;
 use wsstack_synth::stage::{self, DEFAULT_STAGES_DIR, Stage};
 
 /// Synthesize the wsstack WebSocket API into a CDK cloud assembly (cdk.out).
@@ -189,25 +189,9 @@ fn write_account_setup(args: &AccountSetupArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The manifest `--manifest` names; without it `wsstack.toml` here, or the built-in one where
-/// there is none.
-fn load_manifest(path: Option<&Path>) -> anyhow::Result<Manifest> {
-    Ok(match path {
-        Some(path) => manifest::load(path)?,
-        None => {
-            let default = Path::new(DEFAULT_MANIFEST_PATH);
-            if default.exists() {
-                manifest::load(default)?
-            } else {
-                manifest::embedded()?
-            }
-        }
-    })
-}
-
 fn build(args: BuildArgs) -> anyhow::Result<()> {
     let stages = load_stages(&args.stages)?;
-    let manifest = load_manifest(args.manifest.as_deref())?;
+    let manifest = manifest::load_or_default(args.manifest.as_deref())?;
     let source = if args.stand_in_assets {
         AssetSource::StandIn
     } else {

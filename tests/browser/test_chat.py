@@ -11,7 +11,8 @@ direct one); an error frame from the API is shown; after the gateway ends a conn
 pages join a room and exchange a room message, a third page not in it does not see it, a leave
 stops delivery, an invalid room name is shown before anything is sent, and the page's room rules
 agree with the API's `invalid_room` answers; a message frame delivered twice (at least once
-delivery) is shown once; loading the page logs no console error and no request fails. The system Chromium is used (Debian's `chromium`); Playwright never
+delivery) is shown once; a forwarded action is answered `accepted`, or refused naming its
+requestId; loading the page logs no console error and no request fails. The system Chromium is used (Debian's `chromium`); Playwright never
 downloads a browser here.
 """
 
@@ -454,6 +455,50 @@ HELPER_CASES = [
 ]
 
 
+# A script, run in a page, that sends a forwarded action the gateway accepts and one too large,
+# and collects both answers (one at a time: the API answers concurrent requests in any order).
+FORWARD_SCRIPT = """async (wsUrl) => {
+  const m = await import("./wsstack-client.js");
+  const client = new m.WsstackClient(wsUrl, { username: "fwd" });
+  const opened = new Promise((resolve) => {
+    client.addEventListener("state", (e) => e.detail.state === "open" && resolve());
+  });
+  client.connect();
+  await opened;
+  const answer = () => new Promise((resolve) => {
+    const done = (e) => {
+      client.removeEventListener("accepted", done);
+      client.removeEventListener("errorframe", done);
+      resolve(e.detail);
+    };
+    client.addEventListener("accepted", done);
+    client.addEventListener("errorframe", done);
+  });
+  const answers = [];
+  let next = answer();
+  client.forward("placeOrder", { sku: "A-1", quantity: 2 }, { requestId: "o-1" });
+  answers.push(await next);
+  next = answer();
+  client.forward("placeOrder", "x".repeat(40), { requestId: "o-2" });
+  answers.push(await next);
+  client.close();
+  return answers;
+}"""
+
+
+def test_forwarded_actions_are_accepted_or_refused_by_request(browser: Browser, gateway_bin: str) -> None:
+    with Gateway(gateway_bin, "--forward-action", "placeOrder=32") as gw:
+        page = browser.new_page()
+        page.set_default_timeout(TIMEOUT_MS)
+        page.goto(gw.web_url)
+        accepted, refused = page.evaluate(FORWARD_SCRIPT, gw.ws_url)
+        page.close()
+        assert accepted["type"] == "accepted", accepted
+        assert accepted["action"] == "placeOrder" and accepted["requestId"] == "o-1", accepted
+        assert accepted["eventId"], accepted
+        assert refused["code"] == "data_too_large" and refused["requestId"] == "o-2", refused
+
+
 def test_protocol_module_helpers(browser: Browser, gateway_bin: str) -> None:
     with Gateway(gateway_bin) as gw:
         page = browser.new_page()
@@ -506,6 +551,7 @@ def main() -> int:
                 test_rooms_are_joined_again_after_a_reconnection,
                 test_page_room_rules_match_the_api,
                 test_a_message_delivered_twice_is_shown_once,
+                test_forwarded_actions_are_accepted_or_refused_by_request,
             )
             for test in tests:
                 started = time.monotonic()

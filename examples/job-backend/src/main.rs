@@ -24,7 +24,7 @@ use wsstack_example_job_backend::{ACTION, Pace, run_job};
     version,
     after_help = "\
 Locally, with make dev (which starts it), or by hand:
-  wsstack-local --forward-action submitJob --backend-url http://127.0.0.1:3004/events &
+  wsstack-local --backend-url http://127.0.0.1:3004/events &   # submitJob: wsstack.toml
   job-backend --listen 127.0.0.1:3004 --push-api-url http://127.0.0.1:3003
 
 In AWS the same binary is a Lambda function: see examples/job-backend/README.md."

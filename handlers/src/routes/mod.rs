@@ -5,6 +5,7 @@
 mod connect;
 mod default;
 mod disconnect;
+mod forward;
 mod join;
 mod leave;
 mod list_connections;

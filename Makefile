@@ -32,8 +32,8 @@ help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
 .PHONY: dev
-dev: ## Run the whole API on localhost (ws://127.0.0.1:3001/dev) and the chat page (http://127.0.0.1:3000/)
-	cargo run --profile local -p wsstack-gateway --bin wsstack-local -- --port $(PORT) $(if $(WEB_PORT),--web-port $(WEB_PORT)) --stage $(DEV_STAGE) $(if $(AUTH),--auth $(AUTH))
+dev: ## Run the whole stack on localhost: the API (ws://127.0.0.1:3001/dev), the chat page (http://127.0.0.1:3000/), the push API (http://127.0.0.1:3003) and the example backend (BACKEND=0: without it)
+	PORT=$(PORT) WEB_PORT=$(WEB_PORT) DEV_STAGE=$(DEV_STAGE) AUTH=$(AUTH) scripts/dev.sh
 
 .PHONY: token
 token: ## Print a token from the local issuer of `make dev AUTH=dev` (USER=ada, TTL=1h)

@@ -54,12 +54,15 @@ impl Metric {
     }
 }
 
-/// The handlers that deliver to connections (post to `@connections`), so emit the delivery
-/// metrics: those granted PostToConnection.
-pub fn delivering_handlers() -> impl Iterator<Item = Handler> {
+/// The handlers that broadcast, so emit the delivery metrics: those that post to
+/// `@connections` and use the fan-out queue (a broadcast runs to a deadline and hands what is
+/// left to the queue): `send-message`, `fanout-worker`, `push-api`. The handlers that only
+/// answer their sender (`join`, `leave`, ...) post one message and have no deadline to cut at.
+pub fn broadcasting_handlers() -> impl Iterator<Item = Handler> {
     Handler::ALL.into_iter().filter(|h| {
         h.management_operations()
             .contains(&ManagementOperation::Post)
+            && !h.queue_actions().is_empty()
     })
 }
 
@@ -68,11 +71,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn names_are_distinct_and_the_broadcasters_deliver() {
+    fn names_are_distinct_and_the_broadcasters_emit_them() {
         let names: std::collections::BTreeSet<_> = Metric::ALL.iter().map(|m| m.name()).collect();
         assert_eq!(names.len(), Metric::ALL.len());
-        let delivering: Vec<Handler> = delivering_handlers().collect();
-        assert!(delivering.contains(&Handler::SendMessage));
-        assert!(delivering.contains(&Handler::FanoutWorker));
+        let broadcasting: Vec<Handler> = broadcasting_handlers().collect();
+        assert_eq!(
+            broadcasting,
+            [
+                Handler::SendMessage,
+                Handler::FanoutWorker,
+                Handler::PushApi
+            ]
+        );
     }
 }

@@ -995,6 +995,8 @@ fn the_dashboard_body_is_json_with_complete_widgets() {
         resolved.push_str(rest);
         let v: Value = serde_json::from_str(&resolved).expect("the body is JSON");
         let widgets = v["widgets"].as_array().expect("widgets");
+        // The body structure's limits: at most 500 widgets, 100 metrics a graph, 24 columns.
+        assert!(!widgets.is_empty() && widgets.len() <= 500);
         for w in widgets {
             for key in ["type", "x", "y", "width", "height", "properties"] {
                 assert!(
@@ -1012,6 +1014,12 @@ fn the_dashboard_body_is_json_with_complete_widgets() {
                 assert!(
                     !lines.is_empty(),
                     "{}: {} has no metric",
+                    stage.name,
+                    p["title"]
+                );
+                assert!(
+                    lines.len() <= 100,
+                    "{}: {} has too many metrics",
                     stage.name,
                     p["title"]
                 );

@@ -143,6 +143,13 @@ mod tests {
         assert_eq!(integration(h), "SendMessageIntegration");
         assert_eq!(route(h), "SendMessageRoute");
         assert_eq!(permission(h), "SendMessagePermission");
+        assert_eq!(errors_alarm(h), "SendMessageErrorsAlarm");
+        assert_eq!(throttles_alarm(h), "SendMessageThrottlesAlarm");
+        assert_eq!(
+            throttled_deliveries_alarm(h),
+            "SendMessageThrottledDeliveriesAlarm"
+        );
+        assert_eq!(cut_off_alarm(h), "SendMessageCutOffAtDeadlineAlarm");
     }
 
     #[test]

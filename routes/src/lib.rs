@@ -16,6 +16,7 @@ pub mod access;
 pub mod bridge;
 pub mod env;
 pub mod handler;
+pub mod metrics;
 pub mod push_api;
 
 pub use access::{

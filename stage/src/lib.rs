@@ -13,8 +13,10 @@ use wsstack_routes::{Handler, Invocation, ROUTES};
 
 use lambda::{FunctionFields, LambdaSection};
 
+pub use alarms::{ALARM_PERIOD_SECONDS, AlarmSettings, AlarmTarget};
 pub use auth::{AuthSettings, IdentityProvider, JwtSettings};
 
+mod alarms;
 mod auth;
 mod custom_domain;
 mod lambda;
@@ -85,6 +87,8 @@ pub struct Stage {
     pub termination_protection: bool,
     /// `[auth]`: who may connect.
     pub auth: AuthSettings,
+    /// `[alarms]`: CloudWatch alarms and where they notify.
+    pub alarms: AlarmSettings,
 }
 
 /// `[fanout]`: how `sendMessage` reaches everyone, and the queue's limits.
@@ -461,6 +465,8 @@ struct StageFile {
     domain: Option<DomainSection>,
     termination_protection: Option<bool>,
     auth: Option<auth::AuthSection>,
+    #[serde(default)]
+    alarms: alarms::AlarmsSection,
 }
 
 #[derive(Debug, Deserialize)]
@@ -625,6 +631,8 @@ pub fn parse(path: &Path, name: &str, text: &str) -> Result<Stage, StageError> {
             auth::check(a).map_err(|(span, field, message)| invalid(Some(span), field, message))?
         }
     };
+    let alarms = alarms::check(&file.alarms)
+        .map_err(|(span, field, message)| invalid(Some(span), field, message))?;
     let defaults = apply(&DEFAULT_FUNCTION, &file.lambda.defaults);
     // A function per route handler, the fan-out worker, the forwarded actions and the push API,
     // and the authorizer's and the token sweeper's where the stage authenticates.
@@ -717,6 +725,7 @@ pub fn parse(path: &Path, name: &str, text: &str) -> Result<Stage, StageError> {
         },
         termination_protection: file.termination_protection.unwrap_or(false),
         auth,
+        alarms,
     };
     stage.fanout.max_concurrency = fanout_max_concurrency(&file.fanout, &stage)
         .map_err(|(span, field, message)| invalid(Some(span), field, message))?;

@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 use wsstack_auth::TokenSource;
 use wsstack_routes::{Handler, Invocation};
 use wsstack_synth::stage::{
-    self, Architecture, AuthSettings, BillingMode, IdentityProvider, LogLevel, StageError,
+    self, AlarmSettings, AlarmTarget, Architecture, AuthSettings, BillingMode, IdentityProvider,
+    LogLevel, StageError,
 };
 
 fn stages_dir() -> PathBuf {
@@ -186,6 +187,85 @@ fn custom_domain_errors() {
 }
 
 #[test]
+fn alarms_are_off_by_default_and_on_in_staging_and_prod() {
+    let s = stage::parse(Path::new("x.toml"), "x", "").expect("empty is valid");
+    assert_eq!(s.alarms, AlarmSettings::default());
+    assert!(!s.alarms.enabled);
+    assert_eq!(s.alarms.notify, AlarmTarget::NewTopic { email: None });
+    let shipped: Vec<(String, bool)> = stage::load_all(&stages_dir())
+        .expect("stage files are valid")
+        .into_iter()
+        .map(|s| (s.name, s.alarms.enabled))
+        .collect();
+    assert_eq!(
+        shipped,
+        [
+            ("dev".to_owned(), false),
+            ("prod".to_owned(), true),
+            ("staging".to_owned(), true)
+        ]
+    );
+}
+
+#[test]
+fn alarm_settings_from_the_file() {
+    let s = stage::parse(
+        Path::new("x.toml"),
+        "x",
+        "[alarms]\nenabled = true\nemail = \"ops@example.com\"\nfunction_errors = 3\nfunction_throttles = 4\nintegration_errors = 10\nexecution_errors = 2\noldest_job_age_seconds = 600\nauthorizer_errors = 7\nthrottled_deliveries = 500\ncut_off_deliveries = 20\n",
+    )
+    .expect("valid");
+    let a = &s.alarms;
+    assert!(a.enabled);
+    assert_eq!(
+        a.notify,
+        AlarmTarget::NewTopic {
+            email: Some("ops@example.com".to_owned())
+        }
+    );
+    assert_eq!(
+        (
+            a.function_errors,
+            a.function_throttles,
+            a.integration_errors,
+            a.execution_errors
+        ),
+        (3, 4, 10, 2)
+    );
+    assert_eq!(
+        (
+            a.oldest_job_age_seconds,
+            a.authorizer_errors,
+            a.throttled_deliveries,
+            a.cut_off_deliveries
+        ),
+        (600, 7, 500, 20)
+    );
+    let s = stage::parse(
+        Path::new("x.toml"),
+        "x",
+        "[alarms]\ntopic_arn = \"arn:aws:sns:eu-west-1:123456789012:ops\"\n",
+    )
+    .expect("valid");
+    assert_eq!(
+        s.alarms.notify,
+        AlarmTarget::ExistingTopic("arn:aws:sns:eu-west-1:123456789012:ops".to_owned())
+    );
+}
+
+#[test]
+fn alarm_errors() {
+    insta::assert_snapshot!(err("[alarms]\nemail = \"ops@example.com\"\ntopic_arn = \"arn:aws:sns:eu-west-1:123456789012:ops\"\n"), @"stages/test.toml:3:13: alarms.topic_arn: give either email (the stack creates a topic and subscribes it) or topic_arn (an existing topic), not both");
+    insta::assert_snapshot!(err("[alarms]\ntopic_arn = \"arn:aws:sqs:eu-west-1:123456789012:ops\"\n"), @"stages/test.toml:2:13: alarms.topic_arn: `arn:aws:sqs:eu-west-1:123456789012:ops` is not an SNS topic ARN (arn:aws:sns:REGION:ACCOUNT:NAME, the name 1 to 256 letters, digits, `-` and `_`)");
+    insta::assert_snapshot!(err("[alarms]\nemail = \"ops at example.com\"\n"), @"stages/test.toml:2:9: alarms.email: `ops at example.com` is not an email address (one `@`, no spaces, a domain with a dot)");
+    insta::assert_snapshot!(err("[alarms]\nfunction_errors = 0\n"), @"stages/test.toml:2:19: alarms.function_errors: 0 is out of range: allowed 1..=1000000 per 5 minutes");
+    insta::assert_snapshot!(err("[alarms]\nthrottled_deliveries = 1000001\n"), @"stages/test.toml:2:24: alarms.throttled_deliveries: 1000001 is out of range: allowed 1..=1000000 per 5 minutes");
+    insta::assert_snapshot!(err("[alarms]\noldest_job_age_seconds = 30\n"), @"stages/test.toml:2:26: alarms.oldest_job_age_seconds: 30 is out of range: allowed 60..=86400 seconds (the fan-out queue keeps a job a day)");
+    insta::assert_snapshot!(err("[alarms]\nenabled = \"yes\"\n"), @r#"stages/test.toml:2:11: alarms.enabled: invalid type: string "yes", expected a boolean"#);
+    insta::assert_snapshot!(err("[alarms]\nerrors = 3\n"), @"stages/test.toml:2:1: alarms.errors: unknown field `errors`, expected one of `enabled`, `email`, `topic_arn`, `function_errors`, `function_throttles`, `integration_errors`, `execution_errors`, `oldest_job_age_seconds`, `authorizer_errors`, `throttled_deliveries`, `cut_off_deliveries`");
+}
+
+#[test]
 fn termination_protection_is_a_boolean() {
     insta::assert_snapshot!(err("termination_protection = \"yes\"\n"), @r#"stages/test.toml:1:26: termination_protection: invalid type: string "yes", expected a boolean"#);
 }
@@ -214,7 +294,7 @@ fn an_empty_file_takes_every_default() {
 
 #[test]
 fn unknown_top_level_key() {
-    insta::assert_snapshot!(err("stack_name = \"a\"\nmemroy = 3\n"), @"stages/test.toml:2:1: memroy: unknown field `memroy`, expected one of `stack_name`, `account`, `region`, `lambda`, `table`, `api`, `outputs`, `fanout`, `domain`, `termination_protection`, `auth`");
+    insta::assert_snapshot!(err("stack_name = \"a\"\nmemroy = 3\n"), @"stages/test.toml:2:1: memroy: unknown field `memroy`, expected one of `stack_name`, `account`, `region`, `lambda`, `table`, `api`, `outputs`, `fanout`, `domain`, `termination_protection`, `auth`, `alarms`");
 }
 
 #[test]

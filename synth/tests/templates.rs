@@ -140,6 +140,8 @@ fn logical_ids_are_pinned() {
             "PushApiPermission",
             "PushPolicy",
             "WebSocketStage",
+            // Issue 19: the stage's dashboard (dev has no alarms: `[alarms] enabled = false`).
+            "Dashboard",
         ]
     );
     let outputs: Vec<&str> = t["Outputs"]
@@ -738,5 +740,310 @@ fn the_bridge_is_wired_in_every_stage() {
             gsi["KeySchema"][0]["AttributeName"],
             wsstack_routes::table::USER_ID_ATTRIBUTE
         );
+    }
+}
+
+/// The alarms of a template, by logical ID.
+fn alarms_of(t: &Value) -> Vec<(&String, &Value)> {
+    resources(t)
+        .iter()
+        .filter(|(_, r)| r["Type"] == "AWS::CloudWatch::Alarm")
+        .collect()
+}
+
+/// The handlers whose function is in the template.
+fn functions_in(t: &Value) -> Vec<Handler> {
+    Handler::ALL
+        .into_iter()
+        .filter(|h| resources(t).contains_key(&ids::function(*h)))
+        .collect()
+}
+
+/// `[(name, value)]` of an alarm's dimensions.
+fn dimensions(alarm: &Value) -> Vec<(String, Value)> {
+    alarm["Properties"]["Dimensions"]
+        .as_array()
+        .expect("Dimensions")
+        .iter()
+        .map(|d| {
+            (
+                d["Name"].as_str().expect("Name").to_owned(),
+                d["Value"].clone(),
+            )
+        })
+        .collect()
+}
+
+/// A stage with alarms on and every part: jwt auth (the authorizer), a subscribed email.
+fn stage_with_every_alarm() -> Stage {
+    stage::parse(
+        Path::new("stages/alarmed.toml"),
+        "alarmed",
+        "[alarms]\nenabled = true\nemail = \"ops@example.com\"\nfunction_errors = 2\nauthorizer_errors = 9\n[auth]\nmode = \"jwt\"\ncreate_user_pool = true\n",
+    )
+    .expect("valid stage")
+}
+
+/// An alarm as the stage file implies it: logical ID, namespace, metric, dimensions, threshold.
+type Expected = (
+    String,
+    &'static str,
+    &'static str,
+    Vec<(String, Value)>,
+    u32,
+);
+
+fn dims(pairs: &[(&str, Value)]) -> Vec<(String, Value)> {
+    pairs
+        .iter()
+        .map(|(n, v)| ((*n).to_owned(), v.clone()))
+        .collect()
+}
+
+/// Every alarm a template of `stage` must have, from the parsed stage file and the functions
+/// the template has: per function, per broadcasting function, the API's, the queue's.
+fn expected_alarms(stage: &Stage, t: &Value) -> Vec<Expected> {
+    let a = &stage.alarms;
+    let r = |id: &str| serde_json::json!({"Ref": id});
+    let handlers = functions_in(t);
+    let mut out: Vec<Expected> = Vec::new();
+    for h in &handlers {
+        let f = dims(&[("FunctionName", r(&ids::function(*h)))]);
+        let errors = if *h == Handler::Authorizer {
+            a.authorizer_errors
+        } else {
+            a.function_errors
+        };
+        out.push((
+            ids::errors_alarm(*h),
+            "AWS/Lambda",
+            "Errors",
+            f.clone(),
+            errors,
+        ));
+        out.push((
+            ids::throttles_alarm(*h),
+            "AWS/Lambda",
+            "Throttles",
+            f,
+            a.function_throttles,
+        ));
+    }
+    for h in wsstack_routes::metrics::broadcasting_handlers().filter(|h| handlers.contains(h)) {
+        let d = dims(&[("Stage", r(ids::STAGE)), ("Handler", r(&ids::function(h)))]);
+        out.push((
+            ids::throttled_deliveries_alarm(h),
+            "wsstack",
+            "Throttled",
+            d.clone(),
+            a.throttled_deliveries,
+        ));
+        out.push((
+            ids::cut_off_alarm(h),
+            "wsstack",
+            "CutOffAtDeadline",
+            d,
+            a.cut_off_deliveries,
+        ));
+    }
+    let api = dims(&[("ApiId", r(ids::API)), ("Stage", r(ids::STAGE))]);
+    out.push((
+        ids::API_INTEGRATION_ERRORS_ALARM.to_owned(),
+        "AWS/ApiGateway",
+        "IntegrationError",
+        api.clone(),
+        a.integration_errors,
+    ));
+    out.push((
+        ids::API_EXECUTION_ERRORS_ALARM.to_owned(),
+        "AWS/ApiGateway",
+        "ExecutionError",
+        api,
+        a.execution_errors,
+    ));
+    let queue = |q: &str| {
+        dims(&[(
+            "QueueName",
+            serde_json::json!({"Fn::GetAtt": [q, "QueueName"]}),
+        )])
+    };
+    out.push((
+        ids::FANOUT_DEAD_LETTER_ALARM.to_owned(),
+        "AWS/SQS",
+        "ApproximateNumberOfMessagesVisible",
+        queue(ids::FANOUT_DEAD_LETTER_QUEUE),
+        0,
+    ));
+    out.push((
+        ids::FANOUT_OLDEST_JOB_ALARM.to_owned(),
+        "AWS/SQS",
+        "ApproximateAgeOfOldestMessage",
+        queue(ids::FANOUT_QUEUE),
+        a.oldest_job_age_seconds,
+    ));
+    out
+}
+
+/// Each alarm's metric, dimensions and threshold are the stage file's (read from the parsed
+/// stage files, not copies), and there is no other; every alarm notifies the topic on ALARM and
+/// OK and treats missing data as not breaching. Stages with `[alarms] enabled = false` have no
+/// alarm and no topic.
+#[test]
+fn alarms_follow_the_stage_file() {
+    let mut all = stages();
+    all.push(stage_with_every_alarm());
+    for stage in all {
+        let t = template(&stage);
+        let r = resources(&t);
+        if !stage.alarms.enabled {
+            assert!(alarms_of(&t).is_empty(), "{}: alarms while off", stage.name);
+            assert!(!r.contains_key(ids::ALARM_TOPIC));
+            continue;
+        }
+        let expected = expected_alarms(&stage, &t);
+        assert_eq!(alarms_of(&t).len(), expected.len(), "{}", stage.name);
+        let topic = serde_json::json!([{"Ref": ids::ALARM_TOPIC}]);
+        for (id, namespace, metric, dims, threshold) in expected {
+            let alarm = r
+                .get(&id)
+                .unwrap_or_else(|| panic!("{}: no {id}", stage.name));
+            let p = &alarm["Properties"];
+            assert_eq!(p["Namespace"], namespace, "{id}");
+            assert_eq!(p["MetricName"], metric, "{id}");
+            assert_eq!(dimensions(alarm), dims, "{id}");
+            assert_eq!(p["Threshold"].as_f64(), Some(f64::from(threshold)), "{id}");
+            assert_eq!(p["AlarmActions"], topic, "{id}");
+            assert_eq!(p["OKActions"], topic, "{id}");
+            assert_eq!(p["TreatMissingData"], "notBreaching", "{id}");
+            assert_eq!(p["Period"], 300, "{id}");
+            assert!(
+                p["AlarmDescription"]
+                    .as_str()
+                    .is_some_and(|d| d.contains("Look first") || d.contains("look first")),
+                "{id}"
+            );
+            let over = if threshold == 0 {
+                "GreaterThanThreshold"
+            } else {
+                "GreaterThanOrEqualToThreshold"
+            };
+            assert_eq!(p["ComparisonOperator"], over, "{id}");
+        }
+        let email = match &stage.alarms.notify {
+            stage::AlarmTarget::NewTopic { email } => email.clone(),
+            stage::AlarmTarget::ExistingTopic(_) => None,
+        };
+        assert_eq!(
+            r.contains_key(ids::ALARM_EMAIL_SUBSCRIPTION),
+            email.is_some()
+        );
+    }
+}
+
+/// Every dimension of every alarm is a `Ref` or `Fn::GetAtt` of a resource of the stack.
+#[test]
+fn every_alarm_dimension_is_a_resource_of_the_stack() {
+    let mut all = stages();
+    all.push(stage_with_every_alarm());
+    let mut checked = 0;
+    for stage in all {
+        let t = template(&stage);
+        let r = resources(&t);
+        for (id, alarm) in alarms_of(&t) {
+            for (name, value) in dimensions(alarm) {
+                let target = value["Ref"]
+                    .as_str()
+                    .or_else(|| value["Fn::GetAtt"][0].as_str())
+                    .unwrap_or_else(|| panic!("{id}.{name}: {value} is not a Ref or GetAtt"));
+                assert!(
+                    r.contains_key(target),
+                    "{id}.{name}: {target} is not in the stack"
+                );
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked > 0);
+}
+
+/// The dashboard's body, its `Fn::Sub` placeholders replaced by names, parses as JSON; every
+/// placeholder names a resource of the stack (or the region); every widget has what the
+/// dashboard body structure requires; every function of the stack has its graph.
+#[test]
+fn the_dashboard_body_is_json_with_complete_widgets() {
+    for stage in stages() {
+        let t = template(&stage);
+        let r = resources(&t);
+        let body = r[ids::DASHBOARD]["Properties"]["DashboardBody"]["Fn::Sub"]
+            .as_str()
+            .expect("DashboardBody is a Fn::Sub of a string");
+        let mut resolved = String::new();
+        let mut rest = body;
+        while let Some(start) = rest.find("${") {
+            resolved.push_str(&rest[..start]);
+            let end = rest[start..].find('}').expect("closed placeholder") + start;
+            let var = &rest[start + 2..end];
+            let resource = var.split('.').next().expect("name");
+            assert!(
+                var == "AWS::Region" || r.contains_key(resource),
+                "{}: the dashboard names {var}, not in the stack",
+                stage.name
+            );
+            resolved.push_str("placeholder");
+            rest = &rest[end + 1..];
+        }
+        resolved.push_str(rest);
+        let v: Value = serde_json::from_str(&resolved).expect("the body is JSON");
+        let widgets = v["widgets"].as_array().expect("widgets");
+        // The body structure's limits: at most 500 widgets, 100 metrics a graph, 24 columns.
+        assert!(!widgets.is_empty() && widgets.len() <= 500);
+        for w in widgets {
+            for key in ["type", "x", "y", "width", "height", "properties"] {
+                assert!(
+                    !w[key].is_null(),
+                    "{}: a widget without {key}: {w}",
+                    stage.name
+                );
+            }
+            assert!(w["width"].as_u64().expect("width") + w["x"].as_u64().expect("x") <= 24);
+            if w["type"] == "metric" {
+                let p = &w["properties"];
+                assert_eq!(p["region"], "placeholder");
+                assert!(p["title"].is_string() && p["view"].is_string());
+                let lines = p["metrics"].as_array().expect("metrics");
+                assert!(
+                    !lines.is_empty(),
+                    "{}: {} has no metric",
+                    stage.name,
+                    p["title"]
+                );
+                assert!(
+                    lines.len() <= 100,
+                    "{}: {} has too many metrics",
+                    stage.name,
+                    p["title"]
+                );
+                for l in lines {
+                    let l = l.as_array().expect("a metric line is an array");
+                    let (options, names) = l.split_last().expect("not empty");
+                    assert!(options.is_object());
+                    assert!(names.len() >= 2 && names.len() % 2 == 0, "{l:?}");
+                    assert!(names.iter().all(Value::is_string));
+                }
+            } else {
+                assert_eq!(w["type"], "text");
+            }
+        }
+        for h in functions_in(&t) {
+            let title = format!("{} function", h.name());
+            assert!(
+                widgets
+                    .iter()
+                    .any(|w| w["properties"]["title"] == title.as_str()),
+                "{}: no graph for {}",
+                stage.name,
+                h.name()
+            );
+        }
     }
 }

@@ -84,6 +84,15 @@ pub const PUSH_STAGE_ACCESS_LOGS_OFF: Skip = (
     "Access logs are off in this stage by its stage file (api.access_logs = false), for the push API as for the WebSocket API; the push-api function logs every request it serves",
 );
 
+/// The alarm topic carries alarm state changes only (an alarm's name, its metric, a
+/// threshold), no data; and CloudWatch cannot publish to a topic encrypted with the AWS managed
+/// key `alias/aws/sns`, whose key policy cannot be changed to let it in
+/// (<https://docs.aws.amazon.com/sns/latest/dg/sns-key-management.html#compatibility-with-aws-services>).
+pub const ALARM_TOPIC_UNENCRYPTED: Skip = (
+    "CKV_AWS_26",
+    "Carries only alarm state changes (alarm name, metric, threshold), no data; CloudWatch alarms cannot publish to a topic encrypted with the AWS managed key alias/aws/sns (its key policy cannot grant cloudwatch.amazonaws.com), and a customer managed key adds cost and key-policy upkeep for nothing secret",
+);
+
 /// Adds checkov suppressions to a resource's metadata.
 pub fn skip(resource: Resource, skips: &[Skip]) -> Resource {
     let list: Vec<_> = skips

@@ -51,6 +51,19 @@ pub const PUSH_API_STAGE: &str = "PushApiStage";
 pub const PUSH_API_ACCESS_LOG_GROUP: &str = "PushApiAccessLogGroup";
 pub const PUSH_POLICY: &str = "PushPolicy";
 
+/// The SNS topic alarms notify, where `[alarms] enabled = true` and no `topic_arn` is given,
+/// and its email subscription, where `email` is.
+pub const ALARM_TOPIC: &str = "AlarmTopic";
+pub const ALARM_EMAIL_SUBSCRIPTION: &str = "AlarmTopicEmailSubscription";
+/// The API's alarms (`IntegrationError`, `ExecutionError`) and the fan-out queue's (a job in
+/// the dead-letter queue, the oldest job's age), where `[alarms] enabled = true`.
+pub const API_INTEGRATION_ERRORS_ALARM: &str = "ApiIntegrationErrorsAlarm";
+pub const API_EXECUTION_ERRORS_ALARM: &str = "ApiExecutionErrorsAlarm";
+pub const FANOUT_DEAD_LETTER_ALARM: &str = "FanoutDeadLetterQueueAlarm";
+pub const FANOUT_OLDEST_JOB_ALARM: &str = "FanoutOldestJobAgeAlarm";
+/// The stage's CloudWatch dashboard.
+pub const DASHBOARD: &str = "Dashboard";
+
 /// The stem of a forwarded action's logical IDs: its name with the first letter upper-cased
 /// (`submitJob` -> `SubmitJob`; names are ASCII letters and digits starting with a lowercase
 /// letter, so two names never share a stem).
@@ -102,6 +115,20 @@ pub fn route(h: Handler) -> String {
 pub fn permission(h: Handler) -> String {
     format!("{}Permission", h.logical_id_stem())
 }
+/// A function's alarms: its errors and throttles (Lambda's metrics), and for the handlers that
+/// deliver, deliveries answered 429 and cut off at the deadline (wsstack's metrics).
+pub fn errors_alarm(h: Handler) -> String {
+    format!("{}ErrorsAlarm", h.logical_id_stem())
+}
+pub fn throttles_alarm(h: Handler) -> String {
+    format!("{}ThrottlesAlarm", h.logical_id_stem())
+}
+pub fn throttled_deliveries_alarm(h: Handler) -> String {
+    format!("{}ThrottledDeliveriesAlarm", h.logical_id_stem())
+}
+pub fn cut_off_alarm(h: Handler) -> String {
+    format!("{}CutOffAtDeadlineAlarm", h.logical_id_stem())
+}
 
 #[cfg(test)]
 mod tests {
@@ -116,6 +143,13 @@ mod tests {
         assert_eq!(integration(h), "SendMessageIntegration");
         assert_eq!(route(h), "SendMessageRoute");
         assert_eq!(permission(h), "SendMessagePermission");
+        assert_eq!(errors_alarm(h), "SendMessageErrorsAlarm");
+        assert_eq!(throttles_alarm(h), "SendMessageThrottlesAlarm");
+        assert_eq!(
+            throttled_deliveries_alarm(h),
+            "SendMessageThrottledDeliveriesAlarm"
+        );
+        assert_eq!(cut_off_alarm(h), "SendMessageCutOffAtDeadlineAlarm");
     }
 
     #[test]

@@ -12,10 +12,13 @@
 //! CloudFormation replace the live resource (a new table, with none of the old data). They are
 //! spelled once, in [`ids`].
 
+pub mod alarm_topic;
+pub mod alarms;
 pub mod api;
 pub mod authorizer;
 pub mod checks;
 pub mod custom_domain;
+pub mod dashboard;
 pub mod environment;
 pub mod event_bus;
 pub mod fanout_queue;
@@ -90,6 +93,9 @@ pub fn build(stage: &Stage, manifest: &Manifest, asset: &Asset) -> Result<Templa
     event_bus::add(&mut t, stage, manifest);
     push_api::add(&mut t, stage);
     api::add_stage(&mut t, stage, &forward_routes);
+    let alarm_topic = alarm_topic::add(&mut t, stage);
+    alarms::add(&mut t, stage, alarm_topic.as_ref());
+    dashboard::add(&mut t, stage);
     outputs::add(&mut t, stage);
     custom_domain::add(&mut t, stage);
     push_api::add_outputs(&mut t, stage);
@@ -100,6 +106,15 @@ pub fn build(stage: &Stage, manifest: &Manifest, asset: &Asset) -> Result<Templa
         source,
     })?;
     Ok(t)
+}
+
+/// The handlers whose function is in `t`, in the order of [`Handler::ALL`]: what the alarms and
+/// the dashboard cover, so they follow whatever `build` added.
+pub fn handlers_in(t: &Template) -> Vec<Handler> {
+    Handler::ALL
+        .into_iter()
+        .filter(|h| t.resource(&ids::function(*h)).is_some())
+        .collect()
 }
 
 /// What happens to the data (the table, the logs) when the stack deletes or replaces it: kept

@@ -2,12 +2,14 @@
 
 pub mod apigateway;
 pub mod apigatewayv2;
+pub mod cloudwatch;
 pub mod cognito;
 pub mod dynamodb;
 pub mod events;
 pub mod iam;
 pub mod lambda;
 pub mod logs;
+pub mod sns;
 pub mod sqs;
 
 use serde::Serialize;
@@ -98,4 +100,8 @@ resource_types! {
     QueuePolicy(sqs::QueuePolicy) = "AWS::SQS::QueuePolicy", attributes ["Id"];
     UserPool(cognito::UserPool) = "AWS::Cognito::UserPool", attributes ["Arn", "ProviderName", "ProviderURL", "UserPoolId"];
     UserPoolClient(cognito::UserPoolClient) = "AWS::Cognito::UserPoolClient", attributes ["ClientId", "ClientSecret", "Name"];
+    Alarm(cloudwatch::Alarm) = "AWS::CloudWatch::Alarm", attributes ["Arn"];
+    Dashboard(cloudwatch::Dashboard) = "AWS::CloudWatch::Dashboard", attributes [];
+    Topic(sns::Topic) = "AWS::SNS::Topic", attributes ["TopicArn", "TopicName"];
+    Subscription(sns::Subscription) = "AWS::SNS::Subscription", attributes ["Arn"];
 }

@@ -1,0 +1,87 @@
+//! The custom metrics of wsstack, declared once: their CloudWatch namespace, names and
+//! dimensions. Synth's alarms and dashboard read them here; the handlers will emit them in
+//! CloudWatch's embedded metric format (a JSON log line with an `_aws` member, no
+//! `PutMetricData` call:
+//! <https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/CloudWatch_Embedded_Metric_Format_Specification.html>).
+//! Until a handler emits one, its metric does not exist in CloudWatch, and alarms on it stay
+//! `OK` (they treat missing data as not breaching).
+
+use crate::{Handler, ManagementOperation};
+
+/// The CloudWatch namespace of every custom metric.
+pub const NAMESPACE: &str = "wsstack";
+
+/// The dimension naming the API Gateway stage (the stage name, as `Ref` of the stage gives it).
+pub const STAGE_DIMENSION: &str = "Stage";
+/// The dimension naming the function that emitted the metric: its function name, as Lambda
+/// sets `AWS_LAMBDA_FUNCTION_NAME` and `Ref` of the function gives it.
+pub const HANDLER_DIMENSION: &str = "Handler";
+/// Every custom metric is emitted with exactly these dimensions, in this order.
+pub const DIMENSIONS: [&str; 2] = [STAGE_DIMENSION, HANDLER_DIMENSION];
+
+/// A custom metric: a count per delivery (a post to `@connections`), unit `Count`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Metric {
+    /// Posts to `@connections` that succeeded.
+    Delivered,
+    /// Posts to `@connections` answered 429 (`LimitExceededException`): the account's API
+    /// Gateway throttle, shared by every API of the account and region.
+    Throttled,
+    /// Deliveries not attempted because the broadcast's deadline passed (handed to the fan-out
+    /// queue or dropped).
+    CutOffAtDeadline,
+}
+
+impl Metric {
+    pub const ALL: [Metric; 3] = [
+        Metric::Delivered,
+        Metric::Throttled,
+        Metric::CutOffAtDeadline,
+    ];
+
+    /// The metric's name in CloudWatch.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Metric::Delivered => "Delivered",
+            Metric::Throttled => "Throttled",
+            Metric::CutOffAtDeadline => "CutOffAtDeadline",
+        }
+    }
+
+    /// The unit the handlers emit it with.
+    pub const fn unit(self) -> &'static str {
+        "Count"
+    }
+}
+
+/// The handlers that broadcast, so emit the delivery metrics: those that post to
+/// `@connections` and use the fan-out queue (a broadcast runs to a deadline and hands what is
+/// left to the queue): `send-message`, `fanout-worker`, `push-api`. The handlers that only
+/// answer their sender (`join`, `leave`, ...) post one message and have no deadline to cut at.
+pub fn broadcasting_handlers() -> impl Iterator<Item = Handler> {
+    Handler::ALL.into_iter().filter(|h| {
+        h.management_operations()
+            .contains(&ManagementOperation::Post)
+            && !h.queue_actions().is_empty()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_distinct_and_the_broadcasters_emit_them() {
+        let names: std::collections::BTreeSet<_> = Metric::ALL.iter().map(|m| m.name()).collect();
+        assert_eq!(names.len(), Metric::ALL.len());
+        let broadcasting: Vec<Handler> = broadcasting_handlers().collect();
+        assert_eq!(
+            broadcasting,
+            [
+                Handler::SendMessage,
+                Handler::FanoutWorker,
+                Handler::PushApi
+            ]
+        );
+    }
+}

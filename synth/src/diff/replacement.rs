@@ -145,6 +145,19 @@ mod tests {
         path.iter().map(|k| Segment::Key((*k).to_owned())).collect()
     }
 
+    /// A type synth can write but the table lacks would make every change of it "unknown".
+    #[test]
+    fn the_table_covers_every_type_synth_writes() {
+        let known = known_types();
+        for t in crate::cfn::resources::ALL_TYPES {
+            assert!(
+                known.contains(t),
+                "{t} is not in replacement.tsv: run scripts/replacement_table.py"
+            );
+        }
+        assert!(known.len() > 1000, "the whole provider schema set");
+    }
+
     #[test]
     fn create_only_properties_replace() {
         let (a, b) = (json!("a.example.com"), json!("b.example.com"));

@@ -10,6 +10,9 @@ SYNTH_FLAGS ?=
 # The local gateway's port and stage for `make dev`.
 PORT ?= 3001
 DEV_STAGE ?= dev
+# The git ref `make diff` compares the working tree with, and its output format (text, markdown).
+BASE ?= HEAD
+FORMAT ?= text
 # The port of the browser client that `make dev` serves; empty: the gateway's default, 3000
 # (and, when 3000 is taken, the API without the page, with a warning).
 WEB_PORT ?=
@@ -63,6 +66,12 @@ synth: handlers ## Build the handlers and write cdk.out/ (all stages, or STAGE=p
 .PHONY: synth-stand-in
 synth-stand-in: ## Write cdk.out/ with labelled stand-in code, without building the handlers
 	cargo run -q -p wsstack-synth --bin synth -- $(stage_flag) --stand-in-assets $(SYNTH_FLAGS)
+
+.PHONY: diff
+diff: ## What the working tree changes in the stacks, against a git ref: make diff BASE=main [STAGE=prod] [FORMAT=markdown]
+	@# synth diff exits 1 when something changed: a finding, not a failure of make.
+	@status=0; scripts/diff.sh $(BASE) $(if $(STAGE),--stage $(STAGE)) --format $(FORMAT) || status=$$?; \
+	  if [ $$status -eq 0 ]; then echo "make diff: no change against $(BASE)"; fi; [ $$status -le 1 ]
 
 .PHONY: deploy
 deploy: ## Build, synth and deploy one stage: make deploy STAGE=dev [ASSETS_BUCKET=my-bucket]

@@ -60,7 +60,8 @@ fn summary(s: &StackDiff) -> String {
     };
     let iam = s.iam.len();
     if iam > 0 {
-        format!("{resources}, {iam} IAM changes")
+        let plural = if iam == 1 { "" } else { "s" };
+        format!("{resources}, {iam} IAM change{plural}")
     } else {
         resources
     }

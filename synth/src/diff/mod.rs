@@ -11,11 +11,14 @@
 //! - [`values`]: JSON values compared path by path, intrinsics rendered readably.
 //! - [`resources`]: the resource and section comparison.
 //! - [`replacement`]: the checked-in table of create-only properties.
+//! - [`follow`]: replacements that follow from others (a create-only `Ref` to a replaced
+//!   resource).
 //! - [`iam`]: the grants of roles and policies, compared.
 //! - [`render`]: plain text and Markdown.
 //!
 //! Everything is sorted: the same inputs give the same output.
 
+pub mod follow;
 pub mod iam;
 pub mod load;
 pub mod render;

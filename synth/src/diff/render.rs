@@ -96,7 +96,10 @@ fn update_words(u: Update) -> &'static str {
 /// `Properties.MemorySize: 128 -> 256`, with `[replaces]` where it does.
 fn change_line(c: &PropertyChange) -> String {
     let side = |v: &Option<String>| v.clone().unwrap_or_else(|| "(none)".to_owned());
-    let mut line = format!("{}: {} -> {}", c.path, side(&c.old), side(&c.new));
+    let mut line = match &c.via {
+        Some(via) => format!("{}: {} ({via} is replaced)", c.path, side(&c.new)),
+        None => format!("{}: {} -> {}", c.path, side(&c.old), side(&c.new)),
+    };
     if c.update > Update::InPlace {
         let _ = write!(line, "  [{}]", update_words(c.update).to_lowercase());
     }
@@ -228,7 +231,15 @@ fn markdown_changes(out: &mut String, s: &StackDiff) {
 /// `` `Properties.MemorySize`: `128` → `256` ``, with **replaces** where it does.
 fn markdown_change(c: &PropertyChange) -> String {
     let side = |v: &Option<String>| v.as_deref().map_or_else(|| "(none)".to_owned(), code);
-    let mut line = format!("{}: {} → {}", code(&c.path), side(&c.old), side(&c.new));
+    let mut line = match &c.via {
+        Some(via) => format!(
+            "{}: {} ({} is replaced)",
+            code(&c.path),
+            side(&c.new),
+            code(via)
+        ),
+        None => format!("{}: {} → {}", code(&c.path), side(&c.old), side(&c.new)),
+    };
     if c.update > Update::InPlace {
         let _ = write!(line, " (**{}**)", update_words(c.update).to_lowercase());
     }

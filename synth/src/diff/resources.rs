@@ -28,6 +28,9 @@ pub struct PropertyChange {
     pub new: Option<String>,
     /// What this change does to the live resource (always `InPlace` outside `Resources`).
     pub update: Update,
+    /// Where the template text is the same but the property refers to a resource that is
+    /// replaced: that resource's logical ID (see [`super::follow`]).
+    pub via: Option<String>,
 }
 
 /// A resource that differs.
@@ -62,13 +65,16 @@ fn section<'a>(template: &'a Value, section: &str) -> &'a Map<String, Value> {
         .unwrap_or_else(|| EMPTY.get_or_init(Map::new))
 }
 
-/// Every resource that differs between the templates, sorted by logical ID.
+/// Every resource that differs between the templates, sorted by logical ID, with the
+/// replacements that follow from others.
 pub fn diff_resources(old: &Value, new: &Value) -> Vec<ResourceDiff> {
     let (o, n) = (section(old, "Resources"), section(new, "Resources"));
-    values::sorted_keys(o, n)
+    let mut diffs = values::sorted_keys(o, n)
         .into_iter()
         .filter_map(|id| resource(id, o.get(id), n.get(id)))
-        .collect()
+        .collect();
+    super::follow::add_follow_on_replacements(new, &mut diffs);
+    diffs
 }
 
 fn type_of(r: &Value) -> String {
@@ -134,6 +140,7 @@ fn property_change(d: values::Difference<'_>, update: Update) -> PropertyChange 
         old: d.old.map(values::show),
         new: d.new.map(values::show),
         update,
+        via: None,
     }
 }
 

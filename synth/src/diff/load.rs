@@ -104,9 +104,19 @@ fn read_json(path: &Path) -> Result<Value, DiffError> {
             source,
         },
     })?;
-    serde_json::from_slice(&bytes).map_err(|source| DiffError::Json {
-        path: path.to_owned(),
-        source,
+    serde_json::from_slice(&bytes).map_err(|source| {
+        let yaml = path.extension().is_some_and(|e| e == "yaml" || e == "yml");
+        if yaml {
+            DiffError::invalid(
+                path,
+                "a YAML template is not read: diff the .template.json that synth writes beside it",
+            )
+        } else {
+            DiffError::Json {
+                path: path.to_owned(),
+                source,
+            }
+        }
     })
 }
 
@@ -251,6 +261,8 @@ mod tests {
         );
         let bad = write(d, "bad.json", "{\"Resources\": ");
         assert!(e(&bad).starts_with(&format!("{}: malformed JSON: EOF", bad.display())));
+        let yaml = write(d, "t.template.yaml", "Resources: {}\n");
+        assert!(e(&yaml).ends_with("diff the .template.json that synth writes beside it"));
         let list = write(d, "list.json", "[]");
         assert!(e(&list).ends_with("a template is a JSON object"));
         let none = write(d, "none.json", "{}");

@@ -155,3 +155,45 @@ pub fn diff_sides(old: &load::Side, new: &load::Side) -> Report {
     stacks.sort_by(|a, b| a.id.cmp(&b.id));
     Report { stacks }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::load::{LoadedStack, Side};
+    use super::*;
+
+    fn stack(id: &str, resources: serde_json::Value) -> LoadedStack {
+        LoadedStack {
+            id: id.to_owned(),
+            stack_name: Some(format!("stack-{id}")),
+            template: json!({ "Resources": resources }),
+        }
+    }
+
+    #[test]
+    fn stacks_pair_by_id_and_one_sided_stacks_are_added_or_removed() {
+        let queue = json!({"Q": {"Type": "AWS::SQS::Queue"}});
+        let old = Side::Assembly(vec![stack("A", queue.clone()), stack("B", queue.clone())]);
+        let new = Side::Assembly(vec![stack("B", queue.clone()), stack("C", queue.clone())]);
+        let r = diff_sides(&old, &new);
+        let got: Vec<(&str, StackPresence, usize)> = r
+            .stacks
+            .iter()
+            .map(|s| (s.id.as_str(), s.presence, s.resources.len()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("A", StackPresence::Removed, 1),
+                ("C", StackPresence::Added, 1)
+            ]
+        );
+        assert_eq!(r.stacks[0].stack_name.as_deref(), Some("stack-A"));
+        // A lone template pairs with the only stack of an assembly, whatever its name.
+        let lone = Side::Template(stack("file", queue.clone()));
+        let one = Side::Assembly(vec![stack("B", queue)]);
+        assert!(diff_sides(&lone, &one).is_empty());
+        assert!(diff_sides(&old, &old).is_empty());
+    }
+}

@@ -1,6 +1,7 @@
 //! IAM permissions granted and revoked: the statements of `AWS::IAM::Role` inline `Policies`
 //! and trust policies, `AWS::IAM::Policy` and `AWS::IAM::ManagedPolicy`, each expanded into
-//! one (effect, action, resource) line per combination, compared as sets.
+//! one (effect, action, resource) line per combination, and the attachments (a role's
+//! `ManagedPolicyArns`, a policy's `Roles`, `Users`, `Groups`), compared as sets.
 
 use std::collections::BTreeSet;
 
@@ -83,14 +84,32 @@ pub fn grants(template: &Value) -> BTreeSet<Grant> {
                     prop("AssumeRolePolicyDocument"),
                     &mut out,
                 );
+                attachments(id, "managed policy", prop("ManagedPolicyArns"), &mut out);
             }
             Some("AWS::IAM::Policy" | "AWS::IAM::ManagedPolicy") => {
                 document(id, prop("PolicyDocument"), &mut out);
+                for (field, what) in [("Roles", "role"), ("Users", "user"), ("Groups", "group")] {
+                    attachments(id, &format!("attached to {what}"), prop(field), &mut out);
+                }
             }
             _ => {}
         }
     }
     out
+}
+
+/// One line per item of a list that attaches policies to `holder` or `holder` to principals:
+/// `ConnectRole: managed policy ${PushPolicy}`, `PushPolicy: attached to role ${BackendRole}`.
+fn attachments(holder: &str, what: &str, list: Option<&Value>, out: &mut BTreeSet<Grant>) {
+    for item in list.map(each).unwrap_or_default() {
+        out.insert(Grant {
+            holder: holder.to_owned(),
+            action: format!("{what} {}", plain(item)),
+            target: String::new(),
+            deny: false,
+            condition: None,
+        });
+    }
 }
 
 /// The grants of one policy document's statements.
@@ -204,6 +223,20 @@ mod tests {
                 "- ConnectRole: dynamodb:DeleteItem on ${ConnectionsTable.Arn}",
                 "+ ConnectRole: dynamodb:PutItem on ${ConnectionsTable.Arn}",
             ]
+        );
+    }
+
+    #[test]
+    fn managed_policies_and_attachments_are_grants() {
+        let t = json!({"Resources": {
+            "R": {"Type": "AWS::IAM::Role", "Properties": {"ManagedPolicyArns": [{"Ref": "P"}]}},
+            "P": {"Type": "AWS::IAM::ManagedPolicy", "Properties": {
+                "PolicyDocument": {"Statement": []}, "Roles": [{"Ref": "Other"}]}}
+        }});
+        let g: Vec<String> = grants(&t).iter().map(ToString::to_string).collect();
+        assert_eq!(
+            g,
+            ["P: attached to role ${Other}", "R: managed policy ${P}"]
         );
     }
 

@@ -276,3 +276,24 @@ fn missing_or_malformed_input_exits_2_naming_the_file() {
         )
     );
 }
+
+/// `make diff`'s script refuses what is not a commit, before it creates a worktree, and a
+/// missing BASE (the whole run, two builds, is exercised by hand: `make diff BASE=HEAD~1`).
+#[test]
+fn the_make_diff_script_refuses_a_bad_ref() {
+    let script = workspace().join("scripts/diff.sh");
+    let out = Command::new(&script)
+        .arg("no-such-ref-anywhere")
+        .current_dir(workspace())
+        .output()
+        .expect("the script runs");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("no-such-ref-anywhere is not a commit of this repository"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let usage = Command::new(&script).output().expect("the script runs");
+    assert_eq!(usage.status.code(), Some(2));
+}

@@ -10,6 +10,9 @@ SYNTH_FLAGS ?=
 # The local gateway's port and stage for `make dev`.
 PORT ?= 3001
 DEV_STAGE ?= dev
+# The git ref `make diff` compares the working tree with, and its output format (text, markdown).
+BASE ?= HEAD
+FORMAT ?= text
 # The port of the browser client that `make dev` serves; empty: the gateway's default, 3000
 # (and, when 3000 is taken, the API without the page, with a warning).
 WEB_PORT ?=
@@ -64,6 +67,12 @@ synth: handlers ## Build the handlers and write cdk.out/ (all stages, or STAGE=p
 synth-stand-in: ## Write cdk.out/ with labelled stand-in code, without building the handlers
 	cargo run -q -p wsstack-synth --bin synth -- $(stage_flag) --stand-in-assets $(SYNTH_FLAGS)
 
+.PHONY: diff
+diff: ## What the working tree changes in the stacks, against a git ref: make diff BASE=main [STAGE=prod] [FORMAT=markdown]
+	@# synth diff exits 1 when something changed: a finding, not a failure of make.
+	@status=0; scripts/diff.sh $(BASE) $(if $(STAGE),--stage $(STAGE)) --format $(FORMAT) || status=$$?; \
+	  if [ $$status -eq 0 ]; then echo "make diff: no change against $(BASE)"; fi; [ $$status -le 1 ]
+
 .PHONY: deploy
 deploy: ## Build, synth and deploy one stage: make deploy STAGE=dev [ASSETS_BUCKET=my-bucket]
 	@test -n "$(STAGE)" || { echo "make deploy needs a stage: make deploy STAGE=dev"; exit 2; }
@@ -103,7 +112,7 @@ asyncapi: ## Regenerate docs/asyncapi.yaml from the protocol types and the route
 # The tests `make check` runs: the ones that need no server or tool outside cargo (no dynalite,
 # moto, browser, cfn-lint or node). Everything else runs in `make test`.
 CHECK_TESTS := --workspace --exclude wsstack-tests --lib --bins \
-	--test templates --test stages --test assembly --test routes --test forward --test binaries --test jwt --test cli --test web
+	--test templates --test stages --test assembly --test diff --test routes --test forward --test binaries --test jwt --test cli --test web
 
 .PHONY: check
 check: ## Quick: fmt, clippy and the tests that need no outside server (a warm build: under 2 minutes)

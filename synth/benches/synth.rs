@@ -4,6 +4,10 @@
 //! to exit, assembly written) and its peak RSS, then the same synth in-process. The target is
 //! 200x faster than `cdk synth` of the equivalent CDK app (5.9 s, 431 MiB here): at most 30 ms
 //! and 10 MiB.
+//!
+//! Then `synth diff` of two full assemblies (every stage; the second with every function's
+//! memory doubled, access logs and point-in-time recovery switched): in-process (read both
+//! sides, compare, render) and as the binary. The target is under 50 ms.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -11,10 +15,12 @@ use std::time::{Duration, Instant};
 
 use wsstack_synth::assembly::{self, Environment};
 use wsstack_synth::assets::AssetSource;
-use wsstack_synth::stage;
+use wsstack_synth::diff;
+use wsstack_synth::stage::{self, Stage};
 
 const PROCESS_RUNS: usize = 50;
 const IN_PROCESS_RUNS: usize = 200;
+const DIFF_RUNS: usize = 200;
 
 fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -128,5 +134,69 @@ fn main() {
     if !times.is_empty() {
         report("in-process synth (library), stand-in assets", times);
     }
+    if let Err(e) = bench_diff(&stages_dir, &tmp) {
+        eprintln!("diff bench failed: {e}");
+    }
     let _ = std::fs::remove_dir_all(&tmp);
+}
+
+/// The stages with changes all over: every function's memory doubled, access logs and
+/// point-in-time recovery switched (a log group added or removed, properties changed).
+fn changed(mut stages: Vec<Stage>) -> Vec<Stage> {
+    for s in &mut stages {
+        for (_, f) in &mut s.functions {
+            f.memory_mb *= 2;
+        }
+        s.api.access_logs = !s.api.access_logs;
+        s.table.point_in_time_recovery = !s.table.point_in_time_recovery;
+    }
+    stages
+}
+
+/// Writes the assembly of `stages` to `out`.
+fn write_assembly(stages: &[Stage], out: &Path) -> Result<(), String> {
+    let manifest = stage::manifest::embedded().map_err(|e| e.to_string())?;
+    let stacks = assembly::synthesize(
+        stages,
+        &manifest,
+        &AssetSource::StandIn,
+        &Environment::default(),
+    )
+    .map_err(|e| e.to_string())?;
+    let files = assembly::render(&stacks).map_err(|e| e.to_string())?;
+    assembly::write(&files, out).map_err(|e| e.to_string())
+}
+
+/// `synth diff` of two full assemblies, in-process and as the binary.
+fn bench_diff(stages_dir: &Path, tmp: &Path) -> Result<(), String> {
+    let stages = stage::load_all(stages_dir).map_err(|e| e.to_string())?;
+    let (old, new) = (tmp.join("old.out"), tmp.join("new.out"));
+    write_assembly(&stages, &old)?;
+    write_assembly(&changed(stages), &new)?;
+    let mut times = Vec::with_capacity(DIFF_RUNS);
+    let mut lines = 0;
+    for _ in 0..DIFF_RUNS {
+        let start = Instant::now();
+        let report = diff::diff_paths(&old, &new).map_err(|e| e.to_string())?;
+        let text = diff::render::render(&report, diff::Format::Text);
+        times.push(start.elapsed());
+        lines = text.lines().count();
+    }
+    println!("synth diff of two assemblies of every stage ({lines} lines of output)");
+    report("in-process diff (read, compare, render)", times);
+    let mut times = Vec::with_capacity(PROCESS_RUNS);
+    for _ in 0..PROCESS_RUNS {
+        let start = Instant::now();
+        let out = Command::new(env!("CARGO_BIN_EXE_synth"))
+            .arg("diff")
+            .args([&old, &new])
+            .output()
+            .map_err(|e| e.to_string())?;
+        times.push(start.elapsed());
+        if out.status.code() != Some(1) {
+            return Err(format!("synth diff exited {:?}", out.status));
+        }
+    }
+    report("synth diff binary", times);
+    Ok(())
 }

@@ -9,10 +9,12 @@
 //! - [`assets`]: the handlers' zips (or labelled stand-ins), hashed by content.
 //! - [`assembly`]: the cloud assembly written to `cdk.out/`, atomically.
 //! - [`account_setup`]: the one-time account setup template (API Gateway's CloudWatch role).
+//! - [`diff`]: `synth diff`, what deploying one assembly or template over another changes.
 
 pub mod account_setup;
 pub mod assembly;
 pub mod assets;
 pub mod cfn;
+pub mod diff;
 pub mod stack;
 pub use wsstack_stage as stage;

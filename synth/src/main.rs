@@ -2,16 +2,18 @@
 //! WebSocket API, one stack per stage, without Node or the CDK at synth time.
 //!
 //! Subcommands: `build` (the default: `synth` with no subcommand builds), `needs` (what a
-//! stage asks of the account) and `account-setup` (the one-time account template).
+//! stage asks of the account), `account-setup` (the one-time account template) and `diff`
+//! (what deploying one assembly over another changes).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use wsstack_synth::account_setup;
 use wsstack_synth::assembly::{self, Environment};
 use wsstack_synth::assets::{AssetSource, DEFAULT_LAMBDA_DIR};
+use wsstack_synth::diff;
 use wsstack_synth::stage::manifest;
 use wsstack_synth::stage::{self, DEFAULT_STAGES_DIR, Stage};
 
@@ -29,7 +31,7 @@ use wsstack_synth::stage::{self, DEFAULT_STAGES_DIR, Stage};
     name = "synth",
     version,
     args_conflicts_with_subcommands = true,
-    after_help = "Examples:\n  synth                          every stage, the real handlers' zip (build it with `make handlers`)\n  synth build --stage prod       only stages/prod.toml (`synth --stage prod` is the same)\n  synth --stand-in-assets        templates only, without building the handlers\n  synth --account 123456789012 --region eu-west-1   pin the stacks to one environment\n  synth needs --stage prod       what deploying prod asks of the account, as JSON\n  synth account-setup target/account-setup          the one-time account setup template"
+    after_help = "Examples:\n  synth                          every stage, the real handlers' zip (build it with `make handlers`)\n  synth build --stage prod       only stages/prod.toml (`synth --stage prod` is the same)\n  synth --stand-in-assets        templates only, without building the handlers\n  synth --account 123456789012 --region eu-west-1   pin the stacks to one environment\n  synth needs --stage prod       what deploying prod asks of the account, as JSON\n  synth account-setup target/account-setup          the one-time account setup template\n  synth diff old/cdk.out cdk.out  what deploying cdk.out over old/cdk.out changes"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -60,6 +62,34 @@ enum Command {
     /// stages with access logs need) into DIR, as WsstackAccountSetup.template.json and .yaml.
     /// `make account-setup` deploys it.
     AccountSetup(AccountSetupArgs),
+    /// Show what deploying NEW over OLD changes, stack by stack: resources added, removed and
+    /// changed (the property paths, and whether the change replaces the live resource), IAM
+    /// grants and revocations, Outputs and Parameters. Exit status: 0 and no output when
+    /// nothing changed, 1 when something did, 2 on an error. `make diff BASE=<git ref>` diffs
+    /// a git ref's synth output against the working tree's.
+    Diff(DiffArgs),
+}
+
+#[derive(Debug, Args)]
+struct DiffArgs {
+    /// The deployed (or base) side: a cloud assembly directory (cdk.out) or one template JSON
+    /// file.
+    #[arg(value_name = "OLD")]
+    old: PathBuf,
+
+    /// The side to deploy: a cloud assembly directory or one template JSON file.
+    #[arg(value_name = "NEW")]
+    new: PathBuf,
+
+    /// Plain text for a terminal, or Markdown for a pull-request comment.
+    #[arg(long, value_enum, default_value_t = DiffFormat::Text)]
+    format: DiffFormat,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum DiffFormat {
+    Text,
+    Markdown,
 }
 
 /// Which stages to read.
@@ -128,9 +158,12 @@ struct AccountSetupArgs {
     quiet: bool,
 }
 
+/// `synth diff`'s exit status on an error (1 means "something changed").
+const DIFF_ERROR: u8 = 2;
+
 fn main() -> ExitCode {
     match run(Cli::parse()) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("synth: error: {e:#}");
             ExitCode::FAILURE
@@ -138,19 +171,22 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(cli: Cli) -> anyhow::Result<()> {
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let done = |r: anyhow::Result<()>| r.map(|()| ExitCode::SUCCESS);
     match cli.command {
-        Some(Command::Build(args)) => build(args),
-        Some(Command::Needs(selection)) => needs(&selection),
-        Some(Command::AccountSetup(args)) => write_account_setup(&args),
-        None => match cli.account_setup {
+        Some(Command::Build(args)) => done(build(args)),
+        Some(Command::Needs(selection)) => done(needs(&selection)),
+        Some(Command::AccountSetup(args)) => done(write_account_setup(&args)),
+        // Its own exit statuses: 1 is "something changed", 2 an error.
+        Some(Command::Diff(args)) => Ok(diff(&args)),
+        None => done(match cli.account_setup {
             Some(dir) => write_account_setup(&AccountSetupArgs {
                 dir,
                 quiet: cli.build.quiet,
             }),
             None if cli.account_needs => needs(&cli.build.stages),
             None => build(cli.build),
-        },
+        }),
     }
 }
 
@@ -165,6 +201,26 @@ fn load_stages(selection: &StageSelection) -> anyhow::Result<Vec<Stage>> {
             .map(|name| stage::load(&selection.stages_dir, name))
             .collect::<Result<Vec<_>, _>>()?
     })
+}
+
+/// Prints what deploying `args.new` over `args.old` changes: exit 0 (and nothing printed)
+/// when nothing does, 1 when something does, 2 on an error.
+fn diff(args: &DiffArgs) -> ExitCode {
+    match diff::diff_paths(&args.old, &args.new) {
+        Ok(report) if report.is_empty() => ExitCode::SUCCESS,
+        Ok(report) => {
+            let format = match args.format {
+                DiffFormat::Text => diff::Format::Text,
+                DiffFormat::Markdown => diff::Format::Markdown,
+            };
+            print!("{}", diff::render::render(&report, format));
+            ExitCode::from(1)
+        }
+        Err(e) => {
+            eprintln!("synth diff: error: {:#}", anyhow::Error::from(e));
+            ExitCode::from(DIFF_ERROR)
+        }
+    }
 }
 
 fn needs(selection: &StageSelection) -> anyhow::Result<()> {

@@ -177,3 +177,22 @@ fn the_cdk_cli_lists_and_synthesizes_the_assembly() {
         String::from_utf8_lossy(&synth.stderr)
     );
 }
+
+/// `synth diff`'s replacement table (`synth/src/diff/replacement.tsv`) is what cfn-lint's
+/// pinned resource schemas say: `scripts/replacement_table.py --check` regenerates it in
+/// memory and compares.
+#[test]
+fn the_replacement_table_matches_cfn_lints_schemas() {
+    let out = run(
+        Command::new("python3")
+            .arg(workspace().join("scripts/replacement_table.py"))
+            .arg("--check"),
+        "pip install -r tests/requirements.txt (cfn-lint)",
+    );
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

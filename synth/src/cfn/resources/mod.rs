@@ -27,6 +27,9 @@ pub trait ResourceType: Serialize + Into<Properties> + Sized {
 
 macro_rules! resource_types {
     ($($variant:ident($ty:path) = $name:literal, attributes [$($attr:literal),*];)*) => {
+        /// Every resource type the model knows, in the order of the list below.
+        pub const ALL_TYPES: &[&str] = &[$($name),*];
+
         /// The properties of any resource the model knows, tagged by type.
         // A template holds a few dozen resources, built once: boxing the large variants
         // (functions) would cost indirection and buy nothing.

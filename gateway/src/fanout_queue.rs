@@ -43,6 +43,8 @@ pub(crate) struct WorkerParts {
     pub concurrency: usize,
     /// The stage's broadcast budget, which the worker charges with what it lists.
     pub broadcast_budget: wsstack_handlers::store::MessageRate,
+    /// Where each job's metric line goes (`None`: no metrics).
+    pub metrics: Option<wsstack_handlers::metrics::Metrics>,
 }
 
 /// The queue `sendMessage` enqueues to, and its worker loop; stopped by `cancel`.
@@ -66,6 +68,7 @@ pub(crate) fn start(
         concurrency: parts.concurrency,
         page_size: PAGE_SIZE,
         broadcast_budget: Some(parts.broadcast_budget),
+        metrics: parts.metrics,
     };
     let polled = queue.clone();
     let task = tokio::spawn(async move {

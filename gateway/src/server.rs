@@ -61,6 +61,8 @@ pub struct GatewayOptions {
     pub token_sweep_interval: Option<Duration>,
     /// The app's forwarded actions and where their events go; `None`: no forwarded actions.
     pub forwarding: Option<crate::forwarding::LocalForwarding>,
+    /// Where the handlers' delivery metric lines go, as in Lambda (`None`: none).
+    pub metrics: Option<wsstack_handlers::metrics::Metrics>,
 }
 
 impl std::fmt::Debug for GatewayOptions {
@@ -79,6 +81,7 @@ impl std::fmt::Debug for GatewayOptions {
             .field("event_log", &self.event_log.is_some())
             .field("queue_mode", &self.queue_mode)
             .field("token_sweep_interval", &self.token_sweep_interval)
+            .field("metrics", &self.metrics)
             .field("forwarding", &self.forwarding)
             .finish()
     }
@@ -112,6 +115,7 @@ impl Default for GatewayOptions {
             authorizer: None,
             queue_mode: None,
             token_sweep_interval: Some(crate::token_sweep::DEFAULT_INTERVAL),
+            metrics: None,
             forwarding: None,
         }
     }
@@ -259,6 +263,7 @@ impl Gateway {
                     endpoint: callback_url.clone(),
                     concurrency: config.broadcast_concurrency,
                     broadcast_budget: config.broadcast_budget,
+                    metrics: options.metrics.clone(),
                 },
                 cancel.child_token(),
             );
@@ -282,6 +287,9 @@ impl Gateway {
             None => {
                 let mut app = App::new(store, Arc::clone(&api) as Arc<_>, config)
                     .with_memberships(memberships);
+                if let Some(m) = options.metrics.clone() {
+                    app = app.with_metrics(m);
+                }
                 if let Some(q) = queue {
                     app = app.with_queue(q);
                 }

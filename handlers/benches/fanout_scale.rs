@@ -128,6 +128,7 @@ fn worker(
         concurrency: CONCURRENCY,
         page_size: PAGE_SIZE,
         broadcast_budget: None,
+        metrics: None,
     }
 }
 

@@ -29,6 +29,7 @@ use crate::fanout::{Deadline, FanOut, FanOutReport};
 use crate::job::{FanOutJob, JobAudience, Listing};
 use crate::management::ManagementApi;
 use crate::membership::MembershipStore;
+use crate::metrics::Metrics;
 use crate::queue::{Queue, QueueError};
 use crate::rooms::RoomName;
 use crate::store::{ConnectionStore, MessageRate};
@@ -125,6 +126,8 @@ pub struct Delivery {
     /// Units of that budget the caller already took for this delivery (`sendMessage` takes one
     /// to admit a broadcast): the first pages listed are charged that much less.
     pub prepaid: usize,
+    /// Where each delivery's metric line goes (`None`: no metrics; [`crate::metrics`]).
+    pub metrics: Option<Metrics>,
 }
 
 impl Delivery {
@@ -184,8 +187,10 @@ impl Delivery {
     ) -> DeliveryReport {
         let mut fanout = self.fan_out(parcel, deadline, None);
         fanout.post_batch(vec![connection_id.to_owned()]).await;
+        let posts = fanout.into_report();
+        self.record_metrics(&parcel.endpoint, &posts);
         DeliveryReport {
-            posts: fanout.into_report(),
+            posts,
             queued_jobs: 0,
         }
     }
@@ -301,6 +306,7 @@ impl Delivery {
             listing = page.next;
         }
         let posts = fanout.into_report();
+        self.record_metrics(&job.endpoint, &posts);
         let continuation = self.continue_later(&job, listing, pending).await?;
         tracing::info!(
             message_id = %job.message_id,
@@ -318,6 +324,12 @@ impl Delivery {
             pages,
             expired: false,
         })
+    }
+
+    fn record_metrics(&self, endpoint: &str, posts: &FanOutReport) {
+        if let Some(metrics) = &self.metrics {
+            metrics.record(endpoint, posts, chrono::Utc::now().timestamp_millis());
+        }
     }
 
     /// Charges `listed` deliveries to the stage's broadcast budget, into debt if need be (later

@@ -88,6 +88,9 @@ pub async fn run_lambda() -> Result<(), RunError> {
             .await;
     }
     let mut app = App::new(Arc::new(store), Arc::new(api), config.clone());
+    if let Some(metrics) = crate::metrics::Metrics::from_lambda_env() {
+        app = app.with_metrics(metrics);
+    }
     if let Some(m) = memberships {
         app = app.with_memberships(m);
     }

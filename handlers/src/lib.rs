@@ -41,6 +41,7 @@ pub mod job;
 mod lambda;
 pub mod management;
 pub mod membership;
+pub mod metrics;
 pub mod protocol;
 pub mod push_api;
 pub mod queue;
@@ -120,6 +121,8 @@ pub struct App {
     queue: Option<Arc<dyn queue::Queue>>,
     /// The bus and the actions of the `forward` handler (`None` elsewhere).
     forwarding: Option<Forwarding>,
+    /// Where deliveries' metric lines go (`None`: no metrics).
+    metrics: Option<metrics::Metrics>,
 }
 
 /// The handshake header a client offers subprotocols in, and `$connect` answers with the chosen
@@ -194,7 +197,14 @@ impl App {
             config,
             queue: None,
             forwarding: None,
+            metrics: None,
         }
+    }
+
+    /// Writes a metric line per delivery ([`metrics`]): in Lambda, to CloudWatch.
+    pub fn with_metrics(mut self, metrics: metrics::Metrics) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     /// Keeps room memberships in `memberships` instead of the in-memory store [`App::new`]
@@ -399,6 +409,7 @@ impl App {
             page_size: worker::PAGE_SIZE,
             broadcast_budget: Some(self.config.broadcast_budget),
             prepaid: 0,
+            metrics: self.metrics.clone(),
         }
     }
 

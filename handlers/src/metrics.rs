@@ -12,9 +12,7 @@
 use std::sync::{Arc, Mutex};
 
 use serde_json::{Map, Value, json};
-use wsstack_routes::metrics::{
-    DIMENSIONS, HANDLER_DIMENSION, Metric, NAMESPACE, STAGE_DIMENSION,
-};
+use wsstack_routes::metrics::{DIMENSIONS, HANDLER_DIMENSION, Metric, NAMESPACE, STAGE_DIMENSION};
 
 use crate::fanout::FanOutReport;
 
@@ -65,10 +63,9 @@ impl Metrics {
         let line = emf_line(stage, &self.handler, &values, now_ms);
         match &self.sink {
             MetricsSink::Stdout => println!("{line}"),
-            MetricsSink::Memory(lines) => lines
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .push(line),
+            MetricsSink::Memory(lines) => {
+                lines.lock().unwrap_or_else(|p| p.into_inner()).push(line)
+            }
         }
     }
 }
@@ -108,36 +105,81 @@ pub fn emf_line(stage: &str, handler: &str, values: &[(Metric, usize)], now_ms: 
     Value::Object(root).to_string()
 }
 
+/// Checks a line against the specification's required members: a JSON object whose `_aws`
+/// has a numeric `Timestamp` and a non-empty `CloudWatchMetrics`, each directive with a
+/// `Namespace`, `Dimensions` (sets of at most 30 names, each a root member with a string
+/// value) and `Metrics` (each `Name` a root member with a number value). The parsed line, or
+/// what is wrong with it.
+pub fn validate(line: &str) -> Result<Value, String> {
+    let v: Value = serde_json::from_str(line).map_err(|e| format!("not JSON: {e}"))?;
+    if !v["_aws"]["Timestamp"].is_i64() {
+        return Err("_aws.Timestamp is not an integer (epoch milliseconds)".into());
+    }
+    let directives = v["_aws"]["CloudWatchMetrics"]
+        .as_array()
+        .filter(|d| !d.is_empty())
+        .ok_or("_aws.CloudWatchMetrics is not a non-empty array")?;
+    for d in directives {
+        if !d["Namespace"].as_str().is_some_and(|n| !n.is_empty()) {
+            return Err("a directive has no Namespace".into());
+        }
+        let sets = d["Dimensions"]
+            .as_array()
+            .ok_or("a directive has no Dimensions")?;
+        for set in sets {
+            let set = set.as_array().ok_or("a dimension set is not an array")?;
+            if set.len() > 30 {
+                return Err("a dimension set has more than 30 names".into());
+            }
+            for name in set {
+                let name = name.as_str().ok_or("a dimension name is not a string")?;
+                if !v[name].is_string() {
+                    return Err(format!("dimension {name} has no string value at the root"));
+                }
+            }
+        }
+        let metrics = d["Metrics"]
+            .as_array()
+            .ok_or("a directive has no Metrics")?;
+        for m in metrics {
+            let name = m["Name"].as_str().ok_or("a metric has no Name")?;
+            if !v[name].is_number() {
+                return Err(format!("metric {name} has no number value at the root"));
+            }
+        }
+    }
+    Ok(v)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// The specification's required members: `_aws.Timestamp` (a number), a non-empty
-    /// `CloudWatchMetrics` whose directives have a `Namespace`, `Dimensions` (arrays of at most
-    /// 30 names, each a root member with a string value) and `Metrics` (each `Name` a root
-    /// member with a number value, `Unit` a CloudWatch unit).
-    pub(crate) fn assert_valid_emf(line: &str) -> Value {
-        let v: Value = serde_json::from_str(line).expect("a JSON line");
-        assert!(v["_aws"]["Timestamp"].is_i64(), "{line}");
-        let directives = v["_aws"]["CloudWatchMetrics"].as_array().expect("directives");
-        assert!(!directives.is_empty());
-        for d in directives {
-            assert!(d["Namespace"].as_str().is_some_and(|n| !n.is_empty()));
-            for set in d["Dimensions"].as_array().expect("dimension sets") {
-                let set = set.as_array().expect("a dimension set");
-                assert!(set.len() <= 30);
-                for name in set {
-                    let name = name.as_str().expect("a dimension name");
-                    assert!(v[name].is_string(), "dimension {name} in {line}");
-                }
-            }
-            for m in d["Metrics"].as_array().expect("metrics") {
-                let name = m["Name"].as_str().expect("a metric name");
-                assert!(v[name].is_number(), "metric {name} in {line}");
-                assert_eq!(m["Unit"], "Count");
-            }
+    fn assert_valid_emf(line: &str) -> Value {
+        validate(line).unwrap_or_else(|e| panic!("{e}: {line}"))
+    }
+
+    #[test]
+    fn lines_missing_a_required_member_are_refused_naming_it() {
+        for (line, names) in [
+            ("nope", "not JSON"),
+            (r#"{"_aws": {}}"#, "Timestamp"),
+            (
+                r#"{"_aws": {"Timestamp": 1, "CloudWatchMetrics": []}}"#,
+                "CloudWatchMetrics",
+            ),
+            (
+                r#"{"_aws": {"Timestamp": 1, "CloudWatchMetrics": [{"Namespace": "n", "Dimensions": [["Stage"]], "Metrics": []}]}}"#,
+                "dimension Stage",
+            ),
+            (
+                r#"{"_aws": {"Timestamp": 1, "CloudWatchMetrics": [{"Namespace": "n", "Dimensions": [], "Metrics": [{"Name": "Delivered"}]}]}}"#,
+                "metric Delivered",
+            ),
+        ] {
+            let err = validate(line).expect_err(line);
+            assert!(err.contains(names), "{line}: {err}");
         }
-        v
     }
 
     #[test]
@@ -153,13 +195,23 @@ mod tests {
             undelivered: 3,
             ..FanOutReport::default()
         };
-        metrics.record("https://abc.execute-api.eu-west-1.amazonaws.com/prod", &report, 1);
+        metrics.record(
+            "https://abc.execute-api.eu-west-1.amazonaws.com/prod",
+            &report,
+            1,
+        );
         metrics.record("https://x/prod", &FanOutReport::default(), 2);
         let lines = lines.lock().expect("lock");
         assert_eq!(lines.len(), 1, "nothing for a delivery that posted nothing");
         let v = assert_valid_emf(&lines[0]);
         assert_eq!(
-            (&v["Stage"], &v["Handler"], &v["Delivered"], &v["Throttled"], &v["CutOffAtDeadline"]),
+            (
+                &v["Stage"],
+                &v["Handler"],
+                &v["Delivered"],
+                &v["Throttled"],
+                &v["CutOffAtDeadline"]
+            ),
             (
                 &json!("prod"),
                 &json!("wsstack-prod-SendMessageFunction-AbC"),

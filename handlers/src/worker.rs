@@ -141,6 +141,8 @@ pub struct Worker {
     pub broadcast_budget: Option<crate::store::MessageRate>,
     pub concurrency: usize,
     pub page_size: usize,
+    /// Where each job's metric line goes (`None`: no metrics).
+    pub metrics: Option<crate::metrics::Metrics>,
 }
 
 /// Endpoints compare without a trailing slash (`CALLBACK_URL` is stored without one).
@@ -179,6 +181,7 @@ impl Worker {
             page_size: self.page_size,
             broadcast_budget: self.broadcast_budget,
             prepaid: 0,
+            metrics: self.metrics.clone(),
         }
     }
 
@@ -466,6 +469,7 @@ pub(crate) async fn serve_lambda(
         concurrency: config.broadcast_concurrency,
         page_size: PAGE_SIZE,
         broadcast_budget: Some(config.broadcast_budget),
+        metrics: crate::metrics::Metrics::from_lambda_env(),
     };
     tracing::debug!(handler = HANDLER_NAME, "ready");
     lambda_runtime::run(lambda_runtime::service_fn(

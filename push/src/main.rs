@@ -288,6 +288,7 @@ async fn broadcast(
         page_size: fanout::BATCH_SIZE,
         broadcast_budget: None,
         prepaid: 0,
+        metrics: None,
     };
     let parcel = Parcel {
         endpoint,

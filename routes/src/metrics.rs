@@ -1,7 +1,7 @@
 //! The custom metrics of wsstack, declared once: their CloudWatch namespace, names and
-//! dimensions. Synth's alarms and dashboard read them here; the handlers will emit them in
-//! CloudWatch's embedded metric format (a JSON log line with an `_aws` member, no
-//! `PutMetricData` call:
+//! dimensions. Synth's alarms and dashboard read them here; the handlers emit them
+//! (`wsstack_handlers::metrics`) in CloudWatch's embedded metric format (a JSON log line with
+//! an `_aws` member, no `PutMetricData` call:
 //! <https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/CloudWatch_Embedded_Metric_Format_Specification.html>).
 //! Until a handler emits one, its metric does not exist in CloudWatch, and alarms on it stay
 //! `OK` (they treat missing data as not breaching).

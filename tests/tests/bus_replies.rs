@@ -144,6 +144,7 @@ fn worker(
         endpoint: format!("{}/dev", api.base_url()),
         max_job_age: Duration::from_secs(3600),
         broadcast_budget: None,
+        metrics: None,
         concurrency: 8,
         page_size: 100,
     }

@@ -231,3 +231,38 @@ async fn the_push_cli_calls_the_push_api() {
         "{stderr}"
     );
 }
+
+/// Issue 19: the gateway's runs of the handlers write the same metric lines as in Lambda (the
+/// embedded metric format), here into memory.
+#[tokio::test]
+async fn the_gateways_deliveries_write_embedded_metric_lines() {
+    use wsstack_handlers::metrics::{Metrics, MetricsSink, validate};
+    let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (gw, _store) = start(wsstack_gateway::GatewayOptions {
+        metrics: Some(Metrics {
+            handler: "wsstack-local".into(),
+            sink: MetricsSink::Memory(lines.clone()),
+        }),
+        ..options()
+    })
+    .await;
+    let push = push_server(&gw).await;
+    let mut ada = connect(&gw, "ada").await;
+    let mut bob = connect(&gw, "bob").await;
+    let (status, answer) = http(push.local_addr(), "POST", "/messages", r#"{"data": 1}"#).await;
+    assert_eq!(
+        (status, answer["delivered"].clone()),
+        (200, json!(2)),
+        "{answer}"
+    );
+    for client in [&mut ada, &mut bob] {
+        expect_push(client, &json!(1)).await;
+    }
+    let lines = lines.lock().expect("lock").clone();
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    let line = validate(&lines[0]).unwrap_or_else(|e| panic!("{e}: {}", lines[0]));
+    assert_eq!(
+        (&line["Stage"], &line["Handler"], &line["Delivered"]),
+        (&json!("dev"), &json!("wsstack-local"), &json!(2))
+    );
+}

@@ -412,7 +412,7 @@ async fn the_push_api_answers_http_api_requests_through_the_lambda_runtime_api()
     })
     .await;
     let runtime = LambdaRuntimeApi::start().await.expect("runtime API");
-    let function = spawn(
+    let (function, stdout) = spawn_capturing(
         &runtime,
         "push-api",
         &[
@@ -512,4 +512,49 @@ async fn the_push_api_answers_http_api_requests_through_the_lambda_runtime_api()
         "{body}"
     );
     drop(function);
+
+    // Issue 19: the push to Ada's two devices wrote one metric line in CloudWatch's embedded
+    // metric format, on its own line of the function's output (not inside a log record).
+    let lines = stdout.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let emf: Vec<Value> = lines
+        .iter()
+        .filter(|l| l.contains("\"_aws\""))
+        .map(|l| wsstack_handlers::metrics::validate(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert!(!emf.is_empty(), "no metric line in {lines:?}");
+    let delivered: Vec<&Value> = emf.iter().filter(|v| v["Delivered"] == 2).collect();
+    assert_eq!(delivered.len(), 1, "{emf:?}");
+    assert_eq!(delivered[0]["Handler"], "wsstack-test");
+    assert_eq!(delivered[0]["Stage"], "dev");
+}
+
+/// [`spawn`], with the process's standard output kept line by line (where Lambda takes the
+/// function's metric lines from).
+fn spawn_capturing(
+    runtime: &LambdaRuntimeApi,
+    handler: &str,
+    extra: &[(&str, String)],
+) -> (Function, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use tokio::io::AsyncBufReadExt;
+    let mut command = tokio::process::Command::new(handlers_binary("bootstrap"));
+    command
+        .env_clear()
+        .envs(function_env(&runtime.address(), handler))
+        .envs(extra.iter().map(|(k, v)| (*k, v.as_str())))
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    let mut process = command
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start bootstrap: {e}"));
+    let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    if let Some(stdout) = process.stdout.take() {
+        let kept = lines.clone();
+        tokio::spawn(async move {
+            let mut reader = tokio::io::BufReader::new(stdout).lines();
+            while let Ok(Some(line)) = reader.next_line().await {
+                kept.lock().unwrap_or_else(|p| p.into_inner()).push(line);
+            }
+        });
+    }
+    (Function { _process: process }, lines)
 }

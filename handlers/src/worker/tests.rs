@@ -46,6 +46,7 @@ fn worker(store: &MemoryStore, api: &Arc<SimulatedApi>, queue: &MemoryQueue) -> 
         concurrency: 32,
         page_size: 100,
         broadcast_budget: None,
+        metrics: None,
     }
 }
 
@@ -596,6 +597,7 @@ async fn the_worker_charges_what_it_lists_to_the_broadcast_budget() {
     };
     let w = Worker {
         broadcast_budget: Some(budget),
+        metrics: None,
         ..worker(&store, &api, &queue)
     };
     let job = FanOutJob::for_everyone("m1", ENDPOINT, "{}", 1).remove(0);

@@ -310,7 +310,7 @@ pub fn body(stage: &Stage, handlers: &[Handler]) -> DashboardBody {
         height: HEADING_HEIGHT,
         content: WidgetContent::Text(TextWidget {
             markdown: format!(
-                "# wsstack, stage {}\nThe API, the fan-out queue and each function. The deliveries graph shows wsstack's own metrics (namespace `{}`), which appear once the handlers emit them in embedded metric format.",
+                "# wsstack, stage {}\nThe API, the fan-out queue and each function. The deliveries graph shows wsstack's own metrics (namespace `{}`), which the handlers write in embedded metric format, one line per delivery.",
                 stage.name,
                 metrics::NAMESPACE
             ),

@@ -120,7 +120,7 @@ pub fn validate(line: &str) -> Result<Value, String> {
         .filter(|d| !d.is_empty())
         .ok_or("_aws.CloudWatchMetrics is not a non-empty array")?;
     for d in directives {
-        if !d["Namespace"].as_str().is_some_and(|n| !n.is_empty()) {
+        if d["Namespace"].as_str().is_none_or(str::is_empty) {
             return Err("a directive has no Namespace".into());
         }
         let sets = d["Dimensions"]

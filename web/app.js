@@ -34,7 +34,16 @@ const ui = {
   recipient: $("recipient"),
   text: $("text"),
   send: $("send"),
+  jobForm: $("job-form"),
+  jobSteps: $("job-steps"),
+  submitJob: $("submit-job"),
+  jobs: $("jobs"),
 };
+
+/** The forwarded action the example backend runs (wsstack.toml). */
+const JOB_ACTION = "submitJob";
+/** The requestIds of the jobs this page shows: prefix and the ids' alphabet. */
+const JOB_PREFIX = "job-";
 
 let client = null;
 let me = { username: "", connectionId: null };
@@ -86,6 +95,7 @@ function setStatus(state, text) {
   ui.send.disabled = !open;
   ui.refresh.disabled = !open;
   ui.join.disabled = !open;
+  ui.submitJob.disabled = !open;
   const idle = client === null;
   ui.connect.disabled = !idle;
   ui.disconnect.disabled = idle;
@@ -213,13 +223,67 @@ function onDirect({ from, data, sentAt }) {
   refreshIfNew(from);
 }
 
+// -------------------------------------------------------------------------------------- jobs
+
+/** The list item of job `id`, made on first sight (a job another tab of this user submitted
+ * shows up with its first update). */
+function jobItem(id) {
+  let item = ui.jobs.querySelector(`li[data-job="${CSS.escape(id)}"]`);
+  if (!item) {
+    item = el("li", "job");
+    item.dataset.job = id;
+    item.append(el("code", "", id), el("span", "job-state", ""));
+    ui.jobs.prepend(item);
+  }
+  return item;
+}
+
+function showJob(id, state, text) {
+  const item = jobItem(id);
+  item.dataset.state = state;
+  item.querySelector(".job-state").textContent = ` ${text}`;
+}
+
+/** A job's progress, pushed by the backend with `replyTo` its requestId. */
+function onJobUpdate(id, update) {
+  switch (update?.state) {
+    case "started":
+      return showJob(id, "started", `started: ${update.steps} steps`);
+    case "running":
+      return showJob(id, "running", `step ${update.step}`);
+    case "done":
+      return showJob(id, "done", `done: ${JSON.stringify(update.result)}`);
+    case "rejected":
+      return showJob(id, "rejected", `rejected: ${update.reason}`);
+    default:
+      return showJob(id, "unknown", JSON.stringify(update));
+  }
+}
+
+function submitJob(event) {
+  event.preventDefault();
+  if (!client) return;
+  const id = `${JOB_PREFIX}${Date.now().toString(36)}${Math.random().toString(36).slice(2, 6)}`;
+  const steps = Number(ui.jobSteps.value);
+  showJob(id, "submitted", "submitted");
+  client.forward(JOB_ACTION, { steps }, { requestId: id });
+}
+
+function onAccepted({ action, requestId }) {
+  if (action === JOB_ACTION && requestId?.startsWith(JOB_PREFIX)) {
+    showJob(requestId, "accepted", "accepted, waiting for the backend");
+  }
+}
+
 function onPush({ data, sentAt, replyTo }) {
+  if (replyTo?.startsWith(JOB_PREFIX)) return onJobUpdate(replyTo, data);
   const text = typeof data === "string" ? data : JSON.stringify(data);
   const meta = replyTo ? `${clock(sentAt)} from the backend, re ${replyTo}` : `${clock(sentAt)} from the backend`;
   addEntry("push", [el("span", "meta", meta), text]);
 }
 
-function onErrorFrame({ code, message }) {
+function onErrorFrame({ code, message, requestId }) {
+  if (requestId?.startsWith(JOB_PREFIX)) showJob(requestId, "refused", `refused: ${code}`);
   addEntry("error", [el("span", "meta", clock()), el("code", "", code), message]);
   if (code === "invalid_cursor" || code === "invalid_limit") {
     listing = null; // that listing will not go on
@@ -291,6 +355,7 @@ function connect(event) {
   client.addEventListener("left", (e) => onLeft(e.detail));
   client.addEventListener("errorframe", (e) => onErrorFrame(e.detail));
   client.addEventListener("gatewayerror", (e) => onGatewayError(e.detail));
+  client.addEventListener("accepted", (e) => onAccepted(e.detail));
   client.connect();
 }
 
@@ -387,6 +452,7 @@ async function start() {
   ui.sendForm.addEventListener("submit", send);
   ui.refresh.addEventListener("click", refreshPeople);
   ui.joinForm.addEventListener("submit", joinRoom);
+  ui.jobForm.addEventListener("submit", submitJob);
   setStatus("closed", "Not connected");
   document.body.dataset.ready = "true";
   if (params.has("connect")) ui.connect.click();

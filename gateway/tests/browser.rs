@@ -11,6 +11,27 @@ use std::time::{Duration, Instant};
 /// Far above the ~10 s the script takes, for a machine busy with other builds.
 const DEADLINE: Duration = Duration::from_secs(300);
 
+/// The example backend's binary (the job panel's check runs it), beside `wsstack-local` in
+/// the same profile's folder; built there when missing.
+fn job_backend() -> std::path::PathBuf {
+    let gateway = Path::new(env!("CARGO_BIN_EXE_wsstack-local"));
+    let dir = gateway.parent().expect("the binary's folder");
+    let binary = dir.join(format!("job-backend{}", std::env::consts::EXE_SUFFIX));
+    if !binary.is_file() {
+        let profile = match dir.file_name().and_then(|n| n.to_str()) {
+            Some("debug") | None => "dev",
+            Some(other) => other,
+        };
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "--profile", profile])
+            .args(["-p", "wsstack-example-job-backend", "--bin", "job-backend"])
+            .status()
+            .expect("cargo runs");
+        assert!(status.success(), "building job-backend failed: {status}");
+    }
+    binary
+}
+
 #[test]
 fn two_pages_chat_see_an_error_frame_and_reconnect() {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/browser/test_chat.py");
@@ -19,6 +40,8 @@ fn two_pages_chat_see_an_error_frame_and_reconnect() {
         .arg(&script)
         .arg("--gateway")
         .arg(env!("CARGO_BIN_EXE_wsstack-local"))
+        .arg("--job-backend")
+        .arg(job_backend())
         .spawn()
         .expect("python3 runs (scripts/install-tools.sh installs the browser test's tools)");
     let started = Instant::now();

@@ -22,6 +22,7 @@ import contextlib
 import ctypes
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -499,6 +500,50 @@ def test_forwarded_actions_are_accepted_or_refused_by_request(browser: Browser, 
         assert refused["code"] == "data_too_large" and refused["requestId"] == "o-2", refused
 
 
+# The example backend's binary (`--job-backend`), for the job panel's test.
+JOB_BACKEND: str | None = None
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_a_job_reports_its_progress_on_every_tab_of_the_user(browser: Browser, gateway_bin: str) -> None:
+    """Issue 17: the job panel. One tab of ada submits submitJob; the example backend (behind
+    the gateway's local bus) pushes the progress through the push API to both of ada's tabs."""
+    assert JOB_BACKEND, "--job-backend is required"
+    push_port, backend_port = free_port(), free_port()
+    backend = subprocess.Popen(
+        [JOB_BACKEND, "--listen", f"127.0.0.1:{backend_port}",
+         "--push-api-url", f"http://127.0.0.1:{push_port}", "--step-ms", "50"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=_die_with_parent,
+    )
+    try:
+        extra = ("--push-port", str(push_port), "--backend-url", f"http://127.0.0.1:{backend_port}/events")
+        with Gateway(gateway_bin, *extra) as gw:
+            pages = Pages(browser)
+            phone = pages.open(gw.web_url, "ada")
+            laptop = pages.open(gw.web_url, "ada")
+            phone.fill("#job-steps", "3")
+            phone.click("#submit-job")
+            for page in (phone, laptop):
+                done = page.locator('#jobs li[data-state="done"]')
+                expect(done).to_have_count(1)
+                expect(done).to_contain_text("[1,4,9]")
+            # The backend refuses a job it cannot run, and the panel says why (the field's own
+            # bound, which would stop the form, is lifted for that).
+            phone.eval_on_selector("#job-steps", "e => e.removeAttribute('max')")
+            phone.fill("#job-steps", "11")
+            phone.click("#submit-job")
+            expect(phone.locator('#jobs li[data-state="rejected"]')).to_contain_text("got 11")
+            pages.close()
+    finally:
+        backend.terminate()
+        backend.wait(timeout=15)
+
+
 def test_protocol_module_helpers(browser: Browser, gateway_bin: str) -> None:
     with Gateway(gateway_bin) as gw:
         page = browser.new_page()
@@ -532,7 +577,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--gateway", required=True, help="path of the wsstack-local binary")
     parser.add_argument("--screenshot", metavar="PNG", help="write the screenshot instead of testing")
+    parser.add_argument("--job-backend", help="path of the example backend's job-backend binary")
     args = parser.parse_args()
+    global JOB_BACKEND
+    JOB_BACKEND = args.job_backend
 
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
@@ -552,6 +600,7 @@ def main() -> int:
                 test_page_room_rules_match_the_api,
                 test_a_message_delivered_twice_is_shown_once,
                 test_forwarded_actions_are_accepted_or_refused_by_request,
+                test_a_job_reports_its_progress_on_every_tab_of_the_user,
             )
             for test in tests:
                 started = time.monotonic()

@@ -204,8 +204,14 @@ fn stage(p: &Props) -> Vec<Option<String>> {
         p.text("/StageName"),
         Some(throttling(p.get("/DefaultRouteSettings"))),
     ];
-    let routes = p.get("/RouteSettings").and_then(Value::as_object);
-    for (route, settings) in routes.into_iter().flatten() {
+    let mut routes: Vec<(&String, &Value)> = p
+        .get("/RouteSettings")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+        .collect();
+    routes.sort_by(|a, b| a.0.cmp(b.0));
+    for (route, settings) in routes {
         out.push(Some(format!("{route} {}", throttling(Some(settings)))));
     }
     out.push(p.with("/AccessLogSettings/DestinationArn", |d| {
@@ -387,6 +393,12 @@ mod tests {
         assert_eq!(
             settings("AWS::ApiGatewayV2::Stage", &s).join(", "),
             "prod, throttling 1000/s burst 2000"
+        );
+        let routes = json!({"StageName": "dev", "RouteSettings": {
+            "sendMessage": {"ThrottlingRateLimit": 10}, "$connect": {"ThrottlingBurstLimit": 5}}});
+        assert_eq!(
+            settings("AWS::ApiGatewayV2::Stage", &routes).join(", "),
+            "dev, throttling unset, $connect throttling -/s burst 5, sendMessage throttling 10/s burst -"
         );
         let a = json!({"Namespace": "AWS/Lambda", "MetricName": "Errors", "Statistic": "Sum",
             "Dimensions": [{"Name": "FunctionName", "Value": {"Ref": "F"}}], "Period": 300,

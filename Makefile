@@ -112,7 +112,7 @@ asyncapi: ## Regenerate docs/asyncapi.yaml from the protocol types and the route
 # The tests `make check` runs: the ones that need no server or tool outside cargo (no dynalite,
 # moto, browser, cfn-lint or node). Everything else runs in `make test`.
 CHECK_TESTS := --workspace --exclude wsstack-tests --lib --bins \
-	--test templates --test stages --test assembly --test diff --test routes --test forward --test binaries --test jwt --test cli --test web
+	--test templates --test review --test stages --test assembly --test diff --test routes --test forward --test binaries --test jwt --test cli --test web
 
 .PHONY: check
 check: ## Quick: fmt, clippy and the tests that need no outside server (a warm build: under 2 minutes)

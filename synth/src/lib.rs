@@ -10,11 +10,13 @@
 //! - [`assembly`]: the cloud assembly written to `cdk.out/`, atomically.
 //! - [`account_setup`]: the one-time account setup template (API Gateway's CloudWatch role).
 //! - [`diff`]: `synth diff`, what deploying one assembly or template over another changes.
+//! - [`review`]: `synth review`, a template as plain text a reviewer reads in a minute.
 
 pub mod account_setup;
 pub mod assembly;
 pub mod assets;
 pub mod cfn;
 pub mod diff;
+pub mod review;
 pub mod stack;
 pub use wsstack_stage as stage;

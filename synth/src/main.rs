@@ -2,8 +2,9 @@
 //! WebSocket API, one stack per stage, without Node or the CDK at synth time.
 //!
 //! Subcommands: `build` (the default: `synth` with no subcommand builds), `needs` (what a
-//! stage asks of the account), `account-setup` (the one-time account template) and `diff`
-//! (what deploying one assembly over another changes).
+//! stage asks of the account), `account-setup` (the one-time account template), `diff`
+//! (what deploying one assembly over another changes) and `review` (a template as text a
+//! reviewer reads).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -14,6 +15,7 @@ use wsstack_synth::account_setup;
 use wsstack_synth::assembly::{self, Environment};
 use wsstack_synth::assets::{AssetSource, DEFAULT_LAMBDA_DIR};
 use wsstack_synth::diff;
+use wsstack_synth::review;
 use wsstack_synth::stage::manifest;
 use wsstack_synth::stage::{self, DEFAULT_STAGES_DIR, Stage};
 
@@ -31,7 +33,7 @@ use wsstack_synth::stage::{self, DEFAULT_STAGES_DIR, Stage};
     name = "synth",
     version,
     args_conflicts_with_subcommands = true,
-    after_help = "Examples:\n  synth                          every stage, the real handlers' zip (build it with `make handlers`)\n  synth build --stage prod       only stages/prod.toml (`synth --stage prod` is the same)\n  synth --stand-in-assets        templates only, without building the handlers\n  synth --account 123456789012 --region eu-west-1   pin the stacks to one environment\n  synth needs --stage prod       what deploying prod asks of the account, as JSON\n  synth account-setup target/account-setup          the one-time account setup template\n  synth diff old/cdk.out cdk.out  what deploying cdk.out over old/cdk.out changes"
+    after_help = "Examples:\n  synth                          every stage, the real handlers' zip (build it with `make handlers`)\n  synth build --stage prod       only stages/prod.toml (`synth --stage prod` is the same)\n  synth --stand-in-assets        templates only, without building the handlers\n  synth --account 123456789012 --region eu-west-1   pin the stacks to one environment\n  synth needs --stage prod       what deploying prod asks of the account, as JSON\n  synth account-setup target/account-setup          the one-time account setup template\n  synth diff old/cdk.out cdk.out  what deploying cdk.out over old/cdk.out changes\n  synth review cdk.out           every stack's resources, IAM grants and outputs, as text"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -68,6 +70,18 @@ enum Command {
     /// nothing changed, 1 when something did, 2 on an error. `make diff BASE=<git ref>` diffs
     /// a git ref's synth output against the working tree's.
     Diff(DiffArgs),
+    /// Print a template as text a reviewer reads in a minute: resources grouped by type with
+    /// their key settings, every IAM grant as one `role: action on resource` line, parameters
+    /// and outputs. The per-stage review snapshots (synth/tests/snapshots/review__*.snap) are
+    /// this text.
+    Review(ReviewArgs),
+}
+
+#[derive(Debug, Args)]
+struct ReviewArgs {
+    /// A cloud assembly directory (cdk.out), every stack in it, or one template JSON file.
+    #[arg(value_name = "TEMPLATE|ASSEMBLY")]
+    path: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -179,6 +193,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::AccountSetup(args)) => done(write_account_setup(&args)),
         // Its own exit statuses: 1 is "something changed", 2 an error.
         Some(Command::Diff(args)) => Ok(diff(&args)),
+        Some(Command::Review(args)) => done(review(&args)),
         None => done(match cli.account_setup {
             Some(dir) => write_account_setup(&AccountSetupArgs {
                 dir,
@@ -221,6 +236,12 @@ fn diff(args: &DiffArgs) -> ExitCode {
             ExitCode::from(DIFF_ERROR)
         }
     }
+}
+
+/// Prints the review text of every stack of `args.path`.
+fn review(args: &ReviewArgs) -> anyhow::Result<()> {
+    print!("{}", review::review_path(&args.path)?);
+    Ok(())
 }
 
 fn needs(selection: &StageSelection) -> anyhow::Result<()> {

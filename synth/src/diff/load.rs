@@ -52,7 +52,8 @@ pub enum Side {
 }
 
 impl Side {
-    fn stacks(&self) -> &[LoadedStack] {
+    /// The stacks of this side: an assembly's, sorted by artifact ID, or the lone template.
+    pub fn stacks(&self) -> &[LoadedStack] {
         match self {
             Side::Assembly(s) => s,
             Side::Template(t) => std::slice::from_ref(t),

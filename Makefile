@@ -133,6 +133,7 @@ bench: ## Benchmarks that print their figures (synth, handler cold start and fan
 	cargo bench -p wsstack-handlers --bench fanout
 	cargo bench -p wsstack-gateway --bench broadcast
 	cargo bench -p wsstack-auth --bench authorizer
+	cargo bench -p wsstack-tests --bench bridge
 	cargo bench -p wsstack-gateway --bench connect_auth
 
 .PHONY: clean

@@ -803,50 +803,71 @@ fn fanout_max_concurrency(
 fn check_functions(
     lambda: &LambdaSection,
     functions: &[(Handler, FunctionSettings)],
-) -> Result<(), (Option<Range<usize>>, String, String)> {
+) -> Result<(), FieldError> {
     for (h, settings) in functions {
-        // API Gateway gives up on an integration after its timeout quota, which cannot be
-        // raised: a WebSocket route's (the route table's and the forwarded actions') or the
-        // push API's (an HTTP API). A function that runs longer runs on for nobody.
-        let is_route = ROUTES.iter().any(|r| r.handler == *h)
-            || h.invocation() == Invocation::ForwardedActions;
-        let (max, what, quota) = if is_route {
-            (
-                ROUTE_TIMEOUT_MAX_SECONDS,
-                "a route integration",
-                format!(
-                    "API Gateway's WebSocket integration timeout quota is 50 ms to {ROUTE_TIMEOUT_MAX_SECONDS} s and cannot be raised ({WEBSOCKET_QUOTAS_PAGE})"
-                ),
-            )
-        } else if h.invocation() == Invocation::PushApi {
-            (
-                HTTP_API_TIMEOUT_MAX_SECONDS,
-                "the push API's integration",
-                format!(
-                    "API Gateway's HTTP API integration timeout quota is at most {HTTP_API_TIMEOUT_MAX_SECONDS} s and cannot be raised ({HTTP_API_QUOTAS_PAGE})"
-                ),
-            )
-        } else {
-            continue;
-        };
-        if settings.timeout_seconds > max {
-            let (field, span) = lambda
-                .origin(*h, "timeout_seconds", |f| f.timeout_seconds.as_ref())
-                .map_or(
-                    (format!("lambda.{}.timeout_seconds", h.name()), None),
-                    |(f, s)| (f, Some(s)),
-                );
-            return Err((
-                span,
-                field,
-                format!(
-                    "{} s is too long for the {} function, {what}: {quota}; set at most {max}",
-                    settings.timeout_seconds,
-                    h.name()
-                ),
-            ));
-        }
+        check_integration_timeout(lambda, *h, settings)?;
     }
+    check_reserved_concurrency(lambda, functions)
+}
+
+/// A function behind an API Gateway integration (a WebSocket route's, the forwarded actions',
+/// the push API's) must not time out after API Gateway gave up on it: the integration timeout
+/// quota cannot be raised, so a function that runs longer runs on for nobody.
+fn check_integration_timeout(
+    lambda: &LambdaSection,
+    h: Handler,
+    settings: &FunctionSettings,
+) -> Result<(), FieldError> {
+    // API Gateway gives up on an integration after its timeout quota, which cannot be
+    // raised: a WebSocket route's (the route table's and the forwarded actions') or the
+    // push API's (an HTTP API). A function that runs longer runs on for nobody.
+    let is_route =
+        ROUTES.iter().any(|r| r.handler == h) || h.invocation() == Invocation::ForwardedActions;
+    let (max, what, quota) = if is_route {
+        (
+            ROUTE_TIMEOUT_MAX_SECONDS,
+            "a route integration",
+            format!(
+                "API Gateway's WebSocket integration timeout quota is 50 ms to {ROUTE_TIMEOUT_MAX_SECONDS} s and cannot be raised ({WEBSOCKET_QUOTAS_PAGE})"
+            ),
+        )
+    } else if h.invocation() == Invocation::PushApi {
+        (
+            HTTP_API_TIMEOUT_MAX_SECONDS,
+            "the push API's integration",
+            format!(
+                "API Gateway's HTTP API integration timeout quota is at most {HTTP_API_TIMEOUT_MAX_SECONDS} s and cannot be raised ({HTTP_API_QUOTAS_PAGE})"
+            ),
+        )
+    } else {
+        return Ok(());
+    };
+    if settings.timeout_seconds > max {
+        let (field, span) = lambda
+            .origin(h, "timeout_seconds", |f| f.timeout_seconds.as_ref())
+            .map_or(
+                (format!("lambda.{}.timeout_seconds", h.name()), None),
+                |(f, s)| (f, Some(s)),
+            );
+        return Err((
+            span,
+            field,
+            format!(
+                "{} s is too long for the {} function, {what}: {quota}; set at most {max}",
+                settings.timeout_seconds,
+                h.name()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The functions together must not reserve more concurrency than the default account quota
+/// leaves reservable; the error points at the last setting that adds to the total.
+fn check_reserved_concurrency(
+    lambda: &LambdaSection,
+    functions: &[(Handler, FunctionSettings)],
+) -> Result<(), FieldError> {
     let reserved: Vec<(Handler, u32)> = functions
         .iter()
         .filter_map(|(h, s)| s.reserved_concurrency.map(|r| (*h, r)))

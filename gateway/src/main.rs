@@ -7,10 +7,13 @@ use anyhow::Context;
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 use wsstack_auth::issuer::LocalIssuer;
-use wsstack_gateway::options::{AuthKind, Cli, Command, PortPlan};
+use wsstack_gateway::options::{AuthKind, Cli, Command, PortPlan, TokenArgs};
 use wsstack_gateway::push_server::{PushServer, PushServerError};
 use wsstack_gateway::web::{WebError, WebServer};
-use wsstack_gateway::{Gateway, StoreOptions, open_memberships, open_store_and_audience};
+use wsstack_gateway::{
+    Gateway, GatewayOptions, RunningGateway, StoreOptions, open_memberships,
+    open_store_and_audience,
+};
 
 // A broadcast is allocation-heavy (each delivery is an SDK request, an HTTP request and a
 // frame); glibc's malloc spent a fifth of the gateway's CPU on it.
@@ -28,15 +31,7 @@ async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt().with_env_filter(filter).init();
 
     if let Some(Command::Token(args)) = &cli.command {
-        let token = wsstack_auth::issuer::request_token(
-            &args.issuer,
-            &args.sub,
-            args.username.as_deref(),
-            args.ttl,
-        )
-        .await?;
-        println!("{token}");
-        return Ok(());
+        return print_token(args).await;
     }
 
     let web_plan = cli.web_plan();
@@ -49,8 +44,61 @@ async fn main() -> anyhow::Result<()> {
         .map(wsstack_gateway::forwarding::banner_line)
         .unwrap_or_default();
     // --auth dev: a local issuer, and the authorizer that trusts it. Kept alive until exit.
-    let issuer = match auth {
-        AuthKind::None => None,
+    let issuer = start_dev_auth(auth, host, issuer_port, &mut options).await?;
+    let store_name = store_description(&store_options);
+    let (store, audience) = open_store_and_audience(&store_options).await?;
+    let memberships = open_memberships(&store_options).await?;
+    let fanout = if options.queue_mode.is_some() {
+        "queue (in-process worker)"
+    } else {
+        "inline"
+    };
+    let gateway = Gateway::bind_with_audience(options, store, memberships, Some(audience)).await?;
+
+    let web = start_web(web_plan, gateway.local_addr().ip(), &gateway.ws_url()).await?;
+    let push = start_push_api(push_plan, gateway.local_addr().ip(), gateway.push_api()).await?;
+    let banner = Banner {
+        store_name: &store_name,
+        fanout,
+        web: web.as_ref(),
+        push: push.as_ref(),
+        issuer: issuer.as_deref(),
+        forward_line: &forward_line,
+    };
+    print_banner(&banner.render(&gateway));
+
+    let signal = wsstack_gateway::shutdown::signal().await;
+    tracing::info!(signal, "stopping: closing every connection");
+    drop(web);
+    drop(push);
+    let report = gateway.shutdown(SHUTDOWN_GRACE).await;
+    tracing::info!(closed = report.closed, drained = report.drained, "stopped");
+    Ok(())
+}
+
+/// `wsstack-local token`: asks the issuer for a token and prints it, for `?token=` on connect.
+async fn print_token(args: &TokenArgs) -> anyhow::Result<()> {
+    let token = wsstack_auth::issuer::request_token(
+        &args.issuer,
+        &args.sub,
+        args.username.as_deref(),
+        args.ttl,
+    )
+    .await?;
+    println!("{token}");
+    Ok(())
+}
+
+/// `--auth dev`: starts a local issuer and gives the gateway the authorizer that trusts it.
+/// The issuer is returned so that the caller keeps it alive until exit.
+async fn start_dev_auth(
+    auth: AuthKind,
+    host: std::net::IpAddr,
+    issuer_port: u16,
+    options: &mut GatewayOptions,
+) -> anyhow::Result<Option<std::sync::Arc<LocalIssuer>>> {
+    match auth {
+        AuthKind::None => Ok(None),
         AuthKind::Dev => {
             let issuer = LocalIssuer::start(
                 std::net::SocketAddr::new(host, issuer_port),
@@ -65,10 +113,14 @@ async fn main() -> anyhow::Result<()> {
                 username_claim: Some(wsstack_auth::issuer::LOCAL_USERNAME_CLAIM.to_owned()),
             };
             options.authorizer = Some(std::sync::Arc::new(config.http_authorizer()?));
-            Some(issuer)
+            Ok(Some(issuer))
         }
-    };
-    let store_name = match &store_options {
+    }
+}
+
+/// The store as the banner names it: memory, or the DynamoDB tables and their endpoint.
+fn store_description(store_options: &StoreOptions) -> String {
+    match store_options {
         StoreOptions::Memory => "memory".to_owned(),
         StoreOptions::DynamoDb {
             endpoint,
@@ -78,39 +130,56 @@ async fn main() -> anyhow::Result<()> {
             "DynamoDB tables {table} and {rooms_table} at {}",
             endpoint.as_deref().unwrap_or("AWS")
         ),
-    };
-    let (store, audience) = open_store_and_audience(&store_options).await?;
-    let memberships = open_memberships(&store_options).await?;
-    let fanout = if options.queue_mode.is_some() {
-        "queue (in-process worker)"
-    } else {
-        "inline"
-    };
-    let gateway = Gateway::bind_with_audience(options, store, memberships, Some(audience)).await?;
+    }
+}
 
-    let web = start_web(web_plan, gateway.local_addr().ip(), &gateway.ws_url()).await?;
-    let browser = match &web {
-        Some(server) => server.url(),
-        None => "not served".to_owned(),
-    };
-    let push = start_push_api(push_plan, gateway.local_addr().ip(), gateway.push_api()).await?;
-    let push_url = match &push {
-        Some(server) => format!("{} (unsigned locally; IAM-signed in AWS)", server.url()),
-        None => "not served".to_owned(),
-    };
-    let auth_line = match &issuer {
-        Some(i) => format!(
-            "  Issuer        {} (JWT on $connect: connect with ?token=$(wsstack-local token --sub NAME))\n",
-            i.url()
-        ),
-        None => String::new(),
-    };
-    let banner = format!(
-        "wsstack-local: stage {}, store {store_name}, fan-out {fanout}\n  WebSocket     {}\n  @connections  {}\n  Browser       {browser}\n  Push API      {push_url}\n{auth_line}{forward_line}Ctrl-C to stop.\n",
-        gateway.stage(),
-        gateway.ws_url(),
-        gateway.connections_url()
-    );
+/// What the start-up banner reports besides the gateway's own addresses.
+struct Banner<'a> {
+    store_name: &'a str,
+    fanout: &'a str,
+    web: Option<&'a WebServer>,
+    push: Option<&'a PushServer>,
+    issuer: Option<&'a LocalIssuer>,
+    forward_line: &'a str,
+}
+
+impl Banner<'_> {
+    /// The banner's text: the stage, store and fan-out, then every address a developer uses.
+    fn render(&self, gateway: &RunningGateway) -> String {
+        let Banner {
+            store_name,
+            fanout,
+            web,
+            push,
+            issuer,
+            forward_line,
+        } = self;
+        let browser = match web {
+            Some(server) => server.url(),
+            None => "not served".to_owned(),
+        };
+        let push_url = match push {
+            Some(server) => format!("{} (unsigned locally; IAM-signed in AWS)", server.url()),
+            None => "not served".to_owned(),
+        };
+        let auth_line = match issuer {
+            Some(i) => format!(
+                "  Issuer        {} (JWT on $connect: connect with ?token=$(wsstack-local token --sub NAME))\n",
+                i.url()
+            ),
+            None => String::new(),
+        };
+        format!(
+            "wsstack-local: stage {}, store {store_name}, fan-out {fanout}\n  WebSocket     {}\n  @connections  {}\n  Browser       {browser}\n  Push API      {push_url}\n{auth_line}{forward_line}Ctrl-C to stop.\n",
+            gateway.stage(),
+            gateway.ws_url(),
+            gateway.connections_url()
+        )
+    }
+}
+
+/// Writes the banner to stdout, ignoring a closed stdout.
+fn print_banner(banner: &str) {
     // A closed stdout (a supervisor that stopped reading) must not stop the gateway, which
     // `println!` would do by panicking.
     let mut stdout = std::io::stdout().lock();
@@ -118,14 +187,6 @@ async fn main() -> anyhow::Result<()> {
         .write_all(banner.as_bytes())
         .and_then(|()| stdout.flush());
     drop(stdout);
-
-    let signal = wsstack_gateway::shutdown::signal().await;
-    tracing::info!(signal, "stopping: closing every connection");
-    drop(web);
-    drop(push);
-    let report = gateway.shutdown(SHUTDOWN_GRACE).await;
-    tracing::info!(closed = report.closed, drained = report.drained, "stopped");
-    Ok(())
 }
 
 /// Serves the browser client as planned. A default port that is taken is no reason to refuse

@@ -18,6 +18,7 @@ use wsstack_handlers::config::{Config, DEFAULT_BROADCAST_CONCURRENCY, FanOutMode
 use wsstack_handlers::management::SdkManagementApi;
 use wsstack_handlers::membership::{MembershipStore, MemoryMembershipStore};
 use wsstack_handlers::push_api::PushApi;
+use wsstack_handlers::queue::MemoryQueue;
 use wsstack_handlers::store::ConnectionStore;
 
 use crate::event::ApiContext;
@@ -197,7 +198,7 @@ impl Gateway {
     /// connections by Scan segment) for queue-mode fan-out, which `options.queue_mode` asks
     /// for.
     pub async fn bind_with_audience(
-        options: GatewayOptions,
+        mut options: GatewayOptions,
         store: Arc<dyn ConnectionStore>,
         memberships: Arc<dyn MembershipStore>,
         audience: Option<Arc<dyn AudienceSource>>,
@@ -208,54 +209,14 @@ impl Gateway {
         if options.queue_mode.is_some() && audience.is_none() {
             return Err(BindError::QueueModeWithoutAudience);
         }
-        let addr = SocketAddr::new(options.host, options.port);
-        let listener = listen(addr).map_err(|source| {
-            if source.kind() == io::ErrorKind::AddrInUse {
-                BindError::AddrInUse { addr }
-            } else {
-                BindError::Io { addr, source }
-            }
-        })?;
-        let local_addr = listener
-            .local_addr()
-            .map_err(|source| BindError::Io { addr, source })?;
-        // Handlers call back through a concrete address even when the gateway listens on all.
-        let callback_ip = match local_addr.ip() {
-            IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
-            IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
-            ip => ip,
-        };
-        let callback_url = format!(
-            "http://{}/{}",
-            SocketAddr::new(callback_ip, local_addr.port()),
-            options.stage
-        );
-
-        let mut config = Config::new(options.table_name.clone());
-        config.callback_url = Some(callback_url.clone());
-        config.broadcast_concurrency = options.broadcast_concurrency.max(1);
-        // With an authorizer, `$connect` takes the username from its context only.
-        config.authenticated = options.authorizer.is_some();
-        // Stalled-stream protection watches each request's throughput with timers: a guard
-        // against slow networks that a loopback call does not need, at a cost per request.
-        let sdk = wsstack_handlers::local_sdk_config(None)
-            .await
-            .into_builder()
-            .stalled_stream_protection(StalledStreamProtectionConfig::disabled())
-            .build();
-        let api = Arc::new(SdkManagementApi::new(&sdk));
+        let (listener, local_addr) = bind_listener(&options)?;
+        let callback_url = callback_url_for(local_addr, &options.stage);
+        let mut config = handlers_config(&options, &callback_url);
+        let api = loopback_management_api().await;
         let cancel = CancellationToken::new();
-        let mut worker_task = None;
-        let mut queue = None;
-        if let (Some(mode), Some(audience)) = (options.queue_mode, audience) {
-            config.fanout = FanOutMode::Queue {
-                queue_url: fanout_queue::LOCAL_QUEUE_URL.to_owned(),
-                segments: mode.segments,
-            };
-            config.max_job_age = mode.max_job_age;
-            let (q, task) = fanout_queue::start(
-                mode,
-                fanout_queue::WorkerParts {
+        let (queue, worker_task) = match (options.queue_mode, audience) {
+            (Some(mode), Some(audience)) => {
+                let parts = fanout_queue::WorkerParts {
                     store: Arc::clone(&store),
                     audience,
                     memberships: Arc::clone(&memberships),
@@ -264,83 +225,23 @@ impl Gateway {
                     concurrency: config.broadcast_concurrency,
                     broadcast_budget: config.broadcast_budget,
                     metrics: options.metrics.clone(),
-                },
-                cancel.child_token(),
-            );
-            queue = Some(q);
-            worker_task = Some(task);
-        }
-        if let (Some(_), Some(every)) = (&options.authorizer, options.token_sweep_interval) {
-            // Ends with `cancel`, like the fan-out worker.
-            crate::token_sweep::start(
-                every,
-                Arc::clone(&store),
-                Arc::clone(&api) as Arc<_>,
-                callback_url.clone(),
-                config.broadcast_concurrency,
-                cancel.child_token(),
-            );
-        }
-        let mut push_api = None;
-        let integration = match options.integration {
-            Some(custom) => custom,
-            None => {
-                let mut app = App::new(store, Arc::clone(&api) as Arc<_>, config)
-                    .with_memberships(memberships);
-                if let Some(m) = options.metrics.clone() {
-                    app = app.with_metrics(m);
-                }
-                if let Some(q) = queue {
-                    app = app.with_queue(q);
-                }
-                if let Some(f) = &options.forwarding {
-                    let bus = crate::forwarding::LocalBus::new(f.backend_url.clone());
-                    app = app.with_forwarding(Arc::new(bus), f.config(&options.stage));
-                }
-                // The callback URL is set above: the push API always has its endpoint.
-                push_api = app.push_api().ok();
-                Arc::new(app)
+                };
+                let (q, task) = start_queue_worker(mode, parts, &mut config, &cancel);
+                (Some(q), Some(task))
             }
+            _ => (None, None),
         };
-
-        let shared = Arc::new(Shared {
-            invoker: Invoker {
-                integration,
-                timeouts: options.timeouts.clone(),
-                log: options.event_log.clone(),
-            },
-            routes: match &options.forwarding {
-                Some(f) => options.routes.clone().with_forwarded(f.route_keys()),
-                None => options.routes.clone(),
-            },
-            registry: Registry::default(),
-            ws_config: options.limits.websocket_config(),
-            limits: options.limits.clone(),
-            api: ApiContext {
-                stage: options.stage.clone(),
-                api_id: options.api_id.clone(),
-                port: local_addr.port(),
-            },
-            tracker: TaskTracker::new(),
-            shutting_down: AtomicBool::new(false),
-            local_addr,
-            authorizer: options.authorizer.clone(),
-        });
-
-        let router = Router::new()
-            .merge(handshake::routes())
-            .merge(connections_api::routes())
-            .fallback(http_error::fallback)
-            .with_state(Arc::clone(&shared));
-
-        let server = tokio::spawn(
-            axum::serve(
-                GatewayListener(listener),
-                router.into_make_service_with_connect_info::<Peer>(),
-            )
-            .with_graceful_shutdown(cancel.clone().cancelled_owned())
-            .into_future(),
-        );
+        start_token_sweep(&options, &store, &api, &callback_url, &config, &cancel);
+        let handlers = HandlerParts {
+            store,
+            memberships,
+            api: Arc::clone(&api),
+            config,
+            queue,
+        };
+        let (integration, push_api) = build_integration(&mut options, handlers);
+        let shared = build_shared(&options, integration, local_addr);
+        let server = serve(listener, Arc::clone(&shared), &cancel);
         tracing::debug!(%local_addr, "listening");
         warm_up(
             api,
@@ -356,6 +257,193 @@ impl Gateway {
             push_api,
         })
     }
+}
+
+/// Binds `options.host:options.port` and reads back the bound address (the port 0 picked),
+/// mapping a taken port to [`BindError::AddrInUse`] so `wsstack-local` can say what to do.
+fn bind_listener(options: &GatewayOptions) -> Result<(TcpListener, SocketAddr), BindError> {
+    let addr = SocketAddr::new(options.host, options.port);
+    let listener = listen(addr).map_err(|source| {
+        if source.kind() == io::ErrorKind::AddrInUse {
+            BindError::AddrInUse { addr }
+        } else {
+            BindError::Io { addr, source }
+        }
+    })?;
+    let local_addr = listener
+        .local_addr()
+        .map_err(|source| BindError::Io { addr, source })?;
+    Ok((listener, local_addr))
+}
+
+/// The `@connections` endpoint the handlers call back on, `http://{addr}/{stage}`: a concrete
+/// loopback address when the gateway listens on all addresses, since an unspecified address
+/// cannot be connected to.
+fn callback_url_for(local_addr: SocketAddr, stage: &str) -> String {
+    // Handlers call back through a concrete address even when the gateway listens on all.
+    let callback_ip = match local_addr.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    format!(
+        "http://{}/{}",
+        SocketAddr::new(callback_ip, local_addr.port()),
+        stage
+    )
+}
+
+/// The handlers' configuration, as Lambda's environment would give it: the table, the
+/// callback endpoint, the broadcast concurrency (at least 1) and whether `$connect` is
+/// authenticated.
+fn handlers_config(options: &GatewayOptions, callback_url: &str) -> Config {
+    let mut config = Config::new(options.table_name.clone());
+    config.callback_url = Some(callback_url.to_owned());
+    config.broadcast_concurrency = options.broadcast_concurrency.max(1);
+    // With an authorizer, `$connect` takes the username from its context only.
+    config.authenticated = options.authorizer.is_some();
+    config
+}
+
+/// The SDK `@connections` client the handlers use to call back into this gateway, tuned for
+/// loopback calls.
+async fn loopback_management_api() -> Arc<SdkManagementApi> {
+    // Stalled-stream protection watches each request's throughput with timers: a guard
+    // against slow networks that a loopback call does not need, at a cost per request.
+    let sdk = wsstack_handlers::local_sdk_config(None)
+        .await
+        .into_builder()
+        .stalled_stream_protection(StalledStreamProtectionConfig::disabled())
+        .build();
+    Arc::new(SdkManagementApi::new(&sdk))
+}
+
+/// Switches the handlers' `config` to queue-mode fan-out and starts the in-process fan-out
+/// worker (the stand-in for the SQS-triggered Lambda), which stops with `cancel`.
+fn start_queue_worker(
+    mode: QueueMode,
+    parts: fanout_queue::WorkerParts,
+    config: &mut Config,
+    cancel: &CancellationToken,
+) -> (Arc<MemoryQueue>, JoinHandle<()>) {
+    config.fanout = FanOutMode::Queue {
+        queue_url: fanout_queue::LOCAL_QUEUE_URL.to_owned(),
+        segments: mode.segments,
+    };
+    config.max_job_age = mode.max_job_age;
+    fanout_queue::start(mode, parts, cancel.child_token())
+}
+
+/// With an authorizer and a sweep interval, starts the task that closes the connections whose
+/// token has expired; it ends with `cancel`, like the fan-out worker.
+fn start_token_sweep(
+    options: &GatewayOptions,
+    store: &Arc<dyn ConnectionStore>,
+    api: &Arc<SdkManagementApi>,
+    callback_url: &str,
+    config: &Config,
+    cancel: &CancellationToken,
+) {
+    if let (Some(_), Some(every)) = (&options.authorizer, options.token_sweep_interval) {
+        // Ends with `cancel`, like the fan-out worker.
+        crate::token_sweep::start(
+            every,
+            Arc::clone(store),
+            Arc::clone(api) as Arc<_>,
+            callback_url.to_owned(),
+            config.broadcast_concurrency,
+            cancel.child_token(),
+        );
+    }
+}
+
+/// What the handlers' [`App`] is built from when no custom integration is given.
+struct HandlerParts {
+    store: Arc<dyn ConnectionStore>,
+    memberships: Arc<dyn MembershipStore>,
+    api: Arc<SdkManagementApi>,
+    config: Config,
+    queue: Option<Arc<MemoryQueue>>,
+}
+
+/// The code behind the routes: `options.integration` if given (taken out of `options`), else
+/// the handlers' [`App`] with its metrics, queue and forwarding, plus the push API over it.
+fn build_integration(
+    options: &mut GatewayOptions,
+    parts: HandlerParts,
+) -> (Arc<dyn Integration>, Option<PushApi>) {
+    if let Some(custom) = options.integration.take() {
+        return (custom, None);
+    }
+    let mut app = App::new(parts.store, parts.api as Arc<_>, parts.config)
+        .with_memberships(parts.memberships);
+    if let Some(m) = options.metrics.clone() {
+        app = app.with_metrics(m);
+    }
+    if let Some(q) = parts.queue {
+        app = app.with_queue(q);
+    }
+    if let Some(f) = &options.forwarding {
+        let bus = crate::forwarding::LocalBus::new(f.backend_url.clone());
+        app = app.with_forwarding(Arc::new(bus), f.config(&options.stage));
+    }
+    // The callback URL is set in the config: the push API always has its endpoint.
+    let push_api = app.push_api().ok();
+    (Arc::new(app), push_api)
+}
+
+/// The state every request and session shares: the invoker, the route table (with the
+/// forwarded actions' routes), the registry of connections, the limits and the API context.
+fn build_shared(
+    options: &GatewayOptions,
+    integration: Arc<dyn Integration>,
+    local_addr: SocketAddr,
+) -> Arc<Shared> {
+    Arc::new(Shared {
+        invoker: Invoker {
+            integration,
+            timeouts: options.timeouts.clone(),
+            log: options.event_log.clone(),
+        },
+        routes: match &options.forwarding {
+            Some(f) => options.routes.clone().with_forwarded(f.route_keys()),
+            None => options.routes.clone(),
+        },
+        registry: Registry::default(),
+        ws_config: options.limits.websocket_config(),
+        limits: options.limits.clone(),
+        api: ApiContext {
+            stage: options.stage.clone(),
+            api_id: options.api_id.clone(),
+            port: local_addr.port(),
+        },
+        tracker: TaskTracker::new(),
+        shutting_down: AtomicBool::new(false),
+        local_addr,
+        authorizer: options.authorizer.clone(),
+    })
+}
+
+/// Routes the port's requests (WebSocket upgrades, `@connections`, and the rest to the
+/// fallback) and serves them until `cancel`, with each connection's peer address.
+fn serve(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    cancel: &CancellationToken,
+) -> JoinHandle<io::Result<()>> {
+    let router = Router::new()
+        .merge(handshake::routes())
+        .merge(connections_api::routes())
+        .fallback(http_error::fallback)
+        .with_state(shared);
+    tokio::spawn(
+        axum::serve(
+            GatewayListener(listener),
+            router.into_make_service_with_connect_info::<Peer>(),
+        )
+        .with_graceful_shutdown(cancel.clone().cancelled_owned())
+        .into_future(),
+    )
 }
 
 /// What a shutdown did.

@@ -292,35 +292,21 @@ async fn read_loop(
             biased;
             end = &mut writer, if !writer_done && !peer_closed => {
                 writer_done = true;
-                match end {
-                    // Our close frame is out: wait (boundedly) for the client's.
-                    WriterEnd::Closed(reason) => {
-                        if closing.is_none() {
-                            closing = Some(reason.into());
-                            deadline.as_mut().reset(Instant::now() + limits.close_timeout);
-                        }
-                    }
-                    WriterEnd::Failed => return Ending::Abandoned(closing.unwrap_or_else(End::abnormal)),
+                if let Some(ending) =
+                    on_writer_end(end, &mut closing, deadline.as_mut(), limits.close_timeout)
+                {
+                    return ending;
                 }
             }
             // DELETE or shutdown: queued frames go first, then the close, within the timeout.
             reason = conn.wait_for_close(), if closing.is_none() => {
-                closing = Some(reason.into());
-                deadline.as_mut().reset(Instant::now() + limits.close_timeout);
+                begin_closing(&mut closing, reason.into(), deadline.as_mut(), limits.close_timeout);
             }
             () = &mut deadline => {
-                if let Some(end) = closing {
-                    // The client did not complete the close in time (or does not read).
-                    return Ending::Abandoned(end);
-                }
-                let now = Instant::now();
-                let idle_at = activity.last() + limits.idle_timeout;
-                if now >= max_at || now >= idle_at {
-                    conn.close_now(CloseReason::GOING_AWAY);
-                    closing = Some(CloseReason::GOING_AWAY.into());
-                    deadline.as_mut().reset(now + limits.close_timeout);
-                } else {
-                    deadline.as_mut().reset(idle_at.min(max_at));
+                if let Some(ending) =
+                    on_deadline(conn, activity, max_at, &mut closing, deadline.as_mut(), limits)
+                {
+                    return ending;
                 }
             }
             incoming = stream.next() => {
@@ -328,45 +314,136 @@ async fn read_loop(
                     Some(Ok(m)) => m,
                     // The closing handshake completed (or the stream ended after it).
                     None => return Ending::Closed(closing.unwrap_or_else(End::abnormal)),
-                    Some(Err(e)) => {
-                        if let Some(end) = closing {
-                            return Ending::Abandoned(end);
-                        }
-                        conn.mark_closing();
-                        return match read_error_close(conn, &e) {
-                            Some(reason) => Ending::AfterReadError(reason),
-                            None => Ending::Abandoned(End::abnormal()),
-                        };
-                    }
+                    Some(Err(e)) => return on_read_error(conn, &e, closing),
                 };
                 activity.touch(conn);
-                match message {
-                    // Once closing, the client's frames are read (to reach its close frame) but
-                    // no longer routed.
-                    Message::Text(text) if closing.is_none() => on_message(shared, conn, text),
-                    Message::Binary(_) if closing.is_none() => {
-                        tracing::info!(connection_id = %conn.info.id, "binary frame: closing with 1003");
-                        conn.close_now(CloseReason::BINARY_FRAME);
-                        closing = Some(CloseReason::BINARY_FRAME.into());
-                        deadline.as_mut().reset(Instant::now() + limits.close_timeout);
-                    }
-                    Message::Close(frame) => {
-                        // tungstenite answers the close frame itself; the next read ends.
-                        conn.mark_closing();
-                        peer_closed = true;
-                        if closing.is_none() {
-                            closing = Some(match frame {
-                                Some(f) => End::new(u16::from(f.code), f.reason.as_str()),
-                                None => End::new(1005, "Client-side close frame status not set"),
-                            });
-                            deadline.as_mut().reset(Instant::now() + limits.close_timeout);
-                        }
-                    }
-                    // Pings are answered by tungstenite; they count as activity.
-                    _ => {}
-                }
+                let frame = FrameContext {
+                    closing: &mut closing,
+                    peer_closed: &mut peer_closed,
+                    deadline: deadline.as_mut(),
+                    close_timeout: limits.close_timeout,
+                };
+                on_frame(shared, conn, message, frame);
             }
         }
+    }
+}
+
+/// Starts closing with `end` unless the connection is already closing: the client then has the
+/// close timeout (`deadline` is re-armed to it) to complete the closing handshake.
+fn begin_closing(
+    closing: &mut Option<End>,
+    end: End,
+    deadline: Pin<&mut tokio::time::Sleep>,
+    close_timeout: Duration,
+) {
+    if closing.is_none() {
+        *closing = Some(end);
+        deadline.reset(Instant::now() + close_timeout);
+    }
+}
+
+/// What the writer's end means for the read loop: once our close frame is out, wait
+/// (boundedly) for the client's; a failed socket is abandoned.
+fn on_writer_end(
+    end: WriterEnd,
+    closing: &mut Option<End>,
+    deadline: Pin<&mut tokio::time::Sleep>,
+    close_timeout: Duration,
+) -> Option<Ending> {
+    match end {
+        // Our close frame is out: wait (boundedly) for the client's.
+        WriterEnd::Closed(reason) => {
+            begin_closing(closing, reason.into(), deadline, close_timeout);
+            None
+        }
+        WriterEnd::Failed => Some(Ending::Abandoned(
+            closing.take().unwrap_or_else(End::abnormal),
+        )),
+    }
+}
+
+/// The shared timer fired: past the close timeout the socket is abandoned; past the idle or
+/// maximum deadline the connection closes with 1001; otherwise (there was activity since) the
+/// timer is re-armed for the next deadline.
+fn on_deadline(
+    conn: &Connection,
+    activity: &Activity,
+    max_at: Instant,
+    closing: &mut Option<End>,
+    mut deadline: Pin<&mut tokio::time::Sleep>,
+    limits: &crate::limits::Limits,
+) -> Option<Ending> {
+    if let Some(end) = closing.take() {
+        // The client did not complete the close in time (or does not read).
+        return Some(Ending::Abandoned(end));
+    }
+    let now = Instant::now();
+    let idle_at = activity.last() + limits.idle_timeout;
+    if now >= max_at || now >= idle_at {
+        conn.close_now(CloseReason::GOING_AWAY);
+        *closing = Some(CloseReason::GOING_AWAY.into());
+        deadline.as_mut().reset(now + limits.close_timeout);
+    } else {
+        deadline.as_mut().reset(idle_at.min(max_at));
+    }
+    None
+}
+
+/// How a failed read ends the session: abandoned once closing or when the socket is gone, else
+/// after sending the close the error calls for (a frame over the limit, invalid UTF-8, a
+/// protocol error).
+fn on_read_error(conn: &Connection, error: &WsError, closing: Option<End>) -> Ending {
+    if let Some(end) = closing {
+        return Ending::Abandoned(end);
+    }
+    conn.mark_closing();
+    match read_error_close(conn, error) {
+        Some(reason) => Ending::AfterReadError(reason),
+        None => Ending::Abandoned(End::abnormal()),
+    }
+}
+
+/// The read loop's state a client frame can change.
+struct FrameContext<'a> {
+    closing: &'a mut Option<End>,
+    peer_closed: &'a mut bool,
+    deadline: Pin<&'a mut tokio::time::Sleep>,
+    close_timeout: Duration,
+}
+
+/// Handles one client frame: text is routed (until closing), binary closes with 1003, the
+/// client's close frame starts closing with its code; pings only count as activity.
+fn on_frame(shared: &Arc<Shared>, conn: &Arc<Connection>, message: Message, cx: FrameContext<'_>) {
+    let closing_already = cx.closing.is_some();
+    match message {
+        // Once closing, the client's frames are read (to reach its close frame) but
+        // no longer routed.
+        Message::Text(text) if !closing_already => on_message(shared, conn, text),
+        Message::Binary(_) if !closing_already => {
+            tracing::info!(connection_id = %conn.info.id, "binary frame: closing with 1003");
+            conn.close_now(CloseReason::BINARY_FRAME);
+            begin_closing(
+                cx.closing,
+                CloseReason::BINARY_FRAME.into(),
+                cx.deadline,
+                cx.close_timeout,
+            );
+        }
+        Message::Close(frame) => {
+            // tungstenite answers the close frame itself; the next read ends.
+            conn.mark_closing();
+            *cx.peer_closed = true;
+            if !closing_already {
+                let end = match frame {
+                    Some(f) => End::new(u16::from(f.code), f.reason.as_str()),
+                    None => End::new(1005, "Client-side close frame status not set"),
+                };
+                begin_closing(cx.closing, end, cx.deadline, cx.close_timeout);
+            }
+        }
+        // Pings are answered by tungstenite; they count as activity.
+        _ => {}
     }
 }
 

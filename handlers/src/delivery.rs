@@ -249,15 +249,7 @@ impl Delivery {
         job: FanOutJob,
         deadline: Option<Deadline>,
     ) -> Result<JobReport, DeliveryError> {
-        let parcel = Parcel {
-            endpoint: job.endpoint.clone(),
-            message_id: job.message_id.clone(),
-            frame: job.frame.clone(),
-        };
-        let room = match &job.audience {
-            JobAudience::Room { room } => RoomName::parse(room).ok(),
-            _ => None,
-        };
+        let (parcel, room) = job_parcel(&job);
         let mut fanout = self.fan_out(&parcel, deadline, room);
         let mut pending = job.pending.clone();
         let mut listing = job.listing.clone();
@@ -308,16 +300,7 @@ impl Delivery {
         let posts = fanout.into_report();
         self.record_metrics(&job.endpoint, &posts);
         let continuation = self.continue_later(&job, listing, pending).await?;
-        tracing::info!(
-            message_id = %job.message_id,
-            audience = ?job.audience,
-            delivered = posts.delivered,
-            gone = posts.gone,
-            failed = posts.failed,
-            throttled = posts.throttled,
-            pages,
-            "delivery done"
-        );
+        log_job_done(&job, &posts, pages);
         Ok(JobReport {
             posts,
             continuation,
@@ -391,4 +374,34 @@ impl Delivery {
 fn untouched(fanout: &FanOut<'_>) -> bool {
     let r = fanout.report();
     r.delivered + r.gone + r.failed + r.undelivered == 0
+}
+
+/// What a job posts (its frame, to its endpoint, under its message id) and, for a room's
+/// audience, the room: a gone member's membership of it is deleted as the fan-out goes.
+fn job_parcel(job: &FanOutJob) -> (Parcel, Option<RoomName>) {
+    let parcel = Parcel {
+        endpoint: job.endpoint.clone(),
+        message_id: job.message_id.clone(),
+        frame: job.frame.clone(),
+    };
+    let room = match &job.audience {
+        JobAudience::Room { room } => RoomName::parse(room).ok(),
+        _ => None,
+    };
+    (parcel, room)
+}
+
+/// The log line of a finished job: its message, audience, what its posts did and how many
+/// pages of the audience it listed.
+fn log_job_done(job: &FanOutJob, posts: &FanOutReport, pages: usize) {
+    tracing::info!(
+        message_id = %job.message_id,
+        audience = ?job.audience,
+        delivered = posts.delivered,
+        gone = posts.gone,
+        failed = posts.failed,
+        throttled = posts.throttled,
+        pages,
+        "delivery done"
+    );
 }

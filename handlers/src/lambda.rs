@@ -52,32 +52,8 @@ pub async fn run_lambda() -> Result<(), RunError> {
     let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
     let store = store::DynamoDbStore::new(dynamodb.clone(), config.table_name.clone());
     let api = management::SdkManagementApi::new(&sdk);
-    let queue_url = match &config.fanout {
-        config::FanOutMode::Queue { queue_url, .. } => Some(queue_url),
-        config::FanOutMode::Inline { handoff_queue_url } => handoff_queue_url.as_ref(),
-    };
-    let queue =
-        queue_url.map(|url| queue::SqsQueue::new(aws_sdk_sqs::Client::new(&sdk), url.clone()));
-    let memberships = if handler
-        .table_actions(wsstack_routes::Table::Rooms)
-        .is_empty()
-    {
-        None
-    } else {
-        // Synth sets the rooms table on exactly the handlers the route table lets use it.
-        let Some(rooms_table) = config.rooms_table_name.clone() else {
-            let e = config::ConfigError::Missing {
-                name: config::ROOMS_TABLE_NAME,
-            };
-            tracing::error!(error = %e, "bad configuration");
-            return Err(e.into());
-        };
-        Some(Arc::new(membership::DynamoDbMembershipStore::new(
-            dynamodb,
-            rooms_table,
-            config.table_name.clone(),
-        )))
-    };
+    let queue = sqs_queue(&config, &sdk);
+    let memberships = membership_store(handler, &config, dynamodb)?;
     if handler == Handler::TokenSweeper {
         // Not a route: EventBridge scheduled events, not WebSocket ones.
         return token_sweep::serve_lambda(Arc::new(store), Arc::new(api), &config).await;
@@ -108,6 +84,50 @@ pub async fn run_lambda() -> Result<(), RunError> {
             .inspect_err(|e| tracing::error!(error = %e, "bad configuration"))?;
         return crate::push_api::serve_lambda(push_api).await;
     }
+    serve_route(app, handler).await
+}
+
+/// The SQS queue this function sends to, if the configuration names one: the fan-out queue in
+/// queue mode, or the hand-off queue of an inline fan-out too large for one invocation.
+fn sqs_queue(config: &Config, sdk: &aws_config::SdkConfig) -> Option<queue::SqsQueue> {
+    let queue_url = match &config.fanout {
+        config::FanOutMode::Queue { queue_url, .. } => Some(queue_url),
+        config::FanOutMode::Inline { handoff_queue_url } => handoff_queue_url.as_ref(),
+    };
+    queue_url.map(|url| queue::SqsQueue::new(aws_sdk_sqs::Client::new(sdk), url.clone()))
+}
+
+/// The rooms table's store, for the handlers the route table lets use it (`None` for the
+/// others); a missing `ROOMS_TABLE_NAME` fails the init rather than every request.
+fn membership_store(
+    handler: Handler,
+    config: &Config,
+    dynamodb: aws_sdk_dynamodb::Client,
+) -> Result<Option<Arc<membership::DynamoDbMembershipStore>>, RunError> {
+    if handler
+        .table_actions(wsstack_routes::Table::Rooms)
+        .is_empty()
+    {
+        return Ok(None);
+    }
+    // Synth sets the rooms table on exactly the handlers the route table lets use it.
+    let Some(rooms_table) = config.rooms_table_name.clone() else {
+        let e = config::ConfigError::Missing {
+            name: config::ROOMS_TABLE_NAME,
+        };
+        tracing::error!(error = %e, "bad configuration");
+        return Err(e.into());
+    };
+    Ok(Some(Arc::new(membership::DynamoDbMembershipStore::new(
+        dynamodb,
+        rooms_table,
+        config.table_name.clone(),
+    ))))
+}
+
+/// A WebSocket route's Lambda loop: each event handled by `app` against the invocation's
+/// deadline, so that a fan-out stops starting posts while there is still time to finish them.
+async fn serve_route(app: App, handler: Handler) -> Result<(), RunError> {
     lambda_runtime::run(lambda_runtime::service_fn(
         move |event: lambda_runtime::LambdaEvent<ApiGatewayWebsocketProxyRequest>| {
             let app = app.clone();

@@ -96,102 +96,135 @@ fn err(span: Range<usize>, field: &str, message: impl Into<String>) -> AuthError
 /// Checks `[auth]`.
 pub(super) fn check(a: &AuthSection) -> Result<AuthSettings, AuthError> {
     if *a.mode.get_ref() == Mode::None {
-        let extra = [
-            ("issuer", a.issuer.as_ref().map(Spanned::span)),
-            ("audience", a.audience.as_ref().map(Spanned::span)),
-            ("jwks_url", a.jwks_url.as_ref().map(Spanned::span)),
-            ("token_source", a.token_source.as_ref().map(Spanned::span)),
-            (
-                "username_claim",
-                a.username_claim.as_ref().map(Spanned::span),
+        check_no_jwt_fields(a)?;
+        return Ok(AuthSettings::None);
+    }
+    let user_pool = a.create_user_pool.as_ref().is_some_and(|b| *b.get_ref());
+    let provider = if user_pool {
+        user_pool_provider(a)?
+    } else {
+        issuer_provider(a)?
+    };
+    Ok(AuthSettings::Jwt(JwtSettings {
+        provider,
+        token_source: token_source(a)?,
+        username_claim: username_claim(a, user_pool)?,
+        sweep_interval_minutes: sweep_interval_minutes(a)?,
+    }))
+}
+
+/// `mode = "none"`: refuses the first field that only means something with `mode = "jwt"`,
+/// so that a half-configured authorizer is not silently ignored.
+fn check_no_jwt_fields(a: &AuthSection) -> Result<(), AuthError> {
+    let extra = [
+        ("issuer", a.issuer.as_ref().map(Spanned::span)),
+        ("audience", a.audience.as_ref().map(Spanned::span)),
+        ("jwks_url", a.jwks_url.as_ref().map(Spanned::span)),
+        ("token_source", a.token_source.as_ref().map(Spanned::span)),
+        (
+            "username_claim",
+            a.username_claim.as_ref().map(Spanned::span),
+        ),
+        (
+            "create_user_pool",
+            a.create_user_pool.as_ref().map(Spanned::span),
+        ),
+        (
+            "sweep_interval_minutes",
+            a.sweep_interval_minutes.as_ref().map(Spanned::span),
+        ),
+    ];
+    if let Some((field, Some(span))) = extra.into_iter().find(|(_, s)| s.is_some()) {
+        return Err(err(
+            span,
+            field,
+            format!(
+                "`{field}` only applies with mode = \"jwt\"; with mode = \"none\" nobody is authenticated"
             ),
-            (
-                "create_user_pool",
-                a.create_user_pool.as_ref().map(Spanned::span),
-            ),
-            (
-                "sweep_interval_minutes",
-                a.sweep_interval_minutes.as_ref().map(Spanned::span),
-            ),
-        ];
-        if let Some((field, Some(span))) = extra.into_iter().find(|(_, s)| s.is_some()) {
+        ));
+    }
+    Ok(())
+}
+
+/// `create_user_pool = true`: the stack's user pool is the provider, so `issuer`, `audience`
+/// and `jwks_url` must not be set.
+fn user_pool_provider(a: &AuthSection) -> Result<IdentityProvider, AuthError> {
+    for (field, span) in [
+        ("issuer", a.issuer.as_ref().map(Spanned::span)),
+        ("audience", a.audience.as_ref().map(Spanned::span)),
+        ("jwks_url", a.jwks_url.as_ref().map(Spanned::span)),
+    ] {
+        if let Some(span) = span {
             return Err(err(
                 span,
                 field,
                 format!(
-                    "`{field}` only applies with mode = \"jwt\"; with mode = \"none\" nobody is authenticated"
+                    "`{field}` cannot be set with create_user_pool = true: the stack's user pool is the issuer and its app client the audience"
                 ),
             ));
         }
-        return Ok(AuthSettings::None);
     }
+    Ok(IdentityProvider::UserPool)
+}
 
-    let user_pool = a.create_user_pool.as_ref().is_some_and(|b| *b.get_ref());
-    let provider = if user_pool {
-        for (field, span) in [
-            ("issuer", a.issuer.as_ref().map(Spanned::span)),
-            ("audience", a.audience.as_ref().map(Spanned::span)),
-            ("jwks_url", a.jwks_url.as_ref().map(Spanned::span)),
-        ] {
-            if let Some(span) = span {
-                return Err(err(
-                    span,
-                    field,
-                    format!(
-                        "`{field}` cannot be set with create_user_pool = true: the stack's user pool is the issuer and its app client the audience"
-                    ),
-                ));
-            }
-        }
-        IdentityProvider::UserPool
-    } else {
-        let issuer = a.issuer.as_ref().ok_or_else(|| {
-            err(
-                a.mode.span(),
-                "issuer",
-                "mode = \"jwt\" needs `issuer` (the tokens' `iss`, an https URL) and `audience`, or create_user_pool = true",
-            )
-        })?;
-        check_https(issuer, "issuer")?;
-        let audience = a.audience.as_ref().ok_or_else(|| {
-            err(
-                issuer.span(),
-                "audience",
-                "mode = \"jwt\" with an issuer needs `audience`: the client id(s) a token must name in `aud`",
-            )
-        })?;
-        let audiences = match audience.get_ref() {
-            Audience::One(a) => vec![a.clone()],
-            Audience::Many(v) => v.clone(),
-        };
-        if audiences.is_empty() || audiences.iter().any(|a| a.trim().is_empty()) {
-            return Err(err(
-                audience.span(),
-                "audience",
-                "the audience must be one or more non-empty strings",
-            ));
-        }
-        let jwks_url = match &a.jwks_url {
-            Some(u) => {
-                check_https(u, "jwks_url")?;
-                Some(u.get_ref().clone())
-            }
-            None => None,
-        };
-        IdentityProvider::Issuer {
-            issuer: issuer.get_ref().clone(),
-            audiences,
-            jwks_url,
-        }
+/// An issuer of the stage file's choosing: `issuer` (https), one or more non-empty
+/// `audience`s and an optional https `jwks_url`.
+fn issuer_provider(a: &AuthSection) -> Result<IdentityProvider, AuthError> {
+    let issuer = a.issuer.as_ref().ok_or_else(|| {
+        err(
+            a.mode.span(),
+            "issuer",
+            "mode = \"jwt\" needs `issuer` (the tokens' `iss`, an https URL) and `audience`, or create_user_pool = true",
+        )
+    })?;
+    check_https(issuer, "issuer")?;
+    let audience = a.audience.as_ref().ok_or_else(|| {
+        err(
+            issuer.span(),
+            "audience",
+            "mode = \"jwt\" with an issuer needs `audience`: the client id(s) a token must name in `aud`",
+        )
+    })?;
+    let audiences = match audience.get_ref() {
+        Audience::One(a) => vec![a.clone()],
+        Audience::Many(v) => v.clone(),
     };
-    let token_source = match &a.token_source {
+    if audiences.is_empty() || audiences.iter().any(|a| a.trim().is_empty()) {
+        return Err(err(
+            audience.span(),
+            "audience",
+            "the audience must be one or more non-empty strings",
+        ));
+    }
+    let jwks_url = match &a.jwks_url {
+        Some(u) => {
+            check_https(u, "jwks_url")?;
+            Some(u.get_ref().clone())
+        }
+        None => None,
+    };
+    Ok(IdentityProvider::Issuer {
+        issuer: issuer.get_ref().clone(),
+        audiences,
+        jwks_url,
+    })
+}
+
+/// `token_source`, parsed (default: the `token` query parameter, as [`TokenSource`] says).
+fn token_source(a: &AuthSection) -> Result<TokenSource, AuthError> {
+    Ok(match &a.token_source {
         None => TokenSource::default(),
         Some(s) => s
             .get_ref()
             .parse()
             .map_err(|e| err(s.span(), "token_source", format!("{e}")))?,
-    };
-    let username_claim = match &a.username_claim {
+    })
+}
+
+/// `username_claim`: a valid claim name, and with the stack's user pool not an attribute the
+/// users may write themselves (anyone could then pick their username).
+fn username_claim(a: &AuthSection, user_pool: bool) -> Result<Option<String>, AuthError> {
+    Ok(match &a.username_claim {
         None => None,
         Some(c) if user_pool && crate::USER_WRITABLE_ATTRIBUTES.contains(&c.get_ref().as_str()) => {
             return Err(err(
@@ -214,8 +247,13 @@ pub(super) fn check(a: &AuthSection) -> Result<AuthSettings, AuthError> {
                 ),
             ));
         }
-    };
-    let sweep_interval_minutes = match &a.sweep_interval_minutes {
+    })
+}
+
+/// `sweep_interval_minutes`, within [`SWEEP_INTERVAL_MINUTES`] (EventBridge rates are whole
+/// minutes); default [`DEFAULT_SWEEP_INTERVAL_MINUTES`].
+fn sweep_interval_minutes(a: &AuthSection) -> Result<u32, AuthError> {
+    Ok(match &a.sweep_interval_minutes {
         None => DEFAULT_SWEEP_INTERVAL_MINUTES,
         Some(m) => match u32::try_from(*m.get_ref()) {
             Ok(v) if SWEEP_INTERVAL_MINUTES.contains(&v) => v,
@@ -232,13 +270,7 @@ pub(super) fn check(a: &AuthSection) -> Result<AuthSettings, AuthError> {
                 ));
             }
         },
-    };
-    Ok(AuthSettings::Jwt(JwtSettings {
-        provider,
-        token_source,
-        username_claim,
-        sweep_interval_minutes,
-    }))
+    })
 }
 
 fn check_https(url: &Spanned<String>, field: &str) -> Result<(), AuthError> {

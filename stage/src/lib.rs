@@ -598,6 +598,10 @@ pub fn is_account_id(id: &str) -> bool {
     id.len() == 12 && id.bytes().all(|b| b.is_ascii_digit())
 }
 
+/// A stage file error before it is located in the text: the value's span (if known), the
+/// field, the message.
+type FieldError = (Option<Range<usize>>, String, String);
+
 /// Parses and resolves a stage file's text. `path` is only for messages.
 pub fn parse(path: &Path, name: &str, text: &str) -> Result<Stage, StageError> {
     if !is_valid_stage_name(name) {
@@ -616,27 +620,69 @@ pub fn parse(path: &Path, name: &str, text: &str) -> Result<Stage, StageError> {
             message,
         }
     };
+    let spanned = |(span, field, message): (Range<usize>, String, String)| {
+        invalid(Some(span), field, message)
+    };
 
-    let de = toml::Deserializer::parse(text)
-        .map_err(|e| invalid(e.span(), "(syntax)".to_owned(), e.message().to_owned()))?;
-    let file: StageFile = serde_path_to_error::deserialize(de).map_err(|e| {
-        let field = FieldPath(e.path()).to_string();
-        let inner = e.into_inner();
-        invalid(inner.span(), field, inner.message().to_owned())
-    })?;
-
+    let file = deserialize(text).map_err(|(span, field, message)| invalid(span, field, message))?;
     let auth = match &file.auth {
         None => AuthSettings::None,
-        Some(a) => {
-            auth::check(a).map_err(|(span, field, message)| invalid(Some(span), field, message))?
-        }
+        Some(a) => auth::check(a).map_err(spanned)?,
     };
-    let alarms = alarms::check(&file.alarms)
-        .map_err(|(span, field, message)| invalid(Some(span), field, message))?;
+    let alarms = alarms::check(&file.alarms).map_err(spanned)?;
     let defaults = apply(&DEFAULT_FUNCTION, &file.lambda.defaults);
-    // A function per route handler, the fan-out worker, the forwarded actions and the push API,
-    // and the authorizer's and the token sweeper's where the stage authenticates.
-    let functions: Vec<(Handler, FunctionSettings)> = Handler::ALL
+    let functions = stage_functions(&file.lambda, &auth);
+    check_functions(&file.lambda, &functions)
+        .map_err(|(span, field, message)| invalid(span, field, message))?;
+    let table = table_settings(&file.table)
+        .map_err(|(span, field, message)| invalid(span, field, message))?;
+
+    let mut stage = Stage {
+        name: name.to_owned(),
+        stack_name: file
+            .stack_name
+            .clone()
+            .unwrap_or_else(|| format!("wsstack-{name}")),
+        account: file.account.clone(),
+        region: file.region.clone(),
+        functions,
+        table,
+        api: api_settings(&file.api, &defaults),
+        export_outputs: file.outputs.export.unwrap_or(false),
+        domain: None,
+        fanout: fanout_settings(&file.fanout),
+        termination_protection: file.termination_protection.unwrap_or(false),
+        auth,
+        alarms,
+    };
+    stage.fanout.max_concurrency = fanout_max_concurrency(&file.fanout, &stage).map_err(spanned)?;
+    let mut stage = check_names(path, text, &file, stage)?;
+    if let Some(d) = &file.domain {
+        stage.domain = Some(custom_domain::check(d, stage.region.as_deref()).map_err(spanned)?);
+    }
+    Ok(stage)
+}
+
+/// The stage file's TOML, deserialized: a syntax error or the path of the field serde refused,
+/// with its span.
+fn deserialize(text: &str) -> Result<StageFile, FieldError> {
+    let de = toml::Deserializer::parse(text)
+        .map_err(|e| (e.span(), "(syntax)".to_owned(), e.message().to_owned()))?;
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let field = FieldPath(e.path()).to_string();
+        let inner = e.into_inner();
+        (inner.span(), field, inner.message().to_owned())
+    })
+}
+
+/// The stage's functions with their settings (the defaults under each one's own): a function
+/// per route handler, the fan-out worker, the forwarded actions and the push API, and the
+/// authorizer's and the token sweeper's where the stage authenticates.
+fn stage_functions(
+    lambda: &LambdaSection,
+    auth: &AuthSettings,
+) -> Vec<(Handler, FunctionSettings)> {
+    Handler::ALL
         .iter()
         .filter(|h| match h.invocation() {
             Invocation::Route
@@ -645,12 +691,13 @@ pub fn parse(path: &Path, name: &str, text: &str) -> Result<Stage, StageError> {
             | Invocation::PushApi => true,
             Invocation::ConnectAuthorizer | Invocation::Schedule => auth.jwt().is_some(),
         })
-        .map(|&h| (h, apply(&DEFAULT_FUNCTION, &file.lambda.fields(h))))
-        .collect();
-    check_functions(&file.lambda, &functions)
-        .map_err(|(span, field, message)| invalid(span, field, message))?;
+        .map(|&h| (h, apply(&DEFAULT_FUNCTION, &lambda.fields(h))))
+        .collect()
+}
 
-    let t = &file.table;
+/// `[table]`, resolved: capacity is required with `PROVISIONED` and refused with
+/// `PAY_PER_REQUEST` (the default), as DynamoDB does.
+fn table_settings(t: &TableSection) -> Result<TableSettings, FieldError> {
     let billing_mode = t.billing_mode.unwrap_or(BillingMode::PayPerRequest);
     let capacity = match (billing_mode, &t.read_capacity, &t.write_capacity) {
         (BillingMode::Provisioned, Some(r), Some(w)) => Some((r.get_ref().0, w.get_ref().0)),
@@ -660,7 +707,7 @@ pub fn parse(path: &Path, name: &str, text: &str) -> Result<Stage, StageError> {
             } else {
                 ("table.write_capacity", r.as_ref().map(|s| s.span()))
             };
-            return Err(invalid(
+            return Err((
                 span,
                 field.to_owned(),
                 "billing_mode = \"PROVISIONED\" needs both read_capacity and write_capacity"
@@ -673,7 +720,7 @@ pub fn parse(path: &Path, name: &str, text: &str) -> Result<Stage, StageError> {
             } else {
                 "table.write_capacity"
             };
-            return Err(invalid(
+            return Err((
                 Some(c.span()),
                 field.to_owned(),
                 "capacity is only allowed with billing_mode = \"PROVISIONED\"".to_owned(),
@@ -681,62 +728,44 @@ pub fn parse(path: &Path, name: &str, text: &str) -> Result<Stage, StageError> {
         }
         (BillingMode::PayPerRequest, None, None) => None,
     };
+    Ok(TableSettings {
+        billing_mode,
+        capacity,
+        point_in_time_recovery: t.point_in_time_recovery.unwrap_or(false),
+        retain: t.retain.unwrap_or(false),
+        deletion_protection: t.deletion_protection.unwrap_or(false),
+    })
+}
 
-    let mut stage = Stage {
-        name: name.to_owned(),
-        stack_name: file
-            .stack_name
-            .clone()
-            .unwrap_or_else(|| format!("wsstack-{name}")),
-        account: file.account.clone(),
-        region: file.region.clone(),
-        functions,
-        table: TableSettings {
-            billing_mode,
-            capacity,
-            point_in_time_recovery: t.point_in_time_recovery.unwrap_or(false),
-            retain: t.retain.unwrap_or(false),
-            deletion_protection: t.deletion_protection.unwrap_or(false),
-        },
-        api: ApiSettings {
-            throttling_burst_limit: file.api.throttling_burst_limit.map_or(500, |v| v.0),
-            throttling_rate_limit: file.api.throttling_rate_limit.map_or(1000.0, |v| v.0),
-            detailed_metrics: file.api.detailed_metrics.unwrap_or(false),
-            access_logs: file.api.access_logs.unwrap_or(false),
-            access_log_retention_days: defaults.log_retention_days,
-            message_rate: file.api.message_rate.map_or(10, |v| v.0),
-            message_burst: file.api.message_burst.map_or(20, |v| v.0),
-            user_message_rate: file.api.user_message_rate.map_or(20, |v| v.0),
-            user_message_burst: file.api.user_message_burst.map_or(40, |v| v.0),
-            broadcast_budget: file.api.broadcast_budget.map_or(5000, |v| v.0),
-        },
-        export_outputs: file.outputs.export.unwrap_or(false),
-        domain: None,
-        fanout: FanoutSettings {
-            mode: file.fanout.mode.unwrap_or(FanoutMode::Inline),
-            segments: file.fanout.segments.map_or(8, |v| v.0),
-            batch_size: file.fanout.batch_size.map_or(1, |v| v.0),
-            max_receive_count: file.fanout.max_receive_count.map_or(5, |v| v.0),
-            max_concurrency: None,
-            max_job_age_seconds: file
-                .fanout
-                .max_job_age_seconds
-                .map_or(wsstack_routes::limits::DEFAULT_MAX_JOB_AGE_SECONDS, |v| v.0),
-        },
-        termination_protection: file.termination_protection.unwrap_or(false),
-        auth,
-        alarms,
-    };
-    stage.fanout.max_concurrency = fanout_max_concurrency(&file.fanout, &stage)
-        .map_err(|(span, field, message)| invalid(Some(span), field, message))?;
-    let mut stage = check_names(path, text, &file, stage)?;
-    if let Some(d) = &file.domain {
-        stage.domain = Some(
-            custom_domain::check(d, stage.region.as_deref())
-                .map_err(|(span, field, message)| invalid(Some(span), field, message))?,
-        );
+/// `[api]`, with its defaults; the access logs are kept as long as the functions' logs.
+fn api_settings(api: &ApiSection, defaults: &FunctionSettings) -> ApiSettings {
+    ApiSettings {
+        throttling_burst_limit: api.throttling_burst_limit.map_or(500, |v| v.0),
+        throttling_rate_limit: api.throttling_rate_limit.map_or(1000.0, |v| v.0),
+        detailed_metrics: api.detailed_metrics.unwrap_or(false),
+        access_logs: api.access_logs.unwrap_or(false),
+        access_log_retention_days: defaults.log_retention_days,
+        message_rate: api.message_rate.map_or(10, |v| v.0),
+        message_burst: api.message_burst.map_or(20, |v| v.0),
+        user_message_rate: api.user_message_rate.map_or(20, |v| v.0),
+        user_message_burst: api.user_message_burst.map_or(40, |v| v.0),
+        broadcast_budget: api.broadcast_budget.map_or(5000, |v| v.0),
     }
-    Ok(stage)
+}
+
+/// `[fanout]`, with its defaults; `max_concurrency` is resolved later, against the worker's
+/// reserved concurrency ([`fanout_max_concurrency`]).
+fn fanout_settings(fanout: &FanoutSection) -> FanoutSettings {
+    FanoutSettings {
+        mode: fanout.mode.unwrap_or(FanoutMode::Inline),
+        segments: fanout.segments.map_or(8, |v| v.0),
+        batch_size: fanout.batch_size.map_or(1, |v| v.0),
+        max_receive_count: fanout.max_receive_count.map_or(5, |v| v.0),
+        max_concurrency: None,
+        max_job_age_seconds: fanout
+            .max_job_age_seconds
+            .map_or(wsstack_routes::limits::DEFAULT_MAX_JOB_AGE_SECONDS, |v| v.0),
+    }
 }
 
 /// `[fanout] max_concurrency`, resolved: the stage's value, at most the worker's reserved
@@ -774,50 +803,71 @@ fn fanout_max_concurrency(
 fn check_functions(
     lambda: &LambdaSection,
     functions: &[(Handler, FunctionSettings)],
-) -> Result<(), (Option<Range<usize>>, String, String)> {
+) -> Result<(), FieldError> {
     for (h, settings) in functions {
-        // API Gateway gives up on an integration after its timeout quota, which cannot be
-        // raised: a WebSocket route's (the route table's and the forwarded actions') or the
-        // push API's (an HTTP API). A function that runs longer runs on for nobody.
-        let is_route = ROUTES.iter().any(|r| r.handler == *h)
-            || h.invocation() == Invocation::ForwardedActions;
-        let (max, what, quota) = if is_route {
-            (
-                ROUTE_TIMEOUT_MAX_SECONDS,
-                "a route integration",
-                format!(
-                    "API Gateway's WebSocket integration timeout quota is 50 ms to {ROUTE_TIMEOUT_MAX_SECONDS} s and cannot be raised ({WEBSOCKET_QUOTAS_PAGE})"
-                ),
-            )
-        } else if h.invocation() == Invocation::PushApi {
-            (
-                HTTP_API_TIMEOUT_MAX_SECONDS,
-                "the push API's integration",
-                format!(
-                    "API Gateway's HTTP API integration timeout quota is at most {HTTP_API_TIMEOUT_MAX_SECONDS} s and cannot be raised ({HTTP_API_QUOTAS_PAGE})"
-                ),
-            )
-        } else {
-            continue;
-        };
-        if settings.timeout_seconds > max {
-            let (field, span) = lambda
-                .origin(*h, "timeout_seconds", |f| f.timeout_seconds.as_ref())
-                .map_or(
-                    (format!("lambda.{}.timeout_seconds", h.name()), None),
-                    |(f, s)| (f, Some(s)),
-                );
-            return Err((
-                span,
-                field,
-                format!(
-                    "{} s is too long for the {} function, {what}: {quota}; set at most {max}",
-                    settings.timeout_seconds,
-                    h.name()
-                ),
-            ));
-        }
+        check_integration_timeout(lambda, *h, settings)?;
     }
+    check_reserved_concurrency(lambda, functions)
+}
+
+/// A function behind an API Gateway integration (a WebSocket route's, the forwarded actions',
+/// the push API's) must not time out after API Gateway gave up on it: the integration timeout
+/// quota cannot be raised, so a function that runs longer runs on for nobody.
+fn check_integration_timeout(
+    lambda: &LambdaSection,
+    h: Handler,
+    settings: &FunctionSettings,
+) -> Result<(), FieldError> {
+    // API Gateway gives up on an integration after its timeout quota, which cannot be
+    // raised: a WebSocket route's (the route table's and the forwarded actions') or the
+    // push API's (an HTTP API). A function that runs longer runs on for nobody.
+    let is_route =
+        ROUTES.iter().any(|r| r.handler == h) || h.invocation() == Invocation::ForwardedActions;
+    let (max, what, quota) = if is_route {
+        (
+            ROUTE_TIMEOUT_MAX_SECONDS,
+            "a route integration",
+            format!(
+                "API Gateway's WebSocket integration timeout quota is 50 ms to {ROUTE_TIMEOUT_MAX_SECONDS} s and cannot be raised ({WEBSOCKET_QUOTAS_PAGE})"
+            ),
+        )
+    } else if h.invocation() == Invocation::PushApi {
+        (
+            HTTP_API_TIMEOUT_MAX_SECONDS,
+            "the push API's integration",
+            format!(
+                "API Gateway's HTTP API integration timeout quota is at most {HTTP_API_TIMEOUT_MAX_SECONDS} s and cannot be raised ({HTTP_API_QUOTAS_PAGE})"
+            ),
+        )
+    } else {
+        return Ok(());
+    };
+    if settings.timeout_seconds > max {
+        let (field, span) = lambda
+            .origin(h, "timeout_seconds", |f| f.timeout_seconds.as_ref())
+            .map_or(
+                (format!("lambda.{}.timeout_seconds", h.name()), None),
+                |(f, s)| (f, Some(s)),
+            );
+        return Err((
+            span,
+            field,
+            format!(
+                "{} s is too long for the {} function, {what}: {quota}; set at most {max}",
+                settings.timeout_seconds,
+                h.name()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The functions together must not reserve more concurrency than the default account quota
+/// leaves reservable; the error points at the last setting that adds to the total.
+fn check_reserved_concurrency(
+    lambda: &LambdaSection,
+    functions: &[(Handler, FunctionSettings)],
+) -> Result<(), FieldError> {
     let reserved: Vec<(Handler, u32)> = functions
         .iter()
         .filter_map(|(h, s)| s.reserved_concurrency.map(|r| (*h, r)))

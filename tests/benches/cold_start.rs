@@ -85,6 +85,8 @@ async fn cold_start(
         .env_clear()
         .envs(function_env(&runtime.address(), "disconnect"))
         .env("TABLE_NAME", "Connections")
+        // `$disconnect` deletes the connection's memberships too: it needs the rooms table.
+        .env("ROOMS_TABLE_NAME", "Rooms")
         .env("AWS_ENDPOINT_URL_DYNAMODB", dynamodb)
         // Errors only: the figure is not about writing log lines to a pipe nobody reads.
         .env("AWS_LAMBDA_LOG_LEVEL", "ERROR")

@@ -13,6 +13,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use wsstack_gateway::RunningGateway;
 use wsstack_gateway::push_server::PushServer;
 use wsstack_handlers::store::ConnectionStore;
+use wsstack_routes::push_api::{PUSH_ROUTES, PushOperation};
 
 /// One request, `Connection: close`; the status and the JSON body (`Null` when empty).
 async fn http(addr: SocketAddr, method: &str, path: &str, body: &str) -> (u16, Value) {
@@ -45,6 +46,16 @@ async fn http(addr: SocketAddr, method: &str, path: &str, body: &str) -> (u16, V
         serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"))
     };
     (status, json)
+}
+
+/// The path of `operation` for one id, percent-encoded as a client must (connection ids are
+/// base64 and may hold `/` and `+`).
+fn path_of(operation: PushOperation, id: &str) -> String {
+    PUSH_ROUTES
+        .iter()
+        .find(|r| r.operation == operation)
+        .map(|r| r.path_with(&[id]))
+        .unwrap_or_default()
 }
 
 async fn push_server(gw: &RunningGateway) -> PushServer {
@@ -110,7 +121,7 @@ async fn a_backend_reaches_a_user_on_every_device_a_room_and_one_connection() {
     let (status, answer) = http(
         addr,
         "POST",
-        &format!("/connections/{bob_id}/messages"),
+        &path_of(PushOperation::PostToConnection, &bob_id),
         r#"{"data": null}"#,
     )
     .await;
@@ -138,7 +149,7 @@ async fn a_backend_disconnects_a_client_and_then_gets_410_for_it() {
     let (status, body) = http(
         push.local_addr(),
         "DELETE",
-        &format!("/connections/{bob_id}"),
+        &path_of(PushOperation::DeleteConnection, &bob_id),
         "",
     )
     .await;
@@ -153,7 +164,7 @@ async fn a_backend_disconnects_a_client_and_then_gets_410_for_it() {
     let (status, body) = http(
         push.local_addr(),
         "POST",
-        &format!("/connections/{bob_id}/messages"),
+        &path_of(PushOperation::PostToConnection, &bob_id),
         r#"{"data": 1}"#,
     )
     .await;

@@ -561,3 +561,52 @@ fn the_manifest_flag_picks_the_forwarded_actions() {
     );
     assert!(!out.exists());
 }
+
+/// Issue 17: a second forwarded action added to the manifest alone (no Rust change) is routed
+/// as a two-way route, reaches the forward function (its permission and FORWARDED_ACTIONS) in
+/// every stage.
+#[test]
+fn an_action_added_to_the_manifest_alone_is_routed_and_forwarded_in_every_stage() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let manifest = dir.path().join("wsstack.toml");
+    std::fs::write(
+        &manifest,
+        "[[forward]]\nname = \"submitJob\"\n\n[[forward]]\nname = \"placeOrder\"\nmax_data_bytes = 4096\n",
+    )
+    .expect("write");
+    let out = dir.path().join("out");
+    ok(synth(&[
+        "--stand-in-assets",
+        "--quiet",
+        "--all",
+        "--manifest",
+        manifest.to_str().expect("utf8"),
+        "--out",
+        out.to_str().expect("utf8"),
+    ]));
+    for stack in ["WsstackDev", "WsstackStaging", "WsstackProd"] {
+        let t = read_json(&out.join(format!("{stack}.template.json")));
+        let r = &t["Resources"];
+        let route = &r["ForwardPlaceOrderRoute"]["Properties"];
+        assert_eq!(route["RouteKey"], "placeOrder", "{stack}");
+        assert_eq!(
+            route["RouteResponseSelectionExpression"], "$default",
+            "{stack}"
+        );
+        assert_eq!(
+            r["ForwardPlaceOrderRouteResponse"]["Properties"]["RouteResponseKey"], "$default",
+            "{stack}"
+        );
+        assert!(r.get("ForwardPlaceOrderPermission").is_some(), "{stack}");
+        let env = &r["ForwardFunction"]["Properties"]["Environment"]["Variables"];
+        let actions: Vec<serde_json::Value> = serde_json::from_str(
+            env["FORWARDED_ACTIONS"]
+                .as_str()
+                .expect("FORWARDED_ACTIONS"),
+        )
+        .expect("JSON");
+        let names: Vec<&str> = actions.iter().filter_map(|a| a["name"].as_str()).collect();
+        assert_eq!(names, ["submitJob", "placeOrder"], "{stack}");
+        assert_eq!(actions[1]["maxDataBytes"], 4096, "{stack}");
+    }
+}

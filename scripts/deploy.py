@@ -4,6 +4,8 @@
     scripts/deploy.py check   --stage dev     # stage, credentials, region, account: before building
     scripts/deploy.py deploy  --stage dev     # what `make deploy STAGE=dev` runs after synth
     scripts/deploy.py destroy --stage dev     # `make destroy STAGE=dev`
+    scripts/deploy.py diff    --stage dev     # what deploying cdk.out's dev would change in the
+                                              # deployed stack (`synth diff`; exit 0, 1 or 2)
     scripts/deploy.py account-setup --template target/account-setup/WsstackAccountSetup.template.json
                                               # `make account-setup`, once per account and region
 
@@ -338,6 +340,52 @@ def deploy(args):
         print("deploy: the stack reports no outputs")
 
 
+def synth_command():
+    """The synth binary to run: WSSTACK_SYNTH, else `cargo run` of the workspace's."""
+    synth = os.environ.get("WSSTACK_SYNTH")
+    return shlex.split(synth) if synth else ["cargo", "run", "-q", "-p", "wsstack-synth", "--bin", "synth", "--"]
+
+
+def diff(args):
+    """What deploying the assembly's stage would change in the stack CloudFormation holds: the
+    template the stack was deployed with (`get-template`, as submitted) against the assembly's,
+    through `synth diff`. Returns its exit status: 0 nothing changed, 1 something did."""
+    stage_file = Path(args.stages_dir) / f"{args.stage}.toml"
+    if not stage_file.exists():
+        raise DeployError(f"no stage `{args.stage}`: {stage_file} does not exist")
+    stack_name = stack_name_of(args.stage, args.stages_dir)
+    manifest = load_json(Path(args.cdk_out) / "manifest.json", "run `make synth` first")
+    template_file = next(
+        (
+            Path(args.cdk_out) / a["properties"]["templateFile"]
+            for a in manifest.get("artifacts", {}).values()
+            if a.get("type") == "aws:cloudformation:stack" and a["properties"].get("stackName") == stack_name
+        ),
+        None,
+    )
+    if template_file is None:
+        raise DeployError(f"{args.cdk_out} has no stack {stack_name}: run `make synth STAGE={args.stage}` first")
+    region()
+    deployed = json.loads(
+        aws("cloudformation", "get-template", "--stack-name", stack_name, "--template-stage", "Original", "--output", "json")
+    ).get("TemplateBody")
+    if isinstance(deployed, str):
+        try:
+            deployed = json.loads(deployed)
+        except json.JSONDecodeError:
+            raise DeployError(f"the template {stack_name} holds is not JSON (YAML?): synth diff reads JSON templates")
+    with tempfile.TemporaryDirectory() as tmp:
+        deployed_file = Path(tmp) / f"{stack_name}.deployed.template.json"
+        deployed_file.write_text(json.dumps(deployed))
+        cmd = synth_command() + ["diff", str(deployed_file), str(template_file)]
+        if args.format:
+            cmd += ["--format", args.format]
+        out = subprocess.run(cmd, cwd=ROOT, text=True)
+    if out.returncode not in (0, 1):
+        raise DeployError(f"{' '.join(cmd)} failed (exit {out.returncode})")
+    return out.returncode
+
+
 def stack_name_of(stage, stages_dir):
     """The stack name a stage file gives (`stack_name`), or the default `wsstack-<stage>`."""
     import tomllib
@@ -358,9 +406,7 @@ def stage_needs(stage, stages_dir, given):
     JSON) skips it, for callers that computed it with the synth library."""
     if given:
         return json.loads(given)
-    synth = os.environ.get("WSSTACK_SYNTH")
-    cmd = shlex.split(synth) if synth else ["cargo", "run", "-q", "-p", "wsstack-synth", "--bin", "synth", "--"]
-    cmd += ["needs", "--stage", stage, "--stages-dir", str(stages_dir)]
+    cmd = synth_command() + ["needs", "--stage", stage, "--stages-dir", str(stages_dir)]
     out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     if out.returncode != 0:
         # A bad stage file: synth names the file, line and field.
@@ -425,7 +471,7 @@ def destroy(args):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("action", choices=["check", "deploy", "destroy", "account-setup"])
+    parser.add_argument("action", choices=["check", "deploy", "destroy", "diff", "account-setup"])
     parser.add_argument("--stage", help="the stage (a file in the stages folder); all but account-setup")
     parser.add_argument("--template", help="account-setup: the template `synth account-setup` wrote")
     parser.add_argument(
@@ -433,6 +479,7 @@ def main():
         help="check: what the stage asks of the account, as JSON from `synth needs` "
         "(default: run synth for it; WSSTACK_SYNTH overrides the synth command)",
     )
+    parser.add_argument("--format", choices=["text", "markdown"], help="diff: synth diff's output format")
     parser.add_argument("--cdk-out", default=str(ROOT / "cdk.out"), help="the cloud assembly (default: cdk.out)")
     parser.add_argument("--stages-dir", default=str(ROOT / "stages"), help="the stage files (default: stages)")
     args = parser.parse_args()
@@ -444,10 +491,13 @@ def main():
     if args.action != "account-setup" and not args.stage:
         parser.error(f"{args.action} needs --stage")
     try:
+        if args.action == "diff":
+            sys.exit(diff(args))
         {"check": check, "deploy": deploy, "destroy": destroy, "account-setup": account_setup}[args.action](args)
     except DeployError as e:
         print(f"{args.action}: error: {e}", file=sys.stderr)
-        sys.exit(1)
+        # synth diff's convention: 2 is an error, 1 a change.
+        sys.exit(2 if args.action == "diff" else 1)
 
 
 if __name__ == "__main__":

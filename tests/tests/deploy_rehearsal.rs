@@ -756,6 +756,48 @@ fn deploy_rehearsal_against_moto() {
         Some(&protection_call("wsstack-dev", true))
     );
 
+    // Issue 19: `deploy.py diff` compares the template the stack holds with the assembly's,
+    // through `synth diff`: nothing to show right after the deploy, then a memory change made
+    // in the assembly shows as an in-place change of that property (exit 1).
+    let synth_bin = wsstack_tests::package_binary("wsstack-synth", "synth");
+    let synth_env = [("WSSTACK_SYNTH", synth_bin.to_str().expect("utf8 path"))];
+    let same = project.deploy(&moto, "diff", "dev", &synth_env);
+    assert_eq!(
+        same.status.code(),
+        Some(0),
+        "{}{}",
+        String::from_utf8_lossy(&same.stdout),
+        String::from_utf8_lossy(&same.stderr)
+    );
+    assert!(
+        same.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&same.stdout)
+    );
+    let path = project.path("cdk.out/WsstackDev.template.json");
+    let mut changed: Value =
+        serde_json::from_slice(&std::fs::read(&path).expect("template")).expect("json");
+    changed["Resources"]["SendMessageFunction"]["Properties"]["MemorySize"] =
+        serde_json::json!(2048);
+    std::fs::write(&path, serde_json::to_vec(&changed).expect("json")).expect("write");
+    let diff = project.deploy(&moto, "diff", "dev", &synth_env);
+    let text = String::from_utf8_lossy(&diff.stdout);
+    assert_eq!(
+        diff.status.code(),
+        Some(1),
+        "{text}{}",
+        String::from_utf8_lossy(&diff.stderr)
+    );
+    assert!(
+        text.contains("SendMessageFunction")
+            && text.contains("MemorySize")
+            && text.contains("2048"),
+        "{text}"
+    );
+    let missing = project.deploy(&moto, "diff", "nope", &synth_env);
+    assert_eq!(missing.status.code(), Some(2), "{missing:?}");
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("no stage `nope`"));
+
     // destroy removes the stack.
     let out = ok(project.deploy(&moto, "destroy", "dev", &[]));
     assert!(out.contains("wsstack-dev deleted"), "{out}");

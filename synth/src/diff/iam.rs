@@ -1,7 +1,10 @@
 //! IAM permissions granted and revoked: the statements of `AWS::IAM::Role` inline `Policies`
 //! and trust policies, `AWS::IAM::Policy` and `AWS::IAM::ManagedPolicy`, each expanded into
 //! one (effect, action, resource) line per combination, and the attachments (a role's
-//! `ManagedPolicyArns`, a policy's `Roles`, `Users`, `Groups`), compared as sets.
+//! `ManagedPolicyArns`, a policy's `Roles`, `Users`, `Groups`), compared as sets. Resource
+//! policies count too: an SQS queue's, an SNS topic's or an S3 bucket's policy document, and a
+//! Lambda function's invoke permission (`AWS::Lambda::Permission`: who may invoke it, from
+//! which source).
 
 use std::collections::BTreeSet;
 
@@ -92,10 +95,46 @@ pub fn grants(template: &Value) -> BTreeSet<Grant> {
                     attachments(id, &format!("attached to {what}"), prop(field), &mut out);
                 }
             }
+            Some("AWS::SQS::QueuePolicy" | "AWS::SNS::TopicPolicy" | "AWS::S3::BucketPolicy") => {
+                document(
+                    &format!("{id} (resource policy)"),
+                    prop("PolicyDocument"),
+                    &mut out,
+                );
+            }
+            Some("AWS::Lambda::Permission") => {
+                lambda_permission(id, props, &mut out);
+            }
             _ => {}
         }
     }
     out
+}
+
+/// A Lambda permission: `InvokePermission: lambda:InvokeFunction on ${Fn.Arn} by
+/// apigateway.amazonaws.com when SourceArn ...`.
+fn lambda_permission(holder: &str, props: Option<&Value>, out: &mut BTreeSet<Grant>) {
+    let field = |name: &str| {
+        props
+            .and_then(|p| p.get(name))
+            .map(plain)
+            .unwrap_or_default()
+    };
+    let condition = ["SourceArn", "SourceAccount", "PrincipalOrgID"]
+        .iter()
+        .filter_map(|name| {
+            props
+                .and_then(|p| p.get(*name))
+                .map(|v| format!("{name} {}", plain(v)))
+        })
+        .collect::<Vec<_>>();
+    out.insert(Grant {
+        holder: holder.to_owned(),
+        action: field("Action"),
+        target: format!("on {} by {}", field("FunctionName"), field("Principal")),
+        deny: false,
+        condition: (!condition.is_empty()).then(|| condition.join(", ")),
+    });
 }
 
 /// One line per item of a list that attaches policies to `holder` or `holder` to principals:
@@ -237,6 +276,29 @@ mod tests {
         assert_eq!(
             g,
             ["P: attached to role ${Other}", "R: managed policy ${P}"]
+        );
+    }
+
+    #[test]
+    fn resource_policies_and_lambda_permissions_are_grants() {
+        let t = json!({"Resources": {
+            "QP": {"Type": "AWS::SQS::QueuePolicy", "Properties": {"Queues": [{"Ref": "Q"}],
+                "PolicyDocument": {"Statement": [{"Effect": "Allow", "Action": "sqs:SendMessage",
+                    "Principal": {"Service": "events.amazonaws.com"},
+                    "Resource": {"Fn::GetAtt": ["Q", "Arn"]}}]}}},
+            "Perm": {"Type": "AWS::Lambda::Permission", "Properties": {
+                "Action": "lambda:InvokeFunction", "FunctionName": {"Fn::GetAtt": ["F", "Arn"]},
+                "Principal": "apigateway.amazonaws.com",
+                "SourceArn": {"Fn::Sub": "arn:aws:execute-api:r:a:${Api}/*/*"}}}
+        }});
+        let lines: Vec<String> = grants(&t).iter().map(ToString::to_string).collect();
+        assert_eq!(
+            lines,
+            [
+                "Perm: lambda:InvokeFunction on ${F.Arn} by apigateway.amazonaws.com when SourceArn arn:aws:execute-api:r:a:${Api}/*/*",
+                "QP (resource policy): sqs:SendMessage by Service:events.amazonaws.com",
+                "QP (resource policy): sqs:SendMessage on ${Q.Arn}",
+            ]
         );
     }
 

@@ -8,7 +8,7 @@ use std::fmt;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use wsstack_routes::{Handler, Invocation, ROUTES};
 
 use lambda::{FunctionFields, LambdaSection};
@@ -179,7 +179,9 @@ impl Stage {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+/// A function's instruction set: the stage file's `architecture`, and the function's
+/// `Architectures` in the template (the same spelling, so one type serves both).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 pub enum Architecture {
     #[serde(rename = "arm64")]
     Arm64,
@@ -187,8 +189,9 @@ pub enum Architecture {
     X86_64,
 }
 
-/// Lambda's application log levels (`LoggingConfig.ApplicationLogLevel`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+/// Lambda's application log levels (`LoggingConfig.ApplicationLogLevel`): the stage file's
+/// `log_level` and the template's, one type for both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum LogLevel {
     Trace,

@@ -9,12 +9,11 @@ use crate::assets::Asset;
 use crate::cfn::policy::{PolicyDocument, Statement};
 use crate::cfn::resources::iam::{InlinePolicy, Role};
 use crate::cfn::resources::lambda::{
-    ApplicationLogLevel, Architecture as CfnArchitecture, Code, Environment, Function, LogFormat,
-    LoggingConfig, Runtime, SystemLogLevel,
+    Code, Environment, Function, LogFormat, LoggingConfig, Runtime, SystemLogLevel,
 };
 use crate::cfn::{Condition, Expr, Parameter, Resource, Template};
+use crate::stage::Stage;
 use crate::stage::manifest::Manifest;
-use crate::stage::{Architecture, LogLevel, Stage};
 
 /// The Lambda runtime for Rust binaries named `bootstrap`.
 pub const RUNTIME: Runtime = Runtime::ProvidedAl2023;
@@ -82,10 +81,7 @@ pub fn add(
         // Every function runs the one `bootstrap` binary; Lambda hands it this value as
         // `_HANDLER` and the binary dispatches on it.
         handler: h.name().to_owned(),
-        architectures: vec![match settings.architecture {
-            Architecture::Arm64 => CfnArchitecture::Arm64,
-            Architecture::X86_64 => CfnArchitecture::X86_64,
-        }],
+        architectures: vec![settings.architecture],
         code: Code {
             s3_bucket: bucket.clone(),
             s3_key: Expr::from(asset.object_key()),
@@ -97,7 +93,7 @@ pub fn add(
         environment: Some(Environment { variables }),
         logging_config: Some(LoggingConfig {
             log_format: LogFormat::Json,
-            application_log_level: Some(application_log_level(settings.log_level)),
+            application_log_level: Some(settings.log_level),
             system_log_level: Some(SystemLogLevel::Warn),
             log_group: Some(Expr::r#ref(&log_group)),
         }),
@@ -158,18 +154,6 @@ fn checkov_skips(stage: &Stage, h: Handler) -> Vec<checks::Skip> {
         });
     }
     skips
-}
-
-/// The stage file's log level as Lambda's application log level.
-fn application_log_level(level: LogLevel) -> ApplicationLogLevel {
-    match level {
-        LogLevel::Trace => ApplicationLogLevel::Trace,
-        LogLevel::Debug => ApplicationLogLevel::Debug,
-        LogLevel::Info => ApplicationLogLevel::Info,
-        LogLevel::Warn => ApplicationLogLevel::Warn,
-        LogLevel::Error => ApplicationLogLevel::Error,
-        LogLevel::Fatal => ApplicationLogLevel::Fatal,
-    }
 }
 
 /// The inline policy that grants a handler its `@connections` operations.

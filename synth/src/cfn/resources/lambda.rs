@@ -6,13 +6,8 @@ use serde::Serialize;
 
 use crate::cfn::Expr;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub enum Architecture {
-    #[serde(rename = "arm64")]
-    Arm64,
-    #[serde(rename = "x86_64")]
-    X86_64,
-}
+/// The stage file's types, serialized as the template spells them.
+pub use wsstack_stage::{Architecture, LogLevel};
 
 /// Where the deployment package lives.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -45,18 +40,6 @@ pub enum Runtime {
     ProvidedAl2,
 }
 
-/// `LoggingConfig.ApplicationLogLevel`: the levels Lambda filters application logs by.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "UPPERCASE")]
-pub enum ApplicationLogLevel {
-    Trace,
-    Debug,
-    Info,
-    Warn,
-    Error,
-    Fatal,
-}
-
 /// `LoggingConfig.SystemLogLevel`: the levels of Lambda's own log lines.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "UPPERCASE")]
@@ -72,7 +55,7 @@ pub struct LoggingConfig {
     pub log_format: LogFormat,
     /// Only with `LogFormat: JSON`.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub application_log_level: Option<ApplicationLogLevel>,
+    pub application_log_level: Option<LogLevel>,
     /// Only with `LogFormat: JSON`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub system_log_level: Option<SystemLogLevel>,

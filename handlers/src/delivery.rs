@@ -152,13 +152,13 @@ impl Delivery {
                     &parcel.frame,
                     segments,
                 );
-                return self.enqueue(&parcel.message_id, jobs).await;
+                return self.enqueue(parcel, jobs).await;
             }
             (Audience::Room(room), Some(_)) => {
                 let room = JobAudience::Room {
                     room: room.as_str().to_owned(),
                 };
-                return self.enqueue(&parcel.message_id, vec![job(room)]).await;
+                return self.enqueue(parcel, vec![job(room)]).await;
             }
             (Audience::Everyone, None) => job(JobAudience::Everyone {
                 segment: 0,
@@ -188,7 +188,7 @@ impl Delivery {
         let mut fanout = self.fan_out(parcel, deadline, None);
         fanout.post_batch(vec![connection_id.to_owned()]).await;
         let posts = fanout.into_report();
-        self.record_metrics(&parcel.endpoint, &posts);
+        self.record_metrics(&parcel.endpoint, &posts, 0);
         DeliveryReport {
             posts,
             queued_jobs: 0,
@@ -197,9 +197,10 @@ impl Delivery {
 
     async fn enqueue(
         &self,
-        message_id: &str,
+        parcel: &Parcel,
         jobs: Vec<FanOutJob>,
     ) -> Result<DeliveryReport, DeliveryError> {
+        let message_id = parcel.message_id.as_str();
         let queue = self.queue.as_ref().ok_or(DeliveryError::NoQueue)?;
         let count = jobs.len();
         queue
@@ -210,6 +211,7 @@ impl Delivery {
                 source,
             })?;
         tracing::info!(message_id, jobs = count, "delivery enqueued");
+        self.record_metrics(&parcel.endpoint, &FanOutReport::default(), count);
         Ok(DeliveryReport {
             posts: FanOutReport::default(),
             queued_jobs: count,
@@ -298,8 +300,8 @@ impl Delivery {
             listing = page.next;
         }
         let posts = fanout.into_report();
-        self.record_metrics(&job.endpoint, &posts);
         let continuation = self.continue_later(&job, listing, pending).await?;
+        self.record_metrics(&job.endpoint, &posts, usize::from(continuation.is_some()));
         log_job_done(&job, &posts, pages);
         Ok(JobReport {
             posts,
@@ -309,9 +311,11 @@ impl Delivery {
         })
     }
 
-    fn record_metrics(&self, endpoint: &str, posts: &FanOutReport) {
+    /// The metric line of one delivery: its posts and the jobs it handed to the queue.
+    fn record_metrics(&self, endpoint: &str, posts: &FanOutReport, queued: usize) {
         if let Some(metrics) = &self.metrics {
-            metrics.record(endpoint, posts, chrono::Utc::now().timestamp_millis());
+            let now = chrono::Utc::now().timestamp_millis();
+            metrics.record(endpoint, posts, queued, now);
         }
     }
 

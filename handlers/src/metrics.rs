@@ -50,17 +50,38 @@ impl Metrics {
     /// Writes the line of one delivery through `endpoint` (whose last path segment is the API
     /// stage: `https://{api}.execute-api.{region}.amazonaws.com/{stage}`). Nothing when the
     /// delivery posted nothing.
-    pub fn record(&self, endpoint: &str, report: &FanOutReport, now_ms: i64) {
-        let values = [
-            (Metric::Delivered, report.delivered),
-            (Metric::Throttled, report.throttled),
-            (Metric::CutOffAtDeadline, report.undelivered),
-        ];
+    pub fn record(&self, endpoint: &str, report: &FanOutReport, queued: usize, now_ms: i64) {
+        let values = Metric::DELIVERY.map(|m| {
+            let n = match m {
+                Metric::Delivered => report.delivered,
+                Metric::Gone => report.gone,
+                Metric::Throttled => report.throttled,
+                Metric::Failed => report.failed,
+                Metric::CutOffAtDeadline => report.undelivered,
+                Metric::Queued => queued,
+                Metric::JobsExpired => 0,
+            };
+            (m, n)
+        });
         if values.iter().all(|(_, n)| *n == 0) {
             return;
         }
-        let stage = stage_of(endpoint);
-        let line = emf_line(stage, &self.handler, &values, now_ms);
+        self.write(emf_line(stage_of(endpoint), &self.handler, &values, now_ms));
+    }
+
+    /// One count of `metric` (a job dropped for its age, ...) for the stage of `endpoint`.
+    pub fn count(&self, endpoint: &str, metric: Metric, n: usize, now_ms: i64) {
+        if n > 0 {
+            self.write(emf_line(
+                stage_of(endpoint),
+                &self.handler,
+                &[(metric, n)],
+                now_ms,
+            ));
+        }
+    }
+
+    fn write(&self, line: String) {
         match &self.sink {
             MetricsSink::Stdout => println!("{line}"),
             MetricsSink::Memory(lines) => {
@@ -191,35 +212,47 @@ mod tests {
         };
         let report = FanOutReport {
             delivered: 7,
+            gone: 1,
             throttled: 2,
+            failed: 4,
             undelivered: 3,
             ..FanOutReport::default()
         };
-        metrics.record(
-            "https://abc.execute-api.eu-west-1.amazonaws.com/prod",
-            &report,
-            1,
-        );
-        metrics.record("https://x/prod", &FanOutReport::default(), 2);
+        let endpoint = "https://abc.execute-api.eu-west-1.amazonaws.com/prod";
+        metrics.record(endpoint, &report, 1, 1);
+        metrics.record("https://x/prod", &FanOutReport::default(), 0, 2);
+        metrics.count(endpoint, Metric::JobsExpired, 0, 3);
+        metrics.count(endpoint, Metric::JobsExpired, 2, 4);
         let lines = lines.lock().expect("lock");
-        assert_eq!(lines.len(), 1, "nothing for a delivery that posted nothing");
+        assert_eq!(
+            lines.len(),
+            2,
+            "nothing for what counted nothing: {lines:?}"
+        );
         let v = assert_valid_emf(&lines[0]);
         assert_eq!(
-            (
-                &v["Stage"],
-                &v["Handler"],
-                &v["Delivered"],
-                &v["Throttled"],
-                &v["CutOffAtDeadline"]
-            ),
+            (&v["Stage"], &v["Handler"]),
             (
                 &json!("prod"),
-                &json!("wsstack-prod-SendMessageFunction-AbC"),
-                &json!(7),
-                &json!(2),
-                &json!(3)
+                &json!("wsstack-prod-SendMessageFunction-AbC")
             )
         );
+        let counts: Vec<&Value> = Metric::DELIVERY.iter().map(|m| &v[m.name()]).collect();
+        assert_eq!(
+            counts,
+            [
+                &json!(7),
+                &json!(1),
+                &json!(2),
+                &json!(4),
+                &json!(3),
+                &json!(1)
+            ]
+        );
+        let expired = assert_valid_emf(&lines[1]);
+        assert_eq!(expired["JobsExpired"], 2);
+        let directive = &expired["_aws"]["CloudWatchMetrics"][0]["Metrics"];
+        assert_eq!(directive.as_array().map(Vec::len), Some(1));
         assert_eq!(v["_aws"]["CloudWatchMetrics"][0]["Namespace"], "wsstack");
     }
 }

@@ -212,6 +212,15 @@ impl Worker {
             listing = ?job.listing,
             "fan-out job dropped: older than the maximum job age; its pending connections and the rest of its listing are not posted to"
         );
+        if let Some(metrics) = &self.metrics {
+            let now_ms = chrono::Utc::now().timestamp_millis();
+            metrics.count(
+                &self.endpoint,
+                wsstack_routes::metrics::Metric::JobsExpired,
+                1,
+                now_ms,
+            );
+        }
         Ok(Some(JobReport {
             expired: true,
             ..JobReport::default()

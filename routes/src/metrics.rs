@@ -19,32 +19,58 @@ pub const HANDLER_DIMENSION: &str = "Handler";
 /// Every custom metric is emitted with exactly these dimensions, in this order.
 pub const DIMENSIONS: [&str; 2] = [STAGE_DIMENSION, HANDLER_DIMENSION];
 
-/// A custom metric: a count per delivery (a post to `@connections`), unit `Count`.
+/// A custom metric: a count, unit `Count`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Metric {
     /// Posts to `@connections` that succeeded.
     Delivered,
+    /// Posts to `@connections` answered 410: the connection is gone (its record is deleted).
+    Gone,
     /// Posts to `@connections` answered 429 (`LimitExceededException`): the account's API
     /// Gateway throttle, shared by every API of the account and region.
     Throttled,
+    /// Posts that failed for good (after their retries).
+    Failed,
     /// Deliveries not attempted because the broadcast's deadline passed (handed to the fan-out
     /// queue or dropped).
     CutOffAtDeadline,
+    /// Fan-out jobs handed to the queue: a queue-mode delivery, or what a deadline left.
+    Queued,
+    /// Fan-out jobs the worker dropped unrun for being older than the maximum job age.
+    JobsExpired,
 }
 
 impl Metric {
-    pub const ALL: [Metric; 3] = [
+    pub const ALL: [Metric; 7] = [
         Metric::Delivered,
+        Metric::Gone,
         Metric::Throttled,
+        Metric::Failed,
         Metric::CutOffAtDeadline,
+        Metric::Queued,
+        Metric::JobsExpired,
+    ];
+
+    /// The metrics of one delivery's line, in its order.
+    pub const DELIVERY: [Metric; 6] = [
+        Metric::Delivered,
+        Metric::Gone,
+        Metric::Throttled,
+        Metric::Failed,
+        Metric::CutOffAtDeadline,
+        Metric::Queued,
     ];
 
     /// The metric's name in CloudWatch.
     pub const fn name(self) -> &'static str {
         match self {
             Metric::Delivered => "Delivered",
+            Metric::Gone => "Gone",
             Metric::Throttled => "Throttled",
+            Metric::Failed => "Failed",
             Metric::CutOffAtDeadline => "CutOffAtDeadline",
+            Metric::Queued => "Queued",
+            Metric::JobsExpired => "JobsExpired",
         }
     }
 

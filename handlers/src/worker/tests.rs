@@ -297,8 +297,13 @@ async fn jobs_past_the_maximum_age_are_dropped_and_continuations_keep_their_age(
         Some(TokenBucket::new(0.0, 0.0)),
     ));
     let queue = MemoryQueue::new(VISIBILITY);
+    let lines = Arc::new(std::sync::Mutex::new(Vec::new()));
     let w = Worker {
         max_job_age: Duration::from_secs(600),
+        metrics: Some(crate::metrics::Metrics {
+            handler: "fanout-worker".into(),
+            sink: crate::metrics::MetricsSink::Memory(lines.clone()),
+        }),
         ..worker(&store, &api, &queue)
     };
     let enqueued_at = crate::job::now_ms() - 300_000;
@@ -333,6 +338,22 @@ async fn jobs_past_the_maximum_age_are_dropped_and_continuations_keep_their_age(
     assert!(report.expired);
     assert_eq!(report.continuation, None);
     assert_eq!(api.tally().posts, posts_before, "nothing posted");
+    // Issue 19: the first run's line counts its 429s and the continuation it queued; the
+    // dropped job is a JobsExpired count.
+    let kept = lines.lock().expect("lock").clone();
+    let parsed: Vec<serde_json::Value> = kept
+        .iter()
+        .map(|l| crate::metrics::validate(l).expect("valid EMF"))
+        .collect();
+    assert!(
+        parsed[0]["Throttled"].as_u64().is_some_and(|n| n > 0),
+        "{kept:?}"
+    );
+    assert_eq!(parsed[0]["Queued"], 1, "{kept:?}");
+    assert_eq!(
+        parsed.last().map(|v| v["JobsExpired"].clone()),
+        Some(serde_json::json!(1))
+    );
     assert_eq!(queue.len(), 1, "no new continuation");
 
     // In a batch: done (not a failure), and counted.

@@ -222,7 +222,7 @@ fn delivery_graph(handlers: &[Handler]) -> MetricWidget {
         .iter()
         .filter(|h| metrics::broadcasting_handlers().any(|d| d == **h))
     {
-        for m in Metric::ALL {
+        for m in Metric::DELIVERY {
             lines.push(line(
                 metrics::NAMESPACE,
                 m.name(),

@@ -44,6 +44,7 @@ pub mod routing;
 pub mod server;
 mod session;
 pub mod shutdown;
+mod side_server;
 mod socket;
 mod state;
 pub mod store;

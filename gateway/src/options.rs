@@ -332,38 +332,30 @@ impl Cli {
     /// Where the browser client goes: `--web-port`, else [`crate::web::DEFAULT_WEB_PORT`] (a
     /// free port when the API's port is 0 too, so test runs never contend for it).
     pub fn web_plan(&self) -> PortPlan {
-        match (self.no_web, self.web_port) {
-            (true, _) => PortPlan::Off,
-            (false, Some(port)) => PortPlan::On {
-                port,
-                required: true,
-            },
-            (false, None) => PortPlan::On {
-                port: if self.port == 0 {
-                    0
-                } else {
-                    crate::web::DEFAULT_WEB_PORT
-                },
-                required: false,
-            },
-        }
+        self.port_plan(self.no_web, self.web_port, crate::web::DEFAULT_WEB_PORT)
     }
 
     /// Where the push API goes: `--push-port`, else
     /// [`crate::push_server::DEFAULT_PUSH_PORT`] (a free port when the API's port is 0).
     pub fn push_plan(&self) -> PortPlan {
-        match (self.no_push_api, self.push_port) {
+        self.port_plan(
+            self.no_push_api,
+            self.push_port,
+            crate::push_server::DEFAULT_PUSH_PORT,
+        )
+    }
+
+    /// Off; the port given (required: taken is an error); or `default`, a free port when the
+    /// API's port is 0 too, so test runs never contend for it (taken only warns).
+    fn port_plan(&self, off: bool, given: Option<u16>, default: u16) -> PortPlan {
+        match (off, given) {
             (true, _) => PortPlan::Off,
             (false, Some(port)) => PortPlan::On {
                 port,
                 required: true,
             },
             (false, None) => PortPlan::On {
-                port: if self.port == 0 {
-                    0
-                } else {
-                    crate::push_server::DEFAULT_PUSH_PORT
-                },
+                port: if self.port == 0 { 0 } else { default },
                 required: false,
             },
         }

@@ -16,10 +16,10 @@ use axum::extract::State;
 use axum::http::{Method, Request, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use tokio::net::TcpListener;
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
 use wsstack_handlers::push_api::{PushApi, PushResponse};
 use wsstack_routes::push_api::MAX_MESSAGE_BYTES;
+
+use crate::side_server::SideServer;
 
 /// The push API's default port.
 pub const DEFAULT_PUSH_PORT: u16 = 3003;
@@ -42,9 +42,7 @@ pub enum PushServerError {
 /// The push API's server. Dropping it stops it.
 #[derive(Debug)]
 pub struct PushServer {
-    local_addr: SocketAddr,
-    cancel: CancellationToken,
-    server: JoinHandle<io::Result<()>>,
+    server: SideServer,
 }
 
 impl PushServer {
@@ -57,37 +55,19 @@ impl PushServer {
                 PushServerError::Io { addr, source }
             }
         })?;
-        let local_addr = listener
-            .local_addr()
-            .map_err(|source| PushServerError::Io { addr, source })?;
         let router = Router::new().fallback(answer).with_state(push_api);
-        let cancel = CancellationToken::new();
-        let server = tokio::spawn(
-            axum::serve(listener, router)
-                .with_graceful_shutdown(cancel.clone().cancelled_owned())
-                .into_future(),
-        );
-        Ok(PushServer {
-            local_addr,
-            cancel,
-            server,
-        })
+        let server = SideServer::spawn(listener, router)
+            .map_err(|source| PushServerError::Io { addr, source })?;
+        Ok(PushServer { server })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
-        self.local_addr
+        self.server.local_addr()
     }
 
     /// `http://{addr}`: what `PushApiUrl` is in AWS.
     pub fn url(&self) -> String {
-        format!("http://{}", self.local_addr)
-    }
-}
-
-impl Drop for PushServer {
-    fn drop(&mut self) {
-        self.cancel.cancel();
-        self.server.abort();
+        format!("http://{}", self.local_addr())
     }
 }
 

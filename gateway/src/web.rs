@@ -15,8 +15,8 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use tokio::net::TcpListener;
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
+
+use crate::side_server::SideServer;
 
 /// The port `make dev` serves the page on.
 pub const DEFAULT_WEB_PORT: u16 = 3000;
@@ -83,9 +83,7 @@ pub enum WebError {
 /// The page's web server. Dropping it stops it.
 #[derive(Debug)]
 pub struct WebServer {
-    local_addr: SocketAddr,
-    cancel: CancellationToken,
-    server: JoinHandle<io::Result<()>>,
+    server: SideServer,
 }
 
 impl WebServer {
@@ -99,42 +97,24 @@ impl WebServer {
                 WebError::Io { addr, source }
             }
         })?;
-        let local_addr = listener
-            .local_addr()
-            .map_err(|source| WebError::Io { addr, source })?;
         let config = serde_json::json!({ "apiUrl": api_url }).to_string();
         let mut router = Router::new().route("/config.json", get(config_json));
         for asset in ASSETS {
             router = router.route(asset.path, get(move || async move { serve(asset) }));
         }
         let router = router.fallback(not_found).with_state(config);
-        let cancel = CancellationToken::new();
-        let server = tokio::spawn(
-            axum::serve(listener, router)
-                .with_graceful_shutdown(cancel.clone().cancelled_owned())
-                .into_future(),
-        );
-        Ok(WebServer {
-            local_addr,
-            cancel,
-            server,
-        })
+        let server =
+            SideServer::spawn(listener, router).map_err(|source| WebError::Io { addr, source })?;
+        Ok(WebServer { server })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
-        self.local_addr
+        self.server.local_addr()
     }
 
     /// `http://{addr}/`.
     pub fn url(&self) -> String {
-        format!("http://{}/", self.local_addr)
-    }
-}
-
-impl Drop for WebServer {
-    fn drop(&mut self) {
-        self.cancel.cancel();
-        self.server.abort();
+        format!("http://{}/", self.local_addr())
     }
 }
 

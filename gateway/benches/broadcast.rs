@@ -12,8 +12,9 @@
 //! Environment: BENCH_CONNECTIONS (default 10000), BENCH_STEADY_SECS (default 10, 0 skips
 //! phase 3), BENCH_BROADCASTS (broadcasts per server, default 3), BENCH_GATEWAY_BIN (another
 //! gateway binary to measure, e.g. one with symbols for perf), BENCH_BROADCAST_CONCURRENCY (the
-//! gateway's --broadcast-concurrency, default the handlers' 64), BENCH_CONNECT_IN_FLIGHT
-//! (handshakes in flight while connecting, default 512).
+//! gateway's --broadcast-concurrency, default the handlers' 64), BENCH_CALLBACK_TRANSPORT (the
+//! gateway's --callback-transport: `in-process`, its default, or `tcp`),
+//! BENCH_CONNECT_IN_FLIGHT (handshakes in flight while connecting, default 512).
 //!
 //! `cargo bench` builds everything with the bench profile (release: LTO, one codegen unit).
 //! `cargo bench --profile local -p wsstack-gateway --bench broadcast` measures the build `make
@@ -510,6 +511,9 @@ fn main() -> anyhow::Result<()> {
     command.args(["--port", "0", "--log-level", "warn"]);
     if let Ok(c) = std::env::var("BENCH_BROADCAST_CONCURRENCY") {
         command.args(["--broadcast-concurrency", &c]);
+    }
+    if let Ok(t) = std::env::var("BENCH_CALLBACK_TRANSPORT") {
+        command.args(["--callback-transport", &t]);
     }
     let gateway = Server::spawn(command)?;
     let url = gateway.url.clone();

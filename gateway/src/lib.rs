@@ -28,6 +28,7 @@
 //!   bus that posts their events to a backend.
 
 pub mod auth;
+pub mod callback;
 mod connections_api;
 pub mod event;
 pub mod fanout_queue;

@@ -9,6 +9,7 @@ use clap::{Parser, ValueEnum};
 use wsstack_handlers::config::MAX_BROADCAST_CONCURRENCY;
 use wsstack_routes::Handler;
 
+use crate::callback::CallbackTransport;
 use crate::fanout_queue::QueueMode;
 use crate::forwarding::{BackendUrl, LocalForwarding, parse_actions};
 use crate::integration::{MAX_INTEGRATION_TIMEOUT, MIN_INTEGRATION_TIMEOUT, Timeouts};
@@ -108,6 +109,12 @@ pub struct Cli {
         value_parser = concurrency
     )]
     pub broadcast_concurrency: usize,
+
+    /// How the handlers' `@connections` calls reach this gateway: `in-process` hands the SDK's
+    /// signed request to the gateway's router (no socket); `tcp` sends it over a loopback
+    /// connection to --port, as an outside client would. Answers are the same.
+    #[arg(long, value_name = "TRANSPORT", default_value = "in-process")]
+    pub callback_transport: CallbackTransport,
 
     /// Port for the browser client (web/), at http://HOST:WEB_PORT/ [default: 3000, or 0 (a
     /// free port) when --port is 0]. A default port that is taken only gets a warning.
@@ -407,6 +414,7 @@ impl Cli {
             },
             table_name: self.table,
             broadcast_concurrency: self.broadcast_concurrency,
+            callback_transport: self.callback_transport,
             timeouts: Timeouts {
                 integration: self.integration_timeout,
                 functions,
@@ -497,7 +505,19 @@ mod tests {
         assert_eq!(g.port, 3001);
         assert_eq!(g.stage, "dev");
         assert_eq!(g.limits, Limits::default());
+        assert_eq!(g.callback_transport, CallbackTransport::InProcess);
         assert_eq!(s, StoreOptions::Memory);
+    }
+
+    #[test]
+    fn the_callback_transport_is_read_and_an_unknown_one_named() {
+        let (g, _) = parse(&["--callback-transport", "tcp"]).unwrap();
+        assert_eq!(g.callback_transport, CallbackTransport::Tcp);
+        let err = parse(&["--callback-transport", "udp"]).unwrap_err();
+        assert!(
+            err.contains("--callback-transport") && err.contains("in-process, tcp"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -21,6 +21,7 @@ use wsstack_handlers::push_api::PushApi;
 use wsstack_handlers::queue::MemoryQueue;
 use wsstack_handlers::store::ConnectionStore;
 
+use crate::callback::{CallbackTransport, InProcessClient, RouterSlot};
 use crate::event::ApiContext;
 use crate::fanout_queue::{self, QueueMode};
 use crate::integration::{EventLog, Integration, Invoker, Timeouts};
@@ -47,6 +48,8 @@ pub struct GatewayOptions {
     pub table_name: String,
     /// The handlers' `BROADCAST_CONCURRENCY`.
     pub broadcast_concurrency: usize,
+    /// How the handlers' `@connections` calls reach this gateway (default: in process).
+    pub callback_transport: CallbackTransport,
     /// How long each handler may take before API Gateway gives up on it.
     pub timeouts: Timeouts,
     /// The code behind the routes; `None`: the handlers' [`App`] (the production code).
@@ -110,6 +113,7 @@ impl Default for GatewayOptions {
             routes: RouteTable::default(),
             table_name: DEFAULT_TABLE.to_owned(),
             broadcast_concurrency: DEFAULT_BROADCAST_CONCURRENCY,
+            callback_transport: CallbackTransport::default(),
             timeouts: Timeouts::default(),
             integration: None,
             event_log: None,
@@ -212,7 +216,8 @@ impl Gateway {
         let (listener, local_addr) = bind_listener(&options)?;
         let callback_url = callback_url_for(local_addr, &options.stage);
         let mut config = handlers_config(&options, &callback_url);
-        let api = loopback_management_api().await;
+        let callback_router = RouterSlot::default();
+        let api = callback_management_api(options.callback_transport, &callback_router).await;
         let cancel = CancellationToken::new();
         let (queue, worker_task) = match (options.queue_mode, audience) {
             (Some(mode), Some(audience)) => {
@@ -241,19 +246,23 @@ impl Gateway {
         };
         let (integration, push_api) = build_integration(&mut options, handlers);
         let shared = build_shared(&options, integration, local_addr);
+        callback_router.fill(router(Arc::clone(&shared)));
         let server = serve(listener, Arc::clone(&shared), &cancel);
         tracing::debug!(%local_addr, "listening");
-        warm_up(
-            api,
-            callback_url.clone(),
-            options.broadcast_concurrency.max(1),
-        );
+        if options.callback_transport == CallbackTransport::Tcp {
+            warm_up(
+                api,
+                callback_url.clone(),
+                options.broadcast_concurrency.max(1),
+            );
+        }
         Ok(RunningGateway {
             shared,
             cancel,
             server: Some(server),
             worker: worker_task,
             callback_url,
+            callback_router,
             push_api,
         })
     }
@@ -306,16 +315,21 @@ fn handlers_config(options: &GatewayOptions, callback_url: &str) -> Config {
 }
 
 /// The SDK `@connections` client the handlers use to call back into this gateway, tuned for
-/// loopback calls.
-async fn loopback_management_api() -> Arc<SdkManagementApi> {
+/// loopback calls: over `transport` (in process: answered by the router `slot` is filled with).
+async fn callback_management_api(
+    transport: CallbackTransport,
+    slot: &RouterSlot,
+) -> Arc<SdkManagementApi> {
     // Stalled-stream protection watches each request's throughput with timers: a guard
     // against slow networks that a loopback call does not need, at a cost per request.
-    let sdk = wsstack_handlers::local_sdk_config(None)
+    let mut sdk = wsstack_handlers::local_sdk_config(None)
         .await
         .into_builder()
-        .stalled_stream_protection(StalledStreamProtectionConfig::disabled())
-        .build();
-    Arc::new(SdkManagementApi::new(&sdk))
+        .stalled_stream_protection(StalledStreamProtectionConfig::disabled());
+    if transport == CallbackTransport::InProcess {
+        sdk = sdk.http_client(InProcessClient::new(slot.clone()).shared());
+    }
+    Arc::new(SdkManagementApi::new(&sdk.build()))
 }
 
 /// Switches the handlers' `config` to queue-mode fan-out and starts the in-process fan-out
@@ -424,22 +438,25 @@ fn build_shared(
     })
 }
 
-/// Routes the port's requests (WebSocket upgrades, `@connections`, and the rest to the
-/// fallback) and serves them until `cancel`, with each connection's peer address.
+/// The port's routes: WebSocket upgrades, `@connections`, and the rest to the fallback.
+fn router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .merge(handshake::routes())
+        .merge(connections_api::routes())
+        .fallback(http_error::fallback)
+        .with_state(shared)
+}
+
+/// Serves the port's [`router`] until `cancel`, with each connection's peer address.
 fn serve(
     listener: TcpListener,
     shared: Arc<Shared>,
     cancel: &CancellationToken,
 ) -> JoinHandle<io::Result<()>> {
-    let router = Router::new()
-        .merge(handshake::routes())
-        .merge(connections_api::routes())
-        .fallback(http_error::fallback)
-        .with_state(shared);
     tokio::spawn(
         axum::serve(
             GatewayListener(listener),
-            router.into_make_service_with_connect_info::<Peer>(),
+            router(shared).into_make_service_with_connect_info::<Peer>(),
         )
         .with_graceful_shutdown(cancel.clone().cancelled_owned())
         .into_future(),
@@ -465,6 +482,8 @@ pub struct RunningGateway {
     /// The in-process fan-out worker (queue mode); stops with `cancel`.
     worker: Option<JoinHandle<()>>,
     callback_url: String,
+    /// The router the handlers' in-process `@connections` calls go to; emptied on drop.
+    callback_router: RouterSlot,
     /// The push API over the handlers' store and this gateway's `@connections` (`None` with a
     /// custom integration).
     push_api: Option<PushApi>,
@@ -487,6 +506,12 @@ impl RunningGateway {
     /// The `@connections` endpoint as SDK clients take it: `http://{addr}/{stage}`.
     pub fn callback_url(&self) -> &str {
         &self.callback_url
+    }
+
+    /// An SDK HTTP client that hands each request to this gateway's router in process, as
+    /// the handlers' `@connections` client does with [`CallbackTransport::InProcess`].
+    pub fn in_process_http_client(&self) -> InProcessClient {
+        InProcessClient::new(self.callback_router.clone())
     }
 
     /// The push API the `push-api` function serves in AWS, over this gateway's store and
@@ -566,6 +591,8 @@ impl RunningGateway {
 
 impl Drop for RunningGateway {
     fn drop(&mut self) {
+        // The router holds the shared state, which holds the handlers and their client.
+        self.callback_router.empty();
         if self.server.is_some() {
             self.begin_shutdown();
             self.cancel.cancel();

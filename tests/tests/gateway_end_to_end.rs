@@ -351,11 +351,29 @@ async fn activity_keeps_a_connection_open_until_its_maximum_duration() {
 }
 
 #[tokio::test]
-async fn connections_api_through_the_aws_sdk() {
+async fn connections_api_through_the_aws_sdk_over_the_port() {
     let (gw, store) = start(options()).await;
     let api = management_client(gw.callback_url()).await;
-    let mut alice = connect(&gw, "alice").await;
-    let id = id_of(&store, "alice").await;
+    connections_api_answers(&gw, &store, api).await;
+}
+
+/// The transport the handlers inside the gateway use: the same SDK requests, answered by the
+/// gateway's router in process, answer exactly as over the port.
+#[tokio::test]
+async fn connections_api_through_the_aws_sdk_in_process() {
+    let (gw, store) = start(options()).await;
+    let api = in_process_management_client(&gw).await;
+    connections_api_answers(&gw, &store, api).await;
+}
+
+/// POST (text and binary), GET, 413 past 128 KB, DELETE, then 410 in every operation.
+async fn connections_api_answers(
+    gw: &wsstack_gateway::RunningGateway,
+    store: &MemoryStore,
+    api: aws_sdk_apigatewaymanagement::Client,
+) {
+    let mut alice = connect(gw, "alice").await;
+    let id = id_of(store, "alice").await;
 
     // POST: the raw body as a text frame; bytes that are not UTF-8 as a binary frame.
     api.post_to_connection()

@@ -485,6 +485,21 @@ pub async fn management_client(endpoint: &str) -> aws_sdk_apigatewaymanagement::
     aws_sdk_apigatewaymanagement::Client::from_conf(config)
 }
 
+/// [`management_client`] for the gateway's own callback endpoint, whose requests go to the
+/// gateway's router in process (the transport the handlers inside the gateway use) instead
+/// of its port.
+pub async fn in_process_management_client(
+    gw: &RunningGateway,
+) -> aws_sdk_apigatewaymanagement::Client {
+    let sdk = wsstack_tests::local_sdk_config(None).await;
+    let config = aws_sdk_apigatewaymanagement::config::Builder::from(&sdk)
+        .endpoint_url(gw.callback_url())
+        .http_client(gw.in_process_http_client())
+        .retry_config(aws_config::retry::RetryConfig::disabled())
+        .build();
+    aws_sdk_apigatewaymanagement::Client::from_conf(config)
+}
+
 /// A local OpenID issuer on a free port and an authorizer that trusts it (its keys fetched
 /// through discovery, as in AWS): for gateways that authenticate `$connect`. `username_claim`
 /// as the stage's `[auth] username_claim`. Keep the issuer alive as long as the gateway.

@@ -276,6 +276,10 @@ async fn broadcast_once(mut clients: Vec<Ws>, marker: &str) -> anyhow::Result<(V
                         Some(Ok(Message::Text(t))) if t.contains(marker.as_str()) => {
                             return Ok((ws, Instant::now()));
                         }
+                        // An error frame (a refused broadcast) would otherwise be a 60 s wait.
+                        Some(Ok(Message::Text(t))) if t.contains(r#""type":"error""#) => {
+                            bail!("error frame instead of the broadcast: {t}")
+                        }
                         Some(Ok(_)) => {}
                         Some(Err(e)) => return Err(anyhow::Error::from(e)),
                         None => bail!("socket closed"),
@@ -311,6 +315,15 @@ impl Figures {
         sorted.sort();
         percentile(&sorted, 0.5)
     }
+}
+
+/// How long to wait after a broadcast to `n` before the next: the gateway's handlers charge
+/// every delivery to the stage's broadcast budget (`DEFAULT_BROADCAST_BUDGET` per second, one
+/// second's worth at once) and refuse a broadcast while it is in debt. Every server gets the
+/// same pause; it is not part of the time measured.
+fn budget_pause(n: usize) -> Duration {
+    let per_second = u64::from(wsstack_handlers::config::DEFAULT_BROADCAST_BUDGET).max(1);
+    Duration::from_millis(n as u64 * 1000 / per_second + 200)
 }
 
 fn ms(d: Duration) -> String {
@@ -355,6 +368,9 @@ async fn run_clients(
     let mut clients = sockets(clients);
     let mut broadcasts = Vec::new();
     for round in 0..env_usize("BENCH_BROADCASTS", 3).max(1) {
+        if round > 0 {
+            tokio::time::sleep(budget_pause(n)).await;
+        }
         let cpu = CpuMeter::start(pid);
         let (back, t) = broadcast_once(clients, &format!("round-{round}-{label}")).await?;
         clients = back;

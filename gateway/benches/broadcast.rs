@@ -634,6 +634,9 @@ fn main() -> anyhow::Result<()> {
         }
     );
 
+    if with_so {
+        serverless_offline::install()?;
+    }
     let clients_rt = tokio::runtime::Runtime::new()?;
     let gw = gateway_phase(&clients_rt, n, in_flight)?;
     let bare = bare_phase(&clients_rt, n, in_flight)?;

@@ -37,8 +37,11 @@ fn require(tool: &str) -> anyhow::Result<String> {
 }
 
 /// `npm ci` in the project folder, unless node_modules was installed from the current
-/// package-lock.json already (npm's hidden lockfile is newer than it).
-fn install(dir: &Path) -> anyhow::Result<()> {
+/// package-lock.json already (npm's hidden lockfile is newer than it). The bench calls it
+/// before measuring anything, so a missing Node.js fails at once.
+pub fn install() -> anyhow::Result<()> {
+    let dir = project_dir();
+    let dir = dir.as_path();
     let node = require("node")?;
     let npm = require("npm")?;
     let modified = |p: PathBuf| std::fs::metadata(p).and_then(|m| m.modified()).ok();
@@ -81,11 +84,10 @@ pub struct Offline {
 }
 
 impl Offline {
-    /// Installs if need be, starts serverless-offline and waits until its WebSocket port
+    /// Starts serverless-offline (installed by [`install`]) and waits until its WebSocket port
     /// accepts connections.
     pub fn start() -> anyhow::Result<Offline> {
         let dir = project_dir();
-        install(&dir)?;
         let (http, ws, lambda) = (free_port()?, free_port()?, free_port()?);
         let tmp = std::env::temp_dir();
         let id = std::process::id();

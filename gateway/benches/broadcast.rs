@@ -6,20 +6,26 @@
 //!    connection from /proc), then one `sendMessage` broadcast to all of them, three times.
 //! 2. A bare tokio-tungstenite broadcast server (this binary in `--bare-server` mode, also a
 //!    child process): the same 10,000 clients and broadcasts, for the ratio.
-//! 3. A gateway in-process (its own 2-thread runtime): 100 clients sending 1,000 direct
+//! 3. With BENCH_SERVERLESS_OFFLINE=1 (`make bench` sets it): serverless-offline as a child
+//!    process (`benches/serverless-offline/`, installed with `npm ci` on first use; needs Node.js
+//!    20 and npm), its sendMessage broadcasting through the SDK's PostToConnection, 64 in flight;
+//!    the same clients, broadcasts and timing, and the ratio serverless-offline / wsstack-local.
+//! 4. A gateway in-process (its own 2-thread runtime): 100 clients sending 1,000 direct
 //!    messages per second to themselves for 10 s, round-trip percentiles.
 //!
 //! Environment: BENCH_CONNECTIONS (default 10000), BENCH_STEADY_SECS (default 10, 0 skips
-//! phase 3), BENCH_BROADCASTS (broadcasts per server, default 3), BENCH_GATEWAY_BIN (another
+//! phase 4), BENCH_BROADCASTS (broadcasts per server, default 3), BENCH_GATEWAY_BIN (another
 //! gateway binary to measure, e.g. one with symbols for perf), BENCH_BROADCAST_CONCURRENCY (the
 //! gateway's --broadcast-concurrency, default the handlers' 64), BENCH_CALLBACK_TRANSPORT (the
 //! gateway's --callback-transport: `in-process`, its default, or `tcp`),
-//! BENCH_CONNECT_IN_FLIGHT (handshakes in flight while connecting, default 512).
+//! BENCH_CONNECT_IN_FLIGHT (handshakes in flight while connecting, default 512),
+//! BENCH_SERVERLESS_OFFLINE (1: phase 3), BENCH_SO_CONNECT_IN_FLIGHT (serverless-offline's
+//! handshakes in flight, default BENCH_CONNECT_IN_FLIGHT).
 //!
 //! `cargo bench` builds everything with the bench profile (release: LTO, one codegen unit).
 //! `cargo bench --profile local -p wsstack-gateway --bench broadcast` measures the build `make
 //! dev` runs (no LTO); the bare server and the load generator are then that build too, and the
-//! ratio printed at the end compares the gateway with the bare server of the same run.
+//! ratios printed at the end compare the servers of the same run.
 //! The fd limit is raised here (setrlimit), never in the gateway.
 
 use std::io::{BufRead, BufReader};
@@ -28,6 +34,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use base64::Engine;
 use futures::{SinkExt, StreamExt};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -36,6 +43,9 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use wsstack_gateway::{Gateway, GatewayOptions};
 use wsstack_handlers::store::{ConnectionStore, MemoryStore};
+
+#[path = "broadcast/serverless_offline.rs"]
+mod serverless_offline;
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
@@ -177,8 +187,9 @@ fn client_config() -> WebSocketConfig {
 
 /// Opens a WebSocket with a minimal hand-written handshake: the load generator should spend as
 /// little CPU as possible, so the figures describe the server. (Frames are then handled by
-/// tokio-tungstenite, as in any client.)
-async fn connect(url: String) -> anyhow::Result<Ws> {
+/// tokio-tungstenite, as in any client.) `i` makes the Sec-WebSocket-Key unique, as a browser's
+/// random one is: serverless-offline ties a handshake to its connection id by that key.
+async fn connect(url: String, i: usize) -> anyhow::Result<Ws> {
     let rest = url
         .strip_prefix("ws://")
         .with_context(|| format!("not a ws:// URL: {url}"))?;
@@ -187,9 +198,11 @@ async fn connect(url: String) -> anyhow::Result<Ws> {
         .await
         .with_context(|| format!("connect {host}"))?;
     tcp.set_nodelay(true)?;
+    // 16 bytes, base64: what RFC 6455 asks of the key.
+    let key = base64::engine::general_purpose::STANDARD.encode(format!("{i:016}"));
     let request = format!(
         "GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+         Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
     );
     tcp.write_all(request.as_bytes()).await?;
     let mut head = Vec::with_capacity(256);
@@ -231,7 +244,7 @@ async fn connect_many(
     let clients: Vec<anyhow::Result<(usize, Ws)>> = futures::stream::iter(0..n)
         .map(|i| {
             let url = format!("{url}?username=u{i}");
-            tokio::spawn(async move { connect(url).await.map(|ws| (i, ws)) })
+            tokio::spawn(async move { connect(url, i).await.map(|ws| (i, ws)) })
         })
         .buffer_unordered(in_flight)
         .map(|r| r.map_err(anyhow::Error::from).and_then(|r| r))
@@ -263,6 +276,10 @@ async fn broadcast_once(mut clients: Vec<Ws>, marker: &str) -> anyhow::Result<(V
                     match ws.next().await {
                         Some(Ok(Message::Text(t))) if t.contains(marker.as_str()) => {
                             return Ok((ws, Instant::now()));
+                        }
+                        // An error frame (a refused broadcast) would otherwise be a 60 s wait.
+                        Some(Ok(Message::Text(t))) if t.contains(r#""type":"error""#) => {
+                            bail!("error frame instead of the broadcast: {t}")
                         }
                         Some(Ok(_)) => {}
                         Some(Err(e)) => return Err(anyhow::Error::from(e)),
@@ -301,13 +318,25 @@ impl Figures {
     }
 }
 
+/// How long to wait after a broadcast to `n` before the next: the gateway's handlers charge
+/// every delivery to the stage's broadcast budget (`DEFAULT_BROADCAST_BUDGET` per second, one
+/// second's worth at once) and refuse a broadcast while it is in debt. Every server gets the
+/// same pause; it is not part of the time measured.
+fn budget_pause(n: usize) -> Duration {
+    let per_second = u64::from(wsstack_handlers::config::DEFAULT_BROADCAST_BUDGET).max(1);
+    Duration::from_millis(n as u64 * 1000 / per_second + 200)
+}
+
 fn ms(d: Duration) -> String {
     format!("{:.1} ms", d.as_secs_f64() * 1e3)
 }
 
+/// Connects `n` clients, `in_flight` handshakes at a time, then runs BENCH_BROADCASTS
+/// broadcasts; the same for every server measured.
 async fn run_clients(
     url: &str,
     n: usize,
+    in_flight: usize,
     pid: Option<u32>,
     label: &str,
 ) -> anyhow::Result<Figures> {
@@ -322,7 +351,6 @@ async fn run_clients(
     };
 
     let cpu = CpuMeter::start(pid);
-    let in_flight = env_usize("BENCH_CONNECT_IN_FLIGHT", 512);
     let (clients, took) = connect_many(url, n, in_flight).await?;
     let connect_rate = n as f64 / took.as_secs_f64();
     println!(
@@ -341,6 +369,9 @@ async fn run_clients(
     let mut clients = sockets(clients);
     let mut broadcasts = Vec::new();
     for round in 0..env_usize("BENCH_BROADCASTS", 3).max(1) {
+        if round > 0 {
+            tokio::time::sleep(budget_pause(n)).await;
+        }
         let cpu = CpuMeter::start(pid);
         let (back, t) = broadcast_once(clients, &format!("round-{round}-{label}")).await?;
         clients = back;
@@ -487,24 +518,12 @@ fn gateway_binary() -> std::path::PathBuf {
         .unwrap_or_else(|| env!("CARGO_BIN_EXE_wsstack-local").into())
 }
 
-fn main() -> anyhow::Result<()> {
-    let args: Vec<String> = std::env::args().collect();
-    if args.iter().any(|a| a == "--bare-server") {
-        return bare_server();
-    }
-    let fds = raise_fd_limit()?;
-    let n = env_usize("BENCH_CONNECTIONS", 10_000);
-    let steady_secs = env_usize("BENCH_STEADY_SECS", 10) as u64;
-    println!(
-        "broadcast bench: {n} connections, fd limit {fds}, {} cores",
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(0)
-    );
-
-    let clients_rt = tokio::runtime::Runtime::new()?;
-
-    // 1. The gateway binary.
+/// Phase 1: the gateway binary as a child process.
+fn gateway_phase(
+    rt: &tokio::runtime::Runtime,
+    n: usize,
+    in_flight: usize,
+) -> anyhow::Result<Figures> {
     let gateway_bin = gateway_binary();
     println!("gateway binary: {}", gateway_bin.display());
     let mut command = Command::new(gateway_bin);
@@ -518,36 +537,127 @@ fn main() -> anyhow::Result<()> {
     let gateway = Server::spawn(command)?;
     let url = gateway.url.clone();
     println!("gateway: {url} (pid {})", gateway.pid());
-    let gw = clients_rt.block_on(run_clients(&url, n, Some(gateway.pid()), "gateway"))?;
-    drop(gateway);
+    rt.block_on(run_clients(
+        &url,
+        n,
+        in_flight,
+        Some(gateway.pid()),
+        "gateway",
+    ))
+}
 
-    // 2. The bare server.
+/// Phase 2: the bare server (this binary with `--bare-server`) as a child process.
+fn bare_phase(rt: &tokio::runtime::Runtime, n: usize, in_flight: usize) -> anyhow::Result<Figures> {
     let mut command = Command::new(std::env::current_exe()?);
     command.arg("--bare-server");
     let bare = Server::spawn(command)?;
-    let bare_url = bare.url.clone();
-    let bare_figures = clients_rt.block_on(run_clients(&bare_url, n, Some(bare.pid()), "bare"))?;
-    drop(bare);
+    let url = bare.url.clone();
+    rt.block_on(run_clients(&url, n, in_flight, Some(bare.pid()), "bare"))
+}
 
-    let ratio = |a: Duration, b: Duration| a.as_secs_f64() / b.as_secs_f64().max(1e-9);
+/// Phase 3 (BENCH_SERVERLESS_OFFLINE=1): serverless-offline as a child process, the same
+/// clients and broadcasts. BENCH_SO_CONNECT_IN_FLIGHT (default BENCH_CONNECT_IN_FLIGHT) bounds
+/// its handshakes in flight, for when it refuses as many as the others take.
+fn serverless_offline_phase(
+    rt: &tokio::runtime::Runtime,
+    n: usize,
+    in_flight: usize,
+) -> anyhow::Result<Figures> {
+    let in_flight_so = env_usize("BENCH_SO_CONNECT_IN_FLIGHT", in_flight);
+    if in_flight_so != in_flight {
+        println!(
+            "serverless-offline: {in_flight_so} handshakes in flight (BENCH_SO_CONNECT_IN_FLIGHT), \
+             the other servers {in_flight}"
+        );
+    }
+    let offline = serverless_offline::Offline::start()?;
+    let url = offline.server.url.clone();
+    let pid = Some(offline.server.pid());
+    rt.block_on(run_clients(
+        &url,
+        n,
+        in_flight_so,
+        pid,
+        "serverless-offline",
+    ))
+    .map_err(|e| anyhow::anyhow!("{}", offline.failure(&format!("{e:#}"))))
+}
+
+fn ratio(a: Duration, b: Duration) -> f64 {
+    a.as_secs_f64() / b.as_secs_f64().max(1e-9)
+}
+
+/// The run's summary: each server's best and median broadcast and connect rate, and the ratios.
+fn summary(n: usize, gw: &Figures, bare: &Figures, so: Option<&Figures>) {
     println!(
         "broadcast to {n}: gateway best {}, median {}; bare tokio-tungstenite best {}, median {}; ratio {:.1}x (best), {:.1}x (median)",
         ms(gw.best()),
         ms(gw.median()),
-        ms(bare_figures.best()),
-        ms(bare_figures.median()),
-        ratio(gw.best(), bare_figures.best()),
-        ratio(gw.median(), bare_figures.median()),
+        ms(bare.best()),
+        ms(bare.median()),
+        ratio(gw.best(), bare.best()),
+        ratio(gw.median(), bare.median()),
     );
+    if let Some(so) = so {
+        println!(
+            "broadcast to {n}: serverless-offline best {}, median {}; serverless-offline / wsstack-local {:.1}x (best), {:.1}x (median)",
+            ms(so.best()),
+            ms(so.median()),
+            ratio(so.best(), gw.best()),
+            ratio(so.median(), gw.median()),
+        );
+    }
+    let so_rate = so
+        .map(|so| format!(", serverless-offline {:.0}/s", so.connect_rate))
+        .unwrap_or_default();
     println!(
-        "connect rate: gateway {:.0}/s, bare {:.0}/s",
-        gw.connect_rate, bare_figures.connect_rate
+        "connect rate: gateway {:.0}/s, bare {:.0}/s{so_rate}",
+        gw.connect_rate, bare.connect_rate
+    );
+}
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    if args.iter().any(|a| a == "--bare-server") {
+        return bare_server();
+    }
+    let fds = raise_fd_limit()?;
+    let n = env_usize("BENCH_CONNECTIONS", 10_000);
+    let steady_secs = env_usize("BENCH_STEADY_SECS", 10) as u64;
+    let in_flight = env_usize("BENCH_CONNECT_IN_FLIGHT", 512);
+    let with_so = std::env::var("BENCH_SERVERLESS_OFFLINE").is_ok_and(|v| v == "1");
+    println!(
+        "broadcast bench: {n} connections, fd limit {fds}, {} cores, serverless-offline {}",
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(0),
+        if with_so {
+            "on"
+        } else {
+            "off (BENCH_SERVERLESS_OFFLINE=1)"
+        }
     );
 
-    if steady_secs == 0 {
-        return Ok(());
+    if with_so {
+        serverless_offline::install()?;
     }
-    // 3. Steady load on an in-process gateway with its own runtime.
+    let clients_rt = tokio::runtime::Runtime::new()?;
+    let gw = gateway_phase(&clients_rt, n, in_flight)?;
+    let bare = bare_phase(&clients_rt, n, in_flight)?;
+    let so = match with_so {
+        true => Some(serverless_offline_phase(&clients_rt, n, in_flight)?),
+        false => None,
+    };
+    summary(n, &gw, &bare, so.as_ref());
+
+    if steady_secs > 0 {
+        steady_phase(&clients_rt, steady_secs)?;
+    }
+    Ok(())
+}
+
+/// Phase 4: steady load on an in-process gateway with its own runtime.
+fn steady_phase(clients_rt: &tokio::runtime::Runtime, steady_secs: u64) -> anyhow::Result<()> {
     let gateway_rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -24,7 +24,7 @@
 mod push;
 mod sign;
 
-pub use push::{PushClient, PushClientError, PushOutcome};
+pub use push::{PushClient, PushClientError, PushOutcome, RetryPolicy};
 pub use sign::Signer;
 pub use wsstack_routes::bridge::{
     ForwardedDetail, PUSH_DETAIL_TYPE, PushAudience, PushDetail, event_source,

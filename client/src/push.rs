@@ -1,7 +1,7 @@
 //! The push client: the push API's routes ([`PUSH_ROUTES`]) as methods, their bodies and
 //! answers as the types the server uses, so the two cannot disagree on a field.
 
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -11,7 +11,7 @@ use hyper_util::rt::TokioExecutor;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use wsstack_routes::push_api::{
-    PUSH_ROUTES, Presence, PushAnswer, PushError, PushOperation, PushRequest,
+    PUSH_ROUTES, Presence, PushAnswer, PushError, PushOperation, PushRequest, PushRoute,
 };
 
 use crate::sign::Signer;
@@ -71,6 +71,55 @@ impl PushClientError {
     pub fn is_gone(&self) -> bool {
         self.status() == Some(410)
     }
+
+    /// Whether API Gateway throttled the call (429, past the stage's `[push_api]` throttling or
+    /// the account's quota) on every attempt the client's [`RetryPolicy`] allowed.
+    pub fn is_throttled(&self) -> bool {
+        self.status() == Some(429)
+    }
+}
+
+/// How often a call throttled with 429 is sent again. API Gateway answers 429 before the
+/// push-api function runs, so nothing was delivered and sending again is safe for every route
+/// ("the client can resubmit the failed requests in a way that is rate limiting":
+/// <https://docs.aws.amazon.com/apigateway/latest/developerguide/http-api-throttling.html>).
+/// The wait doubles from `first_delay` up to `max_delay`; other statuses are never retried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Attempts in all, the first included (1: no retry).
+    pub max_attempts: u32,
+    pub first_delay: Duration,
+    pub max_delay: Duration,
+}
+
+impl RetryPolicy {
+    /// What [`PushClient`] starts with: 4 attempts, waiting 100, 200 and 400 ms (0.7 s in all).
+    pub const DEFAULT: RetryPolicy = RetryPolicy {
+        max_attempts: 4,
+        first_delay: Duration::from_millis(100),
+        max_delay: Duration::from_secs(2),
+    };
+
+    /// One attempt: a 429 is the caller's to handle.
+    pub const NONE: RetryPolicy = RetryPolicy {
+        max_attempts: 1,
+        first_delay: Duration::ZERO,
+        max_delay: Duration::ZERO,
+    };
+
+    /// The wait before attempt `attempt + 1` (`attempt` from 1).
+    pub fn delay_after(&self, attempt: u32) -> Duration {
+        let doubled = self
+            .first_delay
+            .saturating_mul(2u32.saturating_pow(attempt.saturating_sub(1)));
+        doubled.min(self.max_delay)
+    }
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy::DEFAULT
+    }
 }
 
 /// What a push came to: delivered now (`queued == false`), or handed to the stage's fan-out
@@ -87,6 +136,7 @@ pub struct PushClient {
     base: String,
     signer: Option<Signer>,
     http: Client<Https, Full<Bytes>>,
+    retry: RetryPolicy,
 }
 
 impl PushClient {
@@ -146,7 +196,18 @@ impl PushClient {
             .enable_http1()
             .build();
         let http = Client::builder(TokioExecutor::new()).build(connector);
-        Ok(PushClient { base, signer, http })
+        Ok(PushClient {
+            base,
+            signer,
+            http,
+            retry: RetryPolicy::DEFAULT,
+        })
+    }
+
+    /// Retries throttled calls (429) as `retry` says instead of [`RetryPolicy::DEFAULT`].
+    pub fn with_retry(mut self, retry: RetryPolicy) -> PushClient {
+        self.retry = retry;
+        self
     }
 
     /// `POST /connections/{connectionId}/messages`.
@@ -236,7 +297,8 @@ impl PushClient {
         })
     }
 
-    /// Sends one request; a 2xx answer's status and body, else the error it names.
+    /// Sends the request, again after a 429 as the retry policy allows; a 2xx answer's status
+    /// and body, else the error it names.
     async fn call(
         &self,
         operation: PushOperation,
@@ -245,9 +307,46 @@ impl PushClient {
     ) -> Result<(u16, Bytes), PushClientError> {
         let route = route(operation);
         let path = route.path_with(params);
+        let mut attempt = 1;
+        let (status, answer) = loop {
+            let (status, answer) = self.send_once(route, &path, body.clone()).await?;
+            if status != 429 || attempt >= self.retry.max_attempts.max(1) {
+                break (status, answer);
+            }
+            tokio::time::sleep(self.retry.delay_after(attempt)).await;
+            attempt += 1;
+        };
+        if (200..300).contains(&status) {
+            return Ok((status, answer));
+        }
+        Err(match serde_json::from_slice::<PushError>(&answer) {
+            Ok(error) => PushClientError::Refused {
+                method: route.method,
+                path,
+                status,
+                error,
+            },
+            // API Gateway's own answers (403 for a missing grant, 429 when throttled) are
+            // {"message": ...}.
+            Err(_) => PushClientError::Unexpected {
+                method: route.method,
+                path,
+                status,
+                body: String::from_utf8_lossy(&answer).into_owned(),
+            },
+        })
+    }
+
+    /// One attempt, signed now: the answer's status and body, whatever the status.
+    async fn send_once(
+        &self,
+        route: &PushRoute,
+        path: &str,
+        body: Bytes,
+    ) -> Result<(u16, Bytes), PushClientError> {
         let transport = |reason: String| PushClientError::Transport {
             method: route.method,
-            path: path.clone(),
+            path: path.to_owned(),
             reason,
         };
         let mut request = http::Request::builder()
@@ -271,28 +370,11 @@ impl PushClient {
             .await
             .map_err(|e| transport(e.to_string()))?
             .to_bytes();
-        if (200..300).contains(&status) {
-            return Ok((status, answer));
-        }
-        Err(match serde_json::from_slice::<PushError>(&answer) {
-            Ok(error) => PushClientError::Refused {
-                method: route.method,
-                path,
-                status,
-                error,
-            },
-            // API Gateway's own answers (403 for a missing grant) are {"message": ...}.
-            Err(_) => PushClientError::Unexpected {
-                method: route.method,
-                path,
-                status,
-                body: String::from_utf8_lossy(&answer).into_owned(),
-            },
-        })
+        Ok((status, answer))
     }
 }
 
-fn route(operation: PushOperation) -> &'static wsstack_routes::push_api::PushRoute {
+fn route(operation: PushOperation) -> &'static PushRoute {
     // Every operation has its route: the table is the declaration of the operations.
     PUSH_ROUTES
         .iter()
@@ -346,6 +428,17 @@ mod tests {
             let err = PushClient::unsigned(url).expect_err(url);
             assert!(err.to_string().contains(reason), "{url}: {err}");
         }
+    }
+
+    #[test]
+    fn the_retry_waits_double_up_to_the_cap() {
+        let p = RetryPolicy::DEFAULT;
+        let waits: Vec<u64> = (1..p.max_attempts)
+            .map(|a| p.delay_after(a).as_millis() as u64)
+            .collect();
+        assert_eq!(waits, [100, 200, 400]);
+        assert_eq!(p.delay_after(10), p.max_delay);
+        assert_eq!(p.delay_after(u32::MAX), p.max_delay);
     }
 
     #[test]

@@ -311,6 +311,10 @@ fn handlers_config(options: &GatewayOptions, callback_url: &str) -> Config {
     config.broadcast_concurrency = options.broadcast_concurrency.max(1);
     // With an authorizer, `$connect` takes the username from its context only.
     config.authenticated = options.authorizer.is_some();
+    // `$default` lists them in `unknown_action`, as synth's FORWARDED_ACTIONS makes it do.
+    if let Some(f) = &options.forwarding {
+        config.forwarded_actions = f.actions.iter().map(|a| a.name.clone()).collect();
+    }
     config
 }
 

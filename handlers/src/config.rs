@@ -159,6 +159,9 @@ pub struct Config {
     pub user_rate: MessageRate,
     /// The stage's broadcast deliveries per second (a bucket of one second's worth).
     pub broadcast_budget: MessageRate,
+    /// The app manifest's forwarded actions ([`FORWARDED_ACTIONS`]), which `unknown_action`
+    /// lists after the built-in ones.
+    pub forwarded_actions: Vec<String>,
 }
 
 impl Config {
@@ -179,6 +182,7 @@ impl Config {
             max_job_age: DEFAULT_MAX_JOB_AGE,
             user_rate: DEFAULT_USER_MESSAGE_RATE,
             broadcast_budget: budget(DEFAULT_BROADCAST_BUDGET),
+            forwarded_actions: Vec::new(),
         }
     }
 
@@ -232,20 +236,15 @@ impl Config {
             burst: parse_rate(USER_MESSAGE_BURST, lookup(USER_MESSAGE_BURST))?
                 .unwrap_or(DEFAULT_USER_MESSAGE_RATE.burst),
         };
-        let broadcast_budget = match lookup(BROADCAST_BUDGET) {
-            None => DEFAULT_BROADCAST_BUDGET,
-            Some(v) => match v.trim().parse::<u32>() {
-                Ok(n) if (1..=MAX_BROADCAST_BUDGET).contains(&n) => n,
-                _ => {
-                    return Err(invalid(
-                        BROADCAST_BUDGET,
-                        &v,
-                        format!(
-                            "must be an integer from 1 to {MAX_BROADCAST_BUDGET} (deliveries per second)"
-                        ),
-                    ));
-                }
-            },
+        let broadcast_budget = parse_broadcast_budget(lookup(BROADCAST_BUDGET))?;
+        // `$default` lists them in `unknown_action`; the `forward` handler reads them again
+        // with its bus ([`ForwardConfig`]).
+        let forwarded_actions = match lookup(FORWARDED_ACTIONS) {
+            None => Vec::new(),
+            Some(raw) => parse_forwarded_actions(&raw)?
+                .into_iter()
+                .map(|a| a.name)
+                .collect(),
         };
 
         let max_job_age = match lookup(FANOUT_MAX_JOB_AGE_SECONDS) {
@@ -265,7 +264,23 @@ impl Config {
             max_job_age,
             user_rate,
             broadcast_budget: budget(broadcast_budget),
+            forwarded_actions,
         })
+    }
+}
+
+/// [`BROADCAST_BUDGET`], [`DEFAULT_BROADCAST_BUDGET`] when unset.
+fn parse_broadcast_budget(value: Option<String>) -> Result<u32, ConfigError> {
+    let Some(v) = value else {
+        return Ok(DEFAULT_BROADCAST_BUDGET);
+    };
+    match v.trim().parse::<u32>() {
+        Ok(n) if (1..=MAX_BROADCAST_BUDGET).contains(&n) => Ok(n),
+        _ => Err(invalid(
+            BROADCAST_BUDGET,
+            &v,
+            format!("must be an integer from 1 to {MAX_BROADCAST_BUDGET} (deliveries per second)"),
+        )),
     }
 }
 
@@ -521,6 +536,36 @@ pub fn check_forwarded_actions(actions: &[ForwardedAction]) -> Result<(), String
 mod tests {
     use super::*;
     use std::collections::HashMap;
+
+    #[test]
+    fn the_forwarded_actions_names_are_read_when_set() {
+        let read = |vars: &[(&str, &str)]| {
+            Config::from_lookup(|name| {
+                vars.iter()
+                    .find(|(n, _)| *n == name)
+                    .map(|(_, v)| v.to_string())
+            })
+        };
+        let table = (TABLE_NAME, "Connections");
+        assert!(read(&[table]).expect("config").forwarded_actions.is_empty());
+        let config = read(&[
+            table,
+            (
+                FORWARDED_ACTIONS,
+                r#"[{"name":"submitJob","maxDataBytes":10}]"#,
+            ),
+        ])
+        .expect("config");
+        assert_eq!(config.forwarded_actions, ["submitJob"]);
+        // The same rules as the forward handler's: a built-in route is refused, named.
+        let err = read(&[
+            table,
+            (FORWARDED_ACTIONS, r#"[{"name":"join","maxDataBytes":10}]"#),
+        ])
+        .expect_err("a built-in route");
+        assert!(err.to_string().contains("FORWARDED_ACTIONS"), "{err}");
+        assert!(err.to_string().contains("built-in route"), "{err}");
+    }
 
     fn forward_config(vars: &[(&str, &str)]) -> Result<Option<ForwardConfig>, ConfigError> {
         let map: HashMap<String, String> = vars

@@ -263,8 +263,13 @@ pub enum InputError {
     /// (API Gateway's `requestId` of the sender's frame), to quote when it asks why.
     #[error("could not deliver to `{to}`; try again later (reference {reference})")]
     DeliveryFailed { to: String, reference: String },
-    #[error("{}", unknown_action_message(.0.as_deref()))]
-    UnknownAction(Option<String>),
+    /// No route for the message's `action` (`None`: it has none). `supported` lists what a
+    /// client may send: the built-in actions, then the app manifest's forwarded ones.
+    #[error("{}", unknown_action_message(.action.as_deref(), .supported))]
+    UnknownAction {
+        action: Option<String>,
+        supported: Vec<String>,
+    },
     #[error("field `limit` must be an integer from 1 to {MAX_LIST_LIMIT}")]
     InvalidLimit,
     #[error(
@@ -355,10 +360,8 @@ pub const CLIENT_ERROR_CODES: &[&str] = &[
     "backend_unavailable",
 ];
 
-fn unknown_action_message(action: Option<&str>) -> String {
-    let supported = wsstack_routes::client_actions()
-        .collect::<Vec<_>>()
-        .join(", ");
+fn unknown_action_message(action: Option<&str>, supported: &[String]) -> String {
+    let supported = supported.join(", ");
     match action {
         Some(a) => format!("unknown action `{a}`; supported actions: {supported}"),
         None => format!("the message has no `action`; supported actions: {supported}"),
@@ -366,6 +369,19 @@ fn unknown_action_message(action: Option<&str>) -> String {
 }
 
 impl InputError {
+    /// `unknown_action` for `action`, listing the built-in actions (the route table's client
+    /// actions, in its order) and then `forwarded`, the stage's forwarded actions.
+    pub fn unknown_action<'a>(
+        action: Option<String>,
+        forwarded: impl IntoIterator<Item = &'a str>,
+    ) -> InputError {
+        let supported = wsstack_routes::client_actions()
+            .map(str::to_owned)
+            .chain(forwarded.into_iter().map(str::to_owned))
+            .collect();
+        InputError::UnknownAction { action, supported }
+    }
+
     /// A stable, machine-readable code for the error frame.
     pub fn code(&self) -> &'static str {
         match self {
@@ -386,7 +402,7 @@ impl InputError {
             InputError::RateLimited(..) => "rate_limited",
             InputError::UserRateLimited { .. } => "user_rate_limited",
             InputError::BroadcastBudgetExceeded { .. } => "broadcast_budget_exceeded",
-            InputError::UnknownAction(_) => "unknown_action",
+            InputError::UnknownAction { .. } => "unknown_action",
             InputError::InvalidLimit => "invalid_limit",
             InputError::InvalidCursor => "invalid_cursor",
             InputError::MissingRoom => "missing_room",
@@ -614,6 +630,8 @@ pub enum Frame {
         /// The refused forwarded action's `requestId`, when it had a valid one.
         #[serde(skip_serializing_if = "Option::is_none")]
         request_id: Option<String>,
+        /// With `unknown_action`: the actions a client may send, the built-in ones (in the
+        /// route table's order) and then the stage's forwarded actions (its app manifest's).
         #[serde(skip_serializing_if = "Option::is_none")]
         supported_actions: Option<Vec<String>>,
         /// For the limits that know it: when a retry will pass, milliseconds from now.
@@ -672,11 +690,10 @@ impl Frame {
     /// The error frame for refused input. Unknown actions also list the supported ones, so a
     /// client can discover the protocol.
     pub fn error(err: &InputError) -> Frame {
-        let supported_actions = matches!(err, InputError::UnknownAction(_)).then(|| {
-            wsstack_routes::client_actions()
-                .map(str::to_owned)
-                .collect()
-        });
+        let supported_actions = match err {
+            InputError::UnknownAction { supported, .. } => Some(supported.clone()),
+            _ => None,
+        };
         Frame::Error {
             code: err.code().to_owned(),
             message: err.to_string(),
@@ -878,11 +895,29 @@ mod tests {
             ["sendMessage", "listConnections", "join", "leave"]
         );
         assert_eq!(
-            Frame::error(&InputError::UnknownAction(Some("x".into()))).to_json(),
+            Frame::error(&InputError::unknown_action(Some("x".into()), [])).to_json(),
             format!(
                 r#"{{"type":"error","code":"unknown_action","message":"unknown action `x`; supported actions: {}","supportedActions":{}}}"#,
                 actions.join(", "),
                 serde_json::to_string(&actions).expect("json")
+            )
+        );
+        // A stage's forwarded actions follow the built-in ones, in the message and the list.
+        let with_forwarded: Vec<&str> = actions
+            .iter()
+            .copied()
+            .chain(["submitJob", "cancelJob"])
+            .collect();
+        assert_eq!(
+            Frame::error(&InputError::unknown_action(
+                None,
+                ["submitJob", "cancelJob"]
+            ))
+            .to_json(),
+            format!(
+                r#"{{"type":"error","code":"unknown_action","message":"the message has no `action`; supported actions: {}","supportedActions":{}}}"#,
+                with_forwarded.join(", "),
+                serde_json::to_string(&with_forwarded).expect("json")
             )
         );
         let in_room = SendMessage {

@@ -56,13 +56,19 @@ pub fn parse_forwarded(
         error,
         request_id: request_id.clone(),
     };
+    let unknown = |action| {
+        refuse(InputError::unknown_action(
+            action,
+            actions.iter().map(|a| a.name.as_str()),
+        ))
+    };
     let action = match fields.remove(wsstack_routes::ROUTE_SELECTION_FIELD) {
         Some(Value::String(name)) => match actions.iter().find(|a| a.name == name) {
             Some(a) => a,
-            None => return Err(refuse(InputError::UnknownAction(Some(name)))),
+            None => return Err(unknown(Some(name))),
         },
-        Some(other) => return Err(refuse(InputError::UnknownAction(Some(other.to_string())))),
-        None => return Err(refuse(InputError::UnknownAction(None))),
+        Some(other) => return Err(unknown(Some(other.to_string()))),
+        None => return Err(unknown(None)),
     };
     let data = fields.remove("data").unwrap_or(Value::Null);
     let bytes = data_bytes(&data);
@@ -182,14 +188,24 @@ mod tests {
         assert_eq!(
             parse(json!({"action": "nope", "requestId": "r"})),
             Err(Refusal {
-                error: InputError::UnknownAction(Some("nope".into())),
+                error: InputError::unknown_action(Some("nope".into()), ["doThing", "other"]),
                 request_id: Some("r".into()),
             })
         );
         assert_eq!(
             parse(json!({"data": 1})).map_err(|r| r.error),
-            Err(InputError::UnknownAction(None))
+            Err(InputError::unknown_action(None, ["doThing", "other"]))
         );
+        // The error lists the built-in actions, then the configured ones.
+        let Err(Refusal {
+            error: InputError::UnknownAction { supported, .. },
+            ..
+        }) = parse(json!({"action": "nope"}))
+        else {
+            panic!("unknown_action")
+        };
+        assert_eq!(supported.first().map(String::as_str), Some("sendMessage"));
+        assert_eq!(supported[supported.len() - 2..], ["doThing", "other"]);
     }
 
     #[test]

@@ -1207,6 +1207,43 @@ async fn default_explains_a_message_without_action() {
     );
 }
 
+/// In Lambda, `$default` learns the forwarded actions from `FORWARDED_ACTIONS` (synth sets it
+/// from the app manifest) and lists them after the built-in ones.
+#[tokio::test]
+async fn default_lists_the_forwarded_actions_from_the_environment() {
+    let store = MemoryStore::new();
+    store.put(&conn(SENDER, "alice")).await.unwrap();
+    let api = Arc::new(RecordingApi::default());
+    let env = [
+        ("TABLE_NAME", "Connections"),
+        (
+            "FORWARDED_ACTIONS",
+            r#"[{"name":"submitJob","maxDataBytes":4096},{"name":"cancelJob","maxDataBytes":64}]"#,
+        ),
+    ];
+    let config = Config::from_lookup(|name| {
+        env.iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.to_string())
+    })
+    .expect("config");
+    let app = App::new(Arc::new(store), api.clone(), config);
+    app.handle(Handler::Default, event("default", |_| {}))
+        .await
+        .unwrap();
+    let mut actions: Vec<&str> = wsstack_routes::client_actions().collect();
+    actions.extend(["submitJob", "cancelJob"]);
+    assert_eq!(
+        api.frames_to(SENDER),
+        vec![json!({
+            "type": "error",
+            "code": "unknown_action",
+            "message": format!("unknown action `subscribe`; supported actions: {}", actions.join(", ")),
+            "supportedActions": actions,
+        })]
+    );
+}
+
 // ------------------------------------------------------------------------------ bad events
 
 #[tokio::test]

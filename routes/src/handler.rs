@@ -228,7 +228,17 @@ pub const SPECS: [HandlerSpec; 12] = [
         queue: &[],
         indexes: &[],
         bus: &[],
-        environment: &ANSWERING_ROUTE,
+        // `unknown_action` lists the forwarded actions after the built-in ones.
+        environment: &[
+            TableName,
+            BroadcastConcurrency,
+            CallbackUrl,
+            MessageRate,
+            MessageBurst,
+            UserMessageRate,
+            UserMessageBurst,
+            ForwardedActions,
+        ],
         rate_limited: true,
     },
     HandlerSpec {

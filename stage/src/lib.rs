@@ -89,6 +89,19 @@ pub struct Stage {
     pub auth: AuthSettings,
     /// `[alarms]`: CloudWatch alarms and where they notify.
     pub alarms: AlarmSettings,
+    /// `[push_api]`: the backends' HTTP API.
+    pub push_api: PushApiSettings,
+}
+
+/// `[push_api]`: the throttling of the push API's `$default` stage, every route
+/// (`DefaultRouteSettings`). Past it API Gateway answers 429 before the function runs
+/// (<https://docs.aws.amazon.com/apigateway/latest/developerguide/http-api-throttling.html>).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PushApiSettings {
+    /// Requests per second, sustained (`ThrottlingRateLimit`).
+    pub throttling_rate_limit: f64,
+    /// Requests at once: the token bucket's size (`ThrottlingBurstLimit`).
+    pub throttling_burst_limit: u32,
 }
 
 /// `[fanout]`: how `sendMessage` reaches everyone, and the queue's limits.
@@ -411,6 +424,35 @@ ranged!(
     "receives before the dead-letter queue"
 );
 
+// An HTTP API stage takes the account's quota at most: 10,000 requests per second, a burst of
+// 5,000, shared by every API of the account and Region
+// (https://docs.aws.amazon.com/apigateway/latest/developerguide/http-api-throttling.html). Zero,
+// which API Gateway accepts, would answer every push 429: a backend could never reply.
+ranged!(
+    PushBurstLimit,
+    u32,
+    1,
+    5000,
+    "requests at once (0 would refuse every push; 5,000 is the account's default burst quota, shared by every API of the account and Region)"
+);
+
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(try_from = "f64")]
+struct PushRateLimit(f64);
+
+impl TryFrom<f64> for PushRateLimit {
+    type Error = String;
+    fn try_from(v: f64) -> Result<Self, String> {
+        if (1.0..=10000.0).contains(&v) {
+            Ok(PushRateLimit(v))
+        } else {
+            Err(format!(
+                "{v} is out of range: allowed 1..=10000 requests per second (less than 1 refuses pushes most of the time; 10,000 is the account's default rate quota, shared by every API of the account and Region)"
+            ))
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
 #[serde(try_from = "i64")]
 struct RetentionDays(u32);
@@ -470,6 +512,15 @@ struct StageFile {
     auth: Option<auth::AuthSection>,
     #[serde(default)]
     alarms: alarms::AlarmsSection,
+    #[serde(default)]
+    push_api: PushApiSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PushApiSection {
+    throttling_rate_limit: Option<PushRateLimit>,
+    throttling_burst_limit: Option<PushBurstLimit>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -657,6 +708,7 @@ pub fn parse(path: &Path, name: &str, text: &str) -> Result<Stage, StageError> {
         termination_protection: file.termination_protection.unwrap_or(false),
         auth,
         alarms,
+        push_api: push_api_settings(&file.push_api),
     };
     stage.fanout.max_concurrency = fanout_max_concurrency(&file.fanout, &stage).map_err(spanned)?;
     let mut stage = check_names(path, text, &file, stage)?;
@@ -753,6 +805,15 @@ fn api_settings(api: &ApiSection, defaults: &FunctionSettings) -> ApiSettings {
         user_message_rate: api.user_message_rate.map_or(20, |v| v.0),
         user_message_burst: api.user_message_burst.map_or(40, |v| v.0),
         broadcast_budget: api.broadcast_budget.map_or(5000, |v| v.0),
+    }
+}
+
+/// `[push_api]`, with its defaults: the `[api]` defaults, 1,000 requests per second and 500 at
+/// once; each push costs at least one `@connections` post from the account's 10,000 per second.
+fn push_api_settings(push_api: &PushApiSection) -> PushApiSettings {
+    PushApiSettings {
+        throttling_rate_limit: push_api.throttling_rate_limit.map_or(1000.0, |v| v.0),
+        throttling_burst_limit: push_api.throttling_burst_limit.map_or(500, |v| v.0),
     }
 }
 

@@ -294,7 +294,7 @@ fn an_empty_file_takes_every_default() {
 
 #[test]
 fn unknown_top_level_key() {
-    insta::assert_snapshot!(err("stack_name = \"a\"\nmemroy = 3\n"), @"stages/test.toml:2:1: memroy: unknown field `memroy`, expected one of `stack_name`, `account`, `region`, `lambda`, `table`, `api`, `outputs`, `fanout`, `domain`, `termination_protection`, `auth`, `alarms`");
+    insta::assert_snapshot!(err("stack_name = \"a\"\nmemroy = 3\n"), @"stages/test.toml:2:1: memroy: unknown field `memroy`, expected one of `stack_name`, `account`, `region`, `lambda`, `table`, `api`, `outputs`, `fanout`, `domain`, `termination_protection`, `auth`, `alarms`, `push_api`");
 }
 
 #[test]
@@ -388,6 +388,14 @@ fn architecture_must_be_known() {
 fn throttling_out_of_range() {
     insta::assert_snapshot!(err("[api]\nthrottling_burst_limit = 6000\n"), @"stages/test.toml:2:26: api.throttling_burst_limit: 6000 is out of range: allowed 0..=5000 requests (the account's default burst quota)");
     insta::assert_snapshot!(err("[api]\nthrottling_rate_limit = -1.5\n"), @"stages/test.toml:2:25: api.throttling_rate_limit: -1.5 is out of range: allowed 0..=10000 requests per second (the account's default rate quota)");
+}
+
+/// `[push_api]`: the HTTP API's stage throttling, within the account's quota, never 0.
+#[test]
+fn push_api_throttling_out_of_range() {
+    insta::assert_snapshot!(err("[push_api]\nthrottling_burst_limit = 0\n"), @"stages/test.toml:2:26: push_api.throttling_burst_limit: 0 is out of range: allowed 1..=5000 requests at once (0 would refuse every push; 5,000 is the account's default burst quota, shared by every API of the account and Region)");
+    insta::assert_snapshot!(err("[push_api]\nthrottling_rate_limit = 20000\n"), @"stages/test.toml:2:25: push_api.throttling_rate_limit: 20000 is out of range: allowed 1..=10000 requests per second (less than 1 refuses pushes most of the time; 10,000 is the account's default rate quota, shared by every API of the account and Region)");
+    insta::assert_snapshot!(err("[push_api]\nthrottling = 5\n"), @"stages/test.toml:2:1: push_api.throttling: unknown field `throttling`, expected `throttling_rate_limit` or `throttling_burst_limit`");
 }
 
 #[test]

@@ -120,6 +120,28 @@ async fn a_refused_forwarded_action_gets_its_error_frame_and_nothing_is_posted()
     ada.close().await;
 }
 
+/// `$default`'s `unknown_action` lists the stage's forwarded actions after the built-in ones,
+/// over a real socket, as `supportedActions` and in the message.
+#[tokio::test]
+async fn unknown_action_lists_the_forwarded_actions() {
+    let (gw, _backend) = start_forwarding(&[]).await;
+    let mut ada = connect(&gw, "ada").await;
+    ada.send_json(json!({"action": "doThings"})).await;
+    let frame = ada.next_json().await;
+    assert_eq!(frame["code"], "unknown_action", "{frame}");
+    let mut actions: Vec<&str> = wsstack_routes::client_actions().collect();
+    actions.push("doThing");
+    assert_eq!(frame["supportedActions"], json!(actions));
+    assert_eq!(
+        frame["message"],
+        format!(
+            "unknown action `doThings`; supported actions: {}",
+            actions.join(", ")
+        )
+    );
+    ada.close().await;
+}
+
 #[tokio::test]
 async fn a_backend_failure_is_retried_and_acknowledged_once() {
     let (gw, backend) = start_forwarding(&[503]).await;

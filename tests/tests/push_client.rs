@@ -1,16 +1,19 @@
 //! Issue 17 item 5: the backend services' crate. Its push client against the local gateway's
-//! push API (real sockets, real WebSocket clients), and its SigV4 signature checked against
-//! botocore's signer (an independent implementation, the one the AWS CLI and Python backends
-//! use) on the same request at the same instant.
+//! push API (real sockets, real WebSocket clients), its bounded retry of throttled calls (429)
+//! against a real local server, and its SigV4 signature checked against botocore's signer (an
+//! independent implementation, the one the AWS CLI and Python backends use) on the same request
+//! at the same instant. AWS's own test vectors are `client/src/sign/test_suite.rs`.
 
 mod gateway_support;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime};
 
 use aws_credential_types::Credentials;
 use gateway_support::{WAIT, connect, options, start};
 use serde_json::json;
-use wsstack_client::{PushClient, Signer};
+use wsstack_client::{PushClient, RetryPolicy, Signer};
 use wsstack_gateway::push_server::PushServer;
 
 #[tokio::test]
@@ -123,4 +126,81 @@ print(request.headers["Authorization"])
     );
     let theirs = String::from_utf8_lossy(&out.stdout).trim().to_owned();
     assert_eq!(ours, theirs);
+}
+
+/// A push API stand-in on a real socket that answers API Gateway's throttling answer (429
+/// `{"message":"Too Many Requests"}`) to its first `throttled` requests, then a push answer.
+/// Counts the requests; stops with the test's runtime.
+async fn throttling_server(throttled: usize) -> (String, Arc<AtomicUsize>) {
+    let seen = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&seen);
+    let app = axum::Router::new().route(
+        "/users/{user}/messages",
+        axum::routing::post(move || {
+            let n = counter.fetch_add(1, Ordering::SeqCst);
+            async move {
+                if n < throttled {
+                    (
+                        axum::http::StatusCode::TOO_MANY_REQUESTS,
+                        r#"{"message":"Too Many Requests"}"#.to_owned(),
+                    )
+                } else {
+                    let answer = json!({"id": "p-1", "delivered": 1, "gone": 0, "failed": 0});
+                    (axum::http::StatusCode::OK, answer.to_string())
+                }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("address"));
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (url, seen)
+}
+
+const FAST_RETRY: RetryPolicy = RetryPolicy {
+    max_attempts: 3,
+    first_delay: Duration::from_millis(5),
+    max_delay: Duration::from_millis(20),
+};
+
+/// A throttled push (API Gateway answered 429 before the function ran: nothing delivered) is
+/// sent again with back-off, and succeeds once the stage lets it through.
+#[tokio::test]
+async fn a_throttled_push_is_sent_again_until_it_passes() {
+    let (url, seen) = throttling_server(2).await;
+    let push = PushClient::unsigned(&url)
+        .expect("client")
+        .with_retry(FAST_RETRY);
+    let outcome = push.to_user("ada", json!(1), None).await.expect("pushed");
+    assert_eq!(outcome.answer.delivered, 1);
+    assert_eq!(seen.load(Ordering::SeqCst), 3, "two 429s, then the push");
+}
+
+/// The retries are bounded: past the policy's attempts the caller gets the 429, named.
+#[tokio::test]
+async fn a_push_throttled_on_every_attempt_fails_as_throttled() {
+    let (url, seen) = throttling_server(usize::MAX).await;
+    let push = PushClient::unsigned(&url)
+        .expect("client")
+        .with_retry(FAST_RETRY);
+    let err = push
+        .to_user("ada", json!(1), None)
+        .await
+        .expect_err("throttled");
+    assert!(err.is_throttled(), "{err}");
+    assert!(err.to_string().contains("Too Many Requests"), "{err}");
+    assert_eq!(seen.load(Ordering::SeqCst), 3, "max_attempts, no more");
+
+    // Without retries, one request.
+    let (url, seen) = throttling_server(usize::MAX).await;
+    let push = PushClient::unsigned(&url)
+        .expect("client")
+        .with_retry(RetryPolicy::NONE);
+    let err = push.to_user("ada", json!(1), None).await.expect_err("429");
+    assert_eq!(err.status(), Some(429));
+    assert_eq!(seen.load(Ordering::SeqCst), 1);
 }

@@ -18,7 +18,9 @@ impl App {
         } else {
             domain::requested_action(event.body.as_deref())
         };
-        self.reply_error(&endpoint, connection_id, InputError::UnknownAction(action))
-            .await
+        // The built-in actions and the stage's forwarded ones (`FORWARDED_ACTIONS`).
+        let forwarded = self.config.forwarded_actions.iter().map(String::as_str);
+        let error = InputError::unknown_action(action, forwarded);
+        self.reply_error(&endpoint, connection_id, error).await
     }
 }

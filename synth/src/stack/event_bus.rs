@@ -7,6 +7,13 @@
 //! with a bus gets the rule. A stage without forwarded actions has no bus: backends reply
 //! through the push API.
 //!
+//! The rule matches any `source` on purpose: EventBridge takes the `source` a caller writes, so
+//! a filter on it would stop no producer that may put on the bus. Who may push is decided by
+//! IAM, `events:PutEvents` on the bus (same account only: the bus has no resource policy),
+//! narrowed where wanted with the `events:detail-type` and `events:source` condition keys
+//! (<https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-use-conditions.html>);
+//! docs/backend.md says so to backend authors.
+//!
 //! CloudFormation: `AWS::Events::EventBus`
 //! (<https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/aws-resource-events-eventbus.html>),
 //! `AWS::Events::Rule`; an SQS target needs a queue policy allowing `sqs:SendMessage` to
@@ -158,6 +165,7 @@ mod tests {
             p["EventBusName"]["Fn::GetAtt"],
             serde_json::json!([ids::EVENT_BUS, "Name"])
         );
+        // Any source: IAM on the bus decides who may push (the module's text says why).
         assert_eq!(
             p["EventPattern"],
             serde_json::json!({"detail-type": [PUSH_DETAIL_TYPE]})

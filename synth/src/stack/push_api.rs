@@ -17,7 +17,7 @@ use super::{checks, ids, logs, outputs};
 use crate::cfn::policy::{PolicyDocument, Statement};
 use crate::cfn::resources::apigatewayv2::{
     AccessLogSettings, Api, AuthorizationType, Integration, IntegrationType, ProtocolType,
-    Route as ApiRoute, Stage as ApiStage,
+    Route as ApiRoute, RouteSettings, Stage as ApiStage,
 };
 use crate::cfn::resources::iam::ManagedPolicy;
 use crate::cfn::resources::lambda::Permission;
@@ -129,7 +129,17 @@ fn add_stage(t: &mut Template, stage: &Stage, api: &str, route_ids: &[String]) {
         stage_name: DEFAULT_STAGE.to_owned(),
         auto_deploy: Some(true),
         description: Some(format!("wsstack push API, stage {}", stage.name)),
-        default_route_settings: None,
+        // Every route's throttling (the stage file's `[push_api]`). HTTP APIs take the
+        // throttling fields of RouteSettings; its logging fields are WebSocket-only
+        // (https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/aws-properties-apigatewayv2-stage-routesettings.html,
+        // https://docs.aws.amazon.com/apigateway/latest/developerguide/http-api-throttling.html).
+        default_route_settings: Some(RouteSettings {
+            detailed_metrics_enabled: None,
+            throttling_burst_limit: Some(stage.push_api.throttling_burst_limit),
+            throttling_rate_limit: Some(stage.push_api.throttling_rate_limit),
+            logging_level: None,
+            data_trace_enabled: None,
+        }),
         access_log_settings,
     });
     if !stage.api.access_logs {
@@ -224,6 +234,24 @@ mod tests {
         assert_eq!(
             i["IntegrationUri"]["Fn::GetAtt"],
             serde_json::json!(["PushApiFunction", "Arn"])
+        );
+    }
+
+    /// The stage throttles every route as `[push_api]` says, with the throttling fields only
+    /// (the logging ones are WebSocket-only); defaults without the section.
+    #[test]
+    fn the_stage_throttles_every_route_as_the_stage_file_says() {
+        let settings = |toml: &str| {
+            added(toml)["Resources"][ids::PUSH_API_STAGE]["Properties"]["DefaultRouteSettings"]
+                .clone()
+        };
+        assert_eq!(
+            settings(""),
+            serde_json::json!({"ThrottlingBurstLimit": 500, "ThrottlingRateLimit": 1000.0})
+        );
+        assert_eq!(
+            settings("[push_api]\nthrottling_rate_limit = 25.5\nthrottling_burst_limit = 40\n"),
+            serde_json::json!({"ThrottlingBurstLimit": 40, "ThrottlingRateLimit": 25.5})
         );
     }
 

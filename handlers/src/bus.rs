@@ -229,21 +229,32 @@ pub async fn put_one(
     entry: &BusEntry,
     deadline: Option<Deadline>,
 ) -> Result<String, PutError> {
+    put_one_counting_retries(bus, entry, deadline).await.0
+}
+
+/// [`put_one`], with the number of retries it made (attempts after the first), which the
+/// `forward` handler counts as its `ForwardRetried` metric.
+pub async fn put_one_counting_retries(
+    bus: &dyn EventBus,
+    entry: &BusEntry,
+    deadline: Option<Deadline>,
+) -> (Result<String, PutError>, u32) {
     let mut delay = FIRST_RETRY_DELAY;
     let mut attempt = 1;
     loop {
         let last = match attempt_once(bus, entry, deadline).await {
-            Ok(event_id) => return Ok(event_id),
-            Err(Attempt::Final(e)) => return Err(e),
+            Ok(event_id) => return (Ok(event_id), attempt - 1),
+            Err(Attempt::Final(e)) => return (Err(e), attempt - 1),
             Err(Attempt::Retryable(text)) => text,
         };
         let retry_at = Instant::now() + delay;
         let in_time = deadline.is_none_or(|d| retry_at < d.stop_starting);
         if attempt >= MAX_PUT_ATTEMPTS || !in_time {
-            return Err(PutError::GaveUp {
+            let gave_up = PutError::GaveUp {
                 attempts: attempt,
                 last,
-            });
+            };
+            return (Err(gave_up), attempt - 1);
         }
         tracing::info!(attempt, error = %last, "retrying PutEvents");
         tokio::time::sleep_until(retry_at).await;
@@ -434,5 +445,27 @@ mod tests {
         let err = put_one(&bus, &entry(), Some(deadline)).await.unwrap_err();
         assert!(matches!(err, PutError::GaveUp { attempts: 2, .. }), "{err}");
         assert_eq!(bus.calls().len(), 2);
+    }
+
+    /// The retries the `forward` handler counts (`ForwardRetried`): attempts after the first,
+    /// whether the last one succeeded or not.
+    #[tokio::test(start_paused = true)]
+    async fn the_retries_are_counted() {
+        let bus = Scripted::new(vec![put("ev-1")]);
+        let (put1, retries) = put_one_counting_retries(&bus, &entry(), None).await;
+        assert_eq!((put1, retries), (Ok("ev-1".into()), 0));
+        let bus = Scripted::new(vec![failed("ThrottlingException"), put("ev-2")]);
+        let (put2, retries) = put_one_counting_retries(&bus, &entry(), None).await;
+        assert_eq!((put2, retries), (Ok("ev-2".into()), 1));
+        let script = (0..MAX_PUT_ATTEMPTS)
+            .map(|_| failed("InternalFailure"))
+            .collect();
+        let (gave_up, retries) =
+            put_one_counting_retries(&Scripted::new(script), &entry(), None).await;
+        assert!(
+            matches!(gave_up, Err(PutError::GaveUp { .. })),
+            "{gave_up:?}"
+        );
+        assert_eq!(retries, MAX_PUT_ATTEMPTS - 1);
     }
 }

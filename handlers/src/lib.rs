@@ -64,6 +64,7 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use tracing::Instrument;
 use wsstack_routes::Handler;
+use wsstack_routes::metrics::Metric;
 
 use crate::config::Config;
 use crate::domain::{Frame, InputError};
@@ -201,7 +202,8 @@ impl App {
         }
     }
 
-    /// Writes a metric line per delivery ([`metrics`]): in Lambda, to CloudWatch.
+    /// Writes metric lines ([`metrics`]): per delivery, forwarded action and message refused
+    /// over a rate limit; in Lambda, to CloudWatch.
     pub fn with_metrics(mut self, metrics: metrics::Metrics) -> Self {
         self.metrics = Some(metrics);
         self
@@ -316,9 +318,12 @@ impl App {
     /// go on); `Ok(Err(error frame))` when over a limit. One request is one unit whatever the
     /// route: one bucket for all, so no route is a way around another's limit; the expensive
     /// part of a broadcast is charged to the stage's budget ([`App::admit_broadcast`]).
+    ///
+    /// A refusal counts one `RateLimited` ([`metrics`]) for the event's stage.
     async fn admit(
         &self,
         connection_id: &str,
+        event: &ApiGatewayWebsocketProxyRequest,
     ) -> Result<Result<Option<Connection>, InputError>, HandlerError> {
         let now_ms = Utc::now().timestamp_millis();
         let rate = self.config.message_rate;
@@ -329,6 +334,7 @@ impl App {
         {
             Admission::Admitted(record) => record,
             Admission::RateLimited => {
+                self.count(event, Metric::RateLimited, 1);
                 return Ok(Err(InputError::RateLimited(rate.per_second, rate.burst)));
             }
             Admission::UnknownSender => return Ok(Ok(None)),
@@ -340,6 +346,7 @@ impl App {
                 .charge(&Bucket::User(sub.clone()), now_ms, user, 1)
                 .await?;
             if let Charge::Limited { retry_after_ms } = charge {
+                self.count(event, Metric::RateLimited, 1);
                 return Ok(Err(InputError::UserRateLimited {
                     per_second: user.per_second,
                     burst: user.burst,
@@ -351,8 +358,12 @@ impl App {
     }
 
     /// Lets a broadcast start when the stage's delivery budget holds at least one unit
-    /// (taking it); its audience is charged once listed ([`App::charge_broadcast`]).
-    async fn admit_broadcast(&self) -> Result<Result<(), InputError>, HandlerError> {
+    /// (taking it); its audience is charged once listed ([`App::charge_broadcast`]). A refusal
+    /// counts one `BroadcastBudgetExceeded` ([`metrics`]) for the event's stage.
+    async fn admit_broadcast(
+        &self,
+        event: &ApiGatewayWebsocketProxyRequest,
+    ) -> Result<Result<(), InputError>, HandlerError> {
         let budget = self.config.broadcast_budget;
         let charge = self
             .store
@@ -365,11 +376,23 @@ impl App {
             .await?;
         Ok(match charge {
             Charge::Admitted => Ok(()),
-            Charge::Limited { retry_after_ms } => Err(InputError::BroadcastBudgetExceeded {
-                per_second: budget.per_second,
-                retry_after_ms,
-            }),
+            Charge::Limited { retry_after_ms } => {
+                self.count(event, Metric::BroadcastBudgetExceeded, 1);
+                Err(InputError::BroadcastBudgetExceeded {
+                    per_second: budget.per_second,
+                    retry_after_ms,
+                })
+            }
         })
+    }
+
+    /// Counts `n` of `metric` for the API stage of a route's `event` (its
+    /// `requestContext.stage`, as `Ref` of the stage names it), when metrics are on.
+    fn count(&self, event: &ApiGatewayWebsocketProxyRequest, metric: Metric, n: usize) {
+        if let Some(metrics) = &self.metrics {
+            let stage = event.request_context.stage.as_deref().unwrap_or_default();
+            metrics.count_in_stage(stage, metric, n, Utc::now().timestamp_millis());
+        }
     }
 
     /// The push API over the app's delivery service, posting to the function's `CALLBACK_URL`.

@@ -1,4 +1,5 @@
-//! The delivery metrics in CloudWatch's embedded metric format: one JSON line per delivery,
+//! wsstack's metrics in CloudWatch's embedded metric format: one JSON line per delivery (and per
+//! forwarded action, refused message, expired job),
 //! written to standard output, which Lambda sends to CloudWatch Logs and CloudWatch turns into
 //! metrics; no `PutMetricData` call, no added latency
 //! (<https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/CloudWatch_Embedded_Metric_Format_Specification.html>).
@@ -59,7 +60,12 @@ impl Metrics {
                 Metric::Failed => report.failed,
                 Metric::CutOffAtDeadline => report.undelivered,
                 Metric::Queued => queued,
-                Metric::JobsExpired => 0,
+                Metric::JobsExpired
+                | Metric::Forwarded
+                | Metric::ForwardFailed
+                | Metric::ForwardRetried
+                | Metric::RateLimited
+                | Metric::BroadcastBudgetExceeded => 0,
             };
             (m, n)
         });
@@ -71,13 +77,14 @@ impl Metrics {
 
     /// One count of `metric` (a job dropped for its age, ...) for the stage of `endpoint`.
     pub fn count(&self, endpoint: &str, metric: Metric, n: usize, now_ms: i64) {
+        self.count_in_stage(stage_of(endpoint), metric, n, now_ms);
+    }
+
+    /// One count of `metric` (a forwarded action, a refused message, ...) for `stage`, the API
+    /// stage a route's event names (`requestContext.stage`). Nothing when `n` is 0.
+    pub fn count_in_stage(&self, stage: &str, metric: Metric, n: usize, now_ms: i64) {
         if n > 0 {
-            self.write(emf_line(
-                stage_of(endpoint),
-                &self.handler,
-                &[(metric, n)],
-                now_ms,
-            ));
+            self.write(emf_line(stage, &self.handler, &[(metric, n)], now_ms));
         }
     }
 
@@ -223,10 +230,12 @@ mod tests {
         metrics.record("https://x/prod", &FanOutReport::default(), 0, 2);
         metrics.count(endpoint, Metric::JobsExpired, 0, 3);
         metrics.count(endpoint, Metric::JobsExpired, 2, 4);
+        metrics.count_in_stage("prod", Metric::RateLimited, 0, 5);
+        metrics.count_in_stage("prod", Metric::RateLimited, 1, 6);
         let lines = lines.lock().expect("lock");
         assert_eq!(
             lines.len(),
-            2,
+            3,
             "nothing for what counted nothing: {lines:?}"
         );
         let v = assert_valid_emf(&lines[0]);
@@ -254,5 +263,10 @@ mod tests {
         let directive = &expired["_aws"]["CloudWatchMetrics"][0]["Metrics"];
         assert_eq!(directive.as_array().map(Vec::len), Some(1));
         assert_eq!(v["_aws"]["CloudWatchMetrics"][0]["Namespace"], "wsstack");
+        let limited = assert_valid_emf(&lines[2]);
+        assert_eq!(
+            (&limited["Stage"], &limited["RateLimited"]),
+            (&json!("prod"), &json!(1))
+        );
     }
 }

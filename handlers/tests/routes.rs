@@ -16,6 +16,7 @@ use wsstack_handlers::config::Config;
 use wsstack_handlers::delivery::DeliveryError;
 use wsstack_handlers::domain::{CLIENT_ERROR_CODES, MAX_DATA_BYTES, MAX_LIST_LIMIT};
 use wsstack_handlers::management::{ConnectionInfo, ManagementApi, ManagementError};
+use wsstack_handlers::metrics::{self, Metrics, MetricsSink};
 use wsstack_handlers::store::{
     Admission, Connection, ConnectionPage, ConnectionStore, MemoryStore, MessageRate, StoreError,
 };
@@ -180,6 +181,32 @@ fn message(body: Value) -> ApiGatewayWebsocketProxyRequest {
 
 fn raw_message(body: &str) -> ApiGatewayWebsocketProxyRequest {
     event("message", |v| v["body"] = json!(body))
+}
+
+/// Metric lines kept in `lines`, as the function `wsstack-test` writes them.
+fn memory_metrics(lines: &Arc<Mutex<Vec<String>>>) -> Metrics {
+    Metrics {
+        handler: "wsstack-test".into(),
+        sink: MetricsSink::Memory(lines.clone()),
+    }
+}
+
+/// The `Stage` and value of each line counting `metric`, every line checked against the
+/// embedded metric format's required members.
+fn metric_counts(lines: &Mutex<Vec<String>>, metric: &str) -> Vec<(String, u64)> {
+    let lines = lines.lock().unwrap().clone();
+    lines
+        .iter()
+        .map(|l| metrics::validate(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .filter(|v| v[metric].is_number())
+        .map(|v| {
+            assert_eq!(v["Handler"], "wsstack-test");
+            (
+                v["Stage"].as_str().unwrap_or("").to_owned(),
+                v[metric].as_u64().unwrap_or(0),
+            )
+        })
+        .collect()
 }
 
 fn conn(id: &str, username: &str) -> Connection {
@@ -1513,7 +1540,9 @@ async fn a_user_over_their_rate_across_connections_gets_user_rate_limited() {
         per_second: 1,
         burst: 4,
     };
-    let app = App::new(Arc::new(f.store.clone()), f.api.clone(), config);
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let app = App::new(Arc::new(f.store.clone()), f.api.clone(), config)
+        .with_metrics(memory_metrics(&lines));
     let list_from = |id: &str| {
         let id = id.to_owned();
         event("message", move |v| {
@@ -1553,6 +1582,12 @@ async fn a_user_over_their_rate_across_connections_gets_user_rate_limited() {
         "{}",
         second[1]
     );
+    // Issue 19: the refusal over the user's rate counts as RateLimited, for the event's stage.
+    assert_eq!(
+        metric_counts(&lines, "RateLimited"),
+        [("prod".to_owned(), 1)],
+        "{lines:?}"
+    );
     // Someone else (no sub, as bob's record) is not held back by alice's account.
     let bob = list_from("bob");
     app.handle(Handler::ListConnections, bob).await.unwrap();
@@ -1568,7 +1603,9 @@ async fn a_broadcast_past_the_stage_budget_gets_broadcast_budget_exceeded() {
     // Two deliveries a second, two at once: the first broadcast (three recipients) passes on
     // a full bucket and leaves it 1.5 s behind; the second must wait a second.
     config.broadcast_budget = wsstack_handlers::config::budget(2);
-    let app = App::new(Arc::new(f.store.clone()), f.api.clone(), config);
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let app = App::new(Arc::new(f.store.clone()), f.api.clone(), config)
+        .with_metrics(memory_metrics(&lines));
     for _ in 0..2 {
         app.handle(
             Handler::SendMessage,
@@ -1591,6 +1628,12 @@ async fn a_broadcast_past_the_stage_budget_gets_broadcast_budget_exceeded() {
         "{}",
         to_sender[1]
     );
+    // Issue 19: the refusal is counted on its own, not as a RateLimited.
+    assert_eq!(
+        metric_counts(&lines, "BroadcastBudgetExceeded"),
+        [("prod".to_owned(), 1)]
+    );
+    assert!(metric_counts(&lines, "RateLimited").is_empty());
     // A direct message costs one post and is not a broadcast: it still goes through.
     app.handle(
         Handler::SendMessage,

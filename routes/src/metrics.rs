@@ -6,7 +6,7 @@
 //! Until a handler emits one, its metric does not exist in CloudWatch, and alarms on it stay
 //! `OK` (they treat missing data as not breaching).
 
-use crate::{Handler, ManagementOperation};
+use crate::{BusAction, Handler, ManagementOperation};
 
 /// The CloudWatch namespace of every custom metric.
 pub const NAMESPACE: &str = "wsstack";
@@ -38,10 +38,26 @@ pub enum Metric {
     Queued,
     /// Fan-out jobs the worker dropped unrun for being older than the maximum job age.
     JobsExpired,
+    /// Forwarded actions the stage's EventBridge bus accepted (the client was answered
+    /// `accepted`).
+    Forwarded,
+    /// Forwarded actions answered `backend_unavailable`: the bus refused the event, or its
+    /// retries ran out or the invocation's deadline came first. Nothing reached the bus.
+    ForwardFailed,
+    /// `PutEvents` attempts of a forwarded action that failed in a way worth a retry (a
+    /// `ThrottlingException` or `InternalFailure` entry, a transient call error) and were
+    /// retried: the bus is throttled or failing before any action is lost.
+    ForwardRetried,
+    /// Client messages refused over a rate limit: the connection's (`rate_limited`) or, on
+    /// authenticated stages, the user's across their connections (`user_rate_limited`).
+    RateLimited,
+    /// Broadcasts refused because the stage's budget of deliveries per second was used up
+    /// (`broadcast_budget_exceeded`).
+    BroadcastBudgetExceeded,
 }
 
 impl Metric {
-    pub const ALL: [Metric; 7] = [
+    pub const ALL: [Metric; 12] = [
         Metric::Delivered,
         Metric::Gone,
         Metric::Throttled,
@@ -49,6 +65,11 @@ impl Metric {
         Metric::CutOffAtDeadline,
         Metric::Queued,
         Metric::JobsExpired,
+        Metric::Forwarded,
+        Metric::ForwardFailed,
+        Metric::ForwardRetried,
+        Metric::RateLimited,
+        Metric::BroadcastBudgetExceeded,
     ];
 
     /// The metrics of one delivery's line, in its order.
@@ -71,6 +92,11 @@ impl Metric {
             Metric::CutOffAtDeadline => "CutOffAtDeadline",
             Metric::Queued => "Queued",
             Metric::JobsExpired => "JobsExpired",
+            Metric::Forwarded => "Forwarded",
+            Metric::ForwardFailed => "ForwardFailed",
+            Metric::ForwardRetried => "ForwardRetried",
+            Metric::RateLimited => "RateLimited",
+            Metric::BroadcastBudgetExceeded => "BroadcastBudgetExceeded",
         }
     }
 
@@ -92,6 +118,26 @@ pub fn broadcasting_handlers() -> impl Iterator<Item = Handler> {
     })
 }
 
+/// The handlers that put client actions on the stage's EventBridge bus, so emit `Forwarded`,
+/// `ForwardFailed` and `ForwardRetried`: `forward`.
+pub fn forwarding_handlers() -> impl Iterator<Item = Handler> {
+    Handler::ALL
+        .into_iter()
+        .filter(|h| h.bus_actions().contains(&BusAction::PutEvents))
+}
+
+/// The handlers that refuse a client's message over its rate limits, so emit `RateLimited`:
+/// every rate-limited route ([`Handler::is_rate_limited`]).
+pub fn rate_limited_handlers() -> impl Iterator<Item = Handler> {
+    Handler::ALL.into_iter().filter(|h| h.is_rate_limited())
+}
+
+/// The handlers that refuse a broadcast over the stage's budget, so emit
+/// `BroadcastBudgetExceeded`: the rate-limited routes that broadcast (`send-message`).
+pub fn budgeted_handlers() -> impl Iterator<Item = Handler> {
+    rate_limited_handlers().filter(|h| broadcasting_handlers().any(|b| b == *h))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -109,5 +155,16 @@ mod tests {
                 Handler::PushApi
             ]
         );
+        assert_eq!(
+            forwarding_handlers().collect::<Vec<_>>(),
+            [Handler::Forward]
+        );
+        assert_eq!(
+            budgeted_handlers().collect::<Vec<_>>(),
+            [Handler::SendMessage]
+        );
+        let limited: Vec<Handler> = rate_limited_handlers().collect();
+        assert!(limited.contains(&Handler::Forward), "{limited:?}");
+        assert!(!limited.contains(&Handler::FanoutWorker), "{limited:?}");
     }
 }

@@ -45,6 +45,9 @@ pub struct AlarmSettings {
     /// Deliveries cut off at a broadcast's deadline per 5 minutes, per delivering handler
     /// (custom metric `CutOffAtDeadline`). Default: 1.
     pub cut_off_deliveries: u32,
+    /// Forwarded actions answered `backend_unavailable` per 5 minutes, per forwarding handler
+    /// (custom metric `ForwardFailed`: a client's action that never reached the bus). Default: 1.
+    pub forward_failures: u32,
 }
 
 /// Where the alarms send their notifications.
@@ -69,6 +72,7 @@ impl Default for AlarmSettings {
             authorizer_errors: 5,
             throttled_deliveries: 100,
             cut_off_deliveries: 1,
+            forward_failures: 1,
         }
     }
 }
@@ -131,6 +135,7 @@ pub(super) struct AlarmsSection {
     authorizer_errors: Option<CountThreshold>,
     throttled_deliveries: Option<CountThreshold>,
     cut_off_deliveries: Option<CountThreshold>,
+    forward_failures: Option<CountThreshold>,
 }
 
 /// Checks `[alarms]` and applies the defaults.
@@ -186,6 +191,7 @@ pub(super) fn check(a: &AlarmsSection) -> Result<AlarmSettings, AlarmsError> {
         authorizer_errors: count(a.authorizer_errors, d.authorizer_errors),
         throttled_deliveries: count(a.throttled_deliveries, d.throttled_deliveries),
         cut_off_deliveries: count(a.cut_off_deliveries, d.cut_off_deliveries),
+        forward_failures: count(a.forward_failures, d.forward_failures),
     })
 }
 

@@ -212,7 +212,7 @@ fn alarm_settings_from_the_file() {
     let s = stage::parse(
         Path::new("x.toml"),
         "x",
-        "[alarms]\nenabled = true\nemail = \"ops@example.com\"\nfunction_errors = 3\nfunction_throttles = 4\nintegration_errors = 10\nexecution_errors = 2\noldest_job_age_seconds = 600\nauthorizer_errors = 7\nthrottled_deliveries = 500\ncut_off_deliveries = 20\n",
+        "[alarms]\nenabled = true\nemail = \"ops@example.com\"\nfunction_errors = 3\nfunction_throttles = 4\nintegration_errors = 10\nexecution_errors = 2\noldest_job_age_seconds = 600\nauthorizer_errors = 7\nthrottled_deliveries = 500\ncut_off_deliveries = 20\nforward_failures = 3\n",
     )
     .expect("valid");
     let a = &s.alarms;
@@ -237,9 +237,10 @@ fn alarm_settings_from_the_file() {
             a.oldest_job_age_seconds,
             a.authorizer_errors,
             a.throttled_deliveries,
-            a.cut_off_deliveries
+            a.cut_off_deliveries,
+            a.forward_failures
         ),
-        (600, 7, 500, 20)
+        (600, 7, 500, 20, 3)
     );
     let s = stage::parse(
         Path::new("x.toml"),
@@ -262,7 +263,8 @@ fn alarm_errors() {
     insta::assert_snapshot!(err("[alarms]\nthrottled_deliveries = 1000001\n"), @"stages/test.toml:2:24: alarms.throttled_deliveries: 1000001 is out of range: allowed 1..=1000000 per 5 minutes");
     insta::assert_snapshot!(err("[alarms]\noldest_job_age_seconds = 30\n"), @"stages/test.toml:2:26: alarms.oldest_job_age_seconds: 30 is out of range: allowed 60..=86400 seconds (the fan-out queue keeps a job a day)");
     insta::assert_snapshot!(err("[alarms]\nenabled = \"yes\"\n"), @r#"stages/test.toml:2:11: alarms.enabled: invalid type: string "yes", expected a boolean"#);
-    insta::assert_snapshot!(err("[alarms]\nerrors = 3\n"), @"stages/test.toml:2:1: alarms.errors: unknown field `errors`, expected one of `enabled`, `email`, `topic_arn`, `function_errors`, `function_throttles`, `integration_errors`, `execution_errors`, `oldest_job_age_seconds`, `authorizer_errors`, `throttled_deliveries`, `cut_off_deliveries`");
+    insta::assert_snapshot!(err("[alarms]\nerrors = 3\n"), @"stages/test.toml:2:1: alarms.errors: unknown field `errors`, expected one of `enabled`, `email`, `topic_arn`, `function_errors`, `function_throttles`, `integration_errors`, `execution_errors`, `oldest_job_age_seconds`, `authorizer_errors`, `throttled_deliveries`, `cut_off_deliveries`, `forward_failures`");
+    insta::assert_snapshot!(err("[alarms]\nforward_failures = 0\n"), @"stages/test.toml:2:20: alarms.forward_failures: 0 is out of range: allowed 1..=1000000 per 5 minutes");
 }
 
 #[test]

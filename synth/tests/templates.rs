@@ -779,7 +779,7 @@ fn stage_with_every_alarm() -> Stage {
     stage::parse(
         Path::new("stages/alarmed.toml"),
         "alarmed",
-        "[alarms]\nenabled = true\nemail = \"ops@example.com\"\nfunction_errors = 2\nauthorizer_errors = 9\n[auth]\nmode = \"jwt\"\ncreate_user_pool = true\n",
+        "[alarms]\nenabled = true\nemail = \"ops@example.com\"\nfunction_errors = 2\nauthorizer_errors = 9\nforward_failures = 4\n[auth]\nmode = \"jwt\"\ncreate_user_pool = true\n",
     )
     .expect("valid stage")
 }
@@ -844,6 +844,15 @@ fn expected_alarms(stage: &Stage, t: &Value) -> Vec<Expected> {
             "CutOffAtDeadline",
             d,
             a.cut_off_deliveries,
+        ));
+    }
+    for h in wsstack_routes::metrics::forwarding_handlers().filter(|h| handlers.contains(h)) {
+        out.push((
+            ids::forward_failed_alarm(h),
+            "wsstack",
+            "ForwardFailed",
+            dims(&[("Stage", r(ids::STAGE)), ("Handler", r(&ids::function(h)))]),
+            a.forward_failures,
         ));
     }
     let api = dims(&[("ApiId", r(ids::API)), ("Stage", r(ids::STAGE))]);

@@ -314,6 +314,24 @@ pub fn function_env(runtime_api: &str, handler: &str) -> Vec<(&'static str, Stri
     ]
 }
 
+/// Keeps a started function's standard output line by line, as Lambda takes it to CloudWatch
+/// Logs (where embedded metric format lines become metrics). The process must have been
+/// started with `stdout(Stdio::piped())`; without a pipe nothing is kept.
+pub fn stdout_lines(process: &mut tokio::process::Child) -> Arc<Mutex<Vec<String>>> {
+    use tokio::io::AsyncBufReadExt;
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    if let Some(stdout) = process.stdout.take() {
+        let kept = lines.clone();
+        tokio::spawn(async move {
+            let mut reader = tokio::io::BufReader::new(stdout).lines();
+            while let Ok(Some(line)) = reader.next_line().await {
+                kept.lock().unwrap_or_else(|p| p.into_inner()).push(line);
+            }
+        });
+    }
+    lines
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,7 +5,7 @@
 //! <https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-events-structure.html>), and
 //! what the bus refuses must never be acknowledged. The last test runs the `bootstrap` binary
 //! as Lambda does (the local Runtime API), so the Lambda wiring (the bus built once from the
-//! environment) is what is tested there.
+//! environment) is what is tested there, with the metric lines it writes (issue 19).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,7 +21,7 @@ use wsstack_handlers::management::SdkManagementApi;
 use wsstack_handlers::store::{Connection, ConnectionStore, MemoryStore};
 use wsstack_routes::Handler;
 use wsstack_routes::bridge::{ForwardedAction, ForwardedDetail, event_source};
-use wsstack_tests::lambda_runtime_api::{LambdaRuntimeApi, function_env};
+use wsstack_tests::lambda_runtime_api::{LambdaRuntimeApi, function_env, stdout_lines};
 use wsstack_tests::moto::Moto;
 use wsstack_tests::{Dynalite, create_connections_table, handlers_binary};
 
@@ -310,7 +310,7 @@ async fn the_bootstrap_binary_forwards_through_the_lambda_runtime_api() {
         .expect("put sender");
     let runtime = LambdaRuntimeApi::start().await.expect("runtime API");
     let actions = json!([{"name": ACTION, "maxDataBytes": 1024}]).to_string();
-    let _function = tokio::process::Command::new(handlers_binary("bootstrap"))
+    let mut function = tokio::process::Command::new(handlers_binary("bootstrap"))
         .env_clear()
         .envs(function_env(&runtime.address(), "forward"))
         .envs([
@@ -321,9 +321,11 @@ async fn the_bootstrap_binary_forwards_through_the_lambda_runtime_api() {
             ("EVENT_SOURCE", event_source("test")),
             ("FORWARDED_ACTIONS", actions),
         ])
+        .stdout(std::process::Stdio::piped())
         .kill_on_drop(true)
         .spawn()
         .expect("start bootstrap");
+    let stdout = stdout_lines(&mut function);
     let event = serde_json::to_value(message(
         json!({"action": ACTION, "data": [1], "requestId": "req-3"}),
     ))
@@ -344,4 +346,62 @@ async fn the_bootstrap_binary_forwards_through_the_lambda_runtime_api() {
     assert_eq!(got[0]["detail"]["userId"], "sub-ada", "the verified sub");
     assert_eq!(got[0]["detail"]["data"], json!([1]));
     assert!(runtime.init_error().is_none());
+
+    // Issue 19: the bus gone, the next action is answered backend_unavailable; the function
+    // counted one of each on lines of their own in CloudWatch's embedded metric format.
+    let events = aws_sdk_eventbridge::Client::new(&sdk);
+    events
+        .delete_event_bus()
+        .name(BUS)
+        .send()
+        .await
+        .expect("delete the bus");
+    let event = serde_json::to_value(message(json!({"action": ACTION, "requestId": "req-4"})))
+        .expect("event JSON");
+    let outcome = runtime
+        .invoke(&event, Duration::from_secs(30))
+        .await
+        .expect("an answer");
+    let response = outcome.json().expect("a response");
+    let frame: Value =
+        serde_json::from_str(response["body"].as_str().expect("a text body")).expect("a frame");
+    assert_eq!(frame["code"], "backend_unavailable", "{frame}");
+    let counted = metric_lines(&stdout, 2).await;
+    let count = |metric: &str| -> Vec<(Value, Value, Value)> {
+        counted
+            .iter()
+            .filter(|v| v[metric].is_number())
+            .map(|v| (v["Stage"].clone(), v["Handler"].clone(), v[metric].clone()))
+            .collect()
+    };
+    let one = vec![(json!("test"), json!("wsstack-test"), json!(1))];
+    assert_eq!(count("Forwarded"), one, "{counted:?}");
+    assert_eq!(count("ForwardFailed"), one, "{counted:?}");
+    assert!(
+        count("ForwardRetried").is_empty(),
+        "a missing bus is not retried: {counted:?}"
+    );
+}
+
+/// The function's embedded metric format lines (those with an `_aws` member), each checked
+/// against the specification's required members, once at least `n` have come (or after 5 s).
+async fn metric_lines(stdout: &std::sync::Mutex<Vec<String>>, n: usize) -> Vec<Value> {
+    let mut lines = Vec::new();
+    for _ in 0..50 {
+        lines = stdout
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .filter(|l| l.contains("\"_aws\""))
+            .cloned()
+            .collect();
+        if lines.len() >= n {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    lines
+        .iter()
+        .map(|l| wsstack_handlers::metrics::validate(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
 }

@@ -167,3 +167,48 @@ async fn a_backend_that_refuses_is_answered_backend_unavailable() {
     assert_eq!(backend.events().len(), 1, "a refusal is not retried");
     ada.close().await;
 }
+
+/// Issue 19: the gateway's `forward` runs the handler's own code and writes its metric lines:
+/// an action accepted after a retried 503 counts `Forwarded` and `ForwardRetried`, one refused
+/// with a 400 `ForwardFailed`; every line valid embedded metric format, for the stage `dev`.
+#[tokio::test]
+async fn the_gateways_forwards_write_embedded_metric_lines() {
+    use wsstack_handlers::metrics::{Metrics, MetricsSink, validate};
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let (backend, url) = Backend::start(&[503, 200, 400]).await;
+    let (gw, _store) = start(GatewayOptions {
+        metrics: Some(Metrics {
+            handler: "wsstack-local".into(),
+            sink: MetricsSink::Memory(lines.clone()),
+        }),
+        ..forwarding_options(&url)
+    })
+    .await;
+    let mut ada = connect(&gw, "ada").await;
+    for expected in ["accepted", "error"] {
+        ada.send_json(json!({"action": "doThing"})).await;
+        let frame = ada.next_json().await;
+        assert_eq!(frame["type"], expected, "{frame}");
+    }
+    assert_eq!(backend.events().len(), 3, "503, 200, 400");
+    let mut counts = std::collections::BTreeMap::new();
+    for line in lines.lock().expect("lock").iter() {
+        let v = validate(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert_eq!(
+            (&v["Stage"], &v["Handler"]),
+            (&json!("dev"), &json!("wsstack-local"))
+        );
+        for name in ["Forwarded", "ForwardFailed", "ForwardRetried"] {
+            *counts.entry(name).or_insert(0) += v[name].as_u64().unwrap_or(0);
+        }
+    }
+    assert_eq!(
+        counts.into_iter().collect::<Vec<_>>(),
+        [
+            ("ForwardFailed", 1),
+            ("ForwardRetried", 1),
+            ("Forwarded", 1)
+        ]
+    );
+    ada.close().await;
+}

@@ -130,3 +130,37 @@ async fn a_users_connections_share_the_users_rate() {
     bea.send_json(json!({"action": "listConnections"})).await;
     assert_eq!(bea.next_json().await["type"], "connections");
 }
+
+/// Issue 19: the gateway runs the handlers' own code, so a flood over real sockets writes the
+/// same metric lines as in Lambda: one `RateLimited` per `rate_limited` answer, for the stage
+/// the events name, each line valid embedded metric format.
+#[tokio::test]
+async fn every_refusal_of_a_flood_is_counted_as_rate_limited() {
+    use wsstack_handlers::metrics::{Metrics, MetricsSink, validate};
+    let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (gw, _store) = start(wsstack_gateway::GatewayOptions {
+        metrics: Some(Metrics {
+            handler: "wsstack-local".into(),
+            sink: MetricsSink::Memory(lines.clone()),
+        }),
+        ..options()
+    })
+    .await;
+    let mut flooder = connect(&gw, "flooder").await;
+    let answers = flood(&mut flooder, json!({"action": "listConnections"}), 60).await;
+    let limited = count(&answers, "rate_limited");
+    assert!(limited > 0, "nothing refused: {answers:?}");
+    let lines = lines.lock().expect("lock").clone();
+    let mut counted = 0;
+    for line in &lines {
+        let v = validate(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert_eq!(
+            (&v["Stage"], &v["Handler"]),
+            (&json!("dev"), &json!("wsstack-local")),
+            "{line}"
+        );
+        counted += v["RateLimited"].as_u64().unwrap_or(0);
+    }
+    assert_eq!(counted, limited as u64, "{lines:?}");
+    flooder.close().await;
+}

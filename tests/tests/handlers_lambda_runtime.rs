@@ -535,7 +535,6 @@ fn spawn_capturing(
     handler: &str,
     extra: &[(&str, String)],
 ) -> (Function, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
-    use tokio::io::AsyncBufReadExt;
     let mut command = tokio::process::Command::new(handlers_binary("bootstrap"));
     command
         .env_clear()
@@ -546,15 +545,6 @@ fn spawn_capturing(
     let mut process = command
         .spawn()
         .unwrap_or_else(|e| panic!("cannot start bootstrap: {e}"));
-    let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    if let Some(stdout) = process.stdout.take() {
-        let kept = lines.clone();
-        tokio::spawn(async move {
-            let mut reader = tokio::io::BufReader::new(stdout).lines();
-            while let Ok(Some(line)) = reader.next_line().await {
-                kept.lock().unwrap_or_else(|p| p.into_inner()).push(line);
-            }
-        });
-    }
+    let lines = wsstack_tests::lambda_runtime_api::stdout_lines(&mut process);
     (Function { _process: process }, lines)
 }

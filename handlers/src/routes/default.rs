@@ -10,7 +10,7 @@ impl App {
     ) -> Result<ApiGatewayProxyResponse, HandlerError> {
         let endpoint = self.callback_endpoint(event)?;
         // A flood of unroutable frames costs an invocation and a post each: it counts.
-        if let Err(e) = self.admit(connection_id).await? {
+        if let Err(e) = self.admit(connection_id, event).await? {
             return self.reply_error(&endpoint, connection_id, e).await;
         }
         let action = if event.is_base64_encoded {

@@ -7,9 +7,13 @@
 //!
 //! The answer is `{"type": "accepted", "action", "requestId"?, "eventId"}` once the event is
 //! on the bus, or an error frame; nothing is acknowledged that is not on the bus
-//! (`backend_unavailable` when the bus refused it or retries ran out).
+//! (`backend_unavailable` when the bus refused it or retries ran out). Each outcome is counted
+//! ([`crate::metrics`]): `Forwarded`, `ForwardFailed`, and the `PutEvents` retries
+//! (`ForwardRetried`).
 
 use wsstack_routes::bridge::ForwardedDetail;
+
+use wsstack_routes::metrics::Metric;
 
 use super::prelude::*;
 use crate::bus::{self, BusEntry};
@@ -35,7 +39,7 @@ impl App {
             Ok(m) => m.request_id.clone(),
             Err(r) => r.request_id.clone(),
         };
-        let sender = match self.admit(connection_id).await? {
+        let sender = match self.admit(connection_id, event).await? {
             Ok(Some(sender)) => sender,
             Ok(None) => return Ok(refuse(InputError::UnknownSender, request_id.as_deref())),
             Err(e) => return Ok(refuse(e, request_id.as_deref())),
@@ -45,9 +49,13 @@ impl App {
             Err(r) => return Ok(refuse(r.error, r.request_id.as_deref())),
         };
         let entry = forwarded_entry(&fwd.config, &msg, &sender, connection_id, event)?;
-        match bus::put_one(fwd.bus.as_ref(), &entry, deadline).await {
+        let (put, retries) =
+            bus::put_one_counting_retries(fwd.bus.as_ref(), &entry, deadline).await;
+        self.count(event, Metric::ForwardRetried, retries as usize);
+        match put {
             Ok(event_id) => {
                 tracing::info!(action = msg.action, event_id, "forwarded");
+                self.count(event, Metric::Forwarded, 1);
                 let frame = Frame::Accepted {
                     action: msg.action,
                     request_id: msg.request_id,
@@ -59,6 +67,7 @@ impl App {
                 // The service's text goes to the log only, under the reference the client gets.
                 let reference = correlation_id(event);
                 tracing::warn!(action = msg.action, reference, error = %e, "could not forward");
+                self.count(event, Metric::ForwardFailed, 1);
                 let err = InputError::BackendUnavailable {
                     action: msg.action,
                     reference: reference.to_owned(),

@@ -10,7 +10,7 @@ impl App {
     ) -> Result<ApiGatewayProxyResponse, HandlerError> {
         let endpoint = self.callback_endpoint(event)?;
         // The sender's record and its rate limits in one step (as for sendMessage).
-        let sender = match self.admit(connection_id).await? {
+        let sender = match self.admit(connection_id, event).await? {
             Ok(Some(sender)) => sender,
             Ok(None) => {
                 return self

@@ -9,7 +9,7 @@ impl App {
         event: &ApiGatewayWebsocketProxyRequest,
     ) -> Result<ApiGatewayProxyResponse, HandlerError> {
         let endpoint = self.callback_endpoint(event)?;
-        if let Err(e) = self.admit(connection_id).await? {
+        if let Err(e) = self.admit(connection_id, event).await? {
             return self.reply_error(&endpoint, connection_id, e).await;
         }
         let room = match domain::parse_room_request(event.body.as_deref(), event.is_base64_encoded)

@@ -13,7 +13,7 @@ impl App {
     ) -> Result<ApiGatewayProxyResponse, HandlerError> {
         let endpoint = self.callback_endpoint(event)?;
         // First: a page is the most expensive read a client can ask for.
-        if let Err(e) = self.admit(connection_id).await? {
+        if let Err(e) = self.admit(connection_id, event).await? {
             return self.reply_error(&endpoint, connection_id, e).await;
         }
         let request =

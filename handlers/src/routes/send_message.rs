@@ -29,7 +29,7 @@ impl App {
         let endpoint = self.callback_endpoint(event)?;
         // The sender's record and its rate limits, before anything else: a flood of malformed
         // messages costs an invocation and an error frame each, and counts as well.
-        let sender = match self.admit(connection_id).await? {
+        let sender = match self.admit(connection_id, event).await? {
             Ok(Some(sender)) => sender,
             Ok(None) => {
                 return self
@@ -74,7 +74,7 @@ impl App {
         // A broadcast (everyone, a room) spends the stage's delivery budget: one unit to pass
         // now, the rest of its audience as the delivery lists it.
         if !matches!(msg.recipients(), Recipients::One(_))
-            && let Err(e) = self.admit_broadcast().await?
+            && let Err(e) = self.admit_broadcast(event).await?
         {
             return self.reply_error(&out.endpoint, out.sender, e).await;
         }

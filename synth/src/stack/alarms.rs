@@ -1,7 +1,8 @@
 //! The stage's CloudWatch alarms, where `[alarms] enabled = true`: per function its errors and
 //! throttles, the API's integration and execution errors, the fan-out queue's dead letters and
-//! oldest job, and per broadcasting handler the deliveries answered 429 and cut off at a
-//! deadline (wsstack's own metrics, [`wsstack_routes::metrics`]). Every alarm evaluates one
+//! oldest job, per broadcasting handler the deliveries answered 429 and cut off at a
+//! deadline, and per forwarding handler the forwarded actions that failed (wsstack's own
+//! metrics, [`wsstack_routes::metrics`]). Every alarm evaluates one
 //! 5-minute period, treats missing data as not breaching (no errors were counted), and notifies
 //! the alarm topic on `ALARM` and on `OK`. Every dimension is a `Ref`/`Fn::GetAtt` of a
 //! resource of the stack.
@@ -156,19 +157,43 @@ fn function_alarms(stage: &Stage, h: Handler) -> Vec<AlarmProps> {
     if metrics::broadcasting_handlers().any(|d| d == h) {
         out.extend(delivery_alarms(stage, h));
     }
+    if metrics::forwarding_handlers().any(|f| f == h) {
+        out.push(forward_alarm(stage, h));
+    }
     out
+}
+
+/// The dimensions of wsstack's own metrics for handler `h`: the stage and its function.
+fn wsstack_dims(h: Handler) -> Vec<(&'static str, Expr)> {
+    vec![
+        (metrics::STAGE_DIMENSION, Expr::r#ref(ids::STAGE)),
+        (metrics::HANDLER_DIMENSION, Expr::r#ref(ids::function(h))),
+    ]
+}
+
+/// A forwarding handler's alarm on forwarded actions that never reached the bus (wsstack's
+/// `ForwardFailed`): the client was told `backend_unavailable`, the backend saw nothing.
+fn forward_alarm(stage: &Stage, h: Handler) -> AlarmProps {
+    let threshold = stage.alarms.forward_failures;
+    count(
+        ids::forward_failed_alarm(h),
+        format!(
+            "{}: {threshold} or more forwarded actions answered backend_unavailable in 5 minutes (wsstack ForwardFailed): they never reached the event bus. Look first at the \"could not forward\" lines of its log group ({}): AccessDeniedException is the role's events:PutEvents grant, ResourceNotFoundException the bus, ThrottlingException the account's PutEvents quota (the ForwardRetried metric rises first).",
+            h.name(),
+            ids::log_group(h)
+        ),
+        metrics::NAMESPACE,
+        Metric::ForwardFailed.name(),
+        wsstack_dims(h),
+        threshold,
+    )
 }
 
 /// A broadcasting handler's alarms on wsstack's own metrics (emitted in embedded metric format).
 fn delivery_alarms(stage: &Stage, h: Handler) -> Vec<AlarmProps> {
     let a = &stage.alarms;
     let name = h.name();
-    let dims = || {
-        vec![
-            (metrics::STAGE_DIMENSION, Expr::r#ref(ids::STAGE)),
-            (metrics::HANDLER_DIMENSION, Expr::r#ref(ids::function(h))),
-        ]
-    };
+    let dims = || wsstack_dims(h);
     vec![
         count(
             ids::throttled_deliveries_alarm(h),
@@ -298,6 +323,17 @@ mod tests {
             ]
         );
         assert_eq!(send[0].threshold, 2);
+        let forward = function_alarms(&stage, Handler::Forward);
+        let last = forward.last().expect("alarms");
+        assert_eq!(
+            (last.id.as_str(), last.metric, last.threshold),
+            ("ForwardForwardFailedAlarm", "ForwardFailed", 1)
+        );
+        assert!(
+            last.description.contains("ForwardLogGroup"),
+            "{}",
+            last.description
+        );
         let queue = queue_alarms(&stage);
         assert_eq!(
             (queue[0].threshold, queue[0].comparison),

@@ -1,5 +1,5 @@
-//! The stage's CloudWatch dashboard: connections, messages, deliveries (wsstack's own metrics),
-//! the fan-out queue, latency, the API's errors, and per function its errors, throttles and
+//! The stage's CloudWatch dashboard: connections, messages and the refusals over rate limits,
+//! deliveries and forwarded actions (wsstack's own metrics), the fan-out queue, latency, the API's errors, and per function its errors, throttles and
 //! duration. Built from typed widgets serialized with serde; the body is a JSON string in an
 //! `Fn::Sub`, so `${Logical}` and `${Logical.Attr}` placeholders resolve to the stack's
 //! resources (the body's structure:
@@ -174,8 +174,50 @@ fn api_dims() -> Vec<(&'static str, String)> {
     vec![("ApiId", sub_ref(ids::API)), ("Stage", sub_ref(ids::STAGE))]
 }
 
+/// One of wsstack's own metrics as handler `h` emits it (dimensions `Stage`, `Handler`),
+/// labelled with the handler's name and `what`.
+fn wsstack_line(h: Handler, m: Metric, what: &str) -> MetricLine {
+    line(
+        metrics::NAMESPACE,
+        m.name(),
+        vec![
+            (metrics::STAGE_DIMENSION, sub_ref(ids::STAGE)),
+            (metrics::HANDLER_DIMENSION, sub_ref(&ids::function(h))),
+        ],
+        labelled(&format!("{} {what}", h.name())),
+    )
+}
+
+/// The API's messages beside the messages the handlers of `handlers` refused over a rate
+/// limit (wsstack's `RateLimited` per rate-limited route, `BroadcastBudgetExceeded` per route
+/// that broadcasts): a flood shows as refusals rising with the messages.
+fn messages_graph(handlers: &[Handler]) -> MetricWidget {
+    let mut lines = vec![line(
+        API_GATEWAY_NAMESPACE,
+        "MessageCount",
+        api_dims(),
+        labelled("messages"),
+    )];
+    let in_stack = |h: &Handler| handlers.contains(h);
+    for h in metrics::rate_limited_handlers().filter(in_stack) {
+        lines.push(wsstack_line(h, Metric::RateLimited, "rate-limited"));
+    }
+    for h in metrics::budgeted_handlers().filter(in_stack) {
+        lines.push(wsstack_line(
+            h,
+            Metric::BroadcastBudgetExceeded,
+            "over the broadcast budget",
+        ));
+    }
+    graph(
+        "Messages (MessageCount) and refusals over rate limits".to_owned(),
+        Stat::Sum,
+        lines,
+    )
+}
+
 /// The graphs of the API: connections, messages, latency, errors.
-fn api_graphs() -> Vec<MetricWidget> {
+fn api_graphs(handlers: &[Handler]) -> Vec<MetricWidget> {
     let api = |name, options| line(API_GATEWAY_NAMESPACE, name, api_dims(), options);
     vec![
         graph(
@@ -183,11 +225,7 @@ fn api_graphs() -> Vec<MetricWidget> {
             Stat::Sum,
             vec![api("ConnectCount", labelled("connects"))],
         ),
-        graph(
-            "Messages (MessageCount)".to_owned(),
-            Stat::Sum,
-            vec![api("MessageCount", labelled("messages"))],
-        ),
+        messages_graph(handlers),
         graph(
             "Integration latency (ms)".to_owned(),
             Stat::Average,
@@ -223,15 +261,7 @@ fn delivery_graph(handlers: &[Handler]) -> MetricWidget {
         .filter(|h| metrics::broadcasting_handlers().any(|d| d == **h))
     {
         for m in Metric::DELIVERY {
-            lines.push(line(
-                metrics::NAMESPACE,
-                m.name(),
-                vec![
-                    (metrics::STAGE_DIMENSION, sub_ref(ids::STAGE)),
-                    (metrics::HANDLER_DIMENSION, sub_ref(&ids::function(*h))),
-                ],
-                labelled(&format!("{} {}", h.name(), m.name())),
-            ));
+            lines.push(wsstack_line(*h, m, m.name()));
         }
     }
     graph(
@@ -239,6 +269,28 @@ fn delivery_graph(handlers: &[Handler]) -> MetricWidget {
         Stat::Sum,
         lines,
     )
+}
+
+/// Forwarded actions put on the bus, those that failed and the `PutEvents` retries, per
+/// forwarding handler in the stack (wsstack's metrics); `None` without one.
+fn forward_graph(handlers: &[Handler]) -> Option<MetricWidget> {
+    let lines: Vec<MetricLine> = metrics::forwarding_handlers()
+        .filter(|h| handlers.contains(h))
+        .flat_map(|h| {
+            [
+                wsstack_line(h, Metric::Forwarded, "Forwarded"),
+                wsstack_line(h, Metric::ForwardFailed, "ForwardFailed"),
+                wsstack_line(h, Metric::ForwardRetried, "ForwardRetried"),
+            ]
+        })
+        .collect();
+    (!lines.is_empty()).then(|| {
+        graph(
+            "Forwarded actions and their failures (wsstack metrics)".to_owned(),
+            Stat::Sum,
+            lines,
+        )
+    })
 }
 
 /// The fan-out queue: depth of the queue and the dead-letter queue, the oldest job's age.
@@ -299,9 +351,11 @@ fn function_graph(h: Handler) -> MetricWidget {
 
 /// The dashboard's body for the functions of `handlers`: a heading, then the graphs two by two.
 pub fn body(stage: &Stage, handlers: &[Handler]) -> DashboardBody {
-    let mut graphs = api_graphs();
-    graphs.insert(2, delivery_graph(handlers));
-    graphs.insert(3, queue_graph());
+    let mut graphs = api_graphs(handlers);
+    let mut middle = vec![delivery_graph(handlers)];
+    middle.extend(forward_graph(handlers));
+    middle.push(queue_graph());
+    graphs.splice(2..2, middle);
     graphs.extend(handlers.iter().map(|h| function_graph(*h)));
     let mut widgets = vec![Widget {
         x: 0,
@@ -310,7 +364,7 @@ pub fn body(stage: &Stage, handlers: &[Handler]) -> DashboardBody {
         height: HEADING_HEIGHT,
         content: WidgetContent::Text(TextWidget {
             markdown: format!(
-                "# wsstack, stage {}\nThe API, the fan-out queue and each function. The deliveries graph shows wsstack's own metrics (namespace `{}`), which the handlers write in embedded metric format, one line per delivery.",
+                "# wsstack, stage {}\nThe API, the fan-out queue and each function. Deliveries, forwarded actions and the refusals over rate limits are wsstack's own metrics (namespace `{}`), which the handlers write in embedded metric format.",
                 stage.name,
                 metrics::NAMESPACE
             ),
@@ -363,8 +417,9 @@ mod tests {
                 }
             }
         }
-        // A heading, 6 graphs for the API and the queue, one per function.
-        assert_eq!(b.widgets.len(), 1 + 6 + Handler::ALL.len());
+        // A heading, 7 graphs for the API, the queue and the forwarded actions, one per
+        // function.
+        assert_eq!(b.widgets.len(), 1 + 7 + Handler::ALL.len());
     }
 
     #[test]
@@ -378,6 +433,38 @@ mod tests {
         assert_eq!(
             serde_json::to_value(&l).expect("json"),
             serde_json::json!(["AWS/Lambda", "Errors", "FunctionName", "${F}", {"label": "errors"}])
+        );
+    }
+
+    /// Issue 19: forwarded actions beside the deliveries, refusals over rate limits beside the
+    /// messages; no forwards graph in a stack without a forwarding handler.
+    #[test]
+    fn forwards_and_refusals_are_graphed_beside_deliveries_and_messages() {
+        let titles = |handlers: &[Handler]| -> Vec<String> {
+            body(&test_stage(""), handlers)
+                .widgets
+                .into_iter()
+                .filter_map(|w| match w.content {
+                    WidgetContent::Metric(m) => Some(m.title),
+                    WidgetContent::Text(_) => None,
+                })
+                .collect()
+        };
+        let all = titles(&Handler::ALL);
+        assert!(all[1].starts_with("Messages"), "{all:?}");
+        assert!(all[2].starts_with("Deliveries"), "{all:?}");
+        assert!(all[3].starts_with("Forwarded actions"), "{all:?}");
+        let without: Vec<Handler> = Handler::ALL
+            .into_iter()
+            .filter(|h| *h != Handler::Forward)
+            .collect();
+        assert!(!titles(&without).iter().any(|t| t.starts_with("Forwarded")));
+        let messages = messages_graph(&[Handler::SendMessage, Handler::Connect]);
+        let names: Vec<&str> = messages.metrics.iter().map(|l| l.name).collect();
+        assert_eq!(
+            names,
+            ["MessageCount", "RateLimited", "BroadcastBudgetExceeded"],
+            "send-message is rate limited and budgeted, $connect neither"
         );
     }
 

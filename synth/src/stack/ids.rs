@@ -129,6 +129,11 @@ pub fn throttled_deliveries_alarm(h: Handler) -> String {
 pub fn cut_off_alarm(h: Handler) -> String {
     format!("{}CutOffAtDeadlineAlarm", h.logical_id_stem())
 }
+/// A forwarding handler's alarm: forwarded actions answered `backend_unavailable`
+/// (wsstack's `ForwardFailed`).
+pub fn forward_failed_alarm(h: Handler) -> String {
+    format!("{}ForwardFailedAlarm", h.logical_id_stem())
+}
 
 #[cfg(test)]
 mod tests {
@@ -150,6 +155,10 @@ mod tests {
             "SendMessageThrottledDeliveriesAlarm"
         );
         assert_eq!(cut_off_alarm(h), "SendMessageCutOffAtDeadlineAlarm");
+        assert_eq!(
+            forward_failed_alarm(Handler::Forward),
+            "ForwardForwardFailedAlarm"
+        );
     }
 
     #[test]

@@ -407,8 +407,8 @@ impl App {
     /// The delivery service over the app's stores, API and queue, in the stage's fan-out mode.
     pub fn delivery(&self) -> delivery::Delivery {
         let queue_segments = match &self.config.fanout {
-            config::FanOutMode::Queue { segments, .. } => Some(*segments),
-            config::FanOutMode::Inline { .. } => None,
+            config::Fanout::Queue { segments, .. } => Some(*segments),
+            config::Fanout::Inline { .. } => None,
         };
         delivery::Delivery {
             store: self.store.clone(),

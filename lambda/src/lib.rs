@@ -89,8 +89,8 @@ pub async fn run_lambda() -> Result<(), RunError> {
 /// queue mode, or the hand-off queue of an inline fan-out too large for one invocation.
 fn sqs_queue(config: &Config, sdk: &aws_config::SdkConfig) -> Option<queue::SqsQueue> {
     let queue_url = match &config.fanout {
-        config::FanOutMode::Queue { queue_url, .. } => Some(queue_url),
-        config::FanOutMode::Inline { handoff_queue_url } => handoff_queue_url.as_ref(),
+        config::Fanout::Queue { queue_url, .. } => Some(queue_url),
+        config::Fanout::Inline { handoff_queue_url } => handoff_queue_url.as_ref(),
     };
     queue_url.map(|url| queue::SqsQueue::new(aws_sdk_sqs::Client::new(sdk), url.clone()))
 }

@@ -11,7 +11,8 @@ use std::process::Command;
 
 use serde_json::Value;
 
-const LAMBDA_RUNTIME_CRATES: [&str; 3] = ["lambda_runtime", "lambda_http", "lambda_runtime_api_client"];
+const LAMBDA_RUNTIME_CRATES: [&str; 3] =
+    ["lambda_runtime", "lambda_http", "lambda_runtime_api_client"];
 
 /// The workspace's resolve graph: each package id's name and the ids of its normal and build
 /// dependencies (dev-dependencies are not linked into the package's own targets).
@@ -47,7 +48,10 @@ fn graph() -> Graph {
         .iter()
         .map(|node| {
             let deps = node["deps"].as_array().expect("deps");
-            let linked = deps.iter().filter(|d| is_linked(d)).map(|d| text(&d["pkg"]));
+            let linked = deps
+                .iter()
+                .filter(|d| is_linked(d))
+                .map(|d| text(&d["pkg"]));
             (text(&node["id"]), linked.collect())
         })
         .collect();

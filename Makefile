@@ -56,7 +56,7 @@ handlers: ## Build the Lambda zip for arm64, one for every route (target/lambda/
 	scripts/install-lambda-tools.sh
 	# One binary serves every route: each function's Handler property names its handler.
 	# opt-level "s": 2.2 MiB zips instead of 2.8 MiB at opt-level 3; the handlers wait on the network.
-	CARGO_PROFILE_RELEASE_OPT_LEVEL=s cargo lambda build --release --arm64 --output-format zip -p wsstack-handlers --bin bootstrap
+	CARGO_PROFILE_RELEASE_OPT_LEVEL=s cargo lambda build --release --arm64 --output-format zip -p wsstack-lambda --bin bootstrap
 	@ls -l target/lambda/bootstrap/bootstrap.zip | awk '{printf "  bootstrap.zip %8.2f MiB\n", $$5/1048576}'
 
 .PHONY: synth
@@ -112,7 +112,7 @@ asyncapi: ## Regenerate docs/asyncapi.yaml from the protocol types and the route
 # The tests `make check` runs: the ones that need no server or tool outside cargo (no dynalite,
 # moto, browser, cfn-lint or node). Everything else runs in `make test`.
 CHECK_TESTS := --workspace --exclude wsstack-tests --lib --bins \
-	--test templates --test review --test stages --test assembly --test diff --test routes --test forward --test binaries --test jwt --test cli --test web
+	--test templates --test review --test stages --test assembly --test diff --test routes --test forward --test binaries --test jwt --test cli --test dependencies --test web
 
 .PHONY: check
 check: ## Quick: fmt, clippy and the tests that need no outside server (a warm build: under 2 minutes)
@@ -128,7 +128,7 @@ test: lint ## Every test: lints, unit, snapshot, tool and integration tests
 bench: ## Benchmarks that print their figures (synth, handler cold start and fan-out, gateway)
 	cargo bench -p wsstack-synth --bench synth
 	# The x86_64 release build of the one Lambda binary, for the cold-start figure.
-	cargo build --release -p wsstack-handlers --bin bootstrap
+	cargo build --release -p wsstack-lambda --bin bootstrap
 	cargo bench -p wsstack-tests --bench cold_start
 	cargo bench -p wsstack-handlers --bench fanout
 	# With serverless-offline measured in the same run (needs Node.js and npm; installs it with npm ci).

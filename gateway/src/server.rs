@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use wsstack_handlers::App;
 use wsstack_handlers::audience::AudienceSource;
-use wsstack_handlers::config::{Config, DEFAULT_BROADCAST_CONCURRENCY, FanOutMode};
+use wsstack_handlers::config::{Config, DEFAULT_BROADCAST_CONCURRENCY, Fanout};
 use wsstack_handlers::management::SdkManagementApi;
 use wsstack_handlers::membership::{MembershipStore, MemoryMembershipStore};
 use wsstack_handlers::push_api::PushApi;
@@ -344,7 +344,7 @@ fn start_queue_worker(
     config: &mut Config,
     cancel: &CancellationToken,
 ) -> (Arc<MemoryQueue>, JoinHandle<()>) {
-    config.fanout = FanOutMode::Queue {
+    config.fanout = Fanout::Queue {
         queue_url: fanout_queue::LOCAL_QUEUE_URL.to_owned(),
         segments: mode.segments,
     };

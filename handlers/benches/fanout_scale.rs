@@ -18,7 +18,7 @@ use aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest;
 use tokio::time::Instant;
 use wsstack_handlers::App;
 use wsstack_handlers::audience::{AudienceError, AudiencePage, AudienceSource};
-use wsstack_handlers::config::{Config, FanOutMode};
+use wsstack_handlers::config::{Config, Fanout};
 use wsstack_handlers::fanout::Deadline;
 use wsstack_handlers::job::JobAudience;
 use wsstack_handlers::management::ATTEMPT_TIMEOUT;
@@ -244,7 +244,7 @@ async fn queue(n: usize, transient_one_in: u64) -> Figures {
     let audience = counting_audience(&store);
     let mut config = Config::new("Connections");
     config.broadcast_concurrency = CONCURRENCY;
-    config.fanout = FanOutMode::Queue {
+    config.fanout = Fanout::Queue {
         queue_url: "http://127.0.0.1:9/queue".into(),
         segments: SEGMENTS,
     };

@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use wsstack_routes::bridge::{ForwardedAction, MAX_MAX_DATA_BYTES};
-use wsstack_routes::{EnvVar, Handler};
+use wsstack_routes::{EnvVar, FanoutMode, Handler};
 
 use crate::store::MessageRate;
 
@@ -123,14 +123,25 @@ pub enum ConfigError {
     },
 }
 
-/// How a broadcast reaches everyone.
+/// How a broadcast reaches everyone: the [`FanoutMode`] ([`FANOUT_MODE`]) with what that mode
+/// needs at run time (the queue, the segments).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum FanOutMode {
+pub enum Fanout {
     /// The sendMessage function posts to every connection itself, within its deadline; with a
     /// queue ([`FANOUT_QUEUE_URL`] set), what the deadline leaves is handed to the worker.
     Inline { handoff_queue_url: Option<String> },
     /// sendMessage enqueues one job per Scan segment; the fan-out worker posts.
     Queue { queue_url: String, segments: u32 },
+}
+
+impl Fanout {
+    /// The mode these settings are for.
+    pub fn mode(&self) -> FanoutMode {
+        match self {
+            Fanout::Inline { .. } => FanoutMode::Inline,
+            Fanout::Queue { .. } => FanoutMode::Queue,
+        }
+    }
 }
 
 /// The handlers' configuration.
@@ -147,7 +158,7 @@ pub struct Config {
     pub callback_url: Option<String>,
     /// Lifetime of a connection record (`expiresAt` = connect time + this).
     pub connection_ttl: Duration,
-    pub fanout: FanOutMode,
+    pub fanout: Fanout,
     /// Whether `$connect` sits behind the JWT authorizer ([`AUTH_MODE`]` = jwt`).
     pub authenticated: bool,
     /// Each connection's request rate limit, on every client route.
@@ -174,7 +185,7 @@ impl Config {
             broadcast_concurrency: DEFAULT_BROADCAST_CONCURRENCY,
             callback_url: None,
             connection_ttl: CONNECTION_TTL,
-            fanout: FanOutMode::Inline {
+            fanout: Fanout::Inline {
                 handoff_queue_url: None,
             },
             authenticated: false,
@@ -369,7 +380,7 @@ fn parse_concurrency(value: &str) -> Result<usize, ConfigError> {
     }
 }
 
-fn parse_fanout(lookup: &impl Fn(&str) -> Option<String>) -> Result<FanOutMode, ConfigError> {
+fn parse_fanout(lookup: &impl Fn(&str) -> Option<String>) -> Result<Fanout, ConfigError> {
     let queue_url = match lookup(FANOUT_QUEUE_URL) {
         None => None,
         Some(u) if u.starts_with("https://") || u.starts_with("http://") => Some(u),
@@ -381,11 +392,16 @@ fn parse_fanout(lookup: &impl Fn(&str) -> Option<String>) -> Result<FanOutMode, 
             ));
         }
     };
-    match lookup(FANOUT_MODE).as_deref().map(str::trim) {
-        None | Some("" | "inline") => Ok(FanOutMode::Inline {
+    let mode = match lookup(FANOUT_MODE).as_deref().map(str::trim) {
+        None | Some("") => FanoutMode::Inline,
+        Some(value) => FanoutMode::from_name(value)
+            .ok_or_else(|| invalid(FANOUT_MODE, value, "must be `inline` or `queue`"))?,
+    };
+    match mode {
+        FanoutMode::Inline => Ok(Fanout::Inline {
             handoff_queue_url: queue_url,
         }),
-        Some("queue") => {
+        FanoutMode::Queue => {
             let Some(queue_url) = queue_url else {
                 return Err(ConfigError::Missing {
                     name: FANOUT_QUEUE_URL,
@@ -404,12 +420,11 @@ fn parse_fanout(lookup: &impl Fn(&str) -> Option<String>) -> Result<FanOutMode, 
                     }
                 },
             };
-            Ok(FanOutMode::Queue {
+            Ok(Fanout::Queue {
                 queue_url,
                 segments,
             })
         }
-        Some(other) => Err(invalid(FANOUT_MODE, other, "must be `inline` or `queue`")),
     }
 }
 
@@ -725,11 +740,12 @@ mod tests {
         .unwrap();
         assert_eq!(
             c.fanout,
-            FanOutMode::Queue {
+            Fanout::Queue {
                 queue_url: "https://sqs.eu-west-1.amazonaws.com/1/q".into(),
                 segments: 16
             }
         );
+        assert_eq!(c.fanout.mode(), FanoutMode::Queue);
         let inline = config(&[
             (TABLE_NAME, "Tbl"),
             (FANOUT_QUEUE_URL, "http://127.0.0.1:1/q"),
@@ -737,11 +753,12 @@ mod tests {
         .unwrap();
         assert_eq!(
             inline.fanout,
-            FanOutMode::Inline {
+            Fanout::Inline {
                 handoff_queue_url: Some("http://127.0.0.1:1/q".into())
             },
             "inline mode hands off to the queue when it has one"
         );
+        assert_eq!(inline.fanout.mode(), FanoutMode::Inline);
         assert_eq!(inline.max_job_age, DEFAULT_MAX_JOB_AGE);
         let aged = config(&[(TABLE_NAME, "Tbl"), (FANOUT_MAX_JOB_AGE_SECONDS, "120")]).unwrap();
         assert_eq!(aged.max_job_age, Duration::from_secs(120));

@@ -1,4 +1,5 @@
-//! The Lambda handlers of the wsstack WebSocket API and the library they share.
+//! The handlers of the wsstack WebSocket API as a library, without Lambda's runtime: the
+//! `bootstrap` binary of `wsstack-lambda` runs them in Lambda, the local gateway on localhost.
 //!
 //! - [`App`]: the handlers over a store, a management API and a configuration, shared by the
 //!   Lambda binary, the local gateway and the tests; [`App::handle_until`] dispatches to one
@@ -20,8 +21,7 @@
 //!   EventBridge bus, answered in the route's response) and the bus they go to; [`bus_push`]:
 //!   a backend's reply through the bus, which the worker delivers.
 //! - [`token_sweep`]: closing the connections whose token has expired.
-//! - `lambda` ([`run_lambda`]): the `bootstrap` binary's Lambda loops; `sdk`
-//!   ([`aws_sdk_config`], [`local_sdk_config`]): the SDK's configuration.
+//! - `sdk` ([`aws_sdk_config`], [`local_sdk_config`]): the SDK's configuration.
 //!
 //! Every client route first charges one request to the connection's rate limit and, for an
 //! authenticated connection, its user's ([`App`]'s `admit`); a broadcast also spends the stage's
@@ -38,7 +38,6 @@ pub mod domain;
 pub mod fanout;
 pub mod forwarded;
 pub mod job;
-mod lambda;
 pub mod management;
 pub mod membership;
 pub mod metrics;
@@ -53,7 +52,6 @@ pub mod store;
 pub mod token_sweep;
 pub mod worker;
 
-pub use lambda::{RunError, run_lambda};
 pub use sdk::{aws_sdk_config, https_client, local_sdk_config};
 
 use std::sync::Arc;
@@ -102,6 +100,23 @@ pub enum HandlerError {
     /// A forwarded action's detail could not be written as JSON.
     #[error("could not encode the event's detail: {0}")]
     Encode(#[from] serde_json::Error),
+}
+
+impl HandlerError {
+    /// The variant's name, stable across releases: the Lambda binary reports a function error
+    /// as `HandlerError::{kind}` (its `errorType`), which alarms and log queries match on.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            HandlerError::MissingField(_) => "MissingField",
+            HandlerError::Store(_) => "StoreError",
+            HandlerError::Management(_) => "ManagementError",
+            HandlerError::Delivery(_) => "DeliveryError",
+            HandlerError::NothingDelivered { .. } => "NothingDelivered",
+            HandlerError::NotARoute(_) => "NotARoute",
+            HandlerError::NoBus => "NoBus",
+            HandlerError::Encode(_) => "Encode",
+        }
+    }
 }
 
 /// Where forwarded actions go, and which ones.
@@ -415,8 +430,8 @@ impl App {
     /// The delivery service over the app's stores, API and queue, in the stage's fan-out mode.
     pub fn delivery(&self) -> delivery::Delivery {
         let queue_segments = match &self.config.fanout {
-            config::FanOutMode::Queue { segments, .. } => Some(*segments),
-            config::FanOutMode::Inline { .. } => None,
+            config::Fanout::Queue { segments, .. } => Some(*segments),
+            config::Fanout::Inline { .. } => None,
         };
         delivery::Delivery {
             store: self.store.clone(),

@@ -3,8 +3,9 @@
 //! connections and to close one. Its routes are [`wsstack_routes::push_api::PUSH_ROUTES`].
 //!
 //! [`PushApi::answer`] knows nothing of Lambda or of a server: it takes a method, a path and a
-//! body and gives a status and a JSON body. [`serve_lambda`] runs it behind an HTTP API (payload
-//! format 2.0, with `lambda_http`); the local gateway serves the same function on its push port.
+//! body and gives a status and a JSON body. The `bootstrap` binary (wsstack-lambda) runs it behind
+//! an HTTP API (payload format 2.0, with `lambda_http`); the local gateway serves the same
+//! function on its push port.
 //!
 //! Answers (every one JSON):
 //!
@@ -331,60 +332,6 @@ fn unavailable(reference: &str) -> PushResponse {
         "unavailable",
         format!("the stage's store or queue failed; try again later (reference {reference})"),
     )
-}
-
-/// The `push-api` function's loop: HTTP API events (payload format 2.0) through `lambda_http`.
-pub async fn serve_lambda(push_api: PushApi) -> Result<(), crate::lambda::RunError> {
-    lambda_http::run(lambda_http::service_fn(
-        move |request: lambda_http::Request| {
-            let push_api = push_api.clone();
-            async move {
-                use lambda_http::RequestExt;
-                let context = request.lambda_context();
-                let deadline = Deadline::from_lambda_deadline(
-                    context.deadline,
-                    crate::management::ATTEMPT_TIMEOUT,
-                );
-                let reference = context.request_id.clone();
-                let path = request.raw_http_path().to_owned();
-                let answer = push_api
-                    .answer(
-                        request.method().as_str(),
-                        &path,
-                        request.body().as_ref(),
-                        &reference,
-                        Some(deadline),
-                    )
-                    .await;
-                Ok::<_, std::convert::Infallible>(http_response(answer))
-            }
-        },
-    ))
-    .await
-    .map_err(|e| crate::lambda::RunError::Runtime(e.to_string()))
-}
-
-/// The answer as an HTTP response.
-fn http_response(answer: PushResponse) -> lambda_http::Response<lambda_http::Body> {
-    let mut builder = lambda_http::Response::builder().status(answer.status);
-    if !answer.body.is_empty() {
-        builder = builder.header("content-type", "application/json");
-    }
-    if let Some(allow) = &answer.allow {
-        builder = builder.header("allow", allow);
-    }
-    let body = if answer.body.is_empty() {
-        lambda_http::Body::Empty
-    } else {
-        lambda_http::Body::Text(answer.body)
-    };
-    builder.body(body).unwrap_or_else(|e| {
-        // A status from this module and static header names: cannot fail; answer 500 if it did.
-        tracing::error!(error = %e, "building the response failed");
-        let mut r = lambda_http::Response::new(lambda_http::Body::Empty);
-        *r.status_mut() = lambda_http::http::StatusCode::INTERNAL_SERVER_ERROR;
-        r
-    })
 }
 
 #[cfg(test)]

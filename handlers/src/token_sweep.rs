@@ -191,54 +191,31 @@ impl Closer {
     }
 }
 
-/// Serves the token sweeper's Lambda function (the `token-sweeper` handler, which `run_lambda`
-/// dispatches here): each invocation, an EventBridge scheduled event whose content does not
-/// matter, is one sweep bounded by the invocation's deadline. It needs the `@connections`
-/// endpoint ([`crate::config::CALLBACK_URL`], which synth sets): a scheduled event names no API.
-pub(crate) async fn serve_lambda(
-    store: Arc<dyn ConnectionStore>,
-    api: Arc<dyn ManagementApi>,
-    config: &crate::config::Config,
-) -> Result<(), crate::RunError> {
-    let Some(endpoint) = config.callback_url.clone() else {
-        let e = crate::config::ConfigError::Missing {
-            name: crate::config::CALLBACK_URL,
+impl Closer {
+    /// The token sweeper as the stage's function runs it (the `token-sweeper` handler, which
+    /// the `bootstrap` binary of wsstack-lambda hands EventBridge scheduled events to), from its
+    /// configuration. It needs the `@connections` endpoint ([`crate::config::CALLBACK_URL`],
+    /// which synth sets): a scheduled event names no API. Missing, it is a configuration error,
+    /// logged.
+    pub fn from_config(
+        store: Arc<dyn ConnectionStore>,
+        api: Arc<dyn ManagementApi>,
+        config: &crate::config::Config,
+    ) -> Result<Closer, crate::config::ConfigError> {
+        let Some(endpoint) = config.callback_url.clone() else {
+            let e = crate::config::ConfigError::Missing {
+                name: crate::config::CALLBACK_URL,
+            };
+            tracing::error!(error = %e, "bad configuration");
+            return Err(e);
         };
-        tracing::error!(error = %e, "bad configuration");
-        return Err(e.into());
-    };
-    let closer = Closer {
-        store,
-        api,
-        endpoint,
-        concurrency: config.broadcast_concurrency,
-    };
-    tracing::debug!(handler = HANDLER_NAME, "ready");
-    lambda_runtime::run(lambda_runtime::service_fn(
-        move |event: lambda_runtime::LambdaEvent<serde_json::Value>| {
-            let closer = closer.clone();
-            async move {
-                let deadline = Deadline::from_lambda_deadline(
-                    event.context.deadline,
-                    crate::management::ATTEMPT_TIMEOUT,
-                );
-                let report = closer
-                    .sweep(chrono::Utc::now().timestamp(), Some(deadline))
-                    .await;
-                // The report is the answer (EventBridge ignores it; a manual invoke shows it).
-                Ok::<_, std::convert::Infallible>(serde_json::json!({
-                    "listed": report.listed,
-                    "closed": report.closed,
-                    "gone": report.gone,
-                    "failed": report.failed,
-                    "unfinished": report.unfinished,
-                    "listErrors": report.list_errors,
-                }))
-            }
-        },
-    ))
-    .await
-    .map_err(|e| crate::RunError::Runtime(e.to_string()))
+        Ok(Closer {
+            store,
+            api,
+            endpoint,
+            concurrency: config.broadcast_concurrency,
+        })
+    }
 }
 
 #[cfg(test)]

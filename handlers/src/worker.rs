@@ -436,67 +436,54 @@ impl Worker {
     }
 }
 
-/// Serves the fan-out worker's Lambda function (the `fanout-worker` handler, which `run_lambda`
-/// dispatches here): SQS events, each a batch of jobs. It needs a queue to re-enqueue to: the
-/// stage's fan-out queue ([`crate::config::FANOUT_QUEUE_URL`]), set in both modes, since inline
-/// mode hands off to the worker what its deadline leaves.
-pub(crate) async fn serve_lambda(
-    store: Arc<crate::store::DynamoDbStore>,
-    memberships: Option<Arc<crate::membership::DynamoDbMembershipStore>>,
-    api: Arc<dyn ManagementApi>,
-    queue: Option<crate::queue::SqsQueue>,
-    config: &crate::config::Config,
-) -> Result<(), crate::RunError> {
-    let Some(queue) = queue else {
-        let e = crate::config::ConfigError::Missing {
-            name: crate::config::FANOUT_QUEUE_URL,
+impl Worker {
+    /// The fan-out worker as the stage's function runs it (the `fanout-worker` handler, which
+    /// the `bootstrap` binary of wsstack-lambda hands SQS events to, each a batch of jobs), from
+    /// its configuration. It needs a queue to re-enqueue to: the stage's fan-out queue
+    /// ([`crate::config::FANOUT_QUEUE_URL`]), set in both modes, since inline mode hands off to
+    /// the worker what its deadline leaves; and the `@connections` endpoint
+    /// ([`crate::config::CALLBACK_URL`]). Either missing is a configuration error, logged.
+    pub fn from_config(
+        store: Arc<crate::store::DynamoDbStore>,
+        memberships: Option<Arc<crate::membership::DynamoDbMembershipStore>>,
+        api: Arc<dyn ManagementApi>,
+        queue: Option<crate::queue::SqsQueue>,
+        config: &crate::config::Config,
+    ) -> Result<Worker, crate::config::ConfigError> {
+        let Some(queue) = queue else {
+            let e = crate::config::ConfigError::Missing {
+                name: crate::config::FANOUT_QUEUE_URL,
+            };
+            tracing::error!(error = %e, "bad configuration");
+            return Err(e);
         };
-        tracing::error!(error = %e, "bad configuration");
-        return Err(e.into());
-    };
-    // The only endpoint the worker posts to: synth sets it to the stage's execute-api
-    // endpoint; jobs naming another are refused.
-    let Some(endpoint) = config.callback_url.clone() else {
-        let e = crate::config::ConfigError::Missing {
-            name: crate::config::CALLBACK_URL,
+        // The only endpoint the worker posts to: synth sets it to the stage's execute-api
+        // endpoint; jobs naming another are refused.
+        let Some(endpoint) = config.callback_url.clone() else {
+            let e = crate::config::ConfigError::Missing {
+                name: crate::config::CALLBACK_URL,
+            };
+            tracing::error!(error = %e, "bad configuration");
+            return Err(e);
         };
-        tracing::error!(error = %e, "bad configuration");
-        return Err(e.into());
-    };
-    let memberships = memberships.map(|m| m as Arc<dyn MembershipStore>);
-    let worker = Worker {
-        store: store.clone(),
-        audience: Arc::new(crate::audience::StackAudience {
-            connections: store,
-            memberships: memberships.clone(),
-        }),
-        api,
-        queue: Arc::new(queue),
-        memberships,
-        endpoint,
-        max_job_age: config.max_job_age,
-        concurrency: config.broadcast_concurrency,
-        page_size: PAGE_SIZE,
-        broadcast_budget: Some(config.broadcast_budget),
-        metrics: crate::metrics::Metrics::from_lambda_env(),
-    };
-    tracing::debug!(handler = HANDLER_NAME, "ready");
-    lambda_runtime::run(lambda_runtime::service_fn(
-        move |event: lambda_runtime::LambdaEvent<SqsEvent>| {
-            let worker = worker.clone();
-            async move {
-                let deadline = Deadline::from_lambda_deadline(
-                    event.context.deadline,
-                    crate::management::ATTEMPT_TIMEOUT,
-                );
-                Ok::<_, std::convert::Infallible>(
-                    worker.handle_sqs(event.payload, Some(deadline)).await,
-                )
-            }
-        },
-    ))
-    .await
-    .map_err(|e| crate::RunError::Runtime(e.to_string()))
+        let memberships = memberships.map(|m| m as Arc<dyn MembershipStore>);
+        Ok(Worker {
+            store: store.clone(),
+            audience: Arc::new(crate::audience::StackAudience {
+                connections: store,
+                memberships: memberships.clone(),
+            }),
+            api,
+            queue: Arc::new(queue),
+            memberships,
+            endpoint,
+            max_job_age: config.max_job_age,
+            concurrency: config.broadcast_concurrency,
+            page_size: PAGE_SIZE,
+            broadcast_budget: Some(config.broadcast_budget),
+            metrics: crate::metrics::Metrics::from_lambda_env(),
+        })
+    }
 }
 
 #[cfg(test)]

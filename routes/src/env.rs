@@ -53,6 +53,37 @@ pub enum EnvVar {
     ForwardedActions,
 }
 
+/// How a broadcast reaches everyone: the stage file's `[fanout] mode` and the value synth gives
+/// [`EnvVar::FanoutMode`], which the handlers read. One type for the stage, synth, the handlers
+/// and the gateway.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FanoutMode {
+    /// `sendMessage` posts to every connection itself, within its deadline (what the deadline
+    /// leaves goes to the fan-out queue when there is one).
+    Inline,
+    /// `sendMessage` enqueues fan-out jobs; the fan-out worker posts.
+    Queue,
+}
+
+impl FanoutMode {
+    /// Every mode.
+    pub const ALL: [FanoutMode; 2] = [FanoutMode::Inline, FanoutMode::Queue];
+
+    /// The mode's name: in the stage file and as the value of [`EnvVar::FanoutMode`].
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            FanoutMode::Inline => "inline",
+            FanoutMode::Queue => "queue",
+        }
+    }
+
+    /// The mode named `value` (exactly as [`FanoutMode::as_str`] spells it), if any.
+    pub fn from_name(value: &str) -> Option<FanoutMode> {
+        FanoutMode::ALL.into_iter().find(|m| m.as_str() == value)
+    }
+}
+
 impl EnvVar {
     /// Every variable, in declaration order.
     pub const ALL: [EnvVar; 22] = [
@@ -112,6 +143,18 @@ impl EnvVar {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_fanout_mode_reads_back_from_its_name_and_its_serde_form() {
+        for mode in FanoutMode::ALL {
+            assert_eq!(FanoutMode::from_name(mode.as_str()), Some(mode));
+            let json = serde_json::to_value(mode).expect("serialize");
+            assert_eq!(json, serde_json::json!(mode.as_str()));
+            assert_eq!(serde_json::from_value::<FanoutMode>(json).ok(), Some(mode));
+        }
+        assert_eq!(FanoutMode::from_name("Queue"), None);
+        assert_eq!(FanoutMode::from_name("fast"), None);
+    }
 
     #[test]
     fn names_are_unique_screaming_snake_case() {

@@ -22,7 +22,7 @@ pub mod push_api;
 pub use access::{
     BusAction, Index, ManagementOperation, QueueAction, Table, TableAction, TableGrant,
 };
-pub use env::EnvVar;
+pub use env::{EnvVar, FanoutMode};
 pub use handler::{Handler, HandlerSpec, Invocation, SPECS};
 
 /// The expression API Gateway evaluates on every incoming message to pick a route.

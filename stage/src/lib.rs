@@ -13,6 +13,9 @@ use wsstack_routes::{Handler, Invocation, ROUTES};
 
 use lambda::{FunctionFields, LambdaSection};
 
+/// `[fanout] mode`: the routes crate's, the one type every crate uses.
+pub use wsstack_routes::FanoutMode;
+
 pub use alarms::{ALARM_PERIOD_SECONDS, AlarmSettings, AlarmTarget};
 pub use auth::{AuthSettings, IdentityProvider, JwtSettings};
 
@@ -127,26 +130,6 @@ pub struct FanoutSettings {
     /// The oldest a fan-out job may be, counted from its message's first enqueue across every
     /// continuation, before the worker drops it (`FANOUT_MAX_JOB_AGE_SECONDS`).
     pub max_job_age_seconds: u32,
-}
-
-/// `[fanout] mode`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum FanoutMode {
-    /// `sendMessage` posts to every connection itself, within its deadline.
-    Inline,
-    /// `sendMessage` enqueues fan-out jobs; the worker posts.
-    Queue,
-}
-
-impl FanoutMode {
-    /// The value of the handlers' `FANOUT_MODE` variable.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            FanoutMode::Inline => "inline",
-            FanoutMode::Queue => "queue",
-        }
-    }
 }
 
 /// `[domain]`: a Regional custom domain name mapped to this stage

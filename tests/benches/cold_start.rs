@@ -2,7 +2,7 @@
 //! local Lambda Runtime API, the way Lambda starts a `provided.al2023` function. Prints the
 //! median (and spread) of 20 cold starts and the process's peak RSS.
 //!
-//! The binary is the x86_64 release build (`cargo build --release -p wsstack-handlers --bin
+//! The binary is the x86_64 release build (`cargo build --release -p wsstack-lambda --bin
 //! bootstrap`, which `make bench` runs first; `BOOTSTRAP=path` to bench another build). It
 //! serves `$disconnect` (_HANDLER=disconnect): init (logging, configuration, SDK config and
 //! clients), one event, one DynamoDB DeleteItem to a local stand-in that answers at once, so
@@ -34,7 +34,7 @@ fn bootstrap() -> Result<PathBuf, String> {
         Ok(path)
     } else {
         Err(format!(
-            "{} does not exist: build it with `cargo build --release -p wsstack-handlers --bin \
+            "{} does not exist: build it with `cargo build --release -p wsstack-lambda --bin \
              bootstrap` (`make bench` does), or set BOOTSTRAP=path",
             path.display()
         ))

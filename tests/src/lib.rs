@@ -69,12 +69,13 @@ pub fn tests_dir() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// A binary of the handlers crate (`bootstrap`) built in the profile this test runs from.
+/// A binary of the Lambda crate (`bootstrap`, of `wsstack-lambda`) built in the profile this
+/// test runs from.
 pub fn handlers_binary(name: &str) -> PathBuf {
-    package_binary("wsstack-handlers", name)
+    package_binary("wsstack-lambda", name)
 }
 
-/// The binary `name` of workspace package `package` (`wsstack-handlers`' `bootstrap`,
+/// The binary `name` of workspace package `package` (`wsstack-lambda`'s `bootstrap`,
 /// `wsstack-push`'s `push`) built in the profile this test runs from. `cargo test --workspace`
 /// builds it (both crates have integration tests, so cargo builds their binaries); when a
 /// narrower command did not, it is built here.

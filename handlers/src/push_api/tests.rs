@@ -123,7 +123,7 @@ async fn fixture(api: Recording, queue_mode: bool) -> Fixture {
     let mut config = Config::new("Connections");
     config.callback_url = Some(ENDPOINT.into());
     if queue_mode {
-        config.fanout = config::FanOutMode::Queue {
+        config.fanout = config::Fanout::Queue {
             queue_url: "http://127.0.0.1:9/queue".into(),
             segments: 2,
         };

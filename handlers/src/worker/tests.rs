@@ -577,7 +577,7 @@ async fn a_room_message_in_queue_mode_is_one_job_that_reaches_each_member_once()
     let queue = MemoryQueue::new(VISIBILITY);
     let mut config = crate::config::Config::new("Connections");
     config.callback_url = Some(ENDPOINT.into());
-    config.fanout = crate::config::FanOutMode::Queue {
+    config.fanout = crate::config::Fanout::Queue {
         queue_url: "memory".into(),
         segments: 4,
     };

@@ -1,32 +1,31 @@
-//! The Lambda side of the `bootstrap` binary: logging, the handler picked by `_HANDLER`, the
-//! configuration checked before the first event, SDK clients built once, and each handler's
-//! event loop.
+//! The `bootstrap` binary's Lambda side, over the `wsstack-handlers` library: logging, the
+//! handler picked by `_HANDLER`, the configuration checked before the first event, SDK clients
+//! built once, and each handler's event loop on Lambda's Runtime API (`lambda_runtime`; the
+//! push API's through `lambda_http`, in [`push_api`]). The only crate that links either: the
+//! library stays free of them for the gateway, `push` and the tests.
+
+mod push_api;
 
 use std::sync::Arc;
 
 use aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest;
-use wsstack_routes::Handler;
-
-use crate::config::{self, Config};
-use crate::{
+use wsstack_handlers::config::{self, Config};
+use wsstack_handlers::{
     App, HandlerError, aws_sdk_config, bus, fanout, management, membership, queue, store,
     token_sweep, worker,
 };
+use wsstack_routes::Handler;
 
-impl From<HandlerError> for lambda_runtime::Diagnostic {
-    fn from(err: HandlerError) -> Self {
-        let kind = match &err {
-            HandlerError::MissingField(_) => "MissingField",
-            HandlerError::Store(_) => "StoreError",
-            HandlerError::Management(_) => "ManagementError",
-            HandlerError::Delivery(_) => "DeliveryError",
-            HandlerError::NothingDelivered { .. } => "NothingDelivered",
-            HandlerError::NotARoute(_) => "NotARoute",
-            HandlerError::NoBus => "NoBus",
-            HandlerError::Encode(_) => "Encode",
-        };
+/// A handler's function error as Lambda reports it: `errorType` `HandlerError::{kind}` and the
+/// error's message (a type of this crate because neither `HandlerError` nor
+/// `lambda_runtime::Diagnostic` is).
+#[derive(Debug)]
+struct FunctionError(HandlerError);
+
+impl From<FunctionError> for lambda_runtime::Diagnostic {
+    fn from(FunctionError(err): FunctionError) -> Self {
         lambda_runtime::Diagnostic {
-            error_type: format!("HandlerError::{kind}"),
+            error_type: format!("HandlerError::{}", err.kind()),
             error_message: err.to_string(),
         }
     }
@@ -56,15 +55,14 @@ pub async fn run_lambda() -> Result<(), RunError> {
     let memberships = membership_store(handler, &config, dynamodb)?;
     if handler == Handler::TokenSweeper {
         // Not a route: EventBridge scheduled events, not WebSocket ones.
-        return token_sweep::serve_lambda(Arc::new(store), Arc::new(api), &config).await;
+        return serve_token_sweeper(Arc::new(store), Arc::new(api), &config).await;
     }
     if handler == Handler::FanoutWorker {
         // Not a route: SQS events, not WebSocket ones.
-        return worker::serve_lambda(Arc::new(store), memberships, Arc::new(api), queue, &config)
-            .await;
+        return serve_worker(Arc::new(store), memberships, Arc::new(api), queue, &config).await;
     }
     let mut app = App::new(Arc::new(store), Arc::new(api), config.clone());
-    if let Some(metrics) = crate::metrics::Metrics::from_lambda_env() {
+    if let Some(metrics) = wsstack_handlers::metrics::Metrics::from_lambda_env() {
         app = app.with_metrics(metrics);
     }
     if let Some(m) = memberships {
@@ -82,7 +80,7 @@ pub async fn run_lambda() -> Result<(), RunError> {
         let push_api = app
             .push_api()
             .inspect_err(|e| tracing::error!(error = %e, "bad configuration"))?;
-        return crate::push_api::serve_lambda(push_api).await;
+        return push_api::serve_lambda(push_api).await;
     }
     serve_route(app, handler).await
 }
@@ -91,8 +89,8 @@ pub async fn run_lambda() -> Result<(), RunError> {
 /// queue mode, or the hand-off queue of an inline fan-out too large for one invocation.
 fn sqs_queue(config: &Config, sdk: &aws_config::SdkConfig) -> Option<queue::SqsQueue> {
     let queue_url = match &config.fanout {
-        config::FanOutMode::Queue { queue_url, .. } => Some(queue_url),
-        config::FanOutMode::Inline { handoff_queue_url } => handoff_queue_url.as_ref(),
+        config::Fanout::Queue { queue_url, .. } => Some(queue_url),
+        config::Fanout::Inline { handoff_queue_url } => handoff_queue_url.as_ref(),
     };
     queue_url.map(|url| queue::SqsQueue::new(aws_sdk_sqs::Client::new(sdk), url.clone()))
 }
@@ -138,11 +136,83 @@ async fn serve_route(app: App, handler: Handler) -> Result<(), RunError> {
                 );
                 app.handle_until(handler, event.payload, Some(deadline))
                     .await
+                    .map_err(FunctionError)
             }
         },
     ))
     .await
     .map_err(|e| RunError::Runtime(e.to_string()))
+}
+
+/// The fan-out worker's Lambda loop (the `fanout-worker` handler): SQS events, each a batch of
+/// jobs, answered with the batch's item failures.
+async fn serve_worker(
+    store: Arc<store::DynamoDbStore>,
+    memberships: Option<Arc<membership::DynamoDbMembershipStore>>,
+    api: Arc<dyn management::ManagementApi>,
+    queue: Option<queue::SqsQueue>,
+    config: &Config,
+) -> Result<(), RunError> {
+    let worker = worker::Worker::from_config(store, memberships, api, queue, config)?;
+    tracing::debug!(handler = worker::HANDLER_NAME, "ready");
+    lambda_runtime::run(lambda_runtime::service_fn(
+        move |event: lambda_runtime::LambdaEvent<aws_lambda_events::sqs::SqsEvent>| {
+            let worker = worker.clone();
+            async move {
+                let deadline = fanout::Deadline::from_lambda_deadline(
+                    event.context.deadline,
+                    management::ATTEMPT_TIMEOUT,
+                );
+                Ok::<_, std::convert::Infallible>(
+                    worker.handle_sqs(event.payload, Some(deadline)).await,
+                )
+            }
+        },
+    ))
+    .await
+    .map_err(|e| RunError::Runtime(e.to_string()))
+}
+
+/// The token sweeper's Lambda loop (the `token-sweeper` handler): each invocation, an
+/// EventBridge scheduled event whose content does not matter, is one sweep bounded by the
+/// invocation's deadline.
+async fn serve_token_sweeper(
+    store: Arc<dyn store::ConnectionStore>,
+    api: Arc<dyn management::ManagementApi>,
+    config: &Config,
+) -> Result<(), RunError> {
+    let closer = token_sweep::Closer::from_config(store, api, config)?;
+    tracing::debug!(handler = token_sweep::HANDLER_NAME, "ready");
+    lambda_runtime::run(lambda_runtime::service_fn(
+        move |event: lambda_runtime::LambdaEvent<serde_json::Value>| {
+            let closer = closer.clone();
+            async move {
+                let deadline = fanout::Deadline::from_lambda_deadline(
+                    event.context.deadline,
+                    management::ATTEMPT_TIMEOUT,
+                );
+                let report = closer
+                    .sweep(chrono::Utc::now().timestamp(), Some(deadline))
+                    .await;
+                // The report is the answer (EventBridge ignores it; a manual invoke shows it).
+                Ok::<_, std::convert::Infallible>(sweep_answer(&report))
+            }
+        },
+    ))
+    .await
+    .map_err(|e| RunError::Runtime(e.to_string()))
+}
+
+/// A sweep's report as the function's answer.
+fn sweep_answer(report: &token_sweep::SweepReport) -> serde_json::Value {
+    serde_json::json!({
+        "listed": report.listed,
+        "closed": report.closed,
+        "gone": report.gone,
+        "failed": report.failed,
+        "unfinished": report.unfinished,
+        "listErrors": report.list_errors,
+    })
 }
 
 /// The bus settings when `EVENT_BUS_NAME` is set; required by the `forward` handler, which
@@ -195,4 +265,46 @@ pub enum RunError {
     AuthSource(String),
     #[error("lambda runtime failed: {0}")]
     Runtime(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Lambda's `errorType` of a function error names the handler's error by its kind, which
+    /// alarms and log queries match on; the message is the error's.
+    #[test]
+    fn a_handler_error_is_reported_by_its_kind() {
+        let err = HandlerError::NothingDelivered { failed: 3 };
+        let diagnostic = lambda_runtime::Diagnostic::from(FunctionError(err));
+        assert_eq!(diagnostic.error_type, "HandlerError::NothingDelivered");
+        assert_eq!(
+            diagnostic.error_message,
+            "the broadcast reached none of its 3 recipients; every post failed"
+        );
+        let err = HandlerError::MissingField("requestContext.connectionId");
+        assert_eq!(
+            lambda_runtime::Diagnostic::from(FunctionError(err)).error_type,
+            "HandlerError::MissingField"
+        );
+    }
+
+    #[test]
+    fn a_sweep_answers_with_its_counts() {
+        let report = token_sweep::SweepReport {
+            listed: 5,
+            closed: 2,
+            gone: 1,
+            failed: 1,
+            unfinished: 1,
+            list_errors: 0,
+            ..Default::default()
+        };
+        assert_eq!(
+            sweep_answer(&report),
+            serde_json::json!({
+                "listed": 5, "closed": 2, "gone": 1, "failed": 1, "unfinished": 1, "listErrors": 0
+            })
+        );
+    }
 }

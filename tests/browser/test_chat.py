@@ -139,7 +139,9 @@ class Pages:
 
 def send(page: Page, text: str, to: str | None = None, room: str | None = None) -> None:
     if to is not None:
-        page.locator("#people button", has_text=to).click()
+        # By the button's exact title: `has_text` matches a substring, case-insensitively, and
+        # the button also shows the connection id, which can contain the name ("…BoB…").
+        page.locator(f'#people button[title="Send {to} a direct message"]').click()
     elif room is not None:
         page.select_option("#recipient", f"room:{room}")
     else:

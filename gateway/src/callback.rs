@@ -91,16 +91,24 @@ impl HttpConnector for InProcessClient {
                 .try_into_http1x()
                 .map_err(|e| ConnectorError::user(e.into()))?
                 .map(axum::body::Body::new);
-            let response = match router.oneshot(request).await {
-                Ok(response) => response,
-                Err(never) => match never {},
-            };
-            let (parts, body) = response.into_parts();
-            let bytes = axum::body::to_bytes(body, usize::MAX)
+            // A task of its own, as a connection's task serves a request that comes over the
+            // port: the caller (a fan-out polling 64 posts in one task) keeps signing the next
+            // requests while another worker thread serves this one.
+            let served = tokio::spawn(async move {
+                let response = match router.oneshot(request).await {
+                    Ok(response) => response,
+                    Err(never) => match never {},
+                };
+                let (parts, body) = response.into_parts();
+                axum::body::to_bytes(body, usize::MAX)
+                    .await
+                    .map(|bytes| http::Response::from_parts(parts, SdkBody::from(bytes)))
+            });
+            let response = served
                 .await
+                .map_err(|e| ConnectorError::io(e.into()))?
                 .map_err(|e| ConnectorError::io(e.into()))?;
-            HttpResponse::try_from(http::Response::from_parts(parts, SdkBody::from(bytes)))
-                .map_err(|e| ConnectorError::other(e.into(), None))
+            HttpResponse::try_from(response).map_err(|e| ConnectorError::other(e.into(), None))
         })
     }
 }

@@ -83,7 +83,10 @@ impl PushClientError {
 /// push-api function runs, so nothing was delivered and sending again is safe for every route
 /// ("the client can resubmit the failed requests in a way that is rate limiting":
 /// <https://docs.aws.amazon.com/apigateway/latest/developerguide/http-api-throttling.html>).
-/// The wait doubles from `first_delay` up to `max_delay`; other statuses are never retried.
+/// The wait's ceiling doubles from `first_delay` up to `max_delay`, and each wait is drawn at
+/// random below it ("full jitter", so that backends throttled together do not all come back at
+/// the same instant: <https://aws.amazon.com/blogs/architecture/exponential-backoff-and-jitter/>);
+/// other statuses are never retried.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetryPolicy {
     /// Attempts in all, the first included (1: no retry).
@@ -93,7 +96,7 @@ pub struct RetryPolicy {
 }
 
 impl RetryPolicy {
-    /// What [`PushClient`] starts with: 4 attempts, waiting 100, 200 and 400 ms (0.7 s in all).
+    /// What [`PushClient`] starts with: 4 attempts, waiting at most 100, 200 and 400 ms (0.7 s in all).
     pub const DEFAULT: RetryPolicy = RetryPolicy {
         max_attempts: 4,
         first_delay: Duration::from_millis(100),
@@ -107,12 +110,17 @@ impl RetryPolicy {
         max_delay: Duration::ZERO,
     };
 
-    /// The wait before attempt `attempt + 1` (`attempt` from 1).
+    /// The longest wait before attempt `attempt + 1` (`attempt` from 1).
     pub fn delay_after(&self, attempt: u32) -> Duration {
         let doubled = self
             .first_delay
             .saturating_mul(2u32.saturating_pow(attempt.saturating_sub(1)));
         doubled.min(self.max_delay)
+    }
+
+    /// The wait before attempt `attempt + 1`: uniform between zero and [`Self::delay_after`].
+    pub fn jittered_delay_after(&self, attempt: u32) -> Duration {
+        self.delay_after(attempt).mul_f64(fastrand::f64())
     }
 }
 
@@ -313,7 +321,7 @@ impl PushClient {
             if status != 429 || attempt >= self.retry.max_attempts.max(1) {
                 break (status, answer);
             }
-            tokio::time::sleep(self.retry.delay_after(attempt)).await;
+            tokio::time::sleep(self.retry.jittered_delay_after(attempt)).await;
             attempt += 1;
         };
         if (200..300).contains(&status) {
@@ -439,6 +447,16 @@ mod tests {
         assert_eq!(waits, [100, 200, 400]);
         assert_eq!(p.delay_after(10), p.max_delay);
         assert_eq!(p.delay_after(u32::MAX), p.max_delay);
+    }
+
+    #[test]
+    fn each_wait_is_drawn_below_its_ceiling_and_they_differ() {
+        let p = RetryPolicy::DEFAULT;
+        let waits: Vec<Duration> = (0..200).map(|_| p.jittered_delay_after(3)).collect();
+        assert!(waits.iter().all(|w| *w <= p.delay_after(3)), "{waits:?}");
+        let distinct: std::collections::BTreeSet<_> = waits.iter().collect();
+        assert!(distinct.len() > 100, "waits are not spread: {distinct:?}");
+        assert_eq!(RetryPolicy::NONE.jittered_delay_after(1), Duration::ZERO);
     }
 
     #[test]

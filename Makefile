@@ -131,7 +131,6 @@ bench: ## Benchmarks that print their figures (synth, handler cold start and fan
 	cargo build --release -p wsstack-lambda --bin bootstrap
 	cargo bench -p wsstack-tests --bench cold_start
 	cargo bench -p wsstack-handlers --bench fanout
-	cargo bench -p wsstack-handlers --bench metrics
 	# With serverless-offline measured in the same run (needs Node.js and npm; installs it with npm ci).
 	BENCH_SERVERLESS_OFFLINE=1 cargo bench -p wsstack-gateway --bench broadcast
 	cargo bench -p wsstack-auth --bench authorizer

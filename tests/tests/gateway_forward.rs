@@ -173,14 +173,11 @@ async fn a_backend_that_refuses_is_answered_backend_unavailable() {
 /// with a 400 `ForwardFailed`; every line valid embedded metric format, for the stage `dev`.
 #[tokio::test]
 async fn the_gateways_forwards_write_embedded_metric_lines() {
-    use wsstack_handlers::metrics::{Metrics, MetricsSink, validate};
-    let lines = Arc::new(Mutex::new(Vec::new()));
+    use wsstack_handlers::metrics::validate;
+    let (metrics, lines) = memory_metrics();
     let (backend, url) = Backend::start(&[503, 200, 400]).await;
     let (gw, _store) = start(GatewayOptions {
-        metrics: Some(Metrics {
-            handler: "wsstack-local".into(),
-            sink: MetricsSink::Memory(lines.clone()),
-        }),
+        metrics,
         ..forwarding_options(&url)
     })
     .await;

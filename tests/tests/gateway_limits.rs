@@ -136,13 +136,10 @@ async fn a_users_connections_share_the_users_rate() {
 /// the events name, each line valid embedded metric format.
 #[tokio::test]
 async fn every_refusal_of_a_flood_is_counted_as_rate_limited() {
-    use wsstack_handlers::metrics::{Metrics, MetricsSink, validate};
-    let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    use wsstack_handlers::metrics::validate;
+    let (metrics, lines) = memory_metrics();
     let (gw, _store) = start(wsstack_gateway::GatewayOptions {
-        metrics: Some(Metrics {
-            handler: "wsstack-local".into(),
-            sink: MetricsSink::Memory(lines.clone()),
-        }),
+        metrics,
         ..options()
     })
     .await;

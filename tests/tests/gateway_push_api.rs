@@ -7,7 +7,7 @@ mod gateway_support;
 
 use std::net::SocketAddr;
 
-use gateway_support::{Client, WAIT, connect, id_of, options, start};
+use gateway_support::{Client, WAIT, connect, id_of, memory_metrics, options, start};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use wsstack_gateway::RunningGateway;
@@ -247,13 +247,10 @@ async fn the_push_cli_calls_the_push_api() {
 /// embedded metric format), here into memory.
 #[tokio::test]
 async fn the_gateways_deliveries_write_embedded_metric_lines() {
-    use wsstack_handlers::metrics::{Metrics, MetricsSink, validate};
-    let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    use wsstack_handlers::metrics::validate;
+    let (metrics, lines) = memory_metrics();
     let (gw, _store) = start(wsstack_gateway::GatewayOptions {
-        metrics: Some(Metrics {
-            handler: "wsstack-local".into(),
-            sink: MetricsSink::Memory(lines.clone()),
-        }),
+        metrics,
         ..options()
     })
     .await;

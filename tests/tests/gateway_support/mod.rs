@@ -42,6 +42,22 @@ pub async fn start_with(
         .unwrap_or_else(|e| panic!("gateway did not start: {e}"))
 }
 
+/// The handlers' metric lines, kept in memory instead of standard output (for
+/// `GatewayOptions::metrics`), and where to read them. Their `Handler` dimension is
+/// `wsstack-local`.
+pub fn memory_metrics() -> (
+    Option<wsstack_handlers::metrics::Metrics>,
+    Arc<std::sync::Mutex<Vec<String>>>,
+) {
+    use wsstack_handlers::metrics::{Metrics, MetricsSink};
+    let lines = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let metrics = Metrics {
+        handler: "wsstack-local".into(),
+        sink: MetricsSink::Memory(Arc::clone(&lines)),
+    };
+    (Some(metrics), lines)
+}
+
 /// A gateway over a fresh in-memory store, and the store (clones share their records).
 pub async fn start(options: GatewayOptions) -> (RunningGateway, MemoryStore) {
     let store = MemoryStore::new();

@@ -246,8 +246,9 @@ impl Gateway {
         };
         let (integration, push_api) = build_integration(&mut options, handlers);
         let shared = build_shared(&options, integration, local_addr);
-        callback_router.fill(router(Arc::clone(&shared)));
-        let server = serve(listener, Arc::clone(&shared), &cancel);
+        let routes = router(Arc::clone(&shared));
+        callback_router.fill(routes.clone());
+        let server = serve(listener, routes, &cancel);
         tracing::debug!(%local_addr, "listening");
         if options.callback_transport == CallbackTransport::Tcp {
             warm_up(
@@ -454,13 +455,13 @@ fn router(shared: Arc<Shared>) -> Router {
 /// Serves the port's [`router`] until `cancel`, with each connection's peer address.
 fn serve(
     listener: TcpListener,
-    shared: Arc<Shared>,
+    router: Router,
     cancel: &CancellationToken,
 ) -> JoinHandle<io::Result<()>> {
     tokio::spawn(
         axum::serve(
             GatewayListener(listener),
-            router(shared).into_make_service_with_connect_info::<Peer>(),
+            router.into_make_service_with_connect_info::<Peer>(),
         )
         .with_graceful_shutdown(cancel.clone().cancelled_owned())
         .into_future(),

@@ -330,14 +330,7 @@ async fn the_bootstrap_binary_forwards_through_the_lambda_runtime_api() {
         json!({"action": ACTION, "data": [1], "requestId": "req-3"}),
     ))
     .expect("event JSON");
-    let outcome = runtime
-        .invoke(&event, Duration::from_secs(30))
-        .await
-        .expect("an answer");
-    let response = outcome.json().expect("a response");
-    assert_eq!(response["statusCode"], 200, "{response}");
-    let frame: Value =
-        serde_json::from_str(response["body"].as_str().expect("a text body")).expect("a frame");
+    let frame = invoke_for_frame(&runtime, &event).await;
     assert_eq!(frame["type"], "accepted", "{frame}");
     assert_eq!(frame["requestId"], "req-3");
     let got = receive(&sdk, &queue_url, 1).await;
@@ -358,13 +351,7 @@ async fn the_bootstrap_binary_forwards_through_the_lambda_runtime_api() {
         .expect("delete the bus");
     let event = serde_json::to_value(message(json!({"action": ACTION, "requestId": "req-4"})))
         .expect("event JSON");
-    let outcome = runtime
-        .invoke(&event, Duration::from_secs(30))
-        .await
-        .expect("an answer");
-    let response = outcome.json().expect("a response");
-    let frame: Value =
-        serde_json::from_str(response["body"].as_str().expect("a text body")).expect("a frame");
+    let frame = invoke_for_frame(&runtime, &event).await;
     assert_eq!(frame["code"], "backend_unavailable", "{frame}");
     let counted = metric_lines(&stdout, 2).await;
     let count = |metric: &str| -> Vec<(Value, Value, Value)> {
@@ -385,6 +372,18 @@ async fn the_bootstrap_binary_forwards_through_the_lambda_runtime_api() {
 
 /// The function's embedded metric format lines (those with an `_aws` member), each checked
 /// against the specification's required members, once at least `n` have come (or after 5 s).
+/// The frame the function answers `event` with, through the Runtime API: a 200 whose body is
+/// the route response (accepted or an error frame).
+async fn invoke_for_frame(runtime: &LambdaRuntimeApi, event: &Value) -> Value {
+    let outcome = runtime
+        .invoke(event, Duration::from_secs(30))
+        .await
+        .expect("an answer");
+    let response = outcome.json().expect("a response");
+    assert_eq!(response["statusCode"], 200, "{response}");
+    serde_json::from_str(response["body"].as_str().expect("a text body")).expect("a frame")
+}
+
 async fn metric_lines(stdout: &std::sync::Mutex<Vec<String>>, n: usize) -> Vec<Value> {
     let mut lines = Vec::new();
     for _ in 0..50 {

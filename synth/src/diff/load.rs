@@ -61,9 +61,9 @@ impl Side {
     }
 }
 
-/// Reads `path`: a directory is an assembly, a file a template.
-pub fn load(path: &Path) -> Result<Side, DiffError> {
-    let meta = std::fs::metadata(path).map_err(|source| match source.kind() {
+/// A missing `path` is [`DiffError::Missing`]; any other failure to read it [`DiffError::Io`].
+fn io_error(path: &Path, source: std::io::Error) -> DiffError {
+    match source.kind() {
         std::io::ErrorKind::NotFound => DiffError::Missing {
             path: path.to_owned(),
         },
@@ -71,7 +71,12 @@ pub fn load(path: &Path) -> Result<Side, DiffError> {
             path: path.to_owned(),
             source,
         },
-    })?;
+    }
+}
+
+/// Reads `path`: a directory is an assembly, a file a template.
+pub fn load(path: &Path) -> Result<Side, DiffError> {
+    let meta = std::fs::metadata(path).map_err(|source| io_error(path, source))?;
     if meta.is_dir() {
         load_assembly(path).map(Side::Assembly)
     } else {
@@ -96,15 +101,7 @@ fn template_stem(path: &Path) -> String {
 
 /// Reads a JSON file.
 fn read_json(path: &Path) -> Result<Value, DiffError> {
-    let bytes = std::fs::read(path).map_err(|source| match source.kind() {
-        std::io::ErrorKind::NotFound => DiffError::Missing {
-            path: path.to_owned(),
-        },
-        _ => DiffError::Io {
-            path: path.to_owned(),
-            source,
-        },
-    })?;
+    let bytes = std::fs::read(path).map_err(|source| io_error(path, source))?;
     serde_json::from_slice(&bytes).map_err(|source| {
         let yaml = path.extension().is_some_and(|e| e == "yaml" || e == "yml");
         if yaml {

@@ -17,7 +17,7 @@
 //! phase 4), BENCH_BROADCASTS (broadcasts per server, default 3), BENCH_GATEWAY_BIN (another
 //! gateway binary to measure, e.g. one with symbols for perf), BENCH_BROADCAST_CONCURRENCY (the
 //! gateway's --broadcast-concurrency, default the handlers' 64), BENCH_CALLBACK_TRANSPORT (the
-//! gateway's --callback-transport: `in-process`, its default, or `tcp`),
+//! gateway's --callback-transport: `direct`, its default, `sdk-in-process` or `sdk-tcp`),
 //! BENCH_CONNECT_IN_FLIGHT (handshakes in flight while connecting, default 512),
 //! BENCH_SERVERLESS_OFFLINE (1: phase 3), BENCH_SO_CONNECT_IN_FLIGHT (serverless-offline's
 //! handshakes in flight, default BENCH_CONNECT_IN_FLIGHT).

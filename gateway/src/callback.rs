@@ -1,17 +1,28 @@
-//! How the handlers inside the gateway reach its `@connections` API: the real SDK client
-//! (`aws-sdk-apigatewaymanagement`: serialization, SigV4 signing, retries, error mapping), with
-//! its HTTP transport either the loopback TCP socket or, by default, the gateway's own
-//! `@connections` router called in process.
+//! How the handlers inside the gateway reach its `@connections` API.
 //!
-//! In AWS a Lambda reaches `@connections` over the network; the local gateway runs the same
-//! handler code in its own process, where the TCP hop adds an HTTP encode and parse and four
-//! system calls per post without exercising anything of the handlers. The in-process transport
-//! hands the SDK's signed request to the same router the port serves, so every answer (200,
-//! 400, 403, 410, 413, 429, with `x-amzn-ErrorType`) is the port's answer. Clients outside the
-//! process (the `push` CLI, the AWS CLI, backends) always come through the port.
+//! In AWS a Lambda reaches `@connections` over the network through the SDK
+//! (`aws-sdk-apigatewaymanagement`: serialization, SigV4 signing, retries, error mapping). The
+//! local gateway runs the same handler code in its own process, and offers three paths:
+//!
+//! - **direct** (the default): a call to the gateway's own endpoint goes straight to the code
+//!   that serves `@connections` on the port ([`crate::connections_api`]): the same checks in
+//!   the same order (size limit, connection id, 410 for unknown, closing and still-connecting
+//!   connections, 429 for a client that is not reading), without the SDK's per-request work,
+//!   which was nearly all of a local broadcast's CPU. Calls to any other endpoint take the
+//!   SDK over TCP. `the_handlers_management_api_answers_as_the_sdk_over_the_port` (in
+//!   `tests/tests/gateway_end_to_end.rs`) checks every answer against the SDK's.
+//! - **sdk-in-process**: the SDK client, with its transport the gateway's router called in
+//!   process: every answer (200, 400, 403, 410, 413, 429, with `x-amzn-ErrorType`) is the
+//!   port's answer, through the SDK's deserialization.
+//! - **sdk-tcp**: the SDK client over a loopback TCP connection to the port, as an outside
+//!   client.
+//!
+//! Clients outside the process (the `push` CLI, the AWS CLI, backends) always come through the
+//! port.
 
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock, Weak};
 
+use async_trait::async_trait;
 use aws_smithy_runtime_api::client::http::{
     HttpClient, HttpConnector, HttpConnectorFuture, HttpConnectorSettings, SharedHttpClient,
     SharedHttpConnector,
@@ -21,20 +32,148 @@ use aws_smithy_runtime_api::client::result::ConnectorError;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::body::SdkBody;
 use axum::Router;
+use bytes::Bytes;
+use chrono::DateTime;
 use tower::ServiceExt;
+use wsstack_handlers::management::{
+    ConnectionInfo, ManagementApi, ManagementError, SdkManagementApi,
+};
 
-/// The transport of the handlers' `@connections` calls into this gateway
-/// (`--callback-transport`).
+use crate::connections_api::{self, ApiError, Target};
+use crate::state::Shared;
+
+/// How the handlers' `@connections` calls reach this gateway (`--callback-transport`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum CallbackTransport {
-    /// The gateway's router, called in process (no socket).
+    /// Straight to the gateway's connections, checked as the port checks them (no SDK, no
+    /// HTTP).
     #[default]
-    InProcess,
-    /// HTTP over a loopback TCP connection to the gateway's port, as an outside client.
-    Tcp,
+    Direct,
+    /// The AWS SDK client, its requests answered by the gateway's router in process (no
+    /// socket).
+    SdkInProcess,
+    /// The AWS SDK client over a loopback TCP connection to the gateway's port.
+    SdkTcp,
 }
 
-/// The slot for the router the in-process transport calls: filled once the gateway's state
+/// The handlers' `@connections` client for [`CallbackTransport::Direct`]: calls to the
+/// gateway's own endpoint are served from its connection registry; calls to any other endpoint
+/// go through `other`, the SDK over the network.
+pub(crate) struct DirectManagementApi {
+    own_endpoint: String,
+    /// Set once the gateway's state exists (the state holds the handlers, which hold this);
+    /// weak so that the two do not keep each other alive.
+    shared: OnceLock<Weak<Shared>>,
+    other: Arc<SdkManagementApi>,
+}
+
+impl DirectManagementApi {
+    pub(crate) fn new(own_endpoint: String, other: Arc<SdkManagementApi>) -> Self {
+        DirectManagementApi {
+            own_endpoint,
+            shared: OnceLock::new(),
+            other,
+        }
+    }
+
+    /// Connects this client to the gateway it serves; later calls are ignored.
+    pub(crate) fn serve(&self, shared: &Arc<Shared>) {
+        let _ = self.shared.set(Arc::downgrade(shared));
+    }
+
+    /// The gateway's state when `endpoint` is this gateway's and it is still serving.
+    fn own(&self, endpoint: &str) -> Option<Result<Arc<Shared>, ManagementError>> {
+        (endpoint == self.own_endpoint).then(|| {
+            self.shared
+                .get()
+                .and_then(Weak::upgrade)
+                // As a refused connection would be: the gateway is not serving (yet, or any more).
+                .ok_or_else(|| ManagementError::Other("the gateway is not serving".to_owned()))
+        })
+    }
+}
+
+impl std::fmt::Debug for DirectManagementApi {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DirectManagementApi")
+            .field("own_endpoint", &self.own_endpoint)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The connection id as a target without a stage: the endpoint was this gateway's, stage and
+/// all.
+fn target(connection_id: &str) -> Target {
+    Ok((None, connection_id.to_owned()))
+}
+
+/// What the SDK makes of the port's answer for the same error ([`SdkManagementApi`]'s mapping).
+impl From<ApiError> for ManagementError {
+    fn from(e: ApiError) -> Self {
+        match e {
+            ApiError::Gone => ManagementError::Gone,
+            ApiError::PayloadTooLarge { .. } => ManagementError::PayloadTooLarge,
+            ApiError::LimitExceeded => ManagementError::Throttled,
+            ApiError::Forbidden => ManagementError::Forbidden("Forbidden".to_owned()),
+            ApiError::InvalidId(id) => ManagementError::Other(format!(
+                "HTTP 400: BadRequestException: Invalid connectionId: {id}"
+            )),
+        }
+    }
+}
+
+#[async_trait]
+impl ManagementApi for DirectManagementApi {
+    async fn post_to_connection(
+        &self,
+        endpoint: &str,
+        connection_id: &str,
+        data: Bytes,
+    ) -> Result<(), ManagementError> {
+        match self.own(endpoint) {
+            Some(shared) => Ok(connections_api::post_data(
+                &*shared?,
+                target(connection_id),
+                data,
+            )?),
+            None => {
+                self.other
+                    .post_to_connection(endpoint, connection_id, data)
+                    .await
+            }
+        }
+    }
+
+    async fn get_connection(
+        &self,
+        endpoint: &str,
+        connection_id: &str,
+    ) -> Result<ConnectionInfo, ManagementError> {
+        let Some(shared) = self.own(endpoint) else {
+            return self.other.get_connection(endpoint, connection_id).await;
+        };
+        let conn = connections_api::lookup(&*shared?, target(connection_id))?;
+        Ok(ConnectionInfo {
+            connected_at: DateTime::from_timestamp_millis(conn.info.connected_at),
+            last_active_at: DateTime::from_timestamp_millis(conn.last_active()),
+            source_ip: Some(conn.info.source_ip.to_string()),
+            user_agent: conn.info.user_agent.as_deref().map(str::to_owned),
+        })
+    }
+
+    async fn delete_connection(
+        &self,
+        endpoint: &str,
+        connection_id: &str,
+    ) -> Result<(), ManagementError> {
+        match self.own(endpoint) {
+            Some(shared) => Ok(connections_api::delete(&*shared?, target(connection_id))?),
+            None => self.other.delete_connection(endpoint, connection_id).await,
+        }
+    }
+}
+
+/// The slot for the router the SDK's in-process transport calls: filled once the gateway's state
 /// exists (which holds the handlers, which hold this transport), emptied when the gateway
 /// stops so that the state and the router do not keep each other alive.
 #[derive(Debug, Clone, Default)]

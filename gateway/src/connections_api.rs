@@ -41,7 +41,7 @@ pub fn routes() -> Router<Arc<Shared>> {
 
 /// An `@connections` error, as API Gateway types it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum ApiError {
+pub(crate) enum ApiError {
     /// Unknown, closed, closing or still-connecting id.
     Gone,
     /// Not a connection id at all (wrong length or characters): API Gateway answers 400
@@ -83,10 +83,10 @@ fn answer(result: Result<Response, ApiError>) -> Response {
 }
 
 /// A request's target: the stage in the path (if any) and the connection id.
-type Target = Result<(Option<String>, String), ApiError>;
+pub(crate) type Target = Result<(Option<String>, String), ApiError>;
 
 /// The connection a path names.
-fn lookup(shared: &Shared, target: Target) -> Result<Arc<Connection>, ApiError> {
+pub(crate) fn lookup(shared: &Shared, target: Target) -> Result<Arc<Connection>, ApiError> {
     let (stage, id) = target?;
     if stage.is_some_and(|s| s != shared.api.stage) {
         return Err(ApiError::Forbidden);
@@ -129,9 +129,20 @@ async fn post(shared: &Shared, target: Target, body: Body) -> Result<Response, A
     let data = axum::body::to_bytes(body, limit)
         .await
         .map_err(|_| ApiError::PayloadTooLarge { limit })?;
+    post_data(shared, target, data)?;
+    Ok(StatusCode::OK.into_response())
+}
+
+/// `PostToConnection` once the body is read: the size limit, then the connection, then its
+/// outbox (410 when closing, 429 when its client is not reading).
+pub(crate) fn post_data(shared: &Shared, target: Target, data: Bytes) -> Result<(), ApiError> {
+    let limit = shared.limits.max_post_bytes;
+    if data.len() > limit {
+        return Err(ApiError::PayloadTooLarge { limit });
+    }
     let conn = lookup(shared, target)?;
     match conn.post(frame(data), shared.limits.max_queued_bytes) {
-        Ok(()) => Ok(StatusCode::OK.into_response()),
+        Ok(()) => Ok(()),
         Err(PostError::Gone) => Err(ApiError::Gone),
         Err(PostError::Throttled) => Err(ApiError::LimitExceeded),
     }
@@ -170,13 +181,18 @@ fn get(shared: &Shared, target: Target) -> Result<Response, ApiError> {
     Ok(response)
 }
 
-fn delete(shared: &Shared, target: Target) -> Result<Response, ApiError> {
+/// `DeleteConnection`: closes the socket with 1000 (410 when it is already closing).
+pub(crate) fn delete(shared: &Shared, target: Target) -> Result<(), ApiError> {
     let conn = lookup(shared, target)?;
     if conn.close(CloseReason::DELETED) {
-        Ok(StatusCode::NO_CONTENT.into_response())
+        Ok(())
     } else {
         Err(ApiError::Gone)
     }
+}
+
+fn delete_answer(shared: &Shared, target: Target) -> Result<Response, ApiError> {
+    delete(shared, target).map(|()| StatusCode::NO_CONTENT.into_response())
 }
 
 async fn post_staged(State(shared): State<Arc<Shared>>, path: StagedPath, body: Body) -> Response {
@@ -196,9 +212,9 @@ async fn get_bare(State(shared): State<Arc<Shared>>, path: BarePath) -> Response
 }
 
 async fn delete_staged(State(shared): State<Arc<Shared>>, path: StagedPath) -> Response {
-    answer(delete(&shared, staged(path)))
+    answer(delete_answer(&shared, staged(path)))
 }
 
 async fn delete_bare(State(shared): State<Arc<Shared>>, path: BarePath) -> Response {
-    answer(delete(&shared, bare(path)))
+    answer(delete_answer(&shared, bare(path)))
 }

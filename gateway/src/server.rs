@@ -15,13 +15,13 @@ use tokio_util::task::TaskTracker;
 use wsstack_handlers::App;
 use wsstack_handlers::audience::AudienceSource;
 use wsstack_handlers::config::{Config, DEFAULT_BROADCAST_CONCURRENCY, Fanout};
-use wsstack_handlers::management::SdkManagementApi;
+use wsstack_handlers::management::{ManagementApi, SdkManagementApi};
 use wsstack_handlers::membership::{MembershipStore, MemoryMembershipStore};
 use wsstack_handlers::push_api::PushApi;
 use wsstack_handlers::queue::MemoryQueue;
 use wsstack_handlers::store::ConnectionStore;
 
-use crate::callback::{CallbackTransport, InProcessClient, RouterSlot};
+use crate::callback::{CallbackTransport, DirectManagementApi, InProcessClient, RouterSlot};
 use crate::event::ApiContext;
 use crate::fanout_queue::{self, QueueMode};
 use crate::integration::{EventLog, Integration, Invoker, Timeouts};
@@ -217,7 +217,10 @@ impl Gateway {
         let callback_url = callback_url_for(local_addr, &options.stage);
         let mut config = handlers_config(&options, &callback_url);
         let callback_router = RouterSlot::default();
-        let api = callback_management_api(options.callback_transport, &callback_router).await;
+        let callback =
+            callback_management_api(options.callback_transport, &callback_router, &callback_url)
+                .await;
+        let api = Arc::clone(&callback.api);
         let cancel = CancellationToken::new();
         let (queue, worker_task) = match (options.queue_mode, audience) {
             (Some(mode), Some(audience)) => {
@@ -225,7 +228,7 @@ impl Gateway {
                     store: Arc::clone(&store),
                     audience,
                     memberships: Arc::clone(&memberships),
-                    api: Arc::clone(&api) as Arc<_>,
+                    api: Arc::clone(&api),
                     endpoint: callback_url.clone(),
                     concurrency: config.broadcast_concurrency,
                     broadcast_budget: config.broadcast_budget,
@@ -248,11 +251,14 @@ impl Gateway {
         let shared = build_shared(&options, integration, local_addr);
         let routes = router(Arc::clone(&shared));
         callback_router.fill(routes.clone());
+        if let Some(direct) = &callback.direct {
+            direct.serve(&shared);
+        }
         let server = serve(listener, routes, &cancel);
         tracing::debug!(%local_addr, "listening");
-        if options.callback_transport == CallbackTransport::Tcp {
+        if options.callback_transport == CallbackTransport::SdkTcp {
             warm_up(
-                api,
+                Arc::clone(&api),
                 callback_url.clone(),
                 options.broadcast_concurrency.max(1),
             );
@@ -264,6 +270,7 @@ impl Gateway {
             worker: worker_task,
             callback_url,
             callback_router,
+            management_api: api,
             push_api,
         })
     }
@@ -319,22 +326,43 @@ fn handlers_config(options: &GatewayOptions, callback_url: &str) -> Config {
     config
 }
 
-/// The SDK `@connections` client the handlers use to call back into this gateway, tuned for
-/// loopback calls: over `transport` (in process: answered by the router `slot` is filled with).
+/// The `@connections` client the handlers use to call back into this gateway.
+struct CallbackApi {
+    api: Arc<dyn ManagementApi>,
+    /// With [`CallbackTransport::Direct`]: the same client, to be connected to the gateway's
+    /// state once that exists.
+    direct: Option<Arc<DirectManagementApi>>,
+}
+
+/// The handlers' `@connections` client over `transport`: direct to this gateway's connections
+/// for `callback_url`, or the SDK (tuned for loopback calls) in process through the router
+/// `slot` is filled with, or over TCP.
 async fn callback_management_api(
     transport: CallbackTransport,
     slot: &RouterSlot,
-) -> Arc<SdkManagementApi> {
+    callback_url: &str,
+) -> CallbackApi {
     // Stalled-stream protection watches each request's throughput with timers: a guard
     // against slow networks that a loopback call does not need, at a cost per request.
     let mut sdk = wsstack_handlers::local_sdk_config(None)
         .await
         .into_builder()
         .stalled_stream_protection(StalledStreamProtectionConfig::disabled());
-    if transport == CallbackTransport::InProcess {
+    if transport == CallbackTransport::SdkInProcess {
         sdk = sdk.http_client(InProcessClient::new(slot.clone()).shared());
     }
-    Arc::new(SdkManagementApi::new(&sdk.build()))
+    let sdk = Arc::new(SdkManagementApi::new(&sdk.build()));
+    if transport != CallbackTransport::Direct {
+        return CallbackApi {
+            api: sdk,
+            direct: None,
+        };
+    }
+    let direct = Arc::new(DirectManagementApi::new(callback_url.to_owned(), sdk));
+    CallbackApi {
+        api: Arc::clone(&direct) as Arc<dyn ManagementApi>,
+        direct: Some(direct),
+    }
 }
 
 /// Switches the handlers' `config` to queue-mode fan-out and starts the in-process fan-out
@@ -358,7 +386,7 @@ fn start_queue_worker(
 fn start_token_sweep(
     options: &GatewayOptions,
     store: &Arc<dyn ConnectionStore>,
-    api: &Arc<SdkManagementApi>,
+    api: &Arc<dyn ManagementApi>,
     callback_url: &str,
     config: &Config,
     cancel: &CancellationToken,
@@ -368,7 +396,7 @@ fn start_token_sweep(
         crate::token_sweep::start(
             every,
             Arc::clone(store),
-            Arc::clone(api) as Arc<_>,
+            Arc::clone(api),
             callback_url.to_owned(),
             config.broadcast_concurrency,
             cancel.child_token(),
@@ -380,7 +408,7 @@ fn start_token_sweep(
 struct HandlerParts {
     store: Arc<dyn ConnectionStore>,
     memberships: Arc<dyn MembershipStore>,
-    api: Arc<SdkManagementApi>,
+    api: Arc<dyn ManagementApi>,
     config: Config,
     queue: Option<Arc<MemoryQueue>>,
 }
@@ -394,8 +422,8 @@ fn build_integration(
     if let Some(custom) = options.integration.take() {
         return (custom, None);
     }
-    let mut app = App::new(parts.store, parts.api as Arc<_>, parts.config)
-        .with_memberships(parts.memberships);
+    let mut app =
+        App::new(parts.store, parts.api, parts.config).with_memberships(parts.memberships);
     if let Some(m) = options.metrics.clone() {
         app = app.with_metrics(m);
     }
@@ -479,7 +507,6 @@ pub struct ShutdownReport {
 
 /// A serving gateway. Dropping it stops the listener and closes every connection without
 /// waiting; [`RunningGateway::shutdown`] waits for `$disconnect` of each.
-#[derive(Debug)]
 pub struct RunningGateway {
     shared: Arc<Shared>,
     cancel: CancellationToken,
@@ -487,11 +514,22 @@ pub struct RunningGateway {
     /// The in-process fan-out worker (queue mode); stops with `cancel`.
     worker: Option<JoinHandle<()>>,
     callback_url: String,
-    /// The router the handlers' in-process `@connections` calls go to; emptied on drop.
+    /// The router the SDK's in-process `@connections` calls go to; emptied on drop.
     callback_router: RouterSlot,
+    /// The handlers' `@connections` client (over `--callback-transport`).
+    management_api: Arc<dyn ManagementApi>,
     /// The push API over the handlers' store and this gateway's `@connections` (`None` with a
     /// custom integration).
     push_api: Option<PushApi>,
+}
+
+impl std::fmt::Debug for RunningGateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunningGateway")
+            .field("shared", &self.shared)
+            .field("callback_url", &self.callback_url)
+            .finish_non_exhaustive()
+    }
 }
 
 impl RunningGateway {
@@ -514,9 +552,15 @@ impl RunningGateway {
     }
 
     /// An SDK HTTP client that hands each request to this gateway's router in process, as
-    /// the handlers' `@connections` client does with [`CallbackTransport::InProcess`].
+    /// the handlers' `@connections` client does with [`CallbackTransport::SdkInProcess`].
     pub fn in_process_http_client(&self) -> InProcessClient {
         InProcessClient::new(self.callback_router.clone())
+    }
+
+    /// The `@connections` client the handlers inside this gateway use, over the options'
+    /// `callback_transport`.
+    pub fn management_api(&self) -> Arc<dyn ManagementApi> {
+        Arc::clone(&self.management_api)
     }
 
     /// The push API the `push-api` function serves in AWS, over this gateway's store and
@@ -608,8 +652,7 @@ impl Drop for RunningGateway {
 /// Builds the handlers' `@connections` client and opens its pooled connections to this gateway
 /// (one GetConnection per broadcast slot, each answered 410), so the first broadcast does not
 /// pay for them. A long-running API Gateway has its connections warm; so should this.
-fn warm_up(api: Arc<SdkManagementApi>, endpoint: String, connections: usize) {
-    use wsstack_handlers::management::ManagementApi;
+fn warm_up(api: Arc<dyn ManagementApi>, endpoint: String, connections: usize) {
     tokio::spawn(async move {
         let calls = (0..connections).map(|_| api.get_connection(&endpoint, "warm-up"));
         futures::future::join_all(calls).await;

@@ -1,0 +1,218 @@
+//! The handlers' `@connections` client inside the gateway (`--callback-transport`): the default
+//! `direct` path, which skips the SDK and HTTP, answers every call as the AWS SDK does over the
+//! port. Real sockets, the real SDK client for the comparison.
+
+mod gateway_support;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use gateway_support::*;
+use tokio_tungstenite::tungstenite::Message;
+use wsstack_gateway::{GatewayOptions, Limits, RunningGateway};
+use wsstack_handlers::local_sdk_config;
+use wsstack_handlers::management::{ManagementApi, ManagementError, SdkManagementApi};
+use wsstack_handlers::store::MemoryStore;
+
+/// API Gateway's limit on a posted message: 128 KB
+/// (<https://docs.aws.amazon.com/apigateway/latest/developerguide/apigateway-execution-service-websocket-limits-table.html>).
+const MAX_POST: usize = 128 * 1024;
+
+/// A result as comparable text: `ok`, or the error as the handlers tell it apart. A 400's text
+/// differs between the SDK (its error chain) and the direct path, so it is reduced to what the
+/// handlers read of it.
+fn outcome<T>(result: &Result<T, ManagementError>) -> String {
+    match result {
+        Ok(_) => "ok".to_owned(),
+        Err(ManagementError::Other(m)) if m.contains("HTTP 400") => match m.find("Invalid") {
+            // The SDK's text quotes the service's message in its error's debug form.
+            Some(at) => format!("400 {}", m[at..].split('"').next().unwrap_or_default()),
+            None => format!("400 without the service's message: {m}"),
+        },
+        Err(e) => e.to_string(),
+    }
+}
+
+/// Every `@connections` answer a handler can meet, through `api` on `gw`'s endpoint, in order:
+/// (what was done, what came of it).
+async fn answers(
+    gw: &RunningGateway,
+    store: &MemoryStore,
+    api: &dyn ManagementApi,
+) -> Vec<(&'static str, String)> {
+    let endpoint = gw.callback_url();
+    let mut seen = Vec::new();
+    let mut alice = connect(gw, "alice").await;
+    let id = id_of(store, "alice").await;
+
+    let text = api
+        .post_to_connection(endpoint, &id, Bytes::from_static(b"{\"hello\":1}"))
+        .await;
+    seen.push(("post text", outcome(&text)));
+    assert_eq!(alice.next().await, Message::text("{\"hello\":1}"));
+    let binary = api
+        .post_to_connection(endpoint, &id, Bytes::from_static(&[0xff, 0x00, 0xfe]))
+        .await;
+    seen.push(("post bytes that are not UTF-8", outcome(&binary)));
+    assert_eq!(alice.next().await, Message::binary(vec![0xff, 0x00, 0xfe]));
+    let over = api
+        .post_to_connection(endpoint, &id, Bytes::from(vec![b'x'; MAX_POST + 1]))
+        .await;
+    seen.push(("post 128 KB + 1", outcome(&over)));
+    let at_limit = api
+        .post_to_connection(endpoint, &id, Bytes::from(vec![b'y'; MAX_POST]))
+        .await;
+    seen.push(("post 128 KB", outcome(&at_limit)));
+    match alice.next().await {
+        Message::Text(t) => assert_eq!(t.len(), MAX_POST),
+        other => panic!("expected the 128 KB text frame, got {other:?}"),
+    }
+
+    let info = api.get_connection(endpoint, &id).await;
+    seen.push(("get", outcome(&info)));
+    if let Ok(info) = info {
+        assert_eq!(info.source_ip.as_deref(), Some("127.0.0.1"));
+        assert_eq!(info.user_agent.as_deref(), Some("wsstack-tests/1"));
+        let connected = info.connected_at.expect("connectedAt");
+        assert!(info.last_active_at.expect("lastActiveAt") >= connected);
+        assert!((chrono::Utc::now() - connected).num_seconds().abs() < 60);
+    }
+
+    let invalid = api
+        .post_to_connection(endpoint, "not an id!", "x".into())
+        .await;
+    seen.push(("post to a malformed id", outcome(&invalid)));
+    let unknown = api
+        .post_to_connection(endpoint, "AAAAAAAAAAAAAAA=", "x".into())
+        .await;
+    seen.push(("post to an unknown id", outcome(&unknown)));
+    let other_stage = format!("http://{}/prod", gw.local_addr());
+    let forbidden = api.post_to_connection(&other_stage, &id, "x".into()).await;
+    seen.push(("post on another stage's endpoint", outcome(&forbidden)));
+
+    seen.push((
+        "post to a client that never reads",
+        until_throttled(gw, api).await,
+    ));
+
+    let deleted = api.delete_connection(endpoint, &id).await;
+    seen.push(("delete", outcome(&deleted)));
+    let close = alice.expect_close().await;
+    assert_eq!(u16::from(close.code), 1000, "{close:?}");
+    let post_after = api.post_to_connection(endpoint, &id, "late".into()).await;
+    seen.push(("post after delete", outcome(&post_after)));
+    let get_after = api.get_connection(endpoint, &id).await;
+    seen.push(("get after delete", outcome(&get_after)));
+    let delete_after = api.delete_connection(endpoint, &id).await;
+    seen.push(("delete after delete", outcome(&delete_after)));
+    seen
+}
+
+/// Posts 128 KB messages to a client that does not read until one is refused; that refusal.
+async fn until_throttled(gw: &RunningGateway, api: &dyn ManagementApi) -> String {
+    let before = gw.connection_ids();
+    let _raw = RawClient::connect(gw, "username=stalled").await;
+    let stalled = gw
+        .connection_ids()
+        .into_iter()
+        .find(|id| !before.contains(id))
+        .expect("the stalled client's connection");
+    for _ in 0..200 {
+        let result = api
+            .post_to_connection(
+                gw.callback_url(),
+                &stalled,
+                Bytes::from(vec![b'z'; MAX_POST]),
+            )
+            .await;
+        if result.is_err() {
+            return outcome(&result);
+        }
+    }
+    "200 posts of 128 KB accepted by a client that does not read".to_owned()
+}
+
+fn small_outbox() -> GatewayOptions {
+    GatewayOptions {
+        limits: Limits {
+            max_queued_bytes: 256 * 1024,
+            ..Limits::default()
+        },
+        ..options()
+    }
+}
+
+const EXPECTED: &[(&str, &str)] = &[
+    ("post text", "ok"),
+    ("post bytes that are not UTF-8", "ok"),
+    ("post 128 KB + 1", "payload too large (413)"),
+    ("post 128 KB", "ok"),
+    ("get", "ok"),
+    (
+        "post to a malformed id",
+        "400 Invalid connectionId: not an id!",
+    ),
+    ("post to an unknown id", "connection is gone (410)"),
+    (
+        "post on another stage's endpoint",
+        "forbidden (403): Forbidden",
+    ),
+    ("post to a client that never reads", "throttled (429)"),
+    ("delete", "ok"),
+    ("post after delete", "connection is gone (410)"),
+    ("get after delete", "connection is gone (410)"),
+    ("delete after delete", "connection is gone (410)"),
+];
+
+fn expected() -> Vec<(&'static str, String)> {
+    EXPECTED
+        .iter()
+        .map(|(k, v)| (*k, (*v).to_owned()))
+        .collect()
+}
+
+/// The SDK over the port (as a Lambda reaches `@connections`) answers as API Gateway
+/// documents: the reference the direct path is held to.
+#[tokio::test]
+async fn the_sdk_over_the_port_answers_as_api_gateway() {
+    let (gw, store) = start(small_outbox()).await;
+    let sdk = SdkManagementApi::new(&local_sdk_config(None).await);
+    assert_eq!(answers(&gw, &store, &sdk).await, expected());
+}
+
+/// The gateway's default `direct` client answers every call as the SDK over the port does.
+#[tokio::test]
+async fn the_handlers_management_api_answers_as_the_sdk_over_the_port() {
+    let (gw, store) = start(small_outbox()).await;
+    let direct = gw.management_api();
+    assert_eq!(answers(&gw, &store, direct.as_ref()).await, expected());
+}
+
+/// `sdk-in-process`: the SDK's requests handed to the router answer the same.
+#[tokio::test]
+async fn the_sdk_in_process_answers_as_over_the_port() {
+    let (gw, store) = start(GatewayOptions {
+        callback_transport: wsstack_gateway::callback::CallbackTransport::SdkInProcess,
+        ..small_outbox()
+    })
+    .await;
+    let api = gw.management_api();
+    assert_eq!(answers(&gw, &store, api.as_ref()).await, expected());
+}
+
+/// Once the gateway has stopped, the direct client answers an error, never a panic.
+#[tokio::test]
+async fn the_direct_client_of_a_stopped_gateway_answers_an_error() {
+    let (gw, _store) = start(options()).await;
+    let api = gw.management_api();
+    let endpoint = gw.callback_url().to_owned();
+    gw.shutdown(Duration::from_secs(5)).await;
+    let err = api
+        .post_to_connection(&endpoint, "AAAAAAAAAAAAAAA=", "x".into())
+        .await
+        .expect_err("a stopped gateway");
+    assert_eq!(
+        err,
+        ManagementError::Other("the gateway is not serving".to_owned())
+    );
+}

@@ -270,7 +270,10 @@ function submitJob(event) {
 }
 
 function onAccepted({ action, requestId }) {
-  if (action === JOB_ACTION && requestId?.startsWith(JOB_PREFIX)) {
+  if (action !== JOB_ACTION || !requestId?.startsWith(JOB_PREFIX)) return;
+  // The backend's first pushes may overtake this answer (docs/protocol.md): only a job still
+  // shown as submitted moves to accepted.
+  if (jobItem(requestId).dataset.state === "submitted") {
     showJob(requestId, "accepted", "accepted, waiting for the backend");
   }
 }

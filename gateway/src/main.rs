@@ -8,7 +8,7 @@ use clap::Parser;
 use tracing_subscriber::EnvFilter;
 use wsstack_auth::issuer::LocalIssuer;
 use wsstack_gateway::options::{AuthKind, Cli, Command, PortPlan, TokenArgs};
-use wsstack_gateway::push_server::{PushServer, PushServerError};
+use wsstack_gateway::push_server::{PushServer, PushServerError, PushThrottling};
 use wsstack_gateway::web::{WebError, WebServer};
 use wsstack_gateway::{
     Gateway, GatewayOptions, RunningGateway, StoreOptions, open_memberships,
@@ -36,6 +36,7 @@ async fn main() -> anyhow::Result<()> {
 
     let web_plan = cli.web_plan();
     let push_plan = cli.push_plan();
+    let push_throttling = cli.push_throttling()?;
     let (auth, issuer_port, host) = (cli.auth, cli.issuer_port, cli.host);
     let (mut options, store_options) = cli.into_options()?;
     let forward_line = options
@@ -56,7 +57,8 @@ async fn main() -> anyhow::Result<()> {
     let gateway = Gateway::bind_with_audience(options, store, memberships, Some(audience)).await?;
 
     let web = start_web(web_plan, gateway.local_addr().ip(), &gateway.ws_url()).await?;
-    let push = start_push_api(push_plan, gateway.local_addr().ip(), gateway.push_api()).await?;
+    let push_host = gateway.local_addr().ip();
+    let push = start_push_api(push_plan, push_host, gateway.push_api(), push_throttling).await?;
     let banner = Banner {
         store_name: &store_name,
         fanout,
@@ -159,7 +161,16 @@ impl Banner<'_> {
             None => "not served".to_owned(),
         };
         let push_url = match push {
-            Some(server) => format!("{} (unsigned locally; IAM-signed in AWS)", server.url()),
+            Some(server) => {
+                let throttled = match server.throttling() {
+                    Some(t) => format!("; {}/s, burst {}", t.rate_limit, t.burst_limit),
+                    None => String::new(),
+                };
+                format!(
+                    "{} (unsigned locally; IAM-signed in AWS{throttled})",
+                    server.url()
+                )
+            }
             None => "not served".to_owned(),
         };
         let auth_line = match issuer {
@@ -214,11 +225,12 @@ async fn start_push_api(
     plan: PortPlan,
     host: std::net::IpAddr,
     push_api: Option<wsstack_handlers::push_api::PushApi>,
+    throttling: Option<PushThrottling>,
 ) -> anyhow::Result<Option<PushServer>> {
     let (PortPlan::On { port, required }, Some(push_api)) = (plan, push_api) else {
         return Ok(None);
     };
-    match PushServer::bind(std::net::SocketAddr::new(host, port), push_api).await {
+    match PushServer::bind(std::net::SocketAddr::new(host, port), push_api, throttling).await {
         Ok(server) => Ok(Some(server)),
         Err(e @ PushServerError::AddrInUse { .. }) if !required => {
             tracing::warn!(error = %e, "the push API is not served");

@@ -273,6 +273,22 @@ pub fn queue_mode(dir: &Path, stage: &str) -> Result<Option<QueueMode>, OptionsE
     )
 }
 
+/// The push API's throttling from `{dir}/{stage}.toml` (`[push_api]`, with its defaults); none
+/// without the file, as the stage's other settings.
+pub fn push_throttling(
+    dir: &Path,
+    stage: &str,
+) -> Result<Option<crate::push_server::PushThrottling>, OptionsError> {
+    if !dir.join(format!("{stage}.toml")).is_file() {
+        return Ok(None);
+    }
+    let stage = wsstack_stage::load(dir, stage).map_err(|e| OptionsError::Stage(e.to_string()))?;
+    Ok(Some(crate::push_server::PushThrottling {
+        rate_limit: stage.push_api.throttling_rate_limit,
+        burst_limit: stage.push_api.throttling_burst_limit,
+    }))
+}
+
 /// The forwarded actions: the manifest's and those of `--forward-action`; and `--backend-url`
 /// (which needs at least one).
 fn forwarding(
@@ -352,6 +368,13 @@ impl Cli {
             self.push_port,
             crate::push_server::DEFAULT_PUSH_PORT,
         )
+    }
+
+    /// The push API's throttling: the stage file's `[push_api]` (none without the file).
+    pub fn push_throttling(
+        &self,
+    ) -> Result<Option<crate::push_server::PushThrottling>, OptionsError> {
+        push_throttling(&self.stages_dir, &self.stage)
     }
 
     /// Off; the port given (required: taken is an error); or `default`, a free port when the
@@ -626,6 +649,37 @@ mod tests {
         let err = function_timeouts(&dir, "t2").unwrap_err().to_string();
         assert!(
             err.contains("t2.toml") && err.contains("memory_mb"),
+            "{err}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// The push API's throttling is the stage file's `[push_api]`, its defaults included; none
+    /// without the file; a bad value is an error naming the file.
+    #[test]
+    fn push_throttling_comes_from_the_stage_file_when_there_is_one() {
+        let dir = std::env::temp_dir().join(format!("wsstack-push-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let set = "[push_api]\nthrottling_rate_limit = 20\nthrottling_burst_limit = 40\n";
+        std::fs::write(dir.join("p1.toml"), set).unwrap();
+        std::fs::write(dir.join("p2.toml"), "").unwrap();
+        let bad = "[push_api]\nthrottling_burst_limit = 0\n";
+        std::fs::write(dir.join("p3.toml"), bad).unwrap();
+        let throttling = |rate_limit, burst_limit| {
+            Some(crate::push_server::PushThrottling {
+                rate_limit,
+                burst_limit,
+            })
+        };
+        assert_eq!(push_throttling(&dir, "p1").unwrap(), throttling(20.0, 40));
+        assert_eq!(
+            push_throttling(&dir, "p2").unwrap(),
+            throttling(1000.0, 500)
+        );
+        assert_eq!(push_throttling(&dir, "absent").unwrap(), None);
+        let err = push_throttling(&dir, "p3").unwrap_err().to_string();
+        assert!(
+            err.contains("p3.toml") && err.contains("throttling_burst_limit"),
             "{err}"
         );
         std::fs::remove_dir_all(&dir).unwrap();

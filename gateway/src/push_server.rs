@@ -6,9 +6,15 @@
 //! checked, so the server listens where the gateway does (127.0.0.1 by default) and says so in
 //! the banner. A signed request is served like any other: the backend's code does not change
 //! between the two.
+//!
+//! The stage's `[push_api]` throttling applies as in AWS: a token bucket of
+//! `throttling_burst_limit` tokens refilled at `throttling_rate_limit` per second, every request
+//! taking one, and past it `429 Too Many Requests` before the push API's code runs
+//! (<https://docs.aws.amazon.com/apigateway/latest/developerguide/http-api-throttling.html>).
 
 use std::io;
 use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
 
 use axum::Router;
 use axum::body::Body;
@@ -17,6 +23,7 @@ use axum::http::{Method, Request, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use tokio::net::TcpListener;
 use wsstack_handlers::push_api::{PushApi, PushResponse};
+use wsstack_handlers::simulated::TokenBucket;
 use wsstack_routes::push_api::MAX_MESSAGE_BYTES;
 
 use crate::side_server::SideServer;
@@ -39,15 +46,38 @@ pub enum PushServerError {
     },
 }
 
+/// The push API stage's throttling (`[push_api]` in the stage file).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PushThrottling {
+    /// Requests per second, sustained (`throttling_rate_limit`).
+    pub rate_limit: f64,
+    /// Requests at once: the bucket's size (`throttling_burst_limit`).
+    pub burst_limit: u32,
+}
+
+/// What every request of the push API's server shares.
+#[derive(Clone)]
+struct PushState {
+    push_api: PushApi,
+    /// `None`: unthrottled.
+    bucket: Option<Arc<Mutex<TokenBucket>>>,
+}
+
 /// The push API's server. Dropping it stops it.
 #[derive(Debug)]
 pub struct PushServer {
     server: SideServer,
+    throttling: Option<PushThrottling>,
 }
 
 impl PushServer {
-    /// Serves `push_api` on `addr` (port 0 picks a free one).
-    pub async fn bind(addr: SocketAddr, push_api: PushApi) -> Result<PushServer, PushServerError> {
+    /// Serves `push_api` on `addr` (port 0 picks a free one), throttled as `throttling` says
+    /// (`None`: not at all).
+    pub async fn bind(
+        addr: SocketAddr,
+        push_api: PushApi,
+        throttling: Option<PushThrottling>,
+    ) -> Result<PushServer, PushServerError> {
         let listener = TcpListener::bind(addr).await.map_err(|source| {
             if source.kind() == io::ErrorKind::AddrInUse {
                 PushServerError::AddrInUse { addr }
@@ -55,14 +85,25 @@ impl PushServer {
                 PushServerError::Io { addr, source }
             }
         })?;
-        let router = Router::new().fallback(answer).with_state(push_api);
+        let bucket = throttling.map(|t| {
+            let bucket = TokenBucket::new(t.rate_limit, f64::from(t.burst_limit));
+            Arc::new(Mutex::new(bucket))
+        });
+        let router = Router::new()
+            .fallback(answer)
+            .with_state(PushState { push_api, bucket });
         let server = SideServer::spawn(listener, router)
             .map_err(|source| PushServerError::Io { addr, source })?;
-        Ok(PushServer { server })
+        Ok(PushServer { server, throttling })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
         self.server.local_addr()
+    }
+
+    /// The throttling it applies (`None`: none).
+    pub fn throttling(&self) -> Option<PushThrottling> {
+        self.throttling
     }
 
     /// `http://{addr}`: what `PushApiUrl` is in AWS.
@@ -71,9 +112,13 @@ impl PushServer {
     }
 }
 
-/// Every request: the body read up to the message limit (past it, 413), answered as the
-/// `push-api` function does.
-async fn answer(State(push_api): State<PushApi>, request: Request<Body>) -> Response {
+/// Every request: a token from the stage's bucket (none left: 429), the body read up to the
+/// message limit (past it, 413), answered as the `push-api` function does.
+async fn answer(State(state): State<PushState>, request: Request<Body>) -> Response {
+    if !take_token(state.bucket.as_deref()) {
+        return too_many_requests();
+    }
+    let push_api = state.push_api;
     let (parts, body) = request.into_parts();
     let body = match axum::body::to_bytes(body, MAX_MESSAGE_BYTES).await {
         Ok(bytes) => bytes,
@@ -97,6 +142,25 @@ async fn answer(State(push_api): State<PushApi>, request: Request<Body>) -> Resp
         )
         .await;
     into_response(&parts.method, answer)
+}
+
+/// Takes a token from `bucket`; always true unthrottled.
+fn take_token(bucket: Option<&Mutex<TokenBucket>>) -> bool {
+    bucket.is_none_or(|b| {
+        // A poisoned lock still holds a valid bucket.
+        let mut b = b.lock().unwrap_or_else(|p| p.into_inner());
+        b.try_take(tokio::time::Instant::now())
+    })
+}
+
+/// What an HTTP API answers past its throttling: 429 with its error body.
+fn too_many_requests() -> Response {
+    (
+        StatusCode::TOO_MANY_REQUESTS,
+        [(header::CONTENT_TYPE, "application/json")],
+        r#"{"message":"Too Many Requests"}"#,
+    )
+        .into_response()
 }
 
 /// The path as sent, percent-escapes kept (the route matcher decodes each segment).

@@ -269,7 +269,8 @@ async fn main() -> anyhow::Result<()> {
     let push_api = gw
         .push_api()
         .ok_or_else(|| anyhow::anyhow!("no push API"))?;
-    let _server = PushServer::bind(format!("127.0.0.1:{push_port}").parse()?, push_api).await?;
+    let _server =
+        PushServer::bind(format!("127.0.0.1:{push_port}").parse()?, push_api, None).await?;
     bench_pushes(&push, &store, &gw).await?;
     bench_round_trip(&gw).await?;
     Ok(())

@@ -11,7 +11,7 @@ use gateway_support::{Client, WAIT, connect, id_of, memory_metrics, options, sta
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use wsstack_gateway::RunningGateway;
-use wsstack_gateway::push_server::PushServer;
+use wsstack_gateway::push_server::{PushServer, PushThrottling};
 use wsstack_handlers::store::ConnectionStore;
 use wsstack_routes::push_api::{PUSH_ROUTES, PushOperation};
 
@@ -60,7 +60,7 @@ fn path_of(operation: PushOperation, id: &str) -> String {
 
 async fn push_server(gw: &RunningGateway) -> PushServer {
     let push_api = gw.push_api().expect("the handlers' push API");
-    PushServer::bind("127.0.0.1:0".parse().expect("addr"), push_api)
+    PushServer::bind("127.0.0.1:0".parse().expect("addr"), push_api, None)
         .await
         .expect("push server")
 }
@@ -172,6 +172,65 @@ async fn a_backend_disconnects_a_client_and_then_gets_410_for_it() {
         (status, body["error"].clone()),
         (410, json!("gone")),
         "{body}"
+    );
+}
+
+/// The stage's `[push_api]` throttling, locally as in AWS: a bucket of `burst_limit` requests
+/// refilled at `rate_limit` per second; past it `429 {"message":"Too Many Requests"}` before
+/// the push API runs, so nothing is delivered
+/// (<https://docs.aws.amazon.com/apigateway/latest/developerguide/http-api-throttling.html>).
+#[tokio::test]
+async fn the_push_api_is_throttled_as_the_stage_says_and_a_refused_push_delivers_nothing() {
+    let (gw, store) = start(options()).await;
+    let throttling = PushThrottling {
+        rate_limit: 0.01,
+        burst_limit: 2,
+    };
+    let push_api = gw.push_api().expect("the handlers' push API");
+    let push = PushServer::bind(
+        "127.0.0.1:0".parse().expect("addr"),
+        push_api,
+        Some(throttling),
+    )
+    .await
+    .expect("push server");
+    assert_eq!(push.throttling(), Some(throttling));
+    let mut ada = connect(&gw, "ada").await;
+    let ada_id = id_of(&store, "ada").await;
+    let path = path_of(PushOperation::PostToConnection, &ada_id);
+    for n in 0..2 {
+        let (status, body) = http(
+            push.local_addr(),
+            "POST",
+            &path,
+            &format!(r#"{{"data": {n}}}"#),
+        )
+        .await;
+        assert_eq!(status, 200, "push {n} of the burst: {body}");
+        assert_eq!(expect_push(&mut ada, &json!(n)).await["data"], json!(n));
+    }
+    let (status, body) = http(push.local_addr(), "POST", &path, r#"{"data": "over"}"#).await;
+    assert_eq!(
+        (status, body),
+        (429, json!({"message": "Too Many Requests"}))
+    );
+    // Every route shares the bucket, reads too.
+    let (status, _) = http(
+        push.local_addr(),
+        "GET",
+        &path_of(PushOperation::ListUserConnections, "ada"),
+        "",
+    )
+    .await;
+    assert_eq!(status, 429);
+    // The refused push was never delivered: the next frame ada gets is one sent after it.
+    gw.management_api()
+        .post_to_connection(gw.callback_url(), &ada_id, "after".into())
+        .await
+        .expect("a direct post");
+    assert_eq!(
+        ada.next().await,
+        tokio_tungstenite::tungstenite::Message::text("after")
     );
 }
 

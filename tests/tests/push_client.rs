@@ -22,6 +22,7 @@ async fn the_push_client_reaches_a_user_shows_presence_and_disconnects() {
     let server = PushServer::bind(
         "127.0.0.1:0".parse().expect("addr"),
         gw.push_api().expect("push api"),
+        None,
     )
     .await
     .expect("push server");

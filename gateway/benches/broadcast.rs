@@ -3,7 +3,9 @@
 //!
 //! `cargo bench -p wsstack-gateway --bench broadcast` (release build). Phases:
 //! 1. `wsstack-local` as a child process: 10,000 concurrent connections (connect rate, RSS per
-//!    connection from /proc), then one `sendMessage` broadcast to all of them, three times.
+//!    connection from /proc), then one `sendMessage` broadcast to all of them, three times;
+//!    once for each of BENCH_CALLBACK_TRANSPORTS (default `sdk-in-process,direct`: the
+//!    handlers' posts through the AWS SDK, the default, and straight to the connections).
 //! 2. A bare tokio-tungstenite broadcast server (this binary in `--bare-server` mode, also a
 //!    child process): the same 10,000 clients and broadcasts, for the ratio.
 //! 3. With BENCH_SERVERLESS_OFFLINE=1 (`make bench` sets it): serverless-offline as a child
@@ -16,8 +18,9 @@
 //! Environment: BENCH_CONNECTIONS (default 10000), BENCH_STEADY_SECS (default 10, 0 skips
 //! phase 4), BENCH_BROADCASTS (broadcasts per server, default 3), BENCH_GATEWAY_BIN (another
 //! gateway binary to measure, e.g. one with symbols for perf), BENCH_BROADCAST_CONCURRENCY (the
-//! gateway's --broadcast-concurrency, default the handlers' 64), BENCH_CALLBACK_TRANSPORT (the
-//! gateway's --callback-transport: `direct`, its default, `sdk-in-process` or `sdk-tcp`),
+//! gateway's --broadcast-concurrency, default the handlers' 64), BENCH_CALLBACK_TRANSPORTS (the
+//! gateway's --callback-transport values to measure, comma-separated: `sdk-in-process`,
+//! `sdk-tcp`, `direct`; default `sdk-in-process,direct`),
 //! BENCH_CONNECT_IN_FLIGHT (handshakes in flight while connecting, default 512),
 //! BENCH_SERVERLESS_OFFLINE (1: phase 3), BENCH_SO_CONNECT_IN_FLIGHT (serverless-offline's
 //! handshakes in flight, default BENCH_CONNECT_IN_FLIGHT).
@@ -518,32 +521,37 @@ fn gateway_binary() -> std::path::PathBuf {
         .unwrap_or_else(|| env!("CARGO_BIN_EXE_wsstack-local").into())
 }
 
-/// Phase 1: the gateway binary as a child process.
+/// Phase 1: the gateway binary as a child process, its handlers posting over `transport`
+/// (`--callback-transport`); figures labelled `gateway/{transport}`.
 fn gateway_phase(
     rt: &tokio::runtime::Runtime,
     n: usize,
     in_flight: usize,
+    transport: &str,
 ) -> anyhow::Result<Figures> {
     let gateway_bin = gateway_binary();
     println!("gateway binary: {}", gateway_bin.display());
     let mut command = Command::new(gateway_bin);
     command.args(["--port", "0", "--log-level", "warn"]);
+    command.args(["--callback-transport", transport]);
     if let Ok(c) = std::env::var("BENCH_BROADCAST_CONCURRENCY") {
         command.args(["--broadcast-concurrency", &c]);
     }
-    if let Ok(t) = std::env::var("BENCH_CALLBACK_TRANSPORT") {
-        command.args(["--callback-transport", &t]);
-    }
     let gateway = Server::spawn(command)?;
     let url = gateway.url.clone();
-    println!("gateway: {url} (pid {})", gateway.pid());
-    rt.block_on(run_clients(
-        &url,
-        n,
-        in_flight,
-        Some(gateway.pid()),
-        "gateway",
-    ))
+    let label = format!("gateway/{transport}");
+    println!("{label}: {url} (pid {})", gateway.pid());
+    rt.block_on(run_clients(&url, n, in_flight, Some(gateway.pid()), &label))
+}
+
+/// The `--callback-transport` values to measure: BENCH_CALLBACK_TRANSPORTS, comma-separated.
+fn transports() -> Vec<String> {
+    std::env::var("BENCH_CALLBACK_TRANSPORTS")
+        .unwrap_or_else(|_| "sdk-in-process,direct".to_owned())
+        .split(',')
+        .map(|t| t.trim().to_owned())
+        .filter(|t| !t.is_empty())
+        .collect()
 }
 
 /// Phase 2: the bare server (this binary with `--bare-server`) as a child process.
@@ -587,32 +595,50 @@ fn ratio(a: Duration, b: Duration) -> f64 {
     a.as_secs_f64() / b.as_secs_f64().max(1e-9)
 }
 
-/// The run's summary: each server's best and median broadcast and connect rate, and the ratios.
-fn summary(n: usize, gw: &Figures, bare: &Figures, so: Option<&Figures>) {
+/// The run's summary: each server's best and median broadcast and connect rate, and the ratios
+/// of each gateway (one per transport) to the bare server and serverless-offline.
+fn summary(n: usize, gateways: &[(String, Figures)], bare: &Figures, so: Option<&Figures>) {
     println!(
-        "broadcast to {n}: gateway best {}, median {}; bare tokio-tungstenite best {}, median {}; ratio {:.1}x (best), {:.1}x (median)",
-        ms(gw.best()),
-        ms(gw.median()),
+        "broadcast to {n}: bare tokio-tungstenite best {}, median {}",
         ms(bare.best()),
         ms(bare.median()),
-        ratio(gw.best(), bare.best()),
-        ratio(gw.median(), bare.median()),
     );
     if let Some(so) = so {
         println!(
-            "broadcast to {n}: serverless-offline best {}, median {}; serverless-offline / wsstack-local {:.1}x (best), {:.1}x (median)",
+            "broadcast to {n}: serverless-offline best {}, median {}",
             ms(so.best()),
             ms(so.median()),
-            ratio(so.best(), gw.best()),
-            ratio(so.median(), gw.median()),
         );
     }
+    for (transport, gw) in gateways {
+        let versus_so = so
+            .map(|so| {
+                format!(
+                    "; serverless-offline / wsstack-local {:.1}x (best), {:.1}x (median)",
+                    ratio(so.best(), gw.best()),
+                    ratio(so.median(), gw.median()),
+                )
+            })
+            .unwrap_or_default();
+        println!(
+            "broadcast to {n}: gateway/{transport} best {}, median {}; / bare {:.1}x (best), {:.1}x (median){versus_so}",
+            ms(gw.best()),
+            ms(gw.median()),
+            ratio(gw.best(), bare.best()),
+            ratio(gw.median(), bare.median()),
+        );
+    }
+    let gateway_rates: Vec<String> = gateways
+        .iter()
+        .map(|(t, gw)| format!("gateway/{t} {:.0}/s", gw.connect_rate))
+        .collect();
     let so_rate = so
         .map(|so| format!(", serverless-offline {:.0}/s", so.connect_rate))
         .unwrap_or_default();
     println!(
-        "connect rate: gateway {:.0}/s, bare {:.0}/s{so_rate}",
-        gw.connect_rate, bare.connect_rate
+        "connect rate: {}, bare {:.0}/s{so_rate}",
+        gateway_rates.join(", "),
+        bare.connect_rate
     );
 }
 
@@ -642,13 +668,17 @@ fn main() -> anyhow::Result<()> {
         serverless_offline::install()?;
     }
     let clients_rt = tokio::runtime::Runtime::new()?;
-    let gw = gateway_phase(&clients_rt, n, in_flight)?;
+    let mut gateways = Vec::new();
+    for transport in transports() {
+        let figures = gateway_phase(&clients_rt, n, in_flight, &transport)?;
+        gateways.push((transport, figures));
+    }
     let bare = bare_phase(&clients_rt, n, in_flight)?;
     let so = match with_so {
         true => Some(serverless_offline_phase(&clients_rt, n, in_flight)?),
         false => None,
     };
-    summary(n, &gw, &bare, so.as_ref());
+    summary(n, &gateways, &bare, so.as_ref());
 
     if steady_secs > 0 {
         steady_phase(&clients_rt, steady_secs)?;

@@ -4,18 +4,18 @@
 //! (`aws-sdk-apigatewaymanagement`: serialization, SigV4 signing, retries, error mapping). The
 //! local gateway runs the same handler code in its own process, and offers three paths:
 //!
-//! - **direct** (the default): a call to the gateway's own endpoint goes straight to the code
-//!   that serves `@connections` on the port ([`crate::connections_api`]): the same checks in
-//!   the same order (size limit, connection id, 410 for unknown, closing and still-connecting
-//!   connections, 429 for a client that is not reading), without the SDK's per-request work,
-//!   which was nearly all of a local broadcast's CPU. Calls to any other endpoint take the
-//!   SDK over TCP. `the_handlers_management_api_answers_as_the_sdk_over_the_port` (in
-//!   `tests/tests/gateway_end_to_end.rs`) checks every answer against the SDK's.
-//! - **sdk-in-process**: the SDK client, with its transport the gateway's router called in
-//!   process: every answer (200, 400, 403, 410, 413, 429, with `x-amzn-ErrorType`) is the
-//!   port's answer, through the SDK's deserialization.
+//! - **sdk-in-process** (the default): the production path, the SDK client, with its transport
+//!   the gateway's router called in process: every answer (200, 400, 403, 410, 413, 429, with
+//!   `x-amzn-ErrorType`) is the port's answer, through the SDK's deserialization.
 //! - **sdk-tcp**: the SDK client over a loopback TCP connection to the port, as an outside
 //!   client.
+//! - **direct** (opt-in): a call to the gateway's own endpoint goes straight to the code that
+//!   serves `@connections` on the port ([`crate::connections_api`]): the same checks in the
+//!   same order (size limit, connection id, 410 for unknown, closing and still-connecting
+//!   connections, 429 for a client that is not reading), without the SDK's per-request work,
+//!   which is nearly all of a local broadcast's CPU: for load tests with many local clients.
+//!   Calls to any other endpoint take the SDK over TCP. `tests/tests/gateway_callback.rs`
+//!   checks every answer against the SDK's over the port.
 //!
 //! Clients outside the process (the `push` CLI, the AWS CLI, backends) always come through the
 //! port.
@@ -45,15 +45,15 @@ use crate::state::Shared;
 /// How the handlers' `@connections` calls reach this gateway (`--callback-transport`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum CallbackTransport {
-    /// Straight to the gateway's connections, checked as the port checks them (no SDK, no
-    /// HTTP).
-    #[default]
-    Direct,
     /// The AWS SDK client, its requests answered by the gateway's router in process (no
     /// socket).
+    #[default]
     SdkInProcess,
     /// The AWS SDK client over a loopback TCP connection to the gateway's port.
     SdkTcp,
+    /// Straight to the gateway's connections, checked as the port checks them (no SDK, no
+    /// HTTP).
+    Direct,
 }
 
 /// The handlers' `@connections` client for [`CallbackTransport::Direct`]: calls to the

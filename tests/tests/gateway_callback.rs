@@ -1,6 +1,6 @@
-//! The handlers' `@connections` client inside the gateway (`--callback-transport`): the default
-//! `direct` path, which skips the SDK and HTTP, answers every call as the AWS SDK does over the
-//! port. Real sockets, the real SDK client for the comparison.
+//! The handlers' `@connections` client inside the gateway (`--callback-transport`): the
+//! `direct` path, which skips the SDK and HTTP, and the default `sdk-in-process` answer every
+//! call as the AWS SDK does over the port. Real sockets, the real SDK client for the comparison.
 
 mod gateway_support;
 
@@ -9,6 +9,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use gateway_support::*;
 use tokio_tungstenite::tungstenite::Message;
+use wsstack_gateway::callback::CallbackTransport;
 use wsstack_gateway::{GatewayOptions, Limits, RunningGateway};
 use wsstack_handlers::local_sdk_config;
 use wsstack_handlers::management::{ManagementApi, ManagementError, SdkManagementApi};
@@ -180,22 +181,29 @@ async fn the_sdk_over_the_port_answers_as_api_gateway() {
     assert_eq!(answers(&gw, &store, &sdk).await, expected());
 }
 
-/// The gateway's default `direct` client answers every call as the SDK over the port does.
+fn direct() -> GatewayOptions {
+    GatewayOptions {
+        callback_transport: CallbackTransport::Direct,
+        ..small_outbox()
+    }
+}
+
+/// The gateway's `direct` client answers every call as the SDK over the port does.
 #[tokio::test]
-async fn the_handlers_management_api_answers_as_the_sdk_over_the_port() {
-    let (gw, store) = start(small_outbox()).await;
+async fn the_direct_client_answers_as_the_sdk_over_the_port() {
+    let (gw, store) = start(direct()).await;
     let direct = gw.management_api();
     assert_eq!(answers(&gw, &store, direct.as_ref()).await, expected());
 }
 
-/// `sdk-in-process`: the SDK's requests handed to the router answer the same.
+/// `sdk-in-process`, the default: the SDK's requests handed to the router answer the same.
 #[tokio::test]
-async fn the_sdk_in_process_answers_as_over_the_port() {
-    let (gw, store) = start(GatewayOptions {
-        callback_transport: wsstack_gateway::callback::CallbackTransport::SdkInProcess,
-        ..small_outbox()
-    })
-    .await;
+async fn the_default_sdk_in_process_client_answers_as_over_the_port() {
+    assert_eq!(
+        small_outbox().callback_transport,
+        CallbackTransport::SdkInProcess
+    );
+    let (gw, store) = start(small_outbox()).await;
     let api = gw.management_api();
     assert_eq!(answers(&gw, &store, api.as_ref()).await, expected());
 }
@@ -203,7 +211,7 @@ async fn the_sdk_in_process_answers_as_over_the_port() {
 /// Once the gateway has stopped, the direct client answers an error, never a panic.
 #[tokio::test]
 async fn the_direct_client_of_a_stopped_gateway_answers_an_error() {
-    let (gw, _store) = start(options()).await;
+    let (gw, _store) = start(direct()).await;
     let api = gw.management_api();
     let endpoint = gw.callback_url().to_owned();
     gw.shutdown(Duration::from_secs(5)).await;

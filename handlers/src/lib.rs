@@ -36,6 +36,8 @@ pub mod config;
 pub mod delivery;
 pub mod domain;
 pub mod fanout;
+#[cfg(any(test, feature = "test-support"))]
+pub mod faults;
 pub mod forwarded;
 pub mod job;
 pub mod management;

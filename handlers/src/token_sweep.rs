@@ -228,20 +228,22 @@ mod tests {
     use bytes::Bytes;
 
     use super::*;
+    use crate::faults::{Faulty, Op, Rule};
     use crate::management::ConnectionInfo;
     use crate::store::{Connection, MemoryStore};
 
     const NOW: i64 = 1_800_000_000;
 
-    /// A `@connections` API whose DELETE closes (forgets) a connection it knows, answers 410
-    /// for the others, fails for `broken-*` ids, and takes `delay` per call.
+    /// A `@connections` API whose DELETE closes (forgets) a connection it knows and answers
+    /// 410 for the others; failures and delays come from the [`Faulty`] in front of it.
     #[derive(Default)]
     struct Api {
         open: Mutex<HashSet<String>>,
         deleted: Mutex<Vec<String>>,
-        in_flight: Mutex<(usize, usize)>,
-        delay: Duration,
     }
+
+    /// The API behind a fault plan.
+    type FaultyApi = Faulty<Api, ManagementError>;
 
     #[async_trait]
     impl ManagementApi for Api {
@@ -262,16 +264,6 @@ mod tests {
         }
         async fn delete_connection(&self, endpoint: &str, id: &str) -> Result<(), ManagementError> {
             assert_eq!(endpoint, "http://127.0.0.1:1/dev");
-            {
-                let mut f = self.in_flight.lock().expect("lock");
-                f.0 += 1;
-                f.1 = f.1.max(f.0);
-            }
-            tokio::time::sleep(self.delay).await;
-            self.in_flight.lock().expect("lock").0 -= 1;
-            if id.starts_with("broken") {
-                return Err(ManagementError::Other("HTTP 500".into()));
-            }
             if self.open.lock().expect("lock").remove(id) {
                 self.deleted.lock().expect("lock").push(id.to_owned());
                 Ok(())
@@ -293,7 +285,7 @@ mod tests {
     }
 
     async fn closer(
-        api: Arc<Api>,
+        api: Arc<FaultyApi>,
         records: &[Connection],
         concurrency: usize,
     ) -> (Closer, MemoryStore) {
@@ -316,7 +308,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn expired_tokens_are_closed_live_ones_and_unauthenticated_ones_stay() {
-        let api = Arc::new(Api::default());
+        let api = Arc::new(FaultyApi::new(Api::default()));
         let (closer, _store) = closer(
             api.clone(),
             &[
@@ -338,7 +330,11 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_gone_connection_has_its_record_deleted_and_failures_are_counted() {
-        let api = Arc::new(Api::default());
+        let broken = ManagementError::Other("HTTP 500".into());
+        let api = Arc::new(
+            FaultyApi::new(Api::default())
+                .with(Rule::fail(Op::DeleteConnection, broken).for_key("broken-1")),
+        );
         let (closer, store) = closer(
             api.clone(),
             &[
@@ -361,10 +357,10 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn closes_run_with_bounded_concurrency_and_stop_at_the_deadline() {
-        let api = Arc::new(Api {
-            delay: Duration::from_millis(100),
-            ..Api::default()
-        });
+        let api = Arc::new(FaultyApi::new(Api::default()).with(Rule::delay(
+            Op::DeleteConnection,
+            Duration::from_millis(100),
+        )));
         let records: Vec<Connection> = (0..40)
             .map(|i| record(&format!("c{i:02}"), Some("a"), Some(NOW - 1)))
             .collect();
@@ -377,11 +373,7 @@ mod tests {
         );
         let report = closer.sweep(NOW, Some(deadline)).await;
         assert!(report.deadline_reached);
-        assert_eq!(
-            api.in_flight.lock().expect("lock").1,
-            4,
-            "at most 4 in flight"
-        );
+        assert_eq!(api.max_in_flight(), 4, "at most 4 in flight");
         // Started before 350 ms: rounds at 0, 100, 200, 300 ms.
         assert_eq!(report.closed, 16, "{report:?}");
         assert!(tokio::time::Instant::now() <= deadline.hard);
@@ -392,7 +384,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn close_user_closes_exactly_that_users_connections() {
-        let api = Arc::new(Api::default());
+        let api = Arc::new(FaultyApi::new(Api::default()));
         let (closer, _store) = closer(
             api.clone(),
             &[

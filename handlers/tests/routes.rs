@@ -2,24 +2,21 @@
 //! fed with events in the shapes API Gateway sends (fixtures/*.json).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest;
 use bytes::Bytes;
-use futures::stream::BoxStream;
 use serde_json::{Value, json};
 use wsstack_handlers::audience::AudienceError;
 use wsstack_handlers::config::Config;
 use wsstack_handlers::delivery::DeliveryError;
 use wsstack_handlers::domain::{CLIENT_ERROR_CODES, MAX_DATA_BYTES, MAX_LIST_LIMIT};
+use wsstack_handlers::faults::{Faulty, Op, Rule};
 use wsstack_handlers::management::{ConnectionInfo, ManagementApi, ManagementError};
 use wsstack_handlers::metrics::{self, Metrics, MetricsSink};
-use wsstack_handlers::store::{
-    Admission, Connection, ConnectionPage, ConnectionStore, MemoryStore, MessageRate, StoreError,
-};
+use wsstack_handlers::store::{Connection, ConnectionStore, MemoryStore, MessageRate, StoreError};
 use wsstack_handlers::{App, HandlerError};
 use wsstack_routes::Handler;
 
@@ -34,22 +31,13 @@ struct Post {
     data: String,
 }
 
-/// Records every post and answers with the error scripted for the connection, if any.
+/// Records every post that reaches it; faults come from the [`Faulty`] in front of it.
 #[derive(Default)]
 struct RecordingApi {
     posts: Mutex<Vec<Post>>,
-    failures: Mutex<HashMap<String, ManagementError>>,
-    in_flight: AtomicUsize,
-    max_in_flight: AtomicUsize,
-    delay: Option<Duration>,
 }
 
 impl RecordingApi {
-    fn failing(self, id: &str, err: ManagementError) -> Self {
-        self.failures.lock().unwrap().insert(id.to_owned(), err);
-        self
-    }
-
     fn posts(&self) -> Vec<Post> {
         self.posts.lock().unwrap().clone()
     }
@@ -72,21 +60,12 @@ impl ManagementApi for RecordingApi {
         connection_id: &str,
         data: Bytes,
     ) -> Result<(), ManagementError> {
-        let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
-        self.max_in_flight.fetch_max(now, Ordering::SeqCst);
-        if let Some(d) = self.delay {
-            tokio::time::sleep(d).await;
-        }
-        self.in_flight.fetch_sub(1, Ordering::SeqCst);
         self.posts.lock().unwrap().push(Post {
             endpoint: endpoint.to_owned(),
             connection_id: connection_id.to_owned(),
             data: String::from_utf8(data.to_vec()).unwrap(),
         });
-        match self.failures.lock().unwrap().get(connection_id) {
-            Some(e) => Err(e.clone()),
-            None => Ok(()),
-        }
+        Ok(())
     }
 
     async fn get_connection(&self, _: &str, _: &str) -> Result<ConnectionInfo, ManagementError> {
@@ -98,68 +77,24 @@ impl ManagementApi for RecordingApi {
     }
 }
 
-/// A store whose every operation fails, as DynamoDB does when throttled or unreachable.
-struct FailingStore;
+/// The recording API behind a fault plan (empty unless a test adds to it).
+type Api = Faulty<RecordingApi, ManagementError>;
+
+/// A recording API whose posts to each of `ids` answer `err`; the others are recorded.
+fn failing(ids: &[&str], err: ManagementError) -> Api {
+    ids.iter()
+        .fold(Api::new(RecordingApi::default()), |api, id| {
+            api.with(Rule::fail(Op::Post, err.clone()).for_key(*id))
+        })
+}
 
 fn unavailable() -> StoreError {
     StoreError::Backend("ProvisionedThroughputExceededException".into())
 }
 
-#[async_trait]
-impl ConnectionStore for FailingStore {
-    async fn put(&self, _: &Connection) -> Result<(), StoreError> {
-        Err(unavailable())
-    }
-    async fn get(&self, _: &str) -> Result<Option<Connection>, StoreError> {
-        Err(unavailable())
-    }
-    async fn delete(&self, _: &str) -> Result<(), StoreError> {
-        Err(unavailable())
-    }
-    async fn admit_message(
-        &self,
-        _: &str,
-        _: i64,
-        _: MessageRate,
-    ) -> Result<Admission, StoreError> {
-        Err(unavailable())
-    }
-    fn list(&self) -> BoxStream<'_, Result<Connection, StoreError>> {
-        Box::pin(futures::stream::iter([Err(unavailable())]))
-    }
-    async fn page(&self, _: Option<&str>, _: usize) -> Result<ConnectionPage, StoreError> {
-        Err(unavailable())
-    }
-}
-
-/// A store that can get the sender but fails to list (a Scan page failing mid-broadcast).
-struct ListFailsStore(MemoryStore);
-
-#[async_trait]
-impl ConnectionStore for ListFailsStore {
-    async fn put(&self, c: &Connection) -> Result<(), StoreError> {
-        self.0.put(c).await
-    }
-    async fn get(&self, id: &str) -> Result<Option<Connection>, StoreError> {
-        self.0.get(id).await
-    }
-    async fn delete(&self, id: &str) -> Result<(), StoreError> {
-        self.0.delete(id).await
-    }
-    async fn admit_message(
-        &self,
-        id: &str,
-        now_ms: i64,
-        rate: MessageRate,
-    ) -> Result<Admission, StoreError> {
-        self.0.admit_message(id, now_ms, rate).await
-    }
-    fn list(&self) -> BoxStream<'_, Result<Connection, StoreError>> {
-        Box::pin(futures::stream::iter([Err(unavailable())]))
-    }
-    async fn page(&self, _: Option<&str>, _: usize) -> Result<ConnectionPage, StoreError> {
-        Err(unavailable())
-    }
+/// A store whose every operation fails, as DynamoDB does when throttled or unreachable.
+fn failing_store() -> Arc<Faulty<MemoryStore, StoreError>> {
+    Arc::new(Faulty::new(MemoryStore::new()).with(Rule::fail(Op::Any, unavailable())))
 }
 
 fn fixture(name: &str) -> Value {
@@ -226,11 +161,11 @@ const LIVE_UNTIL: i64 = 4_102_444_800; // 2100-01-01
 struct Fixture {
     app: App,
     store: MemoryStore,
-    api: Arc<RecordingApi>,
+    api: Arc<Api>,
 }
 
 /// An app whose store holds the sender (alice) and bob and carol.
-async fn setup(api: RecordingApi) -> Fixture {
+async fn setup(api: impl Into<Api>) -> Fixture {
     let store = MemoryStore::new();
     for c in [
         conn(SENDER, "alice"),
@@ -239,7 +174,7 @@ async fn setup(api: RecordingApi) -> Fixture {
     ] {
         store.put(&c).await.unwrap();
     }
-    let api = Arc::new(api);
+    let api = Arc::new(api.into());
     let app = App::new(
         Arc::new(store.clone()),
         api.clone(),
@@ -405,7 +340,7 @@ async fn connect_says_nothing_of_subprotocols_when_none_is_offered() {
 #[tokio::test]
 async fn connect_is_refused_when_the_store_fails() {
     let app = App::new(
-        Arc::new(FailingStore),
+        failing_store(),
         Arc::new(RecordingApi::default()),
         Config::new("Connections"),
     );
@@ -439,7 +374,7 @@ async fn disconnect_deletes_and_is_idempotent() {
 #[tokio::test]
 async fn disconnect_reports_a_store_failure() {
     let app = App::new(
-        Arc::new(FailingStore),
+        failing_store(),
         Arc::new(RecordingApi::default()),
         Config::new("Connections"),
     );
@@ -715,7 +650,7 @@ async fn bad_input_gets_an_exact_error_frame_and_nothing_is_sent() {
 
 #[tokio::test]
 async fn a_gone_receiver_loses_its_record_and_the_others_still_get_the_message() {
-    let f = setup(RecordingApi::default().failing("bob", ManagementError::Gone)).await;
+    let f = setup(failing(&["bob"], ManagementError::Gone)).await;
     let resp = f
         .app
         .handle(Handler::SendMessage, event("message", |_| {}))
@@ -742,9 +677,11 @@ async fn a_gone_receiver_loses_its_record_and_the_others_still_get_the_message()
 
 #[tokio::test]
 async fn a_failing_receiver_does_not_stop_the_others() {
-    let f =
-        setup(RecordingApi::default().failing("carol", ManagementError::Other("HTTP 500".into())))
-            .await;
+    let f = setup(failing(
+        &["carol"],
+        ManagementError::Other("HTTP 500".into()),
+    ))
+    .await;
     let resp = f
         .app
         .handle(Handler::SendMessage, event("message", |_| {}))
@@ -761,7 +698,7 @@ async fn a_failing_receiver_does_not_stop_the_others() {
 
 #[tokio::test]
 async fn direct_message_to_a_gone_connection_deletes_it_and_tells_the_sender() {
-    let f = setup(RecordingApi::default().failing("bob", ManagementError::Gone)).await;
+    let f = setup(failing(&["bob"], ManagementError::Gone)).await;
     let ev = message(json!({"action": "sendMessage", "data": "psst", "to": "bob"}));
     f.app.handle(Handler::SendMessage, ev).await.unwrap();
     assert_eq!(f.store.get("bob").await.unwrap(), None);
@@ -773,7 +710,7 @@ async fn direct_message_to_a_gone_connection_deletes_it_and_tells_the_sender() {
 
 #[tokio::test]
 async fn direct_message_that_cannot_be_delivered_tells_the_sender_with_a_reference() {
-    let f = setup(RecordingApi::default().failing("bob", ManagementError::Throttled)).await;
+    let f = setup(failing(&["bob"], ManagementError::Throttled)).await;
     let ev = message(json!({"action": "sendMessage", "data": "psst", "to": "bob"}));
     f.app.handle(Handler::SendMessage, ev).await.unwrap();
     // The reference is the event's requestId (fixtures/message.json), which the log line with
@@ -793,9 +730,10 @@ async fn direct_message_that_cannot_be_delivered_tells_the_sender_with_a_referen
 async fn a_refused_post_does_not_show_the_service_text_to_the_sender() {
     let service_text = "User: arn:aws:sts::123456789012:assumed-role/wsstack-prod-SendMessageRole/fn \
                         is not authorized to perform: execute-api:ManageConnections";
-    let f = setup(
-        RecordingApi::default().failing("bob", ManagementError::Forbidden(service_text.into())),
-    )
+    let f = setup(failing(
+        &["bob"],
+        ManagementError::Forbidden(service_text.into()),
+    ))
     .await;
     let ev = message(json!({"action": "sendMessage", "data": "psst", "to": "bob"}));
     f.app.handle(Handler::SendMessage, ev).await.unwrap();
@@ -820,7 +758,7 @@ async fn a_refused_post_does_not_show_the_service_text_to_the_sender() {
 
 #[tokio::test]
 async fn an_error_frame_to_a_sender_that_left_is_not_a_failure() {
-    let f = setup(RecordingApi::default().failing(SENDER, ManagementError::Gone)).await;
+    let f = setup(failing(&[SENDER], ManagementError::Gone)).await;
     let resp = f
         .app
         .handle(Handler::SendMessage, raw_message("nope"))
@@ -831,8 +769,8 @@ async fn an_error_frame_to_a_sender_that_left_is_not_a_failure() {
 
 #[tokio::test]
 async fn an_error_frame_that_cannot_be_sent_is_a_function_error() {
-    let f = setup(RecordingApi::default().failing(
-        SENDER,
+    let f = setup(failing(
+        &[SENDER],
         ManagementError::Forbidden(
             "not authorized to perform: execute-api:ManageConnections".into(),
         ),
@@ -888,11 +826,10 @@ async fn expired_records_are_neither_posted_to_nor_counted() {
 
 #[tokio::test]
 async fn a_broadcast_that_reaches_none_of_its_recipients_is_a_function_error() {
-    let api = ["bob", "carol", SENDER]
-        .into_iter()
-        .fold(RecordingApi::default(), |api, id| {
-            api.failing(id, ManagementError::Forbidden("denied".into()))
-        });
+    let api = failing(
+        &["bob", "carol", SENDER],
+        ManagementError::Forbidden("denied".into()),
+    );
     let f = setup(api).await;
     let err = f
         .app
@@ -914,11 +851,7 @@ async fn a_broadcast_that_reaches_none_of_its_recipients_is_a_function_error() {
 
 #[tokio::test]
 async fn a_broadcast_whose_other_recipients_are_all_gone_is_no_failure() {
-    let api = ["bob", "carol"]
-        .into_iter()
-        .fold(RecordingApi::default(), |api, id| {
-            api.failing(id, ManagementError::Gone)
-        });
+    let api = failing(&["bob", "carol"], ManagementError::Gone);
     let f = setup(api).await;
     let resp = f
         .app
@@ -935,7 +868,13 @@ async fn a_listing_failure_is_a_function_error() {
     inner.put(&conn(SENDER, "alice")).await.unwrap();
     let api = Arc::new(RecordingApi::default());
     let app = App::new(
-        Arc::new(ListFailsStore(inner)),
+        // A store that can get the sender but fails to list (a Scan page failing
+        // mid-broadcast).
+        Arc::new(
+            Faulty::new(inner)
+                .with(Rule::fail(Op::List, unavailable()))
+                .with(Rule::fail(Op::Page, unavailable())),
+        ),
         api.clone(),
         Config::new("Connections"),
     );
@@ -969,10 +908,9 @@ async fn broadcast_crosses_pages_and_respects_the_concurrency_bound() {
     for i in 0..249 {
         store.put(&conn(&format!("c{i:03}"), "x")).await.unwrap();
     }
-    let api = Arc::new(RecordingApi {
-        delay: Some(Duration::from_millis(2)),
-        ..RecordingApi::default()
-    });
+    let api = Arc::new(
+        Api::new(RecordingApi::default()).with(Rule::delay(Op::Post, Duration::from_millis(2))),
+    );
     let mut config = Config::new("Connections");
     config.broadcast_concurrency = 5;
     let app = App::new(Arc::new(store), api.clone(), config);
@@ -984,7 +922,7 @@ async fn broadcast_crosses_pages_and_respects_the_concurrency_bound() {
     ids.dedup();
     assert_eq!(ids.len(), 250, "every connection exactly once");
     assert_eq!(api.posts().len(), 250);
-    let max = api.max_in_flight.load(Ordering::SeqCst);
+    let max = api.max_in_flight();
     assert!((2..=5).contains(&max), "max in flight {max}");
 }
 
@@ -1156,11 +1094,7 @@ async fn list_connections_refuses_bad_cursor_and_limit_with_exact_error_frames()
 #[tokio::test]
 async fn list_connections_with_a_failing_store_is_a_function_error() {
     let api = Arc::new(RecordingApi::default());
-    let app = App::new(
-        Arc::new(FailingStore),
-        api.clone(),
-        Config::new("Connections"),
-    );
+    let app = App::new(failing_store(), api.clone(), Config::new("Connections"));
     let err = app
         .handle(
             Handler::ListConnections,
@@ -1177,7 +1111,7 @@ async fn list_connections_with_a_failing_store_is_a_function_error() {
 
 #[tokio::test]
 async fn list_connections_to_a_sender_that_left_is_not_a_failure() {
-    let f = setup(RecordingApi::default().failing(SENDER, ManagementError::Gone)).await;
+    let f = setup(failing(&[SENDER], ManagementError::Gone)).await;
     let resp = f
         .app
         .handle(

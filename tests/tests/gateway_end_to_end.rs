@@ -5,7 +5,6 @@
 mod gateway_support;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -22,6 +21,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::Frame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
 use tokio_tungstenite::tungstenite::{self, Message};
 use wsstack_gateway::{Limits, RouteTable};
+use wsstack_handlers::faults::{Fault, Faulty, Op, Rule};
 use wsstack_handlers::store::{
     Admission, Connection, ConnectionPage, ConnectionStore, MemoryStore, MessageRate, StoreError,
 };
@@ -123,69 +123,30 @@ async fn without_a_default_route_the_client_gets_forbidden() {
     assert_eq!(alice.next_json().await["data"], "still here");
 }
 
-/// A store that fails or panics on `get` (which sendMessage calls for the sender) on demand.
-struct FaultyStore {
-    inner: MemoryStore,
-    /// 0: works, 1: returns an error, 2: panics.
-    mode: AtomicU8,
-}
-
-#[async_trait]
-impl ConnectionStore for FaultyStore {
-    async fn put(&self, c: &Connection) -> Result<(), StoreError> {
-        self.inner.put(c).await
-    }
-    async fn get(&self, id: &str) -> Result<Option<Connection>, StoreError> {
-        match self.mode.load(Ordering::SeqCst) {
-            1 => Err(StoreError::Backend("injected failure".into())),
-            2 => panic!("injected panic in the store"),
-            _ => self.inner.get(id).await,
-        }
-    }
-    async fn admit_message(
-        &self,
-        id: &str,
-        now_ms: i64,
-        rate: MessageRate,
-    ) -> Result<Admission, StoreError> {
-        match self.mode.load(Ordering::SeqCst) {
-            1 => Err(StoreError::Backend("injected failure".into())),
-            2 => panic!("injected panic in the store"),
-            _ => self.inner.admit_message(id, now_ms, rate).await,
-        }
-    }
-    async fn delete(&self, id: &str) -> Result<(), StoreError> {
-        self.inner.delete(id).await
-    }
-    fn list(&self) -> BoxStream<'_, Result<Connection, StoreError>> {
-        self.inner.list()
-    }
-    async fn page(&self, after: Option<&str>, limit: usize) -> Result<ConnectionPage, StoreError> {
-        self.inner.page(after, limit).await
-    }
-}
-
 #[tokio::test]
 async fn handler_errors_and_panics_give_internal_server_error_and_everything_lives_on() {
-    let store = Arc::new(FaultyStore {
-        inner: MemoryStore::new(),
-        mode: AtomicU8::new(0),
-    });
+    // The store fails, then panics, on the sender's lookup (`get`) and admission
+    // (`admit_message`, which sendMessage calls) while the plan says so.
+    let store = Arc::new(Faulty::<_, StoreError>::new(MemoryStore::new()));
     let gw = start_with(options(), store.clone()).await;
     let mut alice = connect(&gw, "alice").await;
-    let id = id_of(&store.inner, "alice").await;
-    for mode in [1, 2] {
-        store.mode.store(mode, Ordering::SeqCst);
+    let id = id_of(store.inner(), "alice").await;
+    let failure = StoreError::Backend("injected failure".into());
+    let faults = [
+        ("an error", Fault::Fail(failure)),
+        ("a panic", Fault::Panic),
+    ];
+    for (what, fault) in faults {
+        store.clear();
+        store.add(Rule::new(Op::Get, fault.clone()));
+        store.add(Rule::new(Op::AdmitMessage, fault));
         alice.send_json(send_message("boom")).await;
         let frame = alice.next_json().await;
-        assert_eq!(
-            frame["message"], "Internal server error",
-            "mode {mode}: {frame}"
-        );
+        assert_eq!(frame["message"], "Internal server error", "{what}: {frame}");
         assert_eq!(frame["connectionId"], id.as_str());
         assert!(frame["requestId"].is_string(), "{frame}");
     }
-    store.mode.store(0, Ordering::SeqCst);
+    store.clear();
     alice.send_json(send_message("recovered")).await;
     assert_eq!(alice.next_json().await["data"], "recovered");
     let mut bob = connect(&gw, "bob").await;

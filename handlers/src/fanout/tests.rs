@@ -7,6 +7,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::*;
+use crate::faults::{Faulty, Op, Rule};
 use crate::simulated::{Behaviour, SimulatedApi, TokenBucket};
 use crate::store::{Connection, MemoryStore};
 
@@ -233,24 +234,9 @@ async fn transient_failures_are_retried() {
     assert!(api.tally().transient_failures > 0);
 }
 
-/// A management API that always answers the same error.
-struct Refusing(ManagementError);
-
-#[async_trait::async_trait]
-impl ManagementApi for Refusing {
-    async fn post_to_connection(&self, _: &str, _: &str, _: Bytes) -> Result<(), ManagementError> {
-        Err(self.0.clone())
-    }
-    async fn get_connection(
-        &self,
-        _: &str,
-        _: &str,
-    ) -> Result<crate::management::ConnectionInfo, ManagementError> {
-        Err(self.0.clone())
-    }
-    async fn delete_connection(&self, _: &str, _: &str) -> Result<(), ManagementError> {
-        Err(self.0.clone())
-    }
+/// A management API that always answers `error`.
+fn refusing(error: ManagementError) -> Faulty<SimulatedApi, ManagementError> {
+    Faulty::new(SimulatedApi::new(fixed_latency(0), None)).with(Rule::fail(Op::Any, error))
 }
 
 #[tokio::test(start_paused = true)]
@@ -259,7 +245,7 @@ async fn permanent_failures_are_counted_after_their_attempts() {
     let store = store_with(&all).await;
     let forbidden = broadcast(
         &store,
-        &Refusing(ManagementError::Forbidden("not allowed".into())),
+        &refusing(ManagementError::Forbidden("not allowed".into())),
         ENDPOINT,
         Bytes::from_static(b"x"),
         Limits::without_deadline(2),
@@ -268,7 +254,7 @@ async fn permanent_failures_are_counted_after_their_attempts() {
     assert_eq!((forbidden.delivered, forbidden.failed), (0, 3));
     let other = broadcast(
         &store,
-        &Refusing(ManagementError::Other("HTTP 502".into())),
+        &refusing(ManagementError::Other("HTTP 502".into())),
         ENDPOINT,
         Bytes::from_static(b"x"),
         Limits::without_deadline(2),

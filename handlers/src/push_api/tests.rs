@@ -1,7 +1,6 @@
 //! The push API's answers, over the in-memory store and a recording `@connections`. The real
 //! servers (dynalite, the local gateway's sockets) are exercised in `tests/tests/push_api.rs`.
 
-use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -11,6 +10,7 @@ use serde_json::{Value, json};
 use super::*;
 use crate::App;
 use crate::config::{self, Config};
+use crate::faults::{Faulty, Op, Rule};
 use crate::management::ConnectionInfo;
 use crate::membership::{MembershipStore, MemoryMembershipStore};
 use crate::queue::MemoryQueue;
@@ -18,13 +18,11 @@ use crate::store::{Connection, MemoryStore};
 
 const ENDPOINT: &str = "http://127.0.0.1:9/dev";
 
-/// Records posts; answers 410 for `gone`, 403 for `refusing`.
+/// Records posts and DELETEs that reach it; faults come from the [`Faulty`] in front of it.
 #[derive(Default)]
 struct Recording {
     posts: Mutex<Vec<(String, Value)>>,
     deleted: Mutex<Vec<String>>,
-    gone: HashSet<String>,
-    refusing: HashSet<String>,
 }
 
 impl Recording {
@@ -46,14 +44,6 @@ impl ManagementApi for Recording {
         connection_id: &str,
         data: Bytes,
     ) -> Result<(), ManagementError> {
-        if self.gone.contains(connection_id) {
-            return Err(ManagementError::Gone);
-        }
-        if self.refusing.contains(connection_id) {
-            return Err(ManagementError::Forbidden(
-                "arn:aws:iam::123456789012".into(),
-            ));
-        }
         let frame = serde_json::from_slice(&data).unwrap_or(Value::Null);
         let mut posts = self.posts.lock().unwrap_or_else(|p| p.into_inner());
         posts.push((connection_id.to_owned(), frame));
@@ -69,13 +59,20 @@ impl ManagementApi for Recording {
         _endpoint: &str,
         connection_id: &str,
     ) -> Result<(), ManagementError> {
-        if self.gone.contains(connection_id) {
-            return Err(ManagementError::Gone);
-        }
         let mut deleted = self.deleted.lock().unwrap_or_else(|p| p.into_inner());
         deleted.push(connection_id.to_owned());
         Ok(())
     }
+}
+
+/// The recording API behind a fault plan (empty unless a test adds to it).
+type Api = Faulty<Recording, ManagementError>;
+
+/// A recording API to which `id` is gone: 410 for its posts and its DELETE.
+fn gone(id: &str) -> Api {
+    Api::new(Recording::default())
+        .with(Rule::fail(Op::Post, ManagementError::Gone).for_key(id))
+        .with(Rule::fail(Op::DeleteConnection, ManagementError::Gone).for_key(id))
 }
 
 fn connection(id: &str, username: &str, sub: Option<&str>) -> Connection {
@@ -91,7 +88,7 @@ fn connection(id: &str, username: &str, sub: Option<&str>) -> Connection {
 }
 
 struct Fixture {
-    api: Arc<Recording>,
+    api: Arc<Api>,
     store: MemoryStore,
     memberships: Arc<MemoryMembershipStore>,
     queue: MemoryQueue,
@@ -100,7 +97,7 @@ struct Fixture {
 
 /// Ada on two devices (`a1`, `a2`), Bob on one (`b1`), `gone` closed; Ada's `a1` and Bob are
 /// in the room `lobby`.
-async fn fixture(api: Recording, queue_mode: bool) -> Fixture {
+async fn fixture(api: impl Into<Api>, queue_mode: bool) -> Fixture {
     let store = MemoryStore::new();
     for c in [
         connection("a1", "ada", Some("sub-ada")),
@@ -118,7 +115,7 @@ async fn fixture(api: Recording, queue_mode: bool) -> Fixture {
             .await
             .expect("join");
     }
-    let api = Arc::new(api);
+    let api = Arc::new(api.into());
     let queue = MemoryQueue::new(std::time::Duration::from_secs(30));
     let mut config = Config::new("Connections");
     config.callback_url = Some(ENDPOINT.into());
@@ -200,15 +197,7 @@ async fn a_push_to_a_room_reaches_its_members() {
 
 #[tokio::test]
 async fn a_push_to_everyone_inline_posts_to_every_open_connection() {
-    let gone: HashSet<String> = ["gone".to_owned()].into();
-    let f = fixture(
-        Recording {
-            gone,
-            ..Recording::default()
-        },
-        false,
-    )
-    .await;
+    let f = fixture(gone("gone"), false).await;
     let r = call(&f, "POST", "/messages", json!({"data": "all"})).await;
     assert_eq!(r.status, 200, "{}", r.body);
     let answer = r.body_json();
@@ -243,15 +232,7 @@ async fn in_queue_mode_a_push_to_everyone_or_a_room_is_queued_and_answered_202()
 
 #[tokio::test]
 async fn a_gone_connection_is_410_and_its_record_and_memberships_are_deleted() {
-    let gone: HashSet<String> = ["b1".to_owned()].into();
-    let f = fixture(
-        Recording {
-            gone,
-            ..Recording::default()
-        },
-        false,
-    )
-    .await;
+    let f = fixture(gone("b1"), false).await;
     let r = call(&f, "POST", "/connections/b1/messages", json!({"data": 1})).await;
     assert_eq!(r.status, 410, "{}", r.body);
     assert_eq!(r.body_json()["error"], "gone");
@@ -264,15 +245,9 @@ async fn a_gone_connection_is_410_and_its_record_and_memberships_are_deleted() {
 
 #[tokio::test]
 async fn a_refused_post_is_502_with_a_reference_and_no_service_text() {
-    let refusing: HashSet<String> = ["b1".to_owned()].into();
-    let f = fixture(
-        Recording {
-            refusing,
-            ..Recording::default()
-        },
-        false,
-    )
-    .await;
+    let refusing = ManagementError::Forbidden("arn:aws:iam::123456789012".into());
+    let api = Api::new(Recording::default()).with(Rule::fail(Op::Post, refusing).for_key("b1"));
+    let f = fixture(api, false).await;
     let r = call(&f, "POST", "/connections/b1/messages", json!({"data": 1})).await;
     assert_eq!(r.status, 502, "{}", r.body);
     assert!(r.body.contains("req-1"), "{}", r.body);

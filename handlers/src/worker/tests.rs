@@ -8,6 +8,7 @@ use std::time::Duration;
 use aws_lambda_events::sqs::{SqsEvent, SqsMessage};
 
 use super::*;
+use crate::faults::{Faulty, Op, Rule};
 use crate::job::{JobAudience, Listing};
 use crate::queue::MemoryQueue;
 use crate::simulated::{Behaviour, SimulatedApi, TokenBucket};
@@ -206,32 +207,17 @@ async fn jobs_not_started_before_the_deadline_are_requeued_not_failed() {
     );
 }
 
-/// A queue that refuses every send.
-struct RefusingQueue;
-
-#[async_trait::async_trait]
-impl Queue for RefusingQueue {
-    async fn send(&self, _: Vec<String>) -> Result<(), QueueError> {
-        Err(QueueError::Backend("AccessDenied".into()))
-    }
-    async fn receive(
-        &self,
-        _: usize,
-        _: Duration,
-    ) -> Result<Vec<crate::queue::Received>, QueueError> {
-        Ok(Vec::new())
-    }
-    async fn delete(&self, _: &str) -> Result<(), QueueError> {
-        Ok(())
-    }
-}
-
 #[tokio::test(start_paused = true)]
 async fn an_unstarted_job_that_cannot_be_requeued_is_a_batch_item_failure() {
     let store = store_of(10).await;
     let api = Arc::new(SimulatedApi::new(Behaviour::default(), None));
+    // A queue that refuses every send.
+    let refusing = Faulty::new(MemoryQueue::new(VISIBILITY)).with(Rule::fail(
+        Op::Send,
+        QueueError::Backend("AccessDenied".into()),
+    ));
     let w = Worker {
-        queue: Arc::new(RefusingQueue),
+        queue: Arc::new(refusing),
         ..worker(&store, &api, &MemoryQueue::new(VISIBILITY))
     };
     let body = FanOutJob::for_everyone("m1", ENDPOINT, "{}", 1)

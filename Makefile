@@ -52,12 +52,15 @@ tools: ## Install the test tools (pip: cfn-lint, aws CLI, moto; npm in tests/: d
 	scripts/install-tools.sh
 
 .PHONY: handlers
-handlers: ## Build the Lambda zip for arm64, one for every route (target/lambda/bootstrap/bootstrap.zip)
+handlers: ## Build the Lambda zips for arm64: every route's (target/lambda/bootstrap/bootstrap.zip) and the example backend's (target/lambda/job-backend/bootstrap.zip)
 	scripts/install-lambda-tools.sh
 	# One binary serves every route: each function's Handler property names its handler.
 	# opt-level "s": 2.2 MiB zips instead of 2.8 MiB at opt-level 3; the handlers wait on the network.
 	CARGO_PROFILE_RELEASE_OPT_LEVEL=s cargo lambda build --release --arm64 --output-format zip -p wsstack-lambda --bin bootstrap
+	# The example backend service, for the stages with [example_backend] enabled = true (dev).
+	CARGO_PROFILE_RELEASE_OPT_LEVEL=s cargo lambda build --release --arm64 --output-format zip -p wsstack-example-job-backend --bin job-backend
 	@ls -l target/lambda/bootstrap/bootstrap.zip | awk '{printf "  bootstrap.zip %8.2f MiB\n", $$5/1048576}'
+	@ls -l target/lambda/job-backend/bootstrap.zip | awk '{printf "  job-backend/bootstrap.zip %8.2f MiB\n", $$5/1048576}'
 
 .PHONY: synth
 synth: handlers ## Build the handlers and write cdk.out/ (all stages, or STAGE=prod)

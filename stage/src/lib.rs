@@ -18,10 +18,12 @@ pub use wsstack_routes::FanoutMode;
 
 pub use alarms::{ALARM_PERIOD_SECONDS, AlarmSettings, AlarmTarget};
 pub use auth::{AuthSettings, IdentityProvider, JwtSettings};
+pub use example_backend::ExampleBackendSettings;
 
 mod alarms;
 mod auth;
 mod custom_domain;
+pub mod example_backend;
 mod lambda;
 pub mod manifest;
 
@@ -94,6 +96,9 @@ pub struct Stage {
     pub alarms: AlarmSettings,
     /// `[push_api]`: the backends' HTTP API.
     pub push_api: PushApiSettings,
+    /// `[example_backend]`: the example backend service in this stage's stack, where
+    /// `enabled = true`; `None` (the default) adds nothing.
+    pub example_backend: Option<ExampleBackendSettings>,
 }
 
 /// `[push_api]`: the throttling of the push API's `$default` stage, every route
@@ -497,6 +502,8 @@ struct StageFile {
     alarms: alarms::AlarmsSection,
     #[serde(default)]
     push_api: PushApiSection,
+    #[serde(default)]
+    example_backend: example_backend::ExampleBackendSection,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -668,6 +675,8 @@ pub fn parse(path: &Path, name: &str, text: &str) -> Result<Stage, StageError> {
     };
     let alarms = alarms::check(&file.alarms).map_err(spanned)?;
     let defaults = apply(&DEFAULT_FUNCTION, &file.lambda.defaults);
+    let example_backend =
+        example_backend::check(&file.example_backend, &defaults).map_err(spanned)?;
     let functions = stage_functions(&file.lambda, &auth);
     check_functions(&file.lambda, &functions)
         .map_err(|(span, field, message)| invalid(span, field, message))?;
@@ -692,6 +701,7 @@ pub fn parse(path: &Path, name: &str, text: &str) -> Result<Stage, StageError> {
         auth,
         alarms,
         push_api: push_api_settings(&file.push_api),
+        example_backend,
     };
     stage.fanout.max_concurrency = fanout_max_concurrency(&file.fanout, &stage).map_err(spanned)?;
     let mut stage = check_names(path, text, &file, stage)?;

@@ -92,7 +92,13 @@ fn main() {
         &out,
     );
     let lambda = workspace().join("target/lambda");
-    if wsstack_synth::assets::zip_path(&lambda).exists() {
+    if wsstack_synth::assets::zip_path(&lambda).exists()
+        && wsstack_synth::assets::binary_zip_path(
+            &lambda,
+            wsstack_synth::assets::EXAMPLE_BACKEND_BINARY,
+        )
+        .exists()
+    {
         bench_process("synth binary, real handlers' zip", &[], &out);
     } else {
         println!(

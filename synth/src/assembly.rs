@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::assets::{Asset, AssetContent, AssetSource};
+use crate::assets::{AssetContent, AssetSource, Assets};
 use crate::cfn::Template;
 use crate::stack::{self, StackError};
 use crate::stage::Stage;
@@ -74,8 +74,9 @@ pub struct StackArtifact {
     pub stage: Stage,
     pub environment: Environment,
     pub template: Template,
-    /// The code every function of the stack runs.
-    pub asset: Asset,
+    /// The code the stack's functions run: the handlers', and the example backend's where the
+    /// stage turns it on.
+    pub assets: Assets,
 }
 
 /// Builds every stage's stack. `pin` overrides the stage files' account and region.
@@ -90,11 +91,20 @@ pub fn synthesize(
     {
         return Err(AssemblyError::InvalidAccount(a.clone()));
     }
-    let asset = crate::assets::resolve(source)?;
+    let needs_example = stages.iter().any(|s| s.example_backend.is_some());
+    let assets = Assets::resolve(source, needs_example)?;
     stages
         .iter()
         .map(|stage| {
-            let template = stack::build(stage, manifest, &asset)?;
+            // Only the stages that run the example carry (and upload) its zip.
+            let assets = Assets {
+                handlers: assets.handlers.clone(),
+                example_backend: assets
+                    .example_backend
+                    .clone()
+                    .filter(|_| stage.example_backend.is_some()),
+            };
+            let template = stack::build(stage, manifest, &assets)?;
             Ok(StackArtifact {
                 id: artifact_id(&stage.stack_name),
                 stage: stage.clone(),
@@ -103,7 +113,7 @@ pub fn synthesize(
                     region: pin.region.clone().or_else(|| stage.region.clone()),
                 },
                 template,
-                asset: asset.clone(),
+                assets,
             })
         })
         .collect()
@@ -148,14 +158,16 @@ pub fn render(stacks: &[StackArtifact]) -> Result<Files, AssemblyError> {
         let assets_file = format!("{}.assets.json", s.id);
 
         let asset_manifest = asset_manifest(s, &template_file, &template_hash);
-        // Every stage shares the same handlers' asset: one file in the assembly.
-        let a = &s.asset;
-        out.files
-            .entry(a.file_name())
-            .or_insert_with(|| match &a.content {
-                AssetContent::File(p) => FileContent::CopyOf(p.clone()),
-                AssetContent::StandIn(bytes) => FileContent::Bytes(bytes.clone()),
-            });
+        // Stages share their assets (every stage the handlers' zip): one file each in the
+        // assembly.
+        for (_, a) in s.assets.all() {
+            out.files
+                .entry(a.file_name())
+                .or_insert_with(|| match &a.content {
+                    AssetContent::File(p) => FileContent::CopyOf(p.clone()),
+                    AssetContent::StandIn(bytes) => FileContent::Bytes(bytes.clone()),
+                });
+        }
         out.files
             .insert(template_file.clone(), FileContent::Bytes(template_json));
         out.files.insert(
@@ -197,23 +209,25 @@ pub fn render(stacks: &[StackArtifact]) -> Result<Files, AssemblyError> {
     Ok(out)
 }
 
-/// A stack's asset manifest: the handlers' zip and the template itself.
+/// A stack's asset manifest: the handlers' zip (the example backend's too, where the stage runs
+/// it) and the template itself.
 fn asset_manifest(s: &StackArtifact, template_file: &str, template_hash: &str) -> AssetManifest {
     let mut manifest = AssetManifest {
         version: SCHEMA_VERSION,
         files: BTreeMap::new(),
         docker_images: BTreeMap::new(),
     };
-    let a = &s.asset;
-    manifest.files.insert(
-        a.hash.clone(),
-        file_asset(
-            &format!("{} Handlers Code", s.id),
-            &a.file_name(),
-            &a.object_key(),
-            &s.environment,
-        ),
-    );
+    for (what, a) in s.assets.all() {
+        // Two stand-ins are one file: the first name stays.
+        manifest.files.entry(a.hash.clone()).or_insert_with(|| {
+            file_asset(
+                &format!("{} {what} Code", s.id),
+                &a.file_name(),
+                &a.object_key(),
+                &s.environment,
+            )
+        });
+    }
     // The template is an asset too: `cdk deploy` uploads it, which lifts CloudFormation's
     // 51,200-byte limit on templates passed inline.
     manifest.files.insert(
@@ -302,7 +316,7 @@ fn stack_artifact(
             }],
         );
     }
-    if s.asset.is_stand_in() {
+    if s.assets.is_stand_in() {
         metadata.insert(
             format!("/{}", s.id),
             vec![MetadataEntry {

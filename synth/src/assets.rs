@@ -1,6 +1,8 @@
 //! The functions' code: the one zip of the handlers' `bootstrap` binary, built by
 //! `make handlers`, hashed by content and shared by every function of every stage. Each
-//! function's `Handler` property names its route handler; the binary dispatches on it.
+//! function's `Handler` property names its route handler; the binary dispatches on it. Stages
+//! with `[example_backend] enabled = true` also run the example backend's `job-backend` binary,
+//! a zip of its own that `make handlers` builds too ([`EXAMPLE_BACKEND_BINARY`]).
 //!
 //! A template-only synth (tests, CI, a first look) cannot build arm64 Lambda zips. For that,
 //! [`AssetSource::StandIn`] makes a small, clearly labelled zip whose `bootstrap` refuses to
@@ -17,6 +19,10 @@ pub const DEFAULT_LAMBDA_DIR: &str = "target/lambda";
 /// The handlers crate's one Lambda binary, which every function runs.
 pub const BINARY: &str = "bootstrap";
 
+/// The example backend service's binary (`examples/job-backend`), in the stages that turn it
+/// on: `{dir}/job-backend/bootstrap.zip`.
+pub const EXAMPLE_BACKEND_BINARY: &str = "job-backend";
+
 /// The make target that builds the zip; named in errors.
 pub const BUILD_TARGET: &str = "make handlers";
 
@@ -31,9 +37,9 @@ pub enum AssetSource {
 
 #[derive(Debug, thiserror::Error)]
 pub enum AssetError {
-    #[error("the handlers' zip {} does not exist: build it with `{BUILD_TARGET}` first (or pass --stand-in-assets to synthesize templates without code)", path.display())]
+    #[error("the Lambda zip {} does not exist: build it with `{BUILD_TARGET}` first (or pass --stand-in-assets to synthesize templates without code)", path.display())]
     Missing { path: PathBuf },
-    #[error("cannot read the handlers' zip {}: {source}", path.display())]
+    #[error("cannot read the Lambda zip {}: {source}", path.display())]
     Read {
         path: PathBuf,
         #[source]
@@ -73,8 +79,48 @@ impl Asset {
     }
 }
 
+/// The code of a stack's functions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Assets {
+    /// The handlers' zip, which every handler's function runs.
+    pub handlers: Asset,
+    /// The example backend's zip, where a stage turns the example on (`[example_backend]`).
+    pub example_backend: Option<Asset>,
+}
+
+impl Assets {
+    /// Finds and hashes the handlers' zip, and the example backend's where `example_backend`
+    /// (a stage turns it on: only then must it have been built).
+    pub fn resolve(source: &AssetSource, example_backend: bool) -> Result<Assets, AssetError> {
+        Ok(Assets {
+            handlers: resolve(source)?,
+            example_backend: example_backend
+                .then(|| resolve_binary(source, EXAMPLE_BACKEND_BINARY))
+                .transpose()?,
+        })
+    }
+
+    /// Every code asset with what it is (`Handlers`, `Example Backend`), as the asset manifest
+    /// names them.
+    pub fn all(&self) -> Vec<(&'static str, &Asset)> {
+        let mut all = vec![("Handlers", &self.handlers)];
+        all.extend(self.example_backend.iter().map(|a| ("Example Backend", a)));
+        all
+    }
+
+    pub fn is_stand_in(&self) -> bool {
+        self.all().iter().any(|(_, a)| a.is_stand_in())
+    }
+}
+
 /// Finds and hashes the handlers' asset.
 pub fn resolve(source: &AssetSource) -> Result<Asset, AssetError> {
+    resolve_binary(source, BINARY)
+}
+
+/// Finds and hashes the zip of `binary` (`{dir}/{binary}/bootstrap.zip`, where cargo lambda
+/// writes it); the stand-in is the same for every binary.
+pub fn resolve_binary(source: &AssetSource, binary: &str) -> Result<Asset, AssetError> {
     match source {
         AssetSource::StandIn => {
             let zip = stand_in_zip();
@@ -84,7 +130,7 @@ pub fn resolve(source: &AssetSource) -> Result<Asset, AssetError> {
             })
         }
         AssetSource::Built(dir) => {
-            let path = zip_path(dir);
+            let path = binary_zip_path(dir, binary);
             let hash = hash_file(&path).map_err(|source| {
                 if source.kind() == std::io::ErrorKind::NotFound {
                     AssetError::Missing { path: path.clone() }
@@ -105,7 +151,13 @@ pub fn resolve(source: &AssetSource) -> Result<Asset, AssetError> {
 
 /// `{dir}/bootstrap/bootstrap.zip`.
 pub fn zip_path(dir: &Path) -> PathBuf {
-    dir.join(BINARY).join("bootstrap.zip")
+    binary_zip_path(dir, BINARY)
+}
+
+/// `{dir}/{binary}/bootstrap.zip`: cargo lambda names the zip's only file `bootstrap`, as the
+/// `provided.al2023` runtime runs it, whatever the binary's name.
+pub fn binary_zip_path(dir: &Path, binary: &str) -> PathBuf {
+    dir.join(binary).join("bootstrap.zip")
 }
 
 /// SHA-256 of a file, streamed so a large zip does not sit in memory.
@@ -268,5 +320,30 @@ mod tests {
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
         assert_eq!(a.content, AssetContent::File(path));
+    }
+
+    /// The example backend's zip is its own, where cargo lambda writes it; a missing one is
+    /// named with the make target that builds it.
+    #[test]
+    fn the_example_backend_zip_is_its_binarys() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let source = AssetSource::Built(dir.path().to_owned());
+        let msg = resolve_binary(&source, EXAMPLE_BACKEND_BINARY)
+            .expect_err("no zip")
+            .to_string();
+        assert!(
+            msg.contains("job-backend/bootstrap.zip does not exist"),
+            "{msg}"
+        );
+        assert!(msg.contains("make handlers"), "{msg}");
+        let path = binary_zip_path(dir.path(), EXAMPLE_BACKEND_BINARY);
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        std::fs::write(&path, b"abc").expect("write");
+        let a = resolve_binary(&source, EXAMPLE_BACKEND_BINARY).expect("zip");
+        assert_eq!(a.content, AssetContent::File(path));
+        assert_eq!(
+            resolve_binary(&AssetSource::StandIn, EXAMPLE_BACKEND_BINARY).expect("stand-in"),
+            resolve(&AssetSource::StandIn).expect("stand-in")
+        );
     }
 }

@@ -67,13 +67,13 @@ fn writes_one_stack_per_stage_with_its_assets() {
     // Functions: one per route, the fan-out worker, the push API, the forward handler (synth
     // runs where there is no wsstack.toml, so with the built-in manifest, which forwards
     // submitJob), and the authorizer and the token sweeper where the stage authenticates (jwt
-    // in staging and prod).
+    // in staging and prod); the example backend where the stage runs it (dev).
     for (id, stack, protected, functions) in [
         (
             "WsstackDev",
             "wsstack-dev",
             false,
-            wsstack_routes::ROUTES.len() + 3,
+            wsstack_routes::ROUTES.len() + 4,
         ),
         (
             "WsstackStaging",
@@ -178,6 +178,13 @@ fn real_zips_are_hashed_and_not_labelled_stand_in() {
     let lambda = tmp.path().join("lambda");
     std::fs::create_dir_all(lambda.join("bootstrap")).expect("mkdir");
     std::fs::write(lambda.join("bootstrap/bootstrap.zip"), "zip of bootstrap").expect("write");
+    // dev runs the example backend ([example_backend]): its own zip.
+    std::fs::create_dir_all(lambda.join("job-backend")).expect("mkdir");
+    std::fs::write(
+        lambda.join("job-backend/bootstrap.zip"),
+        "zip of job-backend",
+    )
+    .expect("write");
     let out = tmp.path().join("cdk.out");
     ok(synth(&[
         "--stage",
@@ -200,6 +207,32 @@ fn real_zips_are_hashed_and_not_labelled_stand_in() {
     assert_eq!(
         std::fs::read(out.join(format!("asset.{hash}.zip"))).expect("copied"),
         b"zip of bootstrap"
+    );
+    let example = hex::encode(Sha256::digest(b"zip of job-backend"));
+    assert_eq!(
+        template["Resources"]["JobBackendFunction"]["Properties"]["Code"]["S3Key"],
+        format!("{example}.zip")
+    );
+    assert_eq!(
+        std::fs::read(out.join(format!("asset.{example}.zip"))).expect("copied"),
+        b"zip of job-backend"
+    );
+    let assets = read_json(&out.join("WsstackDev.assets.json"));
+    let names: Vec<&str> = assets["files"]
+        .as_object()
+        .expect("files")
+        .values()
+        .filter_map(|f| f["displayName"].as_str())
+        .filter(|n| n.ends_with("Code"))
+        .collect();
+    let mut names = names;
+    names.sort_unstable();
+    assert_eq!(
+        names,
+        [
+            "WsstackDev Example Backend Code",
+            "WsstackDev Handlers Code"
+        ]
     );
     // Rebuilding the handlers rewrites their zips in place; the assembly's asset keeps the
     // content its name promises.
@@ -244,6 +277,41 @@ fn a_missing_zip_names_the_file_and_the_make_target_and_keeps_the_old_assembly()
     assert_eq!(
         std::fs::read_to_string(out.join("previous")).expect("untouched"),
         "kept"
+    );
+}
+
+/// The example backend's zip is needed only where a stage runs it, and then named.
+#[test]
+fn the_example_backends_zip_is_needed_where_a_stage_runs_it() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let lambda = tmp.path().join("lambda");
+    std::fs::create_dir_all(lambda.join("bootstrap")).expect("mkdir");
+    std::fs::write(lambda.join("bootstrap/bootstrap.zip"), "zip").expect("write");
+    let out = tmp.path().join("cdk.out");
+    let run = |stage: &str| {
+        synth(&[
+            "--stage",
+            stage,
+            "--lambda-dir",
+            lambda.to_str().expect("utf8"),
+            "--out",
+            out.to_str().expect("utf8"),
+        ])
+    };
+    let res = run("dev");
+    assert_eq!(res.status.code(), Some(1));
+    let err = stderr(&res);
+    assert!(
+        err.contains("job-backend/bootstrap.zip does not exist"),
+        "{err}"
+    );
+    assert!(err.contains("`make handlers`"), "{err}");
+    ok(run("prod"));
+    let assets = read_json(&out.join("WsstackProd.assets.json"));
+    assert_eq!(
+        assets["files"].as_object().expect("files").len(),
+        2,
+        "the handlers' zip and the template: {assets}"
     );
 }
 
@@ -512,29 +580,44 @@ fn flags_before_a_subcommand_are_refused_with_a_message() {
 #[test]
 fn the_manifest_flag_picks_the_forwarded_actions() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let template = |manifest: &Path, out: &str| {
+    let run = |manifest: &Path, stage: &str, out: &str| {
         let out = dir.path().join(out);
-        ok(synth(&[
+        let res = synth(&[
             "--stand-in-assets",
             "--quiet",
             "--stage",
-            "dev",
+            stage,
             "--manifest",
             manifest.to_str().expect("utf8"),
             "--out",
             out.to_str().expect("utf8"),
-        ]));
-        read_json(&out.join("WsstackDev.template.json"))
+        ]);
+        (res, out)
+    };
+    let template = |manifest: &Path, stage: &str, out: &str| {
+        let (res, out) = run(manifest, stage, out);
+        ok(res);
+        let id = format!("Wsstack{}{}", stage[..1].to_uppercase(), &stage[1..]);
+        read_json(&out.join(format!("{id}.template.json")))
     };
     let empty = dir.path().join("empty.toml");
     std::fs::write(&empty, "# no forwarded actions\n").expect("write");
-    let t = template(&empty, "empty.out");
+    let t = template(&empty, "prod", "empty.out");
     assert!(t["Resources"].get("EventBus").is_none());
     assert!(t["Resources"].get("ForwardFunction").is_none());
     assert!(t["Resources"].get("PushApi").is_some());
+    // dev runs the example backend, which needs submitJob forwarded: the error says so.
+    let (res, out) = run(&empty, "dev", "empty-dev.out");
+    assert_eq!(res.status.code(), Some(1));
+    let e = stderr(&res);
+    assert!(
+        e.contains("stage `dev`: [example_backend] enabled = true, but the app manifest does not forward `submitJob`"),
+        "{e}"
+    );
+    assert!(!out.exists());
 
     let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("../wsstack.toml");
-    let t = template(&shipped, "shipped.out");
+    let t = template(&shipped, "dev", "shipped.out");
     assert_eq!(
         t["Resources"]["ForwardSubmitJobRoute"]["Properties"]["RouteKey"],
         "submitJob"

@@ -14,7 +14,7 @@ fn review_snapshot_of_every_stage() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let stages = stage::load_all(&root.join("stages")).expect("stage files");
     let manifest = manifest::load(&root.join("wsstack.toml")).expect("the app manifest");
-    let asset = assets::resolve(&AssetSource::StandIn).expect("stand-in");
+    let asset = assets::Assets::resolve(&AssetSource::StandIn, true).expect("stand-in");
     assert!(!stages.is_empty());
     for stage in stages {
         let t = stack::build(&stage, &manifest, &asset).expect("valid stack");

@@ -296,7 +296,7 @@ fn an_empty_file_takes_every_default() {
 
 #[test]
 fn unknown_top_level_key() {
-    insta::assert_snapshot!(err("stack_name = \"a\"\nmemroy = 3\n"), @"stages/test.toml:2:1: memroy: unknown field `memroy`, expected one of `stack_name`, `account`, `region`, `lambda`, `table`, `api`, `outputs`, `fanout`, `domain`, `termination_protection`, `auth`, `alarms`, `push_api`");
+    insta::assert_snapshot!(err("stack_name = \"a\"\nmemroy = 3\n"), @"stages/test.toml:2:1: memroy: unknown field `memroy`, expected one of `stack_name`, `account`, `region`, `lambda`, `table`, `api`, `outputs`, `fanout`, `domain`, `termination_protection`, `auth`, `alarms`, `push_api`, `example_backend`");
 }
 
 #[test]
@@ -390,6 +390,55 @@ fn architecture_must_be_known() {
 fn throttling_out_of_range() {
     insta::assert_snapshot!(err("[api]\nthrottling_burst_limit = 6000\n"), @"stages/test.toml:2:26: api.throttling_burst_limit: 6000 is out of range: allowed 0..=5000 requests (the account's default burst quota)");
     insta::assert_snapshot!(err("[api]\nthrottling_rate_limit = -1.5\n"), @"stages/test.toml:2:25: api.throttling_rate_limit: -1.5 is out of range: allowed 0..=10000 requests per second (the account's default rate quota)");
+}
+
+/// `[example_backend]`: off by default and in staging and prod, on in dev; its sizes default
+/// to 128 MiB and 30 s, its logs follow `[lambda]`.
+#[test]
+fn the_example_backend_is_on_in_dev_only() {
+    let stages = stage::load_all(&stages_dir()).expect("stage files are valid");
+    let on: Vec<&str> = stages
+        .iter()
+        .filter(|s| s.example_backend.is_some())
+        .map(|s| s.name.as_str())
+        .collect();
+    assert_eq!(on, ["dev"]);
+    let dev = stages[0].example_backend.clone().expect("dev runs it");
+    assert_eq!(
+        (
+            dev.memory_mb,
+            dev.timeout_seconds,
+            dev.log_level,
+            dev.log_retention_days
+        ),
+        (128, 30, LogLevel::Debug, 7)
+    );
+    let parse = |text: &str| {
+        stage::parse(Path::new("stages/test.toml"), "test", text)
+            .expect("valid")
+            .example_backend
+    };
+    assert_eq!(parse(""), None);
+    assert_eq!(parse("[example_backend]\nenabled = false\n"), None);
+    let sized =
+        parse("[example_backend]\nenabled = true\nmemory_mb = 512\ntimeout_seconds = 900\n")
+            .expect("on");
+    assert_eq!((sized.memory_mb, sized.timeout_seconds), (512, 900));
+    assert_eq!(
+        (sized.log_level, sized.log_retention_days),
+        (LogLevel::Info, 14)
+    );
+}
+
+#[test]
+fn example_backend_errors_name_the_line_and_field() {
+    insta::assert_snapshot!(err("[example_backend]\nenabled = true\nmemory_mb = 64\n"), @"stages/test.toml:3:13: example_backend.memory_mb: 64 is out of range: allowed 128..=10240 MiB");
+    insta::assert_snapshot!(err("[example_backend]\nenabled = true\ntimeout_seconds = 0\n"), @"stages/test.toml:3:19: example_backend.timeout_seconds: 0 is out of range: allowed 1..=900 seconds");
+    insta::assert_snapshot!(err("[example_backend]\nenabled = \"yes\"\n"), @r#"stages/test.toml:2:11: example_backend.enabled: invalid type: string "yes", expected a boolean"#);
+    insta::assert_snapshot!(err("[example_backend]\nenabled = true\nmemory = 256\n"), @"stages/test.toml:3:1: example_backend.memory: unknown field `memory`, expected one of `enabled`, `memory_mb`, `timeout_seconds`");
+    // A size for an example that is off would do nothing: an error, not a silent no-op.
+    insta::assert_snapshot!(err("[example_backend]\ntimeout_seconds = 60\n"), @"stages/test.toml:2:19: example_backend.timeout_seconds: the example backend is off (it needs enabled = true), so timeout_seconds would do nothing: set enabled = true or remove timeout_seconds");
+    insta::assert_snapshot!(err("[example_backend]\nenabled = false\nmemory_mb = 256\n"), @"stages/test.toml:3:13: example_backend.memory_mb: the example backend is off (it needs enabled = true), so memory_mb would do nothing: set enabled = true or remove memory_mb");
 }
 
 /// `[push_api]`: the HTTP API's stage throttling, within the account's quota, never 0.

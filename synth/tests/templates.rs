@@ -28,7 +28,7 @@ fn stage_named(name: &str) -> Stage {
 }
 
 fn template(stage: &Stage) -> Value {
-    let asset = assets::resolve(&AssetSource::StandIn).expect("stand-in");
+    let asset = assets::Assets::resolve(&AssetSource::StandIn, true).expect("stand-in");
     let t = stack::build(stage, &manifest(), &asset).expect("valid stack");
     serde_json::to_value(&t).expect("serializes")
 }
@@ -139,6 +139,12 @@ fn logical_ids_are_pinned() {
             "PushApiStage",
             "PushApiPermission",
             "PushPolicy",
+            // The example backend (dev's `[example_backend] enabled = true`).
+            "JobBackendLogGroup",
+            "JobBackendRole",
+            "JobBackendFunction",
+            "JobBackendRule",
+            "JobBackendPermission",
             "WebSocketStage",
             // Issue 19: the stage's dashboard (dev has no alarms: `[alarms] enabled = false`).
             "Dashboard",

@@ -60,6 +60,12 @@ impl Project {
         // A valid zip built like synth's stand-in but taken from disk as a real build's would
         // be, so it is not labelled a stand-in.
         std::fs::write(&zip, assets::stand_in_zip()).expect("write zip");
+        // dev runs the example backend ([example_backend]): its zip, with a comment so that it
+        // differs from the handlers'.
+        let example =
+            assets::binary_zip_path(&dir.path().join("lambda"), assets::EXAMPLE_BACKEND_BINARY);
+        std::fs::create_dir_all(example.parent().expect("parent")).expect("mkdir");
+        std::fs::write(&example, with_comment(b"job-backend")).expect("write zip");
         Project { dir }
     }
 
@@ -300,18 +306,26 @@ fn protection_call(stack: &str, on: bool) -> Vec<String> {
 /// without a comment ends in its 22-byte end record, whose last two bytes are the comment's
 /// length).
 fn rebuild_zip(project: &Project) {
+    std::fs::write(
+        assets::zip_path(&project.path("lambda")),
+        with_comment(b"rebuilt"),
+    )
+    .expect("write zip");
+}
+
+/// The stand-in zip with an archive comment: valid, and unlike any other.
+fn with_comment(comment: &[u8]) -> Vec<u8> {
     let mut zip = assets::stand_in_zip();
     assert_eq!(
         &zip[zip.len() - 2..],
         [0, 0],
         "the zip already has a comment"
     );
-    let comment = b"rebuilt";
     let len = u16::try_from(comment.len()).expect("short comment");
     zip.truncate(zip.len() - 2);
     zip.extend_from_slice(&len.to_le_bytes());
     zip.extend_from_slice(comment);
-    std::fs::write(assets::zip_path(&project.path("lambda")), zip).expect("write zip");
+    zip
 }
 
 fn hex_sha256(bytes: &[u8]) -> String {
@@ -351,7 +365,11 @@ fn deploy_rehearsal_against_moto() {
         })
         .collect();
     expected.sort();
-    assert_eq!(expected.len(), 2, "the handlers' zip and the template");
+    assert_eq!(
+        expected.len(),
+        3,
+        "the handlers' zip, the example backend's (dev's [example_backend]) and the template"
+    );
     // deploy.py hands CloudFormation the template without white space. Only when even that is
     // over CloudFormation's 51,200-byte inline limit is it passed with `--s3-bucket`, and
     // `aws cloudformation deploy` then uploads its own copy, `{md5}.template`: that copy,

@@ -17,6 +17,9 @@ use wsstack_client::{ForwardedDetail, PushClient, PushClientError};
 
 /// The forwarded action this service runs.
 pub const ACTION: &str = "submitJob";
+/// The variable the Lambda function reads the push API's URL from (synth sets it to the
+/// stage's `PushApiUrl` where `[example_backend] enabled = true`).
+pub const PUSH_API_URL_VAR: &str = "PUSH_API_URL";
 /// Most steps a job may have.
 pub const MAX_STEPS: u32 = 10;
 

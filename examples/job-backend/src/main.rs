@@ -1,10 +1,11 @@
 //! `job-backend`: the example backend service (see the crate's library and README.md).
 //!
 //! In AWS (`AWS_LAMBDA_RUNTIME_API` set) it is a Lambda function behind an EventBridge rule on
-//! the stage's bus that matches `submitJob` events; it pushes through `PUSH_API_URL` (the
-//! stage's `PushApiUrl`), signed with the function role's credentials. On a laptop it is an
-//! HTTP server the local gateway's bus posts each event to (`wsstack-local --backend-url`),
-//! pushing through the local push API unsigned.
+//! the stage's bus that matches `submitJob` events, in the stage's own stack where the stage
+//! file says `[example_backend] enabled = true` (synth's `stack/example_backend.rs`); it
+//! pushes through `PUSH_API_URL` (the stage's `PushApiUrl`), signed with the function role's
+//! credentials. On a laptop it is an HTTP server the local gateway's bus posts each event to
+//! (`wsstack-local --backend-url`), pushing through the local push API unsigned.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -14,7 +15,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use clap::Parser;
 use wsstack_client::{ForwardedEvent, PushClient};
-use wsstack_example_job_backend::{ACTION, Pace, run_job};
+use wsstack_example_job_backend::{ACTION, PUSH_API_URL_VAR, Pace, run_job};
 
 /// Run the example job backend locally: receive the local gateway's forwarded `submitJob`
 /// events and push each job's progress to the user who submitted it.
@@ -108,7 +109,8 @@ async fn receive(
 /// `PUSH_API_URL` with the role's credentials. An error makes Lambda retry the event.
 async fn run_lambda() -> anyhow::Result<()> {
     tracing_subscriber::fmt().json().init();
-    let url = std::env::var("PUSH_API_URL").context("PUSH_API_URL is not set")?;
+    let url = std::env::var(PUSH_API_URL_VAR)
+        .with_context(|| format!("{PUSH_API_URL_VAR} is not set"))?;
     let push = Arc::new(PushClient::from_env(&url).await?);
     lambda_runtime::run(lambda_runtime::service_fn(
         move |event: lambda_runtime::LambdaEvent<ForwardedEvent>| {

@@ -62,6 +62,21 @@ pub const SCHEDULED_FUNCTION: &[Skip] = &[
     FUNCTION[1],
     FUNCTION[2],
 ];
+/// The example backend service (`[example_backend]`): what does not apply to it.
+pub const EXAMPLE_BACKEND_FUNCTION: &[Skip] = &[
+    (
+        "CKV_AWS_116",
+        "The example backend, invoked asynchronously by its EventBridge rule: Lambda retries a failed event twice, and a job whose progress could not be pushed is not worth keeping for later (its client has moved on); a service of your own adds an on-failure destination or a dead-letter queue where its events must not be lost",
+    ),
+    (
+        "CKV_AWS_117",
+        "Reaches only the stage's push API over its AWS endpoint, signed with IAM; a VPC would add NAT or endpoints and cold-start time without protecting anything",
+    ),
+    (
+        "CKV_AWS_173",
+        "The environment holds only the push API's URL, no secrets; Lambda encrypts it at rest with its AWS managed key",
+    ),
+];
 pub const FUNCTION_NO_RESERVED_CONCURRENCY: Skip = (
     "CKV_AWS_115",
     "No reserved concurrency in this stage by its stage file: a new account's concurrency quota is often 10, where any reservation fails the deploy (Lambda keeps 100 unreserved)",

@@ -101,18 +101,24 @@ pub fn add(
         tracing_config: None,
     };
 
-    // The same keys the CDK writes, so tools that read them (SAM CLI, cdk) find the code.
-    let mut resource = checks::skip(Resource::new(function), &checkov_skips(stage, h))
+    let resource = checks::skip(Resource::new(function), &checkov_skips(stage, h));
+    t.add(ids::function(h), with_asset_metadata(resource, asset));
+}
+
+/// A function's resource with the keys the CDK writes for its code, so tools that read them
+/// (SAM CLI, cdk) find it; and a label where the code is a stand-in.
+pub(crate) fn with_asset_metadata(resource: Resource, asset: &Asset) -> Resource {
+    let resource = resource
         .metadata("aws:asset:path", json!(asset.file_name()))
         .metadata("aws:asset:is-bundled", json!(false))
         .metadata("aws:asset:property", json!("Code"));
     if asset.is_stand_in() {
-        resource = resource.metadata(
+        return resource.metadata(
             "wsstack:stand-in",
             json!("STAND-IN code that refuses to run: synthesized with --stand-in-assets; build with `make handlers` and synth again before deploying"),
         );
     }
-    t.add(ids::function(h), resource);
+    resource
 }
 
 /// The function's description: which handler, in which role, in which stage.
@@ -143,19 +149,27 @@ fn checkov_skips(stage: &Stage, h: Handler) -> Vec<checks::Skip> {
         _ => checks::QUEUE_WORKER_FUNCTION.to_vec(),
     };
     if stage.function(h).reserved_concurrency.is_none() {
-        let stage_reserves = stage
-            .functions
-            .iter()
-            .any(|(_, f)| f.reserved_concurrency.is_some());
-        skips.push(if stage_reserves {
-            checks::FUNCTION_SHARES_UNRESERVED_CONCURRENCY
-        } else {
-            checks::FUNCTION_NO_RESERVED_CONCURRENCY
-        });
+        skips.push(concurrency_skip(stage));
     }
     skips
 }
 
+/// The reason a function without reserved concurrency has none: the stage reserves nothing,
+/// or only for the handlers whose capacity must be guaranteed.
+pub(crate) fn concurrency_skip(stage: &Stage) -> checks::Skip {
+    let stage_reserves = stage
+        .functions
+        .iter()
+        .any(|(_, f)| f.reserved_concurrency.is_some());
+    if stage_reserves {
+        checks::FUNCTION_SHARES_UNRESERVED_CONCURRENCY
+    } else {
+        checks::FUNCTION_NO_RESERVED_CONCURRENCY
+    }
+}
+
+/// The inline policy that lets a function write its own log group.
+pub const WRITE_OWN_LOGS_POLICY: &str = "WriteOwnLogs";
 /// The inline policy that grants a handler its `@connections` operations.
 pub const MANAGE_CONNECTIONS_POLICY: &str = "ManageConnections";
 /// The inline policy that grants a handler its actions on the stage's event bus.
@@ -181,7 +195,7 @@ pub fn index_arn(index: wsstack_routes::Index) -> Expr {
 /// `@connections` operations it calls on this API's stage.
 fn role_policies(stage: &Stage, h: Handler, log_group: &str) -> Vec<InlinePolicy> {
     let mut policies = vec![InlinePolicy {
-        policy_name: "WriteOwnLogs".to_owned(),
+        policy_name: WRITE_OWN_LOGS_POLICY.to_owned(),
         policy_document: PolicyDocument::new(vec![Statement::allow(
             ["logs:CreateLogStream", "logs:PutLogEvents"],
             // The log group's `Arn` attribute ends in `:*`, which covers its streams.

@@ -51,6 +51,15 @@ pub const PUSH_API_STAGE: &str = "PushApiStage";
 pub const PUSH_API_ACCESS_LOG_GROUP: &str = "PushApiAccessLogGroup";
 pub const PUSH_POLICY: &str = "PushPolicy";
 
+/// The example backend service, where `[example_backend] enabled = true`: its log group, role
+/// and function, the rule on the stage's bus that sends it the stage's `submitJob` events, and
+/// the permission that lets exactly that rule invoke it.
+pub const EXAMPLE_BACKEND_LOG_GROUP: &str = "JobBackendLogGroup";
+pub const EXAMPLE_BACKEND_ROLE: &str = "JobBackendRole";
+pub const EXAMPLE_BACKEND_FUNCTION: &str = "JobBackendFunction";
+pub const EXAMPLE_BACKEND_RULE: &str = "JobBackendRule";
+pub const EXAMPLE_BACKEND_PERMISSION: &str = "JobBackendPermission";
+
 /// The SNS topic alarms notify, where `[alarms] enabled = true` and no `topic_arn` is given,
 /// and its email subscription, where `email` is.
 pub const ALARM_TOPIC: &str = "AlarmTopic";

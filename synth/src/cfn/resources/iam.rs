@@ -20,8 +20,9 @@ pub struct Role {
     pub assume_role_policy_document: PolicyDocument,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub policies: Vec<InlinePolicy>,
-    /// AWS managed policies, by ARN. Only where AWS prescribes one (API Gateway's logging role);
-    /// everything else is an inline policy naming its resources.
+    /// Managed policies, by ARN: an AWS managed one only where AWS prescribes it (API Gateway's
+    /// logging role), and the stack's own push policy for a backend's role (the example
+    /// backend's); everything else is an inline policy naming its resources.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub managed_policy_arns: Vec<Expr>,
 }

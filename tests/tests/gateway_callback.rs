@@ -208,7 +208,9 @@ async fn the_default_sdk_in_process_client_answers_as_over_the_port() {
     assert_eq!(answers(&gw, &store, api.as_ref()).await, expected());
 }
 
-/// Once the gateway has stopped, the direct client answers an error, never a panic.
+/// Once the gateway has stopped, the direct client answers an error, never a panic. The error
+/// is the direct path's own (its SDK fallback would fail to connect instead): the gateway's
+/// endpoint is served directly, so the answers compared above are the direct path's.
 #[tokio::test]
 async fn the_direct_client_of_a_stopped_gateway_answers_an_error() {
     let (gw, _store) = start(direct()).await;

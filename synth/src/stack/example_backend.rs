@@ -98,14 +98,7 @@ pub fn add(
     );
     t.add(
         ids::EXAMPLE_BACKEND_PERMISSION,
-        Permission {
-            action: "lambda:InvokeFunction".to_owned(),
-            function_name: Expr::get_att(&function, "Arn"),
-            principal: "events.amazonaws.com".to_owned(),
-            // Only this rule may invoke the function.
-            source_arn: Some(Expr::get_att(rule, "Arn")),
-            source_account: None,
-        },
+        Permission::for_events_rule(&function, &rule),
     );
     Ok(())
 }

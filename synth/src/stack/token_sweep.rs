@@ -44,14 +44,7 @@ pub fn add(t: &mut Template, stage: &Stage) {
     );
     t.add(
         ids::permission(h),
-        Permission {
-            action: "lambda:InvokeFunction".to_owned(),
-            function_name: Expr::get_att(&function, "Arn"),
-            principal: "events.amazonaws.com".to_owned(),
-            // Only this rule may invoke the function.
-            source_arn: Some(Expr::get_att(rule, "Arn")),
-            source_account: None,
-        },
+        Permission::for_events_rule(&function, &rule),
     );
 }
 

@@ -117,6 +117,21 @@ pub struct Permission {
     pub source_account: Option<Expr>,
 }
 
+impl Permission {
+    /// EventBridge may invoke `function` for `rule` and no other: the function's resource-based
+    /// policy scoped by the rule's ARN ("Using resource-based policies for Amazon EventBridge",
+    /// <https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-use-resource-based.html#eb-lambda-permissions>).
+    pub fn for_events_rule(function: &str, rule: &str) -> Permission {
+        Permission {
+            action: "lambda:InvokeFunction".to_owned(),
+            function_name: Expr::get_att(function, "Arn"),
+            principal: "events.amazonaws.com".to_owned(),
+            source_arn: Some(Expr::get_att(rule, "Arn")),
+            source_account: None,
+        }
+    }
+}
+
 /// `AWS::Lambda::EventSourceMapping`: Lambda polls a queue and invokes the function with
 /// batches of its messages
 /// (<https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/aws-resource-lambda-eventsourcemapping.html>).

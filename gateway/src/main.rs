@@ -36,9 +36,8 @@ async fn main() -> anyhow::Result<()> {
 
     let web_plan = cli.web_plan();
     let push_plan = cli.push_plan();
-    let push_throttling = cli.push_throttling()?;
     let (auth, issuer_port, host) = (cli.auth, cli.issuer_port, cli.host);
-    let (mut options, store_options) = cli.into_options()?;
+    let (mut options, store_options, push_throttling) = cli.into_options()?;
     let forward_line = options
         .forwarding
         .as_ref()

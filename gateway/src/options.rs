@@ -8,6 +8,7 @@ use std::time::Duration;
 use clap::{Parser, ValueEnum};
 use wsstack_handlers::config::MAX_BROADCAST_CONCURRENCY;
 use wsstack_routes::Handler;
+use wsstack_stage::Stage;
 
 use crate::callback::CallbackTransport;
 use crate::fanout_queue::QueueMode;
@@ -114,7 +115,7 @@ pub struct Cli {
     /// call with the AWS SDK, as in Lambda, and hands it to the gateway's router (no socket);
     /// `sdk-tcp` sends it over a loopback connection to --port, as an outside client would;
     /// `direct` skips the SDK and goes straight to the connections with the checks the port
-    /// makes (about 4x faster broadcasts, for load tests). Answers are the same.
+    /// makes (broadcasts five to seven times sooner, for load tests). Answers are the same.
     #[arg(long, value_name = "TRANSPORT", default_value = "sdk-in-process")]
     pub callback_transport: CallbackTransport,
 
@@ -236,57 +237,60 @@ fn integration_timeout(text: &str) -> Result<Duration, String> {
     }
 }
 
-/// Each function's timeout from `{dir}/{stage}.toml`; none when that file does not exist.
-pub fn function_timeouts(
-    dir: &Path,
-    stage: &str,
-) -> Result<BTreeMap<Handler, Duration>, OptionsError> {
+/// What `wsstack-local`'s command line comes to: the gateway's options, the store's, and the
+/// push API's throttling (`None`: unthrottled).
+pub type CliOptions = (
+    GatewayOptions,
+    StoreOptions,
+    Option<crate::push_server::PushThrottling>,
+);
+
+/// `{dir}/{stage}.toml`, read and checked once; `None` when the file does not exist (the
+/// gateway then runs on its defaults).
+pub fn stage_file(dir: &Path, stage: &str) -> Result<Option<Stage>, OptionsError> {
     if !dir.join(format!("{stage}.toml")).is_file() {
-        return Ok(BTreeMap::new());
+        return Ok(None);
     }
-    let stage = wsstack_stage::load(dir, stage).map_err(|e| OptionsError::Stage(e.to_string()))?;
-    Ok(Handler::ALL
+    wsstack_stage::load(dir, stage)
+        .map(Some)
+        .map_err(|e| OptionsError::Stage(e.to_string()))
+}
+
+/// Each function's timeout from the stage file; none without it.
+pub fn function_timeouts(stage: Option<&Stage>) -> BTreeMap<Handler, Duration> {
+    let Some(stage) = stage else {
+        return BTreeMap::new();
+    };
+    Handler::ALL
         .iter()
         .map(|&h| {
             let seconds = stage.function(h).timeout_seconds;
             (h, Duration::from_secs(u64::from(seconds)))
         })
-        .collect())
+        .collect()
 }
 
-/// Queue-mode fan-out from `{dir}/{stage}.toml` (`[fanout] mode = "queue"`, with its segments
-/// and the worker function's timeout as each job's time); `None` in inline mode or without
-/// the file.
-pub fn queue_mode(dir: &Path, stage: &str) -> Result<Option<QueueMode>, OptionsError> {
-    if !dir.join(format!("{stage}.toml")).is_file() {
-        return Ok(None);
-    }
-    let stage = wsstack_stage::load(dir, stage).map_err(|e| OptionsError::Stage(e.to_string()))?;
-    Ok(
-        (stage.fanout.mode == wsstack_stage::FanoutMode::Queue).then(|| QueueMode {
-            segments: stage.fanout.segments,
-            job_time: Duration::from_secs(u64::from(
-                stage.function(Handler::FanoutWorker).timeout_seconds,
-            )),
-            max_job_age: Duration::from_secs(u64::from(stage.fanout.max_job_age_seconds)),
-        }),
-    )
+/// Queue-mode fan-out from the stage file (`[fanout] mode = "queue"`, with its segments and
+/// the worker function's timeout as each job's time); `None` in inline mode or without the
+/// file.
+pub fn queue_mode(stage: Option<&Stage>) -> Option<QueueMode> {
+    let stage = stage?;
+    (stage.fanout.mode == wsstack_stage::FanoutMode::Queue).then(|| QueueMode {
+        segments: stage.fanout.segments,
+        job_time: Duration::from_secs(u64::from(
+            stage.function(Handler::FanoutWorker).timeout_seconds,
+        )),
+        max_job_age: Duration::from_secs(u64::from(stage.fanout.max_job_age_seconds)),
+    })
 }
 
-/// The push API's throttling from `{dir}/{stage}.toml` (`[push_api]`, with its defaults); none
+/// The push API's throttling from the stage file (`[push_api]`, with its defaults); none
 /// without the file, as the stage's other settings.
-pub fn push_throttling(
-    dir: &Path,
-    stage: &str,
-) -> Result<Option<crate::push_server::PushThrottling>, OptionsError> {
-    if !dir.join(format!("{stage}.toml")).is_file() {
-        return Ok(None);
-    }
-    let stage = wsstack_stage::load(dir, stage).map_err(|e| OptionsError::Stage(e.to_string()))?;
-    Ok(Some(crate::push_server::PushThrottling {
-        rate_limit: stage.push_api.throttling_rate_limit,
-        burst_limit: stage.push_api.throttling_burst_limit,
-    }))
+pub fn push_throttling(stage: Option<&Stage>) -> Option<crate::push_server::PushThrottling> {
+    stage.map(|s| crate::push_server::PushThrottling {
+        rate_limit: s.push_api.throttling_rate_limit,
+        burst_limit: s.push_api.throttling_burst_limit,
+    })
 }
 
 /// The forwarded actions: the manifest's and those of `--forward-action`; and `--backend-url`
@@ -370,13 +374,6 @@ impl Cli {
         )
     }
 
-    /// The push API's throttling: the stage file's `[push_api]` (none without the file).
-    pub fn push_throttling(
-        &self,
-    ) -> Result<Option<crate::push_server::PushThrottling>, OptionsError> {
-        push_throttling(&self.stages_dir, &self.stage)
-    }
-
     /// Off; the port given (required: taken is an error); or `default`, a free port when the
     /// API's port is 0 too, so test runs never contend for it (taken only warns).
     fn port_plan(&self, off: bool, given: Option<u16>, default: u16) -> PortPlan {
@@ -393,8 +390,9 @@ impl Cli {
         }
     }
 
-    /// The gateway's and the store's options.
-    pub fn into_options(self) -> Result<(GatewayOptions, StoreOptions), OptionsError> {
+    /// The gateway's and the store's options, and the push API's throttling (from the stage
+    /// file, read once).
+    pub fn into_options(self) -> Result<CliOptions, OptionsError> {
         if self.idle_timeout.is_zero() {
             return Err(OptionsError::ZeroDuration("--idle-timeout"));
         }
@@ -425,8 +423,10 @@ impl Cli {
             &self.forward_actions,
             self.backend_url.as_deref(),
         )?;
-        let functions = function_timeouts(&self.stages_dir, &self.stage)?;
-        let queue_mode = queue_mode(&self.stages_dir, &self.stage)?;
+        let stage_file = stage_file(&self.stages_dir, &self.stage)?;
+        let functions = function_timeouts(stage_file.as_ref());
+        let queue_mode = queue_mode(stage_file.as_ref());
+        let push_throttling = push_throttling(stage_file.as_ref());
         let gateway = GatewayOptions {
             host: self.host,
             port: self.port,
@@ -449,7 +449,7 @@ impl Cli {
             forwarding,
             ..GatewayOptions::default()
         };
-        Ok((gateway, store))
+        Ok((gateway, store, push_throttling))
     }
 }
 
@@ -461,7 +461,9 @@ mod tests {
     fn parse(args: &[&str]) -> Result<(GatewayOptions, StoreOptions), String> {
         let cli = Cli::try_parse_from(std::iter::once("wsstack-local").chain(args.iter().copied()))
             .map_err(|e| e.to_string())?;
-        cli.into_options().map_err(|e| e.to_string())
+        cli.into_options()
+            .map(|(gateway, store, _)| (gateway, store))
+            .map_err(|e| e.to_string())
     }
 
     #[test]
@@ -642,11 +644,11 @@ mod tests {
         )
         .unwrap();
         std::fs::write(dir.join("t2.toml"), "[lambda]\nmemory_mb = 64\n").unwrap();
-        let t = function_timeouts(&dir, "t1").unwrap();
+        let t = function_timeouts(stage_file(&dir, "t1").unwrap().as_ref());
         assert_eq!(t.get(&Handler::Connect), Some(&Duration::from_secs(2)));
         assert_eq!(t.get(&Handler::SendMessage), Some(&Duration::from_secs(5)));
-        assert!(function_timeouts(&dir, "absent").unwrap().is_empty());
-        let err = function_timeouts(&dir, "t2").unwrap_err().to_string();
+        assert!(function_timeouts(stage_file(&dir, "absent").unwrap().as_ref()).is_empty());
+        let err = stage_file(&dir, "t2").unwrap_err().to_string();
         assert!(
             err.contains("t2.toml") && err.contains("memory_mb"),
             "{err}"
@@ -671,13 +673,11 @@ mod tests {
                 burst_limit,
             })
         };
-        assert_eq!(push_throttling(&dir, "p1").unwrap(), throttling(20.0, 40));
-        assert_eq!(
-            push_throttling(&dir, "p2").unwrap(),
-            throttling(1000.0, 500)
-        );
-        assert_eq!(push_throttling(&dir, "absent").unwrap(), None);
-        let err = push_throttling(&dir, "p3").unwrap_err().to_string();
+        let read = |name| push_throttling(stage_file(&dir, name).unwrap().as_ref());
+        assert_eq!(read("p1"), throttling(20.0, 40));
+        assert_eq!(read("p2"), throttling(1000.0, 500));
+        assert_eq!(read("absent"), None);
+        let err = stage_file(&dir, "p3").unwrap_err().to_string();
         assert!(
             err.contains("p3.toml") && err.contains("throttling_burst_limit"),
             "{err}"

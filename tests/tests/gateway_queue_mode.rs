@@ -14,6 +14,7 @@ use gateway_support::*;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 use wsstack_gateway::fanout_queue::QueueMode;
+use wsstack_gateway::options::{queue_mode, stage_file};
 use wsstack_gateway::{Gateway, GatewayOptions};
 use wsstack_handlers::audience::{AudienceError, AudiencePage, AudienceSource};
 use wsstack_handlers::job::JobAudience;
@@ -52,20 +53,15 @@ fn stages_dir() -> std::path::PathBuf {
 
 #[test]
 fn the_stage_file_decides_the_mode() {
-    let staging = wsstack_gateway::options::queue_mode(&stages_dir(), "staging")
-        .expect("staging loads")
-        .expect("staging is in queue mode");
+    let mode_of = |name| {
+        let stage = stage_file(&stages_dir(), name).expect("the stage file loads");
+        queue_mode(stage.as_ref())
+    };
+    let staging = mode_of("staging").expect("staging is in queue mode");
     assert_eq!(staging.segments, 8);
     assert_eq!(staging.job_time, Duration::from_secs(60));
-    assert_eq!(
-        wsstack_gateway::options::queue_mode(&stages_dir(), "dev").expect("dev loads"),
-        None,
-        "dev is inline"
-    );
-    assert_eq!(
-        wsstack_gateway::options::queue_mode(&stages_dir(), "no-such-stage").expect("no file"),
-        None
-    );
+    assert_eq!(mode_of("dev"), None, "dev is inline");
+    assert_eq!(mode_of("no-such-stage"), None);
 }
 
 #[tokio::test]

@@ -135,6 +135,8 @@ bench: ## Benchmarks that print their figures (synth, handler cold start and fan
 	cargo build --release -p wsstack-lambda --bin bootstrap
 	cargo bench -p wsstack-tests --bench cold_start
 	cargo bench -p wsstack-handlers --bench fanout
+	# CPU per @connections post in the AWS SDK client alone (what bounds the local broadcast).
+	cargo bench -p wsstack-handlers --bench management_sdk
 	# With serverless-offline measured in the same run (needs Node.js and npm; installs it with npm ci).
 	BENCH_SERVERLESS_OFFLINE=1 cargo bench -p wsstack-gateway --bench broadcast
 	cargo bench -p wsstack-auth --bench authorizer

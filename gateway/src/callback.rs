@@ -231,8 +231,9 @@ impl HttpConnector for InProcessClient {
                 .map_err(|e| ConnectorError::user(e.into()))?
                 .map(axum::body::Body::new);
             // A task of its own, as a connection's task serves a request that comes over the
-            // port: the caller (a fan-out polling 64 posts in one task) keeps signing the next
-            // requests while another worker thread serves this one.
+            // port. The SDK call making this request is a task of its own too
+            // (`SdkManagementApi`); serving the router inside it instead made a broadcast cost
+            // more CPU, not less (its future grows by the router's).
             let served = tokio::spawn(async move {
                 let response = match router.oneshot(request).await {
                     Ok(response) => response,

@@ -1,6 +1,7 @@
 //! The API Gateway Management API (`@connections`): post to, look up and close a connection.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -71,6 +72,10 @@ pub trait ManagementApi: Send + Sync {
 /// [`MAX_CACHED_CLIENTS`] are kept: a function posts to its `CALLBACK_URL`, or to the endpoint
 /// its events name, so a few at most; the bound only keeps a stream of distinct endpoints from
 /// growing the map without end.
+///
+/// Each call runs as a task of its own (see [`on_own_task`]): a fan-out polls its posts from one
+/// task, and the SDK's work per request (serialization, endpoint resolution, SigV4 signing,
+/// interceptors) is CPU, so on one task it would use one core however many the function has.
 #[derive(Debug)]
 pub struct SdkManagementApi {
     base: aws_sdk_apigatewaymanagement::config::Builder,
@@ -136,6 +141,32 @@ fn timeout_config() -> aws_smithy_types::timeout::TimeoutConfig {
         .build()
 }
 
+/// Runs `call` as a task of its own, so that the runtime's worker threads share the CPU work of
+/// many calls in flight: a Lambda past 1,769 MB has more than one vCPU ("At 1,769 MB, a function
+/// has the equivalent of one vCPU",
+/// https://docs.aws.amazon.com/lambda/latest/dg/configuration-memory.html), and the local
+/// gateway runs on every core of the machine. Dropping the returned future aborts the task, as
+/// dropping the call itself would cancel it (a fan-out cut at its deadline drops the posts in
+/// flight); a panic in the call is resumed in the caller.
+///
+/// Give it `async move { request.send().await }`, not `request.send()`: the SDK's future is
+/// several kilobytes, and created inside the task it is not copied on its way there.
+async fn on_own_task<T>(
+    call: impl Future<Output = T> + Send + 'static,
+) -> Result<T, ManagementError>
+where
+    T: Send + 'static,
+{
+    match tokio_util::task::AbortOnDropHandle::new(tokio::spawn(call)).await {
+        Ok(output) => Ok(output),
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        // Only a runtime shutting down cancels the task while this future is alive.
+        Err(e) => Err(ManagementError::Other(format!(
+            "the @connections call was cancelled: {e}"
+        ))),
+    }
+}
+
 /// Maps an SDK error by the modeled error code (API Gateway sends it in `x-amzn-ErrorType`), or
 /// failing that by the HTTP status, so a proxy that keeps the status but drops the header is
 /// still understood.
@@ -182,12 +213,13 @@ impl ManagementApi for SdkManagementApi {
         connection_id: &str,
         data: Bytes,
     ) -> Result<(), ManagementError> {
-        self.client(endpoint)
+        let request = self
+            .client(endpoint)
             .post_to_connection()
             .connection_id(connection_id)
-            .data(Blob::new(data.to_vec()))
-            .send()
-            .await
+            .data(Blob::new(data.to_vec()));
+        on_own_task(async move { request.send().await })
+            .await?
             .map_err(map_sdk_error)?;
         Ok(())
     }
@@ -197,12 +229,12 @@ impl ManagementApi for SdkManagementApi {
         endpoint: &str,
         connection_id: &str,
     ) -> Result<ConnectionInfo, ManagementError> {
-        let out = self
+        let request = self
             .client(endpoint)
             .get_connection()
-            .connection_id(connection_id)
-            .send()
-            .await
+            .connection_id(connection_id);
+        let out = on_own_task(async move { request.send().await })
+            .await?
             .map_err(map_sdk_error)?;
         Ok(ConnectionInfo {
             connected_at: to_chrono(out.connected_at()),
@@ -223,11 +255,12 @@ impl ManagementApi for SdkManagementApi {
         endpoint: &str,
         connection_id: &str,
     ) -> Result<(), ManagementError> {
-        self.client(endpoint)
+        let request = self
+            .client(endpoint)
             .delete_connection()
-            .connection_id(connection_id)
-            .send()
-            .await
+            .connection_id(connection_id);
+        on_own_task(async move { request.send().await })
+            .await?
             .map_err(map_sdk_error)?;
         Ok(())
     }
@@ -236,6 +269,61 @@ impl ManagementApi for SdkManagementApi {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Two calls in flight from one task run at the same time, on two worker threads: each
+    /// waits (blocking its thread, as CPU work does) until the other has started. Polled on the
+    /// caller's task, the first would wait alone and time out.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn calls_in_flight_from_one_task_share_the_worker_threads() {
+        let (first_started, first_seen) = std::sync::mpsc::channel::<()>();
+        let (second_started, second_seen) = std::sync::mpsc::channel::<()>();
+        let wait = Duration::from_secs(10);
+        let first = on_own_task(async move {
+            first_started.send(()).ok();
+            second_seen.recv_timeout(wait).is_ok()
+        });
+        let second = on_own_task(async move {
+            second_started.send(()).ok();
+            first_seen.recv_timeout(wait).is_ok()
+        });
+        let (first, second) = tokio::join!(first, second);
+        assert_eq!((first, second), (Ok(true), Ok(true)));
+    }
+
+    /// Dropping a call in flight (a fan-out cut at its deadline) ends its task, as dropping the
+    /// SDK's future would: the call's own state is dropped.
+    #[tokio::test]
+    async fn dropping_a_call_aborts_its_task() {
+        let (dropped, was_dropped) = tokio::sync::oneshot::channel::<()>();
+        struct OnDrop(Option<tokio::sync::oneshot::Sender<()>>);
+        impl Drop for OnDrop {
+            fn drop(&mut self) {
+                if let Some(tx) = self.0.take() {
+                    tx.send(()).ok();
+                }
+            }
+        }
+        let guard = OnDrop(Some(dropped));
+        let call = on_own_task(async move {
+            let _guard = guard;
+            std::future::pending::<()>().await;
+        });
+        // Started, then cut.
+        let cut = tokio::time::timeout(Duration::from_millis(20), call).await;
+        assert!(cut.is_err(), "a pending call does not finish");
+        tokio::time::timeout(Duration::from_secs(5), was_dropped)
+            .await
+            .expect("the task is aborted when the call is dropped")
+            .expect("the guard reports its drop");
+    }
+
+    /// A panic inside the call reaches the caller as a panic, as it did before the call had a
+    /// task of its own (a fan-out's panic handling sees it unchanged).
+    #[tokio::test]
+    #[should_panic(expected = "the SDK panicked")]
+    async fn a_panic_in_a_call_is_resumed_in_the_caller() {
+        let _ = on_own_task(async { panic!("the SDK panicked") }).await;
+    }
 
     /// Whatever endpoints come along, the cache stays bounded (issue 18, item 4).
     #[tokio::test]

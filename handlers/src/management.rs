@@ -147,7 +147,8 @@ fn timeout_config() -> aws_smithy_types::timeout::TimeoutConfig {
 /// https://docs.aws.amazon.com/lambda/latest/dg/configuration-memory.html), and the local
 /// gateway runs on every core of the machine. Dropping the returned future aborts the task, as
 /// dropping the call itself would cancel it (a fan-out cut at its deadline drops the posts in
-/// flight); a panic in the call is resumed in the caller.
+/// flight); a panic in the call is resumed in the caller. The call runs in the caller's tracing
+/// span, so the SDK's log lines keep the invocation's context.
 ///
 /// Give it `async move { request.send().await }`, not `request.send()`: the SDK's future is
 /// several kilobytes, and created inside the task it is not copied on its way there.
@@ -157,7 +158,8 @@ async fn on_own_task<T>(
 where
     T: Send + 'static,
 {
-    match tokio_util::task::AbortOnDropHandle::new(tokio::spawn(call)).await {
+    use tracing::Instrument;
+    match tokio_util::task::AbortOnDropHandle::new(tokio::spawn(call.in_current_span())).await {
         Ok(output) => Ok(output),
         Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
         // Only a runtime shutting down cancels the task while this future is alive.
@@ -315,6 +317,17 @@ mod tests {
             .await
             .expect("the task is aborted when the call is dropped")
             .expect("the guard reports its drop");
+    }
+
+    /// The call runs in the caller's span: an SDK log line inside it keeps the invocation's
+    /// context (a task of its own would otherwise start with no span).
+    #[tokio::test]
+    async fn a_call_runs_in_the_callers_span() {
+        let _subscriber = tracing::subscriber::set_default(tracing_subscriber::registry());
+        let span = tracing::info_span!("invocation");
+        let name = on_own_task(async { tracing::Span::current().metadata().map(|m| m.name()) });
+        let name = tracing::Instrument::instrument(name, span).await;
+        assert_eq!(name, Ok(Some("invocation")));
     }
 
     /// A panic inside the call reaches the caller as a panic, as it did before the call had a

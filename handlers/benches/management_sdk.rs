@@ -8,7 +8,6 @@
 //! `cargo bench --profile local -p wsstack-handlers --bench management_sdk` (`make dev`'s build;
 //! without `--profile local`, the release build). BENCH_POSTS: posts per round (default 20,000).
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aws_smithy_runtime_api::client::http::{
@@ -57,12 +56,10 @@ fn cpu_time() -> Duration {
     tv(usage.ru_utime) + tv(usage.ru_stime)
 }
 
-async fn run(api: Arc<dyn ManagementApi>, posts: usize, in_flight: usize) -> (Duration, Duration) {
-    let frame = Bytes::from_static(br#"{"type":"message","id":"x","data":"hello"}"#);
+async fn run(api: &dyn ManagementApi, posts: usize, in_flight: usize) -> (Duration, Duration) {
+    let frame = &Bytes::from_static(br#"{"type":"message","id":"x","data":"hello"}"#);
     let cpu = cpu_time();
     let wall = Instant::now();
-    let api = &api;
-    let frame = &frame;
     futures::stream::iter(0..posts)
         .map(|i| async move {
             let id = format!("conn{i:012}=");
@@ -91,11 +88,12 @@ fn main() {
             .into_builder()
             .http_client(SharedHttpClient::new(Ok200))
             .build();
-        let api: Arc<dyn ManagementApi> = Arc::new(SdkManagementApi::new(&sdk));
-        run(Arc::clone(&api), 1_000, 64).await;
+        let api = SdkManagementApi::new(&sdk);
+        // Warm-up: the client for the endpoint, the allocator's pages.
+        run(&api, 1_000, 64).await;
         for in_flight in [1, 64] {
             for round in 0..3 {
-                let (cpu, wall) = run(Arc::clone(&api), posts, in_flight).await;
+                let (cpu, wall) = run(&api, posts, in_flight).await;
                 println!(
                     "in flight {in_flight:>3} round {round}: {:.1} us CPU per post, {:.1} us wall",
                     cpu.as_secs_f64() * 1e6 / posts as f64,

@@ -150,16 +150,19 @@ fn timeout_config() -> aws_smithy_types::timeout::TimeoutConfig {
 /// flight); a panic in the call is resumed in the caller. The call runs in the caller's tracing
 /// span, so the SDK's log lines keep the invocation's context.
 ///
-/// Give it `async move { request.send().await }`, not `request.send()`: the SDK's future is
-/// several kilobytes, and created inside the task it is not copied on its way there.
-async fn on_own_task<T>(
-    call: impl Future<Output = T> + Send + 'static,
-) -> Result<T, ManagementError>
+/// `call` makes the call's future inside the task, which keeps it on the heap where it is made:
+/// the SDK's future is several kilobytes, and every move of a future that holds it (into the
+/// caller's future, into `spawn`, into the task) copies all of it. What moves is `call`, the
+/// client (a pointer) and the request's arguments.
+async fn on_own_task<C, F>(call: C) -> Result<F::Output, ManagementError>
 where
-    T: Send + 'static,
+    C: FnOnce() -> F + Send + 'static,
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
 {
     use tracing::Instrument;
-    match tokio_util::task::AbortOnDropHandle::new(tokio::spawn(call.in_current_span())).await {
+    let task = task_of(call).in_current_span();
+    match tokio_util::task::AbortOnDropHandle::new(tokio::spawn(task)).await {
         Ok(output) => Ok(output),
         Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
         // Only a runtime shutting down cancels the task while this future is alive.
@@ -167,6 +170,16 @@ where
             "the @connections call was cancelled: {e}"
         ))),
     }
+}
+
+/// The future [`on_own_task`] spawns: `call`, then a pointer to the call's future, which `call`
+/// makes on the heap.
+async fn task_of<C, F>(call: C) -> F::Output
+where
+    C: FnOnce() -> F,
+    F: Future,
+{
+    Box::pin(call()).await
 }
 
 /// Maps an SDK error by the modeled error code (API Gateway sends it in `x-amzn-ErrorType`), or
@@ -215,14 +228,17 @@ impl ManagementApi for SdkManagementApi {
         connection_id: &str,
         data: Bytes,
     ) -> Result<(), ManagementError> {
-        let request = self
-            .client(endpoint)
-            .post_to_connection()
-            .connection_id(connection_id)
-            .data(Blob::new(data.to_vec()));
-        on_own_task(async move { request.send().await })
-            .await?
-            .map_err(map_sdk_error)?;
+        let client = self.client(endpoint);
+        let connection_id = connection_id.to_owned();
+        on_own_task(move || {
+            client
+                .post_to_connection()
+                .connection_id(connection_id)
+                .data(Blob::new(data.to_vec()))
+                .send()
+        })
+        .await?
+        .map_err(map_sdk_error)?;
         Ok(())
     }
 
@@ -231,11 +247,9 @@ impl ManagementApi for SdkManagementApi {
         endpoint: &str,
         connection_id: &str,
     ) -> Result<ConnectionInfo, ManagementError> {
-        let request = self
-            .client(endpoint)
-            .get_connection()
-            .connection_id(connection_id);
-        let out = on_own_task(async move { request.send().await })
+        let client = self.client(endpoint);
+        let connection_id = connection_id.to_owned();
+        let out = on_own_task(move || client.get_connection().connection_id(connection_id).send())
             .await?
             .map_err(map_sdk_error)?;
         Ok(ConnectionInfo {
@@ -257,13 +271,16 @@ impl ManagementApi for SdkManagementApi {
         endpoint: &str,
         connection_id: &str,
     ) -> Result<(), ManagementError> {
-        let request = self
-            .client(endpoint)
-            .delete_connection()
-            .connection_id(connection_id);
-        on_own_task(async move { request.send().await })
-            .await?
-            .map_err(map_sdk_error)?;
+        let client = self.client(endpoint);
+        let connection_id = connection_id.to_owned();
+        on_own_task(move || {
+            client
+                .delete_connection()
+                .connection_id(connection_id)
+                .send()
+        })
+        .await?
+        .map_err(map_sdk_error)?;
         Ok(())
     }
 }
@@ -280,11 +297,11 @@ mod tests {
         let (first_started, first_seen) = std::sync::mpsc::channel::<()>();
         let (second_started, second_seen) = std::sync::mpsc::channel::<()>();
         let wait = Duration::from_secs(10);
-        let first = on_own_task(async move {
+        let first = on_own_task(move || async move {
             first_started.send(()).ok();
             second_seen.recv_timeout(wait).is_ok()
         });
-        let second = on_own_task(async move {
+        let second = on_own_task(move || async move {
             second_started.send(()).ok();
             first_seen.recv_timeout(wait).is_ok()
         });
@@ -306,7 +323,7 @@ mod tests {
             }
         }
         let guard = OnDrop(Some(dropped));
-        let call = on_own_task(async move {
+        let call = on_own_task(move || async move {
             let _guard = guard;
             std::future::pending::<()>().await;
         });
@@ -325,7 +342,7 @@ mod tests {
     async fn a_call_runs_in_the_callers_span() {
         let _subscriber = tracing::subscriber::set_default(tracing_subscriber::registry());
         let span = tracing::info_span!("invocation");
-        let name = on_own_task(async { tracing::Span::current().metadata().map(|m| m.name()) });
+        let name = on_own_task(|| async { tracing::Span::current().metadata().map(|m| m.name()) });
         let name = tracing::Instrument::instrument(name, span).await;
         assert_eq!(name, Ok(Some("invocation")));
     }
@@ -335,7 +352,22 @@ mod tests {
     #[tokio::test]
     #[should_panic(expected = "the SDK panicked")]
     async fn a_panic_in_a_call_is_resumed_in_the_caller() {
-        let _ = on_own_task(async { panic!("the SDK panicked") }).await;
+        let _ = on_own_task(|| async { panic!("the SDK panicked") }).await;
+    }
+
+    /// The spawned future holds the call's maker and a pointer, never the call's future: a
+    /// call's future of 16 KiB leaves it under 64 bytes. (The SDK's future is 5.7 KB; held
+    /// inline, it was copied on every move into `spawn` and the task, and `memmove` was the top
+    /// symbol of a broadcast's profile: docs/benchmarks.md.)
+    #[test]
+    fn the_spawned_future_does_not_hold_the_calls_future() {
+        let task = task_of(|| async {
+            let buffer = [1u8; 16 * 1024];
+            std::future::ready(()).await;
+            buffer.iter().map(|&b| usize::from(b)).sum::<usize>()
+        });
+        let size = std::mem::size_of_val(&task);
+        assert!(size < 64, "the spawned future is {size} bytes");
     }
 
     /// Whatever endpoints come along, the cache stays bounded (issue 18, item 4).

@@ -3,7 +3,8 @@
 //!
 //! `cargo bench -p wsstack-gateway --bench broadcast` (release build). Phases:
 //! 1. `wsstack-local` as a child process: 10,000 concurrent connections (connect rate, RSS per
-//!    connection from /proc), then one `sendMessage` broadcast to all of them, three times;
+//!    connection from /proc), then one `sendMessage` broadcast to all of them, three times
+//!    (BENCH_BROADCASTS);
 //!    once for each of BENCH_CALLBACK_TRANSPORTS (default `sdk-in-process,direct`: the
 //!    handlers' posts through the AWS SDK, the default, and straight to the connections).
 //! 2. A bare tokio-tungstenite broadcast server (this binary in `--bare-server` mode, also a
@@ -15,6 +16,15 @@
 //! 4. A gateway in-process (its own 2-thread runtime): 100 clients sending 1,000 direct
 //!    messages per second to themselves for 10 s, round-trip percentiles.
 //!
+//! The servers of phases 1 to 3 take turns, so that a slow or fast spell of this shared machine
+//! falls on all of them: as many as the fd limit holds the clients of are started and connected
+//! together, then each round has one broadcast per server (servers x (connections + 16) + 1,024
+//! fds; the bench raises the hard limit where it may, as root; with 10,000 connections and the
+//! usual limit of 20,000, one server at a time). BENCH_PASSES runs the broadcasts in that many
+//! passes over the servers, each server reconnecting its clients every pass. The summary gives
+//! the ratios of the best and of the median broadcasts, and the median and range of the ratios
+//! round by round.
+//!
 //! Environment: BENCH_CONNECTIONS (default 10000), BENCH_STEADY_SECS (default 10, 0 skips
 //! phase 4), BENCH_BROADCASTS (broadcasts per server, default 3), BENCH_GATEWAY_BIN (another
 //! gateway binary to measure, e.g. one with symbols for perf), BENCH_BROADCAST_CONCURRENCY (the
@@ -23,11 +33,12 @@
 //! `sdk-tcp`, `direct`; default `sdk-in-process,direct`),
 //! BENCH_CONNECT_IN_FLIGHT (handshakes in flight while connecting, default 512),
 //! BENCH_SERVERLESS_OFFLINE (1: phase 3), BENCH_SO_CONNECT_IN_FLIGHT (serverless-offline's
-//! handshakes in flight, default BENCH_CONNECT_IN_FLIGHT).
+//! handshakes in flight, default BENCH_CONNECT_IN_FLIGHT), BENCH_PASSES (default 1),
+//! BENCH_AT_ONCE (most servers connected at once, default all that the fd limit holds).
 //!
 //! `cargo bench` builds everything with the bench profile (release: LTO, one codegen unit).
 //! `cargo bench --profile local -p wsstack-gateway --bench broadcast` measures the build `make
-//! dev` runs (no LTO); the bare server and the load generator are then that build too, and the
+//! dev` runs (thin LTO); the bare server and the load generator are then that build too, and the
 //! ratios printed at the end compare the servers of the same run.
 //! The fd limit is raised here (setrlimit), never in the gateway.
 
@@ -59,7 +70,9 @@ fn env_usize(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
-fn raise_fd_limit() -> anyhow::Result<u64> {
+/// Raises the soft fd limit to the hard one, and the hard one to `wanted` where the process may
+/// (root); returns the soft limit now in force. Servers started later inherit it.
+fn raise_fd_limit(wanted: u64) -> anyhow::Result<u64> {
     let mut limit = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
@@ -68,6 +81,16 @@ fn raise_fd_limit() -> anyhow::Result<u64> {
     unsafe {
         if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
             bail!("getrlimit failed: {}", std::io::Error::last_os_error());
+        }
+        if limit.rlim_max < wanted {
+            let raised = libc::rlimit {
+                rlim_cur: wanted,
+                rlim_max: wanted,
+            };
+            // Refused without the privilege: the hard limit stays as it is.
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                return Ok(wanted);
+            }
         }
         limit.rlim_cur = limit.rlim_max;
         if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
@@ -304,12 +327,20 @@ async fn broadcast_once(mut clients: Vec<Ws>, marker: &str) -> anyhow::Result<(V
     Ok((back, last - started))
 }
 
+#[derive(Default)]
 struct Figures {
-    connect_rate: f64,
+    /// One per pass.
+    connect_rates: Vec<f64>,
     broadcasts: Vec<Duration>,
 }
 
 impl Figures {
+    fn connect_rate(&self) -> f64 {
+        let mut sorted = self.connect_rates.clone();
+        sorted.sort_by(f64::total_cmp);
+        sorted.get(sorted.len() / 2).copied().unwrap_or_default()
+    }
+
     fn best(&self) -> Duration {
         self.broadcasts.iter().min().copied().unwrap_or_default()
     }
@@ -334,67 +365,126 @@ fn ms(d: Duration) -> String {
     format!("{:.1} ms", d.as_secs_f64() * 1e3)
 }
 
-/// Connects `n` clients, `in_flight` handshakes at a time, then runs BENCH_BROADCASTS
-/// broadcasts; the same for every server measured.
-async fn run_clients(
-    url: &str,
+/// What keeps a server measured running: killed on drop.
+enum Process {
+    Child(Server),
+    ServerlessOffline(serverless_offline::Offline),
+}
+
+impl Process {
+    fn pid(&self) -> u32 {
+        match self {
+            Process::Child(s) => s.pid(),
+            Process::ServerlessOffline(o) => o.server.pid(),
+        }
+    }
+
+    fn url(&self) -> &str {
+        match self {
+            Process::Child(s) => &s.url,
+            Process::ServerlessOffline(o) => &o.server.url,
+        }
+    }
+
+    /// `e`, with serverless-offline's log where it is the server.
+    fn failure(&self, e: anyhow::Error) -> anyhow::Error {
+        match self {
+            Process::Child(_) => e,
+            Process::ServerlessOffline(o) => anyhow::anyhow!("{}", o.failure(&format!("{e:#}"))),
+        }
+    }
+}
+
+/// A server under measurement: its process, its connected clients and its figures so far.
+struct Contender {
+    label: String,
+    process: Process,
+    clients: Vec<Ws>,
+    figures: Figures,
+    last_broadcast: Option<Instant>,
+}
+
+/// Connects `n` clients to `process`, `in_flight` handshakes at a time (after one warm-up
+/// handshake and broadcast), printing the connect rate and RSS per connection.
+async fn connect_contender(
+    label: &str,
+    process: Process,
     n: usize,
     in_flight: usize,
-    pid: Option<u32>,
-    label: &str,
-) -> anyhow::Result<Figures> {
-    // Warm up: the first handshake and broadcast build the SDK clients and their pools.
-    let (warm, _) = connect_many(url, 1, 1).await?;
-    let (warm, _) = broadcast_once(sockets(warm), "warm-up").await?;
-    drop(warm);
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let base = match pid {
-        Some(p) => Some(rss_kib(p)?),
-        None => None,
-    };
-
-    let cpu = CpuMeter::start(pid);
-    let (clients, took) = connect_many(url, n, in_flight).await?;
-    let connect_rate = n as f64 / took.as_secs_f64();
-    println!(
-        "{label}: {n} connections in {:.3} s = {:.0} connections/s ({})",
-        took.as_secs_f64(),
-        connect_rate,
-        cpu.report()
-    );
-    if let (Some(p), Some((base_rss, _))) = (pid, base) {
-        let (rss, _) = rss_kib(p)?;
+) -> anyhow::Result<Contender> {
+    let (url, pid) = (process.url().to_owned(), process.pid());
+    let connected = async {
+        // Warm up: the first handshake and broadcast build the SDK clients and their pools.
+        let (warm, _) = connect_many(&url, 1, 1).await?;
+        let (warm, _) = broadcast_once(sockets(warm), "warm-up").await?;
+        drop(warm);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let (base_rss, _) = rss_kib(pid)?;
+        let cpu = CpuMeter::start(Some(pid));
+        let (clients, took) = connect_many(&url, n, in_flight).await?;
+        let connect_rate = n as f64 / took.as_secs_f64();
+        println!(
+            "{label}: {n} connections in {:.3} s = {:.0} connections/s ({})",
+            took.as_secs_f64(),
+            connect_rate,
+            cpu.report()
+        );
+        let (rss, _) = rss_kib(pid)?;
         println!(
             "{label}: RSS {base_rss} KiB before, {rss} KiB with {n} connections = {:.2} KiB per connection",
             (rss.saturating_sub(base_rss)) as f64 / n as f64
         );
-    }
-    let mut clients = sockets(clients);
-    let mut broadcasts = Vec::new();
-    for round in 0..env_usize("BENCH_BROADCASTS", 3).max(1) {
-        if round > 0 {
-            tokio::time::sleep(budget_pause(n)).await;
+        anyhow::Ok((sockets(clients), connect_rate))
+    };
+    let (clients, connect_rate) = connected.await.map_err(|e| process.failure(e))?;
+    Ok(Contender {
+        label: label.to_owned(),
+        process,
+        clients,
+        figures: Figures {
+            connect_rates: vec![connect_rate],
+            broadcasts: Vec::new(),
+        },
+        last_broadcast: None,
+    })
+}
+
+impl Contender {
+    /// One broadcast to all of this server's clients, after its budget pause.
+    async fn broadcast(&mut self, round: usize) -> anyhow::Result<()> {
+        let n = self.clients.len();
+        if let Some(last) = self.last_broadcast {
+            tokio::time::sleep_until((last + budget_pause(n)).into()).await;
         }
-        let cpu = CpuMeter::start(pid);
-        let (back, t) = broadcast_once(clients, &format!("round-{round}-{label}")).await?;
-        clients = back;
+        let (label, pid) = (self.label.clone(), self.process.pid());
+        let cpu = CpuMeter::start(Some(pid));
+        let clients = std::mem::take(&mut self.clients);
+        let (back, t) = broadcast_once(clients, &format!("round-{round}-{label}"))
+            .await
+            .map_err(|e| self.process.failure(e))?;
+        self.clients = back;
+        self.last_broadcast = Some(Instant::now());
         println!(
             "{label}: broadcast {round} reached the last of {n} clients after {:.1} ms ({:.0} deliveries/s; {})",
             t.as_secs_f64() * 1e3,
             n as f64 / t.as_secs_f64(),
             cpu.report()
         );
-        broadcasts.push(t);
+        self.figures.broadcasts.push(t);
+        Ok(())
     }
-    if let Some(p) = pid {
-        let (rss, hwm) = rss_kib(p)?;
-        println!("{label}: RSS after the broadcasts {rss} KiB, peak {hwm} KiB");
+
+    /// Prints the server's RSS after the broadcasts, closes the clients and stops the server.
+    fn finish(self) -> (String, Figures) {
+        if let Ok((rss, hwm)) = rss_kib(self.process.pid()) {
+            println!(
+                "{}: RSS after the broadcasts {rss} KiB, peak {hwm} KiB",
+                self.label
+            );
+        }
+        drop(self.clients);
+        (self.label, self.figures)
     }
-    drop(clients);
-    Ok(Figures {
-        connect_rate,
-        broadcasts,
-    })
 }
 
 /// `--bare-server`: the simplest tokio-tungstenite broadcast server (every text message goes to
@@ -514,34 +604,81 @@ async fn steady_load(url: String, store: MemoryStore, secs: u64) -> anyhow::Resu
     Ok(all)
 }
 
+/// A server to measure, before it is started.
+enum Kind {
+    /// Phase 1: the gateway binary, its handlers posting over this `--callback-transport`;
+    /// labelled `gateway/{transport}`.
+    Gateway(String),
+    /// Phase 2: the bare server (this binary with `--bare-server`).
+    Bare,
+    /// Phase 3 (BENCH_SERVERLESS_OFFLINE=1): serverless-offline.
+    ServerlessOffline,
+}
+
+impl Kind {
+    fn label(&self) -> String {
+        match self {
+            Kind::Gateway(transport) => format!("gateway/{transport}"),
+            Kind::Bare => "bare".to_owned(),
+            Kind::ServerlessOffline => "serverless-offline".to_owned(),
+        }
+    }
+
+    fn start(&self) -> anyhow::Result<Process> {
+        match self {
+            Kind::Gateway(transport) => {
+                let gateway_bin = gateway_binary();
+                println!("gateway binary: {}", gateway_bin.display());
+                let mut command = Command::new(gateway_bin);
+                command.args(["--port", "0", "--log-level", "warn"]);
+                command.args(["--callback-transport", transport]);
+                if let Ok(c) = std::env::var("BENCH_BROADCAST_CONCURRENCY") {
+                    command.args(["--broadcast-concurrency", &c]);
+                }
+                let gateway = Server::spawn(command)?;
+                println!("{}: {} (pid {})", self.label(), gateway.url, gateway.pid());
+                Ok(Process::Child(gateway))
+            }
+            Kind::Bare => {
+                let mut command = Command::new(std::env::current_exe()?);
+                command.arg("--bare-server");
+                Ok(Process::Child(Server::spawn(command)?))
+            }
+            Kind::ServerlessOffline => Ok(Process::ServerlessOffline(
+                serverless_offline::Offline::start()?,
+            )),
+        }
+    }
+
+    /// Handshakes in flight while connecting: BENCH_SO_CONNECT_IN_FLIGHT (default `in_flight`)
+    /// bounds serverless-offline's, for when it refuses as many as the others take.
+    fn connect_in_flight(&self, in_flight: usize) -> usize {
+        match self {
+            Kind::ServerlessOffline => {
+                let so = env_usize("BENCH_SO_CONNECT_IN_FLIGHT", in_flight);
+                if so != in_flight {
+                    println!(
+                        "serverless-offline: {so} handshakes in flight (BENCH_SO_CONNECT_IN_FLIGHT), \
+                         the other servers {in_flight}"
+                    );
+                }
+                so
+            }
+            _ => in_flight,
+        }
+    }
+
+    async fn connect(&self, n: usize, in_flight: usize) -> anyhow::Result<Contender> {
+        let process = self.start()?;
+        connect_contender(&self.label(), process, n, self.connect_in_flight(in_flight)).await
+    }
+}
+
 /// The gateway to measure: BENCH_GATEWAY_BIN, else this bench's own build of it.
 fn gateway_binary() -> std::path::PathBuf {
     std::env::var_os("BENCH_GATEWAY_BIN")
         .map(Into::into)
         .unwrap_or_else(|| env!("CARGO_BIN_EXE_wsstack-local").into())
-}
-
-/// Phase 1: the gateway binary as a child process, its handlers posting over `transport`
-/// (`--callback-transport`); figures labelled `gateway/{transport}`.
-fn gateway_phase(
-    rt: &tokio::runtime::Runtime,
-    n: usize,
-    in_flight: usize,
-    transport: &str,
-) -> anyhow::Result<Figures> {
-    let gateway_bin = gateway_binary();
-    println!("gateway binary: {}", gateway_bin.display());
-    let mut command = Command::new(gateway_bin);
-    command.args(["--port", "0", "--log-level", "warn"]);
-    command.args(["--callback-transport", transport]);
-    if let Ok(c) = std::env::var("BENCH_BROADCAST_CONCURRENCY") {
-        command.args(["--broadcast-concurrency", &c]);
-    }
-    let gateway = Server::spawn(command)?;
-    let url = gateway.url.clone();
-    let label = format!("gateway/{transport}");
-    println!("{label}: {url} (pid {})", gateway.pid());
-    rt.block_on(run_clients(&url, n, in_flight, Some(gateway.pid()), &label))
 }
 
 /// The `--callback-transport` values to measure: BENCH_CALLBACK_TRANSPORTS, comma-separated.
@@ -554,50 +691,80 @@ fn transports() -> Vec<String> {
         .collect()
 }
 
-/// Phase 2: the bare server (this binary with `--bare-server`) as a child process.
-fn bare_phase(rt: &tokio::runtime::Runtime, n: usize, in_flight: usize) -> anyhow::Result<Figures> {
-    let mut command = Command::new(std::env::current_exe()?);
-    command.arg("--bare-server");
-    let bare = Server::spawn(command)?;
-    let url = bare.url.clone();
-    rt.block_on(run_clients(&url, n, in_flight, Some(bare.pid()), "bare"))
-}
-
-/// Phase 3 (BENCH_SERVERLESS_OFFLINE=1): serverless-offline as a child process, the same
-/// clients and broadcasts. BENCH_SO_CONNECT_IN_FLIGHT (default BENCH_CONNECT_IN_FLIGHT) bounds
-/// its handshakes in flight, for when it refuses as many as the others take.
-fn serverless_offline_phase(
-    rt: &tokio::runtime::Runtime,
+/// `rounds` broadcasts per server, in `passes` passes. In a pass the servers go in groups of
+/// `at_once` (as many as the fd limit holds the clients of): a group's servers are started and
+/// connected, take turns broadcasting (one broadcast each per round), and are stopped. Turns
+/// and passes make a slow or fast spell of this shared machine fall on every server alike.
+async fn measure(
+    kinds: &[Kind],
     n: usize,
     in_flight: usize,
-) -> anyhow::Result<Figures> {
-    let in_flight_so = env_usize("BENCH_SO_CONNECT_IN_FLIGHT", in_flight);
-    if in_flight_so != in_flight {
-        println!(
-            "serverless-offline: {in_flight_so} handshakes in flight (BENCH_SO_CONNECT_IN_FLIGHT), \
-             the other servers {in_flight}"
-        );
+    rounds: usize,
+    passes: usize,
+    at_once: usize,
+) -> anyhow::Result<Vec<(String, Figures)>> {
+    let mut figures: Vec<(String, Figures)> = kinds
+        .iter()
+        .map(|k| (k.label(), Figures::default()))
+        .collect();
+    let per_pass = rounds.div_ceil(passes);
+    let mut round = 0;
+    while round < rounds {
+        let these = per_pass.min(rounds - round);
+        for group in kinds.chunks(at_once) {
+            let mut contenders = Vec::new();
+            for kind in group {
+                contenders.push(kind.connect(n, in_flight).await?);
+            }
+            for r in round..round + these {
+                for contender in &mut contenders {
+                    contender.broadcast(r).await?;
+                }
+            }
+            for contender in contenders {
+                let (label, pass) = contender.finish();
+                if let Some((_, all)) = figures.iter_mut().find(|(l, _)| *l == label) {
+                    all.connect_rates.extend(pass.connect_rates);
+                    all.broadcasts.extend(pass.broadcasts);
+                }
+            }
+        }
+        round += these;
     }
-    let offline = serverless_offline::Offline::start()?;
-    let url = offline.server.url.clone();
-    let pid = Some(offline.server.pid());
-    rt.block_on(run_clients(
-        &url,
-        n,
-        in_flight_so,
-        pid,
-        "serverless-offline",
-    ))
-    .map_err(|e| anyhow::anyhow!("{}", offline.failure(&format!("{e:#}"))))
+    Ok(figures)
 }
 
 fn ratio(a: Duration, b: Duration) -> f64 {
     a.as_secs_f64() / b.as_secs_f64().max(1e-9)
 }
 
+/// The median of `slow / fast` over the rounds both ran, and its range.
+fn paired(slow: &Figures, fast: &Figures) -> Option<(f64, f64, f64)> {
+    let mut ratios: Vec<f64> = slow
+        .broadcasts
+        .iter()
+        .zip(&fast.broadcasts)
+        .map(|(&s, &f)| ratio(s, f))
+        .collect();
+    ratios.sort_by(f64::total_cmp);
+    let median = *ratios.get(ratios.len() / 2)?;
+    Some((median, ratios[0], ratios[ratios.len() - 1]))
+}
+
+fn paired_text(slow: &Figures, fast: &Figures) -> String {
+    paired(slow, fast)
+        .map(|(m, lo, hi)| format!("{m:.1}x (round by round: {lo:.1}x to {hi:.1}x)"))
+        .unwrap_or_default()
+}
+
 /// The run's summary: each server's best and median broadcast and connect rate, and the ratios
-/// of each gateway (one per transport) to the bare server and serverless-offline.
-fn summary(n: usize, gateways: &[(String, Figures)], bare: &Figures, so: Option<&Figures>) {
+/// of each gateway (one per transport) to the bare server and serverless-offline: of the best
+/// and median broadcasts, and the median and range of the ratios round by round.
+fn summary(n: usize, figures: &[(String, Figures)]) {
+    let find = |label: &str| figures.iter().find(|(l, _)| l == label).map(|(_, f)| f);
+    let (Some(bare), so) = (find("bare"), find("serverless-offline")) else {
+        return;
+    };
     println!(
         "broadcast to {n}: bare tokio-tungstenite best {}, median {}",
         ms(bare.best()),
@@ -610,7 +777,11 @@ fn summary(n: usize, gateways: &[(String, Figures)], bare: &Figures, so: Option<
             ms(so.median()),
         );
     }
-    for (transport, gw) in gateways {
+    let gateways: Vec<_> = figures
+        .iter()
+        .filter(|(l, _)| l.starts_with("gateway/"))
+        .collect();
+    for (label, gw) in &gateways {
         let versus_so = so
             .map(|so| {
                 format!(
@@ -621,25 +792,25 @@ fn summary(n: usize, gateways: &[(String, Figures)], bare: &Figures, so: Option<
             })
             .unwrap_or_default();
         println!(
-            "broadcast to {n}: gateway/{transport} best {}, median {}; / bare {:.1}x (best), {:.1}x (median){versus_so}",
+            "broadcast to {n}: {label} best {}, median {}; / bare {:.1}x (best), {:.1}x (median){versus_so}",
             ms(gw.best()),
             ms(gw.median()),
             ratio(gw.best(), bare.best()),
             ratio(gw.median(), bare.median()),
         );
+        let versus_so = so
+            .map(|so| format!("; serverless-offline / {label} {}", paired_text(so, gw)))
+            .unwrap_or_default();
+        println!(
+            "paired by round: {label} / bare {}{versus_so}",
+            paired_text(gw, bare)
+        );
     }
-    let gateway_rates: Vec<String> = gateways
+    let rates: Vec<String> = figures
         .iter()
-        .map(|(t, gw)| format!("gateway/{t} {:.0}/s", gw.connect_rate))
+        .map(|(l, f)| format!("{l} {:.0}/s", f.connect_rate()))
         .collect();
-    let so_rate = so
-        .map(|so| format!(", serverless-offline {:.0}/s", so.connect_rate))
-        .unwrap_or_default();
-    println!(
-        "connect rate: {}, bare {:.0}/s{so_rate}",
-        gateway_rates.join(", "),
-        bare.connect_rate
-    );
+    println!("connect rate: {}", rates.join(", "));
 }
 
 fn main() -> anyhow::Result<()> {
@@ -647,13 +818,26 @@ fn main() -> anyhow::Result<()> {
     if args.iter().any(|a| a == "--bare-server") {
         return bare_server();
     }
-    let fds = raise_fd_limit()?;
     let n = env_usize("BENCH_CONNECTIONS", 10_000);
     let steady_secs = env_usize("BENCH_STEADY_SECS", 10) as u64;
     let in_flight = env_usize("BENCH_CONNECT_IN_FLIGHT", 512);
+    let rounds = env_usize("BENCH_BROADCASTS", 3).max(1);
     let with_so = std::env::var("BENCH_SERVERLESS_OFFLINE").is_ok_and(|v| v == "1");
+    let mut kinds: Vec<Kind> = transports().into_iter().map(Kind::Gateway).collect();
+    kinds.push(Kind::Bare);
+    if with_so {
+        kinds.push(Kind::ServerlessOffline);
+    }
+    let passes = env_usize("BENCH_PASSES", 1).clamp(1, rounds);
+    // A server's clients and its warm-up's, and some fds to spare.
+    let per_server = (n + 16) as u64;
+    let fds = raise_fd_limit(kinds.len() as u64 * per_server + 1024)?;
+    let fit = usize::try_from(fds.saturating_sub(1024) / per_server).unwrap_or(usize::MAX);
+    let at_once = env_usize("BENCH_AT_ONCE", kinds.len()).min(fit).max(1);
     println!(
-        "broadcast bench: {n} connections, fd limit {fds}, {} cores, serverless-offline {}",
+        "broadcast bench: {n} connections, fd limit {fds}, {} cores, serverless-offline {}; \
+         {rounds} broadcasts per server in {passes} pass(es) (BENCH_PASSES), {at_once} server(s) \
+         at once taking turns (as many as the fd limit holds, at most BENCH_AT_ONCE)",
         std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(0),
@@ -661,24 +845,15 @@ fn main() -> anyhow::Result<()> {
             "on"
         } else {
             "off (BENCH_SERVERLESS_OFFLINE=1)"
-        }
+        },
     );
 
     if with_so {
         serverless_offline::install()?;
     }
     let clients_rt = tokio::runtime::Runtime::new()?;
-    let mut gateways = Vec::new();
-    for transport in transports() {
-        let figures = gateway_phase(&clients_rt, n, in_flight, &transport)?;
-        gateways.push((transport, figures));
-    }
-    let bare = bare_phase(&clients_rt, n, in_flight)?;
-    let so = match with_so {
-        true => Some(serverless_offline_phase(&clients_rt, n, in_flight)?),
-        false => None,
-    };
-    summary(n, &gateways, &bare, so.as_ref());
+    let figures = clients_rt.block_on(measure(&kinds, n, in_flight, rounds, passes, at_once))?;
+    summary(n, &figures);
 
     if steady_secs > 0 {
         steady_phase(&clients_rt, steady_secs)?;

@@ -115,7 +115,7 @@ pub struct Cli {
     /// call with the AWS SDK, as in Lambda, and hands it to the gateway's router (no socket);
     /// `sdk-tcp` sends it over a loopback connection to --port, as an outside client would;
     /// `direct` skips the SDK and goes straight to the connections with the checks the port
-    /// makes (broadcasts three and a half to four and a half times sooner, for load tests).
+    /// makes (broadcasts three to four and a half times sooner, for load tests).
     /// Answers are the same.
     #[arg(long, value_name = "TRANSPORT", default_value = "sdk-in-process")]
     pub callback_transport: CallbackTransport,

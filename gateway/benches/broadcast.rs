@@ -492,7 +492,11 @@ impl Contender {
 fn bare_server() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        // The gateway's backlog (`server.rs`): `TcpListener::bind` queues 128, and a burst of
+        // 512 handshakes in flight then drops SYNs, which the clients retry only after a second.
+        let socket = tokio::net::TcpSocket::new_v4()?;
+        socket.bind("127.0.0.1:0".parse()?)?;
+        let listener = socket.listen(4096)?;
         println!("bare server on ws://{}/dev", listener.local_addr()?);
         let (tx, _) =
             tokio::sync::broadcast::channel::<tokio_tungstenite::tungstenite::Utf8Bytes>(64);

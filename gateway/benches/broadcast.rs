@@ -38,8 +38,9 @@
 //!
 //! `cargo bench` builds everything with the bench profile (release: LTO, one codegen unit).
 //! `cargo bench --profile local -p wsstack-gateway --bench broadcast` measures the build `make
-//! dev` runs (thin LTO); the bare server and the load generator are then that build too, and the
-//! ratios printed at the end compare the servers of the same run.
+//! dev` runs (thin LTO, dependencies in one codegen unit); the bare server and the load generator
+//! are then that build too, and the ratios printed at the end compare the servers of the same
+//! run.
 //! The fd limit is raised here (setrlimit), never in the gateway.
 
 use std::io::{BufRead, BufReader};

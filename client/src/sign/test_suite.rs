@@ -4,10 +4,11 @@
 //! through [`sign_request`], the function [`super::Signer::sign`] calls, built as the push
 //! client builds its requests: the host in the URI (hyper writes the `Host` header), no
 //! `X-Amz-Date` or `Content-Length` before signing (the signer adds the first, hyper the
-//! second). All three steps are checked: the canonical request (`aws-sigv4` logs it at TRACE;
-//! a subscriber catches it), the string to sign (the algorithm, our `X-Amz-Date`, the scope our
-//! `Authorization` header names and the SHA-256 of our canonical request), and the
-//! `Authorization` header carrying the signature.
+//! second). All three steps are checked: the canonical request (`aws-sigv4` logs it at TRACE
+//! with the session token redacted; a subscriber catches it and puts the token back), the
+//! string to sign (the algorithm, our `X-Amz-Date`, the scope our `Authorization` header names
+//! and the SHA-256 of our canonical request), and the `Authorization` header carrying the
+//! signature.
 
 use std::fmt::Debug;
 use std::path::{Path, PathBuf};
@@ -128,11 +129,31 @@ fn sign_at_suite_time(
 ) -> Signed {
     let catch = Catch::default();
     let time = SystemTime::UNIX_EPOCH + Duration::from_secs(SUITE_EPOCH_SECONDS);
+    let token = credentials.session_token().map(str::to_owned);
     tracing::subscriber::with_default(catch.clone(), || {
         sign_request(&mut request, credentials, region, service, time).expect("signed")
     });
-    let logged = catch.0.lock().expect("lock").clone();
+    let mut logged = catch.0.lock().expect("lock").clone();
+    if let (Some(creq), Some(token)) = (logged.canonical_request.as_mut(), token) {
+        *creq = with_session_token(creq, &token);
+    }
     Signed { request, logged }
+}
+
+/// The logged canonical request `creq` with the session token back in its place.
+///
+/// `aws-sigv4` 1.6 logs the canonical request with the value of
+/// `x-amz-security-token` replaced by `** redacted (length=N) **`, and signs the request with
+/// the value itself. Only a marker of the token's own length is replaced: a token of another
+/// length, or none, leaves the marker, and the canonical request then differs from the suite's;
+/// a wrong token of the right length is caught by the `Authorization` header, which is checked
+/// against the suite's signed request.
+fn with_session_token(creq: &str, token: &str) -> String {
+    let redacted = format!(
+        "x-amz-security-token:** redacted (length={}) **",
+        token.len()
+    );
+    creq.replace(&redacted, &format!("x-amz-security-token:{token}"))
 }
 
 /// Percent-encodes what may not appear in a request target (space, controls, non-ASCII), as

@@ -370,6 +370,42 @@ mod tests {
         assert!(size < 64, "the spawned future is {size} bytes");
     }
 
+    /// A post to an endpoint that accepts the connection and never answers ends in an error
+    /// within the operation timeout, after at least one attempt timed out: a stalled
+    /// `@connections` endpoint cannot hold a fan-out's post until the Lambda deadline. (Virtual
+    /// time: the runtime's clock jumps to the next timer while the socket stays silent.)
+    #[tokio::test(start_paused = true)]
+    async fn a_post_to_a_silent_endpoint_ends_within_the_operation_timeout() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind a free port");
+        let endpoint = format!("http://{}/dev", listener.local_addr().expect("address"));
+        // Accepts every connection (a retry may open a new one) and holds it, silent.
+        let (accepted_tx, mut accepted) = tokio::sync::mpsc::unbounded_channel();
+        let server = tokio::spawn(async move {
+            while let Ok((socket, _)) = listener.accept().await {
+                let _ = accepted_tx.send(socket);
+            }
+        });
+        let api = SdkManagementApi::new(&crate::local_sdk_config(None).await);
+        let started = tokio::time::Instant::now();
+        let result = tokio::time::timeout(
+            OPERATION_TIMEOUT * 3,
+            api.post_to_connection(&endpoint, "AAAAAAAAAAAAAAA=", Bytes::from_static(b"hi")),
+        )
+        .await
+        .expect("the call ends by itself");
+        let elapsed = started.elapsed();
+        server.abort();
+        assert!(accepted.try_recv().is_ok(), "the SDK connected");
+        assert!(
+            matches!(result, Err(ManagementError::Other(_))),
+            "{result:?}"
+        );
+        assert!(elapsed >= ATTEMPT_TIMEOUT, "ended after {elapsed:?}");
+        assert!(elapsed <= OPERATION_TIMEOUT, "ended after {elapsed:?}");
+    }
+
     /// Whatever endpoints come along, the cache stays bounded (issue 18, item 4).
     #[tokio::test]
     async fn the_client_cache_is_bounded() {

@@ -100,7 +100,11 @@ impl SdkManagementApi {
     fn client(&self, endpoint: &str) -> aws_sdk_apigatewaymanagement::Client {
         // The map only caches; a poisoned lock still holds valid clients.
         let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
-        if clients.len() >= MAX_CACHED_CLIENTS && !clients.contains_key(endpoint) {
+        // Every post of a fan-out asks for the same endpoint: found, without a key to allocate.
+        if let Some(client) = clients.get(endpoint) {
+            return client.clone();
+        }
+        if clients.len() >= MAX_CACHED_CLIENTS {
             // Past the bound, start over: the endpoints in use come back at their next post
             // (a client is cheap to build; only its idle connections are lost).
             tracing::warn!(
@@ -110,13 +114,10 @@ impl SdkManagementApi {
             );
             clients.clear();
         }
-        clients
-            .entry(endpoint.to_owned())
-            .or_insert_with(|| {
-                let config = self.base.clone().endpoint_url(endpoint).build();
-                aws_sdk_apigatewaymanagement::Client::from_conf(config)
-            })
-            .clone()
+        let config = self.base.clone().endpoint_url(endpoint).build();
+        let client = aws_sdk_apigatewaymanagement::Client::from_conf(config);
+        clients.insert(endpoint.to_owned(), client.clone());
+        client
     }
 }
 

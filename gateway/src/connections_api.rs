@@ -117,20 +117,45 @@ fn bare(path: BarePath) -> Target {
         .map_err(|_| ApiError::InvalidId(NOT_UTF8.to_owned()))
 }
 
-async fn post(shared: &Shared, target: Target, body: Body) -> Result<Response, ApiError> {
+async fn post(shared: &Shared, target: Target, body: Body) -> Response {
     let limit = shared.limits.max_post_bytes;
     // A declared `Content-Length` over the limit is refused before the body is read: hyper
     // carries it as the body's size hint (the lower bound of a body of known length).
     let declared = usize::try_from(HttpBody::size_hint(&body).lower()).unwrap_or(usize::MAX);
     if declared > limit {
-        return Err(ApiError::PayloadTooLarge { limit });
+        return answer(Err(ApiError::PayloadTooLarge { limit }));
     }
     // With a complete request the only failure is the length limit.
-    let data = axum::body::to_bytes(body, limit)
-        .await
-        .map_err(|_| ApiError::PayloadTooLarge { limit })?;
-    post_data(shared, target, data)?;
-    Ok(StatusCode::OK.into_response())
+    match axum::body::to_bytes(body, limit).await {
+        Ok(data) => post_answer(shared, target, data),
+        Err(_) => answer(Err(ApiError::PayloadTooLarge { limit })),
+    }
+}
+
+/// The answer to a `PostToConnection` whose body is read: the route's, and the SDK's
+/// in-process transport's ([`crate::callback::InProcessClient`]) for a plain post.
+pub(crate) fn post_answer(shared: &Shared, target: Target, data: Bytes) -> Response {
+    answer(post_data(shared, target, data).map(|()| StatusCode::OK.into_response()))
+}
+
+/// The stage and connection id of a plain `/{stage}/@connections/{id}`, percent-decoded as the
+/// route's `Path` extractor decodes them, for a caller that answers the request without the
+/// router: the request goes to `/{stage}/@connections/{id}`'s route. `None` for every other
+/// path (a segment more or less, an empty one, an escape that does not decode to UTF-8), whose
+/// answer is the router's to give.
+pub(crate) fn plain_staged_target(path: &str) -> Option<(Option<String>, String)> {
+    let mut segments = path.strip_prefix('/')?.split('/');
+    let (stage, literal, id) = (segments.next()?, segments.next()?, segments.next()?);
+    if segments.next().is_some() || literal != "@connections" || stage.is_empty() || id.is_empty() {
+        return None;
+    }
+    let decode = |s| {
+        percent_encoding::percent_decode_str(s)
+            .decode_utf8()
+            .ok()
+            .map(|s| s.into_owned())
+    };
+    Some((Some(decode(stage)?), decode(id)?))
 }
 
 /// `PostToConnection` once the body is read: the size limit, then the connection, then its
@@ -196,11 +221,11 @@ fn delete_answer(shared: &Shared, target: Target) -> Result<Response, ApiError> 
 }
 
 async fn post_staged(State(shared): State<Arc<Shared>>, path: StagedPath, body: Body) -> Response {
-    answer(post(&shared, staged(path), body).await)
+    post(&shared, staged(path), body).await
 }
 
 async fn post_bare(State(shared): State<Arc<Shared>>, path: BarePath, body: Body) -> Response {
-    answer(post(&shared, bare(path), body).await)
+    post(&shared, bare(path), body).await
 }
 
 async fn get_staged(State(shared): State<Arc<Shared>>, path: StagedPath) -> Response {
@@ -217,4 +242,46 @@ async fn delete_staged(State(shared): State<Arc<Shared>>, path: StagedPath) -> R
 
 async fn delete_bare(State(shared): State<Arc<Shared>>, path: BarePath) -> Response {
     answer(delete_answer(&shared, bare(path)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Only a plain `/{stage}/@connections/{id}` is answered without the router, its segments
+    /// percent-decoded as the route's extractor decodes them; every other path is the
+    /// router's (tests/tests/gateway_callback.rs compares both answers with the port's).
+    #[test]
+    fn only_a_plain_staged_post_path_is_answered_without_the_router() {
+        let cases: &[(&str, Option<(&str, &str)>)] = &[
+            (
+                "/dev/@connections/L0SM9cOFvHcCIhw%3D",
+                Some(("dev", "L0SM9cOFvHcCIhw=")),
+            ),
+            ("/dev/@connections/a%2Fb%2B%3D", Some(("dev", "a/b+="))),
+            ("/prod/@connections/x", Some(("prod", "x"))),
+            ("/d%65v/@connections/x", Some(("dev", "x"))),
+            (
+                "/dev/@connections/not%20an%20id",
+                Some(("dev", "not an id")),
+            ),
+            // The bare route, more or fewer segments, empty ones: the router's.
+            ("/@connections/x", None),
+            ("/dev/@connections/x/", None),
+            ("/dev/@connections/x/y", None),
+            ("/dev/@connections/", None),
+            ("//@connections/x", None),
+            ("dev/@connections/x", None),
+            ("/dev/%40connections/x", None),
+            ("/dev/connections/x", None),
+            ("", None),
+            // An escape that is not UTF-8: the router answers its 400.
+            ("/dev/@connections/%FF", None),
+            ("/%FF/@connections/x", None),
+        ];
+        for (path, expected) in cases {
+            let expected = expected.map(|(stage, id)| (Some(stage.to_owned()), id.to_owned()));
+            assert_eq!(plain_staged_target(path), expected, "{path:?}");
+        }
+    }
 }

@@ -21,7 +21,7 @@ use wsstack_handlers::push_api::PushApi;
 use wsstack_handlers::queue::MemoryQueue;
 use wsstack_handlers::store::ConnectionStore;
 
-use crate::callback::{CallbackTransport, DirectManagementApi, InProcessClient, RouterSlot};
+use crate::callback::{CallbackTransport, DirectManagementApi, InProcessClient, PortSlot};
 use crate::event::ApiContext;
 use crate::fanout_queue::{self, QueueMode};
 use crate::integration::{EventLog, Integration, Invoker, Timeouts};
@@ -216,9 +216,9 @@ impl Gateway {
         let (listener, local_addr) = bind_listener(&options)?;
         let callback_url = callback_url_for(local_addr, &options.stage);
         let mut config = handlers_config(&options, &callback_url);
-        let callback_router = RouterSlot::default();
+        let callback_port = PortSlot::default();
         let callback =
-            callback_management_api(options.callback_transport, &callback_router, &callback_url)
+            callback_management_api(options.callback_transport, &callback_port, &callback_url)
                 .await;
         let api = Arc::clone(&callback.api);
         let cancel = CancellationToken::new();
@@ -250,7 +250,7 @@ impl Gateway {
         let (integration, push_api) = build_integration(&mut options, handlers);
         let shared = build_shared(&options, integration, local_addr);
         let routes = router(Arc::clone(&shared));
-        callback_router.fill(routes.clone());
+        callback_port.fill(routes.clone(), Arc::clone(&shared));
         if let Some(direct) = &callback.direct {
             direct.serve(&shared);
         }
@@ -269,7 +269,7 @@ impl Gateway {
             server: Some(server),
             worker: worker_task,
             callback_url,
-            callback_router,
+            callback_port,
             management_api: api,
             push_api,
         })
@@ -339,7 +339,7 @@ struct CallbackApi {
 /// `slot` is filled with, or over TCP.
 async fn callback_management_api(
     transport: CallbackTransport,
-    slot: &RouterSlot,
+    slot: &PortSlot,
     callback_url: &str,
 ) -> CallbackApi {
     // Stalled-stream protection watches each request's throughput with timers: a guard
@@ -515,7 +515,7 @@ pub struct RunningGateway {
     worker: Option<JoinHandle<()>>,
     callback_url: String,
     /// The router the SDK's in-process `@connections` calls go to; emptied on drop.
-    callback_router: RouterSlot,
+    callback_port: PortSlot,
     /// The handlers' `@connections` client (over `--callback-transport`).
     management_api: Arc<dyn ManagementApi>,
     /// The push API over the handlers' store and this gateway's `@connections` (`None` with a
@@ -554,7 +554,7 @@ impl RunningGateway {
     /// An SDK HTTP client that hands each request to this gateway's router in process, as
     /// the handlers' `@connections` client does with [`CallbackTransport::SdkInProcess`].
     pub fn in_process_http_client(&self) -> InProcessClient {
-        InProcessClient::new(self.callback_router.clone())
+        InProcessClient::new(self.callback_port.clone())
     }
 
     /// The `@connections` client the handlers inside this gateway use, over the options'
@@ -641,7 +641,7 @@ impl RunningGateway {
 impl Drop for RunningGateway {
     fn drop(&mut self) {
         // The router holds the shared state, which holds the handlers and their client.
-        self.callback_router.empty();
+        self.callback_port.empty();
         if self.server.is_some() {
             self.begin_shutdown();
             self.cancel.cancel();

@@ -226,3 +226,112 @@ async fn the_direct_client_of_a_stopped_gateway_answers_an_error() {
         ManagementError::Other("the gateway is not serving".to_owned())
     );
 }
+
+/// A POST's answer as the handlers' SDK reads it: status, `x-amzn-ErrorType` and body.
+type PostAnswer = (u16, Option<String>, String);
+
+/// `path` POSTed with `body` over the gateway's port (HTTP/1.1 on a socket).
+async fn post_over_the_port(gw: &RunningGateway, path: &str, body: &[u8]) -> PostAnswer {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = tokio::net::TcpStream::connect(gw.local_addr())
+        .await
+        .expect("connect to the port");
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        gw.local_addr(),
+        body.len()
+    );
+    tcp.write_all(head.as_bytes()).await.expect("write head");
+    tcp.write_all(body).await.expect("write body");
+    let mut raw = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), tcp.read_to_end(&mut raw))
+        .await
+        .expect("answered in time")
+        .expect("read the answer");
+    let raw = String::from_utf8_lossy(&raw);
+    let (head, body) = raw.split_once("\r\n\r\n").expect("a head and a body");
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|s| s.parse().ok())
+        .expect("a status line");
+    let error_type = lines.find_map(|l| {
+        let (name, value) = l.split_once(':')?;
+        name.eq_ignore_ascii_case("x-amzn-errortype")
+            .then(|| value.trim().to_owned())
+    });
+    (status, error_type, body.to_owned())
+}
+
+/// `path` POSTed with `body` through the SDK's in-process transport, as the handlers' SDK
+/// client hands it over.
+async fn post_in_process(gw: &RunningGateway, path: &str, body: &[u8]) -> PostAnswer {
+    use aws_smithy_runtime_api::client::http::HttpConnector;
+    use aws_smithy_runtime_api::client::orchestrator::HttpRequest;
+    let request = http::Request::builder()
+        .method("POST")
+        .uri(format!("http://{}{path}", gw.local_addr()))
+        .header("content-length", body.len())
+        .body(aws_smithy_types::body::SdkBody::from(body.to_vec()))
+        .expect("a request");
+    let request = HttpRequest::try_from(request).expect("an SDK request");
+    let response = gw
+        .in_process_http_client()
+        .call(request)
+        .await
+        .expect("an answer");
+    let error_type = response
+        .headers()
+        .get("x-amzn-errortype")
+        .map(str::to_owned);
+    let body = String::from_utf8_lossy(response.body().bytes().unwrap_or_default()).into_owned();
+    (response.status().as_u16(), error_type, body)
+}
+
+/// The in-process transport answers a plain post without the router and every other request
+/// with it: both answer every POST as the port does, status, error type and message.
+#[tokio::test]
+async fn the_in_process_transport_answers_every_post_as_the_port_does() {
+    let (gw, store) = start(options()).await;
+    let mut alice = connect(&gw, "alice").await;
+    let id = id_of(&store, "alice").await;
+    // As the SDKs encode an id in a path.
+    let id = id
+        .replace('/', "%2F")
+        .replace('+', "%2B")
+        .replace('=', "%3D");
+    let cases: Vec<(String, &[u8], u16)> = vec![
+        (format!("/dev/@connections/{id}"), b"hi", 200),
+        ("/dev/@connections/AAAAAAAAAAAAAAA%3D".to_owned(), b"x", 410),
+        ("/dev/@connections/not%20an%20id".to_owned(), b"x", 400),
+        (format!("/prod/@connections/{id}"), b"x", 403),
+        // The router's: the bare route, an escape that is not UTF-8, other shapes.
+        (format!("/@connections/{id}"), b"bare", 200),
+        ("/dev/@connections/%FF".to_owned(), b"x", 400),
+        (format!("/dev/@connections/{id}/"), b"x", 403),
+        (format!("/dev/%40connections/{id}"), b"x", 403),
+    ];
+    for (path, body, status) in cases {
+        let port = post_over_the_port(&gw, &path, body).await;
+        let in_process = post_in_process(&gw, &path, body).await;
+        assert_eq!(port.0, status, "{path} over the port: {port:?}");
+        assert_eq!(in_process, port, "{path}: in process, then over the port");
+        if status == 200 {
+            let sent = String::from_utf8_lossy(body).into_owned();
+            for via in ["the port", "in process"] {
+                assert_eq!(alice.next().await, Message::text(sent.clone()), "{via}");
+            }
+        }
+    }
+    // Over the port, a body over the limit is refused from its declared length, before it is
+    // read (`gateway_end_to_end::a_declared_oversized_post_is_refused_before_its_body`); in
+    // process, from its length.
+    let over = vec![b'x'; MAX_POST + 1];
+    let (status, error_type, _) =
+        post_in_process(&gw, &format!("/dev/@connections/{id}"), &over).await;
+    assert_eq!(
+        (status, error_type.as_deref()),
+        (413, Some("PayloadTooLargeException"))
+    );
+}

@@ -6,7 +6,9 @@
 //!
 //! - **sdk-in-process** (the default): the production path, the SDK client, with its transport
 //!   the gateway's router called in process: every answer (200, 400, 403, 410, 413, 429, with
-//!   `x-amzn-ErrorType`) is the port's answer, through the SDK's deserialization.
+//!   `x-amzn-ErrorType`) is the port's answer, through the SDK's deserialization. A plain
+//!   `POST /{stage}/@connections/{id}`, every post of a broadcast, is answered as its route
+//!   answers it without going through the router.
 //! - **sdk-tcp**: the SDK client over a loopback TCP connection to the port, as an outside
 //!   client.
 //! - **direct** (opt-in): a call to the gateway's own endpoint goes straight to the code that

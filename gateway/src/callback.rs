@@ -175,8 +175,8 @@ impl ManagementApi for DirectManagementApi {
     }
 }
 
-/// The port's answers as the SDK's in-process transport reaches them: its router, and the state
-/// it serves, for the posts [`connections_api::post_in_memory`] answers without the router.
+/// The port as the SDK's in-process transport reaches it: its router, and the state it serves,
+/// from which [`InProcessClient`] answers a plain post without the router.
 #[derive(Debug, Clone)]
 struct InProcessPort {
     router: Router,

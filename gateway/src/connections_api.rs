@@ -140,9 +140,8 @@ pub(crate) fn post_answer(shared: &Shared, target: Target, data: Bytes) -> Respo
 
 /// The stage and connection id of a plain `/{stage}/@connections/{id}`, percent-decoded as the
 /// route's `Path` extractor decodes them, for a caller that answers the request without the
-/// router: the request goes to `/{stage}/@connections/{id}`'s route. `None` for every other
-/// path (a segment more or less, an empty one, an escape that does not decode to UTF-8), whose
-/// answer is the router's to give.
+/// router. `None` for every other path (a segment more or less, an empty one, an escape that
+/// does not decode to UTF-8), whose answer is the router's to give.
 pub(crate) fn plain_staged_target(path: &str) -> Option<(Option<String>, String)> {
     let mut segments = path.strip_prefix('/')?.split('/');
     let (stage, literal, id) = (segments.next()?, segments.next()?, segments.next()?);

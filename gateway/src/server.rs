@@ -514,7 +514,8 @@ pub struct RunningGateway {
     /// The in-process fan-out worker (queue mode); stops with `cancel`.
     worker: Option<JoinHandle<()>>,
     callback_url: String,
-    /// The router the SDK's in-process `@connections` calls go to; emptied on drop.
+    /// The port (router and state) the SDK's in-process `@connections` calls go to; emptied on
+    /// drop.
     callback_port: PortSlot,
     /// The handlers' `@connections` client (over `--callback-transport`).
     management_api: Arc<dyn ManagementApi>,

@@ -209,7 +209,7 @@ async fn write_loop(
         // has run out of ready tasks and polled the driver" (`tokio::task::yield_now`). The
         // writers a broadcast wakes then write in bursts, not one between every two posts, so
         // a reading client takes several frames per wake-up of its thread, and posts that
-        // arrive meanwhile go out in the same flush. A local broadcast through the SDK took
+        // arrive meanwhile can go out in the same flush. A local broadcast through the SDK took
         // 6 % less time and CPU with it (docs/benchmarks.md).
         tokio::task::yield_now().await;
         while let Some(out) = conn.next_out() {

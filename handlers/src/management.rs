@@ -144,7 +144,8 @@ pub const OPERATION_TIMEOUT: Duration = Duration::from_secs(7);
 /// operation streams: a post's body (at most 128 KB) is in memory, its answer is empty, and the
 /// whole exchange lies within [`ATTEMPT_TIMEOUT`], a tenth of that grace period. Left on, it
 /// wraps both bodies of every call and adds its interceptor's work to each: a local broadcast
-/// through the SDK took about 4 % less CPU without it (docs/benchmarks.md).
+/// through the SDK took 6 to 8 % less time and 4 to 6 % less CPU without it
+/// (docs/benchmarks.md).
 fn stalled_stream_protection() -> StalledStreamProtectionConfig {
     StalledStreamProtectionConfig::disabled()
 }

@@ -103,9 +103,10 @@ destroy: ## Delete one stage's stack: make destroy STAGE=dev (Retain resources s
 	scripts/deploy.py destroy --stage $(STAGE)
 
 .PHONY: lint
-lint: tools ## fmt, clippy -D warnings, and cfn-lint, checkov, cfn-guard over every template
+lint: tools ## fmt, clippy -D warnings, rustdoc -D warnings, and cfn-lint, checkov, cfn-guard over every template
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -q -- -D warnings
+	RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps -q
 	cargo run -q -p wsstack-synth --bin synth -- --all --stand-in-assets -q --out $(LINT_OUT)
 	cargo run -q -p wsstack-synth --bin synth -- --stages-dir $(LINT_EXTRA_STAGES) --stand-in-assets -q --out $(LINT_EXTRA_OUT)
 	cargo run -q -p wsstack-synth --bin synth -- account-setup $(LINT_ACCOUNT_SETUP_OUT) -q

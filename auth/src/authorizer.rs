@@ -2,7 +2,7 @@
 //!
 //! Input and output follow the API Gateway developer guide, "Control access to WebSocket APIs
 //! with AWS Lambda REQUEST authorizers"
-//! (https://docs.aws.amazon.com/apigateway/latest/developerguide/apigateway-websocket-api-lambda-auth.html):
+//! (<https://docs.aws.amazon.com/apigateway/latest/developerguide/apigateway-websocket-api-lambda-auth.html>):
 //! the event has `type: REQUEST`, a `methodArn` ending in `/{stage}/$connect`, the handshake's
 //! headers and query string, and a WebSocket `requestContext`. The answer is an IAM policy
 //! (`execute-api:Invoke` on the `methodArn`, Allow or Deny), a `principalId`, and a flat

@@ -20,9 +20,9 @@ pub const DEFAULT_MAX_TOKEN_BYTES: usize = 8 * 1024;
 /// The claims a username is read from, in order, when the stage does not name one: only
 /// claims a user cannot set on themselves. `preferred_username` is not one of them: OpenID
 /// Connect defines it as the name the user wishes to be called, which relying parties must not
-/// rely on (https://openid.net/specs/openid-connect-core-1_0.html#StandardClaims), and a Cognito
+/// rely on (<https://openid.net/specs/openid-connect-core-1_0.html#StandardClaims>), and a Cognito
 /// app client without `WriteAttributes` lets every user change it with their own access token
-/// (https://docs.aws.amazon.com/cognito-user-identity-pools/latest/APIReference/API_UserPoolClientType.html).
+/// (<https://docs.aws.amazon.com/cognito-user-identity-pools/latest/APIReference/API_UserPoolClientType.html>).
 /// `cognito:username` cannot change after the user is created; `sub` is the issuer's own key.
 pub const DEFAULT_USERNAME_CLAIMS: [&str; 2] = ["cognito:username", "sub"];
 /// The claims for the user pool a stage with `create_user_pool` gets: `preferred_username`,

@@ -1,7 +1,7 @@
 //! The `$connect` authorizer, run in-process before the `$connect` handler exactly where API
 //! Gateway runs a Lambda REQUEST authorizer (developer guide, "Control access to WebSocket APIs
 //! with AWS Lambda REQUEST authorizers",
-//! https://docs.aws.amazon.com/apigateway/latest/developerguide/apigateway-websocket-api-lambda-auth.html):
+//! <https://docs.aws.amazon.com/apigateway/latest/developerguide/apigateway-websocket-api-lambda-auth.html>):
 //! a missing or empty identity source is refused with 401 without invoking it, a Deny with 403,
 //! an authorizer that fails with 500; an Allow hands its `principalId` and `context` to the
 //! integration as `requestContext.authorizer`.

@@ -12,7 +12,7 @@
 //! - **sdk-tcp**: the SDK client over a loopback TCP connection to the port, as an outside
 //!   client.
 //! - **direct** (opt-in): a call to the gateway's own endpoint goes straight to the code that
-//!   serves `@connections` on the port ([`crate::connections_api`]): the same checks in the
+//!   serves `@connections` on the port (`connections_api`): the same checks in the
 //!   same order (size limit, connection id, 410 for unknown, closing and still-connecting
 //!   connections, 429 for a client that is not reading), without the SDK's per-request work,
 //!   which is nearly all of a local broadcast's CPU: for load tests with many local clients.

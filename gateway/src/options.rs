@@ -146,7 +146,7 @@ pub struct Cli {
 
     /// Authentication on $connect. `none`: anyone, username from ?username=. `dev`: start a
     /// local OpenID issuer (its URL is printed) and run the JWT authorizer before $connect, as
-    /// a stage with [auth] mode = "jwt" does: clients connect with ?token=<JWT> (get one with
+    /// a stage with `[auth] mode = "jwt"` does: clients connect with `?token=<JWT>` (get one with
     /// `wsstack-local token --sub NAME`) and their username comes from the token.
     #[arg(long, value_enum, default_value_t = AuthKind::None)]
     pub auth: AuthKind,

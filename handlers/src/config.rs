@@ -14,7 +14,7 @@ use crate::store::MessageRate;
 /// The function's `Handler` setting, which names the route handler the `bootstrap` binary runs.
 /// Lambda sets it from the function's `Handler` property ("Defined runtime environment
 /// variables": `_HANDLER`, "the handler location configured on the function",
-/// https://docs.aws.amazon.com/lambda/latest/dg/configuration-envvars.html#configuration-envvars-runtime).
+/// <https://docs.aws.amazon.com/lambda/latest/dg/configuration-envvars.html#configuration-envvars-runtime>).
 pub const HANDLER: &str = "_HANDLER";
 /// The connections table (required).
 pub const TABLE_NAME: &str = EnvVar::TableName.name();
@@ -90,7 +90,7 @@ pub const DEFAULT_USER_MESSAGE_RATE: MessageRate = MessageRate {
 pub const MAX_MESSAGE_RATE: u32 = 1000;
 /// Default of [`BROADCAST_BUDGET`]: half the account's 10,000 `@connections` requests per
 /// second, which every REST, HTTP and WebSocket API of the account and region shares
-/// (https://docs.aws.amazon.com/apigateway/latest/developerguide/limits.html, "API Gateway
+/// (<https://docs.aws.amazon.com/apigateway/latest/developerguide/limits.html>, "API Gateway
 /// quotas for configuring and running a REST API": throttle quota per account per Region).
 pub const DEFAULT_BROADCAST_BUDGET: u32 = 5_000;
 /// Upper bound of [`BROADCAST_BUDGET`]: the account's whole quota.

@@ -70,7 +70,7 @@ fn offered_list(offered: &[String]) -> String {
 /// API Gateway passes the header to the `$connect` integration and sends the value the
 /// integration returns in its response headers back to the client ("Set up a $connect route
 /// that requires a WebSocket subprotocol",
-/// https://docs.aws.amazon.com/apigateway/latest/developerguide/websocket-connect-route-subprotocol.html).
+/// <https://docs.aws.amazon.com/apigateway/latest/developerguide/websocket-connect-route-subprotocol.html>).
 pub fn negotiate_subprotocol<'a>(
     header_values: impl IntoIterator<Item = &'a str>,
 ) -> Result<Option<&'static str>, SubprotocolError> {

@@ -53,9 +53,9 @@ pub const BATCH_SIZE: usize = 1_000;
 /// How young a record a 410 leaves alone. `$connect` writes the record before API Gateway
 /// completes the handshake, and a post in between answers 410 like a closed connection ("a
 /// connection that is not yet established",
-/// https://repost.aws/knowledge-center/410-gone-api-gateway). The handshake waits for the
+/// <https://repost.aws/knowledge-center/410-gone-api-gateway>). The handshake waits for the
 /// authorizer and then `$connect`, each bounded by the 29 s integration timeout
-/// (https://docs.aws.amazon.com/apigateway/latest/developerguide/apigateway-execution-service-websocket-limits-table.html),
+/// (<https://docs.aws.amazon.com/apigateway/latest/developerguide/apigateway-execution-service-websocket-limits-table.html>),
 /// and `connectedAt` is stamped when the request arrives: 60 s covers both. A record that
 /// stays after a real 410 is deleted by a later broadcast, `$disconnect` or the TTL.
 pub const HANDSHAKE_GRACE: Duration = Duration::from_secs(60);

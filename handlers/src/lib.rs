@@ -160,7 +160,7 @@ pub const AUTHORIZER_TOKEN_EXPIRES_AT: &str = "tokenExpiresAt";
 /// The token's expiry from the authorizer's context. API Gateway hands the integration the
 /// context's values as strings (a number `1` arrives as `"1"`: "Output from an API Gateway
 /// Lambda authorizer",
-/// https://docs.aws.amazon.com/apigateway/latest/developerguide/api-gateway-lambda-authorizer-output.html),
+/// <https://docs.aws.amazon.com/apigateway/latest/developerguide/api-gateway-lambda-authorizer-output.html>),
 /// the local gateway as JSON numbers: both are read.
 pub fn token_expiry(fields: &std::collections::HashMap<String, serde_json::Value>) -> Option<i64> {
     match fields.get(AUTHORIZER_TOKEN_EXPIRES_AT)? {

@@ -74,7 +74,7 @@ pub trait ManagementApi: Send + Sync {
 /// its events name, so a few at most; the bound only keeps a stream of distinct endpoints from
 /// growing the map without end.
 ///
-/// Each call runs as a task of its own (see [`on_own_task`]): a fan-out polls its posts from one
+/// Each call runs as a task of its own (see `on_own_task`): a fan-out polls its posts from one
 /// task, and the SDK's work per request (serialization, endpoint resolution, SigV4 signing,
 /// interceptors) is CPU, so on one task it would use one core however many the function has.
 #[derive(Debug)]

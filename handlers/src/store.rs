@@ -144,7 +144,7 @@ impl Bucket {
     /// The bucket's item key in the connections table: `limit#user#{sub}`, `limit#broadcasts`.
     ///
     /// A partition key value is at most 2,048 bytes ("Partition key length",
-    /// https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/Constraints.html) and
+    /// <https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/Constraints.html>) and
     /// nothing but the issuer bounds a `sub` (OpenID Connect says 255 ASCII characters): only
     /// its first [`MAX_SUB_KEY_BYTES`] bytes are used, so no token can make every request of
     /// its user fail. Two subjects that share that prefix would share a bucket: stricter,
@@ -209,7 +209,7 @@ pub struct Recipient {
 /// seconds). DynamoDB deletes expired records lazily, typically within days, and Scan returns
 /// them until then; the developer guide's filter for them keeps items whose TTL is after now
 /// ("Working with expired items",
-/// https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/ttl-expired-items.html).
+/// <https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/ttl-expired-items.html>).
 pub fn is_live(expires_at: i64, now: i64) -> bool {
     expires_at > now
 }
@@ -257,7 +257,7 @@ pub trait ConnectionStore: Send + Sync {
     ///
     /// The cut-off is for a 410 from `@connections`: API Gateway answers 410 also for a
     /// connection whose `$connect` has not completed ("a connection that is not yet
-    /// established", https://repost.aws/knowledge-center/410-gone-api-gateway), and `$connect`
+    /// established", <https://repost.aws/knowledge-center/410-gone-api-gateway>), and `$connect`
     /// writes the record before it returns, so a young record may belong to a client that is
     /// about to be connected. `$disconnect` passes `None`.
     ///

@@ -1,7 +1,7 @@
 //! The `bootstrap` binary's Lambda side, over the `wsstack-handlers` library: logging, the
 //! handler picked by `_HANDLER`, the configuration checked before the first event, SDK clients
 //! built once, and each handler's event loop on Lambda's Runtime API (`lambda_runtime`; the
-//! push API's through `lambda_http`, in [`push_api`]). The only crate that links either: the
+//! push API's through `lambda_http`, in `push_api`). The only crate that links either: the
 //! library stays free of them for the gateway, `push` and the tests.
 
 mod push_api;

@@ -4,7 +4,7 @@
 //!   invoked, grants, environment, rate limit), read by synth (functions, roles, policies), the
 //!   handlers (`bootstrap` dispatches on [`Handler::name`]) and the local gateway.
 //! - [`access`]: what a handler may do, as IAM names it (table, `@connections`, queue).
-//! - [`env`]: the environment variables synth sets and the handlers read.
+//! - [`env`](mod@env): the environment variables synth sets and the handlers read.
 //! - [`ROUTES`]: route key to handler, as API Gateway matches it.
 //! - [`push_api`]: the HTTP push API a backend calls, its routes and bodies.
 //! - [`bridge`]: forwarded actions and replies as events on the stage's EventBridge bus.

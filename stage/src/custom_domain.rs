@@ -1,7 +1,7 @@
 //! `[domain]`: a custom domain name for the stage's API, checked against what API Gateway
 //! accepts for WebSocket APIs: Regional domains only, with an ACM certificate in the API's
 //! region; names per RFC 1035, at most 63 octets a label and 253 in all
-//! (https://docs.aws.amazon.com/apigateway/latest/developerguide/websocket-api-custom-domain-names.html).
+//! (<https://docs.aws.amazon.com/apigateway/latest/developerguide/websocket-api-custom-domain-names.html>).
 
 use std::ops::Range;
 

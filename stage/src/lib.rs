@@ -138,7 +138,7 @@ pub struct FanoutSettings {
 }
 
 /// `[domain]`: a Regional custom domain name mapped to this stage
-/// (https://docs.aws.amazon.com/apigateway/latest/developerguide/websocket-api-custom-domain-names.html).
+/// (<https://docs.aws.amazon.com/apigateway/latest/developerguide/websocket-api-custom-domain-names.html>).
 #[derive(Debug, Clone, PartialEq)]
 pub struct DomainSettings {
     /// The domain name clients connect to, e.g. `chat.example.com`.

@@ -4,7 +4,7 @@
 //! WebSocket stages with access logs (staging, prod) need it: without the account's CloudWatch
 //! role, creating such a stage fails ("CloudWatch Logs role ARN must be set in account
 //! settings") and the stack rolls back
-//! (https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/aws-resource-apigateway-account.html).
+//! (<https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/aws-resource-apigateway-account.html>).
 //! `scripts/deploy.py check` reads `aws apigateway get-account` and sends you here.
 
 use std::collections::BTreeMap;

@@ -2,7 +2,7 @@
 //! free port of 127.0.0.1, so a handler binary runs through `lambda_runtime` exactly as in AWS.
 //!
 //! The endpoints and headers are those of the Lambda developer guide, "Using the Lambda runtime
-//! API for custom runtimes" (https://docs.aws.amazon.com/lambda/latest/dg/runtimes-api.html),
+//! API for custom runtimes" (<https://docs.aws.amazon.com/lambda/latest/dg/runtimes-api.html>),
 //! version `2018-06-01`:
 //!
 //! - `GET /2018-06-01/runtime/invocation/next`: long-polls for the next event; answers 200 with
@@ -290,7 +290,7 @@ async fn init_error(
 
 /// The environment Lambda gives a `provided.al2023` function whose `Handler` is `handler`
 /// ("Defined runtime environment variables",
-/// https://docs.aws.amazon.com/lambda/latest/dg/configuration-envvars.html#configuration-envvars-runtime),
+/// <https://docs.aws.amazon.com/lambda/latest/dg/configuration-envvars.html#configuration-envvars-runtime>),
 /// with dummy credentials: `AWS_LAMBDA_RUNTIME_API`, `_HANDLER`, the function's name, memory
 /// and version, region, JSON logs. Add the function's own variables (`TABLE_NAME`, ...) and
 /// `AWS_ENDPOINT_URL_*` to point its SDK clients at local stand-ins.

@@ -194,7 +194,7 @@ impl From<RemovalPolicy> for DeletionPolicy {
 }
 
 /// The resource types for which CloudFormation takes a snapshot before deleting
-/// (https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/aws-attribute-deletionpolicy.html).
+/// (<https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/aws-attribute-deletionpolicy.html>).
 pub const SNAPSHOT_TYPES: &[&str] = &[
     "AWS::EC2::Volume",
     "AWS::ElastiCache::CacheCluster",

@@ -7,7 +7,7 @@
 //!
 //! API Gateway developer guide, "Control access to WebSocket APIs with AWS Lambda REQUEST
 //! authorizers":
-//! https://docs.aws.amazon.com/apigateway/latest/developerguide/apigateway-websocket-api-lambda-auth.html
+//! <https://docs.aws.amazon.com/apigateway/latest/developerguide/apigateway-websocket-api-lambda-auth.html>
 
 use std::collections::BTreeMap;
 

@@ -1,7 +1,7 @@
 //! A custom domain for the stage, where the stage file has `[domain]`: the Regional domain
 //! name, its mapping to this API's stage, and outputs with the custom URL and the target for
 //! the DNS record
-//! (https://docs.aws.amazon.com/apigateway/latest/developerguide/websocket-api-custom-domain-names.html).
+//! (<https://docs.aws.amazon.com/apigateway/latest/developerguide/websocket-api-custom-domain-names.html>).
 //!
 //! The handlers keep calling `@connections` on the execute-api endpoint (`CALLBACK_URL`):
 //! through a custom domain the path's first segment is the mapping key, not the stage.

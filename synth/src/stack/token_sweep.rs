@@ -5,10 +5,10 @@
 //! `TokenSweeper` handler's, added like every other function.
 //!
 //! CloudFormation, `AWS::Events::Rule`:
-//! https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/aws-resource-events-rule.html;
+//! <https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/aws-resource-events-rule.html>;
 //! EventBridge invokes a Lambda target through the function's resource-based policy, scoped by
 //! the rule's ARN ("Using resource-based policies for Amazon EventBridge", AWS Lambda
-//! permissions: https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-use-resource-based.html).
+//! permissions: <https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-use-resource-based.html>).
 
 use wsstack_routes::Handler;
 

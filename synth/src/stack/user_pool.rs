@@ -10,11 +10,11 @@
 //! (`AdminCreateUser`, `AdminUpdateUserAttributes`): the app client's `WriteAttributes` leaves
 //! it out, so a user's own access token cannot change it. Without `WriteAttributes` an app
 //! client lets users write every standard attribute
-//! (https://docs.aws.amazon.com/cognito-user-identity-pools/latest/APIReference/API_UserPoolClientType.html).
+//! (<https://docs.aws.amazon.com/cognito-user-identity-pools/latest/APIReference/API_UserPoolClientType.html>).
 //! Self sign-up is off (`AllowAdminCreateUserOnly`), so `SignUp` is no way around it either.
 //! `ReadAttributes` stays unset: every standard attribute is readable, so the ID token carries
 //! `preferred_username` ("The ID token ... only contains claims corresponding to the readable
-//! attributes", https://docs.aws.amazon.com/cognito/latest/developerguide/user-pool-settings-attributes.html)
+//! attributes", <https://docs.aws.amazon.com/cognito/latest/developerguide/user-pool-settings-attributes.html>)
 //! and the readable set includes the writable one.
 
 use super::{ids, outputs, stateful_removal_policy};

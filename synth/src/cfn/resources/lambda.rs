@@ -31,7 +31,7 @@ pub enum LogFormat {
 }
 
 /// The runtimes the model knows: Rust binaries named `bootstrap` on Amazon Linux (OS-only
-/// runtimes; https://docs.aws.amazon.com/lambda/latest/dg/lambda-runtimes.html).
+/// runtimes; <https://docs.aws.amazon.com/lambda/latest/dg/lambda-runtimes.html>).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum Runtime {
     #[serde(rename = "provided.al2023")]

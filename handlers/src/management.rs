@@ -137,9 +137,10 @@ pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(2);
 pub const OPERATION_TIMEOUT: Duration = Duration::from_secs(7);
 
 /// Stalled-stream protection is off for `@connections` calls: the attempt timeout ends every
-/// call sooner than it could. The SDK "looks for at least 1 byte/sec of activity with a
-/// generous grace period of 20 seconds", and it exists because "operation and attempt timeouts
-/// do not apply to streaming data consumed after the SDK returns a response"
+/// call sooner than it could. By default the SDK turns it on for uploads and downloads and
+/// fails a stream with less than 1 byte/s of activity once a grace period of 20 s has passed;
+/// it is there for streaming data consumed after the SDK has returned a response, which the
+/// operation and attempt timeouts do not cover
 /// (<https://docs.aws.amazon.com/sdk-for-rust/latest/dg/timeouts.html>). No `@connections`
 /// operation streams: a post's body (at most 128 KB) is in memory, its answer is empty, and the
 /// whole exchange lies within [`ATTEMPT_TIMEOUT`], a tenth of that grace period. Left on, it
@@ -423,9 +424,10 @@ mod tests {
         assert!(elapsed <= OPERATION_TIMEOUT, "ended after {elapsed:?}");
     }
 
-    /// The attempt timeout ends a stalled call long before stalled-stream protection would,
-    /// so the clients go without it ("a generous grace period of 20 seconds",
-    /// https://docs.aws.amazon.com/sdk-for-rust/latest/dg/timeouts.html).
+    /// The attempt timeout ends a stalled call long before stalled-stream protection would
+    /// (its grace period is 20 s by default,
+    /// https://docs.aws.amazon.com/sdk-for-rust/latest/dg/timeouts.html), so the clients go
+    /// without it.
     #[tokio::test]
     async fn clients_leave_stalled_calls_to_the_attempt_timeout() {
         use aws_smithy_runtime_api::client::stalled_stream_protection::DEFAULT_GRACE_PERIOD;
